@@ -1,0 +1,103 @@
+"""Leaves of the state tree: which key each piece of state lives under and the
+bytes committed for it (docs/commitment.md).
+
+Leaf values are ABI-style 32-byte words so the L1 contracts can read them with
+plain slicing (the escape hatch decodes accounts, positions and markets):
+- account:  collateral (uint256) || nonces_hash (bytes32)
+- position: size (int256) || cost (int256) || margin (uint256) || funding_snapshot (int256)
+- order:    params_hash (bytes32) || size (uint256) || filled (uint256) || cancelled (uint256 0/1)
+- market:   oracle_price || oracle_time_ms || funding_index (int256) || open_interest
+- globals:  block_number || block_hash || timestamp_ms || insurance_fund || fee_pool ||
+            inbox_count || inbox_hash || withdrawal_count || total_deposited || total_withdrawn
+An absent entry (or a position of size 0 with no margin) is an empty leaf.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from prover.smt import ACCOUNT, GLOBAL, MARKET, ORDER, POSITION, compute_key
+from sequencer.core.hashing import keccak
+from sequencer.core.state import (ACCOUNTS, MARKETS, ORDERS, POSITIONS, Account, Globals, Market,
+                                  Order, Position, State)
+
+
+def u256(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+def i256(value: int) -> bytes:
+    return value.to_bytes(32, "big", signed=True)
+
+
+def compute_nonces_hash(nonces: tuple[int, ...]) -> bytes:
+    return keccak(b"".join(n.to_bytes(8, "big") for n in nonces))
+
+
+def encode_account_leaf(account: Account) -> bytes:
+    return u256(account.collateral) + compute_nonces_hash(account.nonces)
+
+
+def encode_position_leaf(position: Position) -> bytes:
+    return (i256(position.size) + i256(position.cost) + u256(position.margin)
+            + i256(position.funding_snapshot))
+
+
+def encode_order_leaf(order: Order) -> bytes:
+    return order.params_hash + u256(order.size) + u256(order.filled) + u256(int(order.cancelled))
+
+
+def encode_market_leaf(market: Market) -> bytes:
+    return (u256(market.oracle_price) + u256(market.oracle_time_ms) + i256(market.funding_index)
+            + u256(market.open_interest))
+
+
+def encode_globals_leaf(g: Globals) -> bytes:
+    return (u256(g.block_number) + g.block_hash + u256(g.timestamp_ms) + u256(g.insurance_fund)
+            + u256(g.fee_pool) + u256(g.inbox_count) + g.inbox_hash + u256(g.withdrawal_count)
+            + u256(g.total_deposited) + u256(g.total_withdrawn))
+
+
+def get_account_key(address: bytes) -> bytes:
+    return compute_key(ACCOUNT, address)
+
+
+def get_position_key(address: bytes, market: int) -> bytes:
+    return compute_key(POSITION, address, market.to_bytes(4, "big"))
+
+
+def get_order_key(address: bytes, nonce: int) -> bytes:
+    return compute_key(ORDER, address, nonce.to_bytes(8, "big"))
+
+
+def get_market_key(market: int) -> bytes:
+    return compute_key(MARKET, market.to_bytes(4, "big"))
+
+
+GLOBALS_KEY = compute_key(GLOBAL, b"globals")
+
+
+def compute_leaf(state: State, table: str, key: Any) -> tuple[bytes, bytes | None]:
+    """(tree key, leaf value or None for empty) of one dirty state entry."""
+    if table == ACCOUNTS:
+        account = state.accounts.get(key)
+        return get_account_key(key), None if account is None else encode_account_leaf(account)
+    if table == POSITIONS:
+        position = state.positions.get(key)
+        empty = position is None or (position.size == 0 and position.margin == 0 and position.cost == 0)
+        return get_position_key(*key), None if empty else encode_position_leaf(position)
+    if table == ORDERS:
+        order = state.orders.get(key)
+        return get_order_key(*key), None if order is None else encode_order_leaf(order)
+    if table == MARKETS:
+        market = state.markets.get(key)
+        return get_market_key(key), None if market is None else encode_market_leaf(market)
+    if table == "globals":
+        return GLOBALS_KEY, encode_globals_leaf(state.globals)
+    raise ValueError(f"unknown state table {table!r}")
+
+
+def compute_dirty_leaves(state: State) -> dict[bytes, bytes | None]:
+    """The tree updates for everything touched since the last call; clears the set."""
+    changes = dict(compute_leaf(state, table, key) for table, key in state.dirty)
+    state.dirty.clear()
+    return changes

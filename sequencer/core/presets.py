@@ -1,0 +1,67 @@
+"""Protocol constants, one table per preset (the consensus-specs way).
+
+Everything the state transition reads comes from a `Preset`; a node's
+operational settings (ports, paths, timeouts) live in `sequencer.node.config`.
+Changing a field here changes the protocol: every executor replaying a log must
+use the same preset as the sequencer that wrote it.
+"""
+from __future__ import annotations
+
+import msgspec
+
+# Units (DESIGN.md "State"): collateral in quote units with 6 decimals,
+# fractions in parts per million.
+COLLATERAL_DECIMALS = 6
+PPM = 1_000_000
+
+SCHEMA_VERSION = 1
+"""Version of the log encoding (sequencer.core.records).  Written into every
+Kafka message header and into the L1 batch data header."""
+
+
+class Preset(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    chain_id: int
+    """The L2 chain id, bound into every EIP-712 signature."""
+    nonce_window: int
+    """How many of an account's highest used nonces are kept.  When the window
+    is full a new nonce must be above the smallest kept one (Hyperliquid keeps
+    100)."""
+    max_expiry_ahead_ms: int
+    """A signed tx may not expire further ahead than this from block time."""
+    max_block_records: int
+    """Upper bound on the records in one block (one Kafka message)."""
+    max_batch_txs: int
+    """Upper bound on the txs in one POST /v1/txs."""
+    max_amount: int
+    """Largest amount/price/size a tx may carry (fits comfortably in int256)."""
+
+
+MAINNET = Preset(
+    name="mainnet",
+    chain_id=7_471_001,
+    nonce_window=100,
+    max_expiry_ahead_ms=24 * 3600 * 1000,
+    max_block_records=4096,
+    max_batch_txs=1000,
+    max_amount=2**127 - 1,
+)
+
+DEVNET = Preset(
+    name="devnet",
+    chain_id=7_471_337,
+    nonce_window=100,
+    max_expiry_ahead_ms=24 * 3600 * 1000,
+    max_block_records=4096,
+    max_batch_txs=1000,
+    max_amount=2**127 - 1,
+)
+
+PRESETS = {p.name: p for p in (MAINNET, DEVNET)}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None

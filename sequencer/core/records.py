@@ -1,0 +1,155 @@
+"""Every record that goes on the log, as frozen tagged-union msgspec Structs.
+
+Encoding rules (docs/log-format.md has the full text):
+- msgpack, each record an array `[tag, field, field, ...]` (``array_like``)
+  with a small integer tag; a block is ``[number, parent_hash, timestamp_ms,
+  [record_bytes, ...]]`` where each record is kept as its own msgpack value so
+  one undecodable record fails alone (it gets a failed receipt).
+- Deterministic: the same Struct always encodes to the same bytes (msgspec
+  writes fields in declaration order and every default explicitly).
+- Forward compatibility: fields are only ever appended, each with a default.
+  An older decoder ignores trailing fields it does not know; a newer decoder
+  fills missing trailing fields from their defaults.  A new record kind or a
+  changed meaning bumps ``SCHEMA_VERSION``; an executor stops (it does not
+  skip) on a block whose schema version it does not support.
+- Addresses are 20 raw bytes, hashes 32, signatures 65 (r || s || v).
+"""
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+Address = bytes
+Hash32 = bytes
+
+
+class _Record(msgspec.Struct, frozen=True, array_like=True, tag_field="kind"):
+    pass
+
+
+# --- user-signed (EIP-712, see sequencer.core.eip712) -------------------------
+
+class Transfer(_Record, tag=1):
+    account: Address
+    to: Address
+    amount: int
+    nonce: int
+    expiry: int
+    signature: bytes
+
+
+class Withdraw(_Record, tag=2):
+    account: Address
+    amount: int
+    nonce: int
+    expiry: int
+    signature: bytes
+
+
+class AdjustMargin(_Record, tag=3):
+    account: Address
+    market: int
+    amount: int
+    """Positive moves free collateral into the position, negative takes it out."""
+    nonce: int
+    expiry: int
+    signature: bytes
+
+
+class PlaceOrder(_Record, tag=4):
+    account: Address
+    market: int
+    is_buy: bool
+    price: int
+    size: int
+    leverage: int
+    time_in_force: int
+    reduce_only: bool
+    nonce: int
+    expiry: int
+    signature: bytes
+
+
+class CancelOrder(_Record, tag=5):
+    account: Address
+    order_nonce: int
+    nonce: int
+    expiry: int
+    signature: bytes
+
+
+# --- sequencer decisions (checked by the rules) ------------------------------
+
+class Trade(_Record, tag=16):
+    market: int
+    maker: Address
+    maker_nonce: int
+    taker: Address
+    taker_nonce: int
+    price: int
+    size: int
+
+
+class FundingTick(_Record, tag=17):
+    market: int
+    rate_ppm: int
+    """Signed funding rate for the interval, in ppm of notional."""
+    timestamp_ms: int
+
+
+class Liquidate(_Record, tag=18):
+    account: Address
+    market: int
+
+
+# --- oracle ---------------------------------------------------------------
+
+class OraclePrice(_Record, tag=32):
+    market: int
+    price: int
+    timestamp_ms: int
+    signatures: tuple[bytes, ...]
+    """One EIP-712 OraclePrice signature per signer; k of n must verify."""
+
+
+# --- copied from the L1 inbox ------------------------------------------------
+
+class Deposit(_Record, tag=48):
+    inbox_index: int
+    account: Address
+    amount: int
+
+
+class ForcedWithdrawal(_Record, tag=49):
+    inbox_index: int
+    account: Address
+    amount: int
+
+
+UserRecord = Union[Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder]
+Record = Union[
+    Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder,
+    Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal,
+]
+USER_RECORD_TYPES: tuple[type, ...] = (Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder)
+RECORD_TYPES: tuple[type, ...] = USER_RECORD_TYPES + (
+    Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal)
+
+
+class Block(msgspec.Struct, frozen=True, array_like=True):
+    """One L2 block = one Kafka message.  ``records`` holds each record's own
+    msgpack bytes (see the module docstring)."""
+    number: int
+    parent_hash: Hash32
+    timestamp_ms: int
+    records: tuple[msgspec.Raw, ...]
+
+
+class Receipt(msgspec.Struct, frozen=True, array_like=True):
+    """The outcome of one record (or of one undecodable Kafka message)."""
+    hash: Hash32
+    block: int
+    index: int
+    ok: bool
+    error: str | None = None

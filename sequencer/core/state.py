@@ -1,0 +1,181 @@
+"""The state the transition acts on, with py-evm style snapshot/commit/revert.
+
+All values are integers (DESIGN.md "State"): collateral in quote units,
+positions in base lots, fractions in ppm.  State objects are frozen Structs;
+every write goes through a setter that journals the old value, so
+``revert(snapshot)`` restores exactly what was there.  The setters also mark
+the commitment keys they touched, so the state root is recomputed from the
+changed leaves only (sequencer.core.commitment).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+_MISSING = object()
+
+
+class Account(msgspec.Struct, frozen=True, array_like=True):
+    collateral: int = 0
+    """Free collateral, not locked in any position."""
+    nonces: tuple[int, ...] = ()
+    """The account's highest used nonces, ascending, at most preset.nonce_window."""
+
+
+class Position(msgspec.Struct, frozen=True, array_like=True):
+    size: int = 0
+    """Signed size in base lots (long > 0)."""
+    cost: int = 0
+    """Signed sum of fill notionals, in quote units."""
+    margin: int = 0
+    """Collateral isolated in this position."""
+    funding_snapshot: int = 0
+    """The market's cumulative funding index when the position last settled."""
+
+
+class Order(msgspec.Struct, frozen=True, array_like=True):
+    params_hash: bytes
+    size: int
+    filled: int = 0
+    cancelled: bool = False
+
+
+class Market(msgspec.Struct, frozen=True, array_like=True):
+    id: int
+    oracle_price: int = 0
+    oracle_time_ms: int = 0
+    funding_index: int = 0
+    open_interest: int = 0
+
+
+class Withdrawal(msgspec.Struct, frozen=True, array_like=True):
+    """An entry of the withdrawals tree: claimable on L1 once its checkpoint is final."""
+    index: int
+    account: bytes
+    amount: int
+    block: int
+
+
+class Globals(msgspec.Struct, frozen=True, array_like=True):
+    block_number: int = 0
+    block_hash: bytes = b"\x00" * 32
+    timestamp_ms: int = 0
+    insurance_fund: int = 0
+    fee_pool: int = 0
+    inbox_count: int = 0
+    inbox_hash: bytes = b"\x00" * 32
+    withdrawal_count: int = 0
+    total_deposited: int = 0
+    """Genesis allocations plus L1 deposits credited, for the conservation check."""
+    total_withdrawn: int = 0
+
+
+# Table names, also the `kind` part of commitment keys.
+ACCOUNTS = "accounts"
+POSITIONS = "positions"
+ORDERS = "orders"
+MARKETS = "markets"
+
+
+class State:
+    """Mutable container of frozen values.  Not thread-safe; one owner."""
+
+    __slots__ = ("accounts", "positions", "orders", "markets", "globals", "withdrawals",
+                 "_journal", "dirty")
+
+    def __init__(self) -> None:
+        self.accounts: dict[bytes, Account] = {}
+        self.positions: dict[tuple[bytes, int], Position] = {}
+        self.orders: dict[tuple[bytes, int], Order] = {}
+        self.markets: dict[int, Market] = {}
+        self.globals = Globals()
+        self.withdrawals: list[Withdrawal] = []
+        self._journal: list[tuple[Any, Any, Any]] = []
+        self.dirty: set[tuple[str, Any]] = set()
+
+    # --- snapshot / commit / revert -------------------------------------
+    def snapshot(self) -> int:
+        return len(self._journal)
+
+    def revert(self, snapshot: int) -> None:
+        journal = self._journal
+        while len(journal) > snapshot:
+            table, key, old = journal.pop()
+            if table == "globals":
+                self.globals = old
+            elif table == "withdrawals":
+                self.withdrawals.pop()
+            else:
+                store = getattr(self, table)
+                if old is _MISSING:
+                    store.pop(key, None)
+                else:
+                    store[key] = old
+
+    def commit(self, snapshot: int) -> None:
+        """Keep the changes made since ``snapshot``.  The outermost commit
+        (snapshot 0) drops the journal."""
+        if snapshot == 0:
+            self._journal.clear()
+
+    # --- journaled writes -----------------------------------------------
+    def _put(self, table: str, key: Any, value: Any) -> None:
+        store = getattr(self, table)
+        self._journal.append((table, key, store.get(key, _MISSING)))
+        if value is None:
+            store.pop(key, None)
+        else:
+            store[key] = value
+        self.dirty.add((table, key))
+
+    def set_account(self, address: bytes, account: Account) -> None:
+        self._put(ACCOUNTS, address, account)
+
+    def set_position(self, address: bytes, market: int, position: Position | None) -> None:
+        self._put(POSITIONS, (address, market), position)
+
+    def set_order(self, address: bytes, nonce: int, order: Order | None) -> None:
+        self._put(ORDERS, (address, nonce), order)
+
+    def set_market(self, market: Market) -> None:
+        self._put(MARKETS, market.id, market)
+
+    def set_globals(self, globals_: Globals) -> None:
+        self._journal.append(("globals", None, self.globals))
+        self.globals = globals_
+        self.dirty.add(("globals", None))
+
+    def append_withdrawal(self, withdrawal: Withdrawal) -> None:
+        self._journal.append(("withdrawals", None, None))
+        self.withdrawals.append(withdrawal)
+
+    # --- reads ------------------------------------------------------------
+    def get_account(self, address: bytes) -> Account | None:
+        return self.accounts.get(address)
+
+    def get_position(self, address: bytes, market: int) -> Position | None:
+        return self.positions.get((address, market))
+
+    # --- copies -----------------------------------------------------------
+    def to_tables(self) -> dict[str, Any]:
+        """Plain data for snapshots and equality checks (journal excluded)."""
+        return {
+            "accounts": sorted(self.accounts.items()),
+            "positions": sorted(self.positions.items()),
+            "orders": sorted(self.orders.items()),
+            "markets": sorted(self.markets.items()),
+            "globals": self.globals,
+            "withdrawals": self.withdrawals,
+        }
+
+    @classmethod
+    def from_tables(cls, tables: dict[str, Any]) -> "State":
+        state = cls()
+        state.accounts = {bytes(k): v for k, v in tables["accounts"]}
+        state.positions = {(bytes(k[0]), k[1]): v for k, v in tables["positions"]}
+        state.orders = {(bytes(k[0]), k[1]): v for k, v in tables["orders"]}
+        state.markets = {k: v for k, v in tables["markets"]}
+        state.globals = tables["globals"]
+        state.withdrawals = list(tables["withdrawals"])
+        return state
