@@ -75,16 +75,37 @@ def compute_domain_separator(domain: Domain) -> bytes:
     )
 
 
+def _int_range(sol_type: str) -> tuple[int, int]:
+    if sol_type.startswith("uint"):
+        return 0, 2 ** int(sol_type[4:]) - 1
+    bits = int(sol_type[3:])
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+# Inclusive bounds of every integer type used above: a value outside its type's
+# range is a message no wallet can sign, so it gets no digest (ValueError).
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    sol: _int_range(sol) for fields in TYPES.values() for sol, _, _ in fields if "int" in sol}
+
+
 def _encode_word(sol_type: str, value: Any) -> bytes:
+    """One 32-byte word of encodeData.  Raises ValueError on a value that does
+    not fit its type (a negative uint, a uint32 above 2**32 - 1, an address
+    that is not 20 bytes)."""
     if sol_type == "address":
-        return bytes(value).rjust(32, b"\x00")
+        value = bytes(value)
+        if len(value) != 20:
+            raise ValueError(f"an address must be 20 bytes, got {len(value)}")
+        return value.rjust(32, b"\x00")
     if sol_type == "bool":
         return (1 if value else 0).to_bytes(32, "big")
-    if sol_type.startswith("uint"):
-        return int(value).to_bytes(32, "big")
-    if sol_type.startswith("int"):
-        return int(value).to_bytes(32, "big", signed=True)
-    raise ValueError(f"unsupported EIP-712 field type {sol_type}")
+    bounds = _INT_RANGES.get(sol_type)
+    if bounds is None:
+        raise ValueError(f"unsupported EIP-712 field type {sol_type}")
+    value = int(value)
+    if not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"{value} is out of range for {sol_type}")
+    return value.to_bytes(32, "big", signed=bounds[0] < 0)
 
 
 def compute_struct_hash(primary_type: str, record: Any) -> bytes:
@@ -94,7 +115,8 @@ def compute_struct_hash(primary_type: str, record: Any) -> bytes:
 
 
 def compute_digest(domain_separator: bytes, primary_type: str, record: Any) -> bytes:
-    """The 32 bytes that are signed: keccak(0x1901 || domainSeparator || hashStruct)."""
+    """The 32 bytes that are signed: keccak(0x1901 || domainSeparator || hashStruct).
+    Raises ValueError when a field does not fit its EIP-712 type."""
     return keccak(b"\x19\x01" + domain_separator + compute_struct_hash(primary_type, record))
 
 

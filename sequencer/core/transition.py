@@ -83,7 +83,10 @@ def require_amount(amount: int, ctx: Context, name: str = "amount") -> None:
 def verify_user_signature(record: Record, ctx: Context) -> None:
     if not ctx.verify_signatures:
         return
-    digest = eip712.compute_digest(ctx.domain_separator, eip712.get_primary_type(record), record)
+    try:
+        digest = eip712.compute_digest(ctx.domain_separator, eip712.get_primary_type(record), record)
+    except ValueError as exc:  # a field outside its EIP-712 type: no wallet could have signed it
+        raise RuleError("invalid_field", f"{type(record).__name__}: {exc}") from None
     try:
         signer = ctx.recover(digest, record.signature)
     except SignatureError as exc:

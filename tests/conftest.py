@@ -1,0 +1,26 @@
+"""Shared fixtures.  Keep this small; test modules own their helpers."""
+from __future__ import annotations
+
+import pytest
+
+from sequencer.core import eip712
+from sequencer.core.hashing import keccak
+from sequencer.core.presets import DEVNET
+
+BRIDGE = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
+"""verifyingContract of the test domain (the first contract anvil deploys)."""
+
+
+def make_key(i: int) -> bytes:
+    """A deterministic secp256k1 private key (never use outside tests)."""
+    return keccak(b"isoroll test key %d" % i)
+
+
+@pytest.fixture(scope="session")
+def keys() -> list[bytes]:
+    return [make_key(i) for i in range(8)]
+
+
+@pytest.fixture(scope="session")
+def domain() -> eip712.Domain:
+    return eip712.Domain(DEVNET.chain_id, BRIDGE)
