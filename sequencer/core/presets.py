@@ -34,7 +34,7 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     max_batch_txs: int
     """Upper bound on the txs in one POST /v1/txs."""
     max_amount: int
-    """Largest amount/price/size a tx may carry (fits comfortably in int256)."""
+    """Largest amount/price/size a tx may carry: the log encodes 64-bit integers."""
 
 
 MAINNET = Preset(
@@ -44,7 +44,7 @@ MAINNET = Preset(
     max_expiry_ahead_ms=24 * 3600 * 1000,
     max_block_records=4096,
     max_batch_txs=1000,
-    max_amount=2**127 - 1,
+    max_amount=2**63 - 1,
 )
 
 DEVNET = Preset(
@@ -54,7 +54,7 @@ DEVNET = Preset(
     max_expiry_ahead_ms=24 * 3600 * 1000,
     max_block_records=4096,
     max_batch_txs=1000,
-    max_amount=2**127 - 1,
+    max_amount=2**63 - 1,
 )
 
 PRESETS = {p.name: p for p in (MAINNET, DEVNET)}

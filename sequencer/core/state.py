@@ -14,6 +14,8 @@ from typing import Any
 import msgspec
 
 _MISSING = object()
+_MARK = (None, None, None)
+"""Journal entry written by State.snapshot()."""
 
 
 class Account(msgspec.Struct, frozen=True, array_like=True):
@@ -96,12 +98,20 @@ class State:
 
     # --- snapshot / commit / revert -------------------------------------
     def snapshot(self) -> int:
-        return len(self._journal)
+        """A snapshot id to ``revert`` to or ``commit``.  It writes a marker into
+        the journal so that a snapshot taken inside another one never gets the
+        same id as the outer one: with a bare journal length, a record applied
+        first under a block-level snapshot got id 0 too, and its ``commit(0)``
+        dropped the journal the block-level ``revert`` needed."""
+        self._journal.append(_MARK)
+        return len(self._journal) - 1
 
     def revert(self, snapshot: int) -> None:
         journal = self._journal
         while len(journal) > snapshot:
             table, key, old = journal.pop()
+            if table is None:  # a snapshot marker
+                continue
             if table == "globals":
                 self.globals = old
             elif table == "withdrawals":
@@ -115,7 +125,8 @@ class State:
 
     def commit(self, snapshot: int) -> None:
         """Keep the changes made since ``snapshot``.  The outermost commit
-        (snapshot 0) drops the journal."""
+        (snapshot 0, or a bare ``commit(0)`` at the end of a block) drops the
+        journal; an inner commit keeps it for the enclosing snapshot."""
         if snapshot == 0:
             self._journal.clear()
 

@@ -1,0 +1,337 @@
+"""The HTTP and WebSocket API of API.md, as a Starlette (ASGI) app over a Node.
+
+Bad input is a 4xx with ``{"error": {"code", "message"}}`` and writes nothing;
+when the log cannot take writes the answer is 503 and nothing is acknowledged.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from sequencer.core import eip712, wire
+from sequencer.core.encoding import compute_record_hash, decode_block, decode_record, encode_record
+from sequencer.core.records import Record
+from sequencer.core.signing import SignatureError
+from sequencer.core.transition import RuleError
+from sequencer.log.kafka import Fenced, LogError, LogUnavailable
+from sequencer.node.metrics import METRICS
+
+log = logging.getLogger("isoroll.api")
+
+_json = msgspec.json.Encoder()
+
+STATUS_BY_CODE = {
+    "nonce_used": 409,
+    "batch_too_large": 413, "payload_too_large": 413,
+    "insufficient_collateral": 422, "record_not_enabled": 422, "inbox_out_of_order": 422,
+    "not_found": 404,
+    "log_unavailable": 503, "not_the_sequencer": 503, "not_ready": 503,
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or STATUS_BY_CODE.get(code, 400)
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(_json.encode(body), status_code=status, media_type="application/json")
+
+
+def error_response(code: str, message: str, status: int | None = None) -> Response:
+    return json_response({"error": {"code": code, "message": message}},
+                         status or STATUS_BY_CODE.get(code, 400))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError("payload_too_large", f"request body is {declared} bytes, the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError("payload_too_large", f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_address_param(value: str) -> bytes:
+    try:
+        return wire.parse_address(value, "address")
+    except wire.WireError as exc:
+        raise ApiError(exc.code, exc.message) from None
+
+
+class Api:
+    STREAM_BACKLOG = 50_000
+    """Events a WebSocket client may fall behind by before it is disconnected."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+        self.streams: set[asyncio.Queue] = set()
+        self.app = Starlette(routes=[
+            Route("/v1/tx", self.post_tx, methods=["POST"]),
+            Route("/v1/txs", self.post_txs, methods=["POST"]),
+            Route("/v1/tx/{hash}", self.get_tx),
+            Route("/v1/status", self.get_status),
+            Route("/v1/accounts/{address}", self.get_account),
+            Route("/v1/markets", self.get_markets),
+            Route("/v1/blocks/{number:int}", self.get_block),
+            Route("/livez", self.livez),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics),
+            WebSocketRoute("/v1/stream", self.stream),
+        ], exception_handlers={ApiError: self._api_error, 404: self._not_found, 405: self._not_allowed,
+                               Exception: self._internal})
+
+    # --- errors -----------------------------------------------------------------
+    async def _api_error(self, request: Request, exc: ApiError) -> Response:
+        return error_response(exc.code, exc.message, exc.status)
+
+    async def _not_found(self, request: Request, exc: Exception) -> Response:
+        return error_response("not_found", f"no route {request.method} {request.url.path}", 404)
+
+    async def _not_allowed(self, request: Request, exc: Exception) -> Response:
+        return error_response("method_not_allowed", f"{request.method} is not allowed on {request.url.path}", 405)
+
+    async def _internal(self, request: Request, exc: Exception) -> Response:
+        log.exception("internal error on %s", request.url.path)
+        return error_response("internal_error", f"{type(exc).__name__}: {exc}", 500)
+
+    # --- writes -----------------------------------------------------------------
+    def check_writable(self) -> None:
+        node = self.node
+        if node.mode != "sequencer" or node.builder is None or node.builder.stopped:
+            why = "it was fenced by a newer sequencer" if node.fenced else "it runs as a read-only follower"
+            raise ApiError("not_the_sequencer", f"this node does not accept txs: {why}")
+        if not node.ready:
+            raise ApiError("log_unavailable", f"the log cannot take writes now ({node.status_message}); "
+                                              "nothing was written, retry later")
+
+    def admit_precheck(self, record: Record) -> bytes:
+        """Signature and duplicate checks done before the builder; returns the tx hash."""
+        tx_hash = compute_record_hash(encode_record(record))
+        chain = self.node.chain
+        known = chain.receipts.get(tx_hash)
+        if known is not None:
+            raise ApiError("nonce_used", f"this exact tx is already in block {known.block} "
+                                         f"(GET /v1/tx/0x{tx_hash.hex()}); its nonce cannot be used again")
+        digest = eip712.compute_digest(self.node.ctx.domain_separator, eip712.get_primary_type(record), record)
+        try:
+            signer = self.node.ctx.recover(digest, record.signature)
+        except SignatureError as exc:
+            raise ApiError("bad_signature", str(exc)) from None
+        if signer != record.account:
+            d = self.node.domain
+            raise ApiError("bad_signature",
+                           f"signature recovers 0x{signer.hex()}, not the account 0x{record.account.hex()}: "
+                           f"sign the EIP-712 message under the domain {{name: isoroll, version: 1, "
+                           f"chainId: {d.chain_id}, verifyingContract: 0x{d.verifying_contract.hex()}}} "
+                           "(GET /v1/status), with the fields exactly as sent")
+        return tx_hash
+
+    async def submit(self, record: Record) -> dict:
+        tx_hash = self.admit_precheck(record)
+        try:
+            receipt = await self.node.builder.submit(record)
+        except RuleError as exc:
+            raise ApiError(exc.code, exc.message) from None
+        except Fenced as exc:
+            raise ApiError("not_the_sequencer", f"this node was fenced by a newer sequencer: {exc}") from None
+        except LogError as exc:
+            raise ApiError("log_unavailable", f"the log did not take the block: {exc}; "
+                                              "the tx was not acknowledged (retry it)") from None
+        assert receipt.hash == tx_hash
+        return self.render_receipt(receipt)
+
+    def render_receipt(self, receipt) -> dict:
+        info = self.node.chain.block_infos.get(receipt.block)
+        return wire.receipt_to_json(receipt, info.state_root if info else None)
+
+    async def post_tx(self, request: Request) -> Response:
+        self.check_writable()
+        body = await read_body(request, self.node.config.api_max_body_bytes)
+        METRICS.counter("isoroll_txs_received_total").inc()
+        try:
+            record = wire.parse_tx(body)
+        except wire.WireError as exc:
+            raise ApiError(exc.code, exc.message) from None
+        return json_response(await self.submit(record))
+
+    async def post_txs(self, request: Request) -> Response:
+        self.check_writable()
+        body = await read_body(request, self.node.config.api_max_body_bytes)
+        try:
+            raws = wire.parse_batch(body, self.node.ctx.preset.max_batch_txs)
+        except wire.WireError as exc:
+            raise ApiError(exc.code, exc.message) from None
+        METRICS.counter("isoroll_txs_received_total").inc(len(raws))
+        results: list[Any] = [None] * len(raws)
+        pending = []
+        for i, raw in enumerate(raws):
+            try:
+                record = wire.parse_tx(raw)
+                tx_hash = self.admit_precheck(record)
+            except wire.WireError as exc:
+                results[i] = wire.rejection_to_json(None, exc.code, exc.message)
+                continue
+            except ApiError as exc:
+                results[i] = wire.rejection_to_json(None, exc.code, exc.message)
+                continue
+            pending.append((i, tx_hash, self.node.builder.submit(record)))
+        for i, tx_hash, future in pending:
+            try:
+                results[i] = self.render_receipt(await future)
+            except RuleError as exc:
+                results[i] = wire.rejection_to_json(tx_hash, exc.code, exc.message)
+            except Fenced as exc:
+                results[i] = wire.rejection_to_json(tx_hash, "not_the_sequencer", str(exc))
+            except LogError as exc:
+                results[i] = wire.rejection_to_json(tx_hash, "log_unavailable", str(exc))
+        return json_response({"receipts": results})
+
+    # --- reads ----------------------------------------------------------------------
+    async def settled(self) -> None:
+        if self.node.builder is not None:
+            await self.node.builder.settled()
+
+    async def get_tx(self, request: Request) -> Response:
+        raw = request.path_params["hash"]
+        try:
+            tx_hash = wire.parse_hex(raw, "hash", 32)
+        except wire.WireError as exc:
+            raise ApiError(exc.code, exc.message) from None
+        await self.settled()
+        receipt = self.node.chain.receipts.get(tx_hash)
+        if receipt is None:
+            raise ApiError("not_found", f"no tx with hash {raw} in the log (yet)")
+        return json_response(self.render_receipt(receipt))
+
+    async def get_status(self, request: Request) -> Response:
+        await self.settled()
+        node, chain = self.node, self.node.chain
+        g = chain.state.globals
+        return json_response({
+            "chainId": node.ctx.preset.chain_id,
+            "eip712Domain": node.domain.to_json(),
+            "blockNumber": g.block_number,
+            "blockHash": wire.hex0x(g.block_hash),
+            "stateRoot": wire.hex0x(chain.state_root),
+            "timestampMs": g.timestamp_ms,
+            "mode": node.mode,
+            "ready": node.ready,
+            "fenced": node.fenced,
+            "status": node.status_message,
+            "sequencerId": node.config.sequencer_id,
+            "preset": node.ctx.preset.name,
+            "logOffset": chain.next_offset,
+            "inboxCount": g.inbox_count,
+            "withdrawalCount": g.withdrawal_count,
+        })
+
+    async def get_account(self, request: Request) -> Response:
+        address = parse_address_param(request.path_params["address"])
+        await self.settled()
+        state = self.node.chain.state
+        account = state.accounts.get(address)
+        if account is None:
+            raise ApiError("not_found", f"account {request.path_params['address']} has never received funds")
+        return json_response({
+            "address": wire.hex0x(address),
+            "collateral": account.collateral,
+            "positions": [],
+            "openOrders": [],
+            "nonces": {"kept": len(account.nonces), "smallest": account.nonces[0] if account.nonces else None,
+                       "largest": account.nonces[-1] if account.nonces else None,
+                       "window": self.node.ctx.preset.nonce_window},
+            "withdrawals": [{"index": w.index, "amount": w.amount, "block": w.block}
+                            for w in state.withdrawals if w.account == address][-100:],
+        })
+
+    async def get_markets(self, request: Request) -> Response:
+        return json_response([])
+
+    async def get_block(self, request: Request) -> Response:
+        number = request.path_params["number"]
+        await self.settled()
+        chain = self.node.chain
+        info = chain.block_infos.get(number)
+        if info is None:
+            raise ApiError("not_found", f"no block {number}; the head is {chain.head_number}")
+        message = chain.recent_messages.get(number)
+        if message is None:
+            message = await self.node.read_message(info.offset)
+        block = decode_block(message)
+        records, receipts = [], []
+        for raw in block.records:
+            h = compute_record_hash(raw)
+            try:
+                records.append(wire.record_to_json(decode_record(raw)))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                records.append({"type": "Undecodable", "bytes": wire.hex0x(bytes(raw))})
+            r = chain.receipts.get(h)
+            receipts.append(wire.receipt_to_json(r) if r is not None else None)
+        return json_response({
+            "number": info.number, "hash": wire.hex0x(info.hash), "parentHash": wire.hex0x(block.parent_hash),
+            "timestampMs": block.timestamp_ms, "stateRoot": wire.hex0x(info.state_root),
+            "logOffset": info.offset, "records": records, "receipts": receipts})
+
+    async def livez(self, request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def readyz(self, request: Request) -> Response:
+        node = self.node
+        body = {"ready": node.ready, "mode": node.mode, "status": node.status_message}
+        return json_response(body, 200 if node.ready else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(METRICS.render(), media_type="text/plain; version=0.0.4")
+
+    # --- stream ------------------------------------------------------------------------
+    def publish(self, info, result) -> None:
+        """Chain listener: fan a committed block out to the WebSocket clients."""
+        if not self.streams:
+            return
+        events = []
+        if info is not None:
+            events.append({"type": "block", "number": info.number, "hash": wire.hex0x(info.hash),
+                           "stateRoot": wire.hex0x(info.state_root), "timestampMs": info.timestamp_ms,
+                           "txCount": info.tx_count})
+        for receipt in result.receipts:
+            events.append({"type": "receipt", **wire.receipt_to_json(receipt)})
+        payloads = [_json.encode(e) for e in events]
+        for queue in list(self.streams):
+            if queue.qsize() + len(payloads) > self.STREAM_BACKLOG:
+                self.streams.discard(queue)
+                queue.put_nowait(None)  # tells the writer this client fell behind
+                continue
+            for p in payloads:
+                queue.put_nowait(p)
+
+    async def stream(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        queue: asyncio.Queue = asyncio.Queue()
+        self.streams.add(queue)
+        try:
+            while True:
+                payload = await queue.get()
+                if payload is None:
+                    await websocket.close(code=1013, reason="client too slow; reconnect and resume")
+                    return
+                await websocket.send_text(payload.decode())
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.streams.discard(queue)

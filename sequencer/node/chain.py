@@ -1,0 +1,164 @@
+"""The executor's projection of the log: state, state tree, receipts and the
+block index, stamped with the log offset they were derived up to.
+
+``Chain`` is synchronous and does no I/O; the node feeds it Kafka messages
+(follower, replay) or finished blocks (the sequencer that built them).  The
+log is the truth: everything here can be rebuilt by replaying it.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+import msgspec
+
+from prover.smt import SparseMerkleTree
+from sequencer.core.commitment import compute_dirty_leaves
+from sequencer.core.presets import SCHEMA_VERSION
+from sequencer.core.records import Block, Receipt
+from sequencer.core.state import Account, Globals, Market, Order, Position, State, Withdrawal
+from sequencer.core.transition import BlockResult, Context, apply_block_bytes
+
+
+class UnsupportedSchema(Exception):
+    """A block written with a newer log schema than this executor understands.
+    Skipping it would fork the state, so the executor stops (upgrade it)."""
+    retriable = False
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    number: int
+    offset: int
+    hash: bytes
+    state_root: bytes
+    timestamp_ms: int
+    tx_count: int
+
+
+class Chain:
+    RECENT_BLOCKS = 2048
+    """Block messages kept in memory for GET /v1/blocks; older ones are read back from Kafka."""
+
+    def __init__(self, state: State, ctx: Context, tree: SparseMerkleTree | None = None) -> None:
+        self.state = state
+        self.ctx = ctx
+        self.tree = tree if tree is not None else SparseMerkleTree()
+        self.next_offset = 0
+        """The next log offset to apply (everything below it is reflected here)."""
+        self.receipts: dict[bytes, Receipt] = {}
+        self.block_infos: dict[int, BlockInfo] = {}
+        self.recent_messages: OrderedDict[int, bytes] = OrderedDict()
+        self.listeners: list[Callable[[BlockInfo | None, BlockResult], None]] = []
+        if tree is None:
+            self.compute_state_root()
+
+    # --- commitment -----------------------------------------------------
+    def compute_state_root(self) -> bytes:
+        changes = compute_dirty_leaves(self.state)
+        if changes:
+            self.tree.update(changes)
+        return self.tree.root
+
+    @property
+    def state_root(self) -> bytes:
+        return self.tree.root
+
+    @property
+    def head_number(self) -> int:
+        return self.state.globals.block_number
+
+    # --- applying -------------------------------------------------------
+    def apply_message(self, offset: int, message: bytes, schema: int | None = None) -> BlockResult:
+        """Apply one committed Kafka message at ``offset`` (follower and replay)."""
+        if offset < self.next_offset:
+            raise ValueError(f"offset {offset} was already applied (next is {self.next_offset})")
+        if schema is not None and schema > SCHEMA_VERSION:
+            raise UnsupportedSchema(f"message at offset {offset} has log schema {schema}; "
+                                    f"this executor supports up to {SCHEMA_VERSION}")
+        result = apply_block_bytes(self.state, message, self.ctx)
+        info = None
+        if result.applied:
+            info = self.record_block(offset, message, result)
+        else:
+            for receipt in result.receipts:
+                self.receipts.setdefault(receipt.hash, receipt)
+        self.next_offset = offset + 1
+        self.notify(info, result)
+        return result
+
+    def record_block(self, offset: int, message: bytes, result: BlockResult) -> BlockInfo:
+        """Index a block already applied to ``state`` (by apply_message or by the builder)."""
+        block = result.block
+        assert block is not None
+        root = self.compute_state_root()
+        info = BlockInfo(block.number, offset, result.block_hash, root, block.timestamp_ms, len(block.records))
+        self.block_infos[block.number] = info
+        self.recent_messages[block.number] = message
+        while len(self.recent_messages) > self.RECENT_BLOCKS:
+            self.recent_messages.popitem(last=False)
+        for receipt in result.receipts:
+            # An identical record seen again keeps its first receipt.
+            self.receipts.setdefault(receipt.hash, receipt)
+        return info
+
+    def commit_built_block(self, offset: int, message: bytes, result: BlockResult) -> BlockInfo:
+        """The sequencer wrote a block it had applied itself; index it and move on."""
+        info = self.record_block(offset, message, result)
+        self.next_offset = offset + 1
+        self.notify(info, result)
+        return info
+
+    def notify(self, info: BlockInfo | None, result: BlockResult) -> None:
+        for listener in list(self.listeners):
+            listener(info, result)
+
+
+# --- snapshots ----------------------------------------------------------------
+
+SNAPSHOT_FORMAT = 1
+
+
+class Snapshot(msgspec.Struct, array_like=True):
+    format: int
+    next_offset: int
+    state: bytes
+    tree: bytes
+    receipts: list[Receipt]
+    blocks: list[tuple[int, int, bytes, bytes, int, int]]
+
+
+class _Tables(msgspec.Struct, array_like=True):
+    accounts: list[tuple[bytes, Account]]
+    positions: list[tuple[tuple[bytes, int], Position]]
+    orders: list[tuple[tuple[bytes, int], Order]]
+    markets: list[tuple[int, Market]]
+    globals: Globals
+    withdrawals: list[Withdrawal]
+
+_snapshot_encoder = msgspec.msgpack.Encoder()
+_snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
+_tables_decoder = msgspec.msgpack.Decoder(_Tables)
+
+
+def encode_snapshot(chain: Chain) -> bytes:
+    chain.compute_state_root()
+    state_bytes = _snapshot_encoder.encode(chain.state.to_tables())
+    blocks = [(i.number, i.offset, i.hash, i.state_root, i.timestamp_ms, i.tx_count)
+              for i in chain.block_infos.values()]
+    return _snapshot_encoder.encode(Snapshot(SNAPSHOT_FORMAT, chain.next_offset, state_bytes,
+                                             chain.tree.to_bytes(), list(chain.receipts.values()), blocks))
+
+
+def decode_snapshot(data: bytes, ctx: Context) -> Chain:
+    snap = _snapshot_decoder.decode(data)
+    if snap.format != SNAPSHOT_FORMAT:
+        raise ValueError(f"snapshot format {snap.format}, this node reads {SNAPSHOT_FORMAT}")
+    tables = _tables_decoder.decode(snap.state)
+    state = State.from_tables({f: getattr(tables, f) for f in tables.__struct_fields__})
+    chain = Chain(state, ctx, tree=SparseMerkleTree.from_bytes(snap.tree))
+    chain.next_offset = snap.next_offset
+    chain.receipts = {r.hash: r for r in snap.receipts}
+    chain.block_infos = {b[0]: BlockInfo(*b) for b in snap.blocks}
+    return chain

@@ -1,0 +1,119 @@
+"""Node configuration: defaults < TOML file < ISOROLL_* environment < flags.
+
+Every setting has one flat name (``api_port``, ``kafka_bootstrap_servers``);
+in the TOML file the part before the first underscore group may be a table:
+``[kafka] bootstrap_servers = ...`` is ``kafka_bootstrap_servers``.  The
+environment variable is ``ISOROLL_`` + the upper-cased name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+TABLES = ("node", "api", "kafka", "snapshot", "genesis", "l1")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    mode: str = "sequencer"
+    """sequencer: admit txs and write blocks; follower: replay the log and serve reads only."""
+    sequencer_id: str = "0"
+    """Sequencers with the same id share a Kafka transactional id: the newest fences the others."""
+    preset: str = "devnet"
+    data_dir: str = ".devnet/node"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8547
+    api_max_body_bytes: int = 4 * 1024 * 1024
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic: str = "isoroll.blocks"
+    kafka_replication_factor: int = 1
+    kafka_min_insync_replicas: int = 1
+    kafka_commit_timeout_s: float = 5.0
+    kafka_request_timeout_ms: int = 5000
+    block_interval_ms: float = 3.0
+    block_max_records: int = 4096
+    signature_backend: str = "coincurve"
+    verify_signatures_on_replay: bool = True
+    snapshot_interval_blocks: int = 1000
+    genesis_dev_accounts: int = 10
+    """Devnet genesis: this many deterministic dev accounts (see sequencer.node.genesis)."""
+    genesis_dev_balance: int = 1_000_000 * 10**6
+    genesis_file: str = ""
+    """A JSON genesis ({"allocations": [{"address", "amount"}]}) instead of the dev accounts."""
+    l1_bridge_address: str = "0x" + "00" * 19 + "01"
+    """The bridge contract: the EIP-712 verifyingContract."""
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @property
+    def transactional_id(self) -> str:
+        return f"isoroll-sequencer-{self.sequencer_id}"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return Path(self.data_dir) / "snapshots"
+
+
+FIELD_TYPES = {f.name: f.type for f in fields(NodeConfig)}
+
+
+def coerce(name: str, value: Any) -> Any:
+    kind = FIELD_TYPES[name]
+    if isinstance(value, str):
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def flatten_toml(data: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key in TABLES:
+            for inner, v in value.items():
+                name = inner if key == "node" else f"{key}_{inner}"
+                out[name] = v
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
+                flags: Mapping[str, Any] | None = None) -> NodeConfig:
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as fh:
+            values.update(flatten_toml(tomllib.load(fh)))
+    for name in FIELD_TYPES:
+        key = "ISOROLL_" + name.upper()
+        if key in env:
+            values[name] = env[key]
+    for name, value in (flags or {}).items():
+        if value is not None:
+            values[name] = value
+    unknown = sorted(set(values) - set(FIELD_TYPES))
+    if unknown:
+        raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+    return NodeConfig(**{k: coerce(k, v) for k, v in values.items()})
+
+
+def describe() -> str:
+    """One line per setting with its default, for --help texts and docs."""
+    return "\n".join(f"  {f.name} (ISOROLL_{f.name.upper()}) = {f.default!r}"
+                     for f in fields(NodeConfig))
+
+
+def replace(config: NodeConfig, **changes: Any) -> NodeConfig:
+    return dataclasses.replace(config, **changes)

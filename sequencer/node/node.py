@@ -1,0 +1,300 @@
+"""The node: wires the pure core (Chain, transition) to the log (Kafka), the
+API (ASGI) and snapshots.  Start-up = latest snapshot + replay of the log from
+the offset it stored; then either lead (claim the transactional id, fencing
+any older sequencer, and build blocks) or follow (replay as blocks commit).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+
+import msgspec
+
+from sequencer.core import eip712
+from sequencer.core.presets import get_preset
+from sequencer.core.signing import get_recover
+from sequencer.core.transition import Context
+from sequencer.log.kafka import BlockReader, BlockWriter, Fenced, LogConfig, LogUnavailable, ensure_topic
+from sequencer.node.builder import BlockBuilder
+from sequencer.node.chain import Chain, decode_snapshot, encode_snapshot
+from sequencer.node.config import NodeConfig
+from sequencer.node.genesis import build_genesis, load_allocations
+from sequencer.node.metrics import METRICS
+
+log = logging.getLogger("isoroll.node")
+
+
+def make_context(config: NodeConfig) -> Context:
+    preset = get_preset(config.preset)
+    domain = eip712.Domain(preset.chain_id, bytes.fromhex(config.l1_bridge_address[2:]))
+    return Context(preset=preset, domain_separator=eip712.compute_domain_separator(domain),
+                   recover=get_recover(config.signature_backend),
+                   verify_signatures=config.verify_signatures_on_replay)
+
+
+def make_log_config(config: NodeConfig) -> LogConfig:
+    return LogConfig(bootstrap_servers=config.kafka_bootstrap_servers, topic=config.kafka_topic,
+                     transactional_id=config.transactional_id,
+                     replication_factor=config.kafka_replication_factor,
+                     min_insync_replicas=config.kafka_min_insync_replicas,
+                     commit_timeout_s=config.kafka_commit_timeout_s,
+                     request_timeout_ms=config.kafka_request_timeout_ms,
+                     client_id=f"isoroll-{config.sequencer_id}")
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.ctx = make_context(config)
+        self.domain = eip712.Domain(self.ctx.preset.chain_id, bytes.fromhex(config.l1_bridge_address[2:]))
+        self.log_config = make_log_config(config)
+        self.mode = config.mode
+        self.chain: Chain | None = None
+        self.reader: BlockReader | None = None
+        self.writer: BlockWriter | None = None
+        self.builder: BlockBuilder | None = None
+        self.ready = False
+        self.fenced = False
+        self.caught_up = False
+        self.status_message = "starting"
+        self._tasks: list[asyncio.Task] = []
+        self._started = False
+        self._blocks_since_snapshot = 0
+        self._recovering: asyncio.Task | None = None
+
+    # --- life cycle ----------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.chain = self.load_chain()
+        self.chain.listeners.append(self._on_block)
+        await self._retry("create the topic", lambda: ensure_topic(self.log_config))
+        self.reader = BlockReader(self.log_config, self.chain.next_offset)
+        await self._retry("start the log reader", self.reader.start)
+        await self.catch_up(show_progress=True)
+        if self.mode == "sequencer":
+            await self.lead()
+        else:
+            self.ready = True
+            self._spawn(self.follow())
+            self.set_ready(True, "following the log")
+        self._spawn(self.snapshot_loop())
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.builder is not None:
+            self.builder.fail_pending(LogUnavailable("the node is shutting down"))
+        if self.writer is not None:
+            await self.writer.stop()
+        if self.reader is not None:
+            await self.reader.stop()
+        if self.chain is not None and self.chain.state._journal == []:
+            self.write_snapshot()
+        self.ready = False
+
+    async def __aenter__(self) -> "Node":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("node task failed: %r", task.exception(), exc_info=task.exception())
+            self.ready = False
+            self.status_message = f"stopped: {task.exception()!r}"
+
+    async def _retry(self, what: str, action, delay: float = 0.5, max_delay: float = 5.0) -> None:
+        while True:
+            try:
+                return await action()
+            except LogUnavailable as exc:
+                self.status_message = f"waiting for Kafka: cannot {what}"
+                log.warning("cannot %s (%s); retrying in %.1fs", what, exc, delay)
+            except Exception as exc:  # aiokafka raises a few non-Kafka errors while a broker is down
+                if isinstance(exc, (Fenced, asyncio.CancelledError)):
+                    raise
+                self.status_message = f"waiting for Kafka: cannot {what}"
+                log.warning("cannot %s (%r); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(max_delay, delay * 2)
+
+    # --- state from snapshot + log ---------------------------------------------------
+    def load_chain(self) -> Chain:
+        path = self.latest_snapshot_path()
+        if path is not None:
+            started = time.perf_counter()
+            chain = decode_snapshot(path.read_bytes(), self.ctx)
+            log.info("loaded snapshot %s (block %d, next offset %d) in %.2fs", path.name,
+                     chain.head_number, chain.next_offset, time.perf_counter() - started)
+            return chain
+        state = build_genesis(load_allocations(self.config))
+        log.info("no snapshot in %s: starting from genesis", self.config.snapshot_dir)
+        return Chain(state, self.ctx)
+
+    def latest_snapshot_path(self) -> Path | None:
+        directory = self.config.snapshot_dir
+        if not directory.is_dir():
+            return None
+        snaps = sorted(directory.glob("snapshot-*.bin"))
+        return snaps[-1] if snaps else None
+
+    def write_snapshot(self) -> Path:
+        """Atomically write the chain (state, tree, receipts, applied offset)."""
+        assert self.chain is not None
+        directory = self.config.snapshot_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        data = encode_snapshot(self.chain)
+        path = directory / f"snapshot-{self.chain.next_offset:016d}.bin"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        for old in sorted(directory.glob("snapshot-*.bin"))[:-2]:
+            old.unlink(missing_ok=True)
+        METRICS.counter("isoroll_snapshots_written_total").inc()
+        log.info("snapshot at block %d, next offset %d (%d bytes)", self.chain.head_number,
+                 self.chain.next_offset, len(data))
+        return path
+
+    async def snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self._blocks_since_snapshot >= self.config.snapshot_interval_blocks:
+                if self.builder is not None:
+                    await self.builder.settled()
+                self._blocks_since_snapshot = 0
+                self.write_snapshot()
+
+    async def catch_up(self, show_progress: bool = False) -> None:
+        """Apply every committed message up to the current end of the log."""
+        assert self.reader is not None and self.chain is not None
+        self.reader.seek(self.chain.next_offset)
+        end = await self.reader.end_offset()
+        start = self.chain.next_offset
+        total = max(1, end - start)
+        last_report = time.monotonic()
+        while await self.reader.position() < end:
+            for message in await self.reader.read(timeout_ms=500):
+                if message.offset >= self.chain.next_offset:
+                    self.chain.apply_message(message.offset, message.value, message.schema)
+            done = self.chain.next_offset - start
+            METRICS.gauge("isoroll_replay_progress_ratio").set(min(1.0, done / total))
+            if show_progress and time.monotonic() - last_report > 2.0:
+                last_report = time.monotonic()
+                log.info("replaying the log: offset %d of %d (%.0f%%)", self.chain.next_offset, end,
+                         100 * min(1.0, done / total))
+        METRICS.gauge("isoroll_replay_progress_ratio").set(1.0)
+        self.caught_up = True
+        if show_progress and end > start:
+            log.info("replayed %d messages; head block %d", end - start, self.chain.head_number)
+
+    # --- leading ------------------------------------------------------------------------
+    async def lead(self) -> None:
+        """Claim the transactional id (fencing older sequencers), replay what they
+        committed, then build blocks."""
+        assert self.chain is not None
+        self.writer = BlockWriter(self.log_config)
+        await self._retry("start the transactional producer", self.writer.start)
+        await self._retry("catch up with the log", self.catch_up)
+        self.builder = BlockBuilder(self.chain, self.writer.write, max_records=min(
+            self.config.block_max_records, self.ctx.preset.max_block_records),
+            interval_ms=self.config.block_interval_ms,
+            admit=self.make_admit())
+        self.builder.ctx = msgspec.structs.replace(self.ctx, verify_signatures=False)
+        self.builder.on_log_failure = self._on_log_failure
+        self.builder.on_fenced = self._on_fenced
+        self._spawn(self.builder.run())
+        self.set_ready(True, "sequencing")
+        log.info("sequencing as %s (transactional id %s) from block %d", self.config.sequencer_id,
+                 self.config.transactional_id, self.chain.head_number)
+
+    def make_admit(self):
+        from sequencer.node.builder import admit_single
+        return admit_single
+
+    def set_ready(self, ready: bool, message: str) -> None:
+        self.ready = ready
+        self.status_message = message
+        METRICS.gauge("isoroll_ready").set(1 if ready else 0)
+
+    async def _on_log_failure(self, exc: LogUnavailable) -> None:
+        self.set_ready(False, f"log unavailable: {exc}")
+        assert self.builder is not None and self.writer is not None
+        self.builder.fail_pending(LogUnavailable(f"the log cannot take writes: {exc}"))
+        await self._retry("restart the transactional producer", self.writer.start)
+        await self._retry("catch up with the log", self.catch_up)
+        self.set_ready(True, "sequencing")
+        log.info("log available again; sequencing from block %d", self.chain.head_number)
+
+    async def _on_fenced(self, exc: Fenced) -> None:
+        self.fenced = True
+        self.mode = "follower"
+        self.set_ready(False, "fenced: another sequencer took over; following the log")
+        log.error("FENCED: another sequencer started with sequencer id %r (transactional id %s); "
+                  "this node stopped writing and now follows the log read-only",
+                  self.config.sequencer_id, self.config.transactional_id)
+        if self.writer is not None:
+            await self.writer.stop()
+        self._spawn(self.follow())
+        self.set_ready(True, "fenced by a newer sequencer: following the log read-only")
+
+    async def read_message(self, offset: int) -> bytes:
+        """Read one committed message back from the log (old blocks for the API)."""
+        async with BlockReader(self.log_config, offset) as reader:
+            for _ in range(20):
+                for message in await reader.read(timeout_ms=500, max_records=1):
+                    return message.value
+        raise LogUnavailable(f"could not read offset {offset} back from the log")
+
+    # --- following ------------------------------------------------------------------------
+    async def follow(self) -> None:
+        assert self.reader is not None and self.chain is not None
+        self.reader.seek(self.chain.next_offset)
+        last_lag = 0.0
+        while True:
+            try:
+                messages = await self.reader.read(timeout_ms=500)
+            except LogUnavailable as exc:
+                log.warning("follower: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for message in messages:
+                if message.offset >= self.chain.next_offset:
+                    self.chain.apply_message(message.offset, message.value, message.schema)
+            if time.monotonic() - last_lag > 1.0:
+                last_lag = time.monotonic()
+                try:
+                    end = await self.reader.end_offset()
+                    METRICS.gauge("isoroll_log_lag_messages").set(max(0, end - await self.reader.position()))
+                except LogUnavailable:
+                    pass
+
+    def _on_block(self, info, result) -> None:
+        if info is not None:
+            self._blocks_since_snapshot += 1
+            METRICS.counter("isoroll_blocks_applied_total").inc()
+            METRICS.gauge("isoroll_block_number").set(info.number)
+        failed = sum(1 for r in result.receipts if not r.ok)
+        if failed:
+            METRICS.counter("isoroll_failed_receipts_total").inc(failed)

@@ -1,0 +1,93 @@
+"""Run a node with its API server until SIGINT/SIGTERM (what `isoroll node` does)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+
+import uvicorn
+
+from sequencer.node.api import Api
+from sequencer.node.config import NodeConfig
+from sequencer.node.node import Node
+
+log = logging.getLogger("isoroll.service")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+               + f".{int(record.msecs):03d}Z", "level": record.levelname, "logger": record.name,
+               "msg": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+
+
+class Service:
+    """A node plus its HTTP server; ``async with`` starts and stops both."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.node = Node(config)
+        self.api = Api(self.node)
+        self.server: uvicorn.Server | None = None
+        self._server_task: asyncio.Task | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.api_host}:{self.config.api_port}"
+
+    async def start(self) -> None:
+        await self.node.start()
+        self.node.chain.listeners.append(self.api.publish)
+        self.server = uvicorn.Server(uvicorn.Config(
+            self.api.app, host=self.config.api_host, port=self.config.api_port, log_config=None,
+            access_log=False, lifespan="off", ws_max_size=1 << 20))
+        self.server.install_signal_handlers = lambda: None  # noqa: E731 - the service owns signals
+        self._server_task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self._server_task.done():
+                self._server_task.result()
+            await asyncio.sleep(0.01)
+        log.info("API listening on %s", self.url)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+            if self._server_task is not None:
+                await asyncio.gather(self._server_task, return_exceptions=True)
+            self.server = None
+        await self.node.stop()
+
+    async def __aenter__(self) -> "Service":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+
+async def serve_forever(config: NodeConfig, on_ready=None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Service(config) as service:
+        if on_ready is not None:
+            on_ready(service)
+        await stop.wait()
+        log.info("shutting down")
