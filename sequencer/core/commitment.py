@@ -5,10 +5,14 @@ Leaf values are ABI-style 32-byte words so the L1 contracts can read them with
 plain slicing (the escape hatch decodes accounts, positions and markets):
 - account:  collateral (uint256) || nonces_hash (bytes32)
 - position: size (int256) || cost (int256) || margin (uint256) || funding_snapshot (int256)
-- order:    params_hash (bytes32) || size (uint256) || filled (uint256) || cancelled (uint256 0/1)
-- market:   oracle_price || oracle_time_ms || funding_index (int256) || open_interest
+- order:    params_hash (bytes32) || size (uint256) || filled (uint256) || cancelled (uint256 0/1) ||
+            market || is_buy (0/1) || price || leverage || time_in_force || reduce_only (0/1) ||
+            expiry || seq
+- market:   oracle_price || oracle_time_ms || funding_index (int256) || open_interest ||
+            funding_time_ms || funding_dust
 - globals:  block_number || block_hash || timestamp_ms || insurance_fund || fee_pool ||
-            inbox_count || inbox_hash || withdrawal_count || total_deposited || total_withdrawn
+            inbox_count || inbox_hash || withdrawal_count || total_deposited || total_withdrawn ||
+            order_count
 An absent entry (or a position of size 0 with no margin) is an empty leaf.
 """
 from __future__ import annotations
@@ -43,18 +47,21 @@ def encode_position_leaf(position: Position) -> bytes:
 
 
 def encode_order_leaf(order: Order) -> bytes:
-    return order.params_hash + u256(order.size) + u256(order.filled) + u256(int(order.cancelled))
+    return (order.params_hash + u256(order.size) + u256(order.filled) + u256(int(order.cancelled))
+            + u256(order.market) + u256(int(order.is_buy)) + u256(order.price) + u256(order.leverage)
+            + u256(order.time_in_force) + u256(int(order.reduce_only)) + u256(order.expiry)
+            + u256(order.seq))
 
 
 def encode_market_leaf(market: Market) -> bytes:
     return (u256(market.oracle_price) + u256(market.oracle_time_ms) + i256(market.funding_index)
-            + u256(market.open_interest))
+            + u256(market.open_interest) + u256(market.funding_time_ms) + u256(market.funding_dust))
 
 
 def encode_globals_leaf(g: Globals) -> bytes:
     return (u256(g.block_number) + g.block_hash + u256(g.timestamp_ms) + u256(g.insurance_fund)
             + u256(g.fee_pool) + u256(g.inbox_count) + g.inbox_hash + u256(g.withdrawal_count)
-            + u256(g.total_deposited) + u256(g.total_withdrawn))
+            + u256(g.total_deposited) + u256(g.total_withdrawn) + u256(g.order_count))
 
 
 def get_account_key(address: bytes) -> bytes:

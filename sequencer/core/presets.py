@@ -35,6 +35,9 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     """Upper bound on the txs in one POST /v1/txs."""
     max_amount: int
     """Largest amount/price/size a tx may carry: the log encodes 64-bit integers."""
+    markets: str = "devnet"
+    """Name of the market parameter table and oracle signer set
+    (sequencer.core.markets.MARKET_TABLES / ORACLE_SETS)."""
 
 
 MAINNET = Preset(
@@ -45,6 +48,7 @@ MAINNET = Preset(
     max_block_records=4096,
     max_batch_txs=1000,
     max_amount=2**63 - 1,
+    markets="production",
 )
 
 DEVNET = Preset(

@@ -41,6 +41,17 @@ class Order(msgspec.Struct, frozen=True, array_like=True):
     size: int
     filled: int = 0
     cancelled: bool = False
+    # Appended for the perps rules (issue 3): the signed order parameters the
+    # Trade rule checks (params_hash commits to them), and the placement
+    # sequence number that gives time priority and tells the taker apart.
+    market: int = 0
+    is_buy: bool = False
+    price: int = 0
+    leverage: int = 0
+    time_in_force: int = 0
+    reduce_only: bool = False
+    expiry: int = 0
+    seq: int = 0
 
 
 class Market(msgspec.Struct, frozen=True, array_like=True):
@@ -49,6 +60,11 @@ class Market(msgspec.Struct, frozen=True, array_like=True):
     oracle_time_ms: int = 0
     funding_index: int = 0
     open_interest: int = 0
+    funding_time_ms: int = 0
+    """Timestamp of the last FundingTick (a multiple of the funding interval)."""
+    funding_dust: int = 0
+    """Funding rounding not yet swept to the insurance fund, in units of
+    1 / (10**base_decimals * 1e6) quote units (sequencer.core.perps)."""
 
 
 class Withdrawal(msgspec.Struct, frozen=True, array_like=True):
@@ -71,6 +87,8 @@ class Globals(msgspec.Struct, frozen=True, array_like=True):
     total_deposited: int = 0
     """Genesis allocations plus L1 deposits credited, for the conservation check."""
     total_withdrawn: int = 0
+    order_count: int = 0
+    """Orders placed so far; the last placed order is the only possible taker."""
 
 
 # Table names, also the `kind` part of commitment keys.

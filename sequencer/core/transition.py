@@ -48,6 +48,13 @@ class Context(msgspec.Struct, frozen=True):
     domain_separator: bytes
     recover: Callable[[bytes, bytes], bytes]
     verify_signatures: bool = True
+    markets: dict = msgspec.field(default_factory=dict)
+    """Market id -> sequencer.core.markets.MarketParams; empty means the
+    preset's table (``preset.markets``)."""
+    oracle_signers: tuple[bytes, ...] = ()
+    """OraclePrice signer addresses; empty means the preset's signer set."""
+    oracle_quorum: int = 0
+    """k of ``oracle_signers`` (used only when oracle_signers is set)."""
 
 
 class BlockResult(msgspec.Struct):
