@@ -1,0 +1,996 @@
+"""State commitment: a compacted sparse Merkle tree over 32-byte keys.
+
+Pure code: no file, network or clock access.  See docs/commitment.md for the
+full specification; the short version:
+
+* Hash: keccak256 (``sha3.keccak_256`` from safe-pysha3).
+* Keys are 32 bytes; the path of a key is its bits, most significant bit of
+  byte 0 first (bit ``i`` of the key decides the child at depth ``i + 1``;
+  0 = left, 1 = right).  Keys are built with :func:`compute_key` and are
+  keccak outputs, so the tree is balanced in expectation.
+* ``value_hash = keccak(value)`` (value = the leaf's encoded bytes)
+* ``leaf  = keccak(0x00 || key || value_hash)``                 (65-byte preimage)
+* ``node  = keccak(0x01 || left || right)``                     (65-byte preimage)
+* The empty subtree is ``EMPTY = bytes32(0)`` at every level (the precomputed
+  empty-subtree hash is the same constant at every height).
+* Compaction (Diem / Jellyfish style): a subtree that holds exactly one leaf
+  *is* that leaf's hash, at the depth where it first stands alone.  A subtree
+  with two or more leaves is a node.  So a node never has (leaf, empty) or
+  (empty, empty) children, and an update costs ~log2(N) hashes instead of 256.
+  The key inside the leaf hash keeps the leaf's position unambiguous.
+* The empty tree's root is ``EMPTY_ROOT = bytes32(0)``.  No proof verifies
+  against it (an unset L1 output also reads as zero).
+
+Proofs carry a ``bitmap`` (uint256): bit ``j - 1`` is set when the sibling at
+depth ``j`` is non-empty; the proof depth (depth of the terminal: the leaf, the
+other leaf, or the empty slot) is ``bitmap.bit_length()``.  Only non-empty
+siblings are listed, deepest first (the order a verifier consumes them).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import msgspec
+from sha3 import keccak_256
+
+__all__ = [
+    "ACCOUNT",
+    "POSITION",
+    "ORDER",
+    "MARKET",
+    "GLOBAL",
+    "EMPTY",
+    "EMPTY_ROOT",
+    "SNAPSHOT_MAGIC",
+    "SparseMerkleTree",
+    "Proof",
+    "ProofError",
+    "keccak",
+    "leaf_hash",
+    "node_hash",
+    "compute_key",
+    "account_key",
+    "position_key",
+    "order_key",
+    "market_key",
+    "GLOBAL_KEY",
+    "verify_proof",
+    "compute_root_from_proof",
+    "compute_output_root",
+    "OUTPUT_VERSION",
+    "withdrawal_hash",
+    "withdrawal_leaf",
+    "compute_withdrawals_root",
+    "WithdrawalProof",
+    "withdrawal_proofs",
+    "prove_withdrawal",
+    "verify_withdrawal_proof",
+    "compute_withdrawals_root_from_proof",
+]
+
+# --------------------------------------------------------------------------
+# primitives
+# --------------------------------------------------------------------------
+
+EMPTY = bytes(32)
+EMPTY_ROOT = EMPTY
+_LEAF = b"\x00"
+_NODE = b"\x01"
+_MASK256 = (1 << 256) - 1
+
+
+def keccak(data: bytes) -> bytes:
+    """keccak256 (Ethereum's, not NIST SHA3-256)."""
+    return keccak_256(data).digest()
+
+
+def leaf_hash(key: bytes, value_hash: bytes) -> bytes:
+    """keccak(0x00 || key || value_hash)."""
+    return keccak_256(_LEAF + key + value_hash).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """keccak(0x01 || left || right)."""
+    return keccak_256(_NODE + left + right).digest()
+
+
+# --------------------------------------------------------------------------
+# typed keys
+# --------------------------------------------------------------------------
+
+ACCOUNT = 1
+POSITION = 2
+ORDER = 3
+MARKET = 4
+GLOBAL = 5
+
+
+def compute_key(kind: int, *parts: bytes) -> bytes:
+    """keccak(kind byte || parts...).  The parts of each kind have fixed sizes
+    (see the helpers below), so plain concatenation is unambiguous."""
+    if not 0 <= kind <= 255:
+        raise ValueError("kind must fit in one byte")
+    return keccak_256(bytes((kind,)) + b"".join(parts)).digest()
+
+
+def _address(address: bytes) -> bytes:
+    if not isinstance(address, (bytes, bytearray)) or len(address) != 20:
+        raise ValueError("address must be 20 bytes")
+    return bytes(address)
+
+
+def account_key(address: bytes) -> bytes:
+    """compute_key(ACCOUNT, address20)"""
+    return compute_key(ACCOUNT, _address(address))
+
+
+def position_key(address: bytes, market_id: int) -> bytes:
+    """compute_key(POSITION, address20, market_id as 4 bytes big-endian)"""
+    return compute_key(POSITION, _address(address), market_id.to_bytes(4, "big"))
+
+
+def order_key(address: bytes, nonce: int) -> bytes:
+    """compute_key(ORDER, address20, nonce as 8 bytes big-endian)"""
+    return compute_key(ORDER, _address(address), nonce.to_bytes(8, "big"))
+
+
+def market_key(market_id: int) -> bytes:
+    """compute_key(MARKET, market_id as 4 bytes big-endian)"""
+    return compute_key(MARKET, market_id.to_bytes(4, "big"))
+
+
+GLOBAL_KEY = compute_key(GLOBAL, b"globals")
+
+
+# --------------------------------------------------------------------------
+# tree nodes (immutable; gc=False: the tree is acyclic, and keeping millions
+# of nodes out of the cyclic GC keeps collections cheap)
+# --------------------------------------------------------------------------
+
+
+class _Leaf(msgspec.Struct, array_like=True, gc=False, tag=0):
+    h: bytes  # leaf hash
+    key: bytes
+    value: bytes
+
+
+class _Node(msgspec.Struct, array_like=True, gc=False, tag=1):
+    h: bytes  # node hash
+    left: "_Leaf | _Node | None"
+    right: "_Leaf | _Node | None"
+
+
+_Tree = "_Leaf | _Node | None"
+
+
+class ProofError(ValueError):
+    """A malformed proof or snapshot."""
+
+
+SNAPSHOT_MAGIC = b"ISOSMT\x00\x01"
+_SNAPSHOT_DECODER = msgspec.msgpack.Decoder(_Leaf | _Node | None)
+_SNAPSHOT_ENCODER = msgspec.msgpack.Encoder()
+
+
+def _check_key(key: bytes) -> bytes:
+    if type(key) is not bytes:
+        if isinstance(key, (bytearray, memoryview)):
+            key = bytes(key)
+        else:
+            raise TypeError("key must be bytes")
+    if len(key) != 32:
+        raise ValueError("key must be 32 bytes")
+    return key
+
+
+class SparseMerkleTree:
+    """A compacted sparse Merkle tree (see the module docstring).
+
+    The nodes are immutable and shared between versions, so :meth:`copy` is
+    O(1) and a copy keeps serving proofs against its root while the original
+    moves on.
+    """
+
+    __slots__ = ("_root", "_count")
+
+    def __init__(self) -> None:
+        self._root: _Leaf | _Node | None = None
+        self._count = 0
+
+    # -- reading ----------------------------------------------------------
+
+    @property
+    def root(self) -> bytes:
+        r = self._root
+        return EMPTY_ROOT if r is None else r.h
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, key: bytes) -> bool:
+        return self.get(key) is not None
+
+    def get(self, key: bytes) -> bytes | None:
+        key = _check_key(key)
+        ki = int.from_bytes(key, "big")
+        node = self._root
+        depth = 255
+        while type(node) is _Node:
+            node = node.right if (ki >> depth) & 1 else node.left
+            depth -= 1
+        if node is not None and node.key == key:
+            return node.value
+        return None
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) in key order."""
+        stack = [self._root]
+        while stack:
+            n = stack.pop()
+            if n is None:
+                continue
+            if type(n) is _Leaf:
+                yield n.key, n.value
+            else:
+                stack.append(n.right)
+                stack.append(n.left)
+
+    def copy(self) -> "SparseMerkleTree":
+        """O(1): the copy shares the immutable nodes."""
+        t = SparseMerkleTree.__new__(SparseMerkleTree)
+        t._root = self._root
+        t._count = self._count
+        return t
+
+    # -- writing ----------------------------------------------------------
+
+    def update(self, changes: Mapping[bytes, bytes | None]) -> bytes:
+        """Apply a batch: ``key -> value bytes`` sets, ``key -> None`` deletes
+        (deleting an absent key is a no-op).  Every node shared by the changed
+        paths is hashed once.  Returns the new root."""
+        if not changes:
+            return self.root
+        k = keccak_256
+        items = []
+        push = items.append
+        Leaf = _Leaf
+        LEAF = _LEAF
+        from_bytes = int.from_bytes
+        for key, value in changes.items():
+            if type(key) is not bytes or len(key) != 32:
+                key = _check_key(key)
+            if value is not None:
+                if type(value) is not bytes:
+                    if isinstance(value, (bytearray, memoryview)):
+                        value = bytes(value)
+                    else:
+                        raise TypeError("value must be bytes or None")
+                push((from_bytes(key, "big"), Leaf(k(LEAF + key + k(value).digest()).digest(), key, value), key))
+            else:
+                push((from_bytes(key, "big"), None, key))
+        items.sort(key=_first)
+        ks = [it[0] for it in items]
+        new_leaves = [it[1] for it in items]
+        keys = [it[2] for it in items]
+        self._root = self._apply(self._root, ks, new_leaves, keys)
+        return self.root
+
+    def set(self, key: bytes, value: bytes | None) -> bytes:
+        return self.update({key: value})
+
+    def delete(self, key: bytes) -> bytes:
+        return self.update({key: None})
+
+    def _apply(self, root, ks, new_leaves, keys):
+        k = keccak_256
+        NODE = _NODE
+        Z = EMPTY
+        Node = _Node
+        Leaf = _Leaf
+        bl = bisect_left
+        delta = 0
+
+        def split(a, b, bi, depth):
+            # two leaves a (existing) and b (new key bi) that share the
+            # first `depth` bits: the subtree that holds both.
+            ai = int.from_bytes(a.key, "big")
+            d = 256 - (ai ^ bi).bit_length()  # first differing bit
+            if (bi >> (255 - d)) & 1:
+                n = Node(k(NODE + a.h + b.h).digest(), a, b)
+            else:
+                n = Node(k(NODE + b.h + a.h).digest(), b, a)
+            while d > depth:
+                d -= 1
+                if (bi >> (255 - d)) & 1:
+                    n = Node(k(NODE + Z + n.h).digest(), None, n)
+                else:
+                    n = Node(k(NODE + n.h + Z).digest(), n, None)
+            return n
+
+        def one(node, depth, i):
+            # a single change below `node` (at `depth`): walk down, then
+            # rebuild the path upward.
+            nonlocal delta
+            ki = ks[i]
+            new = new_leaves[i]
+            top = node
+            path = []
+            push = path.append
+            shift = 255 - depth
+            while type(node) is Node:
+                push(node)
+                if (ki >> shift) & 1:
+                    node = node.right
+                else:
+                    node = node.left
+                shift -= 1
+            if node is None:
+                if new is None:
+                    return top
+                delta += 1
+            elif node.key == keys[i]:
+                if new is None:
+                    delta -= 1
+                elif new.h == node.h:
+                    return top
+            else:
+                if new is None:
+                    return top
+                delta += 1
+                new = split(node, new, ki, 255 - shift)
+            # rebuild upward (with compaction)
+            if new is not None:
+                # fast loop while both children are non-empty
+                while path:
+                    shift += 1
+                    p = path[-1]
+                    if (ki >> shift) & 1:
+                        sib = p.left
+                        if sib is None:
+                            break
+                        new = Node(k(NODE + sib.h + new.h).digest(), sib, new)
+                    else:
+                        sib = p.right
+                        if sib is None:
+                            break
+                        new = Node(k(NODE + new.h + sib.h).digest(), new, sib)
+                    path.pop()
+                else:
+                    return new
+                shift -= 1
+            pop = path.pop
+            while path:
+                shift += 1
+                p = pop()
+                if (ki >> shift) & 1:
+                    sib = p.left
+                    if new is None:
+                        if sib is None or type(sib) is Leaf:
+                            new = sib
+                        else:
+                            new = Node(k(NODE + sib.h + Z).digest(), sib, None)
+                    elif sib is None:
+                        if type(new) is Node:
+                            new = Node(k(NODE + Z + new.h).digest(), None, new)
+                    else:
+                        new = Node(k(NODE + sib.h + new.h).digest(), sib, new)
+                else:
+                    sib = p.right
+                    if new is None:
+                        if sib is None or type(sib) is Leaf:
+                            new = sib
+                        else:
+                            new = Node(k(NODE + Z + sib.h).digest(), None, sib)
+                    elif sib is None:
+                        if type(new) is Node:
+                            new = Node(k(NODE + new.h + Z).digest(), new, None)
+                    else:
+                        new = Node(k(NODE + new.h + sib.h).digest(), new, sib)
+            return new
+
+        def many(node, depth, lo, hi):
+            # changes ks[lo:hi] (>= 2, sorted) all below `node` at `depth`
+            nonlocal delta
+            if node is None:
+                left = right = None
+            elif type(node) is Leaf:
+                li = int.from_bytes(node.key, "big")
+                j = bl(ks, li, lo, hi)
+                if j < hi and ks[j] == li:
+                    # the batch rewrites this leaf: drop it and build anew
+                    delta -= 1
+                    left = right = None
+                elif (li >> (255 - depth)) & 1:
+                    left, right = None, node
+                else:
+                    left, right = node, None
+            else:
+                left = node.left
+                right = node.right
+            sh = 256 - depth
+            mid = bl(ks, ((ks[lo] >> sh) << sh) | (1 << (sh - 1)), lo, hi)
+            if mid - lo > 1:
+                left = many(left, depth + 1, lo, mid)
+            elif mid > lo:
+                left = one(left, depth + 1, lo)
+            if hi - mid > 1:
+                right = many(right, depth + 1, mid, hi)
+            elif hi > mid:
+                right = one(right, depth + 1, mid)
+            if left is None:
+                if right is None or type(right) is Leaf:
+                    return right
+                return Node(k(NODE + Z + right.h).digest(), None, right)
+            if right is None:
+                if type(left) is Leaf:
+                    return left
+                return Node(k(NODE + left.h + Z).digest(), left, None)
+            return Node(k(NODE + left.h + right.h).digest(), left, right)
+
+        if len(ks) == 1:
+            root = one(root, 0, 0)
+        else:
+            root = many(root, 0, 0, len(ks))
+        self._count += delta
+        return root
+
+    # -- proofs -----------------------------------------------------------
+
+    def prove(self, key: bytes) -> "Proof":
+        """Inclusion proof if ``key`` is present, exclusion proof otherwise."""
+        key = _check_key(key)
+        ki = int.from_bytes(key, "big")
+        node = self._root
+        depth = 0
+        bitmap = 0
+        sibs = []
+        while type(node) is _Node:
+            if (ki >> (255 - depth)) & 1:
+                sib = node.left
+                node = node.right
+            else:
+                sib = node.right
+                node = node.left
+            if sib is not None:
+                bitmap |= 1 << depth
+                sibs.append(sib.h)
+            depth += 1
+        sibs.reverse()
+        if node is None:
+            return Proof(key, None, bitmap, tuple(sibs))
+        if node.key == key:
+            return Proof(key, node.value, bitmap, tuple(sibs))
+        return Proof(
+            key, None, bitmap, tuple(sibs), node.key, keccak_256(node.value).digest()
+        )
+
+    # -- snapshots --------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """Snapshot: magic || count (8) || root (32) || msgpack(node tree).
+        Loading it needs no hashing (see :meth:`from_bytes`)."""
+        return b"".join(
+            (
+                SNAPSHOT_MAGIC,
+                self._count.to_bytes(8, "big"),
+                self.root,
+                _SNAPSHOT_ENCODER.encode(self._root),
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, verify: bool = False) -> "SparseMerkleTree":
+        """Load a snapshot written by :meth:`to_bytes`.  Checks the framing and
+        that the stored root is the root node's hash; ``verify=True`` also
+        rehashes every node and leaf (as slow as a rebuild)."""
+        mv = memoryview(data)
+        if bytes(mv[:8]) != SNAPSHOT_MAGIC or len(mv) < 48:
+            raise ProofError("not an SMT snapshot")
+        count = int.from_bytes(mv[8:16], "big")
+        root = bytes(mv[16:48])
+        try:
+            node = _SNAPSHOT_DECODER.decode(mv[48:])
+        except msgspec.DecodeError as exc:
+            raise ProofError(f"corrupt SMT snapshot: {exc}") from None
+        t = cls()
+        t._root = node
+        t._count = count
+        if t.root != root:
+            raise ProofError("snapshot root mismatch")
+        if verify:
+            t._verify_all()
+        return t
+
+    def dump(self, fileobj) -> None:
+        fileobj.write(self.to_bytes())
+
+    @classmethod
+    def load(cls, fileobj, *, verify: bool = False) -> "SparseMerkleTree":
+        return cls.from_bytes(fileobj.read(), verify=verify)
+
+    def _verify_all(self) -> None:
+        """Rehash everything and check the structure is canonical."""
+        count = 0
+
+        def walk(n, depth, prefix):
+            nonlocal count
+            if n is None:
+                return EMPTY
+            if type(n) is _Leaf:
+                if len(n.key) != 32:
+                    raise ProofError("bad leaf key")
+                ki = int.from_bytes(n.key, "big")
+                if depth and (ki >> (256 - depth)) != prefix:
+                    raise ProofError("leaf out of place")
+                count += 1
+                h = leaf_hash(n.key, keccak(n.value))
+            else:
+                if n.left is None and type(n.right) is not _Node or (
+                    n.right is None and type(n.left) is not _Node
+                ):
+                    raise ProofError("non-canonical node")
+                if depth >= 256:
+                    raise ProofError("tree too deep")
+                lh = walk(n.left, depth + 1, prefix << 1)
+                rh = walk(n.right, depth + 1, (prefix << 1) | 1)
+                h = node_hash(lh, rh)
+            if h != n.h:
+                raise ProofError("hash mismatch in snapshot")
+            return h
+
+        walk(self._root, 0, 0)
+        if count != self._count:
+            raise ProofError("snapshot count mismatch")
+
+    # -- reference --------------------------------------------------------
+
+    @staticmethod
+    def compute_root(entries: Mapping[bytes, bytes]) -> bytes:
+        """The root of a set of (key, value) by the plain recursive
+        definition (slow; for checks)."""
+        return reference_root(entries)
+
+
+def _first(t):
+    return t[0]
+
+
+def reference_root(entries: Mapping[bytes, bytes]) -> bytes:
+    """Straightforward recursive definition of the root:
+    root(S, d) = EMPTY if S is empty; leaf(S) if |S| = 1;
+    node(root(S0, d+1), root(S1, d+1)) otherwise, S_b = keys with bit d = b."""
+    leaves = sorted(
+        (int.from_bytes(k, "big"), leaf_hash(k, keccak(v))) for k, v in entries.items()
+    )
+
+    def rec(sub, depth):
+        if not sub:
+            return EMPTY
+        if len(sub) == 1:
+            return sub[0][1]
+        bit = 255 - depth
+        left = [x for x in sub if not (x[0] >> bit) & 1]
+        right = [x for x in sub if (x[0] >> bit) & 1]
+        return node_hash(rec(left, depth + 1), rec(right, depth + 1))
+
+    return rec(leaves, 0)
+
+
+# --------------------------------------------------------------------------
+# proofs
+# --------------------------------------------------------------------------
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+def _unhex(s: str, n: int | None = 32) -> bytes:
+    if not isinstance(s, str) or not s.startswith("0x"):
+        raise ProofError("expected a 0x-hex string")
+    try:
+        b = bytes.fromhex(s[2:])
+    except ValueError:
+        raise ProofError("bad hex") from None
+    if n is not None and len(b) != n:
+        raise ProofError(f"expected {n} bytes")
+    return b
+
+
+_INCLUSION = 0
+_EXCLUSION_EMPTY = 1
+_EXCLUSION_LEAF = 2
+
+
+class Proof(msgspec.Struct, frozen=True):
+    """Inclusion proof (``value`` is not None) or exclusion proof.
+
+    * ``bitmap``: bit ``j-1`` set = the sibling at depth ``j`` is non-empty;
+      the depth of the terminal is ``bitmap.bit_length()``.
+    * ``siblings``: the non-empty siblings, deepest first.
+    * exclusion: either the path ends in an empty slot (``other_key`` None),
+      or in the leaf of another key sharing the first ``depth`` bits
+      (``other_key``, ``other_value_hash``).
+    """
+
+    key: bytes
+    value: bytes | None
+    bitmap: int
+    siblings: tuple[bytes, ...]
+    other_key: bytes | None = None
+    other_value_hash: bytes | None = None
+
+    @property
+    def included(self) -> bool:
+        return self.value is not None
+
+    @property
+    def depth(self) -> int:
+        return self.bitmap.bit_length()
+
+    @property
+    def value_hash(self) -> bytes | None:
+        return None if self.value is None else keccak(self.value)
+
+    # compact binary form -------------------------------------------------
+    #   kind(1) || key(32) || bitmap(32, uint256 BE) || siblings(32 * popcount)
+    #   kind 0 (inclusion):        || len(value) (4, BE) || value
+    #   kind 1 (excluded, empty):  (nothing)
+    #   kind 2 (excluded, leaf):   || other_key(32) || other_value_hash(32)
+
+    def encode(self) -> bytes:
+        _check_shape(self)
+        head = b"".join(
+            (
+                bytes((self._kind(),)),
+                self.key,
+                self.bitmap.to_bytes(32, "big"),
+                *self.siblings,
+            )
+        )
+        if self.value is not None:
+            return head + len(self.value).to_bytes(4, "big") + self.value
+        if self.other_key is not None:
+            return head + self.other_key + self.other_value_hash
+        return head
+
+    @classmethod
+    def decode(cls, data: bytes) -> "Proof":
+        data = bytes(data)
+        if len(data) < 65:
+            raise ProofError("proof too short")
+        kind = data[0]
+        key = data[1:33]
+        bitmap = int.from_bytes(data[33:65], "big")
+        n = bitmap.bit_count()
+        end = 65 + 32 * n
+        if len(data) < end:
+            raise ProofError("truncated proof")
+        sibs = tuple(data[i : i + 32] for i in range(65, end, 32))
+        rest = data[end:]
+        if kind == _INCLUSION:
+            if len(rest) < 4 or len(rest) != 4 + int.from_bytes(rest[:4], "big"):
+                raise ProofError("bad value length")
+            return cls(key, rest[4:], bitmap, sibs)
+        if kind == _EXCLUSION_EMPTY:
+            if rest:
+                raise ProofError("trailing bytes")
+            return cls(key, None, bitmap, sibs)
+        if kind == _EXCLUSION_LEAF:
+            if len(rest) != 64:
+                raise ProofError("bad exclusion leaf")
+            return cls(key, None, bitmap, sibs, rest[:32], rest[32:])
+        raise ProofError("unknown proof kind")
+
+    def _kind(self) -> int:
+        if self.value is not None:
+            return _INCLUSION
+        return _EXCLUSION_EMPTY if self.other_key is None else _EXCLUSION_LEAF
+
+    # JSON form (0x-hex) --------------------------------------------------
+
+    def to_json_obj(self) -> dict:
+        """JSON-ready dict.  ``value_hash``, ``depth`` and ``leaf`` are
+        derived, for callers building L1 calldata by hand."""
+        _check_shape(self)
+        d = {
+            "key": _hex(self.key),
+            "included": self.value is not None,
+            "value": None if self.value is None else _hex(self.value),
+            "value_hash": None if self.value is None else _hex(keccak(self.value)),
+            "bitmap": "0x%064x" % self.bitmap,
+            "depth": self.depth,
+            "siblings": [_hex(s) for s in self.siblings],
+            "other_key": None if self.other_key is None else _hex(self.other_key),
+            "other_value_hash": None
+            if self.other_value_hash is None
+            else _hex(self.other_value_hash),
+        }
+        return d
+
+    def to_json(self) -> str:
+        return msgspec.json.encode(self.to_json_obj()).decode()
+
+    @classmethod
+    def from_json_obj(cls, d: Mapping) -> "Proof":
+        try:
+            value = d.get("value")
+            ok = d.get("other_key")
+            ovh = d.get("other_value_hash")
+            bm = d["bitmap"]
+            if isinstance(bm, str):
+                bitmap = int(bm, 16)
+            else:
+                bitmap = int(bm)
+            p = cls(
+                _unhex(d["key"]),
+                None if value is None else _unhex(value, None),
+                bitmap,
+                tuple(_unhex(s) for s in d["siblings"]),
+                None if ok is None else _unhex(ok),
+                None if ovh is None else _unhex(ovh),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ProofError):
+                raise
+            raise ProofError(f"bad proof JSON: {exc}") from None
+        _check_shape(p)
+        return p
+
+    @classmethod
+    def from_json(cls, s: str | bytes) -> "Proof":
+        return cls.from_json_obj(msgspec.json.decode(s))
+
+
+def _check_shape(p: Proof) -> None:
+    if type(p.key) is not bytes or len(p.key) != 32:
+        raise ProofError("key must be 32 bytes")
+    if type(p.bitmap) is not int or not 0 <= p.bitmap <= _MASK256:
+        raise ProofError("bitmap must be a uint256")
+    if p.bitmap.bit_count() != len(p.siblings):
+        raise ProofError("bitmap does not match the number of siblings")
+    for s in p.siblings:
+        if type(s) is not bytes or len(s) != 32:
+            raise ProofError("siblings must be 32 bytes")
+    if p.value is not None:
+        if type(p.value) is not bytes:
+            raise ProofError("value must be bytes")
+        if p.other_key is not None or p.other_value_hash is not None:
+            raise ProofError("an inclusion proof has no other leaf")
+    elif (p.other_key is None) != (p.other_value_hash is None):
+        raise ProofError("other_key and other_value_hash go together")
+    elif p.other_key is not None:
+        if type(p.other_key) is not bytes or len(p.other_key) != 32:
+            raise ProofError("other_key must be 32 bytes")
+        if type(p.other_value_hash) is not bytes or len(p.other_value_hash) != 32:
+            raise ProofError("other_value_hash must be 32 bytes")
+
+
+def fold_path(key: bytes, terminal: bytes, bitmap: int, siblings: Sequence[bytes]) -> bytes:
+    """Hash ``terminal`` (the hash at depth bitmap.bit_length() on key's
+    path) up to the root.  Same loop as the Vyper verifier."""
+    ki = int.from_bytes(key, "big")
+    k = keccak_256
+    h = terminal
+    idx = 0
+    for j in range(bitmap.bit_length(), 0, -1):
+        if (bitmap >> (j - 1)) & 1:
+            s = siblings[idx]
+            idx += 1
+        else:
+            s = EMPTY
+        if (ki >> (256 - j)) & 1:
+            h = k(_NODE + s + h).digest()
+        else:
+            h = k(_NODE + h + s).digest()
+    if idx != len(siblings):
+        raise ProofError("unused siblings")
+    return h
+
+
+def compute_root_from_proof(proof: Proof) -> bytes:
+    """The root a proof implies (raises ProofError if malformed)."""
+    _check_shape(proof)
+    key = proof.key
+    depth = proof.bitmap.bit_length()
+    if proof.value is not None:
+        terminal = leaf_hash(key, keccak(proof.value))
+    elif proof.other_key is not None:
+        ok = proof.other_key
+        if ok == key:
+            raise ProofError("exclusion leaf has the proven key")
+        if depth and (int.from_bytes(ok, "big") ^ int.from_bytes(key, "big")) >> (256 - depth):
+            raise ProofError("exclusion leaf is not on the key's path")
+        terminal = leaf_hash(ok, proof.other_value_hash)
+    else:
+        terminal = EMPTY
+    return fold_path(key, terminal, proof.bitmap, proof.siblings)
+
+
+def verify_proof(root: bytes, proof: Proof, *, allow_empty_root: bool = False) -> bool:
+    """True iff ``proof`` proves its key's value (or absence) under ``root``.
+    Like the Vyper verifier, it refuses every proof against the empty root
+    (zero) unless ``allow_empty_root``."""
+    if type(root) is not bytes or len(root) != 32:
+        return False
+    if root == EMPTY_ROOT and not allow_empty_root:
+        return False
+    try:
+        return compute_root_from_proof(proof) == root
+    except (ProofError, TypeError, AttributeError):
+        return False
+
+
+# --------------------------------------------------------------------------
+# checkpoint output root
+# --------------------------------------------------------------------------
+
+OUTPUT_VERSION = 0
+
+
+def _word(x: int | bytes, name: str) -> bytes:
+    if isinstance(x, int):
+        if not 0 <= x <= _MASK256:
+            raise ValueError(f"{name} must be a uint256")
+        return x.to_bytes(32, "big")
+    if isinstance(x, (bytes, bytearray)) and len(x) == 32:
+        return bytes(x)
+    raise ValueError(f"{name} must be 32 bytes")
+
+
+def compute_output_root(
+    version: int,
+    state_root: bytes,
+    withdrawals_root: bytes,
+    last_block_hash: bytes,
+    inbox_count: int,
+    inbox_hash: bytes,
+    data_hash: bytes,
+) -> bytes:
+    """keccak(abi.encode(uint256 version, bytes32 state_root,
+    bytes32 withdrawals_root, bytes32 last_block_hash, uint256 inbox_count,
+    bytes32 inbox_hash, bytes32 data_hash)): 7 words, 224 bytes."""
+    return keccak(
+        b"".join(
+            (
+                _word(version, "version"),
+                _word(state_root, "state_root"),
+                _word(withdrawals_root, "withdrawals_root"),
+                _word(last_block_hash, "last_block_hash"),
+                _word(inbox_count, "inbox_count"),
+                _word(inbox_hash, "inbox_hash"),
+                _word(data_hash, "data_hash"),
+            )
+        )
+    )
+
+
+# --------------------------------------------------------------------------
+# withdrawals tree: indexed binary Merkle tree
+#   withdrawal_hash = keccak(withdrawal bytes)        (its identity on L1)
+#   leaf_i          = keccak(0x00 || withdrawal_hash_i)
+#   node            = keccak(0x01 || left || right)
+#   n leaves padded with EMPTY (zero) leaves to 2**depth,
+#   depth = ceil(log2(n)) (0 for n == 1); root of no withdrawals = EMPTY.
+#   The proof of leaf i: index i and `depth` siblings, bottom first; bit k of
+#   i says whether the running hash is the right (1) or left (0) child.
+# --------------------------------------------------------------------------
+
+MAX_WITHDRAWAL_DEPTH = 32
+
+
+def withdrawal_hash(withdrawal: bytes) -> bytes:
+    return keccak(withdrawal)
+
+
+def withdrawal_leaf(whash: bytes) -> bytes:
+    return keccak_256(_LEAF + whash).digest()
+
+
+def _withdrawal_levels(withdrawals: Sequence[bytes]) -> list[list[bytes]]:
+    level = [withdrawal_leaf(withdrawal_hash(w)) for w in withdrawals]
+    if not level:
+        return [[EMPTY]]
+    depth = (len(level) - 1).bit_length()
+    if depth > MAX_WITHDRAWAL_DEPTH:
+        raise ValueError("too many withdrawals in one checkpoint")
+    level += [EMPTY] * ((1 << depth) - len(level))
+    levels = [level]
+    k = keccak_256
+    while len(level) > 1:
+        level = [k(_NODE + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
+        levels.append(level)
+    return levels
+
+
+def compute_withdrawals_root(withdrawals: Sequence[bytes]) -> bytes:
+    """Root over the encoded withdrawals, in order (index = position)."""
+    return _withdrawal_levels(withdrawals)[-1][0]
+
+
+class WithdrawalProof(msgspec.Struct, frozen=True):
+    withdrawal_hash: bytes
+    index: int
+    siblings: tuple[bytes, ...]  # bottom first
+
+    def to_json_obj(self) -> dict:
+        return {
+            "withdrawal_hash": _hex(self.withdrawal_hash),
+            "index": self.index,
+            "siblings": [_hex(s) for s in self.siblings],
+        }
+
+    def to_json(self) -> str:
+        return msgspec.json.encode(self.to_json_obj()).decode()
+
+    @classmethod
+    def from_json_obj(cls, d: Mapping) -> "WithdrawalProof":
+        try:
+            return cls(
+                _unhex(d["withdrawal_hash"]),
+                int(d["index"]),
+                tuple(_unhex(s) for s in d["siblings"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ProofError):
+                raise
+            raise ProofError(f"bad withdrawal proof JSON: {exc}") from None
+
+    @classmethod
+    def from_json(cls, s: str | bytes) -> "WithdrawalProof":
+        return cls.from_json_obj(msgspec.json.decode(s))
+
+
+def withdrawal_proofs(withdrawals: Sequence[bytes]) -> tuple[bytes, list[WithdrawalProof]]:
+    """(root, proof for each withdrawal) in one pass."""
+    levels = _withdrawal_levels(withdrawals)
+    proofs = []
+    for i, w in enumerate(withdrawals):
+        sibs = []
+        idx = i
+        for level in levels[:-1]:
+            sibs.append(level[idx ^ 1])
+            idx >>= 1
+        proofs.append(WithdrawalProof(withdrawal_hash(w), i, tuple(sibs)))
+    return levels[-1][0], proofs
+
+
+def prove_withdrawal(withdrawals: Sequence[bytes], index: int) -> WithdrawalProof:
+    if not 0 <= index < len(withdrawals):
+        raise IndexError("withdrawal index out of range")
+    levels = _withdrawal_levels(withdrawals)
+    sibs = []
+    idx = index
+    for level in levels[:-1]:
+        sibs.append(level[idx ^ 1])
+        idx >>= 1
+    return WithdrawalProof(withdrawal_hash(withdrawals[index]), index, tuple(sibs))
+
+
+def compute_withdrawals_root_from_proof(proof: WithdrawalProof) -> bytes:
+    wh, index, sibs = proof.withdrawal_hash, proof.index, proof.siblings
+    if type(wh) is not bytes or len(wh) != 32:
+        raise ProofError("withdrawal_hash must be 32 bytes")
+    if len(sibs) > MAX_WITHDRAWAL_DEPTH or not 0 <= index < (1 << len(sibs)):
+        raise ProofError("index out of range for the proof depth")
+    h = withdrawal_leaf(wh)
+    k = keccak_256
+    for s in sibs:
+        if type(s) is not bytes or len(s) != 32:
+            raise ProofError("siblings must be 32 bytes")
+        h = k(_NODE + s + h).digest() if index & 1 else k(_NODE + h + s).digest()
+        index >>= 1
+    return h
+
+
+def verify_withdrawal_proof(root: bytes, proof: WithdrawalProof) -> bool:
+    """True iff the withdrawal is leaf ``proof.index`` under ``root``
+    (never for the empty root)."""
+    if type(root) is not bytes or len(root) != 32 or root == EMPTY:
+        return False
+    try:
+        return compute_withdrawals_root_from_proof(proof) == root
+    except (ProofError, TypeError, AttributeError):
+        return False
