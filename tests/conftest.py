@@ -1,6 +1,10 @@
 """Shared fixtures.  Keep this small; test modules own their helpers."""
 from __future__ import annotations
 
+import hypothesis  # noqa: F401
+# Imported here, at collection time: imported lazily by hypothesis' pytest
+# plugin at session end, CPython 3.11.7's compiler fails inside pytest's
+# assertion rewriting ("AST constructor recursion depth mismatch").
 import pytest
 
 from sequencer.core import eip712

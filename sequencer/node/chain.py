@@ -129,7 +129,8 @@ class Snapshot(msgspec.Struct, array_like=True):
     blocks: list[tuple[int, int, bytes, bytes, int, int]]
 
 
-class _Tables(msgspec.Struct, array_like=True):
+class _Tables(msgspec.Struct):
+    """Typed form of State.to_tables() for snapshot decoding."""
     accounts: list[tuple[bytes, Account]]
     positions: list[tuple[tuple[bytes, int], Position]]
     orders: list[tuple[tuple[bytes, int], Order]]
@@ -144,7 +145,7 @@ _tables_decoder = msgspec.msgpack.Decoder(_Tables)
 
 def encode_snapshot(chain: Chain) -> bytes:
     chain.compute_state_root()
-    state_bytes = _snapshot_encoder.encode(chain.state.to_tables())
+    state_bytes = _snapshot_encoder.encode(_Tables(**chain.state.to_tables()))
     blocks = [(i.number, i.offset, i.hash, i.state_root, i.timestamp_ms, i.tx_count)
               for i in chain.block_infos.values()]
     return _snapshot_encoder.encode(Snapshot(SNAPSHOT_FORMAT, chain.next_offset, state_bytes,

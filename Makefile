@@ -1,0 +1,40 @@
+# The two set-up commands of the README:
+#   make run    installs everything and starts the devnet (Kafka + node)
+#   make test   installs everything, starts the test broker, runs the tests
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast bench clean kafka-start kafka-stop
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	bash infra/kafka/kafka.sh install
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/isoroll devnet
+
+test: install
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+
+bench: install
+	$(BIN)/python -m bench
+
+kafka-start: install
+	bash infra/kafka/kafka.sh start
+
+kafka-stop:
+	bash infra/kafka/kafka.sh stop
+
+clean:
+	bash infra/kafka/kafka.sh stop || true
+	rm -rf .devnet

@@ -1,0 +1,36 @@
+"""Fixtures for tests against the real Kafka broker (started here if needed)."""
+from __future__ import annotations
+
+import socket
+import uuid
+
+import pytest
+
+from kafka_broker import TEST_PORT, Broker
+
+
+@pytest.fixture(scope="session")
+def broker():
+    broker = Broker(TEST_PORT)
+    started_here = not broker.is_running()
+    if started_here:
+        broker.start()
+    yield broker
+    if started_here:
+        broker.stop()
+
+
+@pytest.fixture
+def topic() -> str:
+    return "test-" + uuid.uuid4().hex[:12]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def api_port() -> int:
+    return free_port()
