@@ -57,6 +57,10 @@ __all__ = [
     "market_key",
     "GLOBAL_KEY",
     "verify_proof",
+    "verify_inclusion",
+    "verify_exclusion",
+    "fold_path",
+    "reference_root",
     "compute_root_from_proof",
     "compute_output_root",
     "OUTPUT_VERSION",
@@ -820,6 +824,42 @@ def verify_proof(root: bytes, proof: Proof, *, allow_empty_root: bool = False) -
     try:
         return compute_root_from_proof(proof) == root
     except (ProofError, TypeError, AttributeError):
+        return False
+
+
+def verify_inclusion(
+    root: bytes, key: bytes, value_hash: bytes, bitmap: int, siblings: Sequence[bytes]
+) -> bool:
+    """Flat form, argument for argument the Vyper ``smt.verify``: ``key``
+    holds a value with keccak ``value_hash`` under ``root``."""
+    try:
+        if root == EMPTY_ROOT or len(root) != 32 or len(key) != 32 or len(value_hash) != 32:
+            return False
+        if not 0 <= bitmap <= _MASK256 or bitmap.bit_count() != len(siblings):
+            return False
+        return fold_path(key, leaf_hash(key, value_hash), bitmap, siblings) == root
+    except (ProofError, TypeError, AttributeError, IndexError):
+        return False
+
+
+def verify_exclusion(
+    root: bytes,
+    key: bytes,
+    bitmap: int,
+    siblings: Sequence[bytes],
+    other_key: bytes | None = None,
+    other_value_hash: bytes | None = None,
+) -> bool:
+    """Flat form of the Vyper ``smt.verify_exclusion``; ``other_key`` /
+    ``other_value_hash`` None (or both zero) = the path ends in an empty slot."""
+    if other_key == EMPTY and other_value_hash == EMPTY:
+        other_key = other_value_hash = None
+    try:
+        if root == EMPTY_ROOT or len(root) != 32:
+            return False
+        p = Proof(bytes(key), None, bitmap, tuple(siblings), other_key, other_value_hash)
+        return compute_root_from_proof(p) == root
+    except (ProofError, TypeError, AttributeError, IndexError, ValueError):
         return False
 
 

@@ -1,0 +1,174 @@
+# pragma version ~=0.4.1
+"""
+@title isoroll commitment verifier (Vyper module)
+@notice Verifies proofs of prover/smt.py: the compacted sparse Merkle state
+    tree, the checkpoint withdrawals tree, and the output root.
+    Use it from a contract with `import smt` and call `smt.verify(...)`;
+    every function is @internal @pure, the module has no state.
+    Spec: docs/commitment.md.
+      leaf  = keccak256(0x00 || key || value_hash), value_hash = keccak256(value)
+      node  = keccak256(0x01 || left || right), empty subtree = bytes32(0)
+    A subtree holding one leaf is that leaf's hash (compaction), so a path is
+    ~log2(N) long. Key bit i (MSB of byte 0 first) picks the child at depth
+    i+1 (0 = left). Proof: bitmap bit j-1 set = sibling at depth j non-empty;
+    terminal depth = bit length of bitmap; siblings = the non-empty ones,
+    deepest first. No proof verifies against the zero root.
+"""
+
+MAX_DEPTH: constant(uint256) = 256
+MAX_WITHDRAWAL_DEPTH: constant(uint256) = 32
+
+
+struct SmtProof:
+    # bit j-1 set = the sibling at depth j is non-empty
+    bitmap: uint256
+    # the non-empty siblings, deepest first
+    siblings: DynArray[bytes32, MAX_DEPTH]
+    # exclusion only: the other leaf that ends the path (key, keccak of its
+    # value), or both zero when the path ends in an empty slot
+    other_key: bytes32
+    other_value_hash: bytes32
+
+
+@internal
+@pure
+def bit_length(x: uint256) -> uint256:
+    n: uint256 = 0
+    v: uint256 = x
+    for s: uint256 in [128, 64, 32, 16, 8, 4, 2, 1]:
+        if v >> s != 0:
+            v = v >> s
+            n += s
+    if v != 0:
+        n += 1
+    return n
+
+
+@internal
+@pure
+def leaf_hash(key: bytes32, value_hash: bytes32) -> bytes32:
+    return keccak256(concat(b"\x00", key, value_hash))
+
+
+@internal
+@pure
+def fold(key: bytes32, terminal: bytes32, bitmap: uint256, siblings: DynArray[bytes32, MAX_DEPTH]) -> (bool, bytes32):
+    """
+    @notice Hash `terminal` (the hash at depth bit_length(bitmap) on the
+        path of `key`) up to the root. Returns (well-formed, root).
+    """
+    depth: uint256 = self.bit_length(bitmap)
+    ki: uint256 = convert(key, uint256)
+    h: bytes32 = terminal
+    used: uint256 = 0
+    n: uint256 = len(siblings)
+    for i: uint256 in range(MAX_DEPTH):
+        if i >= depth:
+            break
+        j: uint256 = depth - i
+        s: bytes32 = empty(bytes32)
+        if (bitmap >> (j - 1)) & 1 == 1:
+            if used >= n:
+                return False, empty(bytes32)
+            s = siblings[used]
+            used += 1
+        if (ki >> (256 - j)) & 1 == 1:
+            h = keccak256(concat(b"\x01", s, h))
+        else:
+            h = keccak256(concat(b"\x01", h, s))
+    return used == n, h
+
+
+@internal
+@pure
+def verify(root: bytes32, key: bytes32, value_hash: bytes32, proof: SmtProof) -> bool:
+    """
+    @notice Inclusion: `key` holds the value whose keccak256 is `value_hash`
+        in the tree with root `root`. The exclusion fields must be zero.
+    """
+    if root == empty(bytes32):
+        return False
+    if proof.other_key != empty(bytes32) or proof.other_value_hash != empty(bytes32):
+        return False
+    ok: bool = False
+    h: bytes32 = empty(bytes32)
+    ok, h = self.fold(key, self.leaf_hash(key, value_hash), proof.bitmap, proof.siblings)
+    return ok and h == root
+
+
+@internal
+@pure
+def verify_exclusion(root: bytes32, key: bytes32, proof: SmtProof) -> bool:
+    """
+    @notice Exclusion: `key` has no leaf in the tree with root `root`.
+    """
+    if root == empty(bytes32):
+        return False
+    terminal: bytes32 = empty(bytes32)
+    if proof.other_key == empty(bytes32) and proof.other_value_hash == empty(bytes32):
+        terminal = empty(bytes32)
+    else:
+        if proof.other_key == key:
+            return False
+        depth: uint256 = self.bit_length(proof.bitmap)
+        if depth > 0:
+            if (convert(proof.other_key, uint256) ^ convert(key, uint256)) >> (256 - depth) != 0:
+                return False
+        terminal = self.leaf_hash(proof.other_key, proof.other_value_hash)
+    ok: bool = False
+    h: bytes32 = empty(bytes32)
+    ok, h = self.fold(key, terminal, proof.bitmap, proof.siblings)
+    return ok and h == root
+
+
+@internal
+@pure
+def withdrawal_leaf(withdrawal_hash: bytes32) -> bytes32:
+    return keccak256(concat(b"\x00", withdrawal_hash))
+
+
+@internal
+@pure
+def withdrawals_root(withdrawal_hash: bytes32, index: uint256, siblings: DynArray[bytes32, MAX_WITHDRAWAL_DEPTH]) -> (bool, bytes32):
+    """
+    @notice Root implied by leaf `index` of the withdrawals tree (siblings
+        bottom first; bit k of index = the running hash is a right child).
+    """
+    n: uint256 = len(siblings)
+    if index >> n != 0:
+        return False, empty(bytes32)
+    h: bytes32 = self.withdrawal_leaf(withdrawal_hash)
+    idx: uint256 = index
+    for s: bytes32 in siblings:
+        if idx & 1 == 1:
+            h = keccak256(concat(b"\x01", s, h))
+        else:
+            h = keccak256(concat(b"\x01", h, s))
+        idx = idx >> 1
+    return True, h
+
+
+@internal
+@pure
+def verify_withdrawal(root: bytes32, withdrawal_hash: bytes32, index: uint256, siblings: DynArray[bytes32, MAX_WITHDRAWAL_DEPTH]) -> bool:
+    """
+    @notice The withdrawal with hash `withdrawal_hash` (keccak256 of its
+        encoding) is leaf `index` of the withdrawals tree `root`.
+    """
+    if root == empty(bytes32):
+        return False
+    ok: bool = False
+    h: bytes32 = empty(bytes32)
+    ok, h = self.withdrawals_root(withdrawal_hash, index, siblings)
+    return ok and h == root
+
+
+@internal
+@pure
+def output_root(version: uint256, state_root: bytes32, withdrawals_root: bytes32, last_block_hash: bytes32,
+                inbox_count: uint256, inbox_hash: bytes32, data_hash: bytes32) -> bytes32:
+    """
+    @notice keccak256(abi.encode(version, state_root, withdrawals_root,
+        last_block_hash, inbox_count, inbox_hash, data_hash))
+    """
+    return keccak256(abi_encode(version, state_root, withdrawals_root, last_block_hash, inbox_count, inbox_hash, data_hash))
