@@ -1,0 +1,234 @@
+"""Deploy the collateral token and the bridge to any web3 (py-evm via
+eth-tester, anvil, or a JSON-RPC node) with a parameter preset.
+
+    from l1_bridge.deploy import deploy, PRESETS
+    d = deploy(w3, "devnet", proposer=..., challenger=..., out="deployment.json")
+    d.bridge, d.token   # checksummed addresses
+
+Presets (docs/l1-bridge.md has the reasoning and the anchors):
+
+=========== ================= ============= =========== ============== =========
+preset      CHALLENGE_PERIOD  FORCED_GRACE  FORCED_FEE  MAX_OPEN_FORCED PROPOSER_BOND
+=========== ================= ============= =========== ============== =========
+production  7 days            7 days        0.01 ETH    4096           1 ETH
+devnet      60 s              10 s          0.001 ETH   4096           0.1 ETH
+=========== ================= ============= =========== ============== =========
+
+Transactions go through the node's unlocked accounts (eth-tester, anvil) or,
+with ``private_key=``, are signed locally (any RPC).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from prover.smt import EMPTY, EMPTY_ROOT, OUTPUT_VERSION, compute_output_root
+
+DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class BridgePreset:
+    name: str
+    challenge_period: int
+    """Seconds an output stays challengeable (OP L2OutputOracle finalizationPeriodSeconds: 7 days)."""
+    forced_grace: int
+    """Seconds a forced request may stay uncovered before anyone can freeze
+    (StarkEx FREEZE_GRACE_PERIOD: 7 days)."""
+    forced_fee: int
+    """Wei paid with each forceWithdraw (anti-spam, to the proposer; Loopring charges one too)."""
+    max_open_forced: int
+    """Open forced requests at most (Loopring: 4096)."""
+    proposer_bond: int
+    """Wei the proposer must keep bonded to propose; the challenger takes it on a deletion."""
+
+
+PRESETS: dict[str, BridgePreset] = {
+    "production": BridgePreset("production", 7 * DAY, 7 * DAY, 10**16, 4096, 10**18),
+    "devnet": BridgePreset("devnet", 60, 10, 10**15, 4096, 10**17),
+}
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """A market the escape hatch knows: equity = margin + floor(size*price/size_scale)
+    - cost - ceil(size*(F_market - F_snapshot)/funding_scale)."""
+    id: int
+    size_scale: int
+    """Base lots per whole base unit (10**baseDecimals)."""
+    funding_scale: int = 1
+    """Divisor of size * funding-index delta (the engine's index is in quote
+    units * 1e6 per whole base unit: size_scale * 10**6)."""
+
+    @classmethod
+    def from_params(cls, params: Any) -> "MarketConfig":
+        """From sequencer.core.markets.MarketParams (see sequencer.core.perps.compute_equity)."""
+        scale = 10 ** params.base_decimals
+        return cls(params.id, scale, scale * 1_000_000)
+
+
+@dataclass
+class Deployment:
+    chain_id: int
+    preset: str
+    token: str
+    bridge: str
+    proposer: str
+    challenger: str
+    deployer: str
+    block_number: int
+    genesis_output_root: str
+    markets: list[dict[str, int]] = field(default_factory=list)
+    parameters: dict[str, int] = field(default_factory=dict)
+    token_deployed: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Deployment":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def get_preset(name: str) -> BridgePreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown bridge preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
+
+
+def compute_genesis_output_root(state_root: bytes = EMPTY_ROOT) -> bytes:
+    """Output 0: the genesis state, no withdrawals, no inbox entries, no data."""
+    return compute_output_root(OUTPUT_VERSION, state_root, EMPTY, EMPTY, 0, EMPTY, EMPTY)
+
+
+def load_artifact(name: str) -> tuple[list, str]:
+    from l1_bridge.compile import compile_contract
+    abi, bytecode = compile_contract(name)
+    return abi, bytecode
+
+
+def transact(w3: Any, call: Any, sender: str, *, value: int = 0, private_key: bytes | str | None = None,
+             gas: int | None = None) -> Any:
+    """Send a contract call (or constructor) and wait for the receipt; raise on revert."""
+    tx: dict[str, Any] = {"from": sender, "value": value}
+    if gas is not None:
+        tx["gas"] = gas
+    if private_key is None:
+        tx_hash = call.transact(tx)
+    else:
+        tx["nonce"] = w3.eth.get_transaction_count(sender, "pending")
+        built = call.build_transaction(tx)
+        signed = w3.eth.account.sign_transaction(built, private_key)
+        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    if receipt["status"] != 1:
+        raise RuntimeError(f"transaction {tx_hash.hex()} reverted")
+    return receipt
+
+
+def deploy(
+    w3: Any,
+    preset: str | BridgePreset = "devnet",
+    *,
+    proposer: str | None = None,
+    challenger: str | None = None,
+    deployer: str | None = None,
+    private_key: bytes | str | None = None,
+    token: str | None = None,
+    markets: Sequence[MarketConfig] = (),
+    genesis_state_root: bytes = EMPTY_ROOT,
+    out: str | os.PathLike | None = None,
+) -> Deployment:
+    """Deploy (the devnet token unless ``token`` is given, then) the bridge.
+    Addresses default to the node's first accounts: deployer and proposer
+    accounts[0], challenger accounts[1] (or the deployer when there is one)."""
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    if deployer is None:
+        if private_key is not None:
+            deployer = w3.eth.account.from_key(private_key).address
+        else:
+            deployer = w3.eth.accounts[0]
+    accounts = [] if private_key is not None else list(w3.eth.accounts)
+    proposer = proposer or deployer
+    challenger = challenger or (accounts[1] if len(accounts) > 1 else deployer)
+    token_deployed = token is None
+    if token is None:
+        abi, bytecode = load_artifact("token")
+        factory = w3.eth.contract(abi=abi, bytecode=bytecode)
+        receipt = transact(w3, factory.constructor("isoroll devnet USD", "dUSD"), deployer, private_key=private_key)
+        token = receipt["contractAddress"]
+    genesis = compute_genesis_output_root(genesis_state_root)
+    abi, bytecode = load_artifact("bridge")
+    factory = w3.eth.contract(abi=abi, bytecode=bytecode)
+    ctor = factory.constructor(
+        token, proposer, challenger, p.challenge_period, p.forced_grace, p.forced_fee,
+        p.max_open_forced, p.proposer_bond, genesis,
+        [m.id for m in markets], [m.size_scale for m in markets], [m.funding_scale for m in markets])
+    receipt = transact(w3, ctor, deployer, private_key=private_key)
+    d = Deployment(
+        chain_id=w3.eth.chain_id,
+        preset=p.name,
+        token=w3.to_checksum_address(token),
+        bridge=receipt["contractAddress"],
+        proposer=w3.to_checksum_address(proposer),
+        challenger=w3.to_checksum_address(challenger),
+        deployer=w3.to_checksum_address(deployer),
+        block_number=receipt["blockNumber"],
+        genesis_output_root="0x" + genesis.hex(),
+        markets=[asdict(m) for m in markets],
+        parameters={"challenge_period": p.challenge_period, "forced_grace": p.forced_grace,
+                    "forced_fee": p.forced_fee, "max_open_forced": p.max_open_forced,
+                    "proposer_bond": p.proposer_bond},
+        token_deployed=token_deployed,
+    )
+    if out is not None:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(d.to_json() + "\n")
+    return d
+
+
+def bond_proposer(w3: Any, d: Deployment, *, private_key: bytes | str | None = None) -> None:
+    """Post the preset's PROPOSER_BOND from the proposer account."""
+    bridge = w3.eth.contract(address=d.bridge, abi=load_artifact("bridge")[0])
+    transact(w3, bridge.functions.depositBond(), d.proposer, value=d.parameters["proposer_bond"],
+             private_key=private_key)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """python -m l1_bridge.deploy --rpc http://127.0.0.1:8545 --preset devnet --out .devnet/deployment.json"""
+    import argparse
+
+    from web3 import Web3
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--rpc", default="http://127.0.0.1:8545")
+    ap.add_argument("--preset", default="devnet", choices=sorted(PRESETS))
+    ap.add_argument("--token", default=None, help="existing ERC-20 (default: deploy the devnet token)")
+    ap.add_argument("--proposer", default=None)
+    ap.add_argument("--challenger", default=None)
+    ap.add_argument("--market", action="append", default=[],
+                    help="id:size_scale[:funding_scale], once per market, in order")
+    ap.add_argument("--bond", action="store_true", help="post the proposer bond (unlocked proposer account)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    w3 = Web3(Web3.HTTPProvider(args.rpc))
+    markets = []
+    for spec in args.market:
+        parts = [int(x) for x in spec.split(":")]
+        markets.append(MarketConfig(*parts))
+    key = os.environ.get("ISOROLL_L1_PRIVATE_KEY") or None
+    d = deploy(w3, args.preset, proposer=args.proposer, challenger=args.challenger, token=args.token,
+               markets=markets, private_key=key, out=args.out)
+    if args.bond:
+        bond_proposer(w3, d, private_key=key)
+    print(d.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

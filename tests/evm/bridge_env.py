@@ -1,0 +1,252 @@
+"""Helpers of the bridge tests on py-evm: a chain with the token and the bridge
+deployed once per session (snapshot/revert per test), time travel, and an L2
+model built from the real Python state, commitment and trees, so the Python
+side and the Vyper side agree by construction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.exceptions import TransactionFailed
+from web3 import EthereumTesterProvider, Web3
+from web3.exceptions import ContractLogicError
+from web3.logs import DISCARD
+
+from l1_bridge import inbox
+from l1_bridge.deploy import Deployment, MarketConfig, PRESETS, BridgePreset, deploy, load_artifact
+from l1_bridge.proofs import MarketScale, OutputFields, claim_args, encode_withdrawal, escape_args
+from prover.smt import EMPTY, SparseMerkleTree, compute_withdrawals_root, withdrawal_proofs, keccak
+from sequencer.core.commitment import compute_dirty_leaves
+from sequencer.core.records import Deposit, ForcedWithdrawal
+from sequencer.core.state import Market, Position, State, Withdrawal
+from sequencer.core.transition import add_withdrawal, process_deposit, process_forced_withdrawal
+
+TEST_PRESET = BridgePreset("test", challenge_period=3600, forced_grace=600, forced_fee=10**15,
+                           max_open_forced=4, proposer_bond=10**18)
+MARKETS = [MarketConfig(1, 10**8, 10**14), MarketConfig(2, 10**6, 10**12)]  # BTC 8, ETH 6 base decimals
+MARKET_SCALES = [MarketScale(m.id, m.size_scale, m.funding_scale) for m in MARKETS]
+UNIT = 10**6  # one collateral unit (6 decimals)
+
+
+class TxReverted(Exception):
+    pass
+
+
+Reverted = (TxReverted, TransactionFailed, ContractLogicError)
+"""What a rejected transaction or call raises (for pytest.raises)."""
+
+
+def make_chain() -> tuple[Web3, EthereumTester]:
+    backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params(
+        overrides={"gas_limit": 60_000_000}))
+    tester = EthereumTester(backend)
+    w3 = Web3(EthereumTesterProvider(tester))
+    return w3, tester
+
+
+@dataclass
+class Env:
+    w3: Web3
+    tester: EthereumTester
+    d: Deployment
+    token: Any
+    bridge: Any
+    accounts: list[str]
+    proposer: str
+    challenger: str
+    users: list[str]
+
+    # --- chain -------------------------------------------------------------
+    def now(self) -> int:
+        return self.w3.eth.get_block("latest")["timestamp"]
+
+    def travel(self, seconds: int) -> None:
+        """Move the clock forward: the latest block is `seconds` later (calls see
+        that time; the next transaction runs one second after it)."""
+        self.travel_to(self.now() + seconds)
+
+    def travel_to(self, timestamp: int) -> None:
+        """Mine a block at `timestamp` (eth-tester's time_travel(t) mines at t - 1)."""
+        self.tester.time_travel(timestamp + 1)
+
+    def send(self, call: Any, sender: str, value: int = 0) -> Any:
+        try:
+            tx_hash = call.transact({"from": sender, "value": value})
+        except TransactionFailed as exc:
+            raise TxReverted(str(exc)) from None
+        except ContractLogicError as exc:
+            raise TxReverted(str(exc)) from None
+        receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        if receipt["status"] != 1:
+            raise TxReverted("status 0")
+        return receipt
+
+    def balance(self, who: str) -> int:
+        return self.token.functions.balanceOf(who).call()
+
+    def fund(self, who: str, amount: int) -> None:
+        self.send(self.token.functions.faucet(amount), who)
+        self.send(self.token.functions.approve(self.d.bridge, 2**256 - 1), who)
+
+    def deposit(self, who: str, amount: int, account: str | None = None) -> int:
+        r = self.send(self.bridge.functions.deposit(account or who, amount), who)
+        return self.bridge.events.Deposited().process_receipt(r, errors=DISCARD)[0]["args"]["inbox_index"]
+
+    def force_withdraw(self, who: str, amount: int) -> int:
+        r = self.send(self.bridge.functions.forceWithdraw(amount), who, value=self.d.parameters["forced_fee"])
+        return self.bridge.events.ForcedWithdrawalRequested().process_receipt(r, errors=DISCARD)[0]["args"]["inbox_index"]
+
+    def propose(self, out: "Checkpoint", *, output_index: int | None = None, sender: str | None = None,
+                fields: OutputFields | None = None, data: bytes | None = None) -> Any:
+        idx = self.bridge.functions.output_count().call() if output_index is None else output_index
+        f = fields or out.fields
+        return self.send(self.bridge.functions.propose(idx, out.l2_block, f.as_arg(),
+                                                       out.data if data is None else data),
+                         sender or self.proposer)
+
+    def status(self) -> dict:
+        keys = ["frozen", "frozen_at", "output_count", "last_final_output", "inbox_count", "inbox_hash",
+                "open_forced_requests", "now"]
+        return dict(zip(keys, self.bridge.functions.status().call()))
+
+
+def deploy_env(preset: BridgePreset = TEST_PRESET) -> Env:
+    w3, tester = make_chain()
+    accounts = list(w3.eth.accounts)
+    d = deploy(w3, preset, proposer=accounts[0], challenger=accounts[1], deployer=accounts[0], markets=MARKETS)
+    token = w3.eth.contract(address=d.token, abi=load_artifact("token")[0])
+    bridge = w3.eth.contract(address=d.bridge, abi=load_artifact("bridge")[0])
+    env = Env(w3, tester, d, token, bridge, accounts, accounts[0], accounts[1], accounts[2:])
+    env.send(bridge.functions.depositBond(), env.proposer, value=preset.proposer_bond)
+    for u in env.users:
+        env.fund(u, 10**6 * UNIT)
+    return env
+
+
+# --- the L2 side, built from the real state code ----------------------------
+
+def addr(hexaddr: str) -> bytes:
+    return bytes.fromhex(hexaddr[2:])
+
+
+@dataclass
+class Checkpoint:
+    fields: OutputFields
+    l2_block: int
+    data: bytes
+    withdrawals: list[Withdrawal]
+    tree: SparseMerkleTree
+    state_tables: dict
+
+    @property
+    def root(self) -> bytes:
+        return self.fields.root()
+
+
+@dataclass
+class L2:
+    """A stand-in for the L2 node: applies inbox records and direct state
+    edits with the real transition functions and commits with the real tree."""
+    state: State = field(default_factory=State)
+    tree: SparseMerkleTree = field(default_factory=SparseMerkleTree)
+    inbox_hash: bytes = inbox.EMPTY_INBOX_HASH
+    l2_block: int = 0
+    withdrawals_from: int = 0
+
+    def apply_inbox(self, record: Deposit | ForcedWithdrawal) -> None:
+        if isinstance(record, Deposit):
+            process_deposit(self.state, record, 0, None)
+        else:
+            process_forced_withdrawal(self.state, record, 0, None)
+        self.state.commit(0)
+        self.inbox_hash = inbox.apply_inbox_record(self.inbox_hash, record)
+
+    def sync_inbox(self, env: Env, upto: int | None = None) -> None:
+        """Apply the L1 inbox entries (from the bridge's events) up to count `upto`."""
+        upto = env.bridge.functions.inbox_count().call() if upto is None else upto
+        records = read_inbox(env)
+        for r in records[self.state.globals.inbox_count:upto]:
+            self.apply_inbox(r)
+
+    def withdraw(self, who: bytes, amount: int) -> None:
+        a = self.state.accounts[who]
+        assert a.collateral >= amount
+        self.state.set_account(who, msgspec.structs.replace(a, collateral=a.collateral - amount))
+        add_withdrawal(self.state, who, amount)
+        self.state.commit(0)
+
+    def set_market(self, market: Market) -> None:
+        self.state.set_market(market)
+        self.state.commit(0)
+
+    def open_position(self, who: bytes, market: int, position: Position) -> None:
+        """Move `position.margin` from free collateral into a position (no matching here)."""
+        a = self.state.accounts[who]
+        assert a.collateral >= position.margin
+        self.state.set_account(who, msgspec.structs.replace(a, collateral=a.collateral - position.margin))
+        self.state.set_position(who, market, position)
+        self.state.commit(0)
+
+    def checkpoint(self, data: bytes | None = None) -> Checkpoint:
+        self.l2_block += 1
+        self.tree.update(compute_dirty_leaves(self.state))
+        ws = list(self.state.withdrawals[self.withdrawals_from:])
+        self.withdrawals_from = len(self.state.withdrawals)
+        wroot = compute_withdrawals_root([encode_withdrawal(w) for w in ws])
+        data = data if data is not None else b"batch %d" % self.l2_block
+        fields = OutputFields(self.tree.root, wroot, keccak(b"block %d" % self.l2_block),
+                              self.state.globals.inbox_count, self.inbox_hash, keccak(data))
+        return Checkpoint(fields, self.l2_block, data, ws, self.tree.copy(), self.state.to_tables())
+
+
+def read_inbox(env: Env) -> list[Deposit | ForcedWithdrawal]:
+    """The inbox in order, from the bridge's events (what the L1 watcher does)."""
+    out: dict[int, Deposit | ForcedWithdrawal] = {}
+    for ev in env.bridge.events.Deposited().get_logs(from_block=0):
+        a = ev["args"]
+        out[a["inbox_index"]] = Deposit(a["inbox_index"], addr(a["account"]), a["amount"])
+    for ev in env.bridge.events.ForcedWithdrawalRequested().get_logs(from_block=0):
+        a = ev["args"]
+        out[a["inbox_index"]] = ForcedWithdrawal(a["inbox_index"], addr(a["account"]), a["amount"])
+    return [out[i] for i in range(len(out))]
+
+
+def claim(env: Env, cp: Checkpoint, output_index: int, w: Withdrawal, sender: str | None = None) -> Any:
+    _, proofs = withdrawal_proofs([encode_withdrawal(x) for x in cp.withdrawals])
+    proof = proofs[cp.withdrawals.index(w)]
+    args = claim_args(output_index, cp.fields, w, proof)
+    return env.send(env.bridge.functions.claimWithdrawal(*args), sender or env.users[-1])
+
+
+def escape(env: Env, cp: Checkpoint, who: str, sender: str | None = None) -> Any:
+    args = escape_args(cp.tree, addr(who), cp.fields, MARKET_SCALES)
+    return env.send(env.bridge.functions.escape(*args), sender or who)
+
+
+def fields_for(cp: Checkpoint, **changes: Any) -> OutputFields:
+    return cp.fields._replace(**changes)
+
+
+__all__ = ["Env", "L2", "Checkpoint", "Reverted", "deploy_env", "claim", "escape", "addr", "UNIT",
+           "MARKETS", "MARKET_SCALES", "TEST_PRESET", "EMPTY", "PRESETS", "fields_for", "read_inbox"]
+
+
+# --- pytest fixtures (import them into a test module) ---------------------------
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def bridge_session() -> Env:
+    return deploy_env()
+
+
+@pytest.fixture
+def env(bridge_session: Env) -> Env:
+    """The session's chain, rolled back after each test."""
+    snap = bridge_session.tester.take_snapshot()
+    yield bridge_session
+    bridge_session.tester.revert_to_snapshot(snap)
