@@ -199,6 +199,8 @@ RULES: dict[type, Callable[[State, Record, int, Context], None]] = {
     Withdraw: process_withdraw,
     Deposit: process_deposit,
     ForcedWithdrawal: process_forced_withdrawal,
+    # The perps kinds below are pointed at sequencer.core.perps when it is
+    # imported (at the end of this module): PERPS_RULES.
     AdjustMargin: process_not_enabled,
     PlaceOrder: process_not_enabled,
     CancelOrder: process_not_enabled,
@@ -298,3 +300,9 @@ def compute_genesis_state(allocations: list[tuple[bytes, int]]) -> State:
     state.set_globals(Globals(total_deposited=total))
     state.commit(0)
     return state
+
+
+# The perpetuals rules (PlaceOrder, CancelOrder, AdjustMargin, Trade, FundingTick,
+# Liquidate, OraclePrice) live in sequencer.core.perps, which imports the helpers
+# above and registers itself in RULES.
+import sequencer.core.perps  # noqa: E402,F401

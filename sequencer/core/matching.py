@@ -1,0 +1,407 @@
+"""The sequencer-side order books and the block builder's entry point, ``Exchange``.
+
+Matching is not settlement (DESIGN.md): the Exchange decides who trades with
+whom (price-time priority per market, partial fills, immediate-or-cancel,
+post-only, self-trade prevention, reduce-only, pre-trade risk) and emits
+Trade records; every record goes through ``transition.apply_record`` like any
+replica applies it, so the state here is exactly the state an executor
+rebuilds from the log.  After an oracle price (or a funding tick) it emits a
+Liquidate record for every position that is liquidatable.
+
+Pure and deterministic: no I/O, no clock (block time is passed in), no
+randomness.  The books are a cache of the open orders in the state:
+``rebuild(state)`` gives back the same books after a restart or a failover.
+
+Policies (docs/engine.md):
+- self-trade prevention "cancel newest": an order that would trade with an
+  order of its own account is rejected whole before anything fills;
+- post-only: rejected whole when it would cross;
+- reduce-only: rejected unless it reduces the current position; it fills at
+  most the position size;
+- pre-trade risk: free collateral minus what the account's resting orders
+  reserve (margin at their leverage plus the maker fee) must cover the new
+  order's margin and taker fee; withdrawals, transfers and margin moves may
+  not dip into the reserve;
+- a resting order that fails its side of a Trade (collateral spent since, a
+  reduce-only order that no longer reduces, ...) is passed over for that
+  taker and stays in the book (the state still has it open).
+"""
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections import deque
+from typing import Any
+
+from sequencer.core.markets import PPM, MarketParams, get_market_table
+from sequencer.core.perps import (GOOD_TILL_CANCEL, IMMEDIATE_OR_CANCEL, INSURANCE_ADDRESS, POST_ONLY,
+                                  TradeError, compute_order_margin, get_market_params, is_liquidatable)
+from sequencer.core.records import (AdjustMargin, CancelOrder, FundingTick, Liquidate, OraclePrice,
+                                    PlaceOrder, Record, Trade, Transfer, Withdraw)
+from sequencer.core.state import Order, State
+from sequencer.core.transition import Context, RuleError, apply_record, hex_address
+
+MAX_LIQUIDATION_STEPS = 64
+"""Partial liquidations of one position after one price update, at most."""
+
+EIGHT_HOURS_MS = 8 * 3_600_000
+
+
+class BookOrder:
+    __slots__ = ("market", "account", "nonce", "is_buy", "price", "remaining", "seq", "expiry", "reserve", "live")
+
+    def __init__(self, market: int, account: bytes, nonce: int, is_buy: bool, price: int, remaining: int,
+                 seq: int, expiry: int, reserve: int) -> None:
+        self.market = market
+        self.account = account
+        self.nonce = nonce
+        self.is_buy = is_buy
+        self.price = price
+        self.remaining = remaining
+        self.seq = seq
+        self.expiry = expiry
+        self.reserve = reserve
+        self.live = True
+
+
+class Side:
+    """One side of a book: sorted price levels, FIFO within a level.
+    Removed orders are marked dead and skipped (lazy deletion)."""
+    __slots__ = ("is_buy", "prices", "levels", "sizes", "counts")
+
+    def __init__(self, is_buy: bool) -> None:
+        self.is_buy = is_buy
+        self.prices: list[int] = []          # ascending
+        self.levels: dict[int, deque[BookOrder]] = {}
+        self.sizes: dict[int, int] = {}      # live remaining per level
+        self.counts: dict[int, int] = {}     # live orders per level
+
+    def get_price(self, rank: int) -> int | None:
+        """The rank-th best price (0 = best)."""
+        if rank >= len(self.prices):
+            return None
+        return self.prices[-1 - rank] if self.is_buy else self.prices[rank]
+
+    def best(self) -> int | None:
+        return self.get_price(0)
+
+    def add(self, order: BookOrder) -> None:
+        level = self.levels.get(order.price)
+        if level is None:
+            level = self.levels[order.price] = deque()
+            self.sizes[order.price] = 0
+            self.counts[order.price] = 0
+            insort(self.prices, order.price)
+        level.append(order)
+        self.sizes[order.price] += order.remaining
+        self.counts[order.price] += 1
+
+    def reduce(self, order: BookOrder, amount: int) -> None:
+        order.remaining -= amount
+        self.sizes[order.price] -= amount
+
+    def kill(self, order: BookOrder) -> None:
+        order.live = False
+        price = order.price
+        self.sizes[price] -= order.remaining
+        self.counts[price] -= 1
+        if self.counts[price] == 0:
+            del self.levels[price], self.sizes[price], self.counts[price]
+            del self.prices[bisect_left(self.prices, price)]
+
+    def iter_live(self):
+        for rank in range(len(self.prices)):
+            price = self.get_price(rank)
+            for order in self.levels[price]:
+                if order.live:
+                    yield order
+
+
+class Book:
+    __slots__ = ("market", "bids", "asks")
+
+    def __init__(self, market: int) -> None:
+        self.market = market
+        self.bids = Side(True)
+        self.asks = Side(False)
+
+    def side(self, is_buy: bool) -> Side:
+        return self.bids if is_buy else self.asks
+
+
+def is_crossing(is_buy: bool, limit: int, price: int) -> bool:
+    return price <= limit if is_buy else price >= limit
+
+
+def is_resting(order: Order, timestamp_ms: int) -> bool:
+    """An order the book holds: open, not immediate-or-cancel, not expired."""
+    return (not order.cancelled and order.filled < order.size and order.time_in_force != IMMEDIATE_OR_CANCEL
+            and order.expiry >= timestamp_ms)
+
+
+class Exchange:
+    """The order books of every market, and the one entry point of the block
+    builder.  Every method that takes ``state`` applies what it returns to
+    it, in the returned (log) order."""
+
+    def __init__(self, markets: dict[int, MarketParams] | None = None) -> None:
+        self.markets = markets if markets is not None else get_market_table("devnet")
+        self.books: dict[int, Book] = {m: Book(m) for m in self.markets}
+        self.orders: dict[tuple[bytes, int], BookOrder] = {}
+        self.reserved: dict[bytes, int] = {}
+
+    @classmethod
+    def for_context(cls, ctx: Context) -> "Exchange":
+        return cls(ctx.markets or get_market_table(ctx.preset.markets))
+
+    # --- user records -------------------------------------------------------------
+    def admit(self, state: State, record: Record, timestamp_ms: int, ctx: Context) -> list[Record]:
+        """Apply a user record; for a PlaceOrder also match it and apply the
+        trades.  Raises RuleError with the state unchanged if it is refused."""
+        if isinstance(record, PlaceOrder):
+            return self.admit_order(state, record, timestamp_ms, ctx)
+        self.check_reserve(state, record)
+        apply_or_raise(state, record, timestamp_ms, ctx)
+        if isinstance(record, CancelOrder):
+            self.remove_order((record.account, record.order_nonce))
+        return [record]
+
+    def check_reserve(self, state: State, record: Record) -> None:
+        """Collateral reserved by resting orders cannot be withdrawn, sent or moved."""
+        if isinstance(record, (Withdraw, Transfer)) or (isinstance(record, AdjustMargin) and record.amount > 0):
+            reserved = self.reserved.get(record.account, 0)
+            account = state.accounts.get(record.account)
+            free = account.collateral if account else 0
+            if reserved and free - record.amount < reserved:
+                raise RuleError("collateral_reserved",
+                                f"{reserved} of the free collateral {free} is reserved by open orders; "
+                                "cancel orders first")
+
+    def admit_order(self, state: State, r: PlaceOrder, timestamp_ms: int, ctx: Context) -> list[Record]:
+        params = self.markets.get(r.market) or get_market_params(ctx, r.market)
+        if params is None or r.market not in self.books:
+            raise RuleError("unknown_market", f"market {r.market} is not configured; GET /v1/markets lists them")
+        book = self.books[r.market]
+        fillable = self.check_order(state, r, book, params, timestamp_ms)
+        apply_or_raise(state, r, timestamp_ms, ctx)
+        trades, filled = self.match(state, r, book, fillable, timestamp_ms, ctx)
+        if filled < r.size and r.time_in_force != IMMEDIATE_OR_CANCEL:
+            order = state.orders[(r.account, r.nonce)]
+            self.add_order(r.account, r.nonce, order, params)
+        return [r, *trades]
+
+    # --- pre-trade checks -----------------------------------------------------------
+    def check_order(self, state: State, r: PlaceOrder, book: Book, params: MarketParams, timestamp_ms: int) -> int:
+        """Refuse what must not reach the log; returns how much may fill now."""
+        opposite = book.side(not r.is_buy)
+        best = opposite.best()
+        crosses = best is not None and is_crossing(r.is_buy, r.price, best)
+        if r.time_in_force == POST_ONLY and crosses:
+            raise RuleError("post_only_would_cross",
+                            f"post-only order at {r.price} would cross the best {'ask' if r.is_buy else 'bid'} {best}")
+        position = state.positions.get((r.account, r.market))
+        size = position.size if position else 0
+        closable = abs(size) if size and (size > 0) != r.is_buy else 0
+        if r.reduce_only and not closable:
+            raise RuleError("reduce_only", "reduce-only order would not reduce a position (none on the other side)")
+        if crosses:
+            self.check_self_trade(r, opposite, timestamp_ms)
+        self.check_risk(state, r, params, closable, best)
+        return min(r.size, closable) if r.reduce_only else r.size
+
+    def check_self_trade(self, r: PlaceOrder, opposite: Side, timestamp_ms: int) -> None:
+        remaining = r.size
+        for maker in opposite.iter_live():
+            if remaining <= 0 or not is_crossing(r.is_buy, r.price, maker.price):
+                return
+            if maker.expiry < timestamp_ms:
+                continue
+            if maker.account == r.account:
+                raise RuleError("self_trade", f"order would trade with the account's own order {maker.nonce} "
+                                              "(self-trade prevention: the new order is rejected)")
+            remaining -= maker.remaining
+
+    def check_risk(self, state: State, r: PlaceOrder, params: MarketParams, closable: int, best: int | None) -> None:
+        if r.reduce_only:
+            return
+        account = state.accounts.get(r.account)
+        free = (account.collateral if account else 0) - self.reserved.get(r.account, 0)
+        worst = r.price if r.is_buy or best is None else max(r.price, best)
+        opening = max(0, r.size - closable)
+        required = compute_order_margin(opening, worst, r.leverage, params.taker_fee_ppm, params)
+        if free < required:
+            raise RuleError("insufficient_collateral",
+                            f"free collateral {free} (after {self.reserved.get(r.account, 0)} reserved by open "
+                            f"orders) does not cover the order's margin and fee {required}")
+
+    # --- matching -------------------------------------------------------------------
+    def match(self, state: State, r: PlaceOrder, book: Book, fillable: int, timestamp_ms: int,
+              ctx: Context) -> tuple[list[Trade], int]:
+        """Fill the new order against the book in price-time priority; each
+        fill is applied as a Trade.  Returns the trades and the size filled."""
+        opposite = book.side(not r.is_buy)
+        trades: list[Trade] = []
+        remaining, rank = fillable, 0
+        while remaining > 0:
+            price = opposite.get_price(rank)
+            if price is None or not is_crossing(r.is_buy, r.price, price):
+                break
+            level = opposite.levels[price]
+            remaining, stop = self.match_level(state, r, opposite, level, remaining, trades, timestamp_ms, ctx)
+            if stop:
+                break
+            if price in opposite.levels:
+                rank += 1
+        return trades, fillable - remaining
+
+    def match_level(self, state: State, r: PlaceOrder, side: Side, level: deque, remaining: int,
+                    trades: list[Trade], timestamp_ms: int, ctx: Context) -> tuple[int, bool]:
+        while level and not level[0].live:
+            level.popleft()
+        for maker in list(level):
+            if remaining <= 0:
+                break
+            if not maker.live:
+                continue
+            if maker.expiry < timestamp_ms:
+                self.remove_order((maker.account, maker.nonce))
+                continue
+            fill = min(remaining, maker.remaining)
+            trade = Trade(r.market, maker.account, maker.nonce, r.account, r.nonce, maker.price, fill)
+            error = apply_record(state, trade, timestamp_ms, ctx)
+            if error is not None:
+                if isinstance(error, TradeError) and error.side == "maker":
+                    continue  # this maker cannot trade now: pass over it, it stays in the book
+                return remaining, True
+            trades.append(trade)
+            remaining -= fill
+            self.on_maker_fill(maker, fill, side)
+        return remaining, False
+
+    def on_maker_fill(self, maker: BookOrder, fill: int, side: Side) -> None:
+        if fill == maker.remaining:
+            self.remove_order((maker.account, maker.nonce))
+            return
+        side.reduce(maker, fill)
+        if maker.reserve:
+            new_reserve = maker.reserve * maker.remaining // (maker.remaining + fill)
+            self.reserved[maker.account] -= maker.reserve - new_reserve
+            maker.reserve = new_reserve
+
+    # --- book upkeep ----------------------------------------------------------------
+    def add_order(self, account: bytes, nonce: int, order: Order, params: MarketParams) -> None:
+        remaining = order.size - order.filled
+        reserve = 0 if order.reduce_only else compute_order_margin(remaining, order.price, order.leverage,
+                                                                   params.maker_fee_ppm, params)
+        book_order = BookOrder(order.market, account, nonce, order.is_buy, order.price, remaining, order.seq, order.expiry, reserve)
+        self.books[order.market].side(order.is_buy).add(book_order)
+        self.orders[(account, nonce)] = book_order
+        if reserve:
+            self.reserved[account] = self.reserved.get(account, 0) + reserve
+
+    def remove_order(self, key: tuple[bytes, int]) -> None:
+        book_order = self.orders.pop(key, None)
+        if book_order is None:
+            return
+        self.books[book_order.market].side(book_order.is_buy).kill(book_order)
+        if book_order.reserve:
+            left = self.reserved[book_order.account] - book_order.reserve
+            if left:
+                self.reserved[book_order.account] = left
+            else:
+                del self.reserved[book_order.account]
+
+    def prune_expired(self, timestamp_ms: int) -> None:
+        """Drop orders that expired before ``timestamp_ms`` (matching drops them lazily)."""
+        for key in [k for k, o in self.orders.items() if o.expiry < timestamp_ms]:
+            self.remove_order(key)
+
+    def rebuild(self, state: State) -> None:
+        """Rebuild every book from the open orders in the state (after a
+        restart or a failover): the same books as before, same priorities."""
+        self.books = {m: Book(m) for m in self.markets}
+        self.orders.clear()
+        self.reserved.clear()
+        now = state.globals.timestamp_ms
+        resting = [(o.seq, k, o) for k, o in state.orders.items() if is_resting(o, now) and o.market in self.books]
+        for _, (account, nonce), order in sorted(resting, key=lambda item: item[0]):
+            self.add_order(account, nonce, order, self.markets[order.market])
+
+    # --- oracle, liquidations, funding ---------------------------------------------------
+    def on_oracle_price(self, state: State, record: OraclePrice, timestamp_ms: int, ctx: Context) -> list[Record]:
+        """Apply a price, then liquidate every position it made liquidatable."""
+        apply_or_raise(state, record, timestamp_ms, ctx)
+        return [record, *self.liquidate_market(state, record.market, timestamp_ms, ctx)]
+
+    def liquidate_market(self, state: State, market_id: int, timestamp_ms: int, ctx: Context) -> list[Record]:
+        params = self.markets[market_id]
+        targets = sorted(address for (address, m), p in state.positions.items()
+                         if m == market_id and p.size and address != INSURANCE_ADDRESS)
+        out: list[Record] = []
+        for address in targets:
+            for _ in range(MAX_LIQUIDATION_STEPS):
+                position = state.positions.get((address, market_id))
+                market = state.markets[market_id]
+                if position is None or not is_liquidatable(position, market.oracle_price, market, params):
+                    break
+                record = Liquidate(address, market_id)
+                if apply_record(state, record, timestamp_ms, ctx) is not None:
+                    break
+                out.append(record)
+        return out
+
+    def due_funding(self, state: State, timestamp_ms: int, ctx: Context) -> list[Record]:
+        """FundingTick records due at this block time (applied), each followed
+        by the liquidations it causes."""
+        out: list[Record] = []
+        for market_id in sorted(self.markets):
+            params = self.markets[market_id]
+            market = state.markets.get(market_id)
+            boundary = timestamp_ms // params.funding_interval_ms * params.funding_interval_ms
+            if market is None or market.oracle_price == 0 or boundary <= market.funding_time_ms:
+                continue
+            if timestamp_ms - market.oracle_time_ms > params.oracle_max_age_ms:
+                continue  # stale price: funding waits for a fresh one
+            tick = FundingTick(market_id, self.compute_funding_rate(market_id, market.oracle_price), boundary)
+            if apply_record(state, tick, timestamp_ms, ctx) is None:
+                out.append(tick)
+                out.extend(self.liquidate_market(state, market_id, timestamp_ms, ctx))
+        return out
+
+    def compute_funding_rate(self, market_id: int, oracle_price: int) -> int:
+        """Premium of the book mid over the oracle (an 8-hour rate) pro rata
+        per interval, plus the interest component, clamped to the cap."""
+        params = self.markets[market_id]
+        book = self.books[market_id]
+        bid, ask = book.bids.best(), book.asks.best()
+        premium = 0 if bid is None or ask is None else ((bid + ask) // 2 - oracle_price) * PPM // oracle_price
+        rate = premium * params.funding_interval_ms // EIGHT_HOURS_MS + params.funding_interest_ppm
+        return max(-params.funding_cap_ppm, min(params.funding_cap_ppm, rate))
+
+    # --- views -----------------------------------------------------------------------
+    def book(self, market: int, depth: int = 20) -> dict[str, Any]:
+        """Aggregated levels, best first: {"market", "bids": [[price, size, orders]], "asks": [...]}."""
+        b = self.books[market]
+        levels = {}
+        for name, side in (("bids", b.bids), ("asks", b.asks)):
+            rows = []
+            for rank in range(min(depth, len(side.prices))):
+                price = side.get_price(rank)
+                rows.append([price, side.sizes[price], side.counts[price]])
+            levels[name] = rows
+        return {"market": market, **levels}
+
+    def dump(self) -> dict[int, dict[str, list]]:
+        """Every live order in priority order, for equality checks."""
+        return {m: {name: [(o.price, o.account, o.nonce, o.remaining, o.seq) for o in side.iter_live()]
+                    for name, side in (("bids", b.bids), ("asks", b.asks))}
+                for m, b in sorted(self.books.items())}
+
+
+def apply_or_raise(state: State, record: Record, timestamp_ms: int, ctx: Context) -> None:
+    error = apply_record(state, record, timestamp_ms, ctx)
+    if error is not None:
+        raise error
+
+
+__all__ = ["Exchange", "Book", "Side", "BookOrder", "is_resting", "GOOD_TILL_CANCEL", "IMMEDIATE_OR_CANCEL",
+           "POST_ONLY", "hex_address"]
