@@ -1,0 +1,227 @@
+"""The sequencer-side books (sequencer.core.matching.Exchange) in pre/op/post form:
+price-time priority, partial fills, IOC, post-only, self-trade prevention,
+reduce-only, pre-trade risk, cancels, rebuild after a restart."""
+from __future__ import annotations
+
+import pytest
+
+from perps_support import ADDR, BTC, ETH, ONE_BTC, Sim, usd
+from sequencer.core.markets import DEVNET_MARKETS
+from sequencer.core.matching import Exchange
+from sequencer.core.perps import IMMEDIATE_OR_CANCEL, POST_ONLY
+from sequencer.core.records import PlaceOrder, Trade
+from sequencer.core.transition import RuleError
+
+RICH = usd(1_000_000)
+
+
+def rich_sim(**extra) -> Sim:
+    sim = Sim(alice=RICH, bob=RICH, carol=RICH, dave=RICH, **extra)
+    sim.set_price(usd(60_000))
+    return sim
+
+
+def trades(records) -> list[tuple[bytes, int, int, int]]:
+    return [(t.maker, t.maker_nonce, t.price, t.size) for t in records if isinstance(t, Trade)]
+
+
+def assert_rebuild_equal(sim: Sim) -> None:
+    rebuilt = Exchange(DEVNET_MARKETS)
+    rebuilt.rebuild(sim.state)
+    sim.exchange.prune_expired(sim.state.globals.timestamp_ms)
+    assert rebuilt.dump() == sim.exchange.dump()
+    assert rebuilt.reserved == sim.exchange.reserved
+    assert rebuilt.book(BTC) == sim.exchange.book(BTC)
+
+
+def test_price_time_priority_and_partial_fill():
+    sim = rich_sim()
+    sim.place("alice", False, usd(60_100), ONE_BTC)       # first at 60,100
+    sim.place("bob", False, usd(60_100), ONE_BTC)         # second at 60,100
+    sim.place("carol", False, usd(60_000), ONE_BTC)       # better price, placed last
+    out = sim.place("dave", True, usd(60_200), 5 * ONE_BTC // 2)
+    assert trades(out) == [(ADDR["carol"], 1, usd(60_000), ONE_BTC),
+                           (ADDR["alice"], 1, usd(60_100), ONE_BTC),
+                           (ADDR["bob"], 1, usd(60_100), ONE_BTC // 2)]
+    assert sim.exchange.book(BTC) == {"market": BTC, "bids": [], "asks": [[usd(60_100), ONE_BTC // 2, 1]]}
+    assert sim.size("dave") == 5 * ONE_BTC // 2
+    assert sim.size("alice") + sim.size("bob") + sim.size("carol") == -5 * ONE_BTC // 2
+    assert sim.state.orders[(ADDR["bob"], 1)].filled == ONE_BTC // 2
+    assert_rebuild_equal(sim)
+
+
+def test_taker_remainder_rests_good_till_cancel():
+    sim = rich_sim()
+    sim.place("alice", False, usd(60_000), ONE_BTC // 4)
+    out = sim.place("bob", True, usd(60_000), ONE_BTC)
+    assert trades(out) == [(ADDR["alice"], 1, usd(60_000), ONE_BTC // 4)]
+    assert sim.exchange.book(BTC)["bids"] == [[usd(60_000), 3 * ONE_BTC // 4, 1]]
+    assert_rebuild_equal(sim)
+
+
+def test_immediate_or_cancel_never_rests():
+    sim = rich_sim()
+    sim.place("alice", False, usd(60_000), ONE_BTC // 4)
+    out = sim.place("bob", True, usd(60_000), ONE_BTC, tif=IMMEDIATE_OR_CANCEL)
+    assert trades(out) == [(ADDR["alice"], 1, usd(60_000), ONE_BTC // 4)]
+    assert sim.exchange.book(BTC) == {"market": BTC, "bids": [], "asks": []}
+    # ...and it can never become a maker: a Trade naming it as maker is refused.
+    sim.place("carol", False, usd(60_000), ONE_BTC, tif=IMMEDIATE_OR_CANCEL)
+    forged = Trade(BTC, ADDR["bob"], 1, ADDR["carol"], 1, usd(60_000), ONE_BTC // 4)
+    assert sim.apply(forged).code == "not_resting"
+    assert_rebuild_equal(sim)
+
+
+def test_post_only_rejected_when_it_would_cross_and_rests_otherwise():
+    sim = rich_sim()
+    sim.place("alice", False, usd(60_000), ONE_BTC)
+    before = sim.state.to_tables()
+    with pytest.raises(RuleError) as exc:
+        sim.place("bob", True, usd(60_000), ONE_BTC, tif=POST_ONLY)
+    assert exc.value.code == "post_only_would_cross"
+    assert sim.state.to_tables() == before
+    out = sim.place("bob", True, usd(59_999), ONE_BTC, tif=POST_ONLY)
+    assert trades(out) == []
+    assert sim.exchange.book(BTC)["bids"] == [[usd(59_999), ONE_BTC, 1]]
+    assert_rebuild_equal(sim)
+
+
+def test_self_trade_prevention_rejects_the_new_order_whole():
+    sim = rich_sim()
+    sim.place("bob", False, usd(60_000), ONE_BTC // 2)
+    sim.place("alice", False, usd(60_100), ONE_BTC)
+    before = sim.state.to_tables()
+    with pytest.raises(RuleError) as exc:
+        sim.place("alice", True, usd(60_200), ONE_BTC)   # would take bob's, then hit its own
+    assert exc.value.code == "self_trade"
+    assert sim.state.to_tables() == before
+    # Not reaching its own order is fine.
+    out = sim.place("alice", True, usd(60_000), ONE_BTC // 2)
+    assert trades(out) == [(ADDR["bob"], 1, usd(60_000), ONE_BTC // 2)]
+    # The rules refuse a self-trade too.
+    sim.place("alice", True, usd(60_000), ONE_BTC // 2)
+    assert sim.apply(Trade(BTC, ADDR["alice"], 4, ADDR["alice"], 4, usd(60_000), 10_000)).code == "self_trade"
+
+
+def test_reduce_only_reduces_and_fills_at_most_the_position():
+    sim = rich_sim()
+    with pytest.raises(RuleError) as exc:
+        sim.place("alice", False, usd(60_000), ONE_BTC, reduce_only=True)
+    assert exc.value.code == "reduce_only"
+    sim.place("bob", False, usd(60_000), ONE_BTC)
+    sim.place("alice", True, usd(60_000), ONE_BTC)            # alice long 1
+    sim.place("carol", True, usd(60_000), 3 * ONE_BTC)        # a deep bid
+    out = sim.place("alice", False, usd(60_000), 2 * ONE_BTC, reduce_only=True, tif=IMMEDIATE_OR_CANCEL)
+    assert trades(out) == [(ADDR["carol"], 1, usd(60_000), ONE_BTC)]
+    assert sim.size("alice") == 0
+    # The rules refuse a reduce-only fill that would open a position.
+    sim.place("dave", False, usd(61_000), ONE_BTC)
+    taker = sim.order("alice", True, usd(61_000), ONE_BTC, reduce_only=True)
+    assert sim.apply(taker) is None       # registered directly, bypassing the Exchange's check
+    error = sim.apply(Trade(BTC, ADDR["dave"], 1, ADDR["alice"], taker.nonce, usd(61_000), ONE_BTC))
+    assert (error.code, error.side) == ("reduce_only", "taker")
+
+
+def test_resting_reduce_only_that_no_longer_reduces_is_passed_over():
+    sim = rich_sim()
+    sim.place("bob", False, usd(60_000), ONE_BTC)
+    sim.place("alice", True, usd(60_000), ONE_BTC)                          # alice long 1
+    sim.place("alice", False, usd(60_100), ONE_BTC, reduce_only=True)       # resting take-profit
+    sim.place("carol", True, usd(59_000), ONE_BTC)
+    sim.place("alice", False, usd(59_000), ONE_BTC, tif=IMMEDIATE_OR_CANCEL)  # closes the long
+    assert sim.size("alice") == 0
+    sim.place("bob", False, usd(60_200), ONE_BTC)
+    out = sim.place("dave", True, usd(60_200), ONE_BTC)
+    assert trades(out) == [(ADDR["bob"], 2, usd(60_200), ONE_BTC)]      # alice's order skipped
+    assert sim.exchange.book(BTC)["asks"] == [[usd(60_100), ONE_BTC, 1]]  # and still resting
+    assert_rebuild_equal(sim)
+
+
+def test_pre_trade_risk_and_reserved_collateral():
+    sim = Sim(alice=usd(10_000), bob=RICH)
+    sim.set_price(usd(60_000))
+    with pytest.raises(RuleError) as exc:          # 2 BTC at 10x needs 12,000 + fee
+        sim.place("alice", True, usd(60_000), 2 * ONE_BTC)
+    assert exc.value.code == "insufficient_collateral"
+    resting = sim.place("alice", True, usd(59_000), ONE_BTC)[0]  # rests, reserves 5,900 + maker fee
+    reserved = sim.exchange.reserved[ADDR["alice"]]
+    assert reserved == usd(5_900) + usd(59_000) * 100 // 1_000_000
+    with pytest.raises(RuleError) as exc:
+        sim.place("alice", True, usd(59_000), ONE_BTC)
+    assert exc.value.code == "insufficient_collateral"
+    with pytest.raises(RuleError) as exc:
+        sim.submit(sim.withdraw_record("alice", usd(5_000)))
+    assert exc.value.code == "collateral_reserved"
+    sim.submit(sim.withdraw_record("alice", usd(4_000)))
+    sim.submit(sim.cancel_record("alice", resting.nonce))
+    assert ADDR["alice"] not in sim.exchange.reserved
+    assert sim.exchange.book(BTC)["bids"] == []
+    sim.submit(sim.withdraw_record("alice", usd(5_000)))
+    assert sim.free("alice") == usd(1_000)
+
+
+def test_cancel_removes_from_book_and_rules_refuse_the_cancelled_order():
+    sim = rich_sim()
+    sim.place("alice", False, usd(60_000), ONE_BTC)
+    sim.place("alice", False, usd(60_500), ONE_BTC)
+    sim.submit(sim.cancel_record("alice", 1))
+    assert sim.exchange.book(BTC)["asks"] == [[usd(60_500), ONE_BTC, 1]]
+    sim.place("bob", True, usd(59_000), ONE_BTC)
+    assert sim.apply(Trade(BTC, ADDR["alice"], 1, ADDR["bob"], 1, usd(60_000), ONE_BTC)).code == "order_cancelled"
+    with pytest.raises(RuleError) as exc:
+        sim.submit(sim.cancel_record("alice", 1))
+    assert exc.value.code == "order_not_open"
+    assert_rebuild_equal(sim)
+
+
+def test_expired_maker_is_dropped_and_refused():
+    sim = rich_sim()
+    sim.place("alice", False, usd(60_000), ONE_BTC, expiry=sim.now + 1_000)
+    sim.place("bob", False, usd(60_100), ONE_BTC)
+    sim.now += 2_000
+    out = sim.place("carol", True, usd(60_100), ONE_BTC)
+    assert trades(out) == [(ADDR["bob"], 1, usd(60_100), ONE_BTC)]
+    assert sim.exchange.book(BTC)["asks"] == []
+
+
+def test_book_depth_aggregates_levels_best_first():
+    sim = rich_sim()
+    for name, price in (("alice", 59_900), ("bob", 59_900), ("carol", 59_800), ("dave", 59_700)):
+        sim.place(name, True, usd(price), ONE_BTC // 10)
+    sim.place("alice", False, usd(60_100), ONE_BTC // 5)
+    sim.place("bob", False, usd(60_200), ONE_BTC // 5)
+    book = sim.exchange.book(BTC, depth=2)
+    assert book["bids"] == [[usd(59_900), ONE_BTC // 5, 2], [usd(59_800), ONE_BTC // 10, 1]]
+    assert book["asks"] == [[usd(60_100), ONE_BTC // 5, 1], [usd(60_200), ONE_BTC // 5, 1]]
+
+
+def test_markets_have_separate_books():
+    sim = rich_sim()
+    sim.set_price(3_000 * 10**6, market=ETH)
+    sim.place("alice", False, 3_000 * 10**6, 10**9, market=ETH)
+    out = sim.place("bob", True, usd(60_000), ONE_BTC)
+    assert trades(out) == []
+    out = sim.place("bob", True, 3_000 * 10**6, 10**9, market=ETH)
+    assert trades(out) == [(ADDR["alice"], 1, 3_000 * 10**6, 10**9)]
+    assert sim.size("bob", ETH) == 10**9
+    with pytest.raises(RuleError) as exc:
+        sim.submit(PlaceOrder(ADDR["bob"], 9, True, 1, 1, 1, 0, False, 99, sim.now + 1000, bytes(65)))
+    assert exc.value.code == "unknown_market"
+
+
+def test_rebuild_after_a_session_equals_the_live_book():
+    sim = rich_sim()
+    for i in range(30):
+        name = ("alice", "bob", "carol", "dave")[i % 4]
+        price = usd(59_900 + (i * 37) % 200)
+        try:
+            sim.place(name, i % 3 == 0, price, ONE_BTC // 10 * (1 + i % 3), tif=(0, 0, 1)[i % 3])
+        except RuleError:
+            pass
+        if i % 7 == 6:
+            try:
+                sim.submit(sim.cancel_record(name, sim.nonces[name] - 1))
+            except RuleError:
+                pass
+    assert_rebuild_equal(sim)
+    assert sim.replay().to_tables() == sim.state.to_tables()
