@@ -49,6 +49,7 @@ class Settings:
     kafka_seconds: float = 3.0
     client: str = "raw"
     node_settings: dict = field(default_factory=dict)
+    aiokafka_backoff_ms: float | None = None
     phase_timeout: float = 120.0
 
     @classmethod
@@ -316,9 +317,11 @@ async def run(settings: Settings, broker: BenchBroker) -> dict:
         f"bare libsecp256k1 call {fmt_rate(ref['secp_bare'])}, node precheck path {fmt_rate(ref['precheck_1core'])}")
 
     topic = f"isoroll.bench.ingest.{uuid.uuid4().hex[:8]}"
-    node = NodeProcess(broker.bootstrap, topic, s.accounts, s.node_settings)
+    node = NodeProcess(broker.bootstrap, topic, s.accounts, s.node_settings,
+                       aiokafka_backoff_ms=s.aiokafka_backoff_ms, profile=getattr(s, "profile_node", False))
     try:
-        say(f"starting the node (subprocess, topic {topic}, settings {s.node_settings or 'default'}) ...")
+        say(f"starting the node (subprocess, topic {topic}, settings {s.node_settings or 'default'}"
+            f"{'' if s.aiokafka_backoff_ms is None else f', aiokafka BACKOFF_OVERRIDE {s.aiokafka_backoff_ms} ms'}) ...")
         await node.start()
         pids = {"node": node.pid, "client": os.getpid(), "kafka": broker.pid}
         join = lambda xs: [x.body for x in xs]  # noqa: E731
@@ -386,6 +389,8 @@ async def run(settings: Settings, broker: BenchBroker) -> dict:
         node.stop()
         await delete_topic(broker.bootstrap, topic)
 
+    if getattr(s, "skip_references", False):
+        return results
     say("reference (b): aiokafka alone, one transaction per block ...")
     ref_b = await kafka_reference(broker.bootstrap, int(results["batch"]["blocks"]["avg_bytes"]), s.kafka_seconds)
     ref_b["tx_per_s"] = ref_b["commits_per_s"] * results["batch"]["blocks"]["avg_records"]
@@ -411,14 +416,17 @@ async def run(settings: Settings, broker: BenchBroker) -> dict:
 def summary(res: dict) -> list[str]:
     rec = res["recovery"]["recover_1core"]
     b, sg, lat = res["batch"], res["single"], res["latency"]
-    kb = res["kafka_batch_blocks"]
+    kb = res.get("kafka_batch_blocks") or {"block_bytes": 0, "commits_per_s": 0, "tx_per_s": float("nan")}
     ratio = b["rate"] / rec
     out = [
         f"ingest, batch API   {fmt_rate(b['rate']):>12}   = {ratio:.2f} x recovery rate "
         f"({fmt_rate(rec)})   target >= 0.5  {'MET' if ratio >= 0.5 else 'MISSED'}",
         f"ingest, single API  {fmt_rate(sg['rate']):>12}   = {sg['rate'] / rec:.2f} x recovery rate",
-        f"log limit (aiokafka alone, {kb['block_bytes'] / 1e3:.0f} kB blocks) {kb['commits_per_s']:,.0f} commits/s "
-        f"= {fmt_rate(kb['tx_per_s'])}; batch ingest uses {b['rate'] / kb['tx_per_s']:.0%} of it",
+    ]
+    if "kafka_batch_blocks" in res:
+        out.append(f"log limit (aiokafka alone, {kb['block_bytes'] / 1e3:.0f} kB blocks) {kb['commits_per_s']:,.0f} commits/s "
+        f"= {fmt_rate(kb['tx_per_s'])}; batch ingest uses {b['rate'] / kb['tx_per_s']:.0%} of it")
+    out += [
         f"latency at {res['settings']['rate']:,.0f} tx/s offered ({lat['achieved']:,.0f}/s acked): p50 {lat['p50_ms']:.1f} ms, "
         f"p99 {lat['p99_ms']:.1f} ms   target p99 <= 25 ms  {'MET' if lat['p99_ms'] <= 25 else 'MISSED'}",
     ]
@@ -450,9 +458,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch-txs", type=int)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a node setting for the run (e.g. block_interval_ms=1), as ISOROLL_NAME")
+    p.add_argument("--aiokafka-backoff-ms", type=float,
+                   help="experiment: run the node with aiokafka's producer.sender.BACKOFF_OVERRIDE "
+                        "(20 ms) set to this (via a sitecustomize in the node's temp dir)")
+    p.add_argument("--profile-node", action="store_true",
+                   help="run the node under cProfile (slower) and print its top functions at the end")
+    p.add_argument("--skip-references", action="store_true", help="only the API phases")
     args = p.parse_args(argv)
     settings = Settings.full() if args.full else Settings()
     settings.client = args.client
+    settings.aiokafka_backoff_ms = args.aiokafka_backoff_ms
+    settings.skip_references = args.skip_references
+    settings.profile_node = args.profile_node
     for name in ("accounts", "concurrency", "batch", "batch_clients", "rate", "latency_seconds",
                  "single_txs", "batch_txs"):
         if getattr(args, name) is not None:

@@ -124,7 +124,8 @@ class NodeProcess:
     """`isoroll node` in its own process (its own core), stopped with SIGTERM then SIGKILL."""
 
     def __init__(self, bootstrap: str, topic: str, accounts: int, settings: dict[str, str] | None = None,
-                 sequencer_id: str | None = None) -> None:
+                 sequencer_id: str | None = None, aiokafka_backoff_ms: float | None = None,
+                 profile: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tmp = tempfile.TemporaryDirectory(prefix="isoroll-bench-node-")
@@ -141,10 +142,23 @@ class NodeProcess:
         })
         for name, value in (settings or {}).items():
             self.env["ISOROLL_" + name.upper()] = str(value)
+        if aiokafka_backoff_ms is not None:
+            # Experiment only (the node's code is untouched): a sitecustomize in the
+            # node's own temp dir sets aiokafka's wait after CONCURRENT_TRANSACTIONS.
+            site = Path(self.tmp.name) / "site"
+            site.mkdir()
+            (site / "sitecustomize.py").write_text(
+                "import aiokafka.producer.sender as s\n"
+                f"s.BACKOFF_OVERRIDE = {aiokafka_backoff_ms / 1000!r}\n")
+            self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), self.env.get("PYTHONPATH")]))
         self.proc: subprocess.Popen | None = None
+        self.profile_path = Path(self.tmp.name) / "node.prof" if profile else None
 
     async def start(self, timeout: float = 120.0) -> None:
         code = "import sys; from sequencer.cli import main; sys.exit(main(sys.argv[1:]))"
+        if self.profile_path is not None:  # cProfile the node; stats written on SIGTERM's clean exit
+            code = ("import cProfile, sys; from sequencer.cli import main; "
+                    f"cProfile.run('main(sys.argv[1:])', {str(self.profile_path)!r})")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-c", code, "node"], cwd=REPO, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -167,6 +181,15 @@ class NodeProcess:
         except OSError:
             return ""
 
+    def profile_report(self, top: int = 25) -> str:
+        import io
+        import pstats
+        if self.profile_path is None or not self.profile_path.exists():
+            return "(no profile)"
+        buf = io.StringIO()
+        pstats.Stats(str(self.profile_path), stream=buf).sort_stats("tottime").print_stats(top)
+        return buf.getvalue()
+
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
@@ -176,6 +199,8 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        if self.profile_path is not None:
+            say(self.profile_report())
         if getattr(self, "_log", None) is not None:
             self._log.close()
             self._log = None
