@@ -47,11 +47,13 @@ EIGHT_HOURS_MS = 8 * 3_600_000
 
 
 class BookOrder:
-    __slots__ = ("market", "account", "nonce", "is_buy", "price", "remaining", "seq", "expiry", "reserve", "live")
+    __slots__ = ("market", "account", "nonce", "is_buy", "price", "remaining", "seq", "expiry", "leverage",
+                 "reserve", "live")
 
     def __init__(self, market: int, account: bytes, nonce: int, is_buy: bool, price: int, remaining: int,
-                 seq: int, expiry: int, reserve: int) -> None:
+                 seq: int, expiry: int, leverage: int, reserve: int) -> None:
         self.market = market
+        self.leverage = leverage
         self.account = account
         self.nonce = nonce
         self.is_buy = is_buy
@@ -283,7 +285,8 @@ class Exchange:
             return
         side.reduce(maker, fill)
         if maker.reserve:
-            new_reserve = maker.reserve * maker.remaining // (maker.remaining + fill)
+            new_reserve = compute_order_margin(maker.remaining, maker.price, maker.leverage,
+                                               self.markets[maker.market].maker_fee_ppm, self.markets[maker.market])
             self.reserved[maker.account] -= maker.reserve - new_reserve
             maker.reserve = new_reserve
 
@@ -292,7 +295,8 @@ class Exchange:
         remaining = order.size - order.filled
         reserve = 0 if order.reduce_only else compute_order_margin(remaining, order.price, order.leverage,
                                                                    params.maker_fee_ppm, params)
-        book_order = BookOrder(order.market, account, nonce, order.is_buy, order.price, remaining, order.seq, order.expiry, reserve)
+        book_order = BookOrder(order.market, account, nonce, order.is_buy, order.price, remaining, order.seq,
+                               order.expiry, order.leverage, reserve)
         self.books[order.market].side(order.is_buy).add(book_order)
         self.orders[(account, nonce)] = book_order
         if reserve:
