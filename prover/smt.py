@@ -30,6 +30,7 @@ siblings are listed, deepest first (the order a verifier consumes them).
 from __future__ import annotations
 
 from bisect import bisect_left
+from hashlib import blake2b
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import msgspec
@@ -149,8 +150,15 @@ GLOBAL_KEY = compute_key(GLOBAL, b"globals")
 
 
 # --------------------------------------------------------------------------
-# tree nodes (immutable; gc=False: the tree is acyclic, and keeping millions
-# of nodes out of the cyclic GC keeps collections cheap)
+# tree nodes.  gc=False: the tree is acyclic, and keeping millions of nodes
+# out of the cyclic GC keeps collections cheap.
+#
+# Copy-on-write by generation: every tree has a generation number, unique
+# to it since its last copy(); a node whose `gen` equals its tree's is
+# private to that tree and is updated in place (no allocation, no free),
+# any other node may be shared with a copy and is replaced (path copying).
+# copy() gives both trees fresh generations, so all nodes that exist at that
+# moment become shared and immutable.
 # --------------------------------------------------------------------------
 
 
@@ -164,16 +172,29 @@ class _Node(msgspec.Struct, array_like=True, gc=False, tag=1):
     h: bytes  # node hash
     left: "_Leaf | _Node | None"
     right: "_Leaf | _Node | None"
+    gen: int = 0
 
 
-_Tree = "_Leaf | _Node | None"
+_last_gen = 0
+
+
+def _fresh_gen() -> int:
+    global _last_gen
+    _last_gen += 1
+    return _last_gen
+
+
+def _reserve_gen(gen: int) -> None:
+    global _last_gen
+    if gen > _last_gen:
+        _last_gen = gen
 
 
 class ProofError(ValueError):
     """A malformed proof or snapshot."""
 
 
-SNAPSHOT_MAGIC = b"ISOSMT\x00\x01"
+SNAPSHOT_MAGIC = b"ISOSMT\x00\x02"
 _SNAPSHOT_DECODER = msgspec.msgpack.Decoder(_Leaf | _Node | None)
 _SNAPSHOT_ENCODER = msgspec.msgpack.Encoder()
 
@@ -197,11 +218,12 @@ class SparseMerkleTree:
     moves on.
     """
 
-    __slots__ = ("_root", "_count")
+    __slots__ = ("_root", "_count", "_gen")
 
     def __init__(self) -> None:
         self._root: _Leaf | _Node | None = None
         self._count = 0
+        self._gen = _fresh_gen()
 
     # -- reading ----------------------------------------------------------
 
@@ -242,10 +264,13 @@ class SparseMerkleTree:
                 stack.append(n.left)
 
     def copy(self) -> "SparseMerkleTree":
-        """O(1): the copy shares the immutable nodes."""
+        """O(1): the copy shares all current nodes; both trees then copy a
+        shared node before changing it, so each keeps its own root."""
         t = SparseMerkleTree.__new__(SparseMerkleTree)
         t._root = self._root
         t._count = self._count
+        t._gen = _fresh_gen()
+        self._gen = _fresh_gen()
         return t
 
     # -- writing ----------------------------------------------------------
@@ -271,14 +296,15 @@ class SparseMerkleTree:
                         value = bytes(value)
                     else:
                         raise TypeError("value must be bytes or None")
-                push((from_bytes(key, "big"), Leaf(k(LEAF + key + k(value).digest()).digest(), key, value), key))
+                push((from_bytes(key, "big"), Leaf(k(LEAF + key + k(value).digest()).digest(), key, value)))
             else:
-                push((from_bytes(key, "big"), None, key))
-        items.sort(key=_first)
+                push((from_bytes(key, "big"), key))
+        # keys are distinct, so the ints are: the sort never compares the
+        # second members
+        items.sort()
         ks = [it[0] for it in items]
-        new_leaves = [it[1] for it in items]
-        keys = [it[2] for it in items]
-        self._root = self._apply(self._root, ks, new_leaves, keys)
+        news = [it[1] for it in items]
+        self._root = self._apply(self._root, ks, news)
         return self.root
 
     def set(self, key: bytes, value: bytes | None) -> bytes:
@@ -287,13 +313,15 @@ class SparseMerkleTree:
     def delete(self, key: bytes) -> bytes:
         return self.update({key: None})
 
-    def _apply(self, root, ks, new_leaves, keys):
+    def _apply(self, root, ks, news):
+        # news[i]: the new _Leaf for ks[i], or its key bytes for a delete
         k = keccak_256
         NODE = _NODE
         Z = EMPTY
         Node = _Node
         Leaf = _Leaf
         bl = bisect_left
+        g = self._gen
         delta = 0
 
         def split(a, b, bi, depth):
@@ -302,15 +330,15 @@ class SparseMerkleTree:
             ai = int.from_bytes(a.key, "big")
             d = 256 - (ai ^ bi).bit_length()  # first differing bit
             if (bi >> (255 - d)) & 1:
-                n = Node(k(NODE + a.h + b.h).digest(), a, b)
+                n = Node(k(NODE + a.h + b.h).digest(), a, b, g)
             else:
-                n = Node(k(NODE + b.h + a.h).digest(), b, a)
+                n = Node(k(NODE + b.h + a.h).digest(), b, a, g)
             while d > depth:
                 d -= 1
                 if (bi >> (255 - d)) & 1:
-                    n = Node(k(NODE + Z + n.h).digest(), None, n)
+                    n = Node(k(NODE + Z + n.h).digest(), None, n, g)
                 else:
-                    n = Node(k(NODE + n.h + Z).digest(), n, None)
+                    n = Node(k(NODE + n.h + Z).digest(), n, None, g)
             return n
 
         def one(node, depth, i):
@@ -318,7 +346,7 @@ class SparseMerkleTree:
             # rebuild the path upward.
             nonlocal delta
             ki = ks[i]
-            new = new_leaves[i]
+            new = news[i]
             top = node
             path = []
             push = path.append
@@ -330,68 +358,81 @@ class SparseMerkleTree:
                 else:
                     node = node.left
                 shift -= 1
-            if node is None:
-                if new is None:
+            if type(new) is bytes:  # delete
+                if node is None or node.key != new:
                     return top
+                delta -= 1
+                new = None
+            elif node is None:
                 delta += 1
-            elif node.key == keys[i]:
-                if new is None:
-                    delta -= 1
-                elif new.h == node.h:
+            elif node.key == new.key:
+                if new.h == node.h:
                     return top
             else:
-                if new is None:
-                    return top
                 delta += 1
                 new = split(node, new, ki, 255 - shift)
-            # rebuild upward (with compaction)
-            if new is not None:
-                # fast loop while both children are non-empty
-                while path:
-                    shift += 1
-                    p = path[-1]
-                    if (ki >> shift) & 1:
-                        sib = p.left
-                        if sib is None:
-                            break
-                        new = Node(k(NODE + sib.h + new.h).digest(), sib, new)
-                    else:
-                        sib = p.right
-                        if sib is None:
-                            break
-                        new = Node(k(NODE + new.h + sib.h).digest(), new, sib)
-                    path.pop()
-                else:
-                    return new
-                shift -= 1
-            pop = path.pop
-            while path:
+            # rebuild upward, compacting; private nodes change in place
+            for p in reversed(path):
                 shift += 1
-                p = pop()
-                if (ki >> shift) & 1:
+                if (ki >> shift) & 1:  # we came up from the right
                     sib = p.left
-                    if new is None:
+                    if new is not None and sib is not None:
+                        h = k(NODE + sib.h + new.h).digest()
+                        if p.gen == g:
+                            p.h = h
+                            p.right = new
+                            new = p
+                        else:
+                            new = Node(h, sib, new, g)
+                    elif new is None:
                         if sib is None or type(sib) is Leaf:
                             new = sib
                         else:
-                            new = Node(k(NODE + sib.h + Z).digest(), sib, None)
-                    elif sib is None:
-                        if type(new) is Node:
-                            new = Node(k(NODE + Z + new.h).digest(), None, new)
-                    else:
-                        new = Node(k(NODE + sib.h + new.h).digest(), sib, new)
+                            h = k(NODE + sib.h + Z).digest()
+                            if p.gen == g:
+                                p.h = h
+                                p.right = None
+                                new = p
+                            else:
+                                new = Node(h, sib, None, g)
+                    elif type(new) is Node:
+                        h = k(NODE + Z + new.h).digest()
+                        if p.gen == g:
+                            p.h = h
+                            p.right = new
+                            new = p
+                        else:
+                            new = Node(h, None, new, g)
+                    # else: a lone leaf floats up
                 else:
                     sib = p.right
-                    if new is None:
+                    if new is not None and sib is not None:
+                        h = k(NODE + new.h + sib.h).digest()
+                        if p.gen == g:
+                            p.h = h
+                            p.left = new
+                            new = p
+                        else:
+                            new = Node(h, new, sib, g)
+                    elif new is None:
                         if sib is None or type(sib) is Leaf:
                             new = sib
                         else:
-                            new = Node(k(NODE + Z + sib.h).digest(), None, sib)
-                    elif sib is None:
-                        if type(new) is Node:
-                            new = Node(k(NODE + new.h + Z).digest(), new, None)
-                    else:
-                        new = Node(k(NODE + new.h + sib.h).digest(), new, sib)
+                            h = k(NODE + Z + sib.h).digest()
+                            if p.gen == g:
+                                p.h = h
+                                p.left = None
+                                new = p
+                            else:
+                                new = Node(h, None, sib, g)
+                    elif type(new) is Node:
+                        h = k(NODE + new.h + Z).digest()
+                        if p.gen == g:
+                            p.h = h
+                            p.left = new
+                            new = p
+                        else:
+                            new = Node(h, new, None, g)
             return new
 
         def many(node, depth, lo, hi):
@@ -403,13 +444,15 @@ class SparseMerkleTree:
                 li = int.from_bytes(node.key, "big")
                 j = bl(ks, li, lo, hi)
                 if j < hi and ks[j] == li:
-                    # the batch rewrites this leaf: drop it and build anew
+                    # the batch rewrites or deletes this leaf: drop it, and
+                    # count it back if the batch sets it
                     delta -= 1
                     left = right = None
                 elif (li >> (255 - depth)) & 1:
                     left, right = None, node
                 else:
                     left, right = node, None
+                node = None
             else:
                 left = node.left
                 right = node.right
@@ -426,12 +469,19 @@ class SparseMerkleTree:
             if left is None:
                 if right is None or type(right) is Leaf:
                     return right
-                return Node(k(NODE + Z + right.h).digest(), None, right)
-            if right is None:
+                h = k(NODE + Z + right.h).digest()
+            elif right is None:
                 if type(left) is Leaf:
                     return left
-                return Node(k(NODE + left.h + Z).digest(), left, None)
-            return Node(k(NODE + left.h + right.h).digest(), left, right)
+                h = k(NODE + left.h + Z).digest()
+            else:
+                h = k(NODE + left.h + right.h).digest()
+            if node is not None and node.gen == g:
+                node.h = h
+                node.left = left
+                node.right = right
+                return node
+            return Node(h, left, right, g)
 
         if len(ks) == 1:
             root = one(root, 0, 0)
@@ -473,34 +523,48 @@ class SparseMerkleTree:
     # -- snapshots --------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        """Snapshot: magic || count (8) || root (32) || msgpack(node tree).
-        Loading it needs no hashing (see :meth:`from_bytes`)."""
+        """Snapshot: magic (8) || count (8) || generation (8) || root (32) ||
+        blake2b-256(payload) (32) || payload = msgpack(node tree).
+        Loading it needs no keccak (see :meth:`from_bytes`)."""
+        payload = _SNAPSHOT_ENCODER.encode(self._root)
         return b"".join(
             (
                 SNAPSHOT_MAGIC,
                 self._count.to_bytes(8, "big"),
+                self._gen.to_bytes(8, "big"),
                 self.root,
-                _SNAPSHOT_ENCODER.encode(self._root),
+                blake2b(payload, digest_size=32).digest(),
+                payload,
             )
         )
 
     @classmethod
     def from_bytes(cls, data: bytes, *, verify: bool = False) -> "SparseMerkleTree":
-        """Load a snapshot written by :meth:`to_bytes`.  Checks the framing and
-        that the stored root is the root node's hash; ``verify=True`` also
-        rehashes every node and leaf (as slow as a rebuild)."""
+        """Load a snapshot written by :meth:`to_bytes`.  Checks the framing,
+        the payload checksum and that the stored root is the root node's
+        hash; ``verify=True`` also rehashes every node and leaf and checks the
+        shape (as slow as a rebuild)."""
         mv = memoryview(data)
-        if bytes(mv[:8]) != SNAPSHOT_MAGIC or len(mv) < 48:
+        if len(mv) < 88 or bytes(mv[:8]) != SNAPSHOT_MAGIC:
             raise ProofError("not an SMT snapshot")
         count = int.from_bytes(mv[8:16], "big")
-        root = bytes(mv[16:48])
+        gen = int.from_bytes(mv[16:24], "big")
+        root = bytes(mv[24:56])
+        payload = mv[88:]
+        if blake2b(payload, digest_size=32).digest() != mv[56:88]:
+            raise ProofError("SMT snapshot checksum mismatch")
         try:
-            node = _SNAPSHOT_DECODER.decode(mv[48:])
+            node = _SNAPSHOT_DECODER.decode(payload)
         except msgspec.DecodeError as exc:
             raise ProofError(f"corrupt SMT snapshot: {exc}") from None
-        t = cls()
+        t = cls.__new__(cls)
         t._root = node
         t._count = count
+        # the loaded nodes belong to this tree only: the ones of the stored
+        # generation stay writable in place; fresh generations handed out
+        # from now on are above it
+        _reserve_gen(gen)
+        t._gen = gen
         if t.root != root:
             raise ProofError("snapshot root mismatch")
         if verify:

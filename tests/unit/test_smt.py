@@ -352,16 +352,16 @@ def test_snapshot_corruption_detected():
     with pytest.raises(ProofError):
         SparseMerkleTree.from_bytes(b"nope" + bytes(60))
     bad_root = bytearray(data)
-    bad_root[20] ^= 1
+    bad_root[30] ^= 1
     with pytest.raises(ProofError):
         SparseMerkleTree.from_bytes(bytes(bad_root))
     with pytest.raises(ProofError):
         SparseMerkleTree.from_bytes(bytes(data[:-7]))
-    # a flipped byte deep inside: caught by verify=True
+    # a flipped byte deep inside: caught by the checksum
     deep = bytearray(data)
     deep[len(deep) // 2] ^= 0x01
     with pytest.raises(ProofError):
-        SparseMerkleTree.from_bytes(bytes(deep), verify=True)
+        SparseMerkleTree.from_bytes(bytes(deep))
 
 
 # ---------------------------------------------------------------- keys, outputs, withdrawals
@@ -417,3 +417,34 @@ def test_prover_module_is_pure():
     src = Path(smt.__file__).read_text()
     for banned in ("import os", "import time", "import socket", "open(", "import datetime", "import random"):
         assert banned not in src
+
+
+def test_copy_on_write_both_sides():
+    """copy() shares nodes; both trees then diverge without touching each
+    other (generation-based copy-on-write), also after a snapshot load."""
+    rnd = random.Random(11)
+    base = {rnd.randbytes(32): rnd.randbytes(4) for _ in range(300)}
+    a = SparseMerkleTree()
+    a.update(base)
+    ref_a = dict(base)
+    for round_ in range(4):
+        b_tree = a.copy() if round_ % 2 == 0 else SparseMerkleTree.from_bytes(a.to_bytes())
+        ref_b = dict(ref_a)
+        for step in range(5):
+            for tree, ref in ((a, ref_a), (b_tree, ref_b)):
+                ch = {}
+                for k in rnd.sample(sorted(ref), 20):
+                    ch[k] = None if rnd.random() < 0.3 else rnd.randbytes(4)
+                for _ in range(10):
+                    ch[rnd.randbytes(32)] = rnd.randbytes(4)
+                tree.update(ch)
+                for k, v in ch.items():
+                    if v is None:
+                        ref.pop(k, None)
+                    else:
+                        ref[k] = v
+            assert a.root == reference_root(ref_a) and len(a) == len(ref_a)
+            assert b_tree.root == reference_root(ref_b) and len(b_tree) == len(ref_b)
+        c = b_tree.copy()
+        c.update({next(iter(ref_b)): None})
+        assert b_tree.root == reference_root(ref_b)
