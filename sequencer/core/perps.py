@@ -26,6 +26,7 @@ from __future__ import annotations
 import msgspec
 
 from sequencer.core import eip712
+from sequencer.core.hashing import keccak
 from sequencer.core.markets import PPM, ORACLE_SETS, MarketParams, OracleSet, get_market_table
 from sequencer.core.records import (AdjustMargin, CancelOrder, FundingTick, Liquidate, OraclePrice,
                                     PlaceOrder, Trade)
@@ -71,7 +72,8 @@ def get_market_params(ctx: Context, market_id: int) -> MarketParams | None:
 
 def require_market_params(ctx: Context, market_id: int) -> MarketParams:
     params = get_market_params(ctx, market_id)
-    require(params is not None, "unknown_market", f"market {market_id} is not configured; GET /v1/markets lists them")
+    if params is None:
+        raise RuleError("unknown_market", f"market {market_id} is not configured; GET /v1/markets lists them")
     return params
 
 
@@ -87,10 +89,12 @@ def get_market(state: State, market_id: int) -> Market:
 
 def require_fresh_price(market: Market, params: MarketParams, timestamp_ms: int) -> int:
     """The mark (oracle) price, refusing a missing or stale one."""
-    require(market.oracle_price > 0, "no_oracle_price", f"market {market.id} has no oracle price yet")
+    if market.oracle_price <= 0:
+        raise RuleError("no_oracle_price", f"market {market.id} has no oracle price yet")
     age = timestamp_ms - market.oracle_time_ms
-    require(age <= params.oracle_max_age_ms, "stale_oracle_price",
-            f"market {market.id} oracle price is {age} ms old, the limit is {params.oracle_max_age_ms} ms")
+    if age > params.oracle_max_age_ms:
+        raise RuleError("stale_oracle_price",
+                        f"market {market.id} oracle price is {age} ms old, the limit is {params.oracle_max_age_ms} ms")
     return market.oracle_price
 
 
@@ -247,9 +251,10 @@ def close_and_release(state: State, address: bytes, position: Position, qty: int
     closed, realised = apply_close(position, qty, notional)
     released = min(max(0, share + realised), max(0, position.margin + realised))
     margin = position.margin + realised - released
-    require_side(margin >= 0, side, "below_bankruptcy",
-                 f"fill would leave the position of {hex_address(address)} with margin {margin}: "
-                 "the price is beyond its bankruptcy price (it can only be liquidated)")
+    if margin < 0:
+        raise TradeError(side, "below_bankruptcy",
+                         f"fill would leave the position of {hex_address(address)} with margin {margin}: "
+                         "the price is beyond its bankruptcy price (it can only be liquidated)")
     return replace(closed, margin=margin), free + released
 
 
@@ -257,28 +262,48 @@ def close_and_release(state: State, address: bytes, position: Position, qty: int
 
 def check_order_terms(r: PlaceOrder, params: MarketParams, ctx: Context) -> None:
     limit = ctx.preset.max_amount
-    require(0 < r.price <= limit and r.price % params.tick_size == 0, "invalid_price",
-            f"price {r.price} must be a positive multiple of the tick size {params.tick_size}")
-    require(0 < r.size <= limit and r.size % params.step_size == 0, "invalid_size",
-            f"size {r.size} must be a positive multiple of the step size {params.step_size}")
-    require(1 <= r.leverage <= params.max_leverage, "invalid_leverage",
-            f"leverage {r.leverage} must be within 1..{params.max_leverage} for {params.symbol}")
-    require(r.time_in_force in TIME_IN_FORCE_NAMES, "invalid_time_in_force",
-            f"timeInForce {r.time_in_force}: 0 good-till-cancel, 1 immediate-or-cancel, 2 post-only")
+    if not (0 < r.price <= limit and r.price % params.tick_size == 0):
+        raise RuleError("invalid_price", f"price {r.price} must be a positive multiple of the tick size "
+                                         f"{params.tick_size}")
+    if not (0 < r.size <= limit and r.size % params.step_size == 0):
+        raise RuleError("invalid_size", f"size {r.size} must be a positive multiple of the step size "
+                                        f"{params.step_size}")
+    if not 1 <= r.leverage <= params.max_leverage:
+        raise RuleError("invalid_leverage", f"leverage {r.leverage} must be within 1..{params.max_leverage} "
+                                            f"for {params.symbol}")
+    if r.time_in_force not in TIME_IN_FORCE_NAMES:
+        raise RuleError("invalid_time_in_force",
+                        f"timeInForce {r.time_in_force}: 0 good-till-cancel, 1 immediate-or-cancel, 2 post-only")
+
+
+_PLACE_ORDER_TYPE_HASH = eip712.TYPE_HASHES["PlaceOrder"]
+_FALSE_WORD, _TRUE_WORD = bytes(32), (1).to_bytes(32, "big")
+
+
+def compute_order_params_hash(r: PlaceOrder) -> bytes:
+    """EIP-712 hashStruct of the PlaceOrder (what eip712.compute_struct_hash
+    gives, written out for the hot path; fields already range-checked)."""
+    return keccak(_PLACE_ORDER_TYPE_HASH + bytes(12) + r.account + r.market.to_bytes(32, "big")
+                  + (_TRUE_WORD if r.is_buy else _FALSE_WORD) + r.price.to_bytes(32, "big")
+                  + r.size.to_bytes(32, "big") + r.leverage.to_bytes(32, "big")
+                  + r.time_in_force.to_bytes(32, "big") + (_TRUE_WORD if r.reduce_only else _FALSE_WORD)
+                  + r.nonce.to_bytes(32, "big") + r.expiry.to_bytes(32, "big"))
 
 
 def process_place_order(state: State, r: PlaceOrder, timestamp_ms: int, ctx: Context) -> None:
+    if len(r.account) != 20:
+        raise RuleError("invalid_address", "account must be a 20-byte address")
     params = require_market_params(ctx, r.market)
     check_order_terms(r, params, ctx)
     account = process_user_preamble(state, r, timestamp_ms, ctx)
-    require((r.account, r.nonce) not in state.orders, "duplicate_order",
-            f"order ({hex_address(r.account)}, {r.nonce}) already exists")
+    if (r.account, r.nonce) in state.orders:
+        raise RuleError("duplicate_order", f"order ({hex_address(r.account)}, {r.nonce}) already exists")
     state.set_account(r.account, account)
     g = state.globals
     seq = g.order_count + 1
     state.set_globals(replace(g, order_count=seq))
     state.set_order(r.account, r.nonce, Order(
-        eip712.compute_struct_hash("PlaceOrder", r), r.size, 0, False, r.market, r.is_buy, r.price,
+        compute_order_params_hash(r), r.size, 0, False, r.market, r.is_buy, r.price,
         r.leverage, r.time_in_force, r.reduce_only, r.expiry, seq))
 
 
@@ -296,12 +321,17 @@ def process_cancel_order(state: State, r: CancelOrder, timestamp_ms: int, ctx: C
 
 def get_live_order(state: State, address: bytes, nonce: int, side: str, t: Trade, timestamp_ms: int) -> Order:
     order = state.orders.get((address, nonce))
-    require_side(order is not None, side, "unknown_order", f"order ({hex_address(address)}, {nonce}) is not registered")
-    require_side(not order.cancelled, side, "order_cancelled", f"order {nonce} is cancelled")
-    require_side(order.expiry >= timestamp_ms, side, "order_expired", f"order {nonce} expired at {order.expiry} ms")
-    require_side(order.market == t.market, side, "wrong_market", f"order {nonce} is for market {order.market}")
-    require_side(t.size <= order.size - order.filled, side, "overfill",
-                 f"order {nonce} has {order.size - order.filled} lots left, the trade is for {t.size}")
+    if order is None:
+        raise TradeError(side, "unknown_order", f"order ({hex_address(address)}, {nonce}) is not registered")
+    if order.cancelled:
+        raise TradeError(side, "order_cancelled", f"order {nonce} is cancelled")
+    if order.expiry < timestamp_ms:
+        raise TradeError(side, "order_expired", f"order {nonce} expired at {order.expiry} ms")
+    if order.market != t.market:
+        raise TradeError(side, "wrong_market", f"order {nonce} is for market {order.market}")
+    if t.size > order.size - order.filled:
+        raise TradeError(side, "overfill",
+                         f"order {nonce} has {order.size - order.filled} lots left, the trade is for {t.size}")
     return order
 
 
@@ -317,29 +347,35 @@ def check_trade_roles(state: State, t: Trade, maker: Order, taker: Order) -> Non
 
 
 def check_trade_terms(t: Trade, maker: Order, taker: Order, params: MarketParams, ctx: Context) -> None:
-    require(0 < t.size <= ctx.preset.max_amount and t.size % params.step_size == 0, "invalid_size",
-            f"trade size {t.size} must be a positive multiple of the step size {params.step_size}")
-    require(0 < t.price <= ctx.preset.max_amount and t.price % params.tick_size == 0, "invalid_price",
-            f"trade price {t.price} must be a positive multiple of the tick size {params.tick_size}")
+    if not (0 < t.size <= ctx.preset.max_amount and t.size % params.step_size == 0):
+        raise RuleError("invalid_size", f"trade size {t.size} must be a positive multiple of the step size "
+                                        f"{params.step_size}")
+    if not (0 < t.price <= ctx.preset.max_amount and t.price % params.tick_size == 0):
+        raise RuleError("invalid_price", f"trade price {t.price} must be a positive multiple of the tick size "
+                                         f"{params.tick_size}")
     buy, sell = (maker, taker) if maker.is_buy else (taker, maker)
-    require_side(t.price <= buy.price, "maker" if buy is maker else "taker", "price_outside_limit",
-                 f"buy order limit {buy.price} is below the trade price {t.price}")
-    require_side(t.price >= sell.price, "maker" if sell is maker else "taker", "price_outside_limit",
-                 f"sell order limit {sell.price} is above the trade price {t.price}")
+    if t.price > buy.price:
+        raise TradeError("maker" if buy is maker else "taker", "price_outside_limit",
+                         f"buy order limit {buy.price} is below the trade price {t.price}")
+    if t.price < sell.price:
+        raise TradeError("maker" if sell is maker else "taker", "price_outside_limit",
+                         f"sell order limit {sell.price} is above the trade price {t.price}")
 
 
 def settle_fill(state: State, address: bytes, order: Order, delta: int, price: int, fee_ppm: int,
                 params: MarketParams, mark: int, side: str) -> int:
     """Settle one side of a trade; returns the fee charged."""
     account = state.accounts.get(address)
-    require_side(account is not None, side, "unknown_account", f"account {hex_address(address)} does not exist")
+    if account is None:
+        raise TradeError(side, "unknown_account", f"account {hex_address(address)} does not exist")
     position = settle_funding(state, address, params.id, get_position(state, address, params.id), params)
     old_size = position.size
     scale, sign = params.scale, (1 if delta > 0 else -1)
     closing = min(abs(delta), abs(old_size)) if old_size and (old_size > 0) != (delta > 0) else 0
     opening = abs(delta) - closing
-    require_side(not (order.reduce_only and opening), side, "reduce_only",
-                 f"reduce-only order would increase the position (size {old_size}, fill {delta})")
+    if order.reduce_only and opening:
+        raise TradeError(side, "reduce_only", f"reduce-only order would increase the position "
+                                              f"(size {old_size}, fill {delta})")
     free = account.collateral
     if closing:
         position, free = close_and_release(state, address, position, closing, sign * closing * price // scale,
@@ -347,18 +383,20 @@ def settle_fill(state: State, address: bytes, order: Order, delta: int, price: i
     if opening:
         notional = opening * price // scale
         required = ceil_div(notional, order.leverage)
-        require_side(free >= required, side, "insufficient_collateral",
-                     f"free collateral {free} does not cover the margin {required} at {order.leverage}x")
+        if free < required:
+            raise TradeError(side, "insufficient_collateral",
+                             f"free collateral {free} does not cover the margin {required} at {order.leverage}x")
         position = replace(position, size=position.size + sign * opening, cost=position.cost + sign * notional,
                            margin=position.margin + required)
         free -= required
     fee = ceil_div(abs(delta) * price // scale * fee_ppm, PPM)
-    require_side(free >= fee, side, "insufficient_collateral", f"free collateral {free} does not cover the fee {fee}")
-    require_side(position.margin >= 0, side, "insufficient_margin",
-                 f"funding owed leaves the position margin at {position.margin}; add margin first")
-    if opening:
-        require_side(not is_liquidatable(position, mark, state.markets[params.id], params), side,
-                     "insufficient_margin", "the position would be below maintenance margin at the mark price")
+    if free < fee:
+        raise TradeError(side, "insufficient_collateral", f"free collateral {free} does not cover the fee {fee}")
+    if position.margin < 0:
+        raise TradeError(side, "insufficient_margin",
+                         f"funding owed leaves the position margin at {position.margin}; add margin first")
+    if opening and is_liquidatable(position, mark, state.markets[params.id], params):
+        raise TradeError(side, "insufficient_margin", "the position would be below maintenance margin at the mark")
     state.set_account(address, replace(account, collateral=free - fee))
     state.set_position(address, params.id, position)
     add_open_interest(state, params.id, old_size, position.size)
