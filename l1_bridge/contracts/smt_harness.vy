@@ -59,3 +59,23 @@ def output_root(version: uint256, state_root: bytes32, withdrawals_root: bytes32
                 inbox_count: uint256, inbox_hash: bytes32, data_hash: bytes32) -> bytes32:
     return smt.output_root(version, state_root, withdrawals_root, last_block_hash, inbox_count, inbox_hash,
                            data_hash)
+
+
+@external
+@view
+def gas_account_and_position(root: bytes32, account_key: bytes32, account_value: Bytes[4096],
+                             account_proof: smt.SmtProof, position_key: bytes32,
+                             position_value: Bytes[4096], position_proof: smt.SmtProof) -> (bool, uint256):
+    """(valid, gas spent inside the two verifications incl. hashing the values)"""
+    g: uint256 = msg.gas
+    ok: bool = (smt.verify(root, account_key, keccak256(account_value), account_proof)
+                and smt.verify(root, position_key, keccak256(position_value), position_proof))
+    return ok, g - msg.gas
+
+
+@external
+@view
+def gas_verify(root: bytes32, key: bytes32, value_hash: bytes32, proof: smt.SmtProof) -> (bool, uint256):
+    g: uint256 = msg.gas
+    ok: bool = smt.verify(root, key, value_hash, proof)
+    return ok, g - msg.gas
