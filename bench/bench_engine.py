@@ -38,6 +38,8 @@ BTC = 1
 MARK = 60_000 * USDC
 T0 = 1_700_000_000_000
 TRADERS = 200
+BLOCK = 500
+"""Records per block: the journal is committed (dropped) at each block end."""
 
 
 def make_context(verify: bool) -> Context:
@@ -99,8 +101,11 @@ def run_engine(addresses, records, ctx: Context) -> dict:
     trades = refused = 0
     now = T0
     start, cpu_start = time.perf_counter(), time.process_time()
-    for record in records:
+    for i, record in enumerate(records):
         now += 1
+        if i % BLOCK == 0:  # a block boundary: the block builder commits the journal
+            state.commit(0)
+            state.dirty.clear()
         try:
             out = exchange.admit(state, record, now, ctx)
         except RuleError:

@@ -257,12 +257,14 @@ class Exchange:
 
     def match_level(self, state: State, r: PlaceOrder, side: Side, level: deque, remaining: int,
                     trades: list[Trade], timestamp_ms: int, ctx: Context) -> tuple[int, bool]:
-        while level and not level[0].live:
-            level.popleft()
-        for maker in list(level):
-            if remaining <= 0:
-                break
+        i = 0
+        while remaining > 0 and i < len(level):
+            maker = level[i]
             if not maker.live:
+                if i == 0:
+                    level.popleft()
+                else:
+                    i += 1
                 continue
             if maker.expiry < timestamp_ms:
                 self.remove_order((maker.account, maker.nonce))
@@ -272,7 +274,8 @@ class Exchange:
             error = apply_record(state, trade, timestamp_ms, ctx)
             if error is not None:
                 if isinstance(error, TradeError) and error.side == "maker":
-                    continue  # this maker cannot trade now: pass over it, it stays in the book
+                    i += 1  # this maker cannot trade now: pass over it, it stays in the book
+                    continue
                 return remaining, True
             trades.append(trade)
             remaining -= fill
