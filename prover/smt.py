@@ -282,28 +282,34 @@ class SparseMerkleTree:
         if not changes:
             return self.root
         k = keccak_256
-        items = []
-        push = items.append
         Leaf = _Leaf
         LEAF = _LEAF
-        from_bytes = int.from_bytes
-        for key, value in changes.items():
+        # 32-byte keys sort bytewise in the order of their big-endian ints
+        # (and bytes compare much faster than 256-bit ints)
+        try:
+            order = sorted(changes)
+        except TypeError:
+            for key in changes:
+                _check_key(key)
+            raise
+        news = []
+        push = news.append
+        get = changes.__getitem__
+        for key in order:
             if type(key) is not bytes or len(key) != 32:
-                key = _check_key(key)
-            if value is not None:
+                _check_key(key)  # raises
+            value = get(key)
+            if value is None:
+                push(key)
+            else:
                 if type(value) is not bytes:
                     if isinstance(value, (bytearray, memoryview)):
                         value = bytes(value)
                     else:
                         raise TypeError("value must be bytes or None")
-                push((from_bytes(key, "big"), Leaf(k(LEAF + key + k(value).digest()).digest(), key, value)))
-            else:
-                push((from_bytes(key, "big"), key))
-        # keys are distinct, so the ints are: the sort never compares the
-        # second members
-        items.sort()
-        ks = [it[0] for it in items]
-        news = [it[1] for it in items]
+                push(Leaf(k(LEAF + key + k(value).digest()).digest(), key, value))
+        from_bytes = int.from_bytes
+        ks = [from_bytes(key, "big") for key in order]
         self._root = self._apply(self._root, ks, news)
         return self.root
 
