@@ -33,12 +33,12 @@ from collections import deque
 from typing import Any
 
 from sequencer.core.markets import PPM, MarketParams, get_market_table
-from sequencer.core.perps import (GOOD_TILL_CANCEL, IMMEDIATE_OR_CANCEL, INSURANCE_ADDRESS, POST_ONLY,
-                                  TradeError, compute_order_margin, get_market_params, is_liquidatable)
+from sequencer.core.perps import (IMMEDIATE_OR_CANCEL, INSURANCE_ADDRESS, POST_ONLY, TradeError,
+                                  compute_order_margin, get_market_params, is_liquidatable)
 from sequencer.core.records import (AdjustMargin, CancelOrder, FundingTick, Liquidate, OraclePrice,
                                     PlaceOrder, Record, Trade, Transfer, Withdraw)
 from sequencer.core.state import Order, State
-from sequencer.core.transition import Context, RuleError, apply_record, hex_address
+from sequencer.core.transition import Context, RuleError, apply_record
 
 MAX_LIQUIDATION_STEPS = 64
 """Partial liquidations of one position after one price update, at most."""
@@ -397,6 +397,13 @@ class Exchange:
             levels[name] = rows
         return {"market": market, **levels}
 
+    def open_orders(self, account: bytes, market: int | None = None) -> list[dict[str, Any]]:
+        """The account's resting orders in priority order (for GET /v1/accounts and cancel-all)."""
+        return [{"market": o.market, "nonce": o.nonce, "isBuy": o.is_buy, "price": o.price, "remaining": o.remaining,
+                 "expiry": o.expiry, "reserved": o.reserve}
+                for (a, _), o in sorted(self.orders.items(), key=lambda kv: kv[1].seq)
+                if a == account and (market is None or o.market == market)]
+
     def dump(self) -> dict[int, dict[str, list]]:
         """Every live order in priority order, for equality checks."""
         return {m: {name: [(o.price, o.account, o.nonce, o.remaining, o.seq) for o in side.iter_live()]
@@ -410,5 +417,4 @@ def apply_or_raise(state: State, record: Record, timestamp_ms: int, ctx: Context
         raise error
 
 
-__all__ = ["Exchange", "Book", "Side", "BookOrder", "is_resting", "GOOD_TILL_CANCEL", "IMMEDIATE_OR_CANCEL",
-           "POST_ONLY", "hex_address"]
+__all__ = ["Exchange", "Book", "Side", "BookOrder", "is_resting", "MAX_LIQUIDATION_STEPS"]

@@ -645,3 +645,14 @@ def describe_market(params: MarketParams, market: Market | None) -> dict:
             "units": {"price": "quote units (USDC, 6 decimals) per whole base unit",
                       "size": f"base lots of 1e-{params.base_decimals} {params.symbol.split('-')[0]}",
                       "collateral": "quote units (USDC, 6 decimals)", "fractions": "parts per million"}}
+
+
+def describe_fill(trade: Trade, maker: Order, params: MarketParams) -> dict:
+    """A fill for the API and the WebSocket: who bought, the fees charged."""
+    notional = compute_notional(trade.size, trade.price, params)
+    return {"market": trade.market, "price": trade.price, "size": trade.size,
+            "maker": "0x" + trade.maker.hex(), "makerNonce": trade.maker_nonce,
+            "taker": "0x" + trade.taker.hex(), "takerNonce": trade.taker_nonce,
+            "takerSide": "sell" if maker.is_buy else "buy", "notional": notional,
+            "makerFee": ceil_div(notional * params.maker_fee_ppm, PPM),
+            "takerFee": ceil_div(notional * params.taker_fee_ppm, PPM)}

@@ -225,3 +225,18 @@ def test_rebuild_after_a_session_equals_the_live_book():
                 pass
     assert_rebuild_equal(sim)
     assert sim.replay().to_tables() == sim.state.to_tables()
+
+
+def test_open_orders_and_fill_descriptions():
+    from sequencer.core.markets import DEVNET_MARKETS as TABLE
+    from sequencer.core.perps import describe_fill
+    sim = rich_sim()
+    sim.place("alice", False, usd(60_000), ONE_BTC)
+    sim.place("alice", True, usd(59_000), ONE_BTC // 2)
+    assert [(o["nonce"], o["isBuy"], o["remaining"]) for o in sim.exchange.open_orders(ADDR["alice"])] == [
+        (1, False, ONE_BTC), (2, True, ONE_BTC // 2)]
+    out = sim.place("bob", True, usd(60_000), ONE_BTC // 4)
+    fill = describe_fill(out[1], sim.state.orders[(ADDR["alice"], 1)], TABLE[BTC])
+    assert (fill["takerSide"], fill["notional"], fill["makerFee"], fill["takerFee"]) == (
+        "buy", usd(15_000), usd(15_000) // 10_000, usd(15_000) * 5 // 10_000)
+    assert sim.exchange.open_orders(ADDR["alice"], BTC)[0]["remaining"] == 3 * ONE_BTC // 4
