@@ -213,9 +213,8 @@ def _check_key(key: bytes) -> bytes:
 class SparseMerkleTree:
     """A compacted sparse Merkle tree (see the module docstring).
 
-    The nodes are immutable and shared between versions, so :meth:`copy` is
-    O(1) and a copy keeps serving proofs against its root while the original
-    moves on.
+    :meth:`copy` is O(1) (copy-on-write by generation, see above): a copy
+    keeps serving proofs against its root while the original moves on.
     """
 
     __slots__ = ("_root", "_count", "_gen")
@@ -289,15 +288,15 @@ class SparseMerkleTree:
         try:
             order = sorted(changes)
         except TypeError:
-            for key in changes:
-                _check_key(key)
-            raise
+            raise TypeError("keys must be bytes") from None
         news = []
         push = news.append
         get = changes.__getitem__
         for key in order:
-            if type(key) is not bytes or len(key) != 32:
-                _check_key(key)  # raises
+            if type(key) is not bytes:
+                raise TypeError("keys must be bytes")
+            if len(key) != 32:
+                raise ValueError("key must be 32 bytes")
             value = get(key)
             if value is None:
                 push(key)

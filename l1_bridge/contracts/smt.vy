@@ -35,13 +35,31 @@ struct SmtProof:
 def bit_length(x: uint256) -> uint256:
     n: uint256 = 0
     v: uint256 = x
-    for s: uint256 in [128, 64, 32, 16, 8, 4, 2, 1]:
-        if v >> s != 0:
-            v = v >> s
-            n += s
-    if v != 0:
+    if v >> 128 != 0:
+        v = v >> 128
+        n = 128
+    if v >> 64 != 0:
+        v = v >> 64
+        n += 64
+    if v >> 32 != 0:
+        v = v >> 32
+        n += 32
+    if v >> 16 != 0:
+        v = v >> 16
+        n += 16
+    if v >> 8 != 0:
+        v = v >> 8
+        n += 8
+    if v >> 4 != 0:
+        v = v >> 4
+        n += 4
+    if v >> 2 != 0:
+        v = v >> 2
+        n += 2
+    if v >> 1 != 0:
+        v = v >> 1
         n += 1
-    return n
+    return n + v
 
 
 @internal
@@ -58,24 +76,25 @@ def fold(key: bytes32, terminal: bytes32, bitmap: uint256, siblings: DynArray[by
         path of `key`) up to the root. Returns (well-formed, root).
     """
     depth: uint256 = self.bit_length(bitmap)
-    ki: uint256 = convert(key, uint256)
+    n: uint256 = len(siblings)
+    # path bits of the levels still to fold, deepest in the lowest bit
+    # (a shift by 256 gives 0: depth 0 folds nothing)
+    kb: uint256 = convert(key, uint256) >> (256 - depth)
     h: bytes32 = terminal
     used: uint256 = 0
-    n: uint256 = len(siblings)
-    for i: uint256 in range(MAX_DEPTH):
-        if i >= depth:
-            break
-        j: uint256 = depth - i
+    for j: uint256 in range(depth, bound=MAX_DEPTH):
+        # level depth - j: its sibling is listed iff bitmap bit depth-1-j
         s: bytes32 = empty(bytes32)
-        if (bitmap >> (j - 1)) & 1 == 1:
-            if used >= n:
+        if (bitmap >> (depth - 1 - j)) & 1 == 1:
+            if used == n:
                 return False, empty(bytes32)
             s = siblings[used]
             used += 1
-        if (ki >> (256 - j)) & 1 == 1:
+        if kb & 1 == 1:
             h = keccak256(concat(b"\x01", s, h))
         else:
             h = keccak256(concat(b"\x01", h, s))
+        kb = kb >> 1
     return used == n, h
 
 

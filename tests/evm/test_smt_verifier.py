@@ -172,3 +172,22 @@ def test_gas_account_and_position_small(harness):
     g = measure_account_position_gas(harness, 2000)
     print("gas (4,000 leaves):", g)
     assert g["execution_gas"] < 60_000
+
+
+def test_fold_matches_python_at_every_depth(harness):
+    """bit_length and the fold loop at the edges: depths 0..256."""
+    from prover.smt import fold_path
+
+    key = keccak(b"edge-key")
+    terminal = keccak(b"terminal")
+    for top in (0, 1, 2, 7, 8, 63, 64, 127, 128, 255):
+        bitmap = (1 << top) | (1 << (top // 2)) | (top & 1)
+        sibs = [keccak(bytes([i])) for i in range(bitmap.bit_count())]
+        ok, root = harness.functions.compute_root(key, terminal, bitmap, sibs).call()
+        assert ok and root == fold_path(key, terminal, bitmap, sibs), top
+        if top < 64:
+            # one sibling short / one too many: not well-formed
+            assert harness.functions.compute_root(key, terminal, bitmap, sibs[:-1]).call()[0] is False
+            assert harness.functions.compute_root(key, terminal, bitmap, sibs + [terminal]).call()[0] is False
+    ok, root = harness.functions.compute_root(key, terminal, 0, []).call()
+    assert ok and root == terminal
