@@ -69,8 +69,12 @@ class Env:
         self.travel_to(self.now() + seconds)
 
     def travel_to(self, timestamp: int) -> None:
-        """Mine a block at `timestamp` (eth-tester's time_travel(t) mines at t - 1)."""
-        self.tester.time_travel(timestamp + 1)
+        """Mine a block at `timestamp` (eth-tester's time_travel(t) mines at t - 1),
+        or just a block when the pending one is already past it."""
+        if timestamp + 1 > self.tester.get_block_by_number("pending")["timestamp"]:
+            self.tester.time_travel(timestamp + 1)
+        else:
+            self.tester.mine_blocks(1)
 
     def send(self, call: Any, sender: str, value: int = 0) -> Any:
         try:
@@ -164,10 +168,13 @@ class L2:
         self.state.commit(0)
         self.inbox_hash = inbox.apply_inbox_record(self.inbox_hash, record)
 
-    def sync_inbox(self, env: Env, upto: int | None = None) -> None:
-        """Apply the L1 inbox entries (from the bridge's events) up to count `upto`."""
+    def sync_inbox(self, env: Env, upto: int | None = None,
+                   records: list[Deposit | ForcedWithdrawal] | None = None) -> None:
+        """Apply the L1 inbox entries (from the bridge's events, or `records`
+        when the caller tracks them) up to count `upto`."""
         upto = env.bridge.functions.inbox_count().call() if upto is None else upto
-        records = read_inbox(env)
+        if records is None:
+            records = read_inbox(env)
         for r in records[self.state.globals.inbox_count:upto]:
             self.apply_inbox(r)
 
