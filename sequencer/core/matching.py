@@ -34,7 +34,7 @@ from typing import Any
 
 from sequencer.core.markets import PPM, MarketParams, get_market_table
 from sequencer.core.perps import (IMMEDIATE_OR_CANCEL, INSURANCE_ADDRESS, POST_ONLY, TradeError,
-                                  compute_order_margin, get_market_params, is_liquidatable)
+                                  check_order_terms, compute_order_margin, get_market_params, is_liquidatable)
 from sequencer.core.records import (AdjustMargin, CancelOrder, FundingTick, Liquidate, OraclePrice,
                                     PlaceOrder, Record, Trade, Transfer, Withdraw)
 from sequencer.core.state import Order, State
@@ -161,6 +161,8 @@ class Exchange:
         trades.  Raises RuleError with the state unchanged if it is refused."""
         if isinstance(record, PlaceOrder):
             return self.admit_order(state, record, timestamp_ms, ctx)
+        if isinstance(record, OraclePrice):
+            return self.on_oracle_price(state, record, timestamp_ms, ctx)
         self.check_reserve(state, record)
         apply_or_raise(state, record, timestamp_ms, ctx)
         if isinstance(record, CancelOrder):
@@ -183,6 +185,7 @@ class Exchange:
         if params is None or r.market not in self.books:
             raise RuleError("unknown_market", f"market {r.market} is not configured; GET /v1/markets lists them")
         book = self.books[r.market]
+        check_order_terms(r, params, ctx)
         fillable = self.check_order(state, r, book, params, timestamp_ms)
         apply_or_raise(state, r, timestamp_ms, ctx)
         trades, filled = self.match(state, r, book, fillable, timestamp_ms, ctx)

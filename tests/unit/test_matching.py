@@ -240,3 +240,31 @@ def test_open_orders_and_fill_descriptions():
     assert (fill["takerSide"], fill["notional"], fill["makerFee"], fill["takerFee"]) == (
         "buy", usd(15_000), usd(15_000) // 10_000, usd(15_000) * 5 // 10_000)
     assert sim.exchange.open_orders(ADDR["alice"], BTC)[0]["remaining"] == 3 * ONE_BTC // 4
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from perps_support import FAST_CTX  # noqa: E402
+
+_ints = st.one_of(st.integers(-2, 60), st.sampled_from([usd(60_000), usd(59_990), ONE_BTC, 10_000]),
+                  st.integers(-(2**63), 2**64 - 1))
+
+
+@settings(max_examples=150, deadline=None)
+@given(orders=st.lists(st.builds(PlaceOrder, st.sampled_from([ADDR["alice"], ADDR["bob"], b"\x02" * 20, b""]),
+                                 st.sampled_from([BTC, ETH, 7]), st.booleans(), _ints, _ints, _ints,
+                                 st.integers(-1, 3), st.booleans(), _ints, _ints, st.just(b"")), max_size=10))
+def test_admit_refuses_any_bad_order_with_a_rule_error_and_no_change(orders):
+    sim = rich_sim()
+    sim.ctx = FAST_CTX
+    sim.place("carol", False, usd(60_000), ONE_BTC)
+    sim.place("dave", True, usd(59_990), ONE_BTC)
+    for order in orders:
+        before = sim.state.to_tables()
+        try:
+            sim.submit(order)
+        except RuleError as exc:
+            assert exc.code != "internal_error"
+            assert sim.state.to_tables() == before
+    assert_rebuild_equal(sim)
+    assert sim.replay().to_tables() == sim.state.to_tables()

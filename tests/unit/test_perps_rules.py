@@ -205,3 +205,45 @@ def test_signature_backends_agree_on_oracle_signers():
     digest = eip712.compute_digest(SEPARATOR, "OraclePrice", record)
     assert (signing.get_recover("py-ecc")(digest, record.signatures[0])
             == signing.get_recover("coincurve")(digest, record.signatures[0]))
+
+
+# --- fuzz: sequencer decisions and signed records near a live state -------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from perps_support import FAST_CTX  # noqa: E402
+from sequencer.core.invariants import compute_balance_violations  # noqa: E402
+from sequencer.core.records import AdjustMargin, CancelOrder, FundingTick, Liquidate, OraclePrice  # noqa: E402
+from sequencer.core.perps import INSURANCE_ADDRESS  # noqa: E402
+
+_addresses = st.sampled_from([ADDR["alice"], ADDR["bob"], ADDR["carol"], INSURANCE_ADDRESS, b"\x01" * 20, b""])
+_ints = st.one_of(st.integers(-3, 8), st.sampled_from([HALF, ONE_BTC, PRICE, PRICE - usd(5_000), 10_000, 100]),
+                  st.integers(-(2**63), 2**64 - 1))
+_records = st.one_of(
+    st.builds(Trade, st.sampled_from([BTC, 2, 9]), _addresses, _ints, _addresses, _ints, _ints, _ints),
+    st.builds(Liquidate, _addresses, st.sampled_from([BTC, 2, 9])),
+    st.builds(FundingTick, st.sampled_from([BTC, 2]), _ints, _ints),
+    st.builds(OraclePrice, st.sampled_from([BTC, 2]), _ints, _ints, st.just(())),
+    st.builds(AdjustMargin, _addresses, st.sampled_from([BTC, 2]), _ints, _ints, _ints, st.just(b"")),
+    st.builds(CancelOrder, _addresses, _ints, _ints, _ints, st.just(b"")),
+    st.builds(PlaceOrder, _addresses, st.sampled_from([BTC, 2]), st.booleans(), _ints, _ints, _ints, _ints,
+              st.booleans(), _ints, _ints, st.just(b"")),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(records=st.lists(_records, max_size=8), advance=st.integers(0, 120_000))
+def test_arbitrary_perps_records_never_hit_internal_error_and_conserve(records, advance):
+    sim, maker, taker = resting_pair()
+    assert sim.apply(trade(maker, taker)) is None
+    sim.ctx = FAST_CTX
+    sim.now += advance
+    for record in records:
+        before = sim.state.to_tables()
+        error = sim.apply(record)
+        assert error is None or error.code != "internal_error", error
+        if error is not None:
+            assert sim.state.to_tables() == before
+        assert compute_conservation(sim.state, DEVNET_MARKETS).discrepancy == 0
+        assert compute_balance_violations(sim.state) == []
+        assert compute_negative_balances(sim.state) == []
