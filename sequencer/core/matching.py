@@ -159,10 +159,28 @@ class Exchange:
     def admit(self, state: State, record: Record, timestamp_ms: int, ctx: Context) -> list[Record]:
         """Apply a user record; for a PlaceOrder also match it and apply the
         trades.  Raises RuleError with the state unchanged if it is refused."""
+        return self.run_atomically(state, self.admit_record, state, record, timestamp_ms, ctx)
+
+    def run_atomically(self, state: State, method, *args) -> list[Record]:
+        """Run ``method``; if it raises, the state is as before.  An
+        unexpected exception (a bug) also rebuilds the books from the state."""
+        snapshot = state.snapshot()
+        try:
+            return method(*args)
+        except RuleError:
+            state.revert(snapshot)
+            raise
+        except Exception:
+            state.revert(snapshot)
+            self.rebuild(state)
+            raise
+
+    def admit_record(self, state: State, record: Record, timestamp_ms: int, ctx: Context) -> list[Record]:
         if isinstance(record, PlaceOrder):
             return self.admit_order(state, record, timestamp_ms, ctx)
         if isinstance(record, OraclePrice):
-            return self.on_oracle_price(state, record, timestamp_ms, ctx)
+            apply_or_raise(state, record, timestamp_ms, ctx)
+            return [record, *self.liquidate_market(state, record.market, timestamp_ms, ctx)]
         self.check_reserve(state, record)
         apply_or_raise(state, record, timestamp_ms, ctx)
         if isinstance(record, CancelOrder):
@@ -339,8 +357,10 @@ class Exchange:
     # --- oracle, liquidations, funding ---------------------------------------------------
     def on_oracle_price(self, state: State, record: OraclePrice, timestamp_ms: int, ctx: Context) -> list[Record]:
         """Apply a price, then liquidate every position it made liquidatable."""
-        apply_or_raise(state, record, timestamp_ms, ctx)
-        return [record, *self.liquidate_market(state, record.market, timestamp_ms, ctx)]
+        def apply_price() -> list[Record]:
+            apply_or_raise(state, record, timestamp_ms, ctx)
+            return [record, *self.liquidate_market(state, record.market, timestamp_ms, ctx)]
+        return self.run_atomically(state, apply_price)
 
     def liquidate_market(self, state: State, market_id: int, timestamp_ms: int, ctx: Context) -> list[Record]:
         params = self.markets[market_id]
@@ -362,6 +382,9 @@ class Exchange:
     def due_funding(self, state: State, timestamp_ms: int, ctx: Context) -> list[Record]:
         """FundingTick records due at this block time (applied), each followed
         by the liquidations it causes."""
+        return self.run_atomically(state, self.apply_due_funding, state, timestamp_ms, ctx)
+
+    def apply_due_funding(self, state: State, timestamp_ms: int, ctx: Context) -> list[Record]:
         out: list[Record] = []
         for market_id in sorted(self.markets):
             params = self.markets[market_id]

@@ -268,3 +268,17 @@ def test_admit_refuses_any_bad_order_with_a_rule_error_and_no_change(orders):
             assert sim.state.to_tables() == before
     assert_rebuild_equal(sim)
     assert sim.replay().to_tables() == sim.state.to_tables()
+
+
+def test_an_unexpected_failure_leaves_state_and_books_as_before(monkeypatch):
+    sim = rich_sim()
+    sim.place("alice", False, usd(60_000), ONE_BTC)
+    before, book = sim.state.to_tables(), sim.exchange.dump()
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(sim.exchange, "on_maker_fill", broken)
+    with pytest.raises(ZeroDivisionError):
+        sim.place("bob", True, usd(60_000), ONE_BTC // 2)
+    assert sim.state.to_tables() == before
+    assert sim.exchange.dump() == book
