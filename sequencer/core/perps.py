@@ -182,8 +182,12 @@ def add_insurance(state: State, amount: int) -> None:
         state.set_globals(replace(g, insurance_fund=g.insurance_fund + amount))
 
 
-def add_open_interest(state: State, market_id: int, old_size: int, new_size: int) -> None:
-    delta = max(new_size, 0) - max(old_size, 0)
+def compute_long_change(old_size: int, new_size: int) -> int:
+    return max(new_size, 0) - max(old_size, 0)
+
+
+def add_open_interest(state: State, market_id: int, delta: int) -> None:
+    """Open interest is the sum of the long sizes."""
     if delta:
         market = state.markets[market_id]
         state.set_market(replace(market, open_interest=market.open_interest + delta))
@@ -363,8 +367,8 @@ def check_trade_terms(t: Trade, maker: Order, taker: Order, params: MarketParams
 
 
 def settle_fill(state: State, address: bytes, order: Order, delta: int, price: int, fee_ppm: int,
-                params: MarketParams, mark: int, side: str) -> int:
-    """Settle one side of a trade; returns the fee charged."""
+                params: MarketParams, mark: int, side: str) -> tuple[int, int]:
+    """Settle one side of a trade; returns (fee charged, change of the open interest)."""
     account = state.accounts.get(address)
     if account is None:
         raise TradeError(side, "unknown_account", f"account {hex_address(address)} does not exist")
@@ -399,8 +403,7 @@ def settle_fill(state: State, address: bytes, order: Order, delta: int, price: i
         raise TradeError(side, "insufficient_margin", "the position would be below maintenance margin at the mark")
     state.set_account(address, replace(account, collateral=free - fee))
     state.set_position(address, params.id, position)
-    add_open_interest(state, params.id, old_size, position.size)
-    return fee
+    return fee, compute_long_change(old_size, position.size)
 
 
 def process_trade(state: State, t: Trade, timestamp_ms: int, ctx: Context) -> None:
@@ -411,12 +414,16 @@ def process_trade(state: State, t: Trade, timestamp_ms: int, ctx: Context) -> No
     check_trade_terms(t, maker, taker, params, ctx)
     mark = require_fresh_price(get_market(state, t.market), params, timestamp_ms)
     maker_delta = t.size if maker.is_buy else -t.size
-    fees = settle_fill(state, t.maker, maker, maker_delta, t.price, params.maker_fee_ppm, params, mark, "maker")
-    fees += settle_fill(state, t.taker, taker, -maker_delta, t.price, params.taker_fee_ppm, params, mark, "taker")
+    maker_fee, maker_oi = settle_fill(state, t.maker, maker, maker_delta, t.price, params.maker_fee_ppm, params,
+                                      mark, "maker")
+    taker_fee, taker_oi = settle_fill(state, t.taker, taker, -maker_delta, t.price, params.taker_fee_ppm, params,
+                                      mark, "taker")
+    if maker_oi + taker_oi:
+        add_open_interest(state, t.market, maker_oi + taker_oi)
     state.set_order(t.maker, t.maker_nonce, replace(maker, filled=maker.filled + t.size))
     state.set_order(t.taker, t.taker_nonce, replace(taker, filled=taker.filled + t.size))
     g = state.globals
-    state.set_globals(replace(g, fee_pool=g.fee_pool + fees))
+    state.set_globals(replace(g, fee_pool=g.fee_pool + maker_fee + taker_fee))
 
 
 # --- margin --------------------------------------------------------------------
@@ -518,12 +525,12 @@ def process_backstop(state: State, address: bytes, position: Position, qty: int,
     fee = min(ceil_div(abs(notional) * params.liquidation_fee_ppm, PPM), max(0, margin))
     bad_debt = max(0, -margin)
     state.set_position(address, params.id, replace(closed, margin=margin - fee + bad_debt))
-    add_open_interest(state, params.id, position.size, closed.size)
+    add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
     fund = settle_funding(state, INSURANCE_ADDRESS, params.id, get_position(state, INSURANCE_ADDRESS, params.id),
                           params)
     taken, fund_realised = apply_fill(fund, qty if long else -qty, -notional)
     state.set_position(INSURANCE_ADDRESS, params.id, taken)
-    add_open_interest(state, params.id, fund.size, taken.size)
+    add_open_interest(state, params.id, compute_long_change(fund.size, taken.size))
     add_insurance(state, fee - bad_debt + fund_realised)
 
 
@@ -553,7 +560,7 @@ def process_auto_deleverage(state: State, address: bytes, position: Position, ma
     bankrupt_notional = position.margin - position.cost  # the account's notional for closing it all
     closed, _ = apply_close(position, qty, bankrupt_notional)
     state.set_position(address, params.id, replace(closed, margin=0))
-    add_open_interest(state, params.id, position.size, 0)
+    add_open_interest(state, params.id, compute_long_change(position.size, 0))
     remaining, remaining_notional = qty, -bankrupt_notional
     for other, counter in rank_deleverage_counterparties(state, params.id, not long, mark, params):
         take = min(remaining, abs(counter.size))
@@ -577,7 +584,7 @@ def deleverage_position(state: State, address: bytes, position: Position, qty: i
         position, free = close_and_release(state, address, position, qty, notional, account.collateral, "")
         state.set_account(address, replace(account, collateral=free))
     state.set_position(address, params.id, position)
-    add_open_interest(state, params.id, old_size, position.size)
+    add_open_interest(state, params.id, compute_long_change(old_size, position.size))
 
 
 def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Context) -> None:
