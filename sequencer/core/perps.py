@@ -41,6 +41,9 @@ INSURANCE_ADDRESS = bytes(20)
 """The insurance fund's pseudo-account: it holds the positions it takes over
 as backstop (margin 0; their PnL and funding settle into Globals.insurance_fund)."""
 
+MAX_INDEX = 2**63 - 1
+"""Bound of the funding index: state snapshots encode 64-bit integers."""
+
 GOOD_TILL_CANCEL, IMMEDIATE_OR_CANCEL, POST_ONLY = 0, 1, 2
 TIME_IN_FORCE_NAMES = {GOOD_TILL_CANCEL: "good-till-cancel", IMMEDIATE_OR_CANCEL: "immediate-or-cancel",
                        POST_ONLY: "post-only"}
@@ -496,8 +499,10 @@ def process_funding_tick(state: State, r: FundingTick, timestamp_ms: int, ctx: C
     require(market.funding_time_ms < r.timestamp_ms <= timestamp_ms, "funding_not_due",
             f"funding time {r.timestamp_ms} must be after {market.funding_time_ms} and not after block time")
     mark = require_fresh_price(market, params, timestamp_ms)
-    state.set_market(replace(market, funding_index=market.funding_index + r.rate_ppm * mark,
-                             funding_time_ms=r.timestamp_ms))
+    index = market.funding_index + r.rate_ppm * mark
+    require(-MAX_INDEX <= index <= MAX_INDEX, "funding_index_overflow",
+            "the funding index would leave the signed 64-bit range the log and snapshots encode")
+    state.set_market(replace(market, funding_index=index, funding_time_ms=r.timestamp_ms))
 
 
 # --- liquidation ----------------------------------------------------------------

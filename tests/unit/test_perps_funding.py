@@ -3,6 +3,7 @@ interval), the sequencer's rate, and payments between longs and shorts that
 sum to zero apart from rounding into the insurance fund."""
 from __future__ import annotations
 
+import msgspec
 from hypothesis import given, settings, strategies as st
 
 from perps_support import ADDR, BTC, BTC_PARAMS, ONE_BTC, Sim, usd
@@ -99,3 +100,11 @@ def test_funding_conserves_exactly_over_many_ticks(rates, prices, size):
     total_margin = sim.position("alice").margin + sim.position("bob").margin
     assert total_margin + sim.state.globals.insurance_fund > 0
     assert ADDR["alice"] in sim.state.accounts
+
+
+def test_funding_index_stays_in_the_signed_64_bit_range():
+    sim = pair()
+    market = sim.state.markets[BTC]
+    sim.state.markets[BTC] = msgspec.structs.replace(market, funding_index=2**63 - 50 * usd(60_000))
+    assert sim.apply(FundingTick(BTC, 100, boundary(sim))).code == "funding_index_overflow"
+    assert sim.apply(FundingTick(BTC, 49, boundary(sim))) is None
