@@ -93,6 +93,13 @@ class Deployment:
         return cls(**json.loads(Path(path).read_text()))
 
 
+def compute_create_address(sender: str, nonce: int) -> str:
+    """The address of the contract `sender` creates with `nonce` (CREATE)."""
+    import rlp
+    from eth_utils import keccak, to_canonical_address, to_checksum_address
+    return to_checksum_address(keccak(rlp.encode([to_canonical_address(sender), nonce]))[12:])
+
+
 def get_preset(name: str) -> BridgePreset:
     try:
         return PRESETS[name]
@@ -143,7 +150,7 @@ def deploy(
     genesis_state_root: bytes = EMPTY_ROOT,
     out: str | os.PathLike | None = None,
 ) -> Deployment:
-    """Deploy (the devnet token unless ``token`` is given, then) the bridge.
+    """Deploy the bridge and (unless ``token`` is given) the devnet token after it.
     Addresses default to the node's first accounts: deployer and proposer
     accounts[0], challenger accounts[1] (or the deployer when there is one)."""
     p = get_preset(preset) if isinstance(preset, str) else preset
@@ -156,19 +163,27 @@ def deploy(
     proposer = proposer or deployer
     challenger = challenger or (accounts[1] if len(accounts) > 1 else deployer)
     token_deployed = token is None
-    if token is None:
-        abi, bytecode = load_artifact("token")
-        factory = w3.eth.contract(abi=abi, bytecode=bytecode)
-        receipt = transact(w3, factory.constructor("isoroll devnet USD", "dUSD"), deployer, private_key=private_key)
-        token = receipt["contractAddress"]
     genesis = compute_genesis_output_root(genesis_state_root)
     abi, bytecode = load_artifact("bridge")
     factory = w3.eth.contract(abi=abi, bytecode=bytecode)
+    if token is None:
+        # the bridge goes first (on a fresh anvil it lands at the well-known first
+        # address, 0x5FbDB2315678afecb367f032d93F642f64180aa3, the EIP-712
+        # verifyingContract of the devnet); the token's address is predicted
+        nonce = w3.eth.get_transaction_count(deployer, "pending")
+        token = compute_create_address(deployer, nonce + 1)
     ctor = factory.constructor(
         token, proposer, challenger, p.challenge_period, p.forced_grace, p.forced_fee,
         p.max_open_forced, p.proposer_bond, genesis,
         [m.id for m in markets], [m.size_scale for m in markets], [m.funding_scale for m in markets])
     receipt = transact(w3, ctor, deployer, private_key=private_key)
+    if token_deployed:
+        tabi, tbytecode = load_artifact("token")
+        tfactory = w3.eth.contract(abi=tabi, bytecode=tbytecode)
+        treceipt = transact(w3, tfactory.constructor("isoroll devnet USD", "dUSD"), deployer, private_key=private_key)
+        if w3.to_checksum_address(treceipt["contractAddress"]) != w3.to_checksum_address(token):
+            raise RuntimeError("the token did not land at the predicted address (concurrent transactions "
+                               "from the deployer?); redeploy")
     d = Deployment(
         chain_id=w3.eth.chain_id,
         preset=p.name,

@@ -422,3 +422,25 @@ def test_events_and_views(env: Env) -> None:
     assert info[4] and info[3] == 0  # genesis is final
     with pytest.raises(Reverted):
         env.bridge.functions.getForcedRequest(0).call()
+
+
+@pytest.mark.parametrize("preset", ["production", "devnet"])
+def test_deploy_presets(preset: str, tmp_path) -> None:
+    from bridge_env import make_chain
+    from l1_bridge.deploy import PRESETS, Deployment, MarketConfig, deploy, load_artifact
+    w3, _ = make_chain()
+    out = tmp_path / "deployment.json"
+    d = deploy(w3, preset, markets=[MarketConfig(1, 10**8, 10**14)], out=out)
+    assert Deployment.load(out) == d
+    p = PRESETS[preset]
+    bridge = w3.eth.contract(address=d.bridge, abi=load_artifact("bridge")[0])
+    token = w3.eth.contract(address=d.token, abi=load_artifact("token")[0])
+    assert bridge.functions.TOKEN().call() == d.token
+    assert token.functions.decimals().call() == 6
+    assert (bridge.functions.CHALLENGE_PERIOD().call(), bridge.functions.FORCED_GRACE().call()) == \
+        (p.challenge_period, p.forced_grace)
+    assert bridge.functions.PROPOSER().call() == w3.eth.accounts[0]
+    assert bridge.functions.CHALLENGER().call() == w3.eth.accounts[1]
+    assert bridge.functions.getOutput(0).call()[0].hex() == d.genesis_output_root[2:]
+    with pytest.raises(Reverted):  # the faucet is capped
+        token.functions.faucet(10**12 + 1).call({"from": w3.eth.accounts[2]})
