@@ -42,7 +42,7 @@ INSURANCE_ADDRESS = bytes(20)
 as backstop (margin 0; their PnL and funding settle into Globals.insurance_fund)."""
 
 MAX_INDEX = 2**63 - 1
-"""Bound of the funding index: state snapshots encode 64-bit integers."""
+"""Bound of the funding index, costs and notionals: state snapshots encode 64-bit integers."""
 
 GOOD_TILL_CANCEL, IMMEDIATE_OR_CANCEL, POST_ONLY = 0, 1, 2
 TIME_IN_FORCE_NAMES = {GOOD_TILL_CANCEL: "good-till-cancel", IMMEDIATE_OR_CANCEL: "immediate-or-cancel",
@@ -402,6 +402,8 @@ def settle_fill(state: State, address: bytes, order: Order, delta: int, price: i
     if position.margin < 0:
         raise TradeError(side, "insufficient_margin",
                          f"funding owed leaves the position margin at {position.margin}; add margin first")
+    if abs(position.cost) > MAX_INDEX:
+        raise TradeError(side, "position_too_large", "the position's cost would leave the 64-bit range")
     if opening and is_liquidatable(position, mark, state.markets[params.id], params):
         raise TradeError(side, "insufficient_margin", "the position would be below maintenance margin at the mark")
     state.set_account(address, replace(account, collateral=free - fee))
@@ -525,6 +527,7 @@ def process_backstop(state: State, address: bytes, position: Position, qty: int,
     long = position.size > 0
     gross = qty * mark
     notional = -(gross // params.scale) if long else ceil_div(gross, params.scale)
+    require(abs(notional) <= MAX_INDEX, "notional_overflow", "the liquidation notional leaves the 64-bit range")
     closed, realised = apply_close(position, qty, notional)
     margin = position.margin + realised
     fee = min(ceil_div(abs(notional) * params.liquidation_fee_ppm, PPM), max(0, margin))
