@@ -150,8 +150,17 @@ GLOBAL_KEY = compute_key(GLOBAL, b"globals")
 
 
 # --------------------------------------------------------------------------
-# tree nodes.  gc=False: the tree is acyclic, and keeping millions of nodes
-# out of the cyclic GC keeps collections cheap.
+# tree nodes
+#
+# * a leaf is the bytes object key (32) || value: no wrapper object;
+# * an internal node is a _Node holding its children and their hashes,
+#   hh = left hash || right hash (EMPTY for an empty child), one 64-byte
+#   object.  A node's own hash lives in its parent (the root's in the tree):
+#   an update then reads one object per level for the sibling hash instead of
+#   two (child node, then its hash), which is what a 1M-leaf tree that does
+#   not fit in the CPU caches spends its time on.
+# * gc=False: the tree is acyclic, and keeping millions of nodes out of the
+#   cyclic GC keeps collections cheap.
 #
 # Copy-on-write by generation: every tree has a generation number, unique
 # to it since its last copy(); a node whose `gen` equals its tree's is
@@ -162,16 +171,10 @@ GLOBAL_KEY = compute_key(GLOBAL, b"globals")
 # --------------------------------------------------------------------------
 
 
-class _Leaf(msgspec.Struct, array_like=True, gc=False, tag=0):
-    h: bytes  # leaf hash
-    key: bytes
-    value: bytes
-
-
-class _Node(msgspec.Struct, array_like=True, gc=False, tag=1):
-    h: bytes  # node hash
-    left: "_Leaf | _Node | None"
-    right: "_Leaf | _Node | None"
+class _Node(msgspec.Struct, array_like=True, gc=False):
+    hh: bytes  # left hash || right hash
+    left: "_Node | bytes | None"
+    right: "_Node | bytes | None"
     gen: int = 0
 
 
@@ -190,12 +193,25 @@ def _reserve_gen(gen: int) -> None:
         _last_gen = gen
 
 
+def _kv_hash(kv: bytes) -> bytes:
+    """Leaf hash of a stored leaf (key || value)."""
+    return keccak_256(_LEAF + kv[:32] + keccak_256(kv[32:]).digest()).digest()
+
+
+def _subtree_hash(node) -> bytes:
+    if node is None:
+        return EMPTY
+    if type(node) is bytes:
+        return _kv_hash(node)
+    return keccak_256(_NODE + node.hh).digest()
+
+
 class ProofError(ValueError):
     """A malformed proof or snapshot."""
 
 
-SNAPSHOT_MAGIC = b"ISOSMT\x00\x02"
-_SNAPSHOT_DECODER = msgspec.msgpack.Decoder(_Leaf | _Node | None)
+SNAPSHOT_MAGIC = b"ISOSMT\x00\x04"
+_SNAPSHOT_DECODER = msgspec.msgpack.Decoder(_Node | bytes | None)
 _SNAPSHOT_ENCODER = msgspec.msgpack.Encoder()
 
 
@@ -217,10 +233,11 @@ class SparseMerkleTree:
     keeps serving proofs against its root while the original moves on.
     """
 
-    __slots__ = ("_root", "_count", "_gen")
+    __slots__ = ("_root", "_root_h", "_count", "_gen")
 
     def __init__(self) -> None:
-        self._root: _Leaf | _Node | None = None
+        self._root: _Node | bytes | None = None
+        self._root_h = EMPTY_ROOT
         self._count = 0
         self._gen = _fresh_gen()
 
@@ -228,8 +245,7 @@ class SparseMerkleTree:
 
     @property
     def root(self) -> bytes:
-        r = self._root
-        return EMPTY_ROOT if r is None else r.h
+        return self._root_h
 
     def __len__(self) -> int:
         return self._count
@@ -241,12 +257,12 @@ class SparseMerkleTree:
         key = _check_key(key)
         ki = int.from_bytes(key, "big")
         node = self._root
-        depth = 255
+        shift = 255
         while type(node) is _Node:
-            node = node.right if (ki >> depth) & 1 else node.left
-            depth -= 1
-        if node is not None and node.key == key:
-            return node.value
+            node = node.right if (ki >> shift) & 1 else node.left
+            shift -= 1
+        if node is not None and node.startswith(key):
+            return node[32:]
         return None
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
@@ -256,8 +272,8 @@ class SparseMerkleTree:
             n = stack.pop()
             if n is None:
                 continue
-            if type(n) is _Leaf:
-                yield n.key, n.value
+            if type(n) is bytes:
+                yield n[:32], n[32:]
             else:
                 stack.append(n.right)
                 stack.append(n.left)
@@ -267,6 +283,7 @@ class SparseMerkleTree:
         shared node before changing it, so each keeps its own root."""
         t = SparseMerkleTree.__new__(SparseMerkleTree)
         t._root = self._root
+        t._root_h = self._root_h
         t._count = self._count
         t._gen = _fresh_gen()
         self._gen = _fresh_gen()
@@ -279,9 +296,8 @@ class SparseMerkleTree:
         (deleting an absent key is a no-op).  Every node shared by the changed
         paths is hashed once.  Returns the new root."""
         if not changes:
-            return self.root
+            return self._root_h
         k = keccak_256
-        Leaf = _Leaf
         LEAF = _LEAF
         # 32-byte keys sort bytewise in the order of their big-endian ints
         # (and bytes compare much faster than 256-bit ints)
@@ -290,7 +306,9 @@ class SparseMerkleTree:
         except TypeError:
             raise TypeError("keys must be bytes") from None
         news = []
+        hashes = []
         push = news.append
+        pushh = hashes.append
         get = changes.__getitem__
         for key in order:
             if type(key) is not bytes:
@@ -299,18 +317,20 @@ class SparseMerkleTree:
                 raise ValueError("key must be 32 bytes")
             value = get(key)
             if value is None:
-                push(key)
+                push(None)
+                pushh(None)
             else:
                 if type(value) is not bytes:
                     if isinstance(value, (bytearray, memoryview)):
                         value = bytes(value)
                     else:
                         raise TypeError("value must be bytes or None")
-                push(Leaf(k(LEAF + key + k(value).digest()).digest(), key, value))
+                push(key + value)
+                pushh(k(LEAF + key + k(value).digest()).digest())
         from_bytes = int.from_bytes
         ks = [from_bytes(key, "big") for key in order]
-        self._root = self._apply(self._root, ks, news)
-        return self.root
+        self._root, self._root_h = self._apply(self._root, self._root_h, ks, order, news, hashes)
+        return self._root_h
 
     def set(self, key: bytes, value: bytes | None) -> bytes:
         return self.update({key: value})
@@ -318,35 +338,42 @@ class SparseMerkleTree:
     def delete(self, key: bytes) -> bytes:
         return self.update({key: None})
 
-    def _apply(self, root, ks, news):
-        # news[i]: the new _Leaf for ks[i], or its key bytes for a delete
+    def _apply(self, root, root_h, ks, keys, news, hashes):
+        # ks[i]: the sorted keys as ints, keys[i] as bytes; news[i]: the new
+        # leaf (key || value) or None to delete; hashes[i]: its leaf hash.
+        # Every function returns (subtree, its hash).
         k = keccak_256
         NODE = _NODE
         Z = EMPTY
         Node = _Node
-        Leaf = _Leaf
         bl = bisect_left
         g = self._gen
         delta = 0
 
-        def split(a, b, bi, depth):
+        def split(a, a_h, b, b_h, bi, depth):
             # two leaves a (existing) and b (new key bi) that share the
             # first `depth` bits: the subtree that holds both.
-            ai = int.from_bytes(a.key, "big")
+            ai = int.from_bytes(a[:32], "big")
             d = 256 - (ai ^ bi).bit_length()  # first differing bit
             if (bi >> (255 - d)) & 1:
-                n = Node(k(NODE + a.h + b.h).digest(), a, b, g)
+                hh = a_h + b_h
+                n = Node(hh, a, b, g)
             else:
-                n = Node(k(NODE + b.h + a.h).digest(), b, a, g)
+                hh = b_h + a_h
+                n = Node(hh, b, a, g)
+            h = k(NODE + hh).digest()
             while d > depth:
                 d -= 1
                 if (bi >> (255 - d)) & 1:
-                    n = Node(k(NODE + Z + n.h).digest(), None, n, g)
+                    hh = Z + h
+                    n = Node(hh, None, n, g)
                 else:
-                    n = Node(k(NODE + n.h + Z).digest(), n, None, g)
-            return n
+                    hh = h + Z
+                    n = Node(hh, n, None, g)
+                h = k(NODE + hh).digest()
+            return n, h
 
-        def one(node, depth, i):
+        def one(node, node_h, depth, i):
             # a single change below `node` (at `depth`): walk down, then
             # rebuild the path upward.
             nonlocal delta
@@ -363,137 +390,129 @@ class SparseMerkleTree:
                 else:
                     node = node.left
                 shift -= 1
-            if type(new) is bytes:  # delete
-                if node is None or node.key != new:
-                    return top
+            if new is None:  # delete
+                if node is None or not node.startswith(keys[i]):
+                    return top, node_h
                 delta -= 1
-                new = None
+                new_h = Z
             elif node is None:
                 delta += 1
-            elif node.key == new.key:
-                if new.h == node.h:
-                    return top
+                new_h = hashes[i]
+            elif node.startswith(keys[i]):
+                if node == new:
+                    return top, node_h
+                new_h = hashes[i]
             else:
                 delta += 1
-                new = split(node, new, ki, 255 - shift)
+                if path:  # the old leaf's hash, kept by its parent
+                    hh = path[-1].hh
+                    old_h = hh[32:] if (ki >> (shift + 1)) & 1 else hh[:32]
+                else:
+                    old_h = node_h
+                new, new_h = split(node, old_h, new, hashes[i], ki, 255 - shift)
             # rebuild upward, compacting; private nodes change in place
             for p in reversed(path):
                 shift += 1
                 if (ki >> shift) & 1:  # we came up from the right
                     sib = p.left
-                    if new is not None and sib is not None:
-                        h = k(NODE + sib.h + new.h).digest()
-                        if p.gen == g:
-                            p.h = h
-                            p.right = new
-                            new = p
-                        else:
-                            new = Node(h, sib, new, g)
+                    if sib is None:
+                        if type(new) is not Node:
+                            continue  # a lone leaf (or nothing) floats up
+                        hh = Z + new_h
                     elif new is None:
-                        if sib is None or type(sib) is Leaf:
-                            new = sib
-                        else:
-                            h = k(NODE + sib.h + Z).digest()
-                            if p.gen == g:
-                                p.h = h
-                                p.right = None
-                                new = p
-                            else:
-                                new = Node(h, sib, None, g)
-                    elif type(new) is Node:
-                        h = k(NODE + Z + new.h).digest()
-                        if p.gen == g:
-                            p.h = h
-                            p.right = new
-                            new = p
-                        else:
-                            new = Node(h, None, new, g)
-                    # else: a lone leaf floats up
+                        if type(sib) is bytes:
+                            new = sib  # the sibling leaf floats up
+                            new_h = p.hh[:32]
+                            continue
+                        hh = p.hh[:32] + Z
+                    else:
+                        hh = p.hh[:32] + new_h
+                    new_h = k(NODE + hh).digest()
+                    if p.gen == g:
+                        p.hh = hh
+                        p.right = new
+                        new = p
+                    else:
+                        new = Node(hh, sib, new, g)
                 else:
                     sib = p.right
-                    if new is not None and sib is not None:
-                        h = k(NODE + new.h + sib.h).digest()
-                        if p.gen == g:
-                            p.h = h
-                            p.left = new
-                            new = p
-                        else:
-                            new = Node(h, new, sib, g)
+                    if sib is None:
+                        if type(new) is not Node:
+                            continue
+                        hh = new_h + Z
                     elif new is None:
-                        if sib is None or type(sib) is Leaf:
+                        if type(sib) is bytes:
                             new = sib
-                        else:
-                            h = k(NODE + Z + sib.h).digest()
-                            if p.gen == g:
-                                p.h = h
-                                p.left = None
-                                new = p
-                            else:
-                                new = Node(h, None, sib, g)
-                    elif type(new) is Node:
-                        h = k(NODE + new.h + Z).digest()
-                        if p.gen == g:
-                            p.h = h
-                            p.left = new
-                            new = p
-                        else:
-                            new = Node(h, new, None, g)
-            return new
+                            new_h = p.hh[32:]
+                            continue
+                        hh = Z + p.hh[32:]
+                    else:
+                        hh = new_h + p.hh[32:]
+                    new_h = k(NODE + hh).digest()
+                    if p.gen == g:
+                        p.hh = hh
+                        p.left = new
+                        new = p
+                    else:
+                        new = Node(hh, new, sib, g)
+            return new, new_h
 
-        def many(node, depth, lo, hi):
-            # changes ks[lo:hi] (>= 2, sorted) all below `node` at `depth`
+        def many(node, node_h, depth, lo, hi):
+            # changes lo..hi-1 (>= 2, sorted) all below `node` at `depth`
             nonlocal delta
             if node is None:
                 left = right = None
-            elif type(node) is Leaf:
-                li = int.from_bytes(node.key, "big")
+                lh = rh = Z
+            elif type(node) is bytes:
+                li = int.from_bytes(node[:32], "big")
                 j = bl(ks, li, lo, hi)
                 if j < hi and ks[j] == li:
                     # the batch rewrites or deletes this leaf: drop it, and
                     # count it back if the batch sets it
                     delta -= 1
                     left = right = None
+                    lh = rh = Z
                 elif (li >> (255 - depth)) & 1:
-                    left, right = None, node
+                    left, lh, right, rh = None, Z, node, node_h
                 else:
-                    left, right = node, None
+                    left, lh, right, rh = node, node_h, None, Z
                 node = None
             else:
                 left = node.left
                 right = node.right
+                hh = node.hh
+                lh = hh[:32]
+                rh = hh[32:]
             sh = 256 - depth
             mid = bl(ks, ((ks[lo] >> sh) << sh) | (1 << (sh - 1)), lo, hi)
             if mid - lo > 1:
-                left = many(left, depth + 1, lo, mid)
+                left, lh = many(left, lh, depth + 1, lo, mid)
             elif mid > lo:
-                left = one(left, depth + 1, lo)
+                left, lh = one(left, lh, depth + 1, lo)
             if hi - mid > 1:
-                right = many(right, depth + 1, mid, hi)
+                right, rh = many(right, rh, depth + 1, mid, hi)
             elif hi > mid:
-                right = one(right, depth + 1, mid)
+                right, rh = one(right, rh, depth + 1, mid)
             if left is None:
-                if right is None or type(right) is Leaf:
-                    return right
-                h = k(NODE + Z + right.h).digest()
-            elif right is None:
-                if type(left) is Leaf:
-                    return left
-                h = k(NODE + left.h + Z).digest()
-            else:
-                h = k(NODE + left.h + right.h).digest()
+                if right is None or type(right) is bytes:
+                    return right, rh
+            elif right is None and type(left) is bytes:
+                return left, lh
+            hh = lh + rh
+            h = k(NODE + hh).digest()
             if node is not None and node.gen == g:
-                node.h = h
+                node.hh = hh
                 node.left = left
                 node.right = right
-                return node
-            return Node(h, left, right, g)
+                return node, h
+            return Node(hh, left, right, g), h
 
         if len(ks) == 1:
-            root = one(root, 0, 0)
+            root, root_h = one(root, root_h, 0, 0)
         else:
-            root = many(root, 0, 0, len(ks))
+            root, root_h = many(root, root_h, 0, 0, len(ks))
         self._count += delta
-        return root
+        return root, root_h
 
     # -- proofs -----------------------------------------------------------
 
@@ -507,37 +526,36 @@ class SparseMerkleTree:
         sibs = []
         while type(node) is _Node:
             if (ki >> (255 - depth)) & 1:
-                sib = node.left
+                if node.left is not None:
+                    bitmap |= 1 << depth
+                    sibs.append(node.hh[:32])
                 node = node.right
             else:
-                sib = node.right
+                if node.right is not None:
+                    bitmap |= 1 << depth
+                    sibs.append(node.hh[32:])
                 node = node.left
-            if sib is not None:
-                bitmap |= 1 << depth
-                sibs.append(sib.h)
             depth += 1
         sibs.reverse()
         if node is None:
             return Proof(key, None, bitmap, tuple(sibs))
-        if node.key == key:
-            return Proof(key, node.value, bitmap, tuple(sibs))
-        return Proof(
-            key, None, bitmap, tuple(sibs), node.key, keccak_256(node.value).digest()
-        )
+        if node.startswith(key):
+            return Proof(key, node[32:], bitmap, tuple(sibs))
+        return Proof(key, None, bitmap, tuple(sibs), node[:32], keccak_256(node[32:]).digest())
 
     # -- snapshots --------------------------------------------------------
 
     def to_bytes(self) -> bytes:
         """Snapshot: magic (8) || count (8) || generation (8) || root (32) ||
         blake2b-256(payload) (32) || payload = msgpack(node tree).
-        Loading it needs no keccak (see :meth:`from_bytes`)."""
+        Loading it needs no keccak beyond the root's (see :meth:`from_bytes`)."""
         payload = _SNAPSHOT_ENCODER.encode(self._root)
         return b"".join(
             (
                 SNAPSHOT_MAGIC,
                 self._count.to_bytes(8, "big"),
                 self._gen.to_bytes(8, "big"),
-                self.root,
+                self._root_h,
                 blake2b(payload, digest_size=32).digest(),
                 payload,
             )
@@ -562,16 +580,19 @@ class SparseMerkleTree:
             node = _SNAPSHOT_DECODER.decode(payload)
         except msgspec.DecodeError as exc:
             raise ProofError(f"corrupt SMT snapshot: {exc}") from None
+        if type(node) is _Node and len(node.hh) != 64 or type(node) is bytes and len(node) < 32:
+            raise ProofError("corrupt SMT snapshot root")
+        if _subtree_hash(node) != root:
+            raise ProofError("snapshot root mismatch")
         t = cls.__new__(cls)
         t._root = node
+        t._root_h = root
         t._count = count
         # the loaded nodes belong to this tree only: the ones of the stored
         # generation stay writable in place; fresh generations handed out
         # from now on are above it
         _reserve_gen(gen)
         t._gen = gen
-        if t.root != root:
-            raise ProofError("snapshot root mismatch")
         if verify:
             t._verify_all()
         return t
@@ -591,29 +612,28 @@ class SparseMerkleTree:
             nonlocal count
             if n is None:
                 return EMPTY
-            if type(n) is _Leaf:
-                if len(n.key) != 32:
-                    raise ProofError("bad leaf key")
-                ki = int.from_bytes(n.key, "big")
+            if type(n) is bytes:
+                if len(n) < 32:
+                    raise ProofError("bad leaf")
+                ki = int.from_bytes(n[:32], "big")
                 if depth and (ki >> (256 - depth)) != prefix:
                     raise ProofError("leaf out of place")
                 count += 1
-                h = leaf_hash(n.key, keccak(n.value))
-            else:
-                if n.left is None and type(n.right) is not _Node or (
-                    n.right is None and type(n.left) is not _Node
-                ):
-                    raise ProofError("non-canonical node")
-                if depth >= 256:
-                    raise ProofError("tree too deep")
-                lh = walk(n.left, depth + 1, prefix << 1)
-                rh = walk(n.right, depth + 1, (prefix << 1) | 1)
-                h = node_hash(lh, rh)
-            if h != n.h:
+                return _kv_hash(n)
+            if n.left is None and type(n.right) is not _Node or (
+                n.right is None and type(n.left) is not _Node
+            ):
+                raise ProofError("non-canonical node")
+            if depth >= 256 or len(n.hh) != 64:
+                raise ProofError("bad node")
+            lh = walk(n.left, depth + 1, prefix << 1)
+            rh = walk(n.right, depth + 1, (prefix << 1) | 1)
+            if n.hh != lh + rh:
                 raise ProofError("hash mismatch in snapshot")
-            return h
+            return node_hash(lh, rh)
 
-        walk(self._root, 0, 0)
+        if walk(self._root, 0, 0) != self._root_h:
+            raise ProofError("root mismatch in snapshot")
         if count != self._count:
             raise ProofError("snapshot count mismatch")
 

@@ -210,10 +210,9 @@ def build() -> dict:
     node = tt._root
     bit0 = acc[0] >> 7
     child = node.right if bit0 else node.left
-    assert child is not None and hasattr(child, "left")
-    lh = EMPTY if child.left is None else child.left.h
-    rh = EMPTY if child.right is None else child.right.h
-    sib_top = (node.left if bit0 else node.right).h
+    assert child is not None and hasattr(child, "hh")
+    lh, rh = child.hh[:32], child.hh[32:]
+    sib_top = node.hh[:32] if bit0 else node.hh[32:]
     fake_key = lh
     # the claimed leaf sits at depth 1 on the path of fake_key; pick the side
     # of the real node: only works if fake_key's first bit matches, else it's
