@@ -153,12 +153,12 @@ GLOBAL_KEY = compute_key(GLOBAL, b"globals")
 # tree nodes
 #
 # * a leaf is the bytes object key (32) || value: no wrapper object;
-# * an internal node is a _Node holding its children and their hashes,
-#   hh = left hash || right hash (EMPTY for an empty child), one 64-byte
-#   object.  A node's own hash lives in its parent (the root's in the tree):
-#   an update then reads one object per level for the sibling hash instead of
-#   two (child node, then its hash), which is what a 1M-leaf tree that does
-#   not fit in the CPU caches spends its time on.
+# * an internal node is a _Node holding its children and the preimage of
+#   its own hash, pre = 0x01 || left hash || right hash (EMPTY for an empty
+#   child), one 65-byte object.  A node's own hash lives in its parent's pre
+#   (the root's in the tree): an update reads one object per level for the
+#   sibling hash instead of two (child node, then its hash), and hashes the
+#   stored preimage as it is.
 # * gc=False: the tree is acyclic, and keeping millions of nodes out of the
 #   cyclic GC keeps collections cheap.
 #
@@ -172,10 +172,22 @@ GLOBAL_KEY = compute_key(GLOBAL, b"globals")
 
 
 class _Node(msgspec.Struct, array_like=True, gc=False):
-    hh: bytes  # left hash || right hash
+    pre: bytes  # the hash preimage 0x01 || left hash || right hash (65 bytes)
     left: "_Node | bytes | None"
     right: "_Node | bytes | None"
     gen: int = 0
+
+    @property
+    def lh(self) -> bytes:
+        return self.pre[1:33]
+
+    @property
+    def rh(self) -> bytes:
+        return self.pre[33:]
+
+
+# _BIT[d] selects the path bit of depth d in a key read as a uint256
+_BIT = tuple(1 << (255 - d) for d in range(256))
 
 
 _last_gen = 0
@@ -203,14 +215,14 @@ def _subtree_hash(node) -> bytes:
         return EMPTY
     if type(node) is bytes:
         return _kv_hash(node)
-    return keccak_256(_NODE + node.hh).digest()
+    return keccak_256(node.pre).digest()
 
 
 class ProofError(ValueError):
     """A malformed proof or snapshot."""
 
 
-SNAPSHOT_MAGIC = b"ISOSMT\x00\x04"
+SNAPSHOT_MAGIC = b"ISOSMT\x00\x05"
 _SNAPSHOT_DECODER = msgspec.msgpack.Decoder(_Node | bytes | None)
 _SNAPSHOT_ENCODER = msgspec.msgpack.Encoder()
 
@@ -345,7 +357,9 @@ class SparseMerkleTree:
         k = keccak_256
         NODE = _NODE
         Z = EMPTY
+        NZ = _NODE + EMPTY
         Node = _Node
+        BIT = _BIT
         bl = bisect_left
         g = self._gen
         delta = 0
@@ -355,22 +369,22 @@ class SparseMerkleTree:
             # first `depth` bits: the subtree that holds both.
             ai = int.from_bytes(a[:32], "big")
             d = 256 - (ai ^ bi).bit_length()  # first differing bit
-            if (bi >> (255 - d)) & 1:
-                hh = a_h + b_h
-                n = Node(hh, a, b, g)
+            if bi & BIT[d]:
+                pre = NODE + a_h + b_h
+                n = Node(pre, a, b, g)
             else:
-                hh = b_h + a_h
-                n = Node(hh, b, a, g)
-            h = k(NODE + hh).digest()
+                pre = NODE + b_h + a_h
+                n = Node(pre, b, a, g)
+            h = k(pre).digest()
             while d > depth:
                 d -= 1
-                if (bi >> (255 - d)) & 1:
-                    hh = Z + h
-                    n = Node(hh, None, n, g)
+                if bi & BIT[d]:
+                    pre = NZ + h
+                    n = Node(pre, None, n, g)
                 else:
-                    hh = h + Z
-                    n = Node(hh, n, None, g)
-                h = k(NODE + hh).digest()
+                    pre = NODE + h + Z
+                    n = Node(pre, n, None, g)
+                h = k(pre).digest()
             return n, h
 
         def one(node, node_h, depth, i):
@@ -382,14 +396,14 @@ class SparseMerkleTree:
             top = node
             path = []
             push = path.append
-            shift = 255 - depth
+            d = depth
             while type(node) is Node:
                 push(node)
-                if (ki >> shift) & 1:
+                if ki & BIT[d]:
                     node = node.right
                 else:
                     node = node.left
-                shift -= 1
+                d += 1
             if new is None:  # delete
                 if node is None or not node.startswith(keys[i]):
                     return top, node_h
@@ -405,56 +419,56 @@ class SparseMerkleTree:
             else:
                 delta += 1
                 if path:  # the old leaf's hash, kept by its parent
-                    hh = path[-1].hh
-                    old_h = hh[32:] if (ki >> (shift + 1)) & 1 else hh[:32]
+                    pre = path[-1].pre
+                    old_h = pre[33:] if ki & BIT[d - 1] else pre[1:33]
                 else:
                     old_h = node_h
-                new, new_h = split(node, old_h, new, hashes[i], ki, 255 - shift)
+                new, new_h = split(node, old_h, new, hashes[i], ki, d)
             # rebuild upward, compacting; private nodes change in place
             for p in reversed(path):
-                shift += 1
-                if (ki >> shift) & 1:  # we came up from the right
+                d -= 1
+                if ki & BIT[d]:  # we came up from the right
                     sib = p.left
                     if sib is None:
                         if type(new) is not Node:
                             continue  # a lone leaf (or nothing) floats up
-                        hh = Z + new_h
+                        pre = NZ + new_h
                     elif new is None:
                         if type(sib) is bytes:
                             new = sib  # the sibling leaf floats up
-                            new_h = p.hh[:32]
+                            new_h = p.pre[1:33]
                             continue
-                        hh = p.hh[:32] + Z
+                        pre = p.pre[:33] + Z
                     else:
-                        hh = p.hh[:32] + new_h
-                    new_h = k(NODE + hh).digest()
+                        pre = p.pre[:33] + new_h
+                    new_h = k(pre).digest()
                     if p.gen == g:
-                        p.hh = hh
+                        p.pre = pre
                         p.right = new
                         new = p
                     else:
-                        new = Node(hh, sib, new, g)
+                        new = Node(pre, sib, new, g)
                 else:
                     sib = p.right
                     if sib is None:
                         if type(new) is not Node:
                             continue
-                        hh = new_h + Z
+                        pre = NODE + new_h + Z
                     elif new is None:
                         if type(sib) is bytes:
                             new = sib
-                            new_h = p.hh[32:]
+                            new_h = p.pre[33:]
                             continue
-                        hh = Z + p.hh[32:]
+                        pre = NZ + p.pre[33:]
                     else:
-                        hh = new_h + p.hh[32:]
-                    new_h = k(NODE + hh).digest()
+                        pre = NODE + new_h + p.pre[33:]
+                    new_h = k(pre).digest()
                     if p.gen == g:
-                        p.hh = hh
+                        p.pre = pre
                         p.left = new
                         new = p
                     else:
-                        new = Node(hh, new, sib, g)
+                        new = Node(pre, new, sib, g)
             return new, new_h
 
         def many(node, node_h, depth, lo, hi):
@@ -472,7 +486,7 @@ class SparseMerkleTree:
                     delta -= 1
                     left = right = None
                     lh = rh = Z
-                elif (li >> (255 - depth)) & 1:
+                elif li & BIT[depth]:
                     left, lh, right, rh = None, Z, node, node_h
                 else:
                     left, lh, right, rh = node, node_h, None, Z
@@ -480,11 +494,11 @@ class SparseMerkleTree:
             else:
                 left = node.left
                 right = node.right
-                hh = node.hh
-                lh = hh[:32]
-                rh = hh[32:]
+                pre = node.pre
+                lh = pre[1:33]
+                rh = pre[33:]
             sh = 256 - depth
-            mid = bl(ks, ((ks[lo] >> sh) << sh) | (1 << (sh - 1)), lo, hi)
+            mid = bl(ks, ((ks[lo] >> sh) << sh) | BIT[depth], lo, hi)
             if mid - lo > 1:
                 left, lh = many(left, lh, depth + 1, lo, mid)
             elif mid > lo:
@@ -498,14 +512,14 @@ class SparseMerkleTree:
                     return right, rh
             elif right is None and type(left) is bytes:
                 return left, lh
-            hh = lh + rh
-            h = k(NODE + hh).digest()
+            pre = NODE + lh + rh
+            h = k(pre).digest()
             if node is not None and node.gen == g:
-                node.hh = hh
+                node.pre = pre
                 node.left = left
                 node.right = right
                 return node, h
-            return Node(hh, left, right, g), h
+            return Node(pre, left, right, g), h
 
         if len(ks) == 1:
             root, root_h = one(root, root_h, 0, 0)
@@ -528,12 +542,12 @@ class SparseMerkleTree:
             if (ki >> (255 - depth)) & 1:
                 if node.left is not None:
                     bitmap |= 1 << depth
-                    sibs.append(node.hh[:32])
+                    sibs.append(node.pre[1:33])
                 node = node.right
             else:
                 if node.right is not None:
                     bitmap |= 1 << depth
-                    sibs.append(node.hh[32:])
+                    sibs.append(node.pre[33:])
                 node = node.left
             depth += 1
         sibs.reverse()
@@ -580,7 +594,7 @@ class SparseMerkleTree:
             node = _SNAPSHOT_DECODER.decode(payload)
         except msgspec.DecodeError as exc:
             raise ProofError(f"corrupt SMT snapshot: {exc}") from None
-        if type(node) is _Node and len(node.hh) != 64 or type(node) is bytes and len(node) < 32:
+        if type(node) is _Node and len(node.pre) != 65 or type(node) is bytes and len(node) < 32:
             raise ProofError("corrupt SMT snapshot root")
         if _subtree_hash(node) != root:
             raise ProofError("snapshot root mismatch")
@@ -624,11 +638,11 @@ class SparseMerkleTree:
                 n.right is None and type(n.left) is not _Node
             ):
                 raise ProofError("non-canonical node")
-            if depth >= 256 or len(n.hh) != 64:
+            if depth >= 256 or len(n.pre) != 65:
                 raise ProofError("bad node")
             lh = walk(n.left, depth + 1, prefix << 1)
             rh = walk(n.right, depth + 1, (prefix << 1) | 1)
-            if n.hh != lh + rh:
+            if n.pre != _NODE + lh + rh:
                 raise ProofError("hash mismatch in snapshot")
             return node_hash(lh, rh)
 

@@ -210,9 +210,9 @@ def build() -> dict:
     node = tt._root
     bit0 = acc[0] >> 7
     child = node.right if bit0 else node.left
-    assert child is not None and hasattr(child, "hh")
-    lh, rh = child.hh[:32], child.hh[32:]
-    sib_top = node.hh[:32] if bit0 else node.hh[32:]
+    assert child is not None and hasattr(child, "pre")
+    lh, rh = child.lh, child.rh
+    sib_top = node.lh if bit0 else node.rh
     fake_key = lh
     # the claimed leaf sits at depth 1 on the path of fake_key; pick the side
     # of the real node: only works if fake_key's first bit matches, else it's

@@ -309,9 +309,9 @@ def test_python_attacks():
     assert not verify_proof(root, Proof(k, None, p.bitmap, p.siblings, far, keccak(entries[far])))
     # internal node as a leaf: the root's children as key/value_hash
     node = t._root
-    assert node_hash(node.hh[:32], node.hh[32:]) == root
-    assert not verify_inclusion(root, node.hh[:32], node.hh[32:], 0, ())
-    assert not verify_exclusion(root, keccak(b"z"), 0, (), node.hh[:32], node.hh[32:])
+    assert node_hash(node.lh, node.rh) == root
+    assert not verify_inclusion(root, node.lh, node.rh, 0, ())
+    assert not verify_exclusion(root, keccak(b"z"), 0, (), node.lh, node.rh)
     # empty root
     assert not verify_proof(EMPTY_ROOT, Proof(k, None, 0, ()))
     assert not verify_proof(EMPTY_ROOT, Proof(k, b"", 0, ()))
