@@ -27,8 +27,38 @@ from sequencer.core.presets import SCHEMA_VERSION
 
 log = logging.getLogger("isoroll.log")
 
+# aiokafka retries a transactional request that the broker answers with
+# CONCURRENT_TRANSACTIONS (the previous commit's markers are still being
+# written) after a fixed 20 ms.  Blocks are committed back to back, so every
+# commit paid it: ~30 ms per block.  2 ms gives ~8 ms commits on a local broker
+# (docs/benchmarks.md).  The Java client uses the same kind of short retry.
+import aiokafka.producer.sender as _aiokafka_sender  # noqa: E402
+
+if getattr(_aiokafka_sender, "BACKOFF_OVERRIDE", None) is not None:
+    _aiokafka_sender.BACKOFF_OVERRIDE = 0.002
+
 SCHEMA_HEADER = "isoroll-schema"
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+async def within(coro, timeout: float, what: str):
+    """Await ``coro`` for at most ``timeout`` seconds, then abandon it.
+
+    Unlike ``asyncio.wait_for`` this does not wait for the cancelled coroutine
+    to unwind: aiokafka's transaction exit awaits a shielded abort that never
+    finishes while the broker is down, which would hang the caller forever."""
+    task = asyncio.ensure_future(coro)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_swallow)
+        raise asyncio.TimeoutError(f"{what} did not finish within {timeout:g} s")
+    return task.result()
+
+
+def _swallow(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class LogError(Exception):
@@ -104,7 +134,7 @@ class BlockWriter:
             request_timeout_ms=c.request_timeout_ms, transaction_timeout_ms=c.transaction_timeout_ms,
             max_request_size=MAX_MESSAGE_BYTES, linger_ms=0, **c.extra)
         try:
-            await asyncio.wait_for(producer.start(), c.commit_timeout_s * 2)
+            await within(producer.start(), c.commit_timeout_s * 2, "producer start")
         except ProducerFenced as exc:
             await _close_quietly(producer)
             raise Fenced(str(exc)) from exc
@@ -123,7 +153,7 @@ class BlockWriter:
         if self._producer is None:
             raise LogUnavailable("the writer is not started")
         try:
-            return await asyncio.wait_for(self._write(block_bytes), self._config.commit_timeout_s)
+            return await within(self._write(block_bytes), self._config.commit_timeout_s, "block commit")
         except ProducerFenced as exc:
             await self.stop()
             raise Fenced("a newer sequencer with transactional id "
@@ -151,7 +181,7 @@ class BlockWriter:
 
 async def _close_quietly(producer: AIOKafkaProducer) -> None:
     try:
-        await asyncio.wait_for(producer.stop(), 5)
+        await within(producer.stop(), 5, "producer stop")
     except Exception as exc:  # closing a broken producer: nothing more to do
         log.debug("producer close: %r", exc)
 
@@ -201,6 +231,8 @@ class BlockReader:
                                                    max_records=max_records)
         except UnknownTopicOrPartitionError as exc:
             raise LogUnavailable(f"topic {self._config.topic!r} is missing: {exc}") from exc
+        except (KafkaError, OSError) as exc:
+            raise LogUnavailable(f"cannot read the log: {exc!r}") from exc
         out = []
         for message in batches.get(self._config.partition, ()):
             schema = None
@@ -225,8 +257,9 @@ class BlockReader:
         """The last stable offset: where the committed log currently ends."""
         assert self._consumer is not None
         try:
-            offsets = await self._consumer.end_offsets([self._config.partition])
-        except (KafkaError, OSError) as exc:
+            offsets = await within(self._consumer.end_offsets([self._config.partition]),
+                                   max(5.0, self._config.request_timeout_ms / 1000), "end offset lookup")
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
             raise LogUnavailable(f"cannot read the end of the log: {exc!r}") from exc
         return offsets[self._config.partition]
 
@@ -240,6 +273,6 @@ class BlockReader:
 
 async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
     try:
-        await asyncio.wait_for(consumer.stop(), 5)
+        await within(consumer.stop(), 5, "consumer stop")
     except Exception as exc:
         log.debug("consumer close: %r", exc)

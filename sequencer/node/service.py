@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -34,7 +35,7 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # our own warnings say when Kafka is down
 
 
 class Service:
@@ -57,7 +58,8 @@ class Service:
         self.server = uvicorn.Server(uvicorn.Config(
             self.api.app, host=self.config.api_host, port=self.config.api_port, log_config=None,
             access_log=False, lifespan="off", ws_max_size=1 << 20))
-        self.server.install_signal_handlers = lambda: None  # noqa: E731 - the service owns signals
+        # The service (or its embedder) owns SIGINT/SIGTERM; uvicorn must not swallow them.
+        self.server.capture_signals = contextlib.nullcontext
         self._server_task = asyncio.create_task(self.server.serve())
         while not self.server.started:
             if self._server_task.done():
