@@ -257,7 +257,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = keys.add_parser("new", help="create a secp256k1 key; print its address")
     p.add_argument("--out", help="write the key to this file (mode 600) instead of printing it")
     p.set_defaults(func=cmd_keys_new)
+    for register in load_cli_extensions():
+        register(sub)
     return parser
+
+
+CLI_EXTENSIONS = ("sequencer.cli_trading", "l1_bridge.cli")
+"""Modules that add command groups; each has ``register(subparsers)``."""
+
+
+def load_cli_extensions():
+    import importlib
+    for name in CLI_EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that part of isoroll is not installed
+                continue
+            raise
+        yield module.register
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,8 +93,25 @@ class Api:
             Route("/readyz", self.readyz),
             Route("/metrics", self.metrics),
             WebSocketRoute("/v1/stream", self.stream),
+            *self.extension_routes(),
         ], exception_handlers={ApiError: self._api_error, 404: self._not_found, 405: self._not_allowed,
                                Exception: self._internal})
+
+    EXTENSIONS = ("sequencer.node.api_trading", "sequencer.node.api_proofs", "l1_bridge.api")
+    """Modules with ``routes(api) -> list[Route]`` that add endpoints."""
+
+    def extension_routes(self) -> list:
+        import importlib
+        routes = []
+        for name in self.EXTENSIONS:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name == name:
+                    continue
+                raise
+            routes += module.routes(self)
+        return routes
 
     # --- errors -----------------------------------------------------------------
     async def _api_error(self, request: Request, exc: ApiError) -> Response:

@@ -46,12 +46,14 @@ class Submission:
 class BlockBuilder:
     def __init__(self, chain: Chain, write: Callable[[bytes], Awaitable[int]], *,
                  max_records: int, interval_ms: float, admit: Admit = admit_single,
-                 now_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+                 exchange=None, now_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.chain = chain
         self._write = write
         self.max_records = max_records
         self.interval_s = interval_ms / 1000
-        self.admit = admit
+        self.admit = admit if exchange is None else exchange.admit
+        self.exchange = exchange
+        """The order books (sequencer.core.matching.Exchange), or None for the account model only."""
         self.now_ms = now_ms
         self.ctx = chain.ctx
         self._queue: asyncio.Queue[Submission] = asyncio.Queue()
@@ -113,11 +115,11 @@ class BlockBuilder:
         timestamp_ms = max(self.now_ms(), g.timestamp_ms)
         block_snapshot = state.snapshot()
         admitted: list[tuple[Submission, int]] = []
-        records: list[Record] = []
+        records: list[Record] = self._block_start_records(state, timestamp_ms)
         for sub in batch:
             if sub.future.done():  # the client went away
                 continue
-            if len(records) >= self.max_records:
+            if len(records) >= self.max_records - self.RESERVED_RECORDS:
                 self._queue.put_nowait(sub)  # next block
                 continue
             try:
@@ -129,7 +131,7 @@ class BlockBuilder:
             admitted.append((sub, len(records)))
             records.extend(derived)
         if not records:
-            state.revert(block_snapshot)
+            self._revert(block_snapshot)
             return
         block = make_block(g.block_number + 1, g.block_hash, timestamp_ms, records)
         message = encode_block(block)
@@ -139,7 +141,7 @@ class BlockBuilder:
         try:
             offset = await self._write(message)
         except (LogUnavailable, Fenced) as exc:
-            state.revert(block_snapshot)
+            self._revert(block_snapshot)
             self._settled.set()
             self._fail(admitted, exc)
             await self._handle_log_error(exc)
@@ -157,6 +159,22 @@ class BlockBuilder:
         METRICS.counter("isoroll_txs_acked_total").inc(len(admitted))
         METRICS.gauge("isoroll_block_number").set(info.number)
         METRICS.gauge("isoroll_pending_txs").set(self._queue.qsize())
+
+    RESERVED_RECORDS = 256
+    """Room kept in every block for the records one admission derives (trades,
+    liquidations, funding ticks), so a block never exceeds max_records."""
+
+    def _block_start_records(self, state: State, timestamp_ms: int) -> list[Record]:
+        """Funding ticks due at this block time (and the liquidations they cause)."""
+        if self.exchange is None:
+            return []
+        self.exchange.prune_expired(timestamp_ms)
+        return self.exchange.due_funding(state, timestamp_ms, self.ctx)
+
+    def _revert(self, snapshot: int) -> None:
+        self.chain.state.revert(snapshot)
+        if self.exchange is not None:
+            self.exchange.rebuild(self.chain.state)
 
     def _receipts(self, block, block_hash: bytes, records: list[Record]) -> list[Receipt]:
         from sequencer.core.encoding import compute_record_hash

@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 
 from sequencer.core import eip712
+from sequencer.core.matching import Exchange
 from sequencer.core.presets import get_preset
 from sequencer.core.signing import get_recover
 from sequencer.core.transition import Context
@@ -65,6 +66,9 @@ class Node:
         self._started = False
         self._blocks_since_snapshot = 0
         self._recovering: asyncio.Task | None = None
+        self.exchange = None
+        """The order books; the sequencer keeps them live, a follower rebuilds them on demand."""
+        self._books_at = -1
 
     # --- life cycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -217,10 +221,12 @@ class Node:
         self.writer = BlockWriter(self.log_config)
         await self._retry("start the transactional producer", self.writer.start)
         await self._retry("catch up with the log", self.catch_up)
+        self.exchange = Exchange.for_context(self.ctx)
+        self.exchange.rebuild(self.chain.state)
         self.builder = BlockBuilder(self.chain, self.writer.write, max_records=min(
             self.config.block_max_records, self.ctx.preset.max_block_records),
             interval_ms=self.config.block_interval_ms,
-            admit=self.make_admit())
+            exchange=self.exchange)
         self.builder.ctx = msgspec.structs.replace(self.ctx, verify_signatures=False)
         self.builder.on_log_failure = self._on_log_failure
         self.builder.on_fenced = self._on_fenced
@@ -228,10 +234,6 @@ class Node:
         self.set_ready(True, "sequencing")
         log.info("sequencing as %s (transactional id %s) from block %d", self.config.sequencer_id,
                  self.config.transactional_id, self.chain.head_number)
-
-    def make_admit(self):
-        from sequencer.node.builder import admit_single
-        return admit_single
 
     def set_ready(self, ready: bool, message: str) -> None:
         self.ready = ready
@@ -244,6 +246,7 @@ class Node:
         self.builder.fail_pending(LogUnavailable(f"the log cannot take writes: {exc}"))
         await self._retry("restart the transactional producer", self.writer.start)
         await self._retry("catch up with the log", self.catch_up)
+        self.exchange.rebuild(self.chain.state)
         self.set_ready(True, "sequencing")
         log.info("log available again; sequencing from block %d", self.chain.head_number)
 
@@ -258,6 +261,18 @@ class Node:
             await self.writer.stop()
         self._spawn(self.follow())
         self.set_ready(True, "fenced by a newer sequencer: following the log read-only")
+
+    def get_exchange(self):
+        """The order books as of the head: live on the sequencer, rebuilt from the
+        state's open orders on a follower when the head moved."""
+        if self.builder is not None and not self.builder.stopped and self.exchange is not None:
+            return self.exchange
+        head = self.chain.head_number
+        if self.exchange is None or self._books_at != head:
+            self.exchange = self.exchange or Exchange.for_context(self.ctx)
+            self.exchange.rebuild(self.chain.state)
+            self._books_at = head
+        return self.exchange
 
     async def read_message(self, offset: int) -> bytes:
         """Read one committed message back from the log (old blocks for the API)."""
