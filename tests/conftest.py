@@ -7,6 +7,8 @@ import hypothesis  # noqa: F401
 # assertion rewriting ("AST constructor recursion depth mismatch").
 import pytest
 
+pytest_plugins = ("kafka_fixtures",)
+
 from sequencer.core import eip712
 from sequencer.core.hashing import keccak
 from sequencer.core.presets import DEVNET

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from conftest import free_port
+from nodes import free_port
 from nodes import dev_clients, logged_record_hashes, make_config, replay_fresh, wait_until
 from sequencer.node.service import Service
 from sequencer.sdk import ApiError, Client

@@ -139,7 +139,7 @@ async def test_garbage_in_the_log_gets_a_failed_receipt_and_replay_goes_on(broke
 
 
 async def test_a_follower_replays_live_and_refuses_writes(broker, topic, tmp_path, api_port):
-    from conftest import free_port
+    from nodes import free_port
     leader_config = make_config(broker, topic, tmp_path, api_port)
     follower_config = make_config(broker, topic, tmp_path / "f", free_port(), mode="follower")
     async with Service(leader_config) as leader, Service(follower_config) as follower:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 
+from kafka_fixtures import free_port  # noqa: F401  (re-exported for tests)
+
 from sequencer.core import eip712
 from sequencer.core.encoding import decode_block
 from sequencer.core.records import Transfer

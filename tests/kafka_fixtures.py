@@ -1,4 +1,5 @@
-"""Fixtures for tests against the real Kafka broker (started here if needed)."""
+"""Fixtures for tests against the real Kafka broker (started here if needed).
+Loaded for every test folder by tests/conftest.py (pytest_plugins)."""
 from __future__ import annotations
 
 import socket
