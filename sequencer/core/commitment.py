@@ -17,12 +17,13 @@ An absent entry (or a position of size 0 with no margin) is an empty leaf.
 """
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from prover.smt import ACCOUNT, GLOBAL, MARKET, ORDER, POSITION, compute_key
 from sequencer.core.hashing import keccak
 from sequencer.core.state import (ACCOUNTS, MARKETS, ORDERS, POSITIONS, Account, Globals, Market,
-                                  Order, Position, State)
+                                  Order, Position, State, Withdrawal)
 
 
 def u256(value: int) -> bytes:
@@ -34,7 +35,8 @@ def i256(value: int) -> bytes:
 
 
 def compute_nonces_hash(nonces: tuple[int, ...]) -> bytes:
-    return keccak(b"".join(n.to_bytes(8, "big") for n in nonces))
+    """keccak of the kept nonces as big-endian u64s, ascending."""
+    return keccak(struct.pack(f">{len(nonces)}Q", *nonces))
 
 
 def encode_account_leaf(account: Account) -> bytes:
@@ -108,3 +110,25 @@ def compute_dirty_leaves(state: State) -> dict[bytes, bytes | None]:
     changes = dict(compute_leaf(state, table, key) for table, key in state.dirty)
     state.dirty.clear()
     return changes
+
+
+# --- the withdrawals tree of a checkpoint (prover.smt withdrawals tree) ------------
+
+def encode_withdrawal(withdrawal: Withdrawal) -> bytes:
+    """The bytes of a withdrawal as the bridge hashes them:
+    abi.encode(uint256 index, address account, uint256 amount, uint256 l2_block)
+    (= l1_bridge.proofs.encode_withdrawal, without eth_abi)."""
+    if len(withdrawal.account) != 20:
+        raise ValueError("withdrawal account must be a 20-byte address")
+    return (u256(withdrawal.index) + b"\x00" * 12 + bytes(withdrawal.account) + u256(withdrawal.amount)
+            + u256(withdrawal.block))
+
+
+def compute_checkpoint_withdrawals(state: State, after_block: int, upto_block: int) -> list[Withdrawal]:
+    """The withdrawals made in L2 blocks after_block < block <= upto_block, in order."""
+    return [w for w in state.withdrawals if after_block < w.block <= upto_block]
+
+
+def compute_checkpoint_withdrawals_root(withdrawals: list[Withdrawal]) -> bytes:
+    from prover.smt import compute_withdrawals_root
+    return compute_withdrawals_root([encode_withdrawal(w) for w in withdrawals])

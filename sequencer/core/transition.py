@@ -17,6 +17,7 @@ from typing import Callable
 import msgspec
 
 from sequencer.core import eip712
+from sequencer.core.inbox import compute_next_inbox_hash, encode_inbox_record_lenient
 from sequencer.core.encoding import (compute_block_hash, compute_message_hash,
                                      compute_record_hash, decode_block, decode_record)
 from sequencer.core.nonces import is_nonce_usable, record_nonce
@@ -166,27 +167,47 @@ def process_inbox_index(state: State, inbox_index: int) -> None:
             f"inbox index {inbox_index} but the next expected is {expected}")
 
 
-def process_deposit(state: State, record: Deposit, timestamp_ms: int, ctx: Context) -> None:
-    process_inbox_index(state, record.inbox_index)
-    require(len(record.account) == 20, "invalid_address", "account must be a 20-byte address")
-    require(record.amount >= 0, "invalid_amount", "deposit amount must not be negative")
-    account = get_account_or_empty(state, record.account)
-    state.set_account(record.account, msgspec.structs.replace(account, collateral=account.collateral + record.amount))
+def advance_inbox(state: State, record: Deposit | ForcedWithdrawal, deposited: int = 0) -> None:
+    """Count the inbox entry and extend ``globals.inbox_hash`` with it (the
+    bridge's chain, sequencer.core.inbox), so an output names an inbox
+    (count, hash) pair the bridge can check."""
     g = state.globals
-    state.set_globals(msgspec.structs.replace(g, inbox_count=g.inbox_count + 1,
-                                              total_deposited=g.total_deposited + record.amount))
+    state.set_globals(msgspec.structs.replace(
+        g, inbox_count=g.inbox_count + 1,
+        inbox_hash=compute_next_inbox_hash(g.inbox_hash, encode_inbox_record_lenient(record)),
+        total_deposited=g.total_deposited + deposited))
+
+
+def is_valid_deposit(record: Deposit, ctx: Context) -> bool:
+    return (isinstance(record.account, bytes) and len(record.account) == 20
+            and 0 < record.amount <= ctx.preset.max_amount)
+
+
+def process_deposit(state: State, record: Deposit, timestamp_ms: int, ctx: Context) -> None:
+    """Credit free collateral (creating the account).  A deposit whose fields the
+    rules cannot credit (not a 20-byte address, amount outside 1..max_amount)
+    still takes its place in the inbox and credits nothing: the inbox never
+    blocks on one entry (the bridge refunds it only if it never reaches a
+    final output, so such an entry is a loss for its depositor: the bridge
+    itself only accepts 20-byte addresses and positive amounts)."""
+    process_inbox_index(state, record.inbox_index)
+    amount = 0
+    if is_valid_deposit(record, ctx):
+        amount = record.amount
+        account = get_account_or_empty(state, record.account)
+        state.set_account(record.account, msgspec.structs.replace(account, collateral=account.collateral + amount))
+    advance_inbox(state, record, deposited=amount)
 
 
 def process_forced_withdrawal(state: State, record: ForcedWithdrawal, timestamp_ms: int, ctx: Context) -> None:
     """Withdraws min(amount, free collateral); never fails once in inbox order."""
     process_inbox_index(state, record.inbox_index)
-    account = get_account_or_empty(state, record.account)
-    amount = max(0, min(record.amount, account.collateral))
+    account = state.accounts.get(record.account) if isinstance(record.account, bytes) else None
+    amount = 0 if account is None else max(0, min(record.amount, account.collateral))
     if amount:
         state.set_account(record.account, msgspec.structs.replace(account, collateral=account.collateral - amount))
         add_withdrawal(state, record.account, amount)
-    g = state.globals
-    state.set_globals(msgspec.structs.replace(g, inbox_count=g.inbox_count + 1))
+    advance_inbox(state, record)
 
 
 def process_not_enabled(state: State, record: Record, timestamp_ms: int, ctx: Context) -> None:

@@ -39,6 +39,9 @@ class NodeConfig:
     signature_backend: str = "coincurve"
     verify_signatures_on_replay: bool = True
     snapshot_interval_blocks: int = 1000
+    catch_up_root_interval_blocks: int = 64
+    """While replaying a backlog at start-up, compute the state root once per this
+    many blocks (the head always gets one); live blocks always get their own."""
     genesis_dev_accounts: int = 10
     """Devnet genesis: this many deterministic dev accounts (see sequencer.node.genesis)."""
     genesis_dev_balance: int = 1_000_000 * 10**6
@@ -46,6 +49,26 @@ class NodeConfig:
     """A JSON genesis ({"allocations": [{"address", "amount"}]}) instead of the dev accounts."""
     l1_bridge_address: str = "0x" + "00" * 19 + "01"
     """The bridge contract: the EIP-712 verifyingContract."""
+    l1_rpc_url: str = ""
+    """An L1 JSON-RPC URL (anvil, a node): when set the sequencer runs the L1
+    watcher (deposits, forced withdrawals) and the checkpointer (l1_bridge.services)."""
+    l1_deployment_file: str = ""
+    """deployment.json written by l1_bridge.deploy; gives the bridge address (and
+    the token, markets, parameters) unless l1_bridge_address is set explicitly."""
+    l1_confirmations: int = 2
+    """L1 blocks on top of an inbox event before the watcher copies it into the log."""
+    l1_poll_interval_s: float = 1.0
+    checkpoint_interval_blocks: int = 100
+    """Post an output once this many L2 blocks are unposted ..."""
+    checkpoint_interval_seconds: float = 5.0
+    """... or this long after the last output when any block is unposted (keep it
+    well under the bridge's FORCED_GRACE)."""
+    l1_proposer_key: str = ""
+    """0x-hex private key of the bridge PROPOSER (empty: the node's unlocked account)."""
+    l1_proposer_key_file: str = ""
+    l1_challenger_key: str = ""
+    """0x-hex private key of the bridge CHALLENGER, for `isoroll verifier`."""
+    l1_challenger_key_file: str = ""
     log_level: str = "INFO"
     log_format: str = "json"
 

@@ -13,6 +13,7 @@ from sequencer.core.encoding import (GENESIS_PARENT_HASH, compute_block_hash, co
                                      encode_block, encode_record, make_block)
 from sequencer.core.hashing import keccak
 from sequencer.core.presets import DEVNET
+from sequencer.core.inbox import compute_inbox_hash
 from sequencer.core.records import Block, Deposit, ForcedWithdrawal, Transfer, Withdraw
 from sequencer.core.signing import SECP256K1_N
 from sequencer.core.state import Account, State, Withdrawal
@@ -168,7 +169,17 @@ CASES = [
          {ALICE: 100}, message="next expected is 0"),
     Case("deposit_replayed", {}, [Deposit(0, ALICE, 5), Deposit(0, ALICE, 5)], [None, "inbox_out_of_order"],
          {ALICE: 5}),
-    Case("deposit_bad_address", {}, [Deposit(0, b"\x01" * 21, 5)], ["invalid_address"], {}),
+    # a deposit the rules cannot credit still takes its inbox slot: the inbox never blocks
+    Case("deposit_bad_address", {}, [Deposit(0, b"\x01" * 21, 5), Deposit(1, ALICE, 3)], [None, None],
+         {ALICE: 3}, check=lambda s: (s.globals.inbox_count, s.globals.total_deposited, len(s.accounts))
+         == (2, 3, 1) or pytest.fail()),
+    Case("deposit_bad_amount", {}, [Deposit(0, ALICE, 0), Deposit(1, ALICE, 2**64), Deposit(2, ALICE, 4)],
+         [None, None, None], {ALICE: 4},
+         check=lambda s: (s.globals.inbox_count, s.globals.total_deposited) == (3, 4) or pytest.fail()),
+    Case("inbox_hash_is_the_bridge_chain", {}, [Deposit(0, ALICE, 5), ForcedWithdrawal(1, ALICE, 2)],
+         [None, None], {ALICE: 3},
+         check=lambda s: s.globals.inbox_hash == compute_inbox_hash(
+             [Deposit(0, ALICE, 5), ForcedWithdrawal(1, ALICE, 2)]) or pytest.fail()),
     Case("forced_withdrawal_capped", {"alice": 100}, [ForcedWithdrawal(0, ALICE, 10**9)], [None], {ALICE: 0},
          check=_forced_post),
     Case("forced_withdrawal_partial", {"alice": 100}, [ForcedWithdrawal(0, ALICE, 30)], [None], {ALICE: 70},
