@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from hashlib import blake2b
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import msgspec
 from sha3 import keccak_256
@@ -666,10 +666,6 @@ class SparseMerkleTree:
         """The root of a set of (key, value) by the plain recursive
         definition (slow; for checks)."""
         return reference_root(entries)
-
-
-def _first(t):
-    return t[0]
 
 
 def reference_root(entries: Mapping[bytes, bytes]) -> bytes:

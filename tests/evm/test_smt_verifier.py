@@ -144,8 +144,6 @@ def measure_account_position_gas(harness, n_accounts: int, seed: int = 1) -> dic
     for a in addrs:
         changes[compute_key(ACCOUNT, a)] = rnd.randbytes(64)
         changes[compute_key(POSITION, a, (1).to_bytes(4, "big"))] = rnd.randbytes(128)
-    for i in range(0, len(changes), 200_000):
-        pass
     t.update(changes)
     a = addrs[0]
     ka, kp = compute_key(ACCOUNT, a), compute_key(POSITION, a, (1).to_bytes(4, "big"))
