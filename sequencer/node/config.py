@@ -140,3 +140,17 @@ def describe() -> str:
 
 def replace(config: NodeConfig, **changes: Any) -> NodeConfig:
     return dataclasses.replace(config, **changes)
+
+
+DEFAULT_BRIDGE_ADDRESS = NodeConfig.l1_bridge_address
+
+
+def resolve_l1_config(config: NodeConfig) -> NodeConfig:
+    """Take the bridge address from ``l1_deployment_file`` when none is set
+    explicitly, so the EIP-712 verifyingContract is the deployed bridge."""
+    if config.l1_deployment_file and config.l1_bridge_address == DEFAULT_BRIDGE_ADDRESS:
+        import json
+        with open(config.l1_deployment_file) as fh:
+            bridge = json.load(fh)["bridge"]
+        return dataclasses.replace(config, l1_bridge_address=bridge)
+    return config

@@ -22,7 +22,7 @@ from sequencer.core.transition import Context
 from sequencer.log.kafka import BlockReader, BlockWriter, Fenced, LogConfig, LogUnavailable, ensure_topic
 from sequencer.node.builder import BlockBuilder
 from sequencer.node.chain import Chain, decode_snapshot, encode_snapshot
-from sequencer.node.config import NodeConfig
+from sequencer.node.config import NodeConfig, resolve_l1_config
 from sequencer.node.genesis import build_genesis, load_allocations
 from sequencer.node.metrics import METRICS
 
@@ -49,6 +49,7 @@ def make_log_config(config: NodeConfig) -> LogConfig:
 
 class Node:
     def __init__(self, config: NodeConfig) -> None:
+        config = resolve_l1_config(config)
         self.config = config
         self.ctx = make_context(config)
         self.domain = eip712.Domain(self.ctx.preset.chain_id, bytes.fromhex(config.l1_bridge_address[2:]))
@@ -88,6 +89,10 @@ class Node:
             self._spawn(self.follow())
             self.set_ready(True, "following the log")
         self._spawn(self.snapshot_loop())
+        if self.config.l1_rpc_url:
+            from l1_bridge.services import start_l1_services
+            for task in start_l1_services(self):
+                self._tasks.append(task)
 
     async def stop(self) -> None:
         if not self._started:
@@ -198,6 +203,7 @@ class Node:
         start = self.chain.next_offset
         total = max(1, end - start)
         last_report = time.monotonic()
+        self.chain.root_interval = max(1, self.config.catch_up_root_interval_blocks)
         while await self.reader.position() < end:
             for message in await self.reader.read(timeout_ms=500):
                 if message.offset >= self.chain.next_offset:
@@ -208,6 +214,7 @@ class Node:
                 last_report = time.monotonic()
                 log.info("replaying the log: offset %d of %d (%.0f%%)", self.chain.next_offset, end,
                          100 * min(1.0, done / total))
+        self.chain.finish_catch_up()
         METRICS.gauge("isoroll_replay_progress_ratio").set(1.0)
         self.caught_up = True
         if show_progress and end > start:

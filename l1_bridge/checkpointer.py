@@ -1,0 +1,245 @@
+"""The checkpointer: posts outputs to the bridge (DESIGN "Commitment").
+
+Every ``interval_blocks`` L2 blocks or ``interval_seconds`` (sooner when an
+inbox entry is waiting while a forced request is open, so the FORCED_GRACE
+clock never runs out on an honest operator) it proposes
+
+    output_root = compute_output_root(0, state_root, withdrawals_root,
+                                      last_block_hash, inbox_count, inbox_hash, data_hash)
+
+at an L2 block B, where
+- state_root, last_block_hash, inbox_count, inbox_hash are those after block B;
+- withdrawals_root is the withdrawals tree (prover.smt) of the withdrawals made
+  in blocks (previous output's block, B], leaves
+  ``sequencer.core.commitment.encode_withdrawal`` (= l1_bridge.proofs.encode_withdrawal);
+- the batch data (the calldata) is ``encode_batch`` of the raw Kafka messages
+  of those blocks: zlib(msgpack([block bytes, ...])); data_hash = keccak(data).
+
+Crash safety: the next output index and the previous output's L2 block are
+read from the contract before every proposal (the bridge insists on
+``output_index == output_count``), so a restarted checkpointer neither posts
+twice nor skips, and after a challenger deletion it posts the deleted range
+again.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import msgspec
+
+from l1_bridge.client import BridgeClient, L1Error, L1Reverted, Signer
+from l1_bridge.proofs import OutputFields
+from sequencer.core.commitment import compute_checkpoint_withdrawals, compute_checkpoint_withdrawals_root
+from sequencer.core.hashing import keccak
+from sequencer.core.state import Withdrawal
+
+log = logging.getLogger("isoroll.l1.checkpointer")
+
+MAX_BATCH_BYTES = 120_000
+"""The bridge's MAX_BATCH_BYTES."""
+
+_batch_encoder = msgspec.msgpack.Encoder()
+_batch_decoder = msgspec.msgpack.Decoder(list[bytes])
+
+
+def encode_batch(messages: Sequence[bytes]) -> bytes:
+    """The batch data of an output: zlib (level 9) of msgpack([block message bytes, ...])."""
+    return zlib.compress(_batch_encoder.encode([bytes(m) for m in messages]), 9)
+
+
+def decode_batch(data: bytes, max_size: int = 64 * 1024 * 1024) -> list[bytes]:
+    d = zlib.decompressobj()
+    raw = d.decompress(bytes(data), max_size)
+    if d.unconsumed_tail:
+        raise ValueError("batch data decompresses to more than the limit")
+    return _batch_decoder.decode(raw)
+
+
+@dataclass(frozen=True)
+class Point:
+    """The state after one L2 block, as an output needs it."""
+    number: int
+    state_root: bytes
+    block_hash: bytes
+    inbox_count: int
+    inbox_hash: bytes
+
+
+@dataclass
+class Proposal:
+    output_index: int
+    l2_block: int
+    fields: OutputFields
+    data: bytes
+    withdrawals: list[Withdrawal]
+
+    @property
+    def root(self) -> bytes:
+        return self.fields.root()
+
+
+def make_output(point: Point, withdrawals: list[Withdrawal], data: bytes) -> OutputFields:
+    return OutputFields(point.state_root, compute_checkpoint_withdrawals_root(withdrawals), point.block_hash,
+                        point.inbox_count, point.inbox_hash, keccak(data))
+
+
+class Checkpointer:
+    def __init__(self, client: BridgeClient, node: Any, proposer: Signer | str | bytes, *,
+                 interval_blocks: int = 100, interval_seconds: float = 5.0, poll_interval_s: float = 0.5,
+                 corrupt: Any = None) -> None:
+        self.client = client
+        self.node = node
+        self.proposer = Signer.of(proposer)
+        self.interval_blocks = interval_blocks
+        self.interval_seconds = interval_seconds
+        self.poll_interval_s = poll_interval_s
+        self.points: dict[int, Point] = {}
+        self.last_post = time.monotonic()
+        self.posted: list[Proposal] = []
+        self.last_error: str | None = None
+        self.corrupt = corrupt
+        """Tests only: a function Proposal -> OutputFields, to act as a faulty proposer."""
+        chain = node.chain
+        chain.listeners.append(self._on_block)
+        self._record_point()
+
+    # --- per-block points -----------------------------------------------------------
+    def _record_point(self) -> None:
+        chain = self.node.chain
+        g = chain.state.globals
+        self.points[g.block_number] = Point(g.block_number, chain.state_root, g.block_hash, g.inbox_count,
+                                            g.inbox_hash)
+
+    def _on_block(self, info, result) -> None:
+        if info is not None:
+            g = self.node.chain.state.globals
+            self.points[info.number] = Point(info.number, info.state_root, info.hash, g.inbox_count, g.inbox_hash)
+
+    def prune(self, below: int) -> None:
+        for n in [n for n in self.points if n < below]:
+            del self.points[n]
+
+    # --- messages -----------------------------------------------------------------------
+    async def block_messages(self, first: int, last: int) -> list[bytes]:
+        """The raw log messages of L2 blocks first..last (memory, else read back from Kafka)."""
+        chain = self.node.chain
+        out: dict[int, bytes] = {}
+        missing = []
+        for n in range(first, last + 1):
+            m = chain.recent_messages.get(n)
+            if m is None:
+                missing.append(n)
+            else:
+                out[n] = m
+        if missing:
+            out.update(await read_blocks_from_log(self.node, missing))
+        return [out[n] for n in range(first, last + 1)]
+
+    # --- one round ---------------------------------------------------------------------------
+    def read_l1(self) -> dict:
+        s = self.client.status()
+        count = s["output_count"]
+        prev = self.client.get_output(count - 1)
+        return {"status": s, "output_index": count, "prev_block": prev["l2_block"],
+                "prev_inbox_count": prev["inbox_count"]}
+
+    async def build(self, l1: dict, force: bool = False) -> Proposal | None:
+        builder = getattr(self.node, "builder", None)
+        if builder is not None:
+            await builder.settled()
+        chain = self.node.chain
+        head = chain.head_number
+        prev_block = l1["prev_block"]
+        if head <= prev_block:
+            return None
+        due = force or (head - prev_block >= self.interval_blocks
+                        or time.monotonic() - self.last_post >= self.interval_seconds
+                        or (l1["status"]["open_forced_requests"] > 0
+                            and chain.state.globals.inbox_count > l1["prev_inbox_count"]))
+        if not due:
+            return None
+        candidates = sorted((n for n in self.points if prev_block < n <= head), reverse=True)
+        if not candidates:
+            log.warning("no recorded L2 state after block %d: cannot checkpoint before a new block", prev_block)
+            return None
+        messages = await self.block_messages(prev_block + 1, candidates[0])
+        for n in candidates:
+            data = encode_batch(messages[:n - prev_block])
+            if len(data) <= MAX_BATCH_BYTES:
+                break
+        else:
+            raise L1Error(f"one L2 block after {prev_block} compresses to more than {MAX_BATCH_BYTES} bytes")
+        point = self.points[n]
+        withdrawals = compute_checkpoint_withdrawals(chain.state, prev_block, n)
+        fields = make_output(point, withdrawals, data)
+        proposal = Proposal(l1["output_index"], n, fields, data, withdrawals)
+        if self.corrupt is not None:
+            proposal.fields = self.corrupt(proposal)
+        return proposal
+
+    async def poll_once(self, force: bool = False) -> Proposal | None:
+        builder = getattr(self.node, "builder", None)
+        if builder is None or builder.stopped:
+            return None  # only the sequencer posts
+        l1 = await asyncio.to_thread(self.read_l1)
+        if l1["status"]["frozen"]:
+            self.last_error = "the bridge is frozen: no more proposals"
+            return None
+        proposal = await self.build(l1, force)
+        if proposal is None:
+            return None
+        try:
+            await asyncio.to_thread(self.client.propose, self.proposer, proposal.output_index, proposal.l2_block,
+                                    proposal.fields, proposal.data)
+        except L1Reverted as exc:
+            if "wrong output index" in exc.reason:
+                log.info("output %d was posted meanwhile; re-reading the bridge", proposal.output_index)
+                return None
+            raise
+        self.last_post = time.monotonic()
+        self.posted.append(proposal)
+        self.prune(l1["prev_block"])
+        log.info("proposed output %d at L2 block %d (root %s, %d bytes of batch data, %d withdrawals)",
+                 proposal.output_index, proposal.l2_block, proposal.root.hex(), len(proposal.data),
+                 len(proposal.withdrawals))
+        return proposal
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+                self.last_error = None
+            except asyncio.CancelledError:
+                raise
+            except L1Error as exc:
+                self.last_error = str(exc)
+                log.warning("checkpointer: %s", exc)
+            except Exception as exc:
+                self.last_error = repr(exc)
+                log.exception("checkpointer failed; retrying")
+            await asyncio.sleep(self.poll_interval_s)
+
+
+async def read_blocks_from_log(node: Any, numbers: list[int]) -> dict[int, bytes]:
+    """Read the messages of the given L2 blocks back from Kafka (by their offsets)."""
+    from sequencer.log.kafka import BlockReader
+    infos = node.chain.block_infos
+    wanted = {infos[n].offset: n for n in numbers}
+    out: dict[int, bytes] = {}
+    first, last = min(wanted), max(wanted)
+    async with BlockReader(node.log_config, first) as reader:
+        deadline = time.monotonic() + 30
+        while len(out) < len(wanted):
+            if time.monotonic() > deadline:
+                raise L1Error(f"could not read L2 blocks {numbers[0]}..{numbers[-1]} back from the log")
+            for m in await reader.read(timeout_ms=500):
+                if m.offset in wanted:
+                    out[wanted[m.offset]] = m.value
+                if m.offset >= last:
+                    break
+    return out

@@ -1,0 +1,224 @@
+"""The exit kit: everything a user needs from L1 alone (an RPC, the bridge
+address, the genesis allocation) — no sequencer, no Kafka.
+
+``L1Replay`` rebuilds the L2 state output by output from the batch data the
+proposer posted as calldata (``propose(..., data)``): for each live output it
+decodes the batch (l1_bridge.checkpointer.decode_batch), applies the blocks
+with the real state transition, recomputes the output's fields exactly as the
+checkpointer does and compares the root with the one on the bridge.  On top
+of it:
+
+- ``claim_withdrawals``: proofs of the account's withdrawals in final outputs,
+  claimed (each once);
+- ``escape``: after a freeze, the state at the frozen output, the SMT proofs of
+  the account, its positions and their markets, and the escape call
+  (l1_bridge.proofs.escape_args); the amount is checked beforehand with
+  l1_bridge.proofs.compute_escape_amount;
+- ``refundable_deposits`` / ``refund``: deposits the frozen output never took.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from l1_bridge.checkpointer import Point, decode_batch, make_output
+from l1_bridge.client import BridgeClient, L1Error, Signer
+from l1_bridge.deploy import compute_genesis_output_root
+from l1_bridge.proofs import MarketScale, OutputFields, claim_args, compute_escape_amount, escape_args
+from prover.smt import withdrawal_proofs
+from sequencer.core.commitment import compute_checkpoint_withdrawals, encode_withdrawal
+from sequencer.core.state import Withdrawal
+
+log = logging.getLogger("isoroll.l1.exit")
+
+
+def make_replay_context(bridge: str, preset: str = "devnet", verify_signatures: bool = True):
+    from sequencer.node.config import NodeConfig
+    from sequencer.node.node import make_context
+    return make_context(NodeConfig(preset=preset, l1_bridge_address=bridge,
+                                   verify_signatures_on_replay=verify_signatures))
+
+
+def make_genesis_chain(ctx, allocations: list[tuple[bytes, int]] = ()):
+    from sequencer.node.chain import Chain
+    from sequencer.node.genesis import build_genesis
+    return Chain(build_genesis(list(allocations)), ctx)
+
+
+def compute_genesis_state_root(allocations: list[tuple[bytes, int]] = ()) -> bytes:
+    """The state root of block 0 for an allocation (the bridge's genesis output commits to it)."""
+    return make_genesis_chain(make_replay_context("0x" + "00" * 20), allocations).state_root
+
+
+@dataclass
+class ReplayedOutput:
+    index: int
+    l2_block: int
+    posted: OutputFields
+    posted_root: bytes
+    computed: OutputFields | None
+    withdrawals: list[Withdrawal] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.computed is not None and self.computed.root() == self.posted_root
+
+
+class L1Replay:
+    """The L2 state rebuilt from the bridge's calldata alone."""
+
+    def __init__(self, client: BridgeClient, *, preset: str = "devnet",
+                 allocations: list[tuple[bytes, int]] = (), verify_signatures: bool = True) -> None:
+        self.client = client
+        self.ctx = make_replay_context(client.bridge.address, preset, verify_signatures)
+        self.allocations = list(allocations)
+        self.chain = make_genesis_chain(self.ctx, self.allocations)
+        self.outputs: list[ReplayedOutput] = []
+        self.offset = 0
+        start = client.deployment.block_number if client.deployment is not None else 0
+        self.from_block = max(0, start - 1)
+        genesis = compute_genesis_output_root(self.chain.state_root)
+        posted = client.get_output(0)["output_root"]
+        if posted != genesis:
+            raise L1Error("the bridge's genesis output does not match this genesis allocation "
+                          f"(bridge {posted.hex()}, computed {genesis.hex()}): pass the genesis the L2 started "
+                          "from (--genesis-file), or none for a devnet whose money came in as deposits")
+
+    @property
+    def l2_block(self) -> int:
+        return self.chain.head_number
+
+    def apply_output(self, event: dict) -> ReplayedOutput:
+        """Apply one output's batch (its propose calldata) and compare the roots."""
+        index, l2_block, fields, data = self.client.propose_data(event["tx_hash"])
+        prev_block = self.chain.head_number
+        out = ReplayedOutput(index, l2_block, fields, event["output_root"], None)
+        try:
+            messages = decode_batch(data)
+        except Exception as exc:
+            out.error = f"batch data does not decode: {exc}"
+            return out
+        for m in messages:
+            self.chain.apply_message(self.offset, m)
+            self.offset += 1
+        if self.chain.head_number != l2_block:
+            out.error = f"the batch ends at L2 block {self.chain.head_number}, the output names {l2_block}"
+        g = self.chain.state.globals
+        point = Point(g.block_number, self.chain.compute_state_root(), g.block_hash, g.inbox_count, g.inbox_hash)
+        out.withdrawals = compute_checkpoint_withdrawals(self.chain.state, prev_block, g.block_number)
+        out.computed = make_output(point, out.withdrawals, data)
+        if out.error is None and out.computed.root() != out.posted_root:
+            diffs = [name for name, a, b in zip(OutputFields._fields, out.computed, fields) if a != b]
+            out.error = f"output {index}: the posted root differs from the replay ({', '.join(diffs) or 'root'})"
+        return out
+
+    def run(self, upto: int | None = None, stop_on_mismatch: bool = True) -> list[ReplayedOutput]:
+        """Replay the live outputs 1..upto (default: all) not replayed yet."""
+        events = self.client.live_outputs(self.from_block)
+        last = len(events) - 1 if upto is None else min(upto, len(events) - 1)
+        for ev in events[len(self.outputs) + 1:last + 1]:
+            out = self.apply_output(ev)
+            self.outputs.append(out)
+            if not out.ok:
+                log.warning("%s", out.error)
+                if stop_on_mismatch:
+                    break
+        return self.outputs
+
+    # --- withdrawals ---------------------------------------------------------------------
+    def withdrawals_of(self, account: bytes | None = None) -> list[dict]:
+        """Every withdrawal in a replayed output with its status and claim arguments."""
+        rows = []
+        final = self.client.last_final_output()
+        for out in self.outputs:
+            if not out.ok:
+                break
+            _, proofs = withdrawal_proofs([encode_withdrawal(w) for w in out.withdrawals])
+            for w, proof in zip(out.withdrawals, proofs):
+                if account is not None and w.account != account:
+                    continue
+                rows.append({"withdrawal": w, "output_index": out.index, "final": out.index <= final,
+                             "claimed": self.client.is_claimed(proof.withdrawal_hash),
+                             "args": claim_args(out.index, out.posted, w, proof)})
+        return rows
+
+    def claim_withdrawals(self, who: Signer | str | bytes, account: bytes | None = None) -> list[Withdrawal]:
+        paid = []
+        for row in self.withdrawals_of(account):
+            if row["final"] and not row["claimed"]:
+                self.client.claim(who, row["args"])
+                paid.append(row["withdrawal"])
+        return paid
+
+    # --- escape ------------------------------------------------------------------------------
+    def markets(self) -> list[MarketScale]:
+        return [MarketScale(*m) for m in self.client.markets()]
+
+    def replay_to_frozen(self) -> ReplayedOutput | None:
+        s = self.client.status()
+        if not s["frozen"]:
+            raise L1Error("the bridge is not frozen: escapes open only after a freeze (`isoroll l1 freeze`)")
+        self.run(upto=s["frozen_output"])
+        if s["frozen_output"] == 0:
+            return None
+        out = self.outputs[s["frozen_output"] - 1]
+        if not out.ok:
+            raise L1Error(f"cannot rebuild the frozen output {s['frozen_output']} from L1 data: {out.error}")
+        return out
+
+    def frozen_fields(self) -> OutputFields:
+        out = self.replay_to_frozen()
+        if out is not None:
+            return out.posted
+        from prover.smt import EMPTY
+        return OutputFields(self.chain.state_root, EMPTY, EMPTY, 0, EMPTY, EMPTY)
+
+    def escape_amount(self, account: bytes) -> int:
+        self.replay_to_frozen()
+        if account not in self.chain.state.accounts:
+            return 0
+        return compute_escape_amount(self.chain.state, account, self.markets())
+
+    def escape(self, who: Signer | str | bytes, account: bytes) -> int:
+        fields = self.frozen_fields()
+        if account not in self.chain.state.accounts:
+            raise L1Error(f"0x{account.hex()} has no account in the last final state: nothing to escape")
+        args = escape_args(self.chain.tree, account, fields, self.markets())
+        return self.client.escape(who, args)
+
+    def accounts(self) -> list[bytes]:
+        return sorted(self.chain.state.accounts)
+
+    def refundable_deposits(self, account: bytes | None = None) -> list[dict]:
+        s = self.client.status()
+        if not s["frozen"]:
+            return []
+        rows = []
+        for ev in self.client.inbox_events(self.from_block):
+            if ev["kind"] != "deposit" or ev["inbox_index"] < s["frozen_inbox_count"]:
+                continue
+            if account is not None and bytes.fromhex(ev["account"][2:]) != account:
+                continue
+            if not self.client.is_refunded(ev["inbox_index"]):
+                rows.append(ev)
+        return rows
+
+    def refund(self, who: Signer | str | bytes, account: bytes | None = None) -> list[dict]:
+        done = []
+        for ev in self.refundable_deposits(account):
+            self.client.refund(who, ev["inbox_index"], ev["account"], ev["amount"])
+            done.append(ev)
+        return done
+
+
+def escape_everyone(replay: L1Replay, who: Signer | str | bytes,
+                    accounts: Iterable[bytes] | None = None) -> dict[bytes, int]:
+    """Escape every account of the frozen state (anyone may pay the gas)."""
+    replay.replay_to_frozen()
+    paid = {}
+    for a in (replay.accounts() if accounts is None else accounts):
+        if not replay.client.has_escaped("0x" + a.hex()):
+            paid[a] = replay.escape(who, a)
+    return paid
