@@ -148,6 +148,13 @@ class Checkpointer:
         return {"status": s, "output_index": count, "prev_block": prev["l2_block"],
                 "prev_inbox_count": prev["inbox_count"]}
 
+    def top_up_bond(self) -> None:
+        """Keep PROPOSER_BOND bonded (a challenger deletion takes it)."""
+        need = self.client.params()["proposer_bond"] - self.client.bond()
+        if need > 0:
+            log.warning("the proposer bond is %d wei short (slashed by a deletion?); bonding it again", need)
+            self.client.deposit_bond(self.proposer, need)
+
     async def build(self, l1: dict, force: bool = False) -> Proposal | None:
         builder = getattr(self.node, "builder", None)
         if builder is not None:
@@ -193,6 +200,7 @@ class Checkpointer:
         proposal = await self.build(l1, force)
         if proposal is None:
             return None
+        await asyncio.to_thread(self.top_up_bond)
         try:
             await asyncio.to_thread(self.client.propose, self.proposer, proposal.output_index, proposal.l2_block,
                                     proposal.fields, proposal.data)

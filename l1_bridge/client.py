@@ -312,7 +312,7 @@ class BridgeClient:
         return self._call("read canFreeze", self.bridge.functions.canFreeze(request_index))
 
     def escape(self, who: Signer | str | bytes, args: Sequence) -> int:
-        r = self.send("escape", self.bridge.functions.escape(*args), who, gas=3_000_000)
+        r = self.send("escape", self.bridge.functions.escape(*args), who)
         return self.bridge.events.Escaped().process_receipt(r, errors=DISCARD)[0]["args"]["paid"]
 
     def has_escaped(self, account: str) -> bool:

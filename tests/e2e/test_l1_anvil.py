@@ -146,3 +146,119 @@ async def test_deposit_trade_withdraw_checkpoint_claim(l1: L1, broker, topic, tm
 
 async def _eq(coro, value) -> bool:
     return (await coro) == value
+
+
+async def test_faulty_proposer_is_challenged_and_the_honest_output_finalizes(l1: L1, broker, topic, tmp_path):
+    """A wrong root is posted; the verifier (from L1 data alone, and from Kafka)
+    challenges it, the output is deleted, the honest one is posted again and finalizes."""
+    from l1_bridge.verifier import Verifier
+    from sequencer.node.node import make_log_config
+    (ka, _), (kb, _) = l1.users[0], l1.users[1]
+    a = l1.fund(ka, 1000 * UNIT)
+    b = l1.fund(kb, 1000 * UNIT)
+    await asyncio.to_thread(l1.client.deposit, ka, 200 * UNIT)
+    config = l1.node_config(broker, topic, tmp_path)
+    verifier = Verifier(l1.client, l1.challenger, source="l1")
+    async with Service(config) as service:
+        await wait_until(lambda: _eq(l2_collateral(service, a), 200 * UNIT), timeout=30)
+        cp = service.node.l1.checkpointer
+        await wait_until(lambda: _true(len(cp.posted) >= 1), timeout=30)
+        assert [v.ok for v in await verifier.check_once()] == [True] * (l1.client.output_count() - 1)
+
+        faulty = []
+
+        def corrupt(proposal):
+            cp.corrupt = None  # one wrong output, then honest again
+            faulty.append(proposal)
+            return proposal.fields._replace(state_root=b"\x66" * 32)
+        cp.corrupt = corrupt
+        async with Client(service.url, ka) as alice:
+            await alice.transfer(b, 30 * UNIT)
+            await alice.withdraw(50 * UNIT)
+        await wait_until(lambda: _true(bool(faulty) and l1.client.output_count() > faulty[0].output_index),
+                         timeout=30)
+        bad_index = faulty[0].output_index
+        bad_root = l1.client.get_output(bad_index)["output_root"]
+        assert l1.client.live_outputs()[bad_index]["state_root"] == b"\x66" * 32  # the corrupted one went on L1
+        verdicts = await verifier.check_once()
+        assert verdicts[-1].index == bad_index and not verdicts[-1].ok and verdicts[-1].challenged
+        assert "state_root" in verdicts[-1].error
+        assert l1.client.output_count() == bad_index  # deleted, with everything after it
+
+        async def reposted():
+            if l1.client.output_count() <= bad_index:
+                return False
+            return l1.client.get_output(bad_index)["output_root"] != bad_root
+        await wait_until(reposted, timeout=30)
+        verdicts = await verifier.check_once()
+        assert verdicts and all(v.ok for v in verdicts)
+        # a verifier that replays the operator's Kafka log agrees
+        kafka_verifier = Verifier(l1.client, l1.challenger, source="kafka", log_config=make_log_config(config))
+        assert all(v.ok for v in await kafka_verifier.check_once())
+    l1.advance(PRESETS["devnet"].challenge_period + 1)
+    assert l1.client.get_output(bad_index)["is_final"]
+    replay = L1Replay(l1.client)
+    replay.run()
+    before = l1.client.token_balance(a)
+    assert [w.amount for w in replay.claim_withdrawals(l1.third)] == [50 * UNIT]
+    assert l1.client.token_balance(a) - before == 50 * UNIT
+
+
+async def test_operator_stops_force_withdraw_freeze_escape_refund(l1: L1, broker, topic, tmp_path):
+    """The operator stops: a user force-withdraws, the grace passes, a third party
+    freezes, every account escapes with what the last final state gives it
+    (computed from L1 data alone), the sum paid never exceeds the bridge's
+    balance, the undelivered deposit is refunded."""
+    (ka, _), (kb, _), (kc, _) = l1.users
+    a, b, c = l1.fund(ka, 1000 * UNIT), l1.fund(kb, 1000 * UNIT), l1.fund(kc, 1000 * UNIT)
+    for key, amount in ((ka, 300 * UNIT), (kb, 100 * UNIT), (kc, 10 * UNIT)):
+        await asyncio.to_thread(l1.client.deposit, key, amount)
+    config = l1.node_config(broker, topic, tmp_path)
+    async with Service(config) as service:
+        await wait_until(lambda: _eq(l2_collateral(service, c), 10 * UNIT), timeout=30)
+        async with Client(service.url, ka) as alice:
+            await alice.transfer(c, 25 * UNIT)
+            await alice.withdraw(40 * UNIT)  # in a final output, claimable even after the freeze
+        head = service.node.chain.head_number
+        await wait_until(lambda: asyncio.to_thread(
+            lambda: l1.client.get_output(l1.client.output_count() - 1)["l2_block"] >= head), timeout=30)
+    # the operator is gone
+    l1.advance(PRESETS["devnet"].challenge_period + 1)
+    late = await asyncio.to_thread(l1.client.deposit, kc, 7 * UNIT)   # never reaches the L2
+    request = l1.client.force_withdraw(kb, 60 * UNIT)
+    info = l1.client.get_forced_request(request)
+    assert info["grace_left"] > 0 and not info["covered_by_live_output"]
+    with pytest.raises(L1Reverted, match="grace"):
+        l1.client.freeze(l1.third, request)
+    l1.advance(PRESETS["devnet"].forced_grace + 1)
+    assert l1.client.can_freeze(request)
+    l1.client.freeze(l1.third, request)
+    status = l1.client.status()
+    assert status["frozen"] and status["frozen_output"] == status["output_count"] - 1
+    with pytest.raises(L1Reverted):  # no proposals after the freeze
+        l1.client.propose(l1.operator, status["output_count"], 10**6, OutputFields(*([b"\x00" * 32] * 3), 0,
+                                                                                  b"\x00" * 32, b"\x00" * 32), b"")
+
+    # the exit kit: L1 data only
+    replay = L1Replay(l1.client)
+    expected = {x: replay.escape_amount(bytes.fromhex(x[2:])) for x in (a, b, c)}
+    assert expected == {a: 300 * UNIT - 25 * UNIT - 40 * UNIT, b: 100 * UNIT, c: 35 * UNIT}
+    balance = l1.client.token_balance(l1.d.bridge)
+    assert sum(expected.values()) + 40 * UNIT + 7 * UNIT <= balance
+    before = {x: l1.client.token_balance(x) for x in (a, b, c)}
+    paid = escape_everyone(replay, l1.third)
+    assert {"0x" + k.hex(): v for k, v in paid.items()} == {x.lower(): v for x, v in expected.items()}
+    for x in (a, b, c):
+        assert l1.client.token_balance(x) - before[x] == expected[x]
+    with pytest.raises(L1Reverted, match="already escaped"):
+        replay.escape(l1.third, bytes.fromhex(a[2:]))
+    # the withdrawal of a final output is still claimable; the late deposit is refunded
+    assert [w.amount for w in replay.claim_withdrawals(l1.third)] == [40 * UNIT]
+    refunds = replay.refund(l1.third)
+    assert [(r["inbox_index"], r["amount"]) for r in refunds] == [(late, 7 * UNIT)]
+    assert replay.refundable_deposits() == []
+    assert l1.client.token_balance(l1.d.bridge) == balance - sum(expected.values()) - 47 * UNIT
+
+
+async def _true(value) -> bool:
+    return value
