@@ -167,7 +167,7 @@ def _camel(name: str) -> str:
 def receipt_to_json(receipt: R.Receipt, state_root: bytes | None = None) -> dict[str, Any]:
     out = {"hash": hex0x(receipt.hash), "block": receipt.block, "index": receipt.index,
            "status": "ok" if receipt.ok else "failed", "error": receipt.error}
-    if state_root is not None:
+    if state_root:
         out["stateRoot"] = hex0x(state_root)
     return out
 

@@ -32,7 +32,8 @@ class BlockInfo:
     number: int
     offset: int
     hash: bytes
-    state_root: bytes
+    state_root: bytes | None
+    """None for a block applied during a fast catch-up whose root was not computed."""
     timestamp_ms: int
     tx_count: int
 
@@ -51,6 +52,12 @@ class Chain:
         self.block_infos: dict[int, BlockInfo] = {}
         self.recent_messages: OrderedDict[int, bytes] = OrderedDict()
         self.listeners: list[Callable[[BlockInfo | None, BlockResult], None]] = []
+        self.root_interval = 1
+        """Compute the state root every this many applied blocks.  1 (live) gives
+        every block its root; a catch-up replay may raise it, computing one root
+        over the union of the changes (see docs/operations.md), then
+        ``finish_catch_up`` roots the head."""
+        self._unrooted = 0
         if tree is None:
             self.compute_state_root()
 
@@ -92,7 +99,12 @@ class Chain:
         """Index a block already applied to ``state`` (by apply_message or by the builder)."""
         block = result.block
         assert block is not None
-        root = self.compute_state_root()
+        self._unrooted += 1
+        if self._unrooted >= self.root_interval:
+            root = self.compute_state_root()
+            self._unrooted = 0
+        else:
+            root = None
         info = BlockInfo(block.number, offset, result.block_hash, root, block.timestamp_ms, len(block.records))
         self.block_infos[block.number] = info
         self.recent_messages[block.number] = message
@@ -102,6 +114,17 @@ class Chain:
             # An identical record seen again keeps its first receipt.
             self.receipts.setdefault(receipt.hash, receipt)
         return info
+
+    def finish_catch_up(self) -> None:
+        """Give the head block its state root after a deferred-root replay."""
+        if self._unrooted:
+            root = self.compute_state_root()
+            self._unrooted = 0
+            head = self.block_infos.get(self.head_number)
+            if head is not None and head.state_root is None:
+                self.block_infos[head.number] = BlockInfo(head.number, head.offset, head.hash, root,
+                                                          head.timestamp_ms, head.tx_count)
+        self.root_interval = 1
 
     def commit_built_block(self, offset: int, message: bytes, result: BlockResult) -> BlockInfo:
         """The sequencer wrote a block it had applied itself; index it and move on."""
@@ -126,7 +149,7 @@ class Snapshot(msgspec.Struct, array_like=True):
     state: bytes
     tree: bytes
     receipts: list[Receipt]
-    blocks: list[tuple[int, int, bytes, bytes, int, int]]
+    blocks: list[tuple[int, int, bytes, bytes | None, int, int]]
 
 
 class _Tables(msgspec.Struct):
@@ -144,7 +167,7 @@ _tables_decoder = msgspec.msgpack.Decoder(_Tables)
 
 
 def encode_snapshot(chain: Chain) -> bytes:
-    chain.compute_state_root()
+    chain.finish_catch_up()
     state_bytes = _snapshot_encoder.encode(_Tables(**chain.state.to_tables()))
     blocks = [(i.number, i.offset, i.hash, i.state_root, i.timestamp_ms, i.tx_count)
               for i in chain.block_infos.values()]
