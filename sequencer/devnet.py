@@ -2,11 +2,18 @@
 
 1. a single-node Apache Kafka broker (KRaft) on 127.0.0.1, from Maven jars,
    through infra/kafka/kafka.sh (installed on first use);
-2. a sequencer node with the devnet preset and funded dev accounts;
-3. a banner with the API address and the dev accounts' keys.
+2. anvil on 127.0.0.1:8545 (ISOROLL_ANVIL_PORT) through infra/anvil/anvil.sh
+   (npm-installed on first use; its state is kept under the data dir), the
+   token and the bridge deployed with the devnet preset (deployment.json in
+   the data dir), the proposer bonded;
+3. the dev accounts funded on L1 (ETH and tokens) and their genesis money
+   deposited into the bridge: the L2 genesis allocation is empty and the
+   node's L1 watcher credits the deposits (so the EIP-712 verifyingContract is
+   the real bridge and every dev dollar is withdrawable on L1);
+4. a sequencer node with its L1 watcher and checkpointer;
+5. a banner with the API, the L1 RPC, the contract addresses and the dev keys.
 
-The L1 side (anvil, the bridge contracts) joins here when the bridge lands;
-until then the EIP-712 verifyingContract is the configured placeholder.
+ISOROLL_DEVNET_L1=0 runs the node without L1 (genesis-funded dev accounts).
 """
 from __future__ import annotations
 
@@ -19,6 +26,48 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = REPO / "infra" / "kafka" / "kafka.sh"
+ANVIL_SCRIPT = REPO / "infra" / "anvil" / "anvil.sh"
+
+
+def anvil(action: str, port: int, data_dir: Path) -> None:
+    state = data_dir / f"anvil-{port}" / "state.json"
+    env = dict(os.environ, ISOROLL_ANVIL_PORT=str(port), ISOROLL_ANVIL_DIR=str(data_dir / f"anvil-{port}"),
+               ISOROLL_ANVIL_ARGS=f"--state {state} --state-interval 5")
+    subprocess.run(["bash", str(ANVIL_SCRIPT), action], check=True, env=env)
+
+
+def setup_l1(rpc: str, data_dir: Path, accounts, amount: int):
+    """Deploy (or reuse) the bridge on anvil; fund the dev accounts and deposit their money."""
+    from web3 import Web3
+
+    from l1_bridge.client import BridgeClient, Signer
+    from l1_bridge.deploy import Deployment, MarketConfig, bond_proposer, deploy
+    from l1_bridge.exit import compute_genesis_state_root
+    from sequencer.core.markets import get_market_table
+
+    path = data_dir / "deployment.json"
+    w3 = Web3(Web3.HTTPProvider(rpc))
+    if path.is_file():
+        d = Deployment.load(path)
+        if w3.eth.get_code(d.bridge):
+            return d, path
+        raise SystemExit(f"error: the bridge of {path} is not on the L1 at {rpc} (anvil lost its state); "
+                         "start over with `isoroll devnet --fresh`")
+    if (data_dir / "node").exists():
+        raise SystemExit(f"error: {data_dir} holds an L2 without an L1 deployment (made before the bridge "
+                         "joined the devnet); start over with `isoroll devnet --fresh`")
+    markets = [MarketConfig.from_params(p) for p in get_market_table("devnet").values()]
+    d = deploy(w3, "devnet", markets=markets, genesis_state_root=compute_genesis_state_root(), out=path)
+    bond_proposer(w3, d)
+    client = BridgeClient.connect(w3, deployment=d)
+    operator = w3.eth.accounts[0]
+    for _, address in accounts:
+        who = Web3.to_checksum_address("0x" + address.hex())
+        w3.provider.make_request("anvil_setBalance", [who, hex(100 * 10**18)])
+        client.faucet(operator, amount, to=who)          # L1 money of their own
+        client.faucet(operator, amount)
+        client.deposit(Signer(operator), amount, who)    # and the L2 genesis money, as a deposit
+    return d, path
 
 
 def kafka(action: str, port: int, data_dir: Path) -> None:
@@ -28,15 +77,27 @@ def kafka(action: str, port: int, data_dir: Path) -> None:
     subprocess.run(["bash", str(KAFKA_SCRIPT), action], check=True, env=env)
 
 
-def banner(service, accounts) -> str:
+def banner(service, accounts, deployment=None, rpc: str = "") -> str:
     lines = ["", "isoroll devnet is up", f"  API        {service.url}   (docs: API.md, docs/api.md)",
              f"  Kafka      {service.config.kafka_bootstrap_servers}  topic {service.config.kafka_topic}",
-             f"  chain id   {service.node.ctx.preset.chain_id}",
-             "  dev accounts (1,000,000 USDC each; keys for local use only):"]
+             f"  chain id   {service.node.ctx.preset.chain_id}"]
+    if deployment is not None:
+        p = deployment.parameters
+        lines += [f"  L1         {rpc}  (anvil, chain id {deployment.chain_id})",
+                  f"  bridge     {deployment.bridge}   (EIP-712 verifyingContract)",
+                  f"  token      {deployment.token}   (dUSD, 6 decimals, faucet)",
+                  f"  clocks     challenge period {p['challenge_period']} s, forced grace {p['forced_grace']} s",
+                  "  dev accounts (1,000,000 USDC deposited on L1 for each, credited after L1 confirmations,",
+                  "  plus 1,000,000 dUSD and 100 ETH on L1; keys for local use only):"]
+    else:
+        lines += ["  dev accounts (1,000,000 USDC each; keys for local use only):"]
     for key, address in accounts:
         lines.append(f"    0x{address.hex()}  key 0x{key.hex()}")
     lines += ["", "  try:  isoroll tx transfer --key 0x<key> --to 0x<address> --amount 10",
-              "        isoroll account 0x<address>", "  Ctrl-C stops the node (and the broker unless --keep-kafka).", ""]
+              "        isoroll account 0x<address>"]
+    if deployment is not None:
+        lines += ["        isoroll l1 status --key 0x<key>      isoroll l1 deposit 10 --key 0x<key>"]
+    lines += ["  Ctrl-C stops the node (and the broker and anvil unless --keep-kafka).", ""]
     return "\n".join(lines)
 
 
@@ -46,21 +107,35 @@ def run_devnet(args) -> int:
     from sequencer.node.service import serve_forever, setup_logging
 
     data_dir = Path(args.data_dir).resolve()
+    with_l1 = os.environ.get("ISOROLL_DEVNET_L1", "1") not in ("0", "false", "no")
+    anvil_port = int(os.environ.get("ISOROLL_ANVIL_PORT", "8545"))
     if args.fresh and data_dir.exists():
         kafka("stop", args.kafka_port, data_dir)
+        if with_l1:
+            anvil("stop", anvil_port, data_dir)
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     kafka("start", args.kafka_port, data_dir)
+    accounts = get_dev_accounts(args.accounts)
+    deployment, rpc, l1_settings = None, "", {}
+    if with_l1:
+        anvil("start", anvil_port, data_dir)
+        rpc = f"http://127.0.0.1:{anvil_port}"
+        deployment, path = setup_l1(rpc, data_dir, accounts, NodeConfig.genesis_dev_balance)
+        l1_settings = dict(l1_rpc_url=rpc, l1_deployment_file=str(path), l1_bridge_address=deployment.bridge,
+                           genesis_dev_accounts=0, l1_confirmations=1, checkpoint_interval_seconds=3.0)
     config = NodeConfig(mode="sequencer", preset="devnet", data_dir=str(data_dir / "node"),
                         api_port=args.api_port, kafka_bootstrap_servers=f"127.0.0.1:{args.kafka_port}",
-                        genesis_dev_accounts=args.accounts, log_format="text")
+                        **{"genesis_dev_accounts": args.accounts, **l1_settings}, log_format="text")
     setup_logging(config.log_level, config.log_format)
-    accounts = get_dev_accounts(args.accounts)
     try:
-        asyncio.run(serve_forever(config, on_ready=lambda s: print(banner(s, accounts), flush=True)))
+        asyncio.run(serve_forever(config, on_ready=lambda s: print(banner(s, accounts, deployment, rpc),
+                                                                   flush=True)))
     finally:
         if not args.keep_kafka:
             kafka("stop", args.kafka_port, data_dir)
+            if with_l1:
+                anvil("stop", anvil_port, data_dir)
     return 0
 
 
