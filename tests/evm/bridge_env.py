@@ -22,7 +22,12 @@ from prover.smt import EMPTY, SparseMerkleTree, compute_withdrawals_root, withdr
 from sequencer.core.commitment import compute_dirty_leaves
 from sequencer.core.records import Deposit, ForcedWithdrawal
 from sequencer.core.state import Market, Position, State, Withdrawal
-from sequencer.core.transition import add_withdrawal, process_deposit, process_forced_withdrawal
+from sequencer.core.presets import DEVNET
+from sequencer.core.signing import get_recover
+from sequencer.core.transition import Context, add_withdrawal, process_deposit, process_forced_withdrawal
+
+L2_CONTEXT = Context(preset=DEVNET, domain_separator=b"\x00" * 32, recover=get_recover("coincurve"))
+"""Inbox records carry no signatures: the domain is never used by these rules."""
 
 TEST_PRESET = BridgePreset("test", challenge_period=3600, forced_grace=600, forced_fee=10**15,
                            max_open_forced=4, proposer_bond=10**18)
@@ -162,9 +167,9 @@ class L2:
 
     def apply_inbox(self, record: Deposit | ForcedWithdrawal) -> None:
         if isinstance(record, Deposit):
-            process_deposit(self.state, record, 0, None)
+            process_deposit(self.state, record, 0, L2_CONTEXT)
         else:
-            process_forced_withdrawal(self.state, record, 0, None)
+            process_forced_withdrawal(self.state, record, 0, L2_CONTEXT)
         self.state.commit(0)
         self.inbox_hash = inbox.apply_inbox_record(self.inbox_hash, record)
 
