@@ -16,7 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from sequencer.core import eip712, wire
+from sequencer.core import eip712, perps, wire
+from sequencer.core.markets import get_market_table
+from sequencer.core.state import Market
 from sequencer.core.encoding import compute_record_hash, decode_block, decode_record, encode_record
 from sequencer.core.records import Record
 from sequencer.core.signing import SignatureError
@@ -29,9 +31,23 @@ log = logging.getLogger("isoroll.api")
 _json = msgspec.json.Encoder()
 
 STATUS_BY_CODE = {
-    "nonce_used": 409,
+    # 409: the tx conflicts with what is already there (a used nonce, an order
+    # on the book, the current oracle time).
+    "nonce_used": 409, "duplicate_order": 409, "post_only_would_cross": 409, "self_trade": 409,
+    "order_not_open": 409, "oracle_time_not_monotonic": 409,
     "batch_too_large": 413, "payload_too_large": 413,
+    # 422: well-formed, but a rule refuses it in the current state.
     "insufficient_collateral": 422, "record_not_enabled": 422, "inbox_out_of_order": 422,
+    "insufficient_margin": 422, "collateral_reserved": 422, "reduce_only": 422, "unknown_order": 422,
+    "no_position": 422, "no_oracle_price": 422, "stale_oracle_price": 422, "below_bankruptcy": 422,
+    "position_too_large": 422, "notional_overflow": 422, "not_liquidatable": 422, "insolvent": 422,
+    "deleverage_failed": 422, "oracle_time_in_future": 422, "no_quorum": 422, "unknown_account": 422,
+    "order_cancelled": 422, "order_expired": 422, "overfill": 422, "same_side": 422, "wrong_market": 422,
+    "price_outside_limit": 422, "funding_rate_above_cap": 422, "funding_not_due": 422,
+    "funding_time_not_aligned": 422, "funding_index_overflow": 422,
+    # 400 (the default): malformed input, a bad signature, terms no market accepts
+    # (invalid_price, invalid_size, invalid_leverage, invalid_time_in_force,
+    # unknown_market, invalid_amount, expired, expiry_too_far, bad_signature).
     "not_found": 404,
     "log_unavailable": 503, "not_the_sequencer": 503, "not_ready": 503,
 }
@@ -81,6 +97,13 @@ class Api:
     def __init__(self, node) -> None:
         self.node = node
         self.streams: set[asyncio.Queue] = set()
+        self.block_fills = None
+        """(info, result) -> the fills of a committed block (set by api_trading)."""
+        self.book_events = None
+        """(info, result) -> "book" events for the markets a block touched (api_trading)."""
+        self.receipt_extras = None
+        """(record, receipt) -> fields added to a submitted tx's receipt (api_trading:
+        a PlaceOrder's fills and order status)."""
         self.app = Starlette(routes=[
             Route("/v1/tx", self.post_tx, methods=["POST"]),
             Route("/v1/txs", self.post_txs, methods=["POST"]),
@@ -159,8 +182,11 @@ class Api:
                            "(GET /v1/status), with the fields exactly as sent")
         return tx_hash
 
-    async def submit(self, record: Record) -> dict:
-        tx_hash = self.admit_precheck(record)
+    async def submit(self, record: Record, tx_hash: bytes | None = None) -> dict:
+        """Queue a record and wait for its receipt.  ``tx_hash`` given: the caller
+        did its own pre-checks (OraclePrice: the quorum, api_trading)."""
+        if tx_hash is None:
+            tx_hash = self.admit_precheck(record)
         try:
             receipt = await self.node.builder.submit(record)
         except RuleError as exc:
@@ -171,11 +197,14 @@ class Api:
             raise ApiError("log_unavailable", f"the log did not take the block: {exc}; "
                                               "the tx was not acknowledged (retry it)") from None
         assert receipt.hash == tx_hash
-        return self.render_receipt(receipt)
+        return self.render_receipt(receipt, record)
 
-    def render_receipt(self, receipt) -> dict:
+    def render_receipt(self, receipt, record: Record | None = None) -> dict:
         info = self.node.chain.block_infos.get(receipt.block)
-        return wire.receipt_to_json(receipt, info.state_root if info else None)
+        out = wire.receipt_to_json(receipt, info.state_root if info else None)
+        if record is not None and self.receipt_extras is not None:
+            out.update(self.receipt_extras(record, receipt))
+        return out
 
     async def post_tx(self, request: Request) -> Response:
         self.check_writable()
@@ -207,10 +236,10 @@ class Api:
             except ApiError as exc:
                 results[i] = wire.rejection_to_json(None, exc.code, exc.message)
                 continue
-            pending.append((i, tx_hash, self.node.builder.submit(record)))
-        for i, tx_hash, future in pending:
+            pending.append((i, tx_hash, record, self.node.builder.submit(record)))
+        for i, tx_hash, record, future in pending:
             try:
-                results[i] = self.render_receipt(await future)
+                results[i] = self.render_receipt(await future, record)
             except RuleError as exc:
                 results[i] = wire.rejection_to_json(tx_hash, exc.code, exc.message)
             except Fenced as exc:
@@ -265,11 +294,12 @@ class Api:
         account = state.accounts.get(address)
         if account is None:
             raise ApiError("not_found", f"account {request.path_params['address']} has never received funds")
+        exchange = self.node.get_exchange()
         return json_response({
             "address": wire.hex0x(address),
             "collateral": account.collateral,
-            "positions": [],
-            "openOrders": [],
+            "positions": self.describe_positions(address),
+            "openOrders": exchange.open_orders(address) if exchange is not None else [],
             "nonces": {"kept": len(account.nonces), "smallest": account.nonces[0] if account.nonces else None,
                        "largest": account.nonces[-1] if account.nonces else None,
                        "window": self.node.ctx.preset.nonce_window},
@@ -277,8 +307,28 @@ class Api:
                             for w in state.withdrawals if w.account == address][-100:],
         })
 
+    def describe_positions(self, address: bytes) -> list[dict]:
+        """API.md positions: open ones, and flat ones that still hold margin
+        (what a liquidation left; take it back with AdjustMargin)."""
+        state = self.node.chain.state
+        out = []
+        for market_id, params in sorted(self.market_table().items()):
+            position = state.positions.get((address, market_id))
+            if position is None or (position.size == 0 and position.margin == 0):
+                continue
+            market = state.markets.get(market_id) or Market(market_id)
+            out.append(perps.describe_position(position, market, params))
+        return out
+
+    def market_table(self) -> dict:
+        ctx = self.node.ctx
+        return ctx.markets or get_market_table(ctx.preset.markets)
+
     async def get_markets(self, request: Request) -> Response:
-        return json_response([])
+        await self.settled()
+        state = self.node.chain.state
+        return json_response([perps.describe_market(params, state.markets.get(market_id))
+                              for market_id, params in sorted(self.market_table().items())])
 
     async def get_block(self, request: Request) -> Response:
         number = request.path_params["number"]
@@ -328,6 +378,10 @@ class Api:
                            "txCount": info.tx_count})
         for receipt in result.receipts:
             events.append({"type": "receipt", **wire.receipt_to_json(receipt)})
+        if info is not None and self.block_fills is not None:
+            events += [{"type": "fill", "block": info.number, **fill} for fill in self.block_fills(info, result)]
+        if info is not None and self.book_events is not None:
+            events += self.book_events(info, result)
         payloads = [_json.encode(e) for e in events]
         for queue in list(self.streams):
             if queue.qsize() + len(payloads) > self.STREAM_BACKLOG:
