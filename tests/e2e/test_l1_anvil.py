@@ -262,3 +262,87 @@ async def test_operator_stops_force_withdraw_freeze_escape_refund(l1: L1, broker
 
 async def _true(value) -> bool:
     return value
+
+
+class _Builder:
+    """The watcher's view of a sequencer: submit(record) applies it (no Kafka)."""
+
+    def __init__(self, state, ctx):
+        self.state, self.ctx, self.stopped, self.records = state, ctx, False, []
+
+    async def settled(self):
+        return None
+
+    def submit(self, record):
+        from sequencer.core.transition import apply_record
+        future = asyncio.get_running_loop().create_future()
+        error = apply_record(self.state, record, 0, self.ctx)
+        if error is None:
+            self.records.append(record)
+            future.set_result(True)
+        else:
+            future.set_exception(error)
+        return future
+
+
+async def test_watcher_confirmations_resume_and_reorg(l1: L1):
+    """The watcher copies only confirmed inbox entries, in order, once each (also
+    after a restart), and an L1 reorg of unconfirmed blocks never reaches the log."""
+    from types import SimpleNamespace
+    from l1_bridge.exit import make_replay_context
+    from l1_bridge.watcher import InboxWatcher
+    from sequencer.core.records import Deposit, ForcedWithdrawal
+    from sequencer.core.state import State
+    (ka, _), (kb, _) = l1.users[0], l1.users[1]
+    a, b = l1.fund(ka, 1000 * UNIT), l1.fund(kb, 1000 * UNIT)
+    ctx = make_replay_context(l1.d.bridge)
+    state = State()
+    node = SimpleNamespace(builder=_Builder(state, ctx), chain=SimpleNamespace(state=state))
+    watcher = InboxWatcher(l1.client, node, confirmations=2, start_block=l1.d.block_number)
+    l1.client.deposit(ka, 10 * UNIT)
+    assert (await watcher.poll_once()).submitted == []            # 0 confirmations
+    l1.rpc("evm_mine")
+    l1.rpc("evm_mine")
+    assert [r.amount for r in (await watcher.poll_once()).submitted] == [10 * UNIT]
+    # an entry in blocks that a reorg removes before they are confirmed
+    snap = l1.rpc("evm_snapshot")["result"]
+    l1.client.deposit(ka, 99 * UNIT)
+    l1.rpc("evm_mine")
+    assert (await watcher.poll_once()).submitted == []
+    l1.rpc("evm_revert", snap)
+    l1.client.deposit(kb, 5 * UNIT)
+    l1.client.force_withdraw(ka, 3 * UNIT)
+    l1.rpc("evm_mine")
+    l1.rpc("evm_mine")
+    await watcher.poll_once()
+    assert node.builder.records == [Deposit(0, bytes.fromhex(a[2:]), 10 * UNIT),
+                                    Deposit(1, bytes.fromhex(b[2:]), 5 * UNIT),
+                                    ForcedWithdrawal(2, bytes.fromhex(a[2:]), 3 * UNIT)]
+    assert state.globals.inbox_hash == l1.client.inbox_hash_at(3)
+    # a restarted watcher resumes from the state: nothing twice
+    again = InboxWatcher(l1.client, node, confirmations=2, start_block=l1.d.block_number)
+    assert (await again.poll_once()).submitted == []
+    assert len(node.builder.records) == 3
+
+
+async def test_checkpointer_restart_neither_reposts_nor_skips(l1: L1, broker, topic, tmp_path):
+    """Stop the node between outputs and start it again on the same log: the
+    outputs continue at the contract's next index and cover every block once."""
+    from l1_bridge.verifier import Verifier
+    (ka, _), (kb, _) = l1.users[0], l1.users[1]
+    a = l1.fund(ka, 1000 * UNIT)
+    b = l1.fund(kb, 1000 * UNIT)
+    await asyncio.to_thread(l1.client.deposit, ka, 100 * UNIT)
+    config = l1.node_config(broker, topic, tmp_path)
+    for round_ in range(2):
+        async with Service(config) as service:
+            await wait_until(lambda: _eq(l2_collateral(service, a), 100 * UNIT - round_ * UNIT), timeout=30)
+            async with Client(service.url, ka) as alice:
+                await alice.transfer(b, UNIT)
+            head = service.node.chain.head_number
+            await wait_until(lambda: asyncio.to_thread(
+                lambda: l1.client.get_output(l1.client.output_count() - 1)["l2_block"] >= head), timeout=30)
+    blocks = [l1.client.get_output(i)["l2_block"] for i in range(l1.client.output_count())]
+    assert blocks == sorted(set(blocks)) and blocks[-1] == head
+    verdicts = await Verifier(l1.client, None, source="l1").check_once()
+    assert verdicts and all(v.ok for v in verdicts)
