@@ -160,3 +160,162 @@ class Client:
 
     async def withdraw(self, amount: int, **kwargs) -> dict:
         return await self.submit(await self.signed_withdraw(amount, **kwargs))
+
+    # --- trading (docs/api.md) ------------------------------------------------------
+    async def market(self, market: int) -> dict:
+        return await self.request("GET", f"/v1/markets/{int(market)}")
+
+    async def book(self, market: int, depth: int = 20) -> dict:
+        """{"market", "bids": [[price, size, orders], ...], "asks": [...], ...}, best first."""
+        return await self.request("GET", f"/v1/markets/{int(market)}/book", params={"depth": depth})
+
+    async def open_orders(self, address: str | None = None, market: int | None = None) -> list[dict]:
+        params = {"market": market} if market else None
+        return await self.request("GET", f"/v1/accounts/{address or wire.hex0x(self.address)}/orders",
+                                  params=params)
+
+    async def fills(self, address: str | None = None, limit: int = 100) -> list[dict]:
+        """Recent fills of an account, newest first."""
+        return await self.request("GET", f"/v1/accounts/{address or wire.hex0x(self.address)}/fills",
+                                  params={"limit": limit})
+
+    async def positions(self, address: str | None = None) -> list[dict]:
+        return (await self.account(address))["positions"]
+
+    async def signed_order(self, market: int, is_buy: bool, price: int, size: int, *, leverage: int = 1,
+                           time_in_force: int | str = "gtc", reduce_only: bool = False, nonce: int | None = None,
+                           expiry: int | None = None) -> R.PlaceOrder:
+        record = R.PlaceOrder(self.address, int(market), bool(is_buy), int(price), int(size), int(leverage),
+                              parse_time_in_force(time_in_force), bool(reduce_only), nonce or self.nonces.next(),
+                              expiry or self.default_expiry(), b"")
+        return self.sign(record, await self.domain_separator())
+
+    async def place_order(self, market: int, is_buy: bool, price: int, size: int, **kwargs) -> dict:
+        """Sign and submit a PlaceOrder.  Integers in market units (GET /v1/markets):
+        price in quote units per whole base unit, size in base lots.  The receipt
+        adds "order" (its status as of the block: resting, partially_filled,
+        filled, expired for an IOC remainder) and "fills" (what it took as taker).
+        The order's id is (account, nonce): ``receipt["order"]["nonce"]``."""
+        return await self.submit(await self.signed_order(market, is_buy, price, size, **kwargs))
+
+    async def signed_cancel(self, order_nonce: int, *, nonce: int | None = None,
+                            expiry: int | None = None) -> R.CancelOrder:
+        record = R.CancelOrder(self.address, int(order_nonce), nonce or self.nonces.next(),
+                               expiry or self.default_expiry(), b"")
+        return self.sign(record, await self.domain_separator())
+
+    async def cancel_order(self, order_nonce: int, **kwargs) -> dict:
+        return await self.submit(await self.signed_cancel(order_nonce, **kwargs))
+
+    async def cancel_all(self, market: int | None = None) -> list[dict]:
+        """Cancel every open order of this account (in one market, or all).
+
+        The node holds no user keys, so cancel-all is done here: read the open
+        orders, sign one CancelOrder each, send them as one POST /v1/txs batch
+        (one receipt per cancel; an order filled meanwhile gets a failed one)."""
+        orders = await self.open_orders(market=market)
+        if not orders:
+            return []
+        cancels = [await self.signed_cancel(o["nonce"]) for o in orders]
+        receipts = []
+        batch = 256
+        for i in range(0, len(cancels), batch):
+            receipts += await self.submit_many(cancels[i:i + batch])
+        return receipts
+
+    async def signed_adjust_margin(self, market: int, amount: int, *, nonce: int | None = None,
+                                   expiry: int | None = None) -> R.AdjustMargin:
+        record = R.AdjustMargin(self.address, int(market), int(amount), nonce or self.nonces.next(),
+                                expiry or self.default_expiry(), b"")
+        return self.sign(record, await self.domain_separator())
+
+    async def adjust_margin(self, market: int, amount: int, **kwargs) -> dict:
+        """Move collateral into (amount > 0) or out of (amount < 0) one isolated position."""
+        return await self.submit(await self.signed_adjust_margin(market, amount, **kwargs))
+
+    async def submit_oracle_price(self, record: R.OraclePrice) -> dict:
+        """POST /v1/oracle: a price signed by the oracle signers (sequencer.oracle
+        makes them).  The receipt adds "liquidations" done in the same block."""
+        body = {"market": record.market, "price": record.price, "timestamp": record.timestamp_ms,
+                "signatures": [wire.hex0x(s) for s in record.signatures]}
+        return await self.request("POST", "/v1/oracle", json=body)
+
+    def stream(self, types: tuple[str, ...] | None = None) -> "Stream":
+        """The WebSocket /v1/stream events (dicts with a "type": block, receipt,
+        fill, book) from the moment of connecting, as an async iterator::
+
+            async for event in client.stream(types=("fill",)):
+                ...
+
+        or, to be sure of the subscription before sending txs::
+
+            async with client.stream(("fill",)) as events:
+                await client.place_order(...)
+                event = await events.next(timeout=5)
+
+        Iteration ends when the server closes the connection (close code 1013:
+        this client fell behind; reconnect and read what was missed over HTTP)."""
+        return Stream("ws" + self.url[len("http"):] + "/v1/stream", types)
+
+
+class Stream:
+    """An open WebSocket subscription (Client.stream)."""
+
+    def __init__(self, url: str, types: tuple[str, ...] | None) -> None:
+        self.url = url
+        self.types = set(types) if types else None
+        self._ws = None
+
+    async def connect(self) -> "Stream":
+        import websockets
+        if self._ws is None:
+            self._ws = await websockets.connect(self.url, max_size=1 << 22)
+        return self
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+            self._ws = None
+
+    async def __aenter__(self) -> "Stream":
+        return await self.connect()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def __aiter__(self) -> "Stream":
+        return self
+
+    async def __anext__(self) -> dict:
+        import json
+
+        import websockets
+        await self.connect()
+        while True:
+            try:
+                message = await self._ws.recv()
+            except websockets.ConnectionClosed:
+                await self.close()
+                raise StopAsyncIteration from None
+            event = json.loads(message)
+            if self.types is None or event.get("type") in self.types:
+                return event
+
+    async def next(self, timeout: float | None = None) -> dict:
+        """The next event, or TimeoutError after ``timeout`` seconds."""
+        import asyncio
+        return await asyncio.wait_for(self.__anext__(), timeout)
+
+
+TIME_IN_FORCE = {"gtc": 0, "good-till-cancel": 0, "ioc": 1, "immediate-or-cancel": 1, "post-only": 2,
+                 "post_only": 2, "alo": 2}
+
+
+def parse_time_in_force(value: int | str) -> int:
+    """0/"gtc" good-till-cancel, 1/"ioc" immediate-or-cancel, 2/"post-only"."""
+    if isinstance(value, int):
+        return value
+    try:
+        return TIME_IN_FORCE[value.lower()]
+    except KeyError:
+        raise ValueError(f"time in force {value!r}: one of gtc, ioc, post-only (or 0, 1, 2)") from None

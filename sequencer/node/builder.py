@@ -86,13 +86,40 @@ class BlockBuilder:
                 sub.future.set_exception(error)
 
     # --- the loop ----------------------------------------------------------------
+    IDLE_WAKE_S = 0.25
+    """With an exchange, how often an idle builder wakes to write the funding
+    ticks that fell due (a block of block-start records only)."""
+
     async def run(self) -> None:
         while not self.stopped:
             batch = await self._collect()
-            await self._build_and_write(batch)
+            if batch or self._funding_due():
+                await self._build_and_write(batch)
+
+    def _funding_due(self) -> bool:
+        """A cheap test of whether ``exchange.due_funding`` would emit a tick now
+        (the same conditions, nothing applied)."""
+        if self.exchange is None:
+            return False
+        state = self.chain.state
+        timestamp_ms = max(self.now_ms(), state.globals.timestamp_ms)
+        for market_id, params in self.exchange.markets.items():
+            market = state.markets.get(market_id)
+            if market is None or market.oracle_price == 0:
+                continue
+            boundary = timestamp_ms // params.funding_interval_ms * params.funding_interval_ms
+            if boundary > market.funding_time_ms and timestamp_ms - market.oracle_time_ms <= params.oracle_max_age_ms:
+                return True
+        return False
 
     async def _collect(self) -> list[Submission]:
-        batch = [await self._queue.get()]
+        if self.exchange is None:
+            batch = [await self._queue.get()]
+        else:
+            try:
+                batch = [await asyncio.wait_for(self._queue.get(), self.IDLE_WAKE_S)]
+            except asyncio.TimeoutError:
+                return []
         deadline = asyncio.get_running_loop().time() + self.interval_s
         while len(batch) < self.max_records:
             try:
@@ -131,7 +158,8 @@ class BlockBuilder:
             admitted.append((sub, len(records)))
             records.extend(derived)
         if not records:
-            self._revert(block_snapshot)
+            # Nothing was applied (admission is atomic): no need to rebuild the books.
+            state.revert(block_snapshot)
             return
         block = make_block(g.block_number + 1, g.block_hash, timestamp_ms, records)
         message = encode_block(block)

@@ -1,0 +1,271 @@
+"""Trading commands of `isoroll` (loaded by sequencer.cli):
+
+    isoroll markets                                  the market table with units
+    isoroll book BTC-USD [--depth 10]                the order book
+    isoroll order place BTC-USD buy 0.1 60000 --leverage 10 [--tif ioc|post-only] [--reduce-only]
+    isoroll order cancel NONCE
+    isoroll order cancel-all [--market BTC-USD]      signs one CancelOrder per open order
+    isoroll fills [ADDRESS]                          recent fills
+    isoroll margin BTC-USD 100                       move 100 USDC into (negative: out of) a position
+    isoroll oracle [--market BTC-USD] [--csv FILE]   the devnet oracle feeder
+
+Prices and sizes are decimals in the market's units (USDC per whole base unit,
+base units such as BTC), converted with GET /v1/markets; --raw takes the
+integers of the API (quote units, base lots) as they are.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from decimal import Decimal, InvalidOperation
+
+from sequencer.cli import (UNIT, _with_client, add_client_flags, format_collateral, load_key, parse_collateral,
+                           print_json)
+
+
+def find_market(markets: list[dict], name: str) -> dict:
+    for m in markets:
+        if str(m["id"]) == str(name) or m["symbol"].upper() == str(name).upper():
+            return m
+    raise SystemExit(f"error: no market {name!r}; the markets are "
+                     + ", ".join(f"{m['id']} {m['symbol']}" for m in markets))
+
+
+def to_units(text: str, scale: int, step: int, what: str, raw: bool) -> int:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise SystemExit(f"error: {what} {text!r} is not a number") from None
+    units = value if raw else value * scale
+    if units != units.to_integral_value() or units <= 0:
+        raise SystemExit(f"error: {what} {text!r} is not a positive multiple of {Decimal(step) / scale:f}")
+    units = int(units)
+    if units % step:
+        raise SystemExit(f"error: {what} {text!r} must be a multiple of {Decimal(step) / scale:f}"
+                         f" ({step} units)")
+    return units
+
+
+def format_price(units: int) -> str:
+    return f"{Decimal(units) / UNIT:f}"
+
+
+def format_size(lots: int, market: dict) -> str:
+    return f"{Decimal(lots) / 10 ** market['baseDecimals']:f}"
+
+
+# --- commands ----------------------------------------------------------------------
+
+def cmd_markets(args) -> int:
+    async def run(client):
+        markets = await client.markets()
+        if args.json:
+            print_json(markets)
+            return 0
+        print(f"{'id':>3} {'symbol':<9} {'oracle':>14} {'tick':>10} {'step':>12} {'IMF':>6} {'MMF':>6} "
+              f"{'maxLev':>6} {'maker':>6} {'taker':>6} {'funding':>9}")
+        for m in markets:
+            print(f"{m['id']:>3} {m['symbol']:<9} {format_price(m['oraclePrice']):>14} "
+                  f"{format_price(m['tickSize']):>10} {format_size(m['stepSize'], m):>12} "
+                  f"{m['initialMarginPpm'] / 1e4:>5.2f}% {m['maintenanceMarginPpm'] / 1e4:>5.2f}% "
+                  f"{m['maxLeverage']:>5}x {m['makerFeePpm'] / 100:>4.1f}bp {m['takerFeePpm'] / 100:>4.1f}bp "
+                  f"{m['fundingIntervalMs'] // 1000:>7}s")
+        print("prices in USDC per whole base unit; sizes in base units (the API uses integers: "
+              "quote units of 1e-6 USDC and base lots; see --json)")
+        return 0
+    return asyncio.run(_with_client(args, run))
+
+
+def cmd_book(args) -> int:
+    async def run(client):
+        market = find_market(await client.markets(), args.market)
+        book = await client.book(market["id"], args.depth)
+        if args.json:
+            print_json(book)
+            return 0
+        print(f"{market['symbol']}  oracle {format_price(book['oraclePrice'])}  block {book['blockNumber']}")
+        print(f"{'price':>14} {'size':>14} {'orders':>6}")
+        for price, size, count in reversed(book["asks"]):
+            print(f"{format_price(price):>14} {format_size(size, market):>14} {count:>6}  ask")
+        print("-" * 38)
+        for price, size, count in book["bids"]:
+            print(f"{format_price(price):>14} {format_size(size, market):>14} {count:>6}  bid")
+        return 0
+    return asyncio.run(_with_client(args, run))
+
+
+def cmd_order_place(args) -> int:
+    async def run(client):
+        market = find_market(await client.markets(), args.market)
+        price = to_units(args.price, UNIT, market["tickSize"], "price", args.raw)
+        size = to_units(args.size, 10 ** market["baseDecimals"], market["stepSize"], "size", args.raw)
+        receipt = await client.place_order(market["id"], args.side == "buy", price, size, leverage=args.leverage,
+                                           time_in_force=args.tif, reduce_only=args.reduce_only, nonce=args.nonce,
+                                           expiry=client.default_expiry(args.expiry_s))
+        print_json(receipt)
+        return 0 if receipt["status"] == "ok" else 1
+    return asyncio.run(_with_client(args, run, needs_key=True))
+
+
+def cmd_order_cancel(args) -> int:
+    async def run(client):
+        receipt = await client.cancel_order(args.order_nonce)
+        print_json(receipt)
+        return 0 if receipt["status"] == "ok" else 1
+    return asyncio.run(_with_client(args, run, needs_key=True))
+
+
+def cmd_order_cancel_all(args) -> int:
+    async def run(client):
+        market = None
+        if args.market:
+            market = find_market(await client.markets(), args.market)["id"]
+        receipts = await client.cancel_all(market)
+        print_json({"cancelled": sum(1 for r in receipts if r["status"] == "ok"), "receipts": receipts})
+        return 0 if all(r["status"] == "ok" for r in receipts) else 1
+    return asyncio.run(_with_client(args, run, needs_key=True))
+
+
+def cmd_fills(args) -> int:
+    async def run(client):
+        address = args.address
+        if address is None:
+            from sequencer.core.signing import address_of
+            from sequencer.sdk import parse_key
+            address = "0x" + address_of(parse_key(load_key(args))).hex()
+        print_json(await client.fills(address, args.limit))
+        return 0
+    return asyncio.run(_with_client(args, run))
+
+
+def cmd_margin(args) -> int:
+    text = args.amount
+    negative = text.startswith("-")
+    amount = parse_collateral(text.lstrip("-"), args.raw)
+
+    async def run(client):
+        market = find_market(await client.markets(), args.market)
+        print_json(await client.adjust_margin(market["id"], -amount if negative else amount))
+        return 0
+    return asyncio.run(_with_client(args, run, needs_key=True))
+
+
+def cmd_oracle(args) -> int:
+    from sequencer.oracle import CsvReplay, Feeder, RandomWalk, iter_oracle_keys, select_markets
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    async def run(client):
+        status = await client.status()
+        markets = select_markets(await client.markets(), args.market)
+        if args.csv:
+            source = CsvReplay(args.csv, markets, raw=args.raw, loop=args.loop)
+        else:
+            start = {}
+            if args.start_price:
+                if len(markets) != 1:
+                    raise SystemExit("error: --start-price needs exactly one --market")
+                start[markets[0].id] = to_units(args.start_price, UNIT, 1, "start price", args.raw)
+            source = RandomWalk(markets, volatility_ppm=args.volatility_ppm, seed=args.seed, start=start)
+        keys = list(iter_oracle_keys(args.oracle_keys, args.signers))
+        if len(keys) < args.signers:
+            raise SystemExit(f"error: {args.signers} signers asked for, {len(keys)} keys given")
+        feeder = Feeder(client, source, keys=keys, interval_s=args.interval)
+        symbols = {m.id: m.symbol for m in markets}
+        print(f"feeding {', '.join(m.symbol for m in markets)} to {args.url} (chain {status['chainId']}) "
+              f"every {args.interval}s with {len(keys)} signatures", file=sys.stderr)
+
+        def show(update):
+            if update.receipt is not None:
+                liq = update.receipt.get("liquidations") or []
+                extra = f"  liquidated {len(liq)}" if liq else ""
+                print(f"{symbols[update.market]} {format_price(update.price)} block {update.receipt['block']}{extra}",
+                      flush=True)
+            else:
+                print(f"{symbols[update.market]} {format_price(update.price)} refused: {update.error}", flush=True)
+        try:
+            updates = await feeder.run(max_steps=args.steps, duration_s=args.duration, on_update=show)
+        except KeyboardInterrupt:
+            updates = feeder.updates
+        return 0 if any(u.receipt for u in updates) or not updates else 1
+    try:
+        return asyncio.run(_with_client(args, run))
+    except KeyboardInterrupt:
+        return 0
+
+
+# --- parser ----------------------------------------------------------------------------
+
+def register(sub) -> None:
+    p = sub.add_parser("markets", help="the market table: units, oracle prices, margin fractions, fees")
+    add_client_flags(p)
+    p.add_argument("--json", action="store_true", help="print the API's JSON (integer units)")
+    p.set_defaults(func=cmd_markets)
+
+    p = sub.add_parser("book", help="a market's order book")
+    add_client_flags(p)
+    p.add_argument("market", help="id or symbol, e.g. BTC-USD")
+    p.add_argument("--depth", type=int, default=10, help="price levels per side")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_book)
+
+    order = sub.add_parser("order", help="place and cancel orders").add_subparsers(
+        dest="order", required=True, metavar="ACTION")
+    p = order.add_parser("place", help="sign and submit a limit order",
+                         description="Place a limit order; prints the receipt with the order's status and fills.")
+    add_client_flags(p, key=True)
+    p.add_argument("market", help="id or symbol, e.g. BTC-USD")
+    p.add_argument("side", choices=("buy", "sell"))
+    p.add_argument("size", help="base units, e.g. 0.1 (BTC); with --raw base lots")
+    p.add_argument("price", help="limit price in USDC per whole base unit; with --raw quote units")
+    p.add_argument("--leverage", type=int, default=1, help="isolated leverage of this order (1..maxLeverage)")
+    p.add_argument("--tif", default="gtc", choices=("gtc", "ioc", "post-only"),
+                   help="good-till-cancel, immediate-or-cancel or post-only")
+    p.add_argument("--reduce-only", action="store_true", help="may only reduce the position")
+    p.add_argument("--expiry-s", type=float, default=30 * 86400, help="expires after this many seconds")
+    p.add_argument("--nonce", type=int, help="the order's id (default: the current time in ms)")
+    p.add_argument("--raw", action="store_true", help="price and size are the API's integers")
+    p.set_defaults(func=cmd_order_place)
+
+    p = order.add_parser("cancel", help="cancel one order by its nonce")
+    add_client_flags(p, key=True)
+    p.add_argument("order_nonce", type=int)
+    p.set_defaults(func=cmd_order_cancel)
+
+    p = order.add_parser("cancel-all", help="cancel every open order (signs one CancelOrder each)",
+                         description="Reads the open orders (GET /v1/accounts/{address}/orders) and sends one "
+                                     "signed CancelOrder per order in a POST /v1/txs batch: the node holds no keys.")
+    add_client_flags(p, key=True)
+    p.add_argument("--market", help="only this market (id or symbol)")
+    p.set_defaults(func=cmd_order_cancel_all)
+
+    p = sub.add_parser("fills", help="an account's recent fills, newest first")
+    add_client_flags(p, key=True)
+    p.add_argument("address", nargs="?", help="0x.. (default: the address of --key)")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_fills)
+
+    p = sub.add_parser("margin", help="move collateral into (or, negative, out of) an isolated position")
+    add_client_flags(p, key=True)
+    p.add_argument("market")
+    p.add_argument("amount", help="USDC, e.g. 100 or -50; with --raw in units")
+    p.add_argument("--raw", action="store_true")
+    p.set_defaults(func=cmd_margin)
+
+    p = sub.add_parser("oracle", help="run the devnet oracle feeder (random walk or CSV replay)",
+                       description="Sign OraclePrice records with k of the n oracle keys (default: the public "
+                                   "devnet keys) and post them to POST /v1/oracle every --interval seconds.")
+    add_client_flags(p)
+    p.add_argument("--market", action="append", help="id or symbol; repeat for several (default: all)")
+    p.add_argument("--csv", help="replay this CSV (header: market, price[, price_b...]) instead of a random walk")
+    p.add_argument("--loop", action="store_true", help="start the CSV over at its end")
+    p.add_argument("--raw", action="store_true", help="CSV / start prices are integer quote units")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
+    p.add_argument("--steps", type=int, help="stop after this many steps")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--start-price", help="random walk start (default: the current oracle price)")
+    p.add_argument("--volatility-ppm", type=int, default=1_000, help="std. dev. of one step, ppm")
+    p.add_argument("--seed", type=int, help="random walk seed (reproducible series)")
+    p.add_argument("--signers", type=int, default=2, help="how many signers co-sign (k)")
+    p.add_argument("--oracle-keys", help="comma-separated private keys (default: the devnet oracle keys)")
+    p.set_defaults(func=cmd_oracle)

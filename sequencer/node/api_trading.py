@@ -1,0 +1,370 @@
+"""Trading endpoints of the API (docs/api.md), added to ``Api`` through
+``Api.EXTENSIONS``:
+
+- ``POST /v1/oracle`` — an OraclePrice signed by k of n oracle signers.  The
+  quorum is checked here with the node's full context *before* the record is
+  queued: the block builder's context skips signature checks (it trusts what
+  the API verified), so an unsigned price must never reach it.
+- ``GET /v1/markets/{id}`` and ``GET /v1/markets/{id}/book?depth=`` — one
+  market, and its aggregated order book.
+- ``GET /v1/accounts/{address}/orders`` — open orders (what cancel-all cancels).
+- ``GET /v1/accounts/{address}/fills?limit=`` — recent fills, newest first.
+
+Placing and cancelling orders is ``POST /v1/tx`` (PlaceOrder, CancelOrder)
+like every user tx; a PlaceOrder's receipt here also carries the fills it
+made.  **Cancel-all is a client operation** (``Client.cancel_all``,
+``isoroll order cancel-all``): the node holds no user keys, so the client
+reads its open orders and signs one CancelOrder each, sent as one
+``POST /v1/txs`` batch.
+
+The fills index is a Chain listener: every block the node applies (replay
+from a snapshot, following, or built here) adds its Trade records to the
+fills of both accounts, at most ``FILLS_PER_ACCOUNT`` each.  Blocks older
+than the snapshot the node started from are read back from the log on the
+first fills query (up to ``BACKFILL_MESSAGES`` messages before it).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sequencer.core import perps, wire
+from sequencer.core.encoding import compute_record_hash, decode_block, decode_record, encode_record
+from sequencer.core.records import CancelOrder, OraclePrice, PlaceOrder, Trade
+from sequencer.core.transition import RuleError
+from sequencer.node.api import ApiError, json_response, parse_address_param, read_body
+
+log = logging.getLogger("isoroll.api")
+
+FILLS_PER_ACCOUNT = 1000
+"""Fills kept per account by the index (older ones drop off)."""
+BACKFILL_MESSAGES = 5000
+"""Log messages before the start-up snapshot read back for the fills index."""
+MAX_DEPTH = 500
+BOOK_EVENT_DEPTH = 20
+"""Levels per side in the WebSocket "book" events."""
+
+_TRADE_TAG = 16  # records.Trade: a Trade's msgpack array starts with this tag
+
+
+class OracleRequest(msgspec.Struct, forbid_unknown_fields=True):
+    market: int | str
+    price: int | str
+    timestamp: int | str
+    signatures: list[str]
+
+
+_oracle_decoder = msgspec.json.Decoder(OracleRequest)
+
+
+def parse_oracle_price(body: bytes) -> OraclePrice:
+    """``{"market", "price", "timestamp", "signatures": ["0x..", ...]}`` (the
+    EIP-712 OraclePrice message, timestamp in ms) into a record."""
+    try:
+        request = _oracle_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        code = "unknown_field" if "unknown field" in str(exc).lower() else "invalid_field"
+        raise ApiError(code, f"OraclePrice: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ApiError("malformed_json", f"OraclePrice is not valid JSON: {exc}") from None
+    try:
+        market = wire.parse_int(request.market, "OraclePrice.market", 0, 2**32 - 1)
+        price = wire.parse_int(request.price, "OraclePrice.price", 1, 2**63 - 1)
+        timestamp = wire.parse_int(request.timestamp, "OraclePrice.timestamp", 0, 2**63 - 1)
+        if not 1 <= len(request.signatures) <= 32:
+            raise wire.WireError("invalid_field", "OraclePrice.signatures must hold 1 to 32 signatures")
+        signatures = tuple(wire.parse_hex(s, "signature", 65) for s in request.signatures)
+    except wire.WireError as exc:
+        raise ApiError(exc.code, exc.message) from None
+    return OraclePrice(market, price, timestamp, signatures)
+
+
+def oracle_to_json(record: OraclePrice) -> dict:
+    return {"market": record.market, "price": record.price, "timestamp": record.timestamp_ms,
+            "signatures": [wire.hex0x(s) for s in record.signatures]}
+
+
+class FillIndex:
+    """Recent fills per account, from the Trade records of applied blocks."""
+
+    def __init__(self, api) -> None:
+        self.api = api
+        self.by_account: dict[bytes, deque] = {}
+        self.start_offset: int | None = None
+        """The log offset the node's chain started from (its snapshot)."""
+        self.backfilled = False
+        self._backfill_lock = asyncio.Lock()
+        self._last: tuple[int, list[dict]] | None = None
+
+    def attach(self, chain) -> None:
+        self.start_offset = chain.next_offset
+        self.backfilled = self.start_offset == 0
+        chain.listeners.append(self.on_block)
+
+    # --- indexing ------------------------------------------------------------------
+    def block_fills(self, info, result) -> list[dict]:
+        """The fills of one applied block (cached for the block just indexed)."""
+        if info is None or result.block is None:
+            return []
+        if self._last is not None and self._last[0] == info.number:
+            return self._last[1]
+        fills = self.extract(result.block, result.receipts)
+        self._last = (info.number, fills)
+        return fills
+
+    def extract(self, block, receipts) -> list[dict]:
+        chain = self.api.node.chain
+        state = chain.state
+        tables = self.api.market_table()
+        fills = []
+        for i, raw in enumerate(block.records):
+            raw = bytes(raw)
+            if len(raw) < 2 or raw[1] != _TRADE_TAG:  # fixarray header, then the tag
+                continue
+            receipt = receipts[i] if receipts is not None and i < len(receipts) \
+                else chain.receipts.get(compute_record_hash(raw))
+            if receipt is not None and not receipt.ok:
+                continue
+            try:
+                trade = decode_record(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            if not isinstance(trade, Trade):
+                continue
+            maker = state.orders.get((trade.maker, trade.maker_nonce))
+            params = tables.get(trade.market)
+            if maker is None or params is None:
+                continue
+            fill = perps.describe_fill(trade, maker, params)
+            fill.update({"block": block.number, "index": i, "timestampMs": block.timestamp_ms})
+            fills.append(fill)
+        return fills
+
+    def block_fills_by_number(self, number: int) -> list[dict]:
+        if self._last is not None and self._last[0] == number:
+            return self._last[1]
+        message = self.api.node.chain.recent_messages.get(number)
+        return [] if message is None else self.extract(decode_block(message), None)
+
+    def on_block(self, info, result) -> None:
+        for fill in self.block_fills(info, result):
+            self.add(fill)
+
+    def add(self, fill: dict, old: bool = False) -> None:
+        for key in ("maker", "taker"):
+            address = bytes.fromhex(fill[key][2:])
+            queue = self.by_account.get(address)
+            if queue is None:
+                queue = self.by_account[address] = deque(maxlen=FILLS_PER_ACCOUNT)
+            if old:
+                if len(queue) < FILLS_PER_ACCOUNT:
+                    queue.appendleft(fill)
+            else:
+                queue.append(fill)
+
+    async def backfill(self) -> None:
+        """Index the blocks before the start-up snapshot (read back from the log)."""
+        if self.backfilled or self.start_offset is None:
+            return
+        async with self._backfill_lock:
+            if self.backfilled:
+                return
+            from sequencer.log.kafka import BlockReader
+            first = max(0, self.start_offset - BACKFILL_MESSAGES)
+            fills: list[dict] = []
+            try:
+                async with BlockReader(self.api.node.log_config, first) as reader:
+                    while await reader.position() < self.start_offset:
+                        for message in await reader.read(timeout_ms=500):
+                            if message.offset >= self.start_offset:
+                                break
+                            try:
+                                block = decode_block(message.value)
+                            except Exception:
+                                continue
+                            fills += self.extract(block, None)
+            except Exception as exc:  # the index is best effort; the log is the truth
+                log.warning("fills backfill from the log failed: %r", exc)
+                return
+            for fill in reversed(fills):
+                self.add(fill, old=True)
+            self.backfilled = True
+
+    def get(self, address: bytes, limit: int) -> list[dict]:
+        queue = self.by_account.get(address)
+        if not queue:
+            return []
+        return [queue[-1 - i] for i in range(min(limit, len(queue)))]
+
+
+class TradingRoutes:
+    def __init__(self, api) -> None:
+        self.api = api
+        self.node = api.node
+        self.fills = FillIndex(api)
+        api.fill_index = self.fills
+        api.block_fills = self.fills.block_fills
+        api.book_events = self.book_events
+        api.receipt_extras = self.receipt_extras
+        self._hook_chain()
+
+    def _hook_chain(self) -> None:
+        """Attach the fills index to the node's chain as soon as it is loaded, so
+        it sees every block replayed at start-up too."""
+        node = self.node
+        if node.chain is not None:
+            self.fills.attach(node.chain)
+            return
+        load_chain = node.load_chain
+
+        def load_and_attach():
+            chain = load_chain()
+            self.fills.attach(chain)
+            return chain
+        node.load_chain = load_and_attach
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/oracle", self.post_oracle, methods=["POST"]),
+            Route("/v1/markets/{market:int}", self.get_market),
+            Route("/v1/markets/{market:int}/book", self.get_book),
+            Route("/v1/accounts/{address}/orders", self.get_orders),
+            Route("/v1/accounts/{address}/fills", self.get_fills),
+        ]
+
+    # --- helpers ----------------------------------------------------------------------
+    def require_market(self, request: Request):
+        market_id = request.path_params["market"]
+        params = self.api.market_table().get(market_id)
+        if params is None:
+            known = ", ".join(str(m) for m in sorted(self.api.market_table()))
+            raise ApiError("not_found", f"no market {market_id}; the markets are {known} (GET /v1/markets)")
+        return market_id, params
+
+    @staticmethod
+    def int_query(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        try:
+            return wire.parse_int(raw, name, lo, hi)
+        except wire.WireError as exc:
+            raise ApiError(exc.code, exc.message) from None
+
+    def book_events(self, info, result) -> list[dict]:
+        """A "book" event per market the block's orders, cancels or trades touched."""
+        exchange = self.node.get_exchange()
+        if exchange is None or result.block is None:
+            return []
+        touched: set[int] = set()
+        for raw in result.block.records:
+            try:
+                record = decode_record(bytes(raw))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            if isinstance(record, (PlaceOrder, Trade)):
+                touched.add(record.market)
+            elif isinstance(record, CancelOrder):
+                touched.update(exchange.books)  # the record does not name the market
+        return [{"type": "book", "block": info.number, **exchange.book(m, BOOK_EVENT_DEPTH)}
+                for m in sorted(touched) if m in exchange.books]
+
+    def receipt_extras(self, record, receipt) -> dict:
+        """A committed PlaceOrder's receipt also gives the order's status as of
+        its block and the fills it made as the taker (the Trades right after it)."""
+        if not isinstance(record, PlaceOrder) or not receipt.ok:
+            return {}
+        order = self.node.chain.state.orders.get((record.account, record.nonce))
+        if order is None:
+            return {}
+        if order.filled >= order.size:
+            status = "filled"
+        elif order.cancelled:
+            status = "cancelled"
+        elif record.time_in_force == perps.IMMEDIATE_OR_CANCEL:
+            status = "expired"  # an IOC remainder never rests
+        else:
+            status = "resting" if order.filled == 0 else "partially_filled"
+        fills = [f for f in self.fills.block_fills_by_number(receipt.block)
+                 if f["takerNonce"] == record.nonce and f["taker"] == wire.hex0x(record.account)]
+        return {"order": {"market": record.market, "nonce": record.nonce, "status": status,
+                          "size": order.size, "filled": order.filled},
+                "fills": fills}
+
+    # --- endpoints -------------------------------------------------------------------
+    async def post_oracle(self, request: Request) -> Response:
+        api = self.api
+        api.check_writable()
+        body = await read_body(request, self.node.config.api_max_body_bytes)
+        record = parse_oracle_price(body)
+        if record.market not in api.market_table():
+            raise ApiError("unknown_market", f"market {record.market} is not configured; GET /v1/markets lists them")
+        tx_hash = compute_record_hash(encode_record(record))
+        known = self.node.chain.receipts.get(tx_hash)
+        if known is not None:
+            raise ApiError("nonce_used", f"this exact price is already in block {known.block}")
+        try:
+            # The node's own context verifies signatures; the builder's does not.
+            perps.verify_oracle_quorum(record, self.node.ctx)
+        except RuleError as exc:
+            raise ApiError(exc.code, exc.message) from None
+        receipt = await api.submit(record, tx_hash)
+        receipt["liquidations"] = self.liquidations_after(receipt)
+        return json_response(receipt)
+
+    def liquidations_after(self, receipt: dict) -> list[dict]:
+        """The Liquidate records the builder put right after this price."""
+        block, index = receipt.get("block"), receipt.get("index")
+        message = self.node.chain.recent_messages.get(block) if block is not None else None
+        if message is None:
+            return []
+        out = []
+        for raw in decode_block(message).records[index + 1:]:
+            try:
+                record = decode_record(bytes(raw))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                break
+            if type(record).__name__ != "Liquidate":
+                break
+            out.append({"account": wire.hex0x(record.account), "market": record.market})
+        return out
+
+    async def get_market(self, request: Request) -> Response:
+        market_id, params = self.require_market(request)
+        await self.api.settled()
+        return json_response(perps.describe_market(params, self.node.chain.state.markets.get(market_id)))
+
+    async def get_book(self, request: Request) -> Response:
+        market_id, params = self.require_market(request)
+        depth = self.int_query(request, "depth", 20, 1, MAX_DEPTH)
+        await self.api.settled()
+        exchange = self.node.get_exchange()
+        book = exchange.book(market_id, depth)
+        market = self.node.chain.state.markets.get(market_id)
+        return json_response({**book, "symbol": params.symbol, "blockNumber": self.node.chain.head_number,
+                              "oraclePrice": market.oracle_price if market else 0,
+                              "levels": "[price, size, orders]: price in quote units per whole base unit, "
+                                        "size in base lots"})
+
+    async def get_orders(self, request: Request) -> Response:
+        address = parse_address_param(request.path_params["address"])
+        market = self.int_query(request, "market", 0, 0, 2**32 - 1) or None
+        await self.api.settled()
+        return json_response(self.node.get_exchange().open_orders(address, market))
+
+    async def get_fills(self, request: Request) -> Response:
+        address = parse_address_param(request.path_params["address"])
+        limit = self.int_query(request, "limit", 100, 1, FILLS_PER_ACCOUNT)
+        await self.fills.backfill()
+        await self.api.settled()
+        return json_response(self.fills.get(address, limit))
+
+
+def routes(api) -> list[Route]:
+    return TradingRoutes(api).routes()
