@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-CLI_EXTENSIONS = ("sequencer.cli_trading", "l1_bridge.cli")
+CLI_EXTENSIONS = ("sequencer.cli_trading", "l1_bridge.cli", "prover.cli")
 """Modules that add command groups; each has ``register(subparsers)``."""
 
 
