@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	bash infra/kafka/kafka.sh install
+	bash infra/anvil/anvil.sh install
 	touch $(STAMP)
 
 install: $(STAMP)
