@@ -16,14 +16,14 @@
 #   ISOROLL_ANVIL_BLOCK_TIME  seconds per block, empty = mine on each tx [1]
 #   ISOROLL_ANVIL_DIR         pid file, log file [<repo>/.devnet/anvil-$PORT]
 #   ISOROLL_ANVIL_HOME        npm install prefix [~/.cache/isoroll/anvil-<version>]
-#   ISOROLL_ANVIL_VERSION     npm package version [latest]
+#   ISOROLL_ANVIL_VERSION     npm package version [1.7.1]
 #   ISOROLL_ANVIL_ARGS        extra anvil arguments
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 package="@foundry-rs/anvil-linux-amd64"
-version="${ISOROLL_ANVIL_VERSION:-latest}"
+version="${ISOROLL_ANVIL_VERSION:-1.7.1}"
 port="${ISOROLL_ANVIL_PORT:-8545}"
 chain_id="${ISOROLL_ANVIL_CHAIN_ID:-31337}"
 block_time="${ISOROLL_ANVIL_BLOCK_TIME-1}"
