@@ -74,7 +74,9 @@ class NodeConfig:
 
     @property
     def transactional_id(self) -> str:
-        return f"isoroll-sequencer-{self.sequencer_id}"
+        """Sequencers of one log (topic) with the same id fence each other; the
+        topic is part of it so chains sharing a Kafka cluster never do."""
+        return f"isoroll-{self.kafka_topic}-sequencer-{self.sequencer_id}"
 
     @property
     def snapshot_dir(self) -> Path:
