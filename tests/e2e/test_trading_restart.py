@@ -64,7 +64,8 @@ def start_node(config, log_path: Path) -> subprocess.Popen:
     env = dict(os.environ, ISOROLL_KAFKA_BOOTSTRAP_SERVERS=config.kafka_bootstrap_servers,
                ISOROLL_KAFKA_TOPIC=config.kafka_topic, ISOROLL_DATA_DIR=config.data_dir,
                ISOROLL_API_PORT=str(config.api_port), ISOROLL_GENESIS_DEV_ACCOUNTS=str(config.genesis_dev_accounts),
-               ISOROLL_SNAPSHOT_INTERVAL_BLOCKS="5", ISOROLL_LOG_FORMAT="text", ISOROLL_LOG_LEVEL="WARNING")
+               ISOROLL_SEQUENCER_ID=config.sequencer_id, ISOROLL_SNAPSHOT_INTERVAL_BLOCKS="5",
+               ISOROLL_LOG_FORMAT="text", ISOROLL_LOG_LEVEL="WARNING")
     log = open(log_path, "ab")
     return subprocess.Popen([sys.executable, "-m", "sequencer.cli", "node"], env=env, stdout=log, stderr=log)
 
@@ -154,7 +155,11 @@ def assert_same(before: dict, after: dict) -> None:
 
 async def test_books_and_positions_survive_kill_9_and_restart(broker, tmp_path):
     port = free_port()
-    config = make_config(broker, "trade-restart-" + uuid.uuid4().hex[:8], tmp_path, port, genesis_dev_accounts=5)
+    # Its own sequencer id (transactional id): other runs on the shared test
+    # broker must not fence this node.
+    run_id = uuid.uuid4().hex[:8]
+    config = make_config(broker, "trade-restart-" + run_id, tmp_path, port, genesis_dev_accounts=5,
+                         sequencer_id="trade-restart-" + run_id)
     url = f"http://127.0.0.1:{port}"
     process = start_node(config, tmp_path / "node.log")
     try:
@@ -184,7 +189,7 @@ async def test_books_and_positions_survive_kill_9_and_restart(broker, tmp_path):
         head = (await restarted_status(url))["blockNumber"]
         stop = asyncio.Event()
         workers = [asyncio.create_task(bot(c, seed=100 + i, orders=1000, stop=stop)) for i, c in enumerate(bots)]
-        await wait_until(lambda: _blocks_past(url, head + 30), timeout=30, interval=0.05)
+        await wait_until(lambda: _blocks_past(url, head + 30, workers), timeout=30, interval=0.05)
         kill_9(process)
         stop.set()
         await asyncio.gather(*workers)
@@ -233,7 +238,9 @@ async def restarted_status(url: str) -> dict:
         return (await http.get(url + "/v1/status")).json()
 
 
-async def _blocks_past(url: str, n: int) -> bool:
+async def _blocks_past(url: str, n: int, workers) -> bool:
+    if all(w.done() for w in workers):
+        raise AssertionError(f"the bots stopped early: {[w.result() for w in workers]}")
     try:
         async with httpx.AsyncClient() as http:
             return (await http.get(url + "/v1/status")).json()["blockNumber"] >= n

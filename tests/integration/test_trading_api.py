@@ -5,8 +5,8 @@ price (and not one unit of price earlier), the owner's free collateral and
 other position do not move; order errors are clear 4xx answers."""
 from __future__ import annotations
 
-import asyncio
 import time
+import uuid
 
 import httpx
 import pytest
@@ -36,6 +36,11 @@ def long_liquidation_price(cost: int, margin: int, size: int, scale: int, mmf_pp
     return -(-numerator // denominator)
 
 
+def own_id() -> str:
+    """A sequencer id of this test's own: other runs on the shared broker must not fence it."""
+    return "trading-" + uuid.uuid4().hex[:8]
+
+
 async def expect_error(call, status: int, code: str, words: str) -> ApiError:
     with pytest.raises(ApiError) as raised:
         await call
@@ -46,7 +51,7 @@ async def expect_error(call, status: int, code: str, words: str) -> ApiError:
 
 
 async def test_two_bots_trade_fills_positions_and_liquidation(broker, topic, tmp_path, api_port):
-    config = make_config(broker, topic, tmp_path, api_port)
+    config = make_config(broker, topic, tmp_path, api_port, sequencer_id=own_id())
     async with Service(config) as service:
         a, b, c, _ = dev_clients(service.url)
         async with a, b, c:
@@ -131,7 +136,7 @@ async def test_two_bots_trade_fills_positions_and_liquidation(broker, topic, tmp
 
 
 async def test_order_errors_are_clear_4xx_and_cancel_all(broker, topic, tmp_path, api_port):
-    config = make_config(broker, topic, tmp_path, api_port)
+    config = make_config(broker, topic, tmp_path, api_port, sequencer_id=own_id())
     async with Service(config) as service:
         a, b, c, d = dev_clients(service.url)
         async with a, b, c, d:
