@@ -154,6 +154,7 @@ def cmd_margin(args) -> int:
 def cmd_oracle(args) -> int:
     from sequencer.oracle import CsvReplay, Feeder, RandomWalk, iter_oracle_keys, select_markets
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     async def run(client):
         status = await client.status()
@@ -222,7 +223,8 @@ def register(sub) -> None:
     p.add_argument("--tif", default="gtc", choices=("gtc", "ioc", "post-only"),
                    help="good-till-cancel, immediate-or-cancel or post-only")
     p.add_argument("--reduce-only", action="store_true", help="may only reduce the position")
-    p.add_argument("--expiry-s", type=float, default=30 * 86400, help="expires after this many seconds")
+    p.add_argument("--expiry-s", type=float, default=3600,
+                   help="expires after this many seconds (at most the preset's limit: one day on the devnet)")
     p.add_argument("--nonce", type=int, help="the order's id (default: the current time in ms)")
     p.add_argument("--raw", action="store_true", help="price and size are the API's integers")
     p.set_defaults(func=cmd_order_place)
