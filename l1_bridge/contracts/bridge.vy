@@ -34,7 +34,7 @@ import smt
 OUTPUT_VERSION: public(constant(uint256)) = 0
 KIND_DEPOSIT: public(constant(uint8)) = 1
 KIND_FORCED_WITHDRAWAL: public(constant(uint8)) = 2
-MAX_AMOUNT: public(constant(uint256)) = 2**127 - 1
+MAX_AMOUNT: public(constant(uint256)) = 2**63 - 1  # the L2 log carries 64-bit amounts
 MAX_MARKETS: public(constant(uint256)) = 8
 MAX_BATCH_BYTES: public(constant(uint256)) = 120000
 MAX_LEAF_BYTES: constant(uint256) = 512

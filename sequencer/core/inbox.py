@@ -29,7 +29,7 @@ KIND_DEPOSIT = 1
 KIND_FORCED_WITHDRAWAL = 2
 EMPTY_INBOX_HASH = b"\x00" * 32
 ENTRY_SIZE = 61
-MAX_AMOUNT = 2**127 - 1
+MAX_AMOUNT = 2**63 - 1
 """Largest amount the bridge accepts in one inbox entry."""
 
 InboxRecord = Deposit | ForcedWithdrawal

@@ -48,7 +48,7 @@ def test_deposit_checks(env: Env) -> None:
     with pytest.raises(Reverted):
         env.deposit(u, 0)
     with pytest.raises(Reverted):
-        env.deposit(u, 2**127)
+        env.deposit(u, 2**63)
     poor = env.accounts[-1]  # funded and approved, but ask for more than it has
     with pytest.raises(Reverted):
         env.deposit(poor, 10**6 * UNIT + 1)
