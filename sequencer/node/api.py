@@ -352,7 +352,7 @@ class Api:
             receipts.append(wire.receipt_to_json(r) if r is not None else None)
         return json_response({
             "number": info.number, "hash": wire.hex0x(info.hash), "parentHash": wire.hex0x(block.parent_hash),
-            "timestampMs": block.timestamp_ms, "stateRoot": wire.hex0x(info.state_root),
+            "timestampMs": block.timestamp_ms, "stateRoot": wire.hex0x(info.state_root) if info.state_root else None,
             "logOffset": info.offset, "records": records, "receipts": receipts})
 
     async def livez(self, request: Request) -> Response:
@@ -374,7 +374,8 @@ class Api:
         events = []
         if info is not None:
             events.append({"type": "block", "number": info.number, "hash": wire.hex0x(info.hash),
-                           "stateRoot": wire.hex0x(info.state_root), "timestampMs": info.timestamp_ms,
+                           "stateRoot": wire.hex0x(info.state_root) if info.state_root else None,
+                           "timestampMs": info.timestamp_ms,
                            "txCount": info.tx_count})
         for receipt in result.receipts:
             events.append({"type": "receipt", **wire.receipt_to_json(receipt)})
