@@ -98,6 +98,7 @@ def cmd_devnet(args) -> int:
 # --- client commands ------------------------------------------------------------------
 
 async def _with_client(args, action, needs_key: bool = False):
+    import httpx
     from sequencer.sdk import ApiError, Client
     key = load_key(args) if needs_key else None
     try:
@@ -106,7 +107,7 @@ async def _with_client(args, action, needs_key: bool = False):
     except ApiError as exc:
         print(f"error: {exc.status} {exc.code}: {exc.message}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, httpx.TransportError) as exc:
         print(f"error: cannot reach the node at {args.url}: {exc}", file=sys.stderr)
         return 3
 
