@@ -1,6 +1,6 @@
 """`python -m bench` runs every benchmark in quick mode and prints a summary;
-`python -m bench ingest [--full] [...]` and `python -m bench replay [--full] [...]`
-run one (``--help`` on each for its options)."""
+`python -m bench ingest [--full] [...]`, `python -m bench replay [--full] [...]` and
+`python -m bench trading [--full] [...]` run one (``--help`` on each for its options)."""
 from __future__ import annotations
 
 import sys
@@ -8,7 +8,7 @@ import time
 
 
 def main(argv: list[str]) -> int:
-    from bench import bench_ingest, bench_replay
+    from bench import bench_ingest, bench_replay, bench_trading
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
@@ -18,16 +18,20 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] == "replay":
         bench_replay.main(argv[1:])
         return 0
+    if argv and argv[0] == "trading":
+        bench_trading.main(argv[1:])
+        return 0
     if argv and argv[0] not in ("--full",):
-        print(f"unknown benchmark {argv[0]!r}; use ingest or replay\n{__doc__}", file=sys.stderr)
+        print(f"unknown benchmark {argv[0]!r}; use ingest, replay or trading\n{__doc__}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     extra = ["--full"] if argv[:1] == ["--full"] else []
     ingest = bench_ingest.main(extra)
     replay = bench_replay.main(extra)
+    trading = bench_trading.main(extra)
     print("\n== summary (all benchmarks, %s mode, %.0fs) ==" % ("full" if extra else "quick",
                                                                time.perf_counter() - started))
-    for line in bench_ingest.summary(ingest) + bench_replay.summary(replay):
+    for line in bench_ingest.summary(ingest) + bench_replay.summary(replay) + bench_trading.summary(trading):
         print("  " + line)
     return 0
 
