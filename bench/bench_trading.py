@@ -55,6 +55,7 @@ class Settings:
     leverage: int = 10
     seed: int = 7
     phase_timeout: float = 120.0
+    profile_node: bool = False
     node_settings: dict = field(default_factory=dict)
 
     @classmethod
@@ -215,7 +216,7 @@ async def run(s: Settings, broker: BenchBroker) -> dict:
         f"node precheck path {fmt_rate(ref['precheck_1core'])}")
 
     topic = f"isoroll.bench.trading.{uuid.uuid4().hex[:8]}"
-    node = NodeProcess(broker.bootstrap, topic, s.accounts, s.node_settings)
+    node = NodeProcess(broker.bootstrap, topic, s.accounts, s.node_settings, profile=s.profile_node)
     try:
         say(f"starting the node (subprocess, topic {topic}) ...")
         await node.start()
@@ -304,6 +305,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--spread-ticks", type=int, help="prices are the oracle price +- this many ticks")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a node setting for the run (e.g. block_interval_ms=1), as ISOROLL_NAME")
+    p.add_argument("--profile-node", action="store_true",
+                   help="run the node under cProfile (slower) and print its top functions at the end")
     args = p.parse_args(argv)
     s = Settings.full() if args.full else Settings()
     for name in ("accounts", "concurrency", "batch", "batch_clients", "rate", "latency_seconds",
@@ -313,6 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
     if s.accounts % 2:
         p.error("--accounts must be even (even accounts buy, odd accounts sell)")
     s.node_settings = dict(item.split("=", 1) for item in args.set)
+    s.profile_node = args.profile_node
     import logging
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     with BenchBroker() as broker:
