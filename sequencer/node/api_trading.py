@@ -101,6 +101,7 @@ class FillIndex:
         self.backfilled = False
         self._backfill_lock = asyncio.Lock()
         self._last: tuple[int, list[dict]] | None = None
+        self._by_taker: tuple[int, dict] | None = None
 
     def attach(self, chain) -> None:
         self.start_offset = chain.next_offset
@@ -145,6 +146,18 @@ class FillIndex:
             fill.update({"block": block.number, "index": i, "timestampMs": block.timestamp_ms})
             fills.append(fill)
         return fills
+
+    def taker_fills(self, number: int, taker: str, nonce: int) -> list[dict]:
+        """The fills of one taker order in block ``number``.  The block's fills
+        are grouped once per block: a receipt per order must not rescan them
+        (that made a block's receipts quadratic in its size)."""
+        cached = self._by_taker
+        if cached is None or cached[0] != number:
+            groups: dict[tuple[str, int], list[dict]] = {}
+            for fill in self.block_fills_by_number(number):
+                groups.setdefault((fill["taker"], fill["takerNonce"]), []).append(fill)
+            cached = self._by_taker = (number, groups)
+        return cached[1].get((taker, nonce), [])
 
     def block_fills_by_number(self, number: int) -> list[dict]:
         if self._last is not None and self._last[0] == number:
@@ -291,8 +304,7 @@ class TradingRoutes:
             status = "expired"  # an IOC remainder never rests
         else:
             status = "resting" if order.filled == 0 else "partially_filled"
-        fills = [f for f in self.fills.block_fills_by_number(receipt.block)
-                 if f["takerNonce"] == record.nonce and f["taker"] == wire.hex0x(record.account)]
+        fills = self.fills.taker_fills(receipt.block, wire.hex0x(record.account), record.nonce)
         return {"order": {"market": record.market, "nonce": record.nonce, "status": status,
                           "size": order.size, "filled": order.filled},
                 "fills": fills}
