@@ -393,17 +393,40 @@ class Api:
                 queue.put_nowait(p)
 
     async def stream(self, websocket: WebSocket) -> None:
+        """Send events until the client leaves, falls behind, or the node stops.
+        A reader task notices a client that went away even while no event is
+        due (otherwise the handler would wait on the queue for ever and hold
+        up the server's shutdown)."""
         await websocket.accept()
         queue: asyncio.Queue = asyncio.Queue()
         self.streams.add(queue)
+        reader = asyncio.create_task(self._until_disconnect(websocket, queue))
         try:
             while True:
                 payload = await queue.get()
                 if payload is None:
-                    await websocket.close(code=1013, reason="client too slow; reconnect and resume")
+                    if not reader.done():
+                        await websocket.close(code=1013, reason="client too slow or node stopping; "
+                                                                "reconnect and resume")
                     return
                 await websocket.send_text(payload.decode())
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
+            reader.cancel()
             self.streams.discard(queue)
+
+    async def _until_disconnect(self, websocket: WebSocket, queue: asyncio.Queue) -> None:
+        try:
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass  # clients have nothing to say on this stream
+        except Exception:  # any receive failure means the client is gone
+            pass
+        self.streams.discard(queue)
+        queue.put_nowait(None)
+
+    def close_streams(self) -> None:
+        """End every stream (called when the node stops)."""
+        for queue in list(self.streams):
+            queue.put_nowait(None)
+        self.streams.clear()

@@ -69,6 +69,7 @@ class Service:
 
     async def stop(self) -> None:
         if self.server is not None:
+            self.api.close_streams()
             self.server.should_exit = True
             if self._server_task is not None:
                 await asyncio.gather(self._server_task, return_exceptions=True)

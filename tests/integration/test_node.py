@@ -162,3 +162,22 @@ async def _receipt_or_none(client, tx_hash):
         return await client.receipt(tx_hash)
     except ApiError:
         return None
+
+
+async def test_the_stream_carries_blocks_and_receipts_as_they_commit(broker, topic, tmp_path, api_port):
+    config = make_config(broker, topic, tmp_path, api_port)
+    async with Service(config) as service:
+        a, b, *_ = dev_clients(service.url)
+        async with a, a.stream(("block", "receipt")) as events:
+            await wait_until(lambda: _true(len(service.api.streams) >= 1), timeout=5)
+            receipt = await a.transfer(b.address, 3)
+            seen = [await events.next(timeout=10), await events.next(timeout=10)]
+    block = next(e for e in seen if e["type"] == "block")
+    tx = next(e for e in seen if e["type"] == "receipt")
+    assert block["number"] == receipt["block"] and block["txCount"] == 1
+    assert block["stateRoot"] == receipt["stateRoot"]
+    assert tx["hash"] == receipt["hash"] and tx["status"] == "ok"
+
+
+async def _true(value):
+    return value
