@@ -188,6 +188,10 @@ class _Node(msgspec.Struct, array_like=True, gc=False):
 
 # _BIT[d] selects the path bit of depth d in a key read as a uint256
 _BIT = tuple(1 << (255 - d) for d in range(256))
+# _LOW[d]: the bits below it
+_LOW = tuple(b - 1 for b in _BIT)
+# a fresh keccak state: copying it is cheaper than constructing one
+_K0 = keccak_256()
 
 
 _last_gen = 0
@@ -309,7 +313,7 @@ class SparseMerkleTree:
         paths is hashed once.  Returns the new root."""
         if not changes:
             return self._root_h
-        k = keccak_256
+        kc = _K0.copy
         LEAF = _LEAF
         # 32-byte keys sort bytewise in the order of their big-endian ints
         # (and bytes compare much faster than 256-bit ints)
@@ -338,7 +342,11 @@ class SparseMerkleTree:
                     else:
                         raise TypeError("value must be bytes or None")
                 push(key + value)
-                pushh(k(LEAF + key + k(value).digest()).digest())
+                x = kc()
+                x.update(value)
+                y = kc()
+                y.update(LEAF + key + x.digest())
+                pushh(y.digest())
         from_bytes = int.from_bytes
         ks = [from_bytes(key, "big") for key in order]
         self._root, self._root_h = self._apply(self._root, self._root_h, ks, order, news, hashes)
@@ -354,12 +362,15 @@ class SparseMerkleTree:
         # ks[i]: the sorted keys as ints, keys[i] as bytes; news[i]: the new
         # leaf (key || value) or None to delete; hashes[i]: its leaf hash.
         # Every function returns (subtree, its hash).
-        k = keccak_256
+        # Hashing: x = kc(); x.update(pre); x.digest() copies a fresh keccak
+        # state, ~7% cheaper than keccak_256(pre).digest() in pysha3.
+        kc = _K0.copy
         NODE = _NODE
         Z = EMPTY
         NZ = _NODE + EMPTY
         Node = _Node
         BIT = _BIT
+        LOW = _LOW
         bl = bisect_left
         g = self._gen
         delta = 0
@@ -375,7 +386,9 @@ class SparseMerkleTree:
             else:
                 pre = NODE + b_h + a_h
                 n = Node(pre, b, a, g)
-            h = k(pre).digest()
+            x = kc()
+            x.update(pre)
+            h = x.digest()
             while d > depth:
                 d -= 1
                 if bi & BIT[d]:
@@ -384,7 +397,9 @@ class SparseMerkleTree:
                 else:
                     pre = NODE + h + Z
                     n = Node(pre, n, None, g)
-                h = k(pre).digest()
+                x = kc()
+                x.update(pre)
+                h = x.digest()
             return n, h
 
         def one(node, node_h, depth, i):
@@ -399,10 +414,7 @@ class SparseMerkleTree:
             d = depth
             while type(node) is Node:
                 push(node)
-                if ki & BIT[d]:
-                    node = node.right
-                else:
-                    node = node.left
+                node = node.right if ki & BIT[d] else node.left
                 d += 1
             if new is None:  # delete
                 if node is None or not node.startswith(keys[i]):
@@ -424,10 +436,15 @@ class SparseMerkleTree:
                 else:
                     old_h = node_h
                 new, new_h = split(node, old_h, new, hashes[i], ki, d)
-            # rebuild upward, compacting; private nodes change in place
+            # rebuild upward, compacting; private nodes change in place.
+            # `child` is the old child we came up from: the side it hangs on
+            # is the path bit (no two children of a node are the same object,
+            # and a node never has two empty children).
+            child = node
             for p in reversed(path):
-                d -= 1
-                if ki & BIT[d]:  # we came up from the right
+                sib = p.right
+                if sib is child:  # we came up from the right
+                    child = p
                     sib = p.left
                     if sib is None:
                         if type(new) is not Node:
@@ -441,7 +458,9 @@ class SparseMerkleTree:
                         pre = p.pre[:33] + Z
                     else:
                         pre = p.pre[:33] + new_h
-                    new_h = k(pre).digest()
+                    x = kc()
+                    x.update(pre)
+                    new_h = x.digest()
                     if p.gen == g:
                         p.pre = pre
                         p.right = new
@@ -449,7 +468,7 @@ class SparseMerkleTree:
                     else:
                         new = Node(pre, sib, new, g)
                 else:
-                    sib = p.right
+                    child = p
                     if sib is None:
                         if type(new) is not Node:
                             continue
@@ -462,7 +481,9 @@ class SparseMerkleTree:
                         pre = NZ + p.pre[33:]
                     else:
                         pre = NODE + new_h + p.pre[33:]
-                    new_h = k(pre).digest()
+                    x = kc()
+                    x.update(pre)
+                    new_h = x.digest()
                     if p.gen == g:
                         p.pre = pre
                         p.left = new
@@ -497,8 +518,15 @@ class SparseMerkleTree:
                 pre = node.pre
                 lh = pre[1:33]
                 rh = pre[33:]
-            sh = 256 - depth
-            mid = bl(ks, ((ks[lo] >> sh) << sh) | BIT[depth], lo, hi)
+            # the keys share their first `depth` bits: the first one with
+            # bit `depth` set is at or after (prefix || 1 || 0...)
+            bit = BIT[depth]
+            if ks[lo] & bit:
+                mid = lo
+            elif ks[hi - 1] & bit:
+                mid = bl(ks, (ks[lo] | LOW[depth]) + 1, lo + 1, hi - 1)
+            else:
+                mid = hi
             if mid - lo > 1:
                 left, lh = many(left, lh, depth + 1, lo, mid)
             elif mid > lo:
@@ -513,7 +541,9 @@ class SparseMerkleTree:
             elif right is None and type(left) is bytes:
                 return left, lh
             pre = NODE + lh + rh
-            h = k(pre).digest()
+            x = kc()
+            x.update(pre)
+            h = x.digest()
             if node is not None and node.gen == g:
                 node.pre = pre
                 node.left = left
