@@ -159,7 +159,12 @@ class State:
         self.dirty.add((table, key))
 
     def set_account(self, address: bytes, account: Account) -> None:
-        self._put(ACCOUNTS, address, account)
+        """``_put`` spelled out for the accounts table: it is written twice per
+        Transfer, and the generic getattr + None check showed in replay profiles."""
+        accounts = self.accounts
+        self._journal.append((ACCOUNTS, address, accounts.get(address, _MISSING)))
+        accounts[address] = account
+        self.dirty.add((ACCOUNTS, address))
 
     def set_position(self, address: bytes, market: int, position: Position | None) -> None:
         self._put(POSITIONS, (address, market), position)
