@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from bench.common import (BenchBroker, CpuMeter, NodeProcess, Signed, delete_topic, domain_separator,
-                          fmt_rate, make_connection, mean, percentile, plan_transfers, say, sign_transfers)
+                          fmt_rate, make_connection, percentile, plan_transfers, say, sign_transfers)
 
 _json_decode = msgspec.json.Decoder()
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 from l1_bridge.checkpointer import Point, decode_batch, make_output
 from l1_bridge.client import BridgeClient, L1Error, Signer

@@ -20,7 +20,7 @@ import logging
 import sys
 from decimal import Decimal, InvalidOperation
 
-from sequencer.cli import (UNIT, _with_client, add_client_flags, format_collateral, load_key, parse_collateral,
+from sequencer.cli import (UNIT, _with_client, add_client_flags, load_key, parse_collateral,
                            print_json)
 
 

@@ -2,6 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
 
 from kafka_fixtures import free_port  # noqa: F401  (re-exported for tests)
 
@@ -76,3 +83,29 @@ async def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1):
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+def start_node_process(config: NodeConfig, log_path: Path, **env_overrides: str) -> subprocess.Popen:
+    """`isoroll node` as a process of its own (so it can be killed with SIGKILL)."""
+    env = dict(os.environ, ISOROLL_KAFKA_BOOTSTRAP_SERVERS=config.kafka_bootstrap_servers,
+               ISOROLL_KAFKA_TOPIC=config.kafka_topic, ISOROLL_DATA_DIR=config.data_dir,
+               ISOROLL_API_PORT=str(config.api_port), ISOROLL_GENESIS_DEV_ACCOUNTS=str(config.genesis_dev_accounts),
+               ISOROLL_SEQUENCER_ID=config.sequencer_id, ISOROLL_SNAPSHOT_INTERVAL_BLOCKS="5",
+               ISOROLL_LOG_FORMAT="text", **env_overrides)
+    log = open(log_path, "ab")
+    return subprocess.Popen([sys.executable, "-m", "sequencer.cli", "node"], env=env, stdout=log, stderr=log)
+
+
+def kill_9(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+
+
+async def wait_ready(url: str, timeout: float = 60) -> None:
+    async def ready():
+        try:
+            async with httpx.AsyncClient() as http:
+                return (await http.get(url + "/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+    await wait_until(ready, timeout=timeout, interval=0.1)

@@ -23,7 +23,7 @@ from sequencer.core.encoding import compute_record_hash, decode_block, decode_re
 from sequencer.core.records import Record
 from sequencer.core.signing import SignatureError
 from sequencer.core.transition import RuleError
-from sequencer.log.kafka import Fenced, LogError, LogUnavailable
+from sequencer.log.kafka import Fenced, LogError
 from sequencer.node.metrics import METRICS
 
 log = logging.getLogger("isoroll.api")

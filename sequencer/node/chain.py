@@ -16,7 +16,7 @@ import msgspec
 from prover.smt import SparseMerkleTree
 from sequencer.core.commitment import compute_dirty_leaves
 from sequencer.core.presets import SCHEMA_VERSION
-from sequencer.core.records import Block, Receipt
+from sequencer.core.records import Receipt
 from sequencer.core.state import Account, Globals, Market, Order, Position, State, Withdrawal
 from sequencer.core.transition import BlockResult, Context, apply_block_bytes
 

@@ -6,7 +6,6 @@ any older sequencer, and build blocks) or follow (replay as blocks commit).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import time

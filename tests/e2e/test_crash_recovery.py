@@ -3,39 +3,18 @@ same (snapshot + replay) and every acknowledged tx is in the log exactly once.""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import uuid
 
 import httpx
 import pytest
 
 from nodes import free_port
-from nodes import dev_clients, logged_record_hashes, make_config, replay_fresh, wait_until
+from nodes import (dev_clients, logged_record_hashes, make_config, replay_fresh, start_node_process,
+                   wait_ready, wait_until)
 from sequencer.sdk import ApiError
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def start_node_process(config, log_path):
-    env = dict(os.environ, ISOROLL_KAFKA_BOOTSTRAP_SERVERS=config.kafka_bootstrap_servers,
-               ISOROLL_KAFKA_TOPIC=config.kafka_topic, ISOROLL_DATA_DIR=config.data_dir,
-               ISOROLL_API_PORT=str(config.api_port), ISOROLL_GENESIS_DEV_ACCOUNTS=str(config.genesis_dev_accounts),
-               ISOROLL_SNAPSHOT_INTERVAL_BLOCKS="5", ISOROLL_LOG_FORMAT="json")
-    log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "sequencer.cli", "node"], env=env, stdout=log, stderr=log)
-
-
-async def wait_ready(url: str) -> None:
-    async def ready():
-        try:
-            async with httpx.AsyncClient() as http:
-                return (await http.get(url + "/readyz")).status_code == 200
-        except httpx.HTTPError:
-            return False
-    await wait_until(ready, timeout=60, interval=0.2)
 
 
 async def submit_until_stopped(client, to, acked: list, stop: asyncio.Event) -> None:

@@ -13,20 +13,16 @@ open order and every account's fills come back identical.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from kafka_broker import TEST_PORT, Broker  # noqa: E402
-from nodes import dev_clients, make_config, replay_fresh, wait_until  # noqa: E402
+from nodes import (dev_clients, free_port, kill_9, make_config, replay_fresh, start_node_process,  # noqa: E402
+                   wait_ready, wait_until)
 
 from sequencer.core import perps  # noqa: E402
 from sequencer.core.markets import USDC, get_market_table  # noqa: E402
@@ -40,49 +36,6 @@ pytestmark = [pytest.mark.kafka]
 BTC, ETH = 1, 2
 BOTS = 4
 FUNDING_FIELDS = ("fundingOwed", "liquidationPrice", "equity")
-
-
-@pytest.fixture(scope="module")
-def broker():
-    broker = Broker(TEST_PORT)
-    started_here = not broker.is_running()
-    if started_here:
-        broker.start()
-    yield broker
-    if started_here:
-        broker.stop()
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_node(config, log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ, ISOROLL_KAFKA_BOOTSTRAP_SERVERS=config.kafka_bootstrap_servers,
-               ISOROLL_KAFKA_TOPIC=config.kafka_topic, ISOROLL_DATA_DIR=config.data_dir,
-               ISOROLL_API_PORT=str(config.api_port), ISOROLL_GENESIS_DEV_ACCOUNTS=str(config.genesis_dev_accounts),
-               ISOROLL_SEQUENCER_ID=config.sequencer_id, ISOROLL_SNAPSHOT_INTERVAL_BLOCKS="5",
-               ISOROLL_LOG_FORMAT="text", ISOROLL_LOG_LEVEL="WARNING")
-    log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "sequencer.cli", "node"], env=env, stdout=log, stderr=log)
-
-
-def kill_9(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.wait(10)
-
-
-async def wait_ready(url: str) -> None:
-    async def ready():
-        try:
-            async with httpx.AsyncClient() as http:
-                return (await http.get(url + "/readyz")).status_code == 200
-        except httpx.HTTPError:
-            return False
-    await wait_until(ready, timeout=60, interval=0.1)
 
 
 async def bot(client, seed: int, orders: int, stop: asyncio.Event | None = None) -> int:
@@ -161,7 +114,7 @@ async def test_books_and_positions_survive_kill_9_and_restart(broker, tmp_path):
     config = make_config(broker, "trade-restart-" + run_id, tmp_path, port, genesis_dev_accounts=5,
                          sequencer_id="trade-restart-" + run_id)
     url = f"http://127.0.0.1:{port}"
-    process = start_node(config, tmp_path / "node.log")
+    process = start_node_process(config, tmp_path / "node.log")
     try:
         await wait_ready(url)
         *bots, oracle_client = dev_clients(url, BOTS + 1)
@@ -181,7 +134,7 @@ async def test_books_and_positions_survive_kill_9_and_restart(broker, tmp_path):
         kill_9(process)
         for c in bots:
             await c.stop()
-        process = start_node(config, tmp_path / "node.log")
+        process = start_node_process(config, tmp_path / "node.log")
         await wait_ready(url)
         assert_same(before, await read_everything(url, addresses))
 
@@ -195,7 +148,7 @@ async def test_books_and_positions_survive_kill_9_and_restart(broker, tmp_path):
         await asyncio.gather(*workers)
         for c in bots:
             await c.stop()
-        process = start_node(config, tmp_path / "node.log")
+        process = start_node_process(config, tmp_path / "node.log")
         await wait_ready(url)
         restarted = await read_everything(url, addresses)
         fresh = await replay_fresh(config)
