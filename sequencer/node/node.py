@@ -65,7 +65,6 @@ class Node:
         self._tasks: list[asyncio.Task] = []
         self._started = False
         self._blocks_since_snapshot = 0
-        self._recovering: asyncio.Task | None = None
         self.exchange = None
         """The order books; the sequencer keeps them live, a follower rebuilds them on demand."""
         self._books_at = -1
@@ -84,7 +83,6 @@ class Node:
         if self.mode == "sequencer":
             await self.lead()
         else:
-            self.ready = True
             self._spawn(self.follow())
             self.set_ready(True, "following the log")
         self._spawn(self.snapshot_loop())
