@@ -197,10 +197,20 @@ def cmd_claim(args) -> int:
     replay = _replay(args, c)
     replay.run()
     account = _account(args)
+    pending = [r for r in replay.withdrawals_of(account) if not r["final"] and not r["claimed"]]
     paid = replay.claim_withdrawals(_key(args), account)
     for w in paid:
         print(f"claimed withdrawal #{w.index}: {_fmt(w.amount)} to 0x{w.account.hex()}")
+    frozen = bool(pending) and c.status()["frozen"]
+    for r in pending:
+        w = r["withdrawal"]
+        why = ("never final: the bridge is frozen (isoroll l1 escape)" if frozen else "in its challenge period, "
+               f"{_duration(c.get_output(r['output_index'])['challenge_time_left'])} left")
+        print(f"{'' if paid else 'error: '}withdrawal #{w.index} ({_fmt(w.amount)}) cannot be claimed yet: "
+              f"output {r['output_index']} is {why}", file=sys.stderr)
     if not paid:
+        if pending:
+            return 1
         print("nothing to claim yet (isoroll l1 status shows each withdrawal's state)")
     return 0
 

@@ -1,0 +1,164 @@
+"""`isoroll l1 ...` as a user runs it: each command a subprocess
+(`python -m sequencer.cli l1 ...`) against the anvil and the node (with its
+L1 watcher and checkpointer, on the real Kafka broker) of test_l1_anvil.py.
+
+The node's checkpointer is given an interval it never reaches, and the test
+posts the one checkpoint it needs itself (checkpointer.poll_once(force=True)),
+so "waiting for a checkpoint" is observed without a race.  L1 time moves with
+evm_increaseTime / evm_mine only.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+
+import pytest
+
+from kafka_fixtures import free_port
+from nodes import wait_until
+from test_l1_anvil import L1, REPO, UNIT, anvil, l1, l2_collateral  # noqa: F401  (fixtures)
+from l1_bridge.deploy import PRESETS
+from sequencer.node.service import Service
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+DEVNET = PRESETS["devnet"]
+
+
+async def isoroll(*args: str, timeout: float = 30) -> tuple[int, str, str]:
+    """`isoroll ...` in a process of its own: (exit code, stdout, stderr).  No
+    ISOROLL_* from the environment reaches it: every setting is a flag."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISOROLL_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sequencer.cli", *args, cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def ok(*args: str) -> str:
+    code, out, err = await isoroll(*args)
+    assert code == 0, f"isoroll {' '.join(args)} exited {code}\nstdout:\n{out}\nstderr:\n{err}"
+    return out
+
+
+def withdrawal_state(status_out: str, amount: str) -> str:
+    """The state column of the one withdrawal row of `l1 status` (amount as printed)."""
+    rows = re.findall(rf"^  #\d+\s+{re.escape(amount)}\s+L2 block \d+\s+(.*)$", status_out, re.M)
+    assert len(rows) == 1, status_out
+    return rows[0]
+
+
+def seconds(text: str) -> int:
+    """'1m5s' -> 65."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    parts = re.findall(r"(\d+)([dhms])", text)
+    assert parts and "".join(n + u for n, u in parts) == text, text
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, topic, tmp_path):
+    """deposit -> credited on L2 (L1 balance down by exactly the amount) ->
+    withdraw -> status: waiting for a checkpoint -> in challenge period (time
+    left) -> claim refused -> ready to claim -> claim (L1 balance up by exactly
+    the amount) -> claimed; then, the operator gone, force-withdraw -> status
+    shows the grace left; `isoroll verifier --once` finds the outputs right."""
+    key, _ = l1.users[0]
+    address = l1.fund(key, 1000 * UNIT)
+    account = address.lower()
+    chain = ["--rpc", l1.url, "--deployment", str(l1.deployment_file)]
+    signer = ["--key", "0x" + key.hex()]
+    balance = lambda: l1.client.token_balance(address)  # noqa: E731
+
+    config = l1.node_config(broker, topic, tmp_path, checkpoint_interval_seconds=3600.0)
+    async with Service(config) as service:
+        node = ["--url", service.url]
+
+        before = balance()
+        out = await ok("l1", "deposit", "300", *chain, *signer)
+        assert re.search(r"deposited 300 \(inbox index 0\)", out), out
+        assert before - balance() == 300 * UNIT
+        await wait_until(lambda: _eq(l2_collateral(service, address), 300 * UNIT), timeout=20)
+
+        out = await ok("l1", "withdraw", "40", *node, *signer)
+        assert "withdrawal requested on L2" in out
+        state = service.node.chain.state
+        await wait_until(lambda: _true(any(w.account.hex() == account[2:] for w in state.withdrawals)), timeout=10)
+        assert await l2_collateral(service, address) == 260 * UNIT
+
+        status = await ok("l1", "status", *chain, *signer, *node)
+        assert f"account    {account}   L1 token balance 700" in status, status
+        assert withdrawal_state(status, "40") == "waiting for a checkpoint"
+
+        proposal = await service.node.l1.checkpointer.poll_once(force=True)
+        assert proposal is not None and [w.amount for w in proposal.withdrawals] == [40 * UNIT]
+        output = proposal.output_index
+
+        status = await ok("l1", "status", *chain, *signer, *node)
+        m = re.fullmatch(rf"in challenge period \(output {output}\), (\w+) left", withdrawal_state(status, "40"))
+        assert m, status
+        assert 0 < seconds(m.group(1)) <= DEVNET.challenge_period
+        assert re.search(rf"^  #{output}\s+L2 block {proposal.l2_block}\s+inbox 1\s+in challenge period, \w+ left$",
+                         status, re.M), status
+
+        code, out, err = await isoroll("l1", "claim", *chain, *signer)
+        assert code == 1, (out, err)
+        assert re.search(rf"^error: withdrawal #\d+ \(40\) cannot be claimed yet: output {output} is in its "
+                         r"challenge period, \w+ left$", err, re.M), err
+        assert "Traceback" not in err
+        assert balance() == 700 * UNIT
+
+        l1.advance(DEVNET.challenge_period + 1)
+        status = await ok("l1", "status", *chain, *signer, *node)
+        assert withdrawal_state(status, "40") == f"ready to claim (output {output}): isoroll l1 claim"
+
+        out = await ok("l1", "claim", *chain, *signer)
+        assert re.search(rf"^claimed withdrawal #\d+: 40 to {account}$", out, re.M), out
+        assert balance() == 740 * UNIT  # exactly the amount back
+
+        status = await ok("l1", "status", *chain, *signer, *node)
+        assert withdrawal_state(status, "40") == "claimed"
+        assert "L1 token balance 740" in status
+
+    # the operator is gone: a verifier round from L1 data alone agrees with its outputs
+    code, out, err = await isoroll("verifier", "--once", *chain)
+    assert code == 0 and re.search(rf"^output {output}: ok$", out, re.M), (out, err)
+    assert "no challenger key" in err
+    # a forced withdrawal through the L1 inbox
+    out = await ok("l1", "force-withdraw", "25", *chain, *signer)
+    m = re.search(r"forced withdrawal requested \(inbox index (\d+)\); the operator has (\w+) to cover it", out)
+    assert m and m.group(1) == "1", out
+    assert 0 < seconds(m.group(2)) <= DEVNET.forced_grace
+    status = await ok("l1", "status", *chain, *signer, "--url", f"http://127.0.0.1:{free_port()}")
+    assert "inbox      2 entries, 1 open forced requests" in status, status
+    m = re.search(rf"^  inbox #1\s+{address}\s+25  waiting for the operator, grace (\w+) left$", status, re.M)
+    assert m, status
+    assert 0 < seconds(m.group(1)) <= DEVNET.forced_grace
+
+
+async def test_cli_unreachable_l1_is_a_clear_error(l1: L1):
+    """A dead L1 port: one line naming the URL, exit 1, no traceback (a read and a transaction)."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    key, _ = l1.users[0]
+    chain = ["--rpc", dead, "--deployment", str(l1.deployment_file)]
+    results = await asyncio.gather(isoroll("l1", "status", *chain),
+                                   isoroll("l1", "deposit", "5", *chain, "--key", "0x" + key.hex()))
+    for code, out, err in results:
+        assert code == 1, (out, err)
+        assert err.startswith(f"error: L1 node at {dead} is not reachable: cannot "), err
+        assert "Traceback" not in err
+
+
+async def _eq(coro, value) -> bool:
+    return (await coro) == value
+
+
+async def _true(value) -> bool:
+    return value
