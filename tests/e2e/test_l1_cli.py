@@ -138,9 +138,13 @@ async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, 
     assert 0 < seconds(m.group(2)) <= DEVNET.forced_grace
     status = await ok("l1", "status", *chain, *signer, "--url", f"http://127.0.0.1:{free_port()}")
     assert "inbox      2 entries, 1 open forced requests" in status, status
+    # The devnet grace is 10 s of anvil's real-time clock: on a slow machine it may already be over
+    # when this status runs, which the CLI must then say instead.
     m = re.search(rf"^  inbox #1\s+{address}\s+25  waiting for the operator, grace (\w+) left$", status, re.M)
-    assert m, status
-    assert 0 < seconds(m.group(1)) <= DEVNET.forced_grace
+    over = re.search(rf"^  inbox #1\s+{address}\s+25  grace over: the bridge can be frozen", status, re.M)
+    assert m or over, status
+    if m:
+        assert 0 < seconds(m.group(1)) <= DEVNET.forced_grace
 
 
 async def test_cli_unreachable_l1_is_a_clear_error(l1: L1):
