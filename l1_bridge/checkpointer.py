@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import msgspec
 
-from l1_bridge.client import BridgeClient, L1Error, L1Reverted, Signer
+from l1_bridge.client import BridgeClient, L1Error, poll_forever, L1Reverted, Signer
 from l1_bridge.proofs import OutputFields
 from sequencer.core.commitment import compute_checkpoint_withdrawals, compute_checkpoint_withdrawals_root
 from sequencer.core.hashing import keccak
@@ -218,19 +218,7 @@ class Checkpointer:
         return proposal
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.poll_once()
-                self.last_error = None
-            except asyncio.CancelledError:
-                raise
-            except L1Error as exc:
-                self.last_error = str(exc)
-                log.warning("checkpointer: %s", exc)
-            except Exception as exc:
-                self.last_error = repr(exc)
-                log.exception("checkpointer failed; retrying")
-            await asyncio.sleep(self.poll_interval_s)
+        await poll_forever(self, "checkpointer", log)
 
 
 async def read_blocks_from_log(node: Any, numbers: list[int]) -> dict[int, bytes]:

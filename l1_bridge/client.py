@@ -13,6 +13,8 @@ is an ``L1Error`` that says which URL and what failed: a node that is down
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -362,3 +364,22 @@ def _describe_provider(w3: Web3) -> str:
 
 
 __all__ = ["BridgeClient", "L1Error", "L1Unavailable", "L1Reverted", "Signer", "address_of_key", "normalize_key"]
+
+
+async def poll_forever(poller: Any, name: str, logger: logging.Logger) -> None:
+    """Call ``poller.poll_once()`` every ``poller.poll_interval_s`` until cancelled.
+    An L1 failure is logged and kept in ``poller.last_error`` (status shows it);
+    nothing else stops the loop either, so the node's task never dies."""
+    while True:
+        try:
+            await poller.poll_once()
+            poller.last_error = None
+        except asyncio.CancelledError:
+            raise
+        except L1Error as exc:
+            poller.last_error = str(exc)
+            logger.warning("%s: %s", name, exc)
+        except Exception as exc:
+            poller.last_error = repr(exc)
+            logger.exception("%s failed; retrying", name)
+        await asyncio.sleep(poller.poll_interval_s)

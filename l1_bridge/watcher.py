@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from l1_bridge.client import BridgeClient, L1Error
+from l1_bridge.client import BridgeClient, poll_forever
 from sequencer.core.inbox import apply_inbox_record
 from sequencer.core.records import Deposit, ForcedWithdrawal
 
@@ -132,16 +132,4 @@ class InboxWatcher:
         return WatchResult(confirmed, len(events), submitted)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.poll_once()
-                self.last_error = None
-            except asyncio.CancelledError:
-                raise
-            except L1Error as exc:
-                self.last_error = str(exc)
-                log.warning("L1 watcher: %s", exc)
-            except Exception as exc:  # never let the node's task die
-                self.last_error = repr(exc)
-                log.exception("L1 watcher failed; retrying")
-            await asyncio.sleep(self.poll_interval_s)
+        await poll_forever(self, "L1 watcher", log)
