@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from bench.common import (BenchBroker, CpuMeter, NodeProcess, Signed, delete_topic, domain_separator,
+from bench.common import (BenchBroker, CpuMeter, NodeProcess, Signed, bench_domain, child_pids, delete_topic,
+                          domain_separator,
                           fmt_rate, make_connection, percentile, plan_transfers, say, sign_transfers)
 
 _json_decode = msgspec.json.Decoder()
@@ -62,9 +63,8 @@ class Settings:
 
 def recovery_reference(signed: list[Signed], n: int) -> dict:
     from sequencer.core import eip712
-    from sequencer.core.encoding import compute_record_hash, decode_record, encode_record
+    from sequencer.core.encoding import decode_record
     from sequencer.core.signing import get_recover
-    from sequencer.core import wire
     recover = get_recover("coincurve")
     sep = domain_separator()
     sample = signed[:n]
@@ -102,14 +102,14 @@ def recovery_reference(signed: list[Signed], n: int) -> dict:
     bare = len(raw) / (time.perf_counter() - t)
 
     # What the node does per tx before the builder, outside HTTP: parse the JSON tx,
-    # hash the record, compute the digest, recover (Api.admit_precheck) - single core.
+    # hash the record, compute the digest, recover - single core.
+    # (sequencer.core.txcheck.check_tx, what the node's tx check workers run.)
+    from sequencer.core.txcheck import check_tx
     bodies = [s.body for s in sample]
+    domain = bench_domain()
     t = time.perf_counter()
     for body in bodies:
-        record = wire.parse_tx(body)
-        compute_record_hash(encode_record(record))
-        digest = eip712.compute_digest(sep, "Transfer", record)
-        recover(digest, record.signature)
+        check_tx(body, domain, sep, recover)
     precheck = len(bodies) / (time.perf_counter() - t)
     return {"recover_1core": one, "recover_2threads": two, "secp_bare": bare, "precheck_1core": precheck}
 
@@ -310,6 +310,7 @@ async def run(settings: Settings, broker: BenchBroker) -> dict:
     lat = signed[n_warm + s.single_txs + s.batch_txs:n_warm + s.single_txs + s.batch_txs + n_lat]
     low = signed[n_warm + s.single_txs + s.batch_txs + n_lat:]
 
+    await broker.warm_up()
     say("reference (a): libsecp256k1 recovery ...")
     ref = recovery_reference(signed, s.recover_n)
     results["recovery"] = ref
@@ -323,7 +324,7 @@ async def run(settings: Settings, broker: BenchBroker) -> dict:
         say(f"starting the node (subprocess, topic {topic}, settings {s.node_settings or 'default'}"
             f"{'' if s.aiokafka_backoff_ms is None else f', aiokafka BACKOFF_OVERRIDE {s.aiokafka_backoff_ms} ms'}) ...")
         await node.start()
-        pids = {"node": node.pid, "client": os.getpid(), "kafka": broker.pid}
+        pids = {"node": node.pid, "node workers": child_pids(node.pid), "client": os.getpid(), "kafka": broker.pid}
         join = lambda xs: [x.body for x in xs]  # noqa: E731
 
         def batches(xs):

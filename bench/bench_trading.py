@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from bench.bench_ingest import closed_loop, open_loop, recovery_reference
-from bench.common import (BenchBroker, CpuMeter, NodeProcess, delete_topic, domain_separator, fmt_rate,
+from bench.common import (BenchBroker, CpuMeter, NodeProcess, child_pids, delete_topic, domain_separator, fmt_rate,
                           http_get, plan_transfers, say, sign_transfers)
 
 _json_decode = msgspec.json.Decoder()
@@ -195,6 +195,7 @@ async def run(s: Settings, broker: BenchBroker) -> dict:
     params = DEVNET_MARKETS[MARKET]
     mid = DEFAULT_START_PRICES[params.symbol]
     results: dict = {"settings": dict(vars(s)), "price": mid}
+    await broker.warm_up()
     n_warm = 500
     n_lat = int(s.rate * s.latency_seconds)
     total = n_warm + s.single_orders + s.batch_orders + n_lat
@@ -220,7 +221,7 @@ async def run(s: Settings, broker: BenchBroker) -> dict:
     try:
         say(f"starting the node (subprocess, topic {topic}) ...")
         await node.start()
-        pids = {"node": node.pid, "client": os.getpid(), "kafka": broker.pid}
+        pids = {"node": node.pid, "node workers": child_pids(node.pid), "client": os.getpid(), "kafka": broker.pid}
         r = await post_oracle(node.port, mid)
         say(f"oracle price {mid / 1e6:,.0f} posted (block {r.get('block')}, {len(r.get('liquidations', []))} "
             f"liquidations)")

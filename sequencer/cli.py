@@ -64,6 +64,8 @@ NODE_FLAGS = [
     ("--block-interval-ms", "block_interval_ms", float, "how long a block collects txs"),
     ("--snapshot-interval-blocks", "snapshot_interval_blocks", int, "blocks between snapshots"),
     ("--signature-backend", "signature_backend", str, "coincurve (libsecp256k1) or py-ecc"),
+    ("--tx-check-workers", "tx_check_workers", int,
+     "processes that parse and signature-check submitted txs (-1: one per extra core, max 4; 0: none)"),
     ("--bridge", "l1_bridge_address", str, "the L1 bridge address (EIP-712 verifyingContract)"),
     ("--log-level", "log_level", str, "DEBUG, INFO, WARNING, ERROR"),
     ("--log-format", "log_format", str, "json or text"),

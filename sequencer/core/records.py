@@ -24,7 +24,9 @@ Address = bytes
 Hash32 = bytes
 
 
-class _Record(msgspec.Struct, frozen=True, array_like=True, tag_field="kind"):
+# gc=False: records, blocks and receipts hold only ints, bytes and tuples, so
+# they cannot form reference cycles; untracked, they cost the cyclic GC nothing.
+class _Record(msgspec.Struct, frozen=True, array_like=True, tag_field="kind", gc=False):
     pass
 
 
@@ -137,7 +139,7 @@ RECORD_TYPES: tuple[type, ...] = USER_RECORD_TYPES + (
     Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal)
 
 
-class Block(msgspec.Struct, frozen=True, array_like=True):
+class Block(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One L2 block = one Kafka message.  ``records`` holds each record's own
     msgpack bytes (see the module docstring)."""
     number: int
@@ -146,7 +148,7 @@ class Block(msgspec.Struct, frozen=True, array_like=True):
     records: tuple[msgspec.Raw, ...]
 
 
-class Receipt(msgspec.Struct, frozen=True, array_like=True):
+class Receipt(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """The outcome of one record (or of one undecodable Kafka message)."""
     hash: Hash32
     block: int

@@ -120,14 +120,17 @@ class BlockBuilder:
                 batch = [await asyncio.wait_for(self._queue.get(), self.IDLE_WAKE_S)]
             except asyncio.TimeoutError:
                 return []
-        deadline = asyncio.get_running_loop().time() + self.interval_s
+        # The block collects for interval_s from its first tx's arrival, not from
+        # now: txs that queued while the previous block was committing have waited
+        # already, and are cut into a block at once.
+        deadline = batch[0].received + self.interval_s
         while len(batch) < self.max_records:
             try:
                 batch.append(self._queue.get_nowait())
                 continue
             except asyncio.QueueEmpty:
                 pass
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
             try:

@@ -37,6 +37,10 @@ class NodeConfig:
     block_interval_ms: float = 3.0
     block_max_records: int = 4096
     signature_backend: str = "coincurve"
+    tx_check_workers: int = -1
+    """Processes that parse and signature-check submitted txs (sequencer.node.checkers)
+    so the event loop's core is left for HTTP and the builder.  -1: one per core
+    beyond the first, at most 4; 0: check in the event loop."""
     verify_signatures_on_replay: bool = True
     snapshot_interval_blocks: int = 1000
     catch_up_root_interval_blocks: int = 64

@@ -21,6 +21,7 @@ from sequencer.core.transition import Context
 from sequencer.log.kafka import BlockReader, BlockWriter, Fenced, LogConfig, LogUnavailable, ensure_topic
 from sequencer.node.builder import BlockBuilder
 from sequencer.node.chain import Chain, decode_snapshot, encode_snapshot
+from sequencer.node.checkers import TxCheckers, get_auto_workers
 from sequencer.node.config import NodeConfig, resolve_l1_config
 from sequencer.node.genesis import build_genesis, load_allocations
 from sequencer.node.metrics import METRICS
@@ -58,6 +59,10 @@ class Node:
         self.reader: BlockReader | None = None
         self.writer: BlockWriter | None = None
         self.builder: BlockBuilder | None = None
+        workers = config.tx_check_workers if config.tx_check_workers >= 0 else get_auto_workers()
+        self.checkers = TxCheckers(workers if config.mode == "sequencer" else 0, self.domain,
+                                   config.signature_backend)
+        """Stateless tx checks for the API, in worker processes when there are cores for them."""
         self.ready = False
         self.fenced = False
         self.caught_up = False
@@ -81,6 +86,7 @@ class Node:
         await self._retry("start the log reader", self.reader.start)
         await self.catch_up(show_progress=True)
         if self.mode == "sequencer":
+            await self.checkers.start()
             await self.lead()
         else:
             self._spawn(self.follow())
@@ -103,6 +109,7 @@ class Node:
             self.builder.fail_pending(LogUnavailable("the node is shutting down"))
         if self.writer is not None:
             await self.writer.stop()
+        await self.checkers.stop()
         if self.reader is not None:
             await self.reader.stop()
         if self.chain is not None and self.chain.state._journal == []:

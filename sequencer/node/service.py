@@ -56,8 +56,9 @@ class Service:
         await self.node.start()
         self.node.chain.listeners.append(self.api.publish)
         self.server = uvicorn.Server(uvicorn.Config(
-            self.api.app, host=self.config.api_host, port=self.config.api_port, log_config=None,
-            access_log=False, lifespan="off", ws_max_size=1 << 20))
+            self.api.asgi, host=self.config.api_host, port=self.config.api_port, log_config=None,
+            access_log=False, lifespan="off", ws_max_size=1 << 20, proxy_headers=False,
+            interface="asgi3"))
         # The service (or its embedder) owns SIGINT/SIGTERM; uvicorn must not swallow them.
         self.server.capture_signals = contextlib.nullcontext
         self._server_task = asyncio.create_task(self.server.serve())

@@ -56,10 +56,12 @@ async def test_restart_from_snapshot_gives_the_same_state(broker, topic, tmp_pat
             assert (await a.transfer(b.address, 7))["status"] == "ok"
 
 
-async def test_bad_input_is_a_clear_4xx_and_writes_nothing(broker, topic, tmp_path, api_port):
-    config = make_config(broker, topic, tmp_path, api_port)
+@pytest.mark.parametrize("workers", [0, 1], ids=["checks-in-event-loop", "checks-in-a-worker"])
+async def test_bad_input_is_a_clear_4xx_and_writes_nothing(broker, topic, tmp_path, api_port, workers):
+    config = make_config(broker, topic, tmp_path, api_port, tx_check_workers=workers)
     (k0, a0), (k1, a1) = get_dev_accounts(2)
     async with Service(config) as service:
+        assert service.node.checkers.alive == workers
         status = (await httpx.AsyncClient().get(service.url + "/v1/status")).json()
         d = status["eip712Domain"]
         domain = eip712.Domain(d["chainId"], bytes.fromhex(d["verifyingContract"][2:]))
@@ -109,11 +111,16 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(broker, topic, tmp_pa
                 error = response.json()["error"]
                 assert (response.status_code, error["code"]) == (status_code, code), (name, error)
                 assert words in error["message"], (name, error["message"])
+            # The fast path serves POST only; other methods and paths still get Starlette's answers.
+            assert (await http.get("/v1/tx")).json()["error"]["code"] == "method_not_allowed"
+            assert (await http.post("/v1/nothing", json={})).status_code == 404
             # A batch with one bad tx: the others go through, the bad one is refused alone.
             mixed = {"txs": [body(nonce=now + 10), body(nonce=now + 11, amount=10**15), body(nonce=now + 12)]}
             receipts = (await http.post("/v1/txs", json=mixed)).json()["receipts"]
             assert [r["status"] for r in receipts] == ["ok", "failed", "ok"]
             assert receipts[1]["block"] is None and receipts[1]["code"] == "insufficient_collateral"
+        inline = service.node.checkers.checked_inline
+        assert (inline == 0) if workers else (inline >= len(cases)), inline
     after = await read_log(config)
     assert len(after) == before + 1  # only the mixed batch's block
 
