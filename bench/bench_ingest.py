@@ -297,7 +297,7 @@ async def run(settings: Settings, broker: BenchBroker) -> dict:
     results: dict = {"settings": {k: v for k, v in vars(s).items()}}
     n_lat = int(s.rate * s.latency_seconds)
     n_low = int(s.low_rate * s.latency_seconds)
-    n_warm = 1_000
+    n_warm = 3_000
     total = n_warm + s.single_txs + s.batch_txs + n_lat + n_low
     say(f"pre-signing {total:,} Transfers over {s.accounts} dev accounts ...")
     t = time.perf_counter()
@@ -331,7 +331,11 @@ async def run(settings: Settings, broker: BenchBroker) -> dict:
             bodies = join(xs)
             return [b'{"txs":[' + b",".join(bodies[i:i + s.batch]) + b"]}" for i in range(0, len(bodies), s.batch)]
 
-        await closed_loop(node.port, s.client, "/v1/txs", batches(warm), 2, count_batch, s.phase_timeout)
+        # Warm-up (not measured): 1,000 txs in batches, then 2,000 single txs, so the
+        # broker's JIT has compiled the paths the node uses and the node's caches are hot.
+        await closed_loop(node.port, s.client, "/v1/txs", batches(warm[:1_000]), 2, count_batch, s.phase_timeout)
+        await closed_loop(node.port, s.client, "/v1/tx", join(warm[1_000:]), s.concurrency, count_single,
+                          s.phase_timeout)
 
         # single-tx API
         say(f"single-tx API: {len(single):,} txs, {s.concurrency} in flight, client {s.client} ...")
@@ -409,7 +413,7 @@ async def run(settings: Settings, broker: BenchBroker) -> dict:
                       (int(results["batch"]["blocks"]["avg_bytes"]), "kafka_batch_blocks_2ms_backoff")):
         ref_x = await kafka_reference(broker.bootstrap, size, s.kafka_seconds, backoff_override=0.002)
         results[key] = ref_x
-        say(f"  experiment, aiokafka BACKOFF_OVERRIDE 20 ms -> 2 ms, blocks of {size:,} B: "
+        say(f"  experiment, aiokafka BACKOFF_OVERRIDE 2 ms (the setting before 1 ms), blocks of {size:,} B: "
             f"{ref_x['commits_per_s']:,.0f} commits/s, commit p50 {ref_x['p50_ms']:.1f} ms p99 {ref_x['p99_ms']:.1f} ms")
     return results
 
@@ -438,8 +442,8 @@ def summary(res: dict) -> list[str]:
     kx = res.get("kafka_small_blocks_2ms_backoff")
     if kx:
         ks = res["kafka_small_blocks"]
-        out.append(f"one block commit (aiokafka, {ks['block_bytes'] / 1e3:.0f} kB): p50 {ks['p50_ms']:.1f} ms as shipped, "
-                   f"{kx['p50_ms']:.1f} ms with BACKOFF_OVERRIDE 2 ms")
+        out.append(f"one block commit (aiokafka, {ks['block_bytes'] / 1e3:.0f} kB): p50 {ks['p50_ms']:.1f} ms as shipped "
+                   f"(1 ms back-off), {kx['p50_ms']:.1f} ms with 2 ms")
     return out
 
 

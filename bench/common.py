@@ -83,7 +83,7 @@ class BenchBroker:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    async def warm_up(self, seconds: float = 20.0, block_bytes: int = 4_000) -> None:
+    async def warm_up(self, seconds: float = 60.0, block_bytes: int = 4_000) -> None:
         """Commit small transactions back to back for ``seconds`` when this bench
         started the broker.  A fresh JVM spends its first tens of seconds in the C2
         JIT compiler: measured here, the same loop ran 70 commits/s with the broker

@@ -30,12 +30,14 @@ log = logging.getLogger("isoroll.log")
 # aiokafka retries a transactional request that the broker answers with
 # CONCURRENT_TRANSACTIONS (the previous commit's markers are still being
 # written) after a fixed 20 ms.  Blocks are committed back to back, so every
-# commit paid it: ~30 ms per block.  2 ms gives ~8 ms commits on a local broker
+# commit paid it: ~30 ms per block.  On a warm local broker, back-to-back
+# commits ran at 194-211/s (p50 5.4-6.0 ms) with 2 ms and 252-302/s (p50
+# 2.9-3.5 ms) with 1 ms, about 0.5 retries per commit either way
 # (docs/benchmarks.md).  The Java client uses the same kind of short retry.
 import aiokafka.producer.sender as _aiokafka_sender  # noqa: E402
 
 if getattr(_aiokafka_sender, "BACKOFF_OVERRIDE", None) is not None:
-    _aiokafka_sender.BACKOFF_OVERRIDE = 0.002
+    _aiokafka_sender.BACKOFF_OVERRIDE = 0.001
 
 SCHEMA_HEADER = "isoroll-schema"
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
