@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import threading
 import time
 import uuid
@@ -363,6 +364,11 @@ async def run(settings: Settings, broker: BenchBroker) -> dict:
         say(f"  {fmt_rate(r['rate'])} acked ({r['acked']:,} in {r['elapsed']:.1f}s), batch p50 "
             f"{r['req_p50_ms']:.0f} ms p99 {r['req_p99_ms']:.0f} ms, {r['blocks']['avg_records']:.0f} txs/block "
             f"of {r['blocks']['avg_bytes'] / 1e3:.0f} kB; CPU cores: {cpu.describe()}; errors {r['errors']}")
+        # The machine's speed drifts from minute to minute (docs/benchmarks.md, Machine), so
+        # the recovery reference is taken again right after the batch phase; the ratio uses both.
+        again = recovery_reference(signed, s.recover_n)["recover_1core"]
+        results["recovery"]["recover_1core_after_batch"] = again
+        say(f"  recovery reference again (1 core, node idle): {fmt_rate(again)}")
 
         # open-loop latency
         say(f"latency: open loop at {s.rate:,.0f} tx/s for {s.latency_seconds:.0f}s ({len(lat):,} txs) ...")
@@ -419,13 +425,14 @@ async def run(settings: Settings, broker: BenchBroker) -> dict:
 
 
 def summary(res: dict) -> list[str]:
-    rec = res["recovery"]["recover_1core"]
+    rec = statistics.mean([res["recovery"]["recover_1core"],
+                           res["recovery"].get("recover_1core_after_batch", res["recovery"]["recover_1core"])])
     b, sg, lat = res["batch"], res["single"], res["latency"]
     kb = res.get("kafka_batch_blocks") or {"block_bytes": 0, "commits_per_s": 0, "tx_per_s": float("nan")}
     ratio = b["rate"] / rec
     out = [
         f"ingest, batch API   {fmt_rate(b['rate']):>12}   = {ratio:.2f} x recovery rate "
-        f"({fmt_rate(rec)})   target >= 0.5  {'MET' if ratio >= 0.5 else 'MISSED'}",
+        f"({fmt_rate(rec)}, mean of before and after the batch phase)   target >= 0.5  {'MET' if ratio >= 0.5 else 'MISSED'}",
         f"ingest, single API  {fmt_rate(sg['rate']):>12}   = {sg['rate'] / rec:.2f} x recovery rate",
     ]
     if "kafka_batch_blocks" in res:
