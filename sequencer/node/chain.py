@@ -8,7 +8,6 @@ log is the truth: everything here can be rebuilt by replaying it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Callable
 
 import msgspec
@@ -27,8 +26,9 @@ class UnsupportedSchema(Exception):
     retriable = False
 
 
-@dataclass(frozen=True)
-class BlockInfo:
+class BlockInfo(msgspec.Struct, frozen=True, gc=False):
+    """The index entry of one applied block (GET /v1/blocks, receipts' stateRoot).
+    gc=False: one per block for the node's lifetime, never in a cycle."""
     number: int
     offset: int
     hash: bytes

@@ -6,6 +6,7 @@ any older sequencer, and build blocks) or follow (replay as blocks commit).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import threading
@@ -97,6 +98,11 @@ class Node:
             from l1_bridge.services import start_l1_services
             for task in start_l1_services(self):
                 self._tasks.append(task)
+        # Everything alive now (modules, the loaded state, the books) lives as long as
+        # the node: move it out of the cyclic GC's reach, so that a full collection
+        # only walks what was made since.  Measured: gen-2 pauses of 32-56 ms while
+        # serving 1,500 tx/s before (docs/benchmarks.md).
+        gc.freeze()
 
     async def stop(self) -> None:
         if not self._started:
