@@ -7,6 +7,7 @@ log is the truth: everything here can be rebuilt by replaying it.
 """
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from typing import Callable
 
@@ -26,7 +27,7 @@ class UnsupportedSchema(Exception):
     retriable = False
 
 
-class BlockInfo(msgspec.Struct, frozen=True, gc=False):
+class BlockInfo(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """The index entry of one applied block (GET /v1/blocks, receipts' stateRoot).
     gc=False: one per block for the node's lifetime, never in a cycle."""
     number: int
@@ -58,6 +59,12 @@ class Chain:
         over the union of the changes (see docs/operations.md), then
         ``finish_catch_up`` roots the head."""
         self._unrooted = 0
+        self.track_index = False
+        """The node sets this: keep ``unindexed_*`` for its on-disk index."""
+        self.unindexed_receipts: list[Receipt] = []
+        self.unindexed_blocks: list[int] = []
+        """Receipts and block numbers applied since the node last appended them to its
+        on-disk index (see ``encode_index_frame``)."""
         if tree is None:
             self.compute_state_root()
 
@@ -91,6 +98,8 @@ class Chain:
         else:
             for receipt in result.receipts:
                 self.receipts.setdefault(receipt.hash, receipt)
+            if self.track_index:
+                self.unindexed_receipts += result.receipts
         self.next_offset = offset + 1
         self.notify(info, result)
         return result
@@ -113,6 +122,9 @@ class Chain:
         for receipt in result.receipts:
             # An identical record seen again keeps its first receipt.
             self.receipts.setdefault(receipt.hash, receipt)
+        if self.track_index:
+            self.unindexed_receipts += result.receipts
+            self.unindexed_blocks.append(block.number)
         return info
 
     def finish_catch_up(self) -> None:
@@ -176,13 +188,123 @@ def encode_snapshot(chain: Chain) -> bytes:
 
 
 def decode_snapshot(data: bytes, ctx: Context) -> Chain:
+    """A whole chain from ``encode_snapshot`` bytes (the verifier's in-memory
+    snapshots, and node snapshots written before the index file)."""
     snap = _snapshot_decoder.decode(data)
     if snap.format != SNAPSHOT_FORMAT:
         raise ValueError(f"snapshot format {snap.format}, this node reads {SNAPSHOT_FORMAT}")
-    tables = _tables_decoder.decode(snap.state)
-    state = State.from_tables({f: getattr(tables, f) for f in tables.__struct_fields__})
-    chain = Chain(state, ctx, tree=SparseMerkleTree.from_bytes(snap.tree))
-    chain.next_offset = snap.next_offset
+    chain = _chain_from(snap.state, snap.tree, snap.next_offset, ctx)
     chain.receipts = {r.hash: r for r in snap.receipts}
     chain.block_infos = {b[0]: BlockInfo(*b) for b in snap.blocks}
     return chain
+
+
+def _chain_from(state_bytes: bytes, tree_bytes: bytes, next_offset: int, ctx: Context) -> Chain:
+    tables = _tables_decoder.decode(state_bytes)
+    state = State.from_tables({f: getattr(tables, f) for f in tables.__struct_fields__})
+    chain = Chain(state, ctx, tree=SparseMerkleTree.from_bytes(tree_bytes))
+    chain.next_offset = next_offset
+    return chain
+
+
+# --- node snapshots: state + tree, with the receipt index in an append-only file --------
+#
+# A node's snapshot holds the state, the tree and the applied offset, plus the
+# length its index file had when it was written.  The receipts and block index
+# entries (which grow with history) go to that index file as frames appended
+# once each, before the snapshot that covers them.  So a snapshot costs the same
+# at block 10 million as at block 10.  On load the index file is cut back to the
+# length the snapshot names (dropping a frame whose snapshot never landed, or a
+# torn write) and read whole; replay from the offset re-derives the rest.
+
+NODE_SNAPSHOT_FORMAT = 2
+_FRAME_HEADER = struct.Struct("!I")
+
+
+class NodeSnapshot(msgspec.Struct, array_like=True):
+    format: int
+    next_offset: int
+    state: bytes
+    tree: bytes
+    index_bytes: int
+    """The index file's length this snapshot goes with."""
+
+
+class IndexFrame(msgspec.Struct, array_like=True, gc=False):
+    receipts: list[Receipt]
+    blocks: list[BlockInfo]
+
+
+class _Format(msgspec.Struct, array_like=True):
+    format: int
+
+
+_node_snapshot_decoder = msgspec.msgpack.Decoder(NodeSnapshot)
+_frame_decoder = msgspec.msgpack.Decoder(IndexFrame)
+
+
+def get_snapshot_format(data: bytes) -> int:
+    return msgspec.msgpack.decode(data, type=_Format).format
+
+
+def encode_node_state(chain: Chain) -> tuple[bytes, bytes]:
+    """(state bytes, tree bytes) of a node snapshot, taken at a block boundary."""
+    chain.finish_catch_up()
+    return _snapshot_encoder.encode(_Tables(**chain.state.to_tables())), chain.tree.to_bytes()
+
+
+def encode_node_snapshot(state_bytes: bytes, tree_bytes: bytes, next_offset: int, index_bytes: int) -> bytes:
+    return _snapshot_encoder.encode(NodeSnapshot(NODE_SNAPSHOT_FORMAT, next_offset, state_bytes, tree_bytes,
+                                                 index_bytes))
+
+
+def encode_index_frame(chain: Chain) -> tuple[bytes, int, int]:
+    """(frame, receipts taken, blocks taken): what was applied since the last frame.
+    The caller drops the taken entries with ``mark_indexed`` once the frame is on disk."""
+    chain.finish_catch_up()  # the head's root is in its BlockInfo
+    receipts, numbers = chain.unindexed_receipts, chain.unindexed_blocks
+    taken = (len(receipts), len(numbers))
+    if not receipts and not numbers:
+        return b"", 0, 0
+    payload = _snapshot_encoder.encode(IndexFrame(receipts[:], [chain.block_infos[n] for n in numbers]))
+    return _FRAME_HEADER.pack(len(payload)) + payload, *taken
+
+
+def mark_indexed(chain: Chain, receipts: int, blocks: int) -> None:
+    del chain.unindexed_receipts[:receipts]
+    del chain.unindexed_blocks[:blocks]
+
+
+def decode_index(data: bytes) -> tuple[list[IndexFrame], int]:
+    """The whole frames at the start of ``data`` and their length (a torn last
+    frame is left out)."""
+    frames, at = [], 0
+    while at + _FRAME_HEADER.size <= len(data):
+        (size,) = _FRAME_HEADER.unpack_from(data, at)
+        end = at + _FRAME_HEADER.size + size
+        if end > len(data):
+            break
+        try:
+            frames.append(_frame_decoder.decode(data[at + _FRAME_HEADER.size:end]))
+        except msgspec.DecodeError:
+            break
+        at = end
+    return frames, at
+
+
+def decode_node_snapshot(data: bytes, index: bytes, ctx: Context) -> tuple[Chain, int, int]:
+    """The chain of a node snapshot and its index file's bytes; returns it with the
+    index length it read and the length the snapshot names (less read: the index
+    file lost frames, and old receipts are missing)."""
+    snap = _node_snapshot_decoder.decode(data)
+    if snap.format != NODE_SNAPSHOT_FORMAT:
+        raise ValueError(f"node snapshot format {snap.format}, this node reads {NODE_SNAPSHOT_FORMAT}")
+    chain = _chain_from(snap.state, snap.tree, snap.next_offset, ctx)
+    frames, length = decode_index(index[:snap.index_bytes])
+    receipts, blocks = chain.receipts, chain.block_infos
+    for frame in frames:
+        for receipt in frame.receipts:
+            receipts.setdefault(receipt.hash, receipt)
+        for info in frame.blocks:
+            blocks[info.number] = info
+    return chain, length, snap.index_bytes

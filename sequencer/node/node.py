@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
@@ -22,7 +23,9 @@ from sequencer.core.signing import get_recover
 from sequencer.core.transition import Context
 from sequencer.log.kafka import BlockReader, BlockWriter, Fenced, LogConfig, LogUnavailable, ensure_topic
 from sequencer.node.builder import BlockBuilder
-from sequencer.node.chain import Chain, decode_snapshot, encode_snapshot
+from sequencer.node.chain import (SNAPSHOT_FORMAT, Chain, decode_node_snapshot, decode_snapshot,
+                                  encode_index_frame, encode_node_snapshot, encode_node_state,
+                                  get_snapshot_format, mark_indexed)
 from sequencer.node.checkers import TxCheckers, get_auto_workers
 from sequencer.node.config import NodeConfig, resolve_l1_config
 from sequencer.node.genesis import build_genesis, load_allocations
@@ -72,6 +75,7 @@ class Node:
         self._tasks: list[asyncio.Task] = []
         self._started = False
         self._blocks_since_snapshot = 0
+        self._snapshot_thread: ThreadPoolExecutor | None = None
         self.exchange = None
         """The order books; the sequencer keeps them live, a follower rebuilds them on demand."""
         self._books_at = -1
@@ -119,6 +123,10 @@ class Node:
         await self.checkers.stop()
         if self.reader is not None:
             await self.reader.stop()
+        if self._snapshot_thread is not None:
+            # Let a snapshot the loop started land first: frames go to the index in order.
+            await asyncio.to_thread(self._snapshot_thread.shutdown, True)
+            self._snapshot_thread = None
         if self.chain is not None and self.chain.state._journal == []:
             self.write_snapshot()
         self.ready = False
@@ -158,17 +166,48 @@ class Node:
             delay = min(max_delay, delay * 2)
 
     # --- state from snapshot + log ---------------------------------------------------
+    INDEX_FILE = "index.bin"
+    """Next to the snapshots: the receipt and block index, append-only (sequencer.node.chain)."""
+
+    @property
+    def index_path(self) -> Path:
+        return self.config.snapshot_dir / self.INDEX_FILE
+
     def load_chain(self) -> Chain:
         path = self.latest_snapshot_path()
-        if path is not None:
+        if path is None:
+            chain = Chain(build_genesis(load_allocations(self.config)), self.ctx)
+            self._cut_index(0)
+            log.info("no snapshot in %s: starting from genesis", self.config.snapshot_dir)
+        else:
             started = time.perf_counter()
-            chain = decode_snapshot(path.read_bytes(), self.ctx)
-            log.info("loaded snapshot %s (block %d, next offset %d) in %.2fs", path.name,
-                     chain.head_number, chain.next_offset, time.perf_counter() - started)
+            chain = self._read_snapshot(path)
+            log.info("loaded snapshot %s (block %d, next offset %d, %d receipts) in %.2fs", path.name,
+                     chain.head_number, chain.next_offset, len(chain.receipts), time.perf_counter() - started)
+        chain.track_index = True
+        return chain
+
+    def _read_snapshot(self, path: Path) -> Chain:
+        data = path.read_bytes()
+        if get_snapshot_format(data) == SNAPSHOT_FORMAT:
+            # Written before the index file existed: it holds the receipts itself.
+            chain = decode_snapshot(data, self.ctx)
+            self._cut_index(0)
+            chain.unindexed_receipts = list(chain.receipts.values())
+            chain.unindexed_blocks = list(chain.block_infos)
             return chain
-        state = build_genesis(load_allocations(self.config))
-        log.info("no snapshot in %s: starting from genesis", self.config.snapshot_dir)
-        return Chain(state, self.ctx)
+        index = self.index_path.read_bytes() if self.index_path.exists() else b""
+        chain, length, expected = decode_node_snapshot(data, index, self.ctx)
+        if length < expected:
+            log.error("the index file %s holds %d valid bytes, the snapshot expects %d: receipts of "
+                      "older blocks are missing (GET /v1/tx answers 404 for them); the state is complete",
+                      self.index_path, length, expected)
+        self._cut_index(length)  # drops frames whose snapshot never landed, and torn writes
+        return chain
+
+    def _cut_index(self, length: int) -> None:
+        if self.index_path.exists() and self.index_path.stat().st_size > length:
+            os.truncate(self.index_path, length)
 
     def latest_snapshot_path(self) -> Path | None:
         directory = self.config.snapshot_dir
@@ -178,20 +217,40 @@ class Node:
         return snaps[-1] if snaps else None
 
     def write_snapshot(self) -> Path:
-        """Atomically write the chain (state, tree, receipts, applied offset)."""
-        return self.store_snapshot(*self.encode_snapshot())
+        """Atomically write a snapshot (state, tree, applied offset) after appending
+        the new receipts to the index file."""
+        parts, taken = self.encode_snapshot()
+        path = self.store_snapshot(*parts)
+        mark_indexed(self.chain, *taken)
+        return path
 
-    def encode_snapshot(self) -> tuple[bytes, int, int]:
-        """The snapshot bytes, taken in the event loop so they show one block boundary."""
+    def encode_snapshot(self) -> tuple[tuple, tuple[int, int]]:
+        """The snapshot's parts, taken in the event loop so they show one block
+        boundary, and how many index entries the frame takes."""
         assert self.chain is not None
-        return encode_snapshot(self.chain), self.chain.head_number, self.chain.next_offset
+        state_bytes, tree_bytes = encode_node_state(self.chain)
+        frame, receipts, blocks = encode_index_frame(self.chain)
+        return (state_bytes, tree_bytes, frame, self.chain.head_number, self.chain.next_offset), (receipts, blocks)
 
-    def store_snapshot(self, data: bytes, head: int, next_offset: int) -> Path:
-        """Write and fsync the snapshot file, then drop all but the newest two (no
-        state is read here, so it may run in a thread)."""
+    def store_snapshot(self, state_bytes: bytes, tree_bytes: bytes, frame: bytes, head: int,
+                       next_offset: int) -> Path:
+        """Append the index frame and fsync it, then write and fsync the snapshot
+        that names the index length, then drop all but the newest two snapshots.
+        No state is read here, so it runs in the snapshot thread."""
         started = time.perf_counter()
         directory = self.config.snapshot_dir
         directory.mkdir(parents=True, exist_ok=True)
+        with open(self.index_path, "ab") as fh:
+            start = fh.tell()
+            try:
+                fh.write(frame)
+                fh.flush()
+                os.fsync(fh.fileno())
+            except BaseException:
+                fh.truncate(start)  # no torn frame before the next one
+                raise
+            index_bytes = fh.tell()
+        data = encode_node_snapshot(state_bytes, tree_bytes, next_offset, index_bytes)
         path = directory / f"snapshot-{next_offset:016d}.bin"
         # Unique per writer: a shutdown snapshot may run while the loop's last one is still being written.
         tmp = path.with_suffix(f".tmp{threading.get_ident()}")
@@ -203,8 +262,8 @@ class Node:
         for old in sorted(directory.glob("snapshot-*.bin"))[:-2]:
             old.unlink(missing_ok=True)
         METRICS.counter("isoroll_snapshots_written_total").inc()
-        log.info("snapshot at block %d, next offset %d (%d bytes, written in %.3fs)", head, next_offset,
-                 len(data), time.perf_counter() - started)
+        log.info("snapshot at block %d, next offset %d (%d bytes, index +%d bytes, written in %.3fs)", head,
+                 next_offset, len(data), len(frame), time.perf_counter() - started)
         return path
 
     async def snapshot_loop(self) -> None:
@@ -215,10 +274,21 @@ class Node:
                     await self.builder.settled()
                 self._blocks_since_snapshot = 0
                 started = time.perf_counter()
-                snapshot = self.encode_snapshot()
+                parts, taken = self.encode_snapshot()
                 METRICS.histogram("isoroll_snapshot_encode_seconds").observe(time.perf_counter() - started)
-                # The file write and fsync leave the event loop (they release the GIL).
-                await asyncio.to_thread(self.store_snapshot, *snapshot)
+                # The file writes and fsyncs leave the event loop, in one thread that
+                # keeps snapshots (and index frames) in order.
+                try:
+                    await asyncio.wrap_future(self._get_snapshot_thread().submit(self.store_snapshot, *parts))
+                except OSError as exc:
+                    log.error("snapshot not written (%s); the next one retries", exc)
+                    continue
+                mark_indexed(self.chain, *taken)
+
+    def _get_snapshot_thread(self) -> ThreadPoolExecutor:
+        if self._snapshot_thread is None:
+            self._snapshot_thread = ThreadPoolExecutor(1, thread_name_prefix="isoroll-snapshot")
+        return self._snapshot_thread
 
     async def catch_up(self, show_progress: bool = False) -> None:
         """Apply every committed message up to the current end of the log."""

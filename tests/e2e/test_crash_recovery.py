@@ -70,11 +70,13 @@ async def test_kill_9_mid_stream_then_restart(broker, tmp_path):
 
 async def _final_root(config):
     """The state root the restarted node wrote into its last snapshot on SIGTERM."""
-    from sequencer.node.chain import decode_snapshot
+    from sequencer.node.chain import decode_node_snapshot
     from sequencer.node.node import make_context
     from pathlib import Path
-    snaps = sorted((Path(config.data_dir) / "snapshots").glob("snapshot-*.bin"))
-    chain = decode_snapshot(snaps[-1].read_bytes(), make_context(config))
+    directory = Path(config.data_dir) / "snapshots"
+    snaps = sorted(directory.glob("snapshot-*.bin"))
+    chain, _, _ = decode_node_snapshot(snaps[-1].read_bytes(), (directory / "index.bin").read_bytes(),
+                                       make_context(config))
     return "0x" + chain.state_root.hex()
 
 

@@ -12,7 +12,9 @@ from nodes import (dev_clients, make_config, read_log, replay_fresh, signed_tran
 from sequencer.core import eip712
 from sequencer.core.encoding import compute_message_hash
 from sequencer.core.signing import SECP256K1_N
+from sequencer.node.chain import NODE_SNAPSHOT_FORMAT, decode_index, encode_snapshot, get_snapshot_format
 from sequencer.node.genesis import get_dev_accounts
+from sequencer.node.node import Node
 from sequencer.node.service import Service
 from sequencer.sdk import ApiError, Client
 
@@ -54,6 +56,48 @@ async def test_restart_from_snapshot_gives_the_same_state(broker, topic, tmp_pat
         (a, b, *_) = dev_clients(service.url)
         async with a:
             assert (await a.transfer(b.address, 7))["status"] == "ok"
+
+
+async def test_snapshots_keep_receipts_in_an_append_only_index(broker, topic, tmp_path, api_port):
+    config = make_config(broker, topic, tmp_path, api_port, snapshot_interval_blocks=2)
+    directory = tmp_path / "node" / "snapshots"
+    async with Service(config) as service:
+        (a, b, *_) = dev_clients(service.url)
+        async with a:
+            hashes = [(await a.transfer(b.address, 7))["hash"] for _ in range(6)]
+
+        async def written_by_the_loop() -> bool:  # not only the one written on shutdown
+            return any(directory.glob("snapshot-*.bin"))
+
+        await wait_until(written_by_the_loop, 10)
+    newest = sorted(directory.glob("snapshot-*.bin"))[-1].read_bytes()
+    assert get_snapshot_format(newest) == NODE_SNAPSHOT_FORMAT  # no receipts inside
+    index = directory / "index.bin"
+    size = index.stat().st_size
+    with open(index, "ab") as fh:  # a frame torn by a crash, after the last snapshot
+        fh.write(b"\x00\x00\x10\x00partial")
+
+    async def receipts_survive() -> None:
+        async with Service(config) as service:
+            async with httpx.AsyncClient(base_url=service.url) as http:
+                for h in hashes:
+                    assert (await http.get(f"/v1/tx/{h}")).json()["status"] == "ok"
+
+    await receipts_survive()
+    assert index.stat().st_size >= size  # the torn tail was cut, new frames appended
+    assert decode_index(index.read_bytes())[1] == index.stat().st_size
+
+    # A data dir from before the index (the snapshot holds the receipts) still loads,
+    # and its receipts move to the index at the next snapshot.
+    node = Node(config)
+    chain = node.load_chain()
+    for path in directory.glob("snapshot-*.bin"):
+        path.unlink()
+    index.unlink()
+    (directory / f"snapshot-{chain.next_offset:016d}.bin").write_bytes(encode_snapshot(chain))
+    await receipts_survive()
+    assert get_snapshot_format(sorted(directory.glob("snapshot-*.bin"))[-1].read_bytes()) == NODE_SNAPSHOT_FORMAT
+    await receipts_survive()
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["checks-in-event-loop", "checks-in-a-worker"])
