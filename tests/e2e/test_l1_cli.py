@@ -69,7 +69,9 @@ async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, 
     withdraw -> status: waiting for a checkpoint -> in challenge period (time
     left) -> claim refused -> ready to claim -> claim (L1 balance up by exactly
     the amount) -> claimed; then, the operator gone, force-withdraw -> status
-    shows the grace left; `isoroll verifier --once` finds the outputs right."""
+    shows the grace left; `isoroll verifier --once` finds the outputs right;
+    a late deposit, freeze (refused inside the grace), status FROZEN, escape
+    (paid exactly the final L2 balance; a second escape refused), refund."""
     key, _ = l1.users[0]
     address = l1.fund(key, 1000 * UNIT)
     account = address.lower()
@@ -145,6 +147,34 @@ async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, 
     assert m or over, status
     if m:
         assert 0 < seconds(m.group(1)) <= DEVNET.forced_grace
+
+    # The operator stays gone: a deposit it never takes, the grace passes, a third party
+    # freezes, the account escapes with its last final balance, the deposit is refunded.
+    out = await ok("l1", "deposit", "7", *chain, *signer)
+    assert re.search(r"deposited 7 \(inbox index 2\)", out), out
+    other_key, _ = l1.users[1]
+    l1.fund(other_key, UNIT)  # gas money: a third party pays for the freeze, the escape and the refund
+    third = ["--key", "0x" + other_key.hex()]
+    if m:
+        code, out, err = await isoroll("l1", "freeze", *chain, *third)
+        assert code == 1 and "no forced request allows a freeze now" in out, (out, err)
+    l1.advance(DEVNET.forced_grace + 1)
+    out = await ok("l1", "freeze", *chain, *third)
+    assert re.search(rf"^bridge frozen \(forced request 1\); escapes against output {output}$", out, re.M), out
+    status = await ok("l1", "status", *chain, *signer)
+    assert re.search(rf"^FROZEN\s+since L1 time \d+; escapes against output {output}", status, re.M), status
+    before = balance()
+    out = await ok("l1", "escape", "--account", account, *chain, *third)  # anyone may pay the gas
+    assert re.search(rf"^{account} is owed 260 by the last final state", out, re.M), out
+    assert re.search(rf"^escaped {account}: paid 260$", out, re.M), out
+    assert balance() - before == 260 * UNIT  # the L2 balance of the final output, exactly
+    code, out, err = await isoroll("l1", "escape", "--account", account, *chain, *third)
+    assert code != 0 and "already escaped" in err and "Traceback" not in err, (out, err)
+    out = await ok("l1", "refund", *chain, *third)
+    assert re.search(rf"^refunded deposit #2: 7 to {account}$", out, re.M | re.I), out  # (checksummed)
+    assert balance() - before == 267 * UNIT
+    out = await ok("l1", "refund", *chain, *third)
+    assert out.strip() == "no refundable deposit", out
 
 
 async def test_cli_unreachable_l1_is_a_clear_error(l1: L1):
