@@ -166,3 +166,57 @@ def test_liquidation_price_is_the_exact_threshold(size, entry, leverage, funding
     else:
         assert not is_liquidatable(position, threshold, market, BTC_PARAMS) or threshold == 0
         assert is_liquidatable(position, threshold + 1, market, BTC_PARAMS)
+
+
+def fund_short_then_alice_long(fund: int) -> Sim:
+    """The insurance fund holds a short of its own (it backstopped frank's 10x
+    short when BTC rose from 40,000 to 45,000); then alice goes 10x long 1 BTC
+    at 60,000 against bob's 0.9 short and the fund's 0.1."""
+    sim = Sim(fund=fund, alice=usd(20_000), bob=usd(1_000_000), erin=usd(1_000_000), frank=usd(1_000))
+    sim.set_price(usd(40_000))
+    sim.place("erin", True, usd(40_000), ONE_BTC // 10, leverage=2)
+    sim.place("frank", False, usd(40_000), ONE_BTC // 10, leverage=10)
+    assert liquidations(sim.set_price(usd(45_000))) == [Liquidate(ADDR["frank"], BTC)]
+    assert sim.state.positions[(INSURANCE_ADDRESS, BTC)].size == -ONE_BTC // 10
+    sim.set_price(PRICE)
+    sim.place("bob", False, PRICE, ONE_BTC * 9 // 10)
+    sim.place("alice", True, PRICE, ONE_BTC * 9 // 10, leverage=10)
+    sim.place("erin", False, PRICE, ONE_BTC // 10, leverage=2)   # erin closes her long: alice takes it
+    sim.place("alice", True, PRICE, ONE_BTC // 10, leverage=10)
+    assert sim.size("alice") == ONE_BTC and sim.size("bob") == -ONE_BTC * 9 // 10
+    return sim
+
+
+def test_auto_deleverage_reaches_the_insurance_funds_own_position_last():
+    sim = fund_short_then_alice_long(fund=usd(3_000))
+    fund_before = sim.state.globals.insurance_fund
+    fund_short = sim.state.positions[(INSURANCE_ADDRESS, BTC)]
+    before = owner_view(sim)
+    # At 50,000 alice is bankrupt (bad debt 4,000 > the fund): she is closed at her bankruptcy
+    # price 54,000 against bob's 0.9 (ranked first) and then the fund's own 0.1 short.
+    assert liquidations(sim.set_price(usd(50_000))) == [Liquidate(ADDR["alice"], BTC)]
+    assert (sim.size("alice"), sim.position("alice").margin) == (0, 0)
+    assert sim.size("bob") == 0
+    assert (INSURANCE_ADDRESS, BTC) not in sim.state.positions or \
+        sim.state.positions[(INSURANCE_ADDRESS, BTC)].size == 0
+    # The fund's short closed at 54,000 realises its loss against its entry, into the fund.
+    realised = -(usd(54_000) * (ONE_BTC // 10) // ONE_BTC) - fund_short.cost
+    assert sim.state.globals.insurance_fund == fund_before + realised
+    assert owner_view(sim) == before
+    check_invariants(sim)
+    assert sim.replay().to_tables() == sim.state.to_tables()
+
+
+def test_a_liquidation_that_would_leave_the_fund_negative_is_refused_as_insolvent():
+    sim = fund_short_then_alice_long(fund=usd(150))            # frank's bad debt (100) leaves it 50
+    assert 0 <= sim.state.globals.insurance_fund < usd(900)
+    before = sim.state.to_tables()
+    sim.now += 1
+    sim.apply(sign_oracle(BTC, usd(50_000), sim.now))             # the price alone, no liquidation yet
+    error = sim.apply(Liquidate(ADDR["alice"], BTC))
+    # Deleveraging the fund's 0.1 short (entry 45,000) at 54,000 costs it 900 it does not have.
+    assert error is not None and error.code == "insolvent"
+    assert sim.size("alice") == ONE_BTC                        # nothing moved: the record is atomic
+    assert dict(before["positions"]) == sim.state.positions and dict(before["accounts"]) == sim.state.accounts
+    assert sim.state.globals.insurance_fund == before["globals"].insurance_fund
+    check_invariants(sim)
