@@ -128,7 +128,7 @@ def cmd_status(args) -> int:
                 state = f"waiting for the operator, grace {_duration(f['grace_left'])} left"
             else:
                 state = "grace over: the bridge can be frozen (isoroll l1 freeze)" if not s["frozen"] else "grace over"
-            print(f"  inbox #{e['inbox_index']:<5} {e['account']} {_fmt(e['amount'])}  {state}")
+            print(f"  inbox #{e['inbox_index']:<5} {e['account'].lower()} {_fmt(e['amount'])}  {state}")
     account = _account(args, required=False)
     if account is not None:
         print(f"account    0x{account.hex()}   L1 token balance {_fmt(c.token_balance('0x' + account.hex()))}")
@@ -266,7 +266,7 @@ def cmd_refund(args) -> int:
     account = _account(args, required=False) if args.account else None
     done = replay.refund(_key(args), account)
     for ev in done:
-        print(f"refunded deposit #{ev['inbox_index']}: {_fmt(ev['amount'])} to {ev['account']}")
+        print(f"refunded deposit #{ev['inbox_index']}: {_fmt(ev['amount'])} to {ev['account'].lower()}")
     if not done:
         print("no refundable deposit")
     return 0
