@@ -266,7 +266,7 @@ def encode_index_frame(chain: Chain) -> tuple[bytes, int, int]:
     taken = (len(receipts), len(numbers))
     if not receipts and not numbers:
         return b"", 0, 0
-    payload = _snapshot_encoder.encode(IndexFrame(receipts[:], [chain.block_infos[n] for n in numbers]))
+    payload = _snapshot_encoder.encode(IndexFrame(receipts, [chain.block_infos[n] for n in numbers]))
     return _FRAME_HEADER.pack(len(payload)) + payload, *taken
 
 

@@ -9,7 +9,6 @@ import asyncio
 import gc
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -252,8 +251,7 @@ class Node:
             index_bytes = fh.tell()
         data = encode_node_snapshot(state_bytes, tree_bytes, next_offset, index_bytes)
         path = directory / f"snapshot-{next_offset:016d}.bin"
-        # Unique per writer: a shutdown snapshot may run while the loop's last one is still being written.
-        tmp = path.with_suffix(f".tmp{threading.get_ident()}")
+        tmp = path.with_suffix(".tmp")  # one writer at a time: stop() waits for the snapshot thread
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
