@@ -37,6 +37,7 @@ from sequencer.core.perps import (IMMEDIATE_OR_CANCEL, INSURANCE_ADDRESS, POST_O
                                   check_order_terms, compute_order_margin, get_market_params, is_liquidatable)
 from sequencer.core.records import (AdjustMargin, CancelOrder, FundingTick, Liquidate, OraclePrice,
                                     PlaceOrder, Record, Trade, Transfer, Withdraw)
+from sequencer.core.rules.funding import get_due_funding_time
 from sequencer.core.state import Order, State
 from sequencer.core.transition import Context, RuleError, apply_record
 
@@ -389,11 +390,9 @@ class Exchange:
         for market_id in sorted(self.markets):
             params = self.markets[market_id]
             market = state.markets.get(market_id)
-            boundary = timestamp_ms // params.funding_interval_ms * params.funding_interval_ms
-            if market is None or market.oracle_price == 0 or boundary <= market.funding_time_ms:
+            boundary = get_due_funding_time(market, params, timestamp_ms)
+            if boundary is None:
                 continue
-            if timestamp_ms - market.oracle_time_ms > params.oracle_max_age_ms:
-                continue  # stale price: funding waits for a fresh one
             tick = FundingTick(market_id, self.compute_funding_rate(market_id, market.oracle_price), boundary)
             if apply_record(state, tick, timestamp_ms, ctx) is None:
                 out.append(tick)

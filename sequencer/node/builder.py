@@ -16,6 +16,7 @@ from typing import Awaitable, Callable
 
 from sequencer.core.encoding import compute_block_hash, encode_block, make_block
 from sequencer.core.records import Receipt, Record
+from sequencer.core.rules.funding import get_due_funding_time
 from sequencer.core.state import State
 from sequencer.core.transition import (BlockResult, Context, RuleError, apply_record,
                                        process_block_end)
@@ -97,20 +98,13 @@ class BlockBuilder:
                 await self._build_and_write(batch)
 
     def _funding_due(self) -> bool:
-        """A cheap test of whether ``exchange.due_funding`` would emit a tick now
-        (the same conditions, nothing applied)."""
+        """Whether ``exchange.due_funding`` would emit a tick now (nothing applied)."""
         if self.exchange is None:
             return False
         state = self.chain.state
         timestamp_ms = max(self.now_ms(), state.globals.timestamp_ms)
-        for market_id, params in self.exchange.markets.items():
-            market = state.markets.get(market_id)
-            if market is None or market.oracle_price == 0:
-                continue
-            boundary = timestamp_ms // params.funding_interval_ms * params.funding_interval_ms
-            if boundary > market.funding_time_ms and timestamp_ms - market.oracle_time_ms <= params.oracle_max_age_ms:
-                return True
-        return False
+        return any(get_due_funding_time(state.markets.get(market_id), params, timestamp_ms) is not None
+                   for market_id, params in self.exchange.markets.items())
 
     async def _collect(self) -> list[Submission]:
         if self.exchange is None:
