@@ -7,7 +7,7 @@ through the API).  Its content is deterministic (fixed timestamps, RFC 6979
 signatures), so the topic and the signed records are kept and reused by later
 runs (``--rebuild`` starts over).
 
-The executor: ``sequencer.node.chain.Chain`` from genesis fed by a
+The executor: ``sequencer.executor.chain.Chain`` from genesis fed by a
 ``sequencer.log.kafka.BlockReader`` from offset 0, exactly as a node's catch-up
 does, timed in three parts: waiting on the reader (Kafka fetch + aiokafka's
 record decoding), ``Chain.compute_state_root`` (the per-block Merkle update,
@@ -59,8 +59,7 @@ def cache_path(s: Settings) -> Path:
 
 
 def allocations(s: Settings):
-    from sequencer.node.config import NodeConfig
-    from sequencer.node.genesis import load_allocations
+    from sequencer.node.config import NodeConfig, load_allocations
     return load_allocations(NodeConfig(genesis_dev_accounts=s.accounts))
 
 
@@ -94,7 +93,7 @@ def build_blocks(s: Settings, records: list[bytes]) -> list[bytes]:
     from sequencer.core.encoding import compute_block_hash, decode_record, encode_block
     from sequencer.core.records import Block
     from sequencer.core.transition import apply_record, process_block_end
-    from sequencer.node.genesis import build_genesis
+    from sequencer.executor.genesis import build_genesis
     state = build_genesis(allocations(s))
     ctx = make_ctx(False)
     blocks = []
@@ -173,8 +172,8 @@ async def replay(s: Settings, bootstrap: str, topic: str, verify: bool, max_reco
                  keep_messages: bool = False, root_interval: int | None = None) -> dict:
     """A fresh executor replays the log from offset 0 (up to ``max_records`` records)."""
     from sequencer.log.kafka import BlockReader, LogConfig
-    from sequencer.node.chain import Chain
-    from sequencer.node.genesis import build_genesis
+    from sequencer.executor.chain import Chain
+    from sequencer.executor.genesis import build_genesis
 
     class TimedChain(Chain):
         root_time = 0.0
@@ -254,8 +253,8 @@ def profile_transition(s: Settings, messages: list[bytes], blocks: int = 10) -> 
     import cProfile
     import io
     import pstats
-    from sequencer.node.chain import Chain
-    from sequencer.node.genesis import build_genesis
+    from sequencer.executor.chain import Chain
+    from sequencer.executor.genesis import build_genesis
     chain = Chain(build_genesis(allocations(s)), make_ctx(False))
     prof = cProfile.Profile()
     prof.enable()

@@ -1,4 +1,4 @@
-"""What one node snapshot costs as history grows (sequencer.node.chain).
+"""What one node snapshot costs as history grows (sequencer.executor.snapshot).
 
     .venv/bin/python -m bench.bench_snapshot                 # 1,000,000 receipts
     .venv/bin/python -m bench.bench_snapshot --receipts 5000000
@@ -26,9 +26,9 @@ from bench.common import say
 
 def build_chain(accounts: int, receipts: int, new: int):
     from sequencer.core.records import Receipt
-    from sequencer.node.chain import BlockInfo, Chain
-    from sequencer.node.config import NodeConfig
-    from sequencer.node.genesis import build_genesis, load_allocations
+    from sequencer.executor.chain import BlockInfo, Chain
+    from sequencer.executor.genesis import build_genesis
+    from sequencer.node.config import NodeConfig, load_allocations
     from sequencer.node.node import make_context
     config = NodeConfig(genesis_dev_accounts=accounts)
     chain = Chain(build_genesis(load_allocations(config)), make_context(config))
@@ -45,7 +45,7 @@ def build_chain(accounts: int, receipts: int, new: int):
 
 
 def measure(chain, rounds: int = 3) -> dict:
-    from sequencer.node.chain import encode_index_frame, encode_node_state, encode_snapshot
+    from sequencer.executor.snapshot import encode_index_frame, encode_node_state, encode_snapshot
     whole, node = [], []
     for _ in range(rounds):
         t = time.perf_counter()

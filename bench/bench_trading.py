@@ -71,7 +71,7 @@ def _sign_orders_chunk(args) -> list[bytes]:
     from sequencer.core import eip712
     from sequencer.core.records import PlaceOrder
     from sequencer.core.signing import sign_digest
-    from sequencer.node.genesis import get_dev_accounts
+    from sequencer.executor.genesis import get_dev_accounts
     accounts = get_dev_accounts(accounts_n)
     enc = msgspec.json.Encoder()
     out = []

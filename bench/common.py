@@ -413,7 +413,7 @@ def _sign_chunk(args) -> list[tuple[bytes, bytes]]:
     from sequencer.core.encoding import encode_record
     from sequencer.core.records import Transfer
     from sequencer.core.signing import sign_digest
-    from sequencer.node.genesis import get_dev_accounts
+    from sequencer.executor.genesis import get_dev_accounts
     accounts = get_dev_accounts(accounts_n)
     enc = msgspec.json.Encoder()
     out = []

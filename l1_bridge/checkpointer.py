@@ -15,6 +15,9 @@ at an L2 block B, where
 - the batch data (the calldata) is ``encode_batch`` of the raw Kafka messages
   of those blocks: zlib(msgpack([block bytes, ...])); data_hash = keccak(data).
 
+The output itself is ``sequencer.executor.output.compute_output``, the one the
+verifier and the exit kit recompute.
+
 Crash safety: the next output index and the previous output's L2 block are
 read from the contract before every proposal (the bridge insists on
 ``output_index == output_count``), so a restarted checkpointer neither posts
@@ -26,48 +29,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import zlib
 from dataclasses import dataclass
-from typing import Any, Sequence
-
-import msgspec
+from typing import Any
 
 from l1_bridge.client import BridgeClient, L1Error, poll_forever, L1Reverted, Signer
-from l1_bridge.proofs import OutputFields
-from sequencer.core.commitment import compute_checkpoint_withdrawals, compute_checkpoint_withdrawals_root
-from sequencer.core.hashing import keccak
 from sequencer.core.state import Withdrawal
+from sequencer.executor.output import OutputFields, OutputPoint, compute_output, encode_batch
 
 log = logging.getLogger("isoroll.l1.checkpointer")
 
 MAX_BATCH_BYTES = 120_000
 """The bridge's MAX_BATCH_BYTES."""
-
-_batch_encoder = msgspec.msgpack.Encoder()
-_batch_decoder = msgspec.msgpack.Decoder(list[bytes])
-
-
-def encode_batch(messages: Sequence[bytes]) -> bytes:
-    """The batch data of an output: zlib (level 9) of msgpack([block message bytes, ...])."""
-    return zlib.compress(_batch_encoder.encode([bytes(m) for m in messages]), 9)
-
-
-def decode_batch(data: bytes, max_size: int = 64 * 1024 * 1024) -> list[bytes]:
-    d = zlib.decompressobj()
-    raw = d.decompress(bytes(data), max_size)
-    if d.unconsumed_tail:
-        raise ValueError("batch data decompresses to more than the limit")
-    return _batch_decoder.decode(raw)
-
-
-@dataclass(frozen=True)
-class Point:
-    """The state after one L2 block, as an output needs it."""
-    number: int
-    state_root: bytes
-    block_hash: bytes
-    inbox_count: int
-    inbox_hash: bytes
 
 
 @dataclass
@@ -83,11 +55,6 @@ class Proposal:
         return self.fields.root()
 
 
-def make_output(point: Point, withdrawals: list[Withdrawal], data: bytes) -> OutputFields:
-    return OutputFields(point.state_root, compute_checkpoint_withdrawals_root(withdrawals), point.block_hash,
-                        point.inbox_count, point.inbox_hash, keccak(data))
-
-
 class Checkpointer:
     def __init__(self, client: BridgeClient, node: Any, proposer: Signer | str | bytes, *,
                  interval_blocks: int = 100, interval_seconds: float = 5.0, poll_interval_s: float = 0.5,
@@ -98,7 +65,7 @@ class Checkpointer:
         self.interval_blocks = interval_blocks
         self.interval_seconds = interval_seconds
         self.poll_interval_s = poll_interval_s
-        self.points: dict[int, Point] = {}
+        self.points: dict[int, OutputPoint] = {}
         self.last_post = time.monotonic()
         self.posted: list[Proposal] = []
         self.last_error: str | None = None
@@ -112,13 +79,13 @@ class Checkpointer:
     def _record_point(self) -> None:
         chain = self.node.chain
         g = chain.state.globals
-        self.points[g.block_number] = Point(g.block_number, chain.state_root, g.block_hash, g.inbox_count,
+        self.points[g.block_number] = OutputPoint(g.block_number, chain.state_root, g.block_hash, g.inbox_count,
                                             g.inbox_hash)
 
     def _on_block(self, info, result) -> None:
         if info is not None:
             g = self.node.chain.state.globals
-            self.points[info.number] = Point(info.number, info.state_root, info.hash, g.inbox_count, g.inbox_hash)
+            self.points[info.number] = OutputPoint(info.number, info.state_root, info.hash, g.inbox_count, g.inbox_hash)
 
     def prune(self, below: int) -> None:
         for n in [n for n in self.points if n < below]:
@@ -182,9 +149,8 @@ class Checkpointer:
         else:
             raise L1Error(f"one L2 block after {prev_block} compresses to more than {MAX_BATCH_BYTES} bytes")
         point = self.points[n]
-        withdrawals = compute_checkpoint_withdrawals(chain.state, prev_block, n)
-        fields = make_output(point, withdrawals, data)
-        proposal = Proposal(l1["output_index"], n, fields, data, withdrawals)
+        output = compute_output(chain.state, point, prev_block, data)
+        proposal = Proposal(l1["output_index"], n, output.fields, data, output.withdrawals)
         if self.corrupt is not None:
             proposal.fields = self.corrupt(proposal)
         return proposal

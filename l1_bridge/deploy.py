@@ -8,10 +8,10 @@ eth-tester, anvil, or a JSON-RPC node) with a parameter preset.
 Presets (docs/l1-bridge.md has the reasoning and the anchors):
 
 =========== ================= ============= =========== ============== =========
-preset      CHALLENGE_PERIOD  FORCED_GRACE  FORCED_FEE  MAX_OPEN_FORCED PROPOSER_BOND
+preset      CHALLENGE_PERIOD  FORCED_GRACE  FORCED_FEE  ESCAPE_WINDOW  PROPOSER_BOND
 =========== ================= ============= =========== ============== =========
-production  7 days            7 days        0.01 ETH    4096           1 ETH
-devnet      60 s              10 s          0.001 ETH   4096           0.1 ETH
+production  7 days            7 days        0.01 ETH    14 days        1 ETH
+devnet      60 s              10 s          0.001 ETH   15 s           0.1 ETH
 =========== ================= ============= =========== ============== =========
 
 Transactions go through the node's unlocked accounts (eth-tester, anvil) or,
@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from prover.smt import EMPTY, EMPTY_ROOT, OUTPUT_VERSION, compute_output_root
+from prover.smt import EMPTY_ROOT
+from sequencer.executor.genesis import compute_genesis_output_root
 
 DAY = 24 * 3600
 
@@ -39,16 +40,18 @@ class BridgePreset:
     """Seconds a forced request may stay uncovered before anyone can freeze
     (StarkEx FREEZE_GRACE_PERIOD: 7 days)."""
     forced_fee: int
-    """Wei paid with each forceWithdraw (anti-spam, to the proposer; Loopring charges one too)."""
-    max_open_forced: int
-    """Open forced requests at most (Loopring: 4096)."""
+    """Wei paid with each forceWithdraw / forceClose (anti-spam; held by the bridge,
+    never paid to the proposer; Loopring charges one too).  There is no cap."""
+    escape_window: int
+    """Seconds after a freeze in which accounts register their escape amounts;
+    then every registered account is paid the same fraction."""
     proposer_bond: int
     """Wei the proposer must keep bonded to propose; the challenger takes it on a deletion."""
 
 
 PRESETS: dict[str, BridgePreset] = {
-    "production": BridgePreset("production", 7 * DAY, 7 * DAY, 10**16, 4096, 10**18),
-    "devnet": BridgePreset("devnet", 60, 10, 10**15, 4096, 10**17),
+    "production": BridgePreset("production", 7 * DAY, 7 * DAY, 10**16, 14 * DAY, 10**18),
+    "devnet": BridgePreset("devnet", 60, 10, 10**15, 15, 10**17),
 }
 
 
@@ -105,11 +108,6 @@ def get_preset(name: str) -> BridgePreset:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown bridge preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
-
-
-def compute_genesis_output_root(state_root: bytes = EMPTY_ROOT) -> bytes:
-    """Output 0: the genesis state, no withdrawals, no inbox entries, no data."""
-    return compute_output_root(OUTPUT_VERSION, state_root, EMPTY, EMPTY, 0, EMPTY, EMPTY)
 
 
 def load_artifact(name: str) -> tuple[list, str]:
@@ -174,7 +172,7 @@ def deploy(
         token = compute_create_address(deployer, nonce + 1)
     ctor = factory.constructor(
         token, proposer, challenger, p.challenge_period, p.forced_grace, p.forced_fee,
-        p.max_open_forced, p.proposer_bond, genesis,
+        p.escape_window, p.proposer_bond, genesis,
         [m.id for m in markets], [m.size_scale for m in markets], [m.funding_scale for m in markets])
     receipt = transact(w3, ctor, deployer, private_key=private_key)
     if token_deployed:
@@ -196,7 +194,7 @@ def deploy(
         genesis_output_root="0x" + genesis.hex(),
         markets=[asdict(m) for m in markets],
         parameters={"challenge_period": p.challenge_period, "forced_grace": p.forced_grace,
-                    "forced_fee": p.forced_fee, "max_open_forced": p.max_open_forced,
+                    "forced_fee": p.forced_fee, "escape_window": p.escape_window,
                     "proposer_bond": p.proposer_bond},
         token_deployed=token_deployed,
     )

@@ -3,9 +3,9 @@ address, the genesis allocation) — no sequencer, no Kafka.
 
 ``L1Replay`` rebuilds the L2 state output by output from the batch data the
 proposer posted as calldata (``propose(..., data)``): for each live output it
-decodes the batch (l1_bridge.checkpointer.decode_batch), applies the blocks
-with the real state transition, recomputes the output's fields exactly as the
-checkpointer does and compares the root with the one on the bridge.  On top
+decodes the batch (sequencer.executor.output.decode_batch), applies the blocks
+with the real state transition, recomputes the output's fields with the
+checkpointer's own ``compute_output`` and compares the root with the one on the bridge.  On top
 of it:
 
 - ``claim_withdrawals``: proofs of the account's withdrawals in final outputs,
@@ -22,33 +22,25 @@ import logging
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from l1_bridge.checkpointer import Point, decode_batch, make_output
 from l1_bridge.client import BridgeClient, L1Error, Signer
-from l1_bridge.deploy import compute_genesis_output_root
-from l1_bridge.proofs import MarketScale, OutputFields, claim_args, compute_escape_amount, escape_args
+from l1_bridge.proofs import MarketScale, claim_args, compute_escape_amount, escape_args
 from prover.smt import withdrawal_proofs
-from sequencer.core.commitment import compute_checkpoint_withdrawals, encode_withdrawal
+from sequencer.core.commitment import encode_withdrawal
 from sequencer.core.state import Withdrawal
+from sequencer.core.transition import Context
+from sequencer.executor.context import make_context
+from sequencer.executor.genesis import (compute_genesis_output_root, compute_genesis_state_root,
+                                        make_genesis_chain)
+from sequencer.executor.output import EMPTY, OutputFields, compute_output, decode_batch, get_output_point
+
+__all__ = ["L1Replay", "ReplayedOutput", "compute_genesis_state_root", "escape_everyone", "make_genesis_chain",
+           "make_replay_context"]
 
 log = logging.getLogger("isoroll.l1.exit")
 
 
-def make_replay_context(bridge: str, preset: str = "devnet", verify_signatures: bool = True):
-    from sequencer.node.config import NodeConfig
-    from sequencer.node.node import make_context
-    return make_context(NodeConfig(preset=preset, l1_bridge_address=bridge,
-                                   verify_signatures_on_replay=verify_signatures))
-
-
-def make_genesis_chain(ctx, allocations: list[tuple[bytes, int]] = ()):
-    from sequencer.node.chain import Chain
-    from sequencer.node.genesis import build_genesis
-    return Chain(build_genesis(list(allocations)), ctx)
-
-
-def compute_genesis_state_root(allocations: list[tuple[bytes, int]] = ()) -> bytes:
-    """The state root of block 0 for an allocation (the bridge's genesis output commits to it)."""
-    return make_genesis_chain(make_replay_context("0x" + "00" * 20), allocations).state_root
+def make_replay_context(bridge: str, preset: str = "devnet", verify_signatures: bool = True) -> Context:
+    return make_context(preset, bridge, verify_signatures=verify_signatures)
 
 
 @dataclass
@@ -105,10 +97,8 @@ class L1Replay:
             self.offset += 1
         if self.chain.head_number != l2_block:
             out.error = f"the batch ends at L2 block {self.chain.head_number}, the output names {l2_block}"
-        g = self.chain.state.globals
-        point = Point(g.block_number, self.chain.compute_state_root(), g.block_hash, g.inbox_count, g.inbox_hash)
-        out.withdrawals = compute_checkpoint_withdrawals(self.chain.state, prev_block, g.block_number)
-        out.computed = make_output(point, out.withdrawals, data)
+        out.computed, out.withdrawals = compute_output(self.chain.state, get_output_point(self.chain), prev_block,
+                                                       data)
         if out.error is None and out.computed.root() != out.posted_root:
             diffs = [name for name, a, b in zip(OutputFields._fields, out.computed, fields) if a != b]
             out.error = f"output {index}: the posted root differs from the replay ({', '.join(diffs) or 'root'})"
@@ -172,7 +162,6 @@ class L1Replay:
         out = self.replay_to_frozen()
         if out is not None:
             return out.posted
-        from prover.smt import EMPTY
         return OutputFields(self.chain.state_root, EMPTY, EMPTY, 0, EMPTY, EMPTY)
 
     def escape_amount(self, account: bytes) -> int:

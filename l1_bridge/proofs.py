@@ -18,25 +18,10 @@ from typing import Any, Iterable, NamedTuple, Sequence
 from eth_abi import encode as abi_encode
 from eth_utils import to_checksum_address
 
-from prover.smt import OUTPUT_VERSION, Proof, SparseMerkleTree, WithdrawalProof, compute_output_root, keccak
+from prover.smt import Proof, SparseMerkleTree, WithdrawalProof, keccak
 from sequencer.core.commitment import get_account_key, get_market_key, get_position_key
 from sequencer.core.state import Market, Position, State, Withdrawal
-
-
-class OutputFields(NamedTuple):
-    """The fields of an output (bridge struct Output, in order)."""
-    state_root: bytes
-    withdrawals_root: bytes
-    last_block_hash: bytes
-    inbox_count: int
-    inbox_hash: bytes
-    data_hash: bytes
-
-    def root(self) -> bytes:
-        return compute_output_root(OUTPUT_VERSION, *self)
-
-    def as_arg(self) -> tuple:
-        return tuple(self)
+from sequencer.executor.output import OutputFields
 
 
 class MarketScale(NamedTuple):

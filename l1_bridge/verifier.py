@@ -21,11 +21,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from l1_bridge.checkpointer import Point, encode_batch, make_output
 from l1_bridge.client import BridgeClient, L1Error, Signer
 from l1_bridge.exit import L1Replay, ReplayedOutput
-from sequencer.core.commitment import compute_checkpoint_withdrawals
-from sequencer.node.chain import decode_snapshot, encode_snapshot
+from sequencer.executor.genesis import make_genesis_chain
+from sequencer.executor.output import OutputFields, compute_output, encode_batch, get_output_point
+from sequencer.executor.snapshot import decode_snapshot, encode_snapshot
 
 log = logging.getLogger("isoroll.verifier")
 
@@ -69,7 +69,6 @@ class Verifier:
         del self.replay.outputs[self.verified:]
 
     def _reset(self) -> None:
-        from l1_bridge.exit import make_genesis_chain
         self.replay.chain = make_genesis_chain(self.replay.ctx, self.replay.allocations)
         self.replay.offset = 0
         self.replay.outputs.clear()
@@ -103,12 +102,9 @@ class Verifier:
                     if result.applied:
                         messages.append(m.value)
         self.replay.offset = chain.next_offset
-        g = chain.state.globals
-        point = Point(g.block_number, chain.compute_state_root(), g.block_hash, g.inbox_count, g.inbox_hash)
-        out.withdrawals = compute_checkpoint_withdrawals(chain.state, prev_block, g.block_number)
-        out.computed = make_output(point, out.withdrawals, encode_batch(messages))
+        out.computed, out.withdrawals = compute_output(chain.state, get_output_point(chain), prev_block,
+                                                       encode_batch(messages))
         if out.computed.root() != out.posted_root:
-            from l1_bridge.proofs import OutputFields
             diffs = [n for n, a, b in zip(OutputFields._fields, out.computed, fields) if a != b]
             out.error = f"output {index}: the posted root differs from the log ({', '.join(diffs) or 'root'})"
         return out

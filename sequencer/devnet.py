@@ -103,7 +103,7 @@ def banner(service, accounts, deployment=None, rpc: str = "") -> str:
 
 def run_devnet(args) -> int:
     from sequencer.node.config import NodeConfig
-    from sequencer.node.genesis import get_dev_accounts
+    from sequencer.executor.genesis import get_dev_accounts
     from sequencer.node.service import serve_forever, setup_logging
 
     data_dir = Path(args.data_dir).resolve()

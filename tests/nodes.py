@@ -17,9 +17,9 @@ from sequencer.core.encoding import decode_block
 from sequencer.core.records import Transfer
 from sequencer.core.signing import sign_digest
 from sequencer.log.kafka import BlockReader
-from sequencer.node.chain import Chain
-from sequencer.node.config import NodeConfig
-from sequencer.node.genesis import build_genesis, get_dev_accounts, load_allocations
+from sequencer.executor.chain import Chain
+from sequencer.executor.genesis import build_genesis, get_dev_accounts
+from sequencer.node.config import NodeConfig, load_allocations
 from sequencer.node.node import make_context, make_log_config
 from sequencer.sdk import Client
 

@@ -21,7 +21,7 @@ from sequencer.core.state import State
 from sequencer.core.transition import (BlockResult, Context, RuleError, apply_record,
                                        process_block_end)
 from sequencer.log.kafka import Fenced, LogUnavailable
-from sequencer.node.chain import Chain
+from sequencer.executor.chain import Chain
 from sequencer.node.metrics import METRICS
 
 log = logging.getLogger("isoroll.builder")

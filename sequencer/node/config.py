@@ -47,7 +47,7 @@ class NodeConfig:
     """While replaying a backlog at start-up, compute the state root once per this
     many blocks (the head always gets one); live blocks always get their own."""
     genesis_dev_accounts: int = 10
-    """Devnet genesis: this many deterministic dev accounts (see sequencer.node.genesis)."""
+    """Devnet genesis: this many deterministic dev accounts (see sequencer.executor.genesis)."""
     genesis_dev_balance: int = 1_000_000 * 10**6
     genesis_file: str = ""
     """A JSON genesis ({"allocations": [{"address", "amount"}]}) instead of the dev accounts."""
@@ -160,3 +160,13 @@ def resolve_l1_config(config: NodeConfig) -> NodeConfig:
             bridge = json.load(fh)["bridge"]
         return dataclasses.replace(config, l1_bridge_address=bridge)
     return config
+
+
+def load_allocations(config: NodeConfig) -> list[tuple[bytes, int]]:
+    """The genesis allocation: the genesis file's, else the dev accounts' (``genesis_dev_*``)."""
+    from sequencer.executor.genesis import get_dev_accounts, parse_allocations
+    if config.genesis_file:
+        import json
+        with open(config.genesis_file) as fh:
+            return parse_allocations(json.load(fh))
+    return [(address, config.genesis_dev_balance) for _, address in get_dev_accounts(config.genesis_dev_accounts)]

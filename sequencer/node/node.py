@@ -15,30 +15,27 @@ from pathlib import Path
 
 import msgspec
 
-from sequencer.core import eip712
 from sequencer.core.matching import Exchange
-from sequencer.core.presets import get_preset
-from sequencer.core.signing import get_recover
 from sequencer.core.transition import Context
+from sequencer.executor import context as executor_context
+from sequencer.executor.chain import Chain
+from sequencer.executor.genesis import build_genesis
+from sequencer.executor.snapshot import (SNAPSHOT_FORMAT, decode_node_snapshot, decode_snapshot,
+                                         encode_index_frame, encode_node_snapshot, encode_node_state,
+                                         get_snapshot_format, mark_indexed)
 from sequencer.log.kafka import BlockReader, BlockWriter, Fenced, LogConfig, LogUnavailable, ensure_topic
 from sequencer.node.builder import BlockBuilder
-from sequencer.node.chain import (SNAPSHOT_FORMAT, Chain, decode_node_snapshot, decode_snapshot,
-                                  encode_index_frame, encode_node_snapshot, encode_node_state,
-                                  get_snapshot_format, mark_indexed)
 from sequencer.node.checkers import TxCheckers, get_auto_workers
-from sequencer.node.config import NodeConfig, resolve_l1_config
-from sequencer.node.genesis import build_genesis, load_allocations
+from sequencer.node.config import NodeConfig, load_allocations, resolve_l1_config
 from sequencer.node.metrics import METRICS
 
 log = logging.getLogger("isoroll.node")
 
 
 def make_context(config: NodeConfig) -> Context:
-    preset = get_preset(config.preset)
-    domain = eip712.Domain(preset.chain_id, bytes.fromhex(config.l1_bridge_address[2:]))
-    return Context(preset=preset, domain_separator=eip712.compute_domain_separator(domain),
-                   recover=get_recover(config.signature_backend),
-                   verify_signatures=config.verify_signatures_on_replay)
+    return executor_context.make_context(config.preset, config.l1_bridge_address,
+                                         signature_backend=config.signature_backend,
+                                         verify_signatures=config.verify_signatures_on_replay)
 
 
 def make_log_config(config: NodeConfig) -> LogConfig:
@@ -56,7 +53,7 @@ class Node:
         config = resolve_l1_config(config)
         self.config = config
         self.ctx = make_context(config)
-        self.domain = eip712.Domain(self.ctx.preset.chain_id, bytes.fromhex(config.l1_bridge_address[2:]))
+        self.domain = executor_context.make_domain(config.preset, config.l1_bridge_address)
         self.log_config = make_log_config(config)
         self.mode = config.mode
         self.chain: Chain | None = None
@@ -166,7 +163,7 @@ class Node:
 
     # --- state from snapshot + log ---------------------------------------------------
     INDEX_FILE = "index.bin"
-    """Next to the snapshots: the receipt and block index, append-only (sequencer.node.chain)."""
+    """Next to the snapshots: the receipt and block index, append-only (sequencer.executor.snapshot)."""
 
     @property
     def index_path(self) -> Path:

@@ -70,7 +70,7 @@ async def test_kill_9_mid_stream_then_restart(broker, tmp_path):
 
 async def _final_root(config):
     """The state root the restarted node wrote into its last snapshot on SIGTERM."""
-    from sequencer.node.chain import decode_node_snapshot
+    from sequencer.executor.snapshot import decode_node_snapshot
     from sequencer.node.node import make_context
     from pathlib import Path
     directory = Path(config.data_dir) / "snapshots"

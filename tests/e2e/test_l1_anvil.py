@@ -23,7 +23,7 @@ from l1_bridge.deploy import PRESETS, MarketConfig, bond_proposer, deploy
 from l1_bridge.exit import L1Replay, compute_genesis_state_root, escape_everyone
 from l1_bridge.proofs import OutputFields
 from sequencer.core.markets import get_market_table
-from sequencer.node.genesis import get_dev_accounts
+from sequencer.executor.genesis import get_dev_accounts
 from sequencer.node.service import Service
 from sequencer.sdk import Client
 

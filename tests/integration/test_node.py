@@ -12,8 +12,8 @@ from nodes import (dev_clients, make_config, read_log, replay_fresh, signed_tran
 from sequencer.core import eip712
 from sequencer.core.encoding import compute_message_hash
 from sequencer.core.signing import SECP256K1_N
-from sequencer.node.chain import NODE_SNAPSHOT_FORMAT, decode_index, encode_snapshot, get_snapshot_format
-from sequencer.node.genesis import get_dev_accounts
+from sequencer.executor.snapshot import NODE_SNAPSHOT_FORMAT, decode_index, encode_snapshot, get_snapshot_format
+from sequencer.executor.genesis import get_dev_accounts
 from sequencer.node.node import Node
 from sequencer.node.service import Service
 from sequencer.sdk import ApiError, Client

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nodes import make_config
-from sequencer.node.genesis import get_dev_accounts
+from sequencer.executor.genesis import get_dev_accounts
 from sequencer.node.service import Service
 
 pytestmark = pytest.mark.kafka

@@ -96,8 +96,9 @@ async def test_fresh_replay_gives_the_live_root_at_every_block(broker, topic, tm
 
     # The node's catch-up mode (roots every 64 blocks, then the head) lands on the same roots.
     from nodes import read_log
-    from sequencer.node.chain import Chain
-    from sequencer.node.genesis import build_genesis, load_allocations
+    from sequencer.executor.chain import Chain
+    from sequencer.executor.genesis import build_genesis
+    from sequencer.node.config import load_allocations
     from sequencer.node.node import make_context
     deferred = Chain(build_genesis(load_allocations(config)), make_context(config))
     deferred.root_interval = 64

@@ -11,8 +11,8 @@ from sequencer.core.encoding import decode_block, decode_record
 from sequencer.core.matching import Exchange
 from sequencer.core.records import FundingTick, OraclePrice
 from sequencer.node.builder import BlockBuilder
-from sequencer.node.chain import Chain
-from sequencer.node.genesis import build_genesis
+from sequencer.executor.chain import Chain
+from sequencer.executor.genesis import build_genesis
 
 T0 = 1_700_000_020_000
 NEXT = (T0 // 60_000 + 1) * 60_000  # the next one-minute funding boundary

@@ -1,13 +1,14 @@
-"""The node's receipt index (sequencer.node.chain): frames appended once per
+"""The node's receipt index (sequencer.executor.snapshot): frames appended once per
 snapshot, a torn tail left out, and a node snapshot that holds no receipts."""
 from __future__ import annotations
 
 from perps_support import CTX
 from sequencer.core.encoding import encode_block, make_block
-from sequencer.node.chain import (NODE_SNAPSHOT_FORMAT, Chain, decode_index, decode_node_snapshot,
-                                  encode_index_frame, encode_node_snapshot, encode_node_state,
-                                  get_snapshot_format, mark_indexed)
-from sequencer.node.genesis import build_genesis
+from sequencer.executor.snapshot import (NODE_SNAPSHOT_FORMAT, decode_index, decode_node_snapshot,
+                                         encode_index_frame, encode_node_snapshot, encode_node_state,
+                                         get_snapshot_format, mark_indexed)
+from sequencer.executor.chain import Chain
+from sequencer.executor.genesis import build_genesis
 
 
 def make_chain() -> Chain:
