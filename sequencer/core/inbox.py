@@ -23,13 +23,14 @@ from __future__ import annotations
 from typing import Iterable
 
 from sequencer.core.hashing import keccak
+from sequencer.core.presets import MAX_INT64
 from sequencer.core.records import Deposit, ForcedWithdrawal
 
 KIND_DEPOSIT = 1
 KIND_FORCED_WITHDRAWAL = 2
 EMPTY_INBOX_HASH = b"\x00" * 32
 ENTRY_SIZE = 61
-MAX_AMOUNT = 2**63 - 1
+MAX_AMOUNT = MAX_INT64
 """Largest amount the bridge accepts in one inbox entry."""
 
 InboxRecord = Deposit | ForcedWithdrawal

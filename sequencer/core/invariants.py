@@ -15,7 +15,8 @@ from fractions import Fraction
 
 import msgspec
 
-from sequencer.core.markets import PPM, MarketParams, get_market_table
+from sequencer.core.markets import MarketParams, get_market_table
+from sequencer.core.presets import PPM
 from sequencer.core.state import State
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import msgspec
 
 from sequencer.core.hashing import keccak
+from sequencer.core.presets import PPM
 
-PPM = 1_000_000
 USDC = 10**6
 HOUR_MS = 3_600_000
 

@@ -32,12 +32,15 @@ from bisect import bisect_left, insort
 from collections import deque
 from typing import Any
 
-from sequencer.core.markets import PPM, MarketParams, get_market_table
-from sequencer.core.perps import (IMMEDIATE_OR_CANCEL, INSURANCE_ADDRESS, POST_ONLY, TradeError,
-                                  check_order_terms, compute_order_margin, get_market_params, is_liquidatable)
+from sequencer.core.markets import MarketParams, get_market_table
+from sequencer.core.presets import PPM
 from sequencer.core.records import (AdjustMargin, CancelOrder, FundingTick, Liquidate, OraclePrice,
                                     PlaceOrder, Record, Trade, Transfer, Withdraw)
+from sequencer.core.rules.base import TradeError, get_market_params
 from sequencer.core.rules.funding import get_due_funding_time
+from sequencer.core.rules.margin import compute_order_margin, is_liquidatable
+from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY, check_order_terms
+from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.state import Order, State
 from sequencer.core.transition import Context, RuleError, apply_record
 

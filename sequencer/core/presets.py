@@ -14,6 +14,10 @@ import msgspec
 COLLATERAL_DECIMALS = 6
 PPM = 1_000_000
 
+MAX_INT64 = 2**63 - 1
+"""Largest integer the log, the state snapshots and the bridge carry (msgpack
+int64): the bound of amounts, prices, sizes, costs and the funding index."""
+
 SCHEMA_VERSION = 1
 """Version of the log encoding (sequencer.core.records).  Written into every
 Kafka message header and into the L1 batch data header."""
@@ -47,7 +51,7 @@ MAINNET = Preset(
     max_expiry_ahead_ms=24 * 3600 * 1000,
     max_block_records=4096,
     max_batch_txs=1000,
-    max_amount=2**63 - 1,
+    max_amount=MAX_INT64,
     markets="production",
 )
 
@@ -58,7 +62,7 @@ DEVNET = Preset(
     max_expiry_ahead_ms=24 * 3600 * 1000,
     max_block_records=4096,
     max_batch_txs=1000,
-    max_amount=2**63 - 1,
+    max_amount=MAX_INT64,
 )
 
 PRESETS = {p.name: p for p in (MAINNET, DEVNET)}

@@ -10,13 +10,14 @@ The result crosses a process boundary, so it carries the record's log bytes
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import msgspec
 
 from sequencer.core import eip712, wire
 from sequencer.core.encoding import compute_record_hash, encode_record
-from sequencer.core.signing import SignatureError
+from sequencer.core.rules.base import RuleError, verify_signer
 
 
 class CheckedTx(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -41,6 +42,13 @@ def describe_domain(domain: eip712.Domain) -> str:
             f"verifyingContract: 0x{domain.verifying_contract.hex()}}}")
 
 
+@functools.lru_cache(maxsize=8)
+def get_signer_hint(domain: eip712.Domain) -> str:
+    """How to fix a signature that recovers another address (built once per domain)."""
+    return (f"sign the EIP-712 message under the domain {describe_domain(domain)} "
+            "(GET /v1/status), with the fields exactly as sent")
+
+
 def check_tx(body: bytes | msgspec.Raw, domain: eip712.Domain, domain_separator: bytes,
              recover: Callable[[bytes, bytes], bytes]) -> CheckedTx:
     """Parse one `{"type", "message", "signature"}` body and check its signature."""
@@ -50,17 +58,9 @@ def check_tx(body: bytes | msgspec.Raw, domain: eip712.Domain, domain_separator:
         return refuse(exc.code, exc.message)
     record_bytes = encode_record(record)
     try:
-        digest = eip712.compute_digest(domain_separator, eip712.get_primary_type(record), record)
-        signer = recover(digest, record.signature)
-    except SignatureError as exc:
-        return refuse("bad_signature", str(exc))
-    except ValueError as exc:  # a field outside its EIP-712 type: nothing a wallet can sign
-        return refuse("invalid_field", f"{type(record).__name__}: {exc}")
-    if signer != record.account:
-        return refuse("bad_signature",
-                      f"signature recovers 0x{signer.hex()}, not the account 0x{record.account.hex()}: "
-                      f"sign the EIP-712 message under the domain {describe_domain(domain)} "
-                      "(GET /v1/status), with the fields exactly as sent")
+        verify_signer(record, domain_separator, recover, get_signer_hint(domain))
+    except RuleError as exc:
+        return refuse(exc.code, exc.message)
     return CheckedTx(record_bytes, compute_record_hash(record_bytes))
 
 

@@ -14,6 +14,7 @@ import msgspec
 
 from sequencer.core import records as R
 from sequencer.core.eip712 import RECORD_CLASS_BY_TYPE, TYPES, TYPE_BY_RECORD_CLASS
+from sequencer.core.presets import MAX_INT64
 
 USER_TYPES = ("Transfer", "Withdraw", "AdjustMargin", "PlaceOrder", "CancelOrder")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -100,7 +101,7 @@ def parse_hex(value: Any, name: str, length: int | None = None) -> bytes:
 
 # The EIP-712 types are uint256/int256 for wallet compatibility, but the log
 # carries 64-bit integers (msgpack): amounts, prices and sizes must fit.
-_RANGES = {"uint256": (0, 2**63 - 1), "int256": (-2**63 + 1, 2**63 - 1), "uint64": (0, 2**64 - 1),
+_RANGES = {"uint256": (0, MAX_INT64), "int256": (-MAX_INT64, MAX_INT64), "uint64": (0, 2**64 - 1),
            "uint32": (0, 2**32 - 1), "uint8": (0, 255)}
 
 

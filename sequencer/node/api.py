@@ -16,13 +16,14 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from sequencer.core import perps, txcheck, wire
+from sequencer.core import txcheck, wire
 from sequencer.core.markets import get_market_table
 from sequencer.core.state import Market
 from sequencer.core.encoding import compute_record_hash, decode_block, decode_record
 from sequencer.core.records import Record
 from sequencer.core.transition import RuleError
 from sequencer.log.kafka import Fenced, LogError
+from sequencer.node import views
 from sequencer.node.metrics import METRICS
 
 log = logging.getLogger("isoroll.api")
@@ -357,7 +358,7 @@ class Api:
             if position is None or (position.size == 0 and position.margin == 0):
                 continue
             market = state.markets.get(market_id) or Market(market_id)
-            out.append(perps.describe_position(position, market, params))
+            out.append(views.describe_position(position, market, params))
         return out
 
     def market_table(self) -> dict:
@@ -367,7 +368,7 @@ class Api:
     async def get_markets(self, request: Request) -> Response:
         await self.settled()
         state = self.node.chain.state
-        return json_response([perps.describe_market(params, state.markets.get(market_id))
+        return json_response([views.describe_market(params, state.markets.get(market_id))
                               for market_id, params in sorted(self.market_table().items())])
 
     async def get_block(self, request: Request) -> Response:

@@ -34,10 +34,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sequencer.core import perps, wire
+from sequencer.core import wire
 from sequencer.core.encoding import compute_record_hash, decode_block, decode_record, encode_record
+from sequencer.core.presets import MAX_INT64
 from sequencer.core.records import CancelOrder, OraclePrice, PlaceOrder, Trade
+from sequencer.core.rules import funding, orders
 from sequencer.core.transition import RuleError
+from sequencer.node import views
 from sequencer.node.api import ApiError, json_response, parse_address_param, read_body
 
 log = logging.getLogger("isoroll.api")
@@ -75,8 +78,8 @@ def parse_oracle_price(body: bytes) -> OraclePrice:
         raise ApiError("malformed_json", f"OraclePrice is not valid JSON: {exc}") from None
     try:
         market = wire.parse_int(request.market, "OraclePrice.market", 0, 2**32 - 1)
-        price = wire.parse_int(request.price, "OraclePrice.price", 1, 2**63 - 1)
-        timestamp = wire.parse_int(request.timestamp, "OraclePrice.timestamp", 0, 2**63 - 1)
+        price = wire.parse_int(request.price, "OraclePrice.price", 1, MAX_INT64)
+        timestamp = wire.parse_int(request.timestamp, "OraclePrice.timestamp", 0, MAX_INT64)
         if not 1 <= len(request.signatures) <= 32:
             raise wire.WireError("invalid_field", "OraclePrice.signatures must hold 1 to 32 signatures")
         signatures = tuple(wire.parse_hex(s, "signature", 65) for s in request.signatures)
@@ -142,7 +145,7 @@ class FillIndex:
             params = tables.get(trade.market)
             if maker is None or params is None:
                 continue
-            fill = perps.describe_fill(trade, maker, params)
+            fill = views.describe_fill(trade, maker, params)
             fill.update({"block": block.number, "index": i, "timestampMs": block.timestamp_ms})
             fills.append(fill)
         return fills
@@ -300,7 +303,7 @@ class TradingRoutes:
             status = "filled"
         elif order.cancelled:
             status = "cancelled"
-        elif record.time_in_force == perps.IMMEDIATE_OR_CANCEL:
+        elif record.time_in_force == orders.IMMEDIATE_OR_CANCEL:
             status = "expired"  # an IOC remainder never rests
         else:
             status = "resting" if order.filled == 0 else "partially_filled"
@@ -323,7 +326,7 @@ class TradingRoutes:
             raise ApiError("nonce_used", f"this exact price is already in block {known.block}")
         try:
             # The node's own context verifies signatures; the builder's does not.
-            perps.verify_oracle_quorum(record, self.node.ctx)
+            funding.verify_oracle_quorum(record, self.node.ctx)
         except RuleError as exc:
             raise ApiError(exc.code, exc.message) from None
         receipt = await api.submit(record, tx_hash)
@@ -350,7 +353,7 @@ class TradingRoutes:
     async def get_market(self, request: Request) -> Response:
         market_id, params = self.require_market(request)
         await self.api.settled()
-        return json_response(perps.describe_market(params, self.node.chain.state.markets.get(market_id)))
+        return json_response(views.describe_market(params, self.node.chain.state.markets.get(market_id)))
 
     async def get_book(self, request: Request) -> Response:
         market_id, params = self.require_market(request)

@@ -24,7 +24,7 @@ import pytest
 from nodes import (dev_clients, free_port, kill_9, make_config, replay_fresh, start_node_process,  # noqa: E402
                    wait_ready, wait_until)
 
-from sequencer.core import perps  # noqa: E402
+from sequencer.node import views  # noqa: E402
 from sequencer.core.markets import USDC, get_market_table  # noqa: E402
 from sequencer.core.matching import Exchange  # noqa: E402
 from sequencer.core.state import Market  # noqa: E402
@@ -168,7 +168,7 @@ async def test_books_and_positions_survive_kill_9_and_restart(broker, tmp_path):
                 position = state.positions.get((raw, market_id))
                 if position is None or (position.size == 0 and position.margin == 0):
                     continue
-                expected.append(perps.describe_position(position, state.markets.get(market_id) or Market(market_id),
+                expected.append(views.describe_position(position, state.markets.get(market_id) or Market(market_id),
                                                         params))
             assert account["positions"] == expected, address
             assert account["openOrders"] == exchange.open_orders(raw), address

@@ -24,7 +24,8 @@ from sequencer.core.records import Deposit, ForcedWithdrawal
 from sequencer.core.state import Market, Position, State, Withdrawal
 from sequencer.core.presets import DEVNET
 from sequencer.core.signing import get_recover
-from sequencer.core.transition import Context, add_withdrawal, process_deposit, process_forced_withdrawal
+from sequencer.core.rules.accounts import add_withdrawal, process_deposit, process_forced_withdrawal
+from sequencer.core.transition import Context
 
 L2_CONTEXT = Context(preset=DEVNET, domain_separator=b"\x00" * 32, recover=get_recover("coincurve"))
 """Inbox records carry no signatures: the domain is never used by these rules."""

@@ -22,7 +22,7 @@ from sequencer.core.invariants import (compute_balance_violations, compute_conse
                                        compute_negative_balances)
 from sequencer.core.markets import DEVNET_MARKETS
 from sequencer.core.matching import Exchange
-from sequencer.core.perps import INSURANCE_ADDRESS
+from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.records import FundingTick, Liquidate
 from sequencer.core.transition import RuleError
 

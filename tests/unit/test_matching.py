@@ -8,7 +8,7 @@ import pytest
 from perps_support import ADDR, BTC, ETH, ONE_BTC, Sim, usd
 from sequencer.core.markets import DEVNET_MARKETS
 from sequencer.core.matching import Exchange
-from sequencer.core.perps import IMMEDIATE_OR_CANCEL, POST_ONLY
+from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY
 from sequencer.core.records import PlaceOrder, Trade
 from sequencer.core.transition import RuleError
 
@@ -229,7 +229,7 @@ def test_rebuild_after_a_session_equals_the_live_book():
 
 def test_open_orders_and_fill_descriptions():
     from sequencer.core.markets import DEVNET_MARKETS as TABLE
-    from sequencer.core.perps import describe_fill
+    from sequencer.node.views import describe_fill
     sim = rich_sim()
     sim.place("alice", False, usd(60_000), ONE_BTC)
     sim.place("alice", True, usd(59_000), ONE_BTC // 2)

@@ -7,7 +7,7 @@ import pytest
 
 from perps_support import CTX, SEPARATOR
 from sequencer.core.markets import DEVNET_ORACLE_KEYS, USDC
-from sequencer.core.perps import verify_oracle_quorum
+from sequencer.core.rules.funding import verify_oracle_quorum
 from sequencer.core.transition import RuleError
 from sequencer.oracle import CsvReplay, Feeder, MarketInfo, RandomWalk, select_markets, sign_oracle_price
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from perps_support import ADDR, BTC, BTC_PARAMS, ONE_BTC, Sim, usd
 from sequencer.core.invariants import compute_conservation, compute_negative_balances
 from sequencer.core.markets import DEVNET_MARKETS, compute_funding_cap_ppm
-from sequencer.core.perps import compute_funding_owed
+from sequencer.core.rules.margin import compute_funding_owed
 from sequencer.core.records import FundingTick
 
 INTERVAL = BTC_PARAMS.funding_interval_ms

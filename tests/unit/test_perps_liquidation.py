@@ -9,7 +9,8 @@ from perps_support import ADDR, BTC, BTC_PARAMS, ETH, ONE_BTC, Sim, sign_oracle,
 from sequencer.core.invariants import (compute_balance_violations, compute_conservation,
                                        compute_negative_balances)
 from sequencer.core.markets import DEVNET_MARKETS
-from sequencer.core.perps import (INSURANCE_ADDRESS, compute_liquidation_price, is_liquidatable)
+from sequencer.core.rules.margin import compute_liquidation_price, is_liquidatable
+from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.records import Liquidate
 from sequencer.core.state import Market, Position
 

@@ -10,9 +10,10 @@ from sequencer.core import eip712, signing
 from sequencer.core.markets import (DEVNET_MARKETS, LARGE_CAP, MARKET_TABLES, ORACLE_SETS, PPM,
                                     PRODUCTION_MARKETS, check_market_params, compute_median_price,
                                     make_oracle_set)
-from sequencer.core.perps import (compute_entry_price, compute_equity, compute_funding_owed,
-                                  compute_initial_requirement, compute_maintenance, compute_order_params_hash,
-                                  compute_unrealized_pnl, get_market_params, get_oracle_set)
+from sequencer.core.rules.base import get_market_params, get_oracle_set
+from sequencer.core.rules.margin import (compute_entry_price, compute_equity, compute_funding_owed,
+                                         compute_initial_requirement, compute_maintenance, compute_unrealized_pnl)
+from sequencer.core.rules.orders import compute_order_params_hash
 from sequencer.core.presets import DEVNET, MAINNET
 from sequencer.core.records import PlaceOrder
 from sequencer.core.state import Market, Position
@@ -103,7 +104,7 @@ def test_signatures_from_eth_account_sign_orders_the_rules_accept():
 
 
 def test_api_views_of_positions_and_markets():
-    from sequencer.core.perps import describe_market, describe_position
+    from sequencer.node.views import describe_market, describe_position
     position = Position(size=ONE_BTC, cost=usd(60_000), margin=usd(6_000))
     market = Market(BTC, oracle_price=usd(59_000))
     view = describe_position(position, market, BTC_PARAMS)

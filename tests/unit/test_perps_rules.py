@@ -214,7 +214,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 from perps_support import FAST_CTX  # noqa: E402
 from sequencer.core.invariants import compute_balance_violations  # noqa: E402
 from sequencer.core.records import AdjustMargin, CancelOrder, FundingTick, Liquidate, OraclePrice  # noqa: E402
-from sequencer.core.perps import INSURANCE_ADDRESS  # noqa: E402
+from sequencer.core.rules.positions import INSURANCE_ADDRESS  # noqa: E402
 
 _addresses = st.sampled_from([ADDR["alice"], ADDR["bob"], ADDR["carol"], INSURANCE_ADDRESS, b"\x01" * 20, b""])
 _ints = st.one_of(st.integers(-3, 8), st.sampled_from([HALF, ONE_BTC, PRICE, PRICE - usd(5_000), 10_000, 100]),

@@ -1,0 +1,119 @@
+"""Liquidate: a position below maintenance at the mark price is taken over by
+the insurance fund at the mark (backstop); if that would leave the fund
+negative, it is closed at its bankruptcy price against the most profitable
+opposite positions instead (auto-deleveraging)."""
+from __future__ import annotations
+
+import msgspec
+
+from sequencer.core.markets import MarketParams
+from sequencer.core.presets import MAX_INT64
+from sequencer.core.records import Liquidate
+from sequencer.core.rules.base import (Context, RuleError, get_market, hex_address, require, require_fresh_price,
+                                       require_market_params)
+from sequencer.core.rules.margin import (ceil_div, compute_equity, compute_fee, compute_liquidation_size,
+                                         compute_long_change, compute_maintenance, compute_unrealized_pnl,
+                                         is_liquidatable)
+from sequencer.core.rules.positions import (INSURANCE_ADDRESS, add_insurance, add_open_interest, apply_close,
+                                            apply_fill, close_and_release, get_position, settle_funding)
+from sequencer.core.state import Position, State
+
+replace = msgspec.structs.replace
+
+
+def process_backstop(state: State, address: bytes, position: Position, qty: int, mark: int,
+                     params: MarketParams) -> None:
+    """The insurance fund takes ``qty`` lots over at the mark price (rounded
+    against the liquidated account), charges the capped fee and pays any bad debt."""
+    long = position.size > 0
+    gross = qty * mark
+    notional = -(gross // params.scale) if long else ceil_div(gross, params.scale)
+    require(abs(notional) <= MAX_INT64, "notional_overflow", "the liquidation notional leaves the 64-bit range")
+    closed, realised = apply_close(position, qty, notional)
+    margin = position.margin + realised
+    fee = min(compute_fee(abs(notional), params.liquidation_fee_ppm), max(0, margin))
+    bad_debt = max(0, -margin)
+    state.set_position(address, params.id, replace(closed, margin=margin - fee + bad_debt))
+    add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
+    fund = settle_funding(state, INSURANCE_ADDRESS, params.id, get_position(state, INSURANCE_ADDRESS, params.id),
+                          params)
+    taken, fund_realised = apply_fill(fund, qty if long else -qty, -notional)
+    state.set_position(INSURANCE_ADDRESS, params.id, taken)
+    add_open_interest(state, params.id, compute_long_change(fund.size, taken.size))
+    add_insurance(state, fee - bad_debt + fund_realised)
+
+
+def rank_deleverage_counterparties(state: State, market_id: int, long: bool, mark: int,
+                                   params: MarketParams) -> list[tuple[bytes, Position]]:
+    """Positions on the ``long`` side, most profitable (unrealised PnL at the
+    mark) first, ties by address; the insurance fund's own position last."""
+    ranked = []
+    fund = None
+    for (address, m), position in state.positions.items():
+        if m != market_id or position.size == 0 or (position.size > 0) != long:
+            continue
+        if address == INSURANCE_ADDRESS:
+            fund = (address, position)
+        else:
+            ranked.append((-compute_unrealized_pnl(position, mark, params), address, position))
+    ranked.sort(key=lambda item: (item[0], item[1]))
+    result = [(address, position) for _, address, position in ranked]
+    return result + [fund] if fund else result
+
+
+def process_auto_deleverage(state: State, address: bytes, position: Position, mark: int,
+                            params: MarketParams) -> None:
+    """Close the whole position at its bankruptcy price (its margin ends at
+    exactly 0) against the most profitable opposite positions."""
+    qty, long = abs(position.size), position.size > 0
+    bankrupt_notional = position.margin - position.cost  # the account's notional for closing it all
+    closed, _ = apply_close(position, qty, bankrupt_notional)
+    state.set_position(address, params.id, replace(closed, margin=0))
+    add_open_interest(state, params.id, compute_long_change(position.size, 0))
+    remaining, remaining_notional = qty, -bankrupt_notional
+    for other, counter in rank_deleverage_counterparties(state, params.id, not long, mark, params):
+        take = min(remaining, abs(counter.size))
+        notional = remaining_notional if take == remaining else -bankrupt_notional * take // qty
+        deleverage_position(state, other, counter, take, notional, params)
+        remaining, remaining_notional = remaining - take, remaining_notional - notional
+        if remaining == 0:
+            return
+    raise RuleError("deleverage_failed", "not enough opposite positions to deleverage against")
+
+
+def deleverage_position(state: State, address: bytes, position: Position, qty: int, notional: int,
+                        params: MarketParams) -> None:
+    position = settle_funding(state, address, params.id, position, params)
+    old_size = position.size
+    if address == INSURANCE_ADDRESS:
+        position, realised = apply_close(position, qty, notional)
+        add_insurance(state, realised)
+    else:
+        account = state.accounts[address]
+        position, free = close_and_release(state, address, position, qty, notional, account.collateral, "")
+        state.set_account(address, replace(account, collateral=free))
+    state.set_position(address, params.id, position)
+    add_open_interest(state, params.id, compute_long_change(old_size, position.size))
+
+
+def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Context) -> None:
+    params = require_market_params(ctx, r.market)
+    require(r.account != INSURANCE_ADDRESS, "not_liquidatable", "the insurance fund is not liquidated")
+    mark = require_fresh_price(get_market(state, r.market), params, timestamp_ms)
+    position = state.positions.get((r.account, r.market))
+    require(position is not None and position.size != 0, "no_position",
+            f"{hex_address(r.account)} has no open position in market {r.market}")
+    market = state.markets[r.market]
+    require(is_liquidatable(position, mark, market, params), "not_liquidatable",
+            f"equity {compute_equity(position, mark, market, params)} is not below maintenance "
+            f"{compute_maintenance(position, mark, params)}")
+    position = settle_funding(state, r.account, r.market, position, params)
+    qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
+    snapshot = state.snapshot()
+    process_backstop(state, r.account, position, qty, mark, params)
+    if state.globals.insurance_fund >= 0:
+        state.commit(snapshot)
+        return
+    state.revert(snapshot)
+    process_auto_deleverage(state, r.account, position, mark, params)
+    require(state.globals.insurance_fund >= 0, "insolvent", "the insurance fund would go negative")

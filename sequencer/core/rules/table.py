@@ -1,0 +1,50 @@
+"""The rule tables: which ``process_*`` function applies each record kind,
+one immutable table per log schema version (sequencer.core.presets
+.SCHEMA_VERSION), built here and nowhere else.
+
+The next protocol version is a new table (py-evm's forks): copy the previous
+one, replace what changed, add it to ``RULE_TABLES``.  Nothing edits a table
+after this module is imported.
+"""
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping
+
+from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, ForcedWithdrawal, FundingTick, Liquidate,
+                                    OraclePrice, PlaceOrder, Trade, Transfer, Withdraw)
+from sequencer.core.rules.accounts import process_deposit, process_forced_withdrawal, process_transfer, process_withdraw
+from sequencer.core.rules.base import Rule
+from sequencer.core.rules.funding import process_funding_tick, process_oracle_price
+from sequencer.core.rules.liquidation import process_liquidate
+from sequencer.core.rules.orders import process_cancel_order, process_place_order
+from sequencer.core.rules.positions import process_adjust_margin
+from sequencer.core.rules.trades import process_trade
+
+RuleTable = Mapping[type, Rule]
+
+RULES_V1: RuleTable = MappingProxyType({
+    Transfer: process_transfer,
+    Withdraw: process_withdraw,
+    AdjustMargin: process_adjust_margin,
+    PlaceOrder: process_place_order,
+    CancelOrder: process_cancel_order,
+    Trade: process_trade,
+    FundingTick: process_funding_tick,
+    Liquidate: process_liquidate,
+    OraclePrice: process_oracle_price,
+    Deposit: process_deposit,
+    ForcedWithdrawal: process_forced_withdrawal,
+})
+
+RULE_TABLES: Mapping[int, RuleTable] = MappingProxyType({1: RULES_V1})
+
+
+def get_rules(schema_version: int) -> RuleTable:
+    """The rule table of a log schema version; ValueError for one this executor
+    does not know (it must stop: skipping records would fork the state)."""
+    try:
+        return RULE_TABLES[schema_version]
+    except KeyError:
+        raise ValueError(f"no rules for log schema version {schema_version}; "
+                         f"this executor knows {', '.join(map(str, RULE_TABLES))}") from None
