@@ -1,0 +1,254 @@
+"""Trace items and the records root of an output (docs/fraud-proofs.md).
+
+The items of an output are its blocks written as ``BLOCK_START``, one
+``RECORD`` or ``NOOP`` per record, ``BLOCK_END``; each item has a packed,
+fixed-offset encoding that the L1 one-step (``l1_bridge/contracts/onestep.vy``)
+reads without a msgpack decoder.  The posted data is the stream of items, each
+framed by a 2-byte length; the records root is the ordered list tree (the
+withdrawals tree of docs/commitment.md) over ``keccak256(item)``, and L1
+derives it from the data (``records.vy`` ``derive_root``).
+
+Pure: no I/O, no clock.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import msgspec
+
+from prover.smt import (EMPTY, compute_withdrawals_root, keccak, prove_withdrawal,
+                        verify_withdrawal_proof, withdrawal_leaf, WithdrawalProof)
+from sequencer.core.records import Deposit, ForcedWithdrawal, Record, Transfer, Withdraw
+
+ITEM_BLOCK_START = 1
+ITEM_RECORD = 2
+ITEM_BLOCK_END = 3
+ITEM_NOOP = 4
+
+FRONTIER_DEPTH = 33
+"""Frontier words: complete subtrees of height 0..32 (2**32 leaves at most)."""
+MAX_ITEM_SIZE = 1024
+"""Largest item the one-step takes (the perps kinds will need the room)."""
+MAX_ITEMS = 65535
+
+
+class DataError(ValueError):
+    """Posted data that is not a stream of framed items."""
+
+
+class BlockStart(msgspec.Struct, frozen=True):
+    number: int
+    parent_hash: bytes
+    timestamp_ms: int
+
+
+class BlockEnd(msgspec.Struct, frozen=True):
+    block_hash: bytes
+
+
+class Noop(msgspec.Struct, frozen=True):
+    """A record that fails with no state change, or any malformed item."""
+    tx_hash: bytes
+
+
+Item = BlockStart | BlockEnd | Noop | Record
+
+# --- record fields, packed ------------------------------------------------------
+# (attribute, width in bytes, kind): "u" unsigned integer, "b" raw bytes.
+
+RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
+    Transfer: (1, (("account", 20, "b"), ("to", 20, "b"), ("amount", 8, "u"), ("nonce", 8, "u"),
+                   ("expiry", 8, "u"), ("signature", 65, "b"))),
+    Withdraw: (2, (("account", 20, "b"), ("amount", 8, "u"), ("nonce", 8, "u"), ("expiry", 8, "u"),
+                   ("signature", 65, "b"))),
+    Deposit: (48, (("inbox_index", 8, "u"), ("account", 20, "b"), ("amount", 32, "u"))),
+    ForcedWithdrawal: (49, (("inbox_index", 8, "u"), ("account", 20, "b"), ("amount", 32, "u"))),
+}
+RECORD_BY_TAG: dict[int, type] = {tag: cls for cls, (tag, _) in RECORD_LAYOUTS.items()}
+INBOX_TYPES = (Deposit, ForcedWithdrawal)
+PENDING_TAGS = frozenset({3, 4, 5, 16, 17, 18, 32})
+"""Record tags whose one-step is not written yet (the perps kinds)."""
+
+
+def get_item_size(tag: int) -> int:
+    return 2 + sum(width for _, width, _ in RECORD_LAYOUTS[RECORD_BY_TAG[tag]][1])
+
+
+def _pack_field(value, width: int, kind: str) -> bytes | None:
+    if kind == "b":
+        value = bytes(value)
+        return value if len(value) == width else None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** (8 * width):
+        return None
+    return value.to_bytes(width, "big")
+
+
+def encode_record_item(record: Record) -> bytes | None:
+    """The RECORD item of a record, or None when a field does not fit its width.
+    Inbox amounts are written modulo 2**256 as the inbox chain writes them
+    (sequencer.core.inbox.encode_inbox_record_lenient): the rule credits
+    neither a negative amount nor its residue (both are outside 1..max)."""
+    tag, layout = RECORD_LAYOUTS[type(record)]
+    out = bytearray((ITEM_RECORD, tag))
+    for attr, width, kind in layout:
+        value = getattr(record, attr)
+        if attr == "amount" and isinstance(record, INBOX_TYPES) and isinstance(value, int):
+            value %= 2**256
+        packed = _pack_field(value, width, kind)
+        if packed is None:
+            return None
+        out += packed
+    return bytes(out)
+
+
+def encode_item(item: Item) -> bytes:
+    if isinstance(item, BlockStart):
+        return (bytes((ITEM_BLOCK_START,)) + item.number.to_bytes(8, "big") + bytes(item.parent_hash)
+                + item.timestamp_ms.to_bytes(8, "big"))
+    if isinstance(item, BlockEnd):
+        return bytes((ITEM_BLOCK_END,)) + bytes(item.block_hash)
+    if isinstance(item, Noop):
+        return bytes((ITEM_NOOP,)) + bytes(item.tx_hash)
+    encoded = encode_record_item(item)
+    if encoded is None:
+        raise ValueError(f"{type(item).__name__} has a field that does not fit its item width")
+    return encoded
+
+
+class PendingKind(ValueError):
+    """A record tag whose one-step is not written yet."""
+
+
+def decode_item(item: bytes) -> Item:
+    """The item's meaning on L1.  Any byte string means something: a wrong
+    length or an unknown kind is a NOOP (keyed by the item's hash); a pending
+    record tag raises PendingKind (the one-step reverts on it too)."""
+    item = bytes(item)
+    kind = item[0] if item else 0
+    if kind == ITEM_BLOCK_START and len(item) == 49:
+        return BlockStart(int.from_bytes(item[1:9], "big"), item[9:41], int.from_bytes(item[41:49], "big"))
+    if kind == ITEM_BLOCK_END and len(item) == 33:
+        return BlockEnd(item[1:33])
+    if kind == ITEM_NOOP and len(item) == 33:
+        return Noop(item[1:33])
+    if kind == ITEM_RECORD and len(item) >= 2:
+        tag = item[1]
+        if tag in PENDING_TAGS:
+            raise PendingKind(f"record tag {tag}: its one-step is pending")
+        cls = RECORD_BY_TAG.get(tag)
+        if cls is not None and len(item) == get_item_size(tag):
+            return _decode_record(cls, item)
+    return Noop(keccak(item))
+
+
+def _decode_record(cls: type, item: bytes) -> Record:
+    values = []
+    pos = 2
+    for _, width, kind in RECORD_LAYOUTS[cls][1]:
+        raw = item[pos:pos + width]
+        values.append(raw if kind == "b" else int.from_bytes(raw, "big"))
+        pos += width
+    return cls(*values)
+
+
+# --- the posted data: framed items ----------------------------------------------
+
+def encode_data(items: Iterable[bytes]) -> bytes:
+    out = bytearray()
+    for item in items:
+        if not 0 < len(item) <= MAX_ITEM_SIZE:
+            raise ValueError(f"an item is 1..{MAX_ITEM_SIZE} bytes, got {len(item)}")
+        out += len(item).to_bytes(2, "big") + item
+    return bytes(out)
+
+
+def decode_data(data: bytes) -> list[bytes]:
+    """The items of posted data; DataError when a frame is empty, longer than
+    MAX_ITEM_SIZE or runs past the end (such data is a fault on L1)."""
+    items, pos = [], 0
+    while pos < len(data):
+        if pos + 2 > len(data):
+            raise DataError(f"a frame header at byte {pos} runs past the end")
+        size = int.from_bytes(data[pos:pos + 2], "big")
+        if not 0 < size <= MAX_ITEM_SIZE or pos + 2 + size > len(data):
+            raise DataError(f"the frame at byte {pos} ({size} bytes) is empty, too long or runs past the end")
+        items.append(data[pos + 2:pos + 2 + size])
+        pos += 2 + size
+    if len(items) > MAX_ITEMS:
+        raise DataError(f"{len(items)} items, at most {MAX_ITEMS}")
+    return items
+
+
+# --- the records root (the ordered list tree) ----------------------------------
+
+def compute_records_root(items: Sequence[bytes]) -> bytes:
+    """List root over keccak256(item); EMPTY for no items."""
+    return compute_withdrawals_root(items)
+
+
+def prove_item(items: Sequence[bytes], index: int) -> WithdrawalProof:
+    """(item hash, index, siblings bottom first) opening item ``index``."""
+    return prove_withdrawal(items, index)
+
+
+def get_list_depth(count: int) -> int:
+    return (count - 1).bit_length() if count > 1 else 0
+
+
+def verify_item(records_root: bytes, count: int, item: bytes, index: int, siblings: Sequence[bytes]) -> bool:
+    """Item ``index`` of the ``count`` items under ``records_root``: the index is
+    below the count and the opening has exactly the tree's depth in siblings."""
+    if not 0 <= index < count or len(siblings) != get_list_depth(count):
+        return False
+    return verify_withdrawal_proof(records_root, WithdrawalProof(keccak(item), index, tuple(siblings)))
+
+
+# --- the frontier: a list tree built one leaf at a time -------------------------
+
+class Frontier(msgspec.Struct, frozen=True):
+    """Roots of the complete subtrees of a list tree (the Eth2 deposit contract's
+    branch): ``branch[h]`` is the last complete subtree of height h."""
+    count: int = 0
+    branch: tuple[bytes, ...] = (EMPTY,) * FRONTIER_DEPTH
+
+    def push(self, leaf: bytes) -> "Frontier":
+        branch = list(self.branch)
+        node, size = leaf, self.count + 1
+        for height in range(FRONTIER_DEPTH):
+            if size & 1:
+                branch[height] = node
+                break
+            node = keccak(b"\x01" + branch[height] + node)
+            size >>= 1
+        else:
+            raise ValueError("frontier full")
+        return Frontier(self.count + 1, tuple(branch))
+
+    def push_hash(self, item_hash: bytes) -> "Frontier":
+        """Append the leaf of an item (or withdrawal) hash."""
+        return self.push(withdrawal_leaf(item_hash))
+
+    def root(self) -> bytes:
+        """The list root of the leaves pushed so far (= compute_records_root)."""
+        n = self.count
+        if n == 0:
+            return EMPTY
+        depth = get_list_depth(n)
+        if n == 1 << depth:
+            return self.branch[depth]
+        node, zero = EMPTY, EMPTY
+        for height in range(depth):
+            if (n >> height) & 1:
+                node = keccak(b"\x01" + self.branch[height] + node)
+            else:
+                node = keccak(b"\x01" + node + zero)
+            zero = keccak(b"\x01" + zero + zero)
+        return node
+
+
+def derive_records_root(data: bytes) -> tuple[bytes, int]:
+    """(records root, item count) of posted data, as records.vy derives it."""
+    frontier = Frontier()
+    for item in decode_data(data):
+        frontier = frontier.push_hash(keccak(item))
+    return frontier.root(), frontier.count
