@@ -1,0 +1,214 @@
+"""Hypothesis stateful adversary (issue 10): random traders and an
+adversary's playbook against the whole engine (``Exchange`` + the rules):
+reduce-only, post-only and self-crossing orders, tiny and huge orders,
+orders at absurd prices, sliver sales to an accomplice, reserve-free
+reduce-only bids, violent and stale prices, funding, withdrawals, many
+liquidations.
+
+One machine, one test per invariant (checked after every step), so each
+failing invariant shows on its own:
+- conservation exact, longs equal shorts, nothing negative;
+- no position with negative equity at the mark;
+- no book crossed;
+- no liquidatable position left open while the oracle is fresh (stuck);
+- the insurance fund holds no position;
+- solvency: free collateral + positive equities + fee pool <= deposits - withdrawals.
+Invariants the rules of the base commit break are marked xfail (strict); the
+first counterexamples found there: a position at -3.81 USDC equity after a
+sliver sale, a book with bid 60,120 over ask 60,060, a liquidatable position
+left open, the fund holding 0.0409 BTC, claims 5.7 USDC above the bridge.
+Examples are generated without shrinking for the xfail ones so the file stays fast.
+"""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, Phase, event, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from sequencer.core.invariants import (compute_balance_violations, compute_conservation,
+                                       compute_negative_balances)
+from sequencer.core.markets import DEVNET_MARKETS, USDC
+from sequencer.core.transition import RuleError
+from sequencer.lab.checks import (compute_solvency_gap, get_crossed_books, get_fund_positions,
+                                  get_negative_equity_positions, get_stuck_liquidations)
+from sequencer.lab.venue import GOOD_TILL_CANCEL, IMMEDIATE_OR_CANCEL, POST_ONLY, Venue
+
+BTC = 1
+PARAMS = DEVNET_MARKETS[BTC]
+ONE_BTC = 10**8
+STEP = PARAMS.step_size
+TICK = PARAMS.tick_size
+TRADERS = ("t0", "t1", "t2", "t3", "t4")
+SIZES = (STEP, 10 * STEP, ONE_BTC // 10, ONE_BTC, 10 * ONE_BTC, 1_000 * ONE_BTC)
+OFFSETS_PPM = (-999_999, -500_000, -50_000, -5_000, -1_000, 0, 1_000, 5_000, 50_000, 500_000, 9_000_000)
+MOVES_PPM = (-450_000, -200_000, -50_000, -10_000, -2_000, 2_000, 10_000, 50_000, 200_000, 450_000)
+
+
+def at_tick(price: int) -> int:
+    return max(TICK, min(price, 10**15) // TICK * TICK)
+
+
+class Adversary(RuleBasedStateMachine):
+    @initialize(fund=st.sampled_from([0, 1_000 * USDC, 50_000 * USDC]),
+                balances=st.lists(st.sampled_from([500, 5_000, 50_000, 500_000]), min_size=5, max_size=5),
+                openings=st.lists(st.tuples(st.booleans(), st.sampled_from([2, 10, 20, 50]),
+                                            st.sampled_from([ONE_BTC // 100, ONE_BTC // 10, ONE_BTC])),
+                                  min_size=5, max_size=5))
+    def setup(self, fund, balances, openings):
+        """Every trader opens a position against the market maker to start with."""
+        self.venue = Venue({"mm": 50_000_000 * USDC, **{n: b * USDC for n, b in zip(TRADERS, balances)}},
+                           fund=fund)
+        self.venue.set_price(60_000 * USDC)
+        self.placed: list[tuple[str, int]] = []
+        for name, (is_buy, leverage, size) in zip(TRADERS, openings):
+            self.place_order("mm", not is_buy, 60_000 * USDC, size, leverage=5)
+            self.place_order(name, is_buy, 60_000 * USDC, size, leverage=leverage, tif=IMMEDIATE_OR_CANCEL)
+
+    # --- the playbook ----------------------------------------------------------------
+    def try_submit(self, record) -> None:
+        kind = type(record).__name__
+        try:
+            out = self.venue.submit(record)
+        except RuleError as exc:
+            event(f"{kind} refused: {exc.code}")
+            return
+        event(f"{kind} ok, {len(out) - 1} trades")
+        if hasattr(record, "is_buy"):
+            self.placed.append((record.account, record.nonce))
+
+    def place_order(self, name, is_buy, price, size, **kw) -> None:
+        self.try_submit(self.venue.order(name, is_buy, at_tick(price), size, **kw))
+
+    @rule()
+    def quote(self):
+        """The market maker quotes 1 BTC each side, 0.1% around the mark."""
+        mark = self.venue.mark()
+        self.place_order("mm", True, mark - mark // 1000, ONE_BTC, leverage=5)
+        self.place_order("mm", False, mark + mark // 1000, ONE_BTC, leverage=5)
+
+    @rule(name=st.sampled_from(TRADERS), is_buy=st.booleans(), offset=st.sampled_from(OFFSETS_PPM),
+          size=st.sampled_from(SIZES), leverage=st.sampled_from([1, 2, 5, 10, 20, 50]),
+          tif=st.sampled_from([GOOD_TILL_CANCEL, IMMEDIATE_OR_CANCEL, POST_ONLY]), reduce_only=st.booleans())
+    def place(self, name, is_buy, offset, size, leverage, tif, reduce_only):
+        mark = self.venue.mark()
+        self.place_order(name, is_buy, mark + mark * offset // 10**6, size, leverage=leverage, tif=tif,
+                         reduce_only=reduce_only)
+
+    @rule(seller=st.sampled_from(TRADERS), buyer=st.sampled_from(TRADERS), fraction=st.sampled_from([1, 2, 3, 5, 10]),
+          price_ppm=st.sampled_from([1, 1_000, 300_000, 600_000, 900_000]))
+    def sliver_sale(self, seller, buyer, fraction, price_ppm):
+        """An accomplice bids far below the mark; the seller dumps part of its long into it (or the mirror)."""
+        size = self.venue.size(seller)
+        lots = abs(size) // fraction // STEP * STEP
+        if seller == buyer or not lots:
+            return
+        mark = self.venue.mark()
+        price = mark * price_ppm // 10**6 if size > 0 else mark * 10**6 // price_ppm
+        self.place_order(buyer, size > 0, price, lots, leverage=50)
+        before = self.venue.size(seller)
+        self.place_order(seller, size < 0, price, lots, tif=IMMEDIATE_OR_CANCEL, reduce_only=True)
+        event("sliver sale filled" if self.venue.size(seller) != before else "sliver sale not filled")
+
+    @rule(name=st.sampled_from(TRADERS), factor=st.sampled_from([2, 1_000]))
+    def reserve_free_bid(self, name, factor):
+        """A reduce-only GTC order on the closing side, far through the mark, for far more than the position."""
+        size = self.venue.size(name)
+        if size:
+            mark = self.venue.mark()
+            price = mark * factor if size < 0 else mark // factor
+            self.place_order(name, size < 0, price, 1_000 * ONE_BTC, reduce_only=True)
+
+    @rule(name=st.sampled_from(TRADERS), offset=st.sampled_from(OFFSETS_PPM[3:8]), size=st.sampled_from(SIZES[:4]))
+    def self_cross(self, name, offset, size):
+        mark = self.venue.mark()
+        price = mark + mark * offset // 10**6
+        self.place_order(name, True, price, size)
+        self.place_order(name, False, price, 2 * size)
+
+    @precondition(lambda self: self.placed)
+    @rule(pick=st.integers(0, 10**6))
+    def cancel(self, pick):
+        account, nonce = self.placed[pick % len(self.placed)]
+        name = next((n for n in ("mm", *TRADERS) if self.venue.address(n) == account), None)
+        if name:
+            self.try_submit(self.venue.cancel_record(name, nonce))
+
+    @rule(move=st.sampled_from(MOVES_PPM), stale=st.booleans())
+    def move_price(self, move, stale):
+        """A violent or small move; ``stale``: the oracle was silent beyond its max age first."""
+        if stale:
+            self.venue.now += PARAMS.oracle_max_age_ms + 1
+            self.quote()                              # orders arrive while the price is stale
+        mark = self.venue.mark()
+        self.venue.set_price(at_tick(mark + mark * move // 10**6))
+
+    @rule()
+    def funding(self):
+        self.venue.set_price(self.venue.mark(), advance_ms=PARAMS.funding_interval_ms)
+        self.venue.funding()
+
+    @rule(name=st.sampled_from(TRADERS))
+    def withdraw_all(self, name):
+        free = self.venue.free(name) - self.venue.exchange.reserved.get(self.venue.address(name), 0)
+        if free > 0:
+            self.try_submit(self.venue.withdraw_record(name, free))
+
+    @rule(name=st.sampled_from(TRADERS), amount=st.sampled_from([-10**12, -10**9, 10**9]))
+    def adjust_margin(self, name, amount):
+        if self.venue.size(name):
+            self.try_submit(self.venue.adjust_record(name, amount))
+
+
+def machine_with(check, name: str) -> type:
+    """The adversary with one invariant."""
+    return type(name, (Adversary,), {"check": invariant()(check)})
+
+
+def conservation(self):
+    state = self.venue.state
+    assert compute_conservation(state, self.venue.markets).discrepancy == 0
+    assert compute_balance_violations(state) == []
+    assert compute_negative_balances(state) == []
+
+
+def no_negative_equity(self):
+    assert get_negative_equity_positions(self.venue.state, self.venue.markets) == []
+
+
+def book_not_crossed(self):
+    assert get_crossed_books(self.venue.exchange) == []
+
+
+def no_stuck_liquidation(self):
+    assert get_stuck_liquidations(self.venue.state, self.venue.markets, self.venue.now) == []
+
+
+def fund_holds_no_position(self):
+    assert get_fund_positions(self.venue.state) == []
+
+
+def solvent(self):
+    assert compute_solvency_gap(self.venue.state, self.venue.markets) <= 0
+
+
+FAST = dict(stateful_step_count=50, deadline=None, database=None, derandomize=True,
+            suppress_health_check=list(HealthCheck))
+NO_SHRINK = dict(phases=(Phase.explicit, Phase.generate))
+
+
+def make_test(check, xfail_reason: str | None = None, max_examples: int = 300):
+    machine = machine_with(check, f"Adversary_{check.__name__}")
+    extra = NO_SHRINK if xfail_reason else {}
+    test = machine.TestCase
+    test.settings = settings(max_examples=max_examples, **FAST, **extra)
+    if xfail_reason:
+        test.runTest = pytest.mark.xfail(strict=True, reason=xfail_reason)(test.runTest)
+    return test
+
+
+TestConservation = make_test(conservation)
+TestNoNegativeEquity = make_test(no_negative_equity, "issue 10: fills and gaps leave negative equity")
+TestBookNotCrossed = make_test(book_not_crossed, "issue 10: self-trade prevention can be bypassed")
+TestNoStuckLiquidation = make_test(no_stuck_liquidation, "issue 10: liquidations fail insolvent and stick")
+TestFundHoldsNoPosition = make_test(fund_holds_no_position, "issue 10: the backstop leaves positions in the fund")
+TestSolvency = make_test(solvent, "issue 10: the fund's positions make claims exceed the bridge balance")
