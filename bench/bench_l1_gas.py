@@ -30,9 +30,11 @@ from web3 import EthereumTesterProvider, Web3
 
 from l1_bridge.deploy import BridgePreset, MarketConfig, deploy, load_artifact
 from l1_bridge.proofs import OutputFields, claim_args, encode_withdrawal, escape_args
-from prover.smt import EMPTY, SparseMerkleTree, keccak, withdrawal_proofs
-from sequencer.core.commitment import (encode_account_leaf, encode_market_leaf, encode_position_leaf,
-                                       get_account_key, get_market_key, get_position_key)
+from prover.hashing import EMPTY, keccak
+from prover.keys import get_account_key, get_market_key, get_position_key
+from prover.output import withdrawal_proofs
+from prover.tree import SparseMerkleTree
+from sequencer.core.commitment import encode_account_leaf, encode_market_leaf, encode_position_leaf
 from sequencer.core.encoding import encode_block, make_block
 from sequencer.core.records import PlaceOrder, Trade
 from sequencer.core.state import Account, Market, Position, Withdrawal

@@ -11,7 +11,7 @@ The executor: ``sequencer.executor.chain.Chain`` from genesis fed by a
 ``sequencer.log.kafka.BlockReader`` from offset 0, exactly as a node's catch-up
 does, timed in three parts: waiting on the reader (Kafka fetch + aiokafka's
 record decoding), ``Chain.compute_state_root`` (the per-block Merkle update,
-prover/smt.py) and the rest of ``Chain.apply_message`` (msgpack decode of the
+prover/tree.py) and the rest of ``Chain.apply_message`` (msgpack decode of the
 block and records, the transition, receipts).  Run once with
 ``verify_signatures=False`` (the target) and once with verification.
 """

@@ -1,4 +1,4 @@
-"""Benchmark of the state tree (prover/smt.py) at scale.
+"""Benchmark of the state tree (prover/tree.py) at scale.
 
     .venv/bin/python -m bench.bench_smt            # 1,000,000 leaves
     .venv/bin/python -m bench.bench_smt --quick    # 100,000 leaves, a few batches
@@ -6,7 +6,7 @@
 
 Leaves are what the state holds: pairs of an account (64-byte value) and its
 position in one market (128-byte value), under the typed keys of
-prover.smt.compute_key.  After the build, blocks of 5,000 changes are applied
+prover.keys.compute_key.  After the build, blocks of 5,000 changes are applied
 as one batch each: 75% rewrite existing leaves, 20% insert new ones, 5%
 delete.  Times are CPU time of this process (time.process_time; wall time in
 brackets): on a shared machine, wall time also counts the other tenants.
@@ -35,7 +35,9 @@ if __package__ in (None, ""):  # python bench/bench_smt.py
 
 from sha3 import keccak_256  # noqa: E402
 
-from prover.smt import ACCOUNT, POSITION, SparseMerkleTree, compute_key, keccak  # noqa: E402
+from prover.hashing import keccak  # noqa: E402
+from prover.keys import ACCOUNT, POSITION, compute_key  # noqa: E402
+from prover.tree import SparseMerkleTree  # noqa: E402
 
 
 def rss_bytes() -> int:

@@ -9,7 +9,7 @@ clock never runs out on an honest operator) it proposes
 
 at an L2 block B, where
 - state_root, last_block_hash, inbox_count, inbox_hash are those after block B;
-- withdrawals_root is the withdrawals tree (prover.smt) of the withdrawals made
+- withdrawals_root is the withdrawals tree (prover/output.py) of the withdrawals made
   in blocks (previous output's block, B], leaves
   ``sequencer.core.commitment.encode_withdrawal`` (= l1_bridge.proofs.encode_withdrawal);
 - the batch data (the calldata) is ``encode_batch`` of the raw Kafka messages

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from prover.smt import EMPTY_ROOT
+from prover.tree import EMPTY_ROOT
 from sequencer.executor.genesis import compute_genesis_output_root
 
 DAY = 24 * 3600

@@ -24,7 +24,7 @@ from typing import Iterable
 
 from l1_bridge.client import BridgeClient, L1Error, Signer
 from l1_bridge.proofs import MarketScale, claim_args, compute_escape_amount, escape_args
-from prover.smt import withdrawal_proofs
+from prover.output import withdrawal_proofs
 from sequencer.core.commitment import encode_withdrawal
 from sequencer.core.state import Withdrawal
 from sequencer.core.transition import Context

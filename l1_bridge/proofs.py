@@ -4,7 +4,7 @@ state and trees, plus the escape amount the contract will compute (pure code).
 Encodings the contract checks (docs/l1-bridge.md):
 - withdrawal bytes = abi.encode(uint256 index, address account, uint256 amount,
   uint256 l2_block); its keccak is the withdrawal's identity on L1 (claimed once)
-  and the leaf of the checkpoint's withdrawals tree (prover.smt).
+  and the leaf of the checkpoint's withdrawals tree (prover/output.py).
 - escape: the account leaf, then for every market registered in the bridge
   (in registration order) an inclusion proof of the position plus an inclusion
   proof of the market leaf, or an exclusion proof of the position.  Because the
@@ -18,8 +18,10 @@ from typing import Any, Iterable, NamedTuple, Sequence
 from eth_abi import encode as abi_encode
 from eth_utils import to_checksum_address
 
-from prover.smt import Proof, SparseMerkleTree, WithdrawalProof, keccak
-from sequencer.core.commitment import get_account_key, get_market_key, get_position_key
+from prover.codec import Proof, WithdrawalProof
+from prover.hashing import keccak
+from prover.keys import get_account_key, get_market_key, get_position_key
+from prover.tree import SparseMerkleTree
 from sequencer.core.state import Market, Position, State, Withdrawal
 from sequencer.executor.output import OutputFields
 

@@ -15,7 +15,9 @@ import json
 import os
 import sys
 
-from prover.smt import Proof, WithdrawalProof, compute_withdrawals_root_from_proof, verify_proof
+from prover.codec import Proof, WithdrawalProof
+from prover.output import compute_withdrawals_root_from_proof
+from prover.tree import verify_proof
 
 DEFAULT_URL = "http://127.0.0.1:8547"
 

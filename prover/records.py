@@ -16,8 +16,9 @@ from typing import Iterable, Sequence
 
 import msgspec
 
-from prover.smt import (EMPTY, compute_withdrawals_root, keccak, prove_withdrawal,
-                        verify_withdrawal_proof, withdrawal_leaf, WithdrawalProof)
+from prover.codec import WithdrawalProof
+from prover.hashing import EMPTY, keccak
+from prover.output import compute_withdrawals_root, prove_withdrawal, verify_withdrawal_proof, withdrawal_leaf
 from sequencer.core.records import Deposit, ForcedWithdrawal, Record, Transfer, Withdraw
 
 ITEM_BLOCK_START = 1

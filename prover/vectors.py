@@ -1,5 +1,5 @@
 """Shared commitment test vectors: Python writes them, the unit tests check
-prover.smt against them (drift), the EVM tests check the Vyper verifier
+the prover (prover/tree.py, prover/output.py) against them (drift), the EVM tests check the Vyper verifier
 (l1_bridge/contracts/smt.vy) against the same file on py-evm.
 
     .venv/bin/python -m prover.vectors            # rewrite tests/vectors/smt_vectors.json
@@ -25,20 +25,11 @@ import json
 import sys
 from pathlib import Path
 
-from prover.smt import (
-    ACCOUNT,
-    EMPTY,
-    GLOBAL,
-    MARKET,
-    ORDER,
-    POSITION,
-    Proof,
-    SparseMerkleTree,
-    compute_key,
-    compute_output_root,
-    keccak,
-    withdrawal_proofs,
-)
+from prover.codec import Proof
+from prover.hashing import EMPTY, keccak
+from prover.keys import ACCOUNT, GLOBAL, MARKET, ORDER, POSITION, compute_key
+from prover.output import compute_output_root, withdrawal_proofs
+from prover.tree import SparseMerkleTree
 
 VECTORS_PATH = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "smt_vectors.json"
 SEED = b"isoroll/smt-vectors/v1"

@@ -20,8 +20,9 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from prover.smt import ACCOUNT, GLOBAL, MARKET, ORDER, POSITION, compute_key
-from sequencer.core.hashing import keccak
+from prover.hashing import keccak
+from prover.keys import GLOBAL_KEY, get_account_key, get_market_key, get_order_key, get_position_key
+from prover.output import compute_withdrawals_root
 from sequencer.core.state import (ACCOUNTS, MARKETS, ORDERS, POSITIONS, Account, Globals, Market,
                                   Order, Position, State, Withdrawal)
 
@@ -66,25 +67,6 @@ def encode_globals_leaf(g: Globals) -> bytes:
             + u256(g.total_deposited) + u256(g.total_withdrawn) + u256(g.order_count))
 
 
-def get_account_key(address: bytes) -> bytes:
-    return compute_key(ACCOUNT, address)
-
-
-def get_position_key(address: bytes, market: int) -> bytes:
-    return compute_key(POSITION, address, market.to_bytes(4, "big"))
-
-
-def get_order_key(address: bytes, nonce: int) -> bytes:
-    return compute_key(ORDER, address, nonce.to_bytes(8, "big"))
-
-
-def get_market_key(market: int) -> bytes:
-    return compute_key(MARKET, market.to_bytes(4, "big"))
-
-
-GLOBALS_KEY = compute_key(GLOBAL, b"globals")
-
-
 def compute_leaf(state: State, table: str, key: Any) -> tuple[bytes, bytes | None]:
     """(tree key, leaf value or None for empty) of one dirty state entry."""
     if table == ACCOUNTS:
@@ -101,7 +83,7 @@ def compute_leaf(state: State, table: str, key: Any) -> tuple[bytes, bytes | Non
         market = state.markets.get(key)
         return get_market_key(key), None if market is None else encode_market_leaf(market)
     if table == "globals":
-        return GLOBALS_KEY, encode_globals_leaf(state.globals)
+        return GLOBAL_KEY, encode_globals_leaf(state.globals)
     raise ValueError(f"unknown state table {table!r}")
 
 
@@ -112,7 +94,7 @@ def compute_dirty_leaves(state: State) -> dict[bytes, bytes | None]:
     return changes
 
 
-# --- the withdrawals tree of a checkpoint (prover.smt withdrawals tree) ------------
+# --- the withdrawals tree of a checkpoint (prover/output.py) ------------------------
 
 def encode_withdrawal(withdrawal: Withdrawal) -> bytes:
     """The bytes of a withdrawal as the bridge hashes them:
@@ -130,5 +112,4 @@ def compute_checkpoint_withdrawals(state: State, after_block: int, upto_block: i
 
 
 def compute_checkpoint_withdrawals_root(withdrawals: list[Withdrawal]) -> bytes:
-    from prover.smt import compute_withdrawals_root
     return compute_withdrawals_root([encode_withdrawal(w) for w in withdrawals])

@@ -13,7 +13,7 @@ from typing import Callable
 
 import msgspec
 
-from prover.smt import SparseMerkleTree
+from prover.tree import SparseMerkleTree
 from sequencer.core.commitment import compute_dirty_leaves
 from sequencer.core.presets import SCHEMA_VERSION
 from sequencer.core.records import Receipt

@@ -19,7 +19,8 @@ from typing import NamedTuple, Sequence
 
 import msgspec
 
-from prover.smt import EMPTY, OUTPUT_VERSION, compute_output_root
+from prover.hashing import EMPTY
+from prover.output import OUTPUT_VERSION, compute_output_root
 from sequencer.core.commitment import compute_checkpoint_withdrawals, compute_checkpoint_withdrawals_root
 from sequencer.core.hashing import keccak
 from sequencer.core.state import State, Withdrawal

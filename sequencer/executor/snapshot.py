@@ -15,7 +15,7 @@ import struct
 
 import msgspec
 
-from prover.smt import SparseMerkleTree
+from prover.tree import SparseMerkleTree
 from sequencer.core.records import Receipt
 from sequencer.core.state import Account, Globals, Market, Order, Position, State, Withdrawal
 from sequencer.core.transition import Context

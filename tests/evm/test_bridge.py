@@ -12,7 +12,7 @@ from bridge_env import (L2, UNIT, Env, Reverted, addr, bridge_session, claim, en
 from l1_bridge import inbox
 from web3.logs import DISCARD
 from l1_bridge.proofs import compute_escape_amount, MarketScale
-from prover.smt import keccak
+from prover.hashing import keccak
 from sequencer.core.records import Deposit, ForcedWithdrawal
 from sequencer.core.state import Market, Position, State
 
@@ -104,7 +104,7 @@ def test_claim_rejects_bad_proofs(env: Env) -> None:
     env.travel(CHALLENGE)
     w = cp.withdrawals[1]
     from l1_bridge.proofs import claim_args, encode_withdrawal, withdrawal_arg
-    from prover.smt import withdrawal_proofs
+    from prover.output import withdrawal_proofs
     _, proofs = withdrawal_proofs([encode_withdrawal(x) for x in cp.withdrawals])
     args = list(claim_args(1, cp.fields, w, proofs[1]))
     bad_amount = list(args)

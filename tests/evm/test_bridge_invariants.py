@@ -26,7 +26,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 from bridge_env import (L2, MARKET_SCALES, TEST_PRESET, UNIT, Checkpoint, Env, Reverted, addr, bridge_session,  # noqa: F401
                         claim, escape)
 from l1_bridge.proofs import OutputFields, compute_escape_amount, encode_withdrawal
-from prover.smt import compute_withdrawals_root, keccak
+from prover.hashing import keccak
+from prover.output import compute_withdrawals_root
 from sequencer.core.records import Deposit, ForcedWithdrawal
 from sequencer.core.state import Market, Position, State, Withdrawal
 

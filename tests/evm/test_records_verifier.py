@@ -9,7 +9,7 @@ import pytest
 
 from prover import fraud_vectors
 from prover.records import Frontier
-from prover.smt import keccak
+from prover.hashing import keccak
 
 pytestmark = pytest.mark.evm
 

@@ -9,16 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from prover.smt import (
-    EMPTY,
-    SparseMerkleTree,
-    compute_key,
-    ACCOUNT,
-    POSITION,
-    keccak,
-    verify_exclusion,
-    verify_inclusion,
-)
+from prover.hashing import EMPTY, keccak
+from prover.keys import ACCOUNT, POSITION, compute_key
+from prover.tree import SparseMerkleTree, verify_exclusion, verify_inclusion
 
 pytestmark = pytest.mark.evm
 
@@ -174,7 +167,7 @@ def test_gas_account_and_position_small(harness):
 
 def test_fold_matches_python_at_every_depth(harness):
     """bit_length and the fold loop at the edges: depths 0..256."""
-    from prover.smt import fold_path
+    from prover.tree import fold_path
 
     key = keccak(b"edge-key")
     terminal = keccak(b"terminal")

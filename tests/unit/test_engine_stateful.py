@@ -16,7 +16,7 @@ from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from perps_support import BTC, ETH, FAST_CTX, Sim, usd
-from prover.smt import SparseMerkleTree
+from prover.tree import SparseMerkleTree
 from sequencer.core.commitment import compute_dirty_leaves
 from sequencer.core.invariants import (compute_balance_violations, compute_conservation,
                                        compute_negative_balances)

@@ -12,7 +12,7 @@ from prover import fraud_vectors
 from prover.records import (BlockEnd, BlockStart, DataError, Frontier, Noop, PendingKind,
                             compute_records_root, decode_data, decode_item, derive_records_root,
                             encode_data, encode_item, encode_record_item, prove_item, verify_item)
-from prover.smt import keccak
+from prover.hashing import keccak
 from sequencer.core.records import Deposit, ForcedWithdrawal, Transfer, Withdraw
 
 VECTORS = json.loads(fraud_vectors.RECORDS_PATH.read_text())

@@ -18,7 +18,7 @@ import pytest
 
 from bench.bench_replay import EXPIRY_MS, Settings, allocations, build_blocks, make_ctx
 from bench.common import plan_transfers, sign_transfers
-from prover.smt import SparseMerkleTree
+from prover.tree import SparseMerkleTree
 from sequencer.core.commitment import compute_dirty_leaves
 from sequencer.core.transition import apply_block_bytes
 from sequencer.executor.genesis import build_genesis

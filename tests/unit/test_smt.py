@@ -1,4 +1,4 @@
-"""prover.smt: the tree against the shared vectors, encodings, snapshots,
+"""prover (tree, codec, keys, output): the tree against the shared vectors, encodings, snapshots,
 output root, withdrawals tree, typed keys, and the attacks."""
 
 from __future__ import annotations
@@ -10,39 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from prover import smt
-from prover.smt import (
-    ACCOUNT,
-    EMPTY,
-    EMPTY_ROOT,
-    GLOBAL,
-    GLOBAL_KEY,
-    MARKET,
-    ORDER,
-    POSITION,
-    Proof,
-    ProofError,
-    SparseMerkleTree,
-    WithdrawalProof,
-    account_key,
-    compute_key,
-    compute_output_root,
-    compute_root_from_proof,
-    compute_withdrawals_root,
-    keccak,
-    leaf_hash,
-    market_key,
-    node_hash,
-    order_key,
-    position_key,
-    prove_withdrawal,
-    reference_root,
-    verify_exclusion,
-    verify_inclusion,
-    verify_proof,
-    verify_withdrawal_proof,
-    withdrawal_proofs,
-)
+from prover import codec, hashing, keys, output, tree
+from prover.codec import Proof, ProofError, WithdrawalProof
+from prover.hashing import EMPTY, keccak, leaf_hash, node_hash
+from prover.keys import (ACCOUNT, GLOBAL, GLOBAL_KEY, MARKET, ORDER, POSITION, compute_key, get_account_key,
+                         get_market_key, get_order_key, get_position_key)
+from prover.output import (compute_output_root, compute_withdrawals_root, prove_withdrawal, verify_withdrawal_proof,
+                           withdrawal_leaf, withdrawal_proofs)
+from prover.tree import (EMPTY_ROOT, SparseMerkleTree, compute_root_from_proof, reference_root, verify_exclusion,
+                         verify_inclusion, verify_proof)
 
 VECTORS_FILE = Path(__file__).resolve().parent.parent / "vectors" / "smt_vectors.json"
 VECTORS = json.loads(VECTORS_FILE.read_text())
@@ -370,14 +346,14 @@ def test_snapshot_corruption_detected():
 
 def test_typed_keys():
     addr = bytes(range(20))
-    assert account_key(addr) == compute_key(ACCOUNT, addr) == keccak(b"\x01" + addr)
-    assert position_key(addr, 7) == keccak(b"\x02" + addr + (7).to_bytes(4, "big"))
-    assert order_key(addr, 9) == keccak(b"\x03" + addr + (9).to_bytes(8, "big"))
-    assert market_key(7) == keccak(b"\x04" + (7).to_bytes(4, "big"))
+    assert get_account_key(addr) == compute_key(ACCOUNT, addr) == keccak(b"\x01" + addr)
+    assert get_position_key(addr, 7) == keccak(b"\x02" + addr + (7).to_bytes(4, "big"))
+    assert get_order_key(addr, 9) == keccak(b"\x03" + addr + (9).to_bytes(8, "big"))
+    assert get_market_key(7) == keccak(b"\x04" + (7).to_bytes(4, "big"))
     assert GLOBAL_KEY == compute_key(GLOBAL, b"globals") == keccak(b"\x05globals")
     assert (ACCOUNT, POSITION, ORDER, MARKET, GLOBAL) == (1, 2, 3, 4, 5)
     with pytest.raises(ValueError):
-        account_key(b"short")
+        get_account_key(b"short")
 
 
 def test_output_root_is_abi_encoding():
@@ -398,7 +374,7 @@ def test_withdrawals_tree(n):
     if n == 0:
         assert root == EMPTY
     if n == 1:
-        assert root == smt.withdrawal_leaf(keccak(ws[0]))
+        assert root == withdrawal_leaf(keccak(ws[0]))
     for i, p in enumerate(proofs):
         assert p == prove_withdrawal(ws, i)
         assert len(p.siblings) == (n - 1).bit_length()
@@ -414,8 +390,9 @@ def test_withdrawals_tree(n):
         prove_withdrawal(ws, n)
 
 
-def test_prover_module_is_pure():
-    src = Path(smt.__file__).read_text()
+@pytest.mark.parametrize("module", [codec, hashing, keys, output, tree], ids=lambda m: m.__name__)
+def test_prover_module_is_pure(module):
+    src = Path(module.__file__).read_text()
     for banned in ("import os", "import time", "import socket", "open(", "import datetime", "import random"):
         assert banned not in src
 

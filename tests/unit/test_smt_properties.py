@@ -9,16 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from prover.smt import (
-    EMPTY,
-    Proof,
-    SparseMerkleTree,
-    compute_root_from_proof,
-    keccak,
-    leaf_hash,
-    node_hash,
-    verify_proof,
-)
+from prover.codec import Proof
+from prover.hashing import EMPTY, keccak, leaf_hash, node_hash
+from prover.tree import SparseMerkleTree, compute_root_from_proof, verify_proof
 
 
 def naive_root(entries: dict[bytes, bytes]) -> bytes:

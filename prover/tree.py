@@ -1,16 +1,14 @@
-"""State commitment: a compacted sparse Merkle tree over 32-byte keys.
+"""The state tree: a compacted sparse Merkle tree over 32-byte keys, its
+proofs and their verification.
 
 Pure code: no file, network or clock access.  See docs/commitment.md for the
 full specification; the short version:
 
-* Hash: keccak256 (``sha3.keccak_256`` from safe-pysha3).
-* Keys are 32 bytes; the path of a key is its bits, most significant bit of
-  byte 0 first (bit ``i`` of the key decides the child at depth ``i + 1``;
-  0 = left, 1 = right).  Keys are built with :func:`compute_key` and are
-  keccak outputs, so the tree is balanced in expectation.
-* ``value_hash = keccak(value)`` (value = the leaf's encoded bytes)
-* ``leaf  = keccak(0x00 || key || value_hash)``                 (65-byte preimage)
-* ``node  = keccak(0x01 || left || right)``                     (65-byte preimage)
+* Hashes: prover/hashing.py (``leaf = keccak(0x00 || key || value_hash)``,
+  ``node = keccak(0x01 || left || right)``, ``value_hash = keccak(value)``).
+* Keys are 32 bytes (prover/keys.py); the path of a key is its bits, most
+  significant bit of byte 0 first (bit ``i`` of the key decides the child at
+  depth ``i + 1``; 0 = left, 1 = right).
 * The empty subtree is ``EMPTY = bytes32(0)`` at every level (the precomputed
   empty-subtree hash is the same constant at every height).
 * Compaction (Diem / Jellyfish style): a subtree that holds exactly one leaf
@@ -21,10 +19,11 @@ full specification; the short version:
 * The empty tree's root is ``EMPTY_ROOT = bytes32(0)``.  No proof verifies
   against it (an unset L1 output also reads as zero).
 
-Proofs carry a ``bitmap`` (uint256): bit ``j - 1`` is set when the sibling at
-depth ``j`` is non-empty; the proof depth (depth of the terminal: the leaf, the
-other leaf, or the empty slot) is ``bitmap.bit_length()``.  Only non-empty
-siblings are listed, deepest first (the order a verifier consumes them).
+Proofs (prover/codec.py) carry a ``bitmap`` (uint256): bit ``j - 1`` is set
+when the sibling at depth ``j`` is non-empty; the proof depth (depth of the
+terminal: the leaf, the other leaf, or the empty slot) is
+``bitmap.bit_length()``.  Only non-empty siblings are listed, deepest first
+(the order a verifier consumes them).
 """
 
 from __future__ import annotations
@@ -36,118 +35,10 @@ from typing import Iterator, Mapping, Sequence
 import msgspec
 from sha3 import keccak_256
 
-__all__ = [
-    "ACCOUNT",
-    "POSITION",
-    "ORDER",
-    "MARKET",
-    "GLOBAL",
-    "EMPTY",
-    "EMPTY_ROOT",
-    "SNAPSHOT_MAGIC",
-    "SparseMerkleTree",
-    "Proof",
-    "ProofError",
-    "keccak",
-    "leaf_hash",
-    "node_hash",
-    "compute_key",
-    "account_key",
-    "position_key",
-    "order_key",
-    "market_key",
-    "GLOBAL_KEY",
-    "verify_proof",
-    "verify_inclusion",
-    "verify_exclusion",
-    "fold_path",
-    "reference_root",
-    "compute_root_from_proof",
-    "compute_output_root",
-    "OUTPUT_VERSION",
-    "withdrawal_hash",
-    "withdrawal_leaf",
-    "compute_withdrawals_root",
-    "WithdrawalProof",
-    "withdrawal_proofs",
-    "prove_withdrawal",
-    "verify_withdrawal_proof",
-    "compute_withdrawals_root_from_proof",
-]
+from prover.codec import UINT256_MAX, Proof, ProofError, check_proof_shape
+from prover.hashing import EMPTY, LEAF_PREFIX, NODE_PREFIX, keccak, leaf_hash, node_hash
 
-# --------------------------------------------------------------------------
-# primitives
-# --------------------------------------------------------------------------
-
-EMPTY = bytes(32)
 EMPTY_ROOT = EMPTY
-_LEAF = b"\x00"
-_NODE = b"\x01"
-_MASK256 = (1 << 256) - 1
-
-
-def keccak(data: bytes) -> bytes:
-    """keccak256 (Ethereum's, not NIST SHA3-256)."""
-    return keccak_256(data).digest()
-
-
-def leaf_hash(key: bytes, value_hash: bytes) -> bytes:
-    """keccak(0x00 || key || value_hash)."""
-    return keccak_256(_LEAF + key + value_hash).digest()
-
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    """keccak(0x01 || left || right)."""
-    return keccak_256(_NODE + left + right).digest()
-
-
-# --------------------------------------------------------------------------
-# typed keys
-# --------------------------------------------------------------------------
-
-ACCOUNT = 1
-POSITION = 2
-ORDER = 3
-MARKET = 4
-GLOBAL = 5
-
-
-def compute_key(kind: int, *parts: bytes) -> bytes:
-    """keccak(kind byte || parts...).  The parts of each kind have fixed sizes
-    (see the helpers below), so plain concatenation is unambiguous."""
-    if not 0 <= kind <= 255:
-        raise ValueError("kind must fit in one byte")
-    return keccak_256(bytes((kind,)) + b"".join(parts)).digest()
-
-
-def _address(address: bytes) -> bytes:
-    if not isinstance(address, (bytes, bytearray)) or len(address) != 20:
-        raise ValueError("address must be 20 bytes")
-    return bytes(address)
-
-
-def account_key(address: bytes) -> bytes:
-    """compute_key(ACCOUNT, address20)"""
-    return compute_key(ACCOUNT, _address(address))
-
-
-def position_key(address: bytes, market_id: int) -> bytes:
-    """compute_key(POSITION, address20, market_id as 4 bytes big-endian)"""
-    return compute_key(POSITION, _address(address), market_id.to_bytes(4, "big"))
-
-
-def order_key(address: bytes, nonce: int) -> bytes:
-    """compute_key(ORDER, address20, nonce as 8 bytes big-endian)"""
-    return compute_key(ORDER, _address(address), nonce.to_bytes(8, "big"))
-
-
-def market_key(market_id: int) -> bytes:
-    """compute_key(MARKET, market_id as 4 bytes big-endian)"""
-    return compute_key(MARKET, market_id.to_bytes(4, "big"))
-
-
-GLOBAL_KEY = compute_key(GLOBAL, b"globals")
-
 
 # --------------------------------------------------------------------------
 # tree nodes
@@ -211,7 +102,7 @@ def _reserve_gen(gen: int) -> None:
 
 def _kv_hash(kv: bytes) -> bytes:
     """Leaf hash of a stored leaf (key || value)."""
-    return keccak_256(_LEAF + kv[:32] + keccak_256(kv[32:]).digest()).digest()
+    return keccak_256(LEAF_PREFIX + kv[:32] + keccak_256(kv[32:]).digest()).digest()
 
 
 def _subtree_hash(node) -> bytes:
@@ -220,10 +111,6 @@ def _subtree_hash(node) -> bytes:
     if type(node) is bytes:
         return _kv_hash(node)
     return keccak_256(node.pre).digest()
-
-
-class ProofError(ValueError):
-    """A malformed proof or snapshot."""
 
 
 SNAPSHOT_MAGIC = b"ISOSMT\x00\x05"
@@ -314,7 +201,7 @@ class SparseMerkleTree:
         if not changes:
             return self._root_h
         kc = _K0.copy
-        LEAF = _LEAF
+        LEAF = LEAF_PREFIX
         # 32-byte keys sort bytewise in the order of their big-endian ints
         # (and bytes compare much faster than 256-bit ints)
         try:
@@ -365,9 +252,9 @@ class SparseMerkleTree:
         # Hashing: x = kc(); x.update(pre); x.digest() copies a fresh keccak
         # state, ~7% cheaper than keccak_256(pre).digest() in pysha3.
         kc = _K0.copy
-        NODE = _NODE
+        NODE = NODE_PREFIX
         Z = EMPTY
-        NZ = _NODE + EMPTY
+        NZ = NODE_PREFIX + EMPTY
         Node = _Node
         BIT = _BIT
         LOW = _LOW
@@ -680,7 +567,7 @@ class SparseMerkleTree:
                 raise ProofError("bad node")
             lh = walk(n.left, depth + 1, prefix << 1)
             rh = walk(n.right, depth + 1, (prefix << 1) | 1)
-            if n.pre != _NODE + lh + rh:
+            if n.pre != NODE_PREFIX + lh + rh:
                 raise ProofError("hash mismatch in snapshot")
             return node_hash(lh, rh)
 
@@ -719,194 +606,10 @@ def reference_root(entries: Mapping[bytes, bytes]) -> bytes:
     return rec(leaves, 0)
 
 
+
 # --------------------------------------------------------------------------
-# proofs
+# verification
 # --------------------------------------------------------------------------
-
-
-def _hex(b: bytes) -> str:
-    return "0x" + b.hex()
-
-
-def _unhex(s: str, n: int | None = 32) -> bytes:
-    if not isinstance(s, str) or not s.startswith("0x"):
-        raise ProofError("expected a 0x-hex string")
-    try:
-        b = bytes.fromhex(s[2:])
-    except ValueError:
-        raise ProofError("bad hex") from None
-    if n is not None and len(b) != n:
-        raise ProofError(f"expected {n} bytes")
-    return b
-
-
-_INCLUSION = 0
-_EXCLUSION_EMPTY = 1
-_EXCLUSION_LEAF = 2
-
-
-class Proof(msgspec.Struct, frozen=True):
-    """Inclusion proof (``value`` is not None) or exclusion proof.
-
-    * ``bitmap``: bit ``j-1`` set = the sibling at depth ``j`` is non-empty;
-      the depth of the terminal is ``bitmap.bit_length()``.
-    * ``siblings``: the non-empty siblings, deepest first.
-    * exclusion: either the path ends in an empty slot (``other_key`` None),
-      or in the leaf of another key sharing the first ``depth`` bits
-      (``other_key``, ``other_value_hash``).
-    """
-
-    key: bytes
-    value: bytes | None
-    bitmap: int
-    siblings: tuple[bytes, ...]
-    other_key: bytes | None = None
-    other_value_hash: bytes | None = None
-
-    @property
-    def included(self) -> bool:
-        return self.value is not None
-
-    @property
-    def depth(self) -> int:
-        return self.bitmap.bit_length()
-
-    @property
-    def value_hash(self) -> bytes | None:
-        return None if self.value is None else keccak(self.value)
-
-    # compact binary form -------------------------------------------------
-    #   kind(1) || key(32) || bitmap(32, uint256 BE) || siblings(32 * popcount)
-    #   kind 0 (inclusion):        || len(value) (4, BE) || value
-    #   kind 1 (excluded, empty):  (nothing)
-    #   kind 2 (excluded, leaf):   || other_key(32) || other_value_hash(32)
-
-    def encode(self) -> bytes:
-        _check_shape(self)
-        head = b"".join(
-            (
-                bytes((self._kind(),)),
-                self.key,
-                self.bitmap.to_bytes(32, "big"),
-                *self.siblings,
-            )
-        )
-        if self.value is not None:
-            return head + len(self.value).to_bytes(4, "big") + self.value
-        if self.other_key is not None:
-            return head + self.other_key + self.other_value_hash
-        return head
-
-    @classmethod
-    def decode(cls, data: bytes) -> "Proof":
-        data = bytes(data)
-        if len(data) < 65:
-            raise ProofError("proof too short")
-        kind = data[0]
-        key = data[1:33]
-        bitmap = int.from_bytes(data[33:65], "big")
-        n = bitmap.bit_count()
-        end = 65 + 32 * n
-        if len(data) < end:
-            raise ProofError("truncated proof")
-        sibs = tuple(data[i : i + 32] for i in range(65, end, 32))
-        rest = data[end:]
-        if kind == _INCLUSION:
-            if len(rest) < 4 or len(rest) != 4 + int.from_bytes(rest[:4], "big"):
-                raise ProofError("bad value length")
-            return cls(key, rest[4:], bitmap, sibs)
-        if kind == _EXCLUSION_EMPTY:
-            if rest:
-                raise ProofError("trailing bytes")
-            return cls(key, None, bitmap, sibs)
-        if kind == _EXCLUSION_LEAF:
-            if len(rest) != 64:
-                raise ProofError("bad exclusion leaf")
-            return cls(key, None, bitmap, sibs, rest[:32], rest[32:])
-        raise ProofError("unknown proof kind")
-
-    def _kind(self) -> int:
-        if self.value is not None:
-            return _INCLUSION
-        return _EXCLUSION_EMPTY if self.other_key is None else _EXCLUSION_LEAF
-
-    # JSON form (0x-hex) --------------------------------------------------
-
-    def to_json_obj(self) -> dict:
-        """JSON-ready dict.  ``value_hash``, ``depth`` and ``leaf`` are
-        derived, for callers building L1 calldata by hand."""
-        _check_shape(self)
-        d = {
-            "key": _hex(self.key),
-            "included": self.value is not None,
-            "value": None if self.value is None else _hex(self.value),
-            "value_hash": None if self.value is None else _hex(keccak(self.value)),
-            "bitmap": "0x%064x" % self.bitmap,
-            "depth": self.depth,
-            "siblings": [_hex(s) for s in self.siblings],
-            "other_key": None if self.other_key is None else _hex(self.other_key),
-            "other_value_hash": None
-            if self.other_value_hash is None
-            else _hex(self.other_value_hash),
-        }
-        return d
-
-    def to_json(self) -> str:
-        return msgspec.json.encode(self.to_json_obj()).decode()
-
-    @classmethod
-    def from_json_obj(cls, d: Mapping) -> "Proof":
-        try:
-            value = d.get("value")
-            ok = d.get("other_key")
-            ovh = d.get("other_value_hash")
-            bm = d["bitmap"]
-            if isinstance(bm, str):
-                bitmap = int(bm, 16)
-            else:
-                bitmap = int(bm)
-            p = cls(
-                _unhex(d["key"]),
-                None if value is None else _unhex(value, None),
-                bitmap,
-                tuple(_unhex(s) for s in d["siblings"]),
-                None if ok is None else _unhex(ok),
-                None if ovh is None else _unhex(ovh),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, ProofError):
-                raise
-            raise ProofError(f"bad proof JSON: {exc}") from None
-        _check_shape(p)
-        return p
-
-    @classmethod
-    def from_json(cls, s: str | bytes) -> "Proof":
-        return cls.from_json_obj(msgspec.json.decode(s))
-
-
-def _check_shape(p: Proof) -> None:
-    if type(p.key) is not bytes or len(p.key) != 32:
-        raise ProofError("key must be 32 bytes")
-    if type(p.bitmap) is not int or not 0 <= p.bitmap <= _MASK256:
-        raise ProofError("bitmap must be a uint256")
-    if p.bitmap.bit_count() != len(p.siblings):
-        raise ProofError("bitmap does not match the number of siblings")
-    for s in p.siblings:
-        if type(s) is not bytes or len(s) != 32:
-            raise ProofError("siblings must be 32 bytes")
-    if p.value is not None:
-        if type(p.value) is not bytes:
-            raise ProofError("value must be bytes")
-        if p.other_key is not None or p.other_value_hash is not None:
-            raise ProofError("an inclusion proof has no other leaf")
-    elif (p.other_key is None) != (p.other_value_hash is None):
-        raise ProofError("other_key and other_value_hash go together")
-    elif p.other_key is not None:
-        if type(p.other_key) is not bytes or len(p.other_key) != 32:
-            raise ProofError("other_key must be 32 bytes")
-        if type(p.other_value_hash) is not bytes or len(p.other_value_hash) != 32:
-            raise ProofError("other_value_hash must be 32 bytes")
 
 
 def fold_path(key: bytes, terminal: bytes, bitmap: int, siblings: Sequence[bytes]) -> bytes:
@@ -923,9 +626,9 @@ def fold_path(key: bytes, terminal: bytes, bitmap: int, siblings: Sequence[bytes
         else:
             s = EMPTY
         if (ki >> (256 - j)) & 1:
-            h = k(_NODE + s + h).digest()
+            h = k(NODE_PREFIX + s + h).digest()
         else:
-            h = k(_NODE + h + s).digest()
+            h = k(NODE_PREFIX + h + s).digest()
     if idx != len(siblings):
         raise ProofError("unused siblings")
     return h
@@ -933,7 +636,7 @@ def fold_path(key: bytes, terminal: bytes, bitmap: int, siblings: Sequence[bytes
 
 def compute_root_from_proof(proof: Proof) -> bytes:
     """The root a proof implies (raises ProofError if malformed)."""
-    _check_shape(proof)
+    check_proof_shape(proof)
     key = proof.key
     depth = proof.bitmap.bit_length()
     if proof.value is not None:
@@ -972,7 +675,7 @@ def verify_inclusion(
     try:
         if root == EMPTY_ROOT or len(root) != 32 or len(key) != 32 or len(value_hash) != 32:
             return False
-        if not 0 <= bitmap <= _MASK256 or bitmap.bit_count() != len(siblings):
+        if not 0 <= bitmap <= UINT256_MAX or bitmap.bit_count() != len(siblings):
             return False
         return fold_path(key, leaf_hash(key, value_hash), bitmap, siblings) == root
     except (ProofError, TypeError, AttributeError, IndexError):
@@ -997,177 +700,4 @@ def verify_exclusion(
         p = Proof(bytes(key), None, bitmap, tuple(siblings), other_key, other_value_hash)
         return compute_root_from_proof(p) == root
     except (ProofError, TypeError, AttributeError, IndexError, ValueError):
-        return False
-
-
-# --------------------------------------------------------------------------
-# checkpoint output root
-# --------------------------------------------------------------------------
-
-OUTPUT_VERSION = 0
-
-
-def _word(x: int | bytes, name: str) -> bytes:
-    if isinstance(x, int):
-        if not 0 <= x <= _MASK256:
-            raise ValueError(f"{name} must be a uint256")
-        return x.to_bytes(32, "big")
-    if isinstance(x, (bytes, bytearray)) and len(x) == 32:
-        return bytes(x)
-    raise ValueError(f"{name} must be 32 bytes")
-
-
-def compute_output_root(
-    version: int,
-    state_root: bytes,
-    withdrawals_root: bytes,
-    last_block_hash: bytes,
-    inbox_count: int,
-    inbox_hash: bytes,
-    data_hash: bytes,
-) -> bytes:
-    """keccak(abi.encode(uint256 version, bytes32 state_root,
-    bytes32 withdrawals_root, bytes32 last_block_hash, uint256 inbox_count,
-    bytes32 inbox_hash, bytes32 data_hash)): 7 words, 224 bytes."""
-    return keccak(
-        b"".join(
-            (
-                _word(version, "version"),
-                _word(state_root, "state_root"),
-                _word(withdrawals_root, "withdrawals_root"),
-                _word(last_block_hash, "last_block_hash"),
-                _word(inbox_count, "inbox_count"),
-                _word(inbox_hash, "inbox_hash"),
-                _word(data_hash, "data_hash"),
-            )
-        )
-    )
-
-
-# --------------------------------------------------------------------------
-# withdrawals tree: indexed binary Merkle tree
-#   withdrawal_hash = keccak(withdrawal bytes)        (its identity on L1)
-#   leaf_i          = keccak(0x00 || withdrawal_hash_i)
-#   node            = keccak(0x01 || left || right)
-#   n leaves padded with EMPTY (zero) leaves to 2**depth,
-#   depth = ceil(log2(n)) (0 for n == 1); root of no withdrawals = EMPTY.
-#   The proof of leaf i: index i and `depth` siblings, bottom first; bit k of
-#   i says whether the running hash is the right (1) or left (0) child.
-# --------------------------------------------------------------------------
-
-MAX_WITHDRAWAL_DEPTH = 32
-
-
-def withdrawal_hash(withdrawal: bytes) -> bytes:
-    return keccak(withdrawal)
-
-
-def withdrawal_leaf(whash: bytes) -> bytes:
-    return keccak_256(_LEAF + whash).digest()
-
-
-def _withdrawal_levels(withdrawals: Sequence[bytes]) -> list[list[bytes]]:
-    level = [withdrawal_leaf(withdrawal_hash(w)) for w in withdrawals]
-    if not level:
-        return [[EMPTY]]
-    depth = (len(level) - 1).bit_length()
-    if depth > MAX_WITHDRAWAL_DEPTH:
-        raise ValueError("too many withdrawals in one checkpoint")
-    level += [EMPTY] * ((1 << depth) - len(level))
-    levels = [level]
-    k = keccak_256
-    while len(level) > 1:
-        level = [k(_NODE + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
-        levels.append(level)
-    return levels
-
-
-def compute_withdrawals_root(withdrawals: Sequence[bytes]) -> bytes:
-    """Root over the encoded withdrawals, in order (index = position)."""
-    return _withdrawal_levels(withdrawals)[-1][0]
-
-
-class WithdrawalProof(msgspec.Struct, frozen=True):
-    withdrawal_hash: bytes
-    index: int
-    siblings: tuple[bytes, ...]  # bottom first
-
-    def to_json_obj(self) -> dict:
-        return {
-            "withdrawal_hash": _hex(self.withdrawal_hash),
-            "index": self.index,
-            "siblings": [_hex(s) for s in self.siblings],
-        }
-
-    def to_json(self) -> str:
-        return msgspec.json.encode(self.to_json_obj()).decode()
-
-    @classmethod
-    def from_json_obj(cls, d: Mapping) -> "WithdrawalProof":
-        try:
-            return cls(
-                _unhex(d["withdrawal_hash"]),
-                int(d["index"]),
-                tuple(_unhex(s) for s in d["siblings"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, ProofError):
-                raise
-            raise ProofError(f"bad withdrawal proof JSON: {exc}") from None
-
-    @classmethod
-    def from_json(cls, s: str | bytes) -> "WithdrawalProof":
-        return cls.from_json_obj(msgspec.json.decode(s))
-
-
-def withdrawal_proofs(withdrawals: Sequence[bytes]) -> tuple[bytes, list[WithdrawalProof]]:
-    """(root, proof for each withdrawal) in one pass."""
-    levels = _withdrawal_levels(withdrawals)
-    proofs = []
-    for i, w in enumerate(withdrawals):
-        sibs = []
-        idx = i
-        for level in levels[:-1]:
-            sibs.append(level[idx ^ 1])
-            idx >>= 1
-        proofs.append(WithdrawalProof(withdrawal_hash(w), i, tuple(sibs)))
-    return levels[-1][0], proofs
-
-
-def prove_withdrawal(withdrawals: Sequence[bytes], index: int) -> WithdrawalProof:
-    if not 0 <= index < len(withdrawals):
-        raise IndexError("withdrawal index out of range")
-    levels = _withdrawal_levels(withdrawals)
-    sibs = []
-    idx = index
-    for level in levels[:-1]:
-        sibs.append(level[idx ^ 1])
-        idx >>= 1
-    return WithdrawalProof(withdrawal_hash(withdrawals[index]), index, tuple(sibs))
-
-
-def compute_withdrawals_root_from_proof(proof: WithdrawalProof) -> bytes:
-    wh, index, sibs = proof.withdrawal_hash, proof.index, proof.siblings
-    if type(wh) is not bytes or len(wh) != 32:
-        raise ProofError("withdrawal_hash must be 32 bytes")
-    if len(sibs) > MAX_WITHDRAWAL_DEPTH or not 0 <= index < (1 << len(sibs)):
-        raise ProofError("index out of range for the proof depth")
-    h = withdrawal_leaf(wh)
-    k = keccak_256
-    for s in sibs:
-        if type(s) is not bytes or len(s) != 32:
-            raise ProofError("siblings must be 32 bytes")
-        h = k(_NODE + s + h).digest() if index & 1 else k(_NODE + h + s).digest()
-        index >>= 1
-    return h
-
-
-def verify_withdrawal_proof(root: bytes, proof: WithdrawalProof) -> bool:
-    """True iff the withdrawal is leaf ``proof.index`` under ``root``
-    (never for the empty root)."""
-    if type(root) is not bytes or len(root) != 32 or root == EMPTY:
-        return False
-    try:
-        return compute_withdrawals_root_from_proof(proof) == root
-    except (ProofError, TypeError, AttributeError):
         return False
