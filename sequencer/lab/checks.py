@@ -15,11 +15,8 @@ from __future__ import annotations
 from sequencer.core.markets import MarketParams
 from sequencer.core.state import State
 
-try:  # the rules after the split of issue 9
-    from sequencer.core.rules.margin import compute_equity, is_liquidatable
-    from sequencer.core.rules.positions import INSURANCE_ADDRESS
-except ImportError:  # pragma: no cover - the rules before it
-    from sequencer.core.perps import INSURANCE_ADDRESS, compute_equity, is_liquidatable
+from sequencer.core.rules.margin import compute_equity, is_liquidatable
+from sequencer.core.rules.positions import INSURANCE_ADDRESS
 
 
 def iter_user_positions(state: State, market_id: int | None = None):

@@ -15,9 +15,10 @@ from sequencer.core.presets import DEVNET
 from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, OraclePrice, PlaceOrder, Record,
                                     Withdraw)
 from sequencer.core.state import Position, State
+from sequencer.core.rules.orders import GOOD_TILL_CANCEL, IMMEDIATE_OR_CANCEL, POST_ONLY
 from sequencer.core.transition import Context, RuleError, apply_record, compute_genesis_state
 
-GOOD_TILL_CANCEL, IMMEDIATE_OR_CANCEL, POST_ONLY = 0, 1, 2
+__all__ = ["Venue", "get_lab_address", "GOOD_TILL_CANCEL", "IMMEDIATE_OR_CANCEL", "POST_ONLY"]
 VENUE_START_MS = 1_700_000_020_000
 """Block time the venue starts at: a multiple of the devnet funding interval plus 20 s."""
 ORDER_LIFETIME_MS = 24 * 3_600_000

@@ -1,0 +1,250 @@
+"""One lab run: a seeded population of traders and market makers trading
+through the real Exchange and rules along a price path, under one
+liquidation policy, and what it cost whom.
+
+Deterministic: the population, the orders and the order of everything come
+from ``random.Random(seed)``; no clock is read (wall time is measured by the
+caller).  The same seed and parameters give the same numbers.
+"""
+from __future__ import annotations
+
+import random
+
+import msgspec
+
+from sequencer.core.markets import DEVNET_MARKETS, USDC, MarketParams, check_market_params
+from sequencer.core.records import Liquidate
+from sequencer.core.rules.margin import compute_equity, compute_unrealized_pnl
+from sequencer.core.rules.positions import INSURANCE_ADDRESS
+from sequencer.core.state import Position
+from sequencer.core.transition import RuleError
+from sequencer.lab.checks import get_stuck_liquidations
+from sequencer.lab.scenarios import Tick
+from sequencer.lab.venue import IMMEDIATE_OR_CANCEL, Venue, get_lab_address
+
+MARKET = 1
+LEVERAGES = (2, 5, 10, 20, 50)
+LEVERAGE_WEIGHTS = (10, 25, 30, 20, 15)
+COLLATERALS = (1_000, 5_000, 20_000, 100_000)
+COLLATERAL_WEIGHTS = (40, 30, 20, 10)
+
+
+class Population(msgspec.Struct, frozen=True, kw_only=True):
+    traders: int = 80
+    makers: int = 3
+    maker_levels: int = 5
+    maker_spacing_ppm: int = 500
+    """Distance between a maker's price levels (and of the first level from the price)."""
+    maker_level_notional: int = 150_000 * USDC
+    activity_ppm: int = 50_000
+    """Chance per step that a flat trader opens a new position."""
+    fund: int = 20_000 * USDC
+    """The insurance fund at the start."""
+
+
+class Policy(msgspec.Struct, frozen=True):
+    name: str
+    description: str
+    available: bool
+
+
+POLICIES: dict[str, Policy] = {p.name: p for p in (
+    Policy("backstop", "the insurance fund takes the position over at the mark; ADL when it cannot", True),
+    Policy("book-first", "a liquidation order into the book first, then the backstop", False),
+    Policy("book+auction", "the book, then a Dutch auction among keepers, then ADL", False),
+    Policy("book+vault", "the book, then the backstop vault, then ADL", False),
+)}
+
+
+def get_policy(name: str) -> Policy:
+    policy = POLICIES.get(name)
+    if policy is None:
+        raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
+    if not policy.available:
+        raise ValueError(f"policy {name!r} ({policy.description}) needs the liquidation ladder, "
+                         "which these rules do not have yet")
+    return policy
+
+
+def apply_overrides(params: MarketParams, overrides: dict[str, int]) -> MarketParams:
+    """Market parameters with ``field=value`` overrides, checked like any market."""
+    unknown = set(overrides) - set(params.__struct_fields__)
+    if unknown:
+        raise ValueError(f"unknown market parameter(s) {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(params.__struct_fields__)}")
+    params = msgspec.structs.replace(params, **overrides)
+    check_market_params(params)
+    return params
+
+
+class Sample(msgspec.Struct, frozen=True, array_like=True):
+    seconds: int
+    price: int
+    oracle_price: int
+    open_interest: int
+    fund_equity: int
+    vault_equity: int
+    bad_debt: int
+
+
+class Result(msgspec.Struct, kw_only=True):
+    policy: str
+    scenario: str
+    seed: int
+    liquidations: int = 0
+    liquidated_notional: int = 0
+    liquidation_cost: int = 0
+    """What liquidated traders lost beyond the move itself (their equity at the mark before minus after)."""
+    bad_debt: int = 0
+    adl_events: int = 0
+    fund_pnl: int = 0
+    vault_pnl: int = 0
+    stuck_positions: int = 0
+    stuck_steps: int = 0
+    records: int = 0
+    steps: int = 0
+    simulated_seconds: int = 0
+    samples: list[Sample] = msgspec.field(default_factory=list)
+
+    @property
+    def liquidation_cost_bp(self) -> float:
+        """Traders' average liquidation price vs the mark, in bp of the closed notional."""
+        return 10_000 * self.liquidation_cost / self.liquidated_notional if self.liquidated_notional else 0.0
+
+    def table_row(self) -> dict:
+        return {"policy": self.policy, "bad debt": self.bad_debt, "fund P&L": self.fund_pnl,
+                "vault P&L": self.vault_pnl, "liquidations": self.liquidations,
+                "liq. vs mark (bp)": round(self.liquidation_cost_bp, 1), "ADL events": self.adl_events,
+                "stuck": self.stuck_positions}
+
+
+class Lab:
+    """One run's venue, population and measurements."""
+
+    def __init__(self, policy: Policy, scenario: str, path: list[Tick], seed: int, population: Population,
+                 params: MarketParams) -> None:
+        self.policy, self.path, self.population, self.params = policy, path, population, params
+        self.rng = random.Random(seed)
+        self.traders = [f"trader{i}" for i in range(population.traders)]
+        self.makers = [f"maker{i}" for i in range(population.makers)]
+        balances = {name: self.rng.choices(COLLATERALS, COLLATERAL_WEIGHTS)[0] * USDC for name in self.traders}
+        balances.update({name: 100_000_000 * USDC for name in self.makers})
+        self.venue = Venue(balances, fund=population.fund, markets={MARKET: params})
+        self.maker_orders: dict[str, list[int]] = {name: [] for name in self.makers}
+        self.result = Result(policy=policy.name, scenario=scenario, seed=seed)
+        self.stuck: set[bytes] = set()
+
+    # --- actors --------------------------------------------------------------------
+    def quote(self, price: int) -> None:
+        """Every maker cancels its quotes, then all quote ``maker_levels`` each side around ``price``."""
+        venue, pop, tick = self.venue, self.population, self.params.tick_size
+        for name, nonces in self.maker_orders.items():
+            for nonce in nonces:
+                if (get_lab_address(name), nonce) in venue.exchange.orders:
+                    venue.submit(venue.cancel_record(name, nonce))
+            nonces.clear()
+        for name in self.makers:
+            for level in range(1, pop.maker_levels + 1):
+                offset = price * pop.maker_spacing_ppm * level // 1_000_000
+                size = max(1, pop.maker_level_notional * self.params.scale // price // self.params.step_size)
+                for is_buy in (True, False):
+                    limit = (price - offset if is_buy else price + offset) // tick * tick
+                    order = venue.order(name, is_buy, max(tick, limit), size * self.params.step_size, leverage=5)
+                    if self.submit(order):
+                        self.maker_orders[name].append(order.nonce)
+
+    def open_position(self, name: str, price: int) -> None:
+        """A market order (IOC through the book) for a leveraged position of a random side and size."""
+        leverage = self.rng.choices(LEVERAGES, LEVERAGE_WEIGHTS)[0]
+        is_buy = self.rng.random() < 0.5
+        free = self.venue.free(name)
+        notional = free * leverage * self.rng.randint(30, 80) // 100
+        steps = notional * self.params.scale // price // self.params.step_size
+        if steps <= 0:
+            return
+        limit = price * (1_000_000 + (5_000 if is_buy else -5_000)) // 1_000_000 // self.params.tick_size
+        self.submit(self.venue.order(name, is_buy, limit * self.params.tick_size, steps * self.params.step_size,
+                                     leverage=leverage, tif=IMMEDIATE_OR_CANCEL))
+
+    def submit(self, record) -> bool:
+        try:
+            self.venue.submit(record)
+        except RuleError:
+            return False
+        return True
+
+    # --- the run ---------------------------------------------------------------------
+    def run(self) -> Result:
+        start_ms = self.venue.now
+        first = self.path[0]
+        self.venue.set_price(first.price)
+        self.quote(first.price)
+        for name in self.traders:
+            self.open_position(name, first.price)
+        for tick in self.path[1:]:
+            self.venue.now = max(self.venue.now, start_ms + tick.seconds * 1000)
+            self.step(tick)
+        self.finish()
+        return self.result
+
+    def step(self, tick: Tick) -> None:
+        self.quote(tick.price)
+        for name in self.traders:
+            if self.venue.size(name) == 0 and self.rng.randrange(1_000_000) < self.population.activity_ppm:
+                self.open_position(name, tick.price)
+        if tick.oracle:
+            self.apply_price(tick.price)
+        self.venue.funding()
+        self.measure(tick)
+
+    def apply_price(self, price: int) -> None:
+        state = self.venue.state
+        before = dict(state.positions)
+        out = self.venue.set_price(price)
+        liquidated = {r.account for r in out if isinstance(r, Liquidate)}
+        self.result.liquidations += sum(isinstance(r, Liquidate) for r in out)
+        market, params = state.markets[MARKET], self.params
+        for address in sorted(liquidated):
+            old = before[(address, MARKET)]
+            new = state.positions.get((address, MARKET)) or Position()
+            equity_before = compute_equity(old, price, market, params)
+            equity_after = compute_equity(new, price, market, params)
+            self.result.liquidated_notional += (abs(old.size) - abs(new.size)) * price // params.scale
+            self.result.bad_debt += max(0, -equity_before)
+            self.result.liquidation_cost += max(0, equity_before - max(0, equity_after))
+        for (address, m), position in state.positions.items():
+            old = before.get((address, m))
+            if (m == MARKET and address not in liquidated and address != INSURANCE_ADDRESS
+                    and old is not None and old.size != position.size):
+                self.result.adl_events += 1
+
+    def measure(self, tick: Tick) -> None:
+        state, venue = self.venue.state, self.venue
+        stuck = get_stuck_liquidations(state, venue.markets, venue.now)
+        self.result.stuck_steps += len(stuck)
+        self.stuck.update(address for address, _ in stuck)
+        market = state.markets[MARKET]
+        self.result.samples.append(Sample(tick.seconds, tick.price, market.oracle_price, market.open_interest,
+                                          self.compute_fund_equity(), 0, self.result.bad_debt))
+
+    def compute_fund_equity(self) -> int:
+        state = self.venue.state
+        position = state.positions.get((INSURANCE_ADDRESS, MARKET))
+        upnl = compute_unrealized_pnl(position, state.markets[MARKET].oracle_price, self.params) if position else 0
+        return state.globals.insurance_fund + upnl
+
+    def finish(self) -> None:
+        result = self.result
+        result.fund_pnl = self.compute_fund_equity() - self.population.fund
+        result.stuck_positions = len(self.stuck)
+        result.records = len(self.venue.log)
+        result.steps = len(self.path) - 1
+        result.simulated_seconds = self.path[-1].seconds - self.path[0].seconds
+
+
+def run_lab(policy: str, scenario: str, path: list[Tick], *, seed: int = 1, population: Population | None = None,
+            overrides: dict[str, int] | None = None, params: MarketParams | None = None) -> tuple[Result, Lab]:
+    """Run one policy along ``path``; returns the result and the lab (its venue, for checks)."""
+    params = apply_overrides(params or DEVNET_MARKETS[MARKET], overrides or {})
+    lab = Lab(get_policy(policy), scenario, path, seed, population or Population(), params)
+    return lab.run(), lab
