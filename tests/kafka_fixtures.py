@@ -12,13 +12,10 @@ from kafka_broker import TEST_PORT, Broker
 
 @pytest.fixture(scope="session")
 def broker():
-    broker = Broker(TEST_PORT)
-    started_here = not broker.is_running()
-    if started_here:
-        broker.start()
-    yield broker
-    if started_here:
-        broker.stop()
+    """The session's broker: started here unless it is running already, then
+    stopped again only if started here."""
+    with Broker(TEST_PORT) as broker:
+        yield broker
 
 
 @pytest.fixture
