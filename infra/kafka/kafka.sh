@@ -247,7 +247,7 @@ all_nodes() { seq 1 $cluster_size; }
 start_nodes() {
   local id pids=() failed=0
   install
-  cluster_id >/dev/null
+  use_cluster_node "$1"; cluster_id >/dev/null  # one id for all, made before they format in parallel
   for id in "$@"; do (use_cluster_node "$id"; launch) & pids+=($!); done
   for id in "${pids[@]}"; do wait "$id" || failed=1; done
   [ "$failed" -eq 0 ] || { say "a node failed to launch"; exit 1; }
