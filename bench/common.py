@@ -185,9 +185,9 @@ class NodeProcess:
         self.profile_path = Path(self.tmp.name) / "node.prof" if profile else None
 
     async def start(self, timeout: float = 120.0) -> None:
-        code = "import sys; from sequencer.cli import main; sys.exit(main(sys.argv[1:]))"
+        code = "import sys; from isoroll.cli import main; sys.exit(main(sys.argv[1:]))"
         if self.profile_path is not None:  # cProfile the node; stats written on SIGTERM's clean exit
-            code = ("import cProfile, sys; from sequencer.cli import main; "
+            code = ("import cProfile, sys; from isoroll.cli import main; "
                     f"cProfile.run('main(sys.argv[1:])', {str(self.profile_path)!r})")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-c", code, "node"], cwd=REPO, env=self.env,

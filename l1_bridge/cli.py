@@ -181,7 +181,7 @@ def cmd_deposit(args) -> int:
 
 
 def cmd_withdraw(args) -> int:
-    from sequencer.cli import parse_collateral, print_json, _with_client
+    from sequencer.cli import parse_collateral, print_json, with_client
     amount = parse_collateral(args.amount, args.raw)
 
     async def run(client):
@@ -189,7 +189,7 @@ def cmd_withdraw(args) -> int:
         print("withdrawal requested on L2: it is claimable once a checkpoint holding it is final "
               "(isoroll l1 status, then isoroll l1 claim)")
         return 0
-    return asyncio.run(_with_client(args, run, needs_key=True))
+    return asyncio.run(with_client(args, run, needs_key=True))
 
 
 def cmd_claim(args) -> int:

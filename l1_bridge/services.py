@@ -39,6 +39,22 @@ def proposer_signer(config: Any, client: BridgeClient) -> Signer:
     return Signer(client.params()["proposer"])  # an account the L1 node unlocks (anvil, eth-tester)
 
 
+class L1Link:
+    """A node's L1 connection as its API reads it: ``client`` is None until the
+    services connected (the proofs and dashboard routes answer "no L1" till then)."""
+
+    def __init__(self) -> None:
+        self.client: BridgeClient | None = None
+        self.services: L1Services | None = None
+        self.status = "not configured"
+
+    def connected(self, client: BridgeClient, services: "L1Services | None" = None,
+                  status: str = "connected") -> None:
+        self.client = client
+        self.services = services
+        self.status = status
+
+
 class L1Services:
     def __init__(self, node: Any, client: BridgeClient) -> None:
         config = node.config
@@ -52,29 +68,23 @@ class L1Services:
                                          poll_interval_s=min(0.5, config.l1_poll_interval_s))
 
 
-async def _connect_and_run(node: Any) -> None:
+async def run_l1_services(node: Any, link: L1Link) -> None:
+    """Connect to the L1 the node's config names (retrying while it is away),
+    then run the watcher and the checkpointer until cancelled."""
+    link.status = "connecting"
     delay = 0.5
     while True:
         try:
             client = await asyncio.to_thread(make_client, node.config)
             break
         except L1Error as exc:
-            node.l1_status = str(exc)
+            link.status = str(exc)
             log.warning("L1: %s; retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(5.0, delay * 2)
     services = L1Services(node, client)
-    node.l1 = services
-    node.l1_status = f"connected to {client.url}, bridge {client.bridge.address}"
+    link.connected(client, services, f"connected to {client.url}, bridge {client.bridge.address}")
     log.info("L1 services on %s: bridge %s, watcher (%d confirmations), checkpointer (every %d blocks or %.1fs)",
              client.url, client.bridge.address, node.config.l1_confirmations, node.config.checkpoint_interval_blocks,
              node.config.checkpoint_interval_seconds)
     await asyncio.gather(services.watcher.run(), services.checkpointer.run())
-
-
-def start_l1_services(node: Any) -> list[asyncio.Task]:
-    """Start the watcher and the checkpointer for ``node`` (its config names the L1);
-    the tasks are the node's to cancel."""
-    node.l1 = None
-    node.l1_status = "connecting"
-    return [asyncio.create_task(_connect_and_run(node), name="isoroll-l1")]

@@ -1,6 +1,9 @@
-"""The `isoroll` command line.  `isoroll --help` lists the commands; each has
-its own --help.  Node settings come from a TOML file (--config), ISOROLL_*
-environment variables and flags, in that order of precedence (flags win)."""
+"""The sequencer's commands of the `isoroll` command line (node, tx, account,
+status, block, receipt, keys, and the trading commands of sequencer.cli_trading).
+The `isoroll` entry point (isoroll.cli) adds the L1, prover and devnet commands
+and runs the node with its L1 services.  Node settings come from a TOML file
+(--config), ISOROLL_* environment variables and flags, in that order of
+precedence (flags win)."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +13,7 @@ import os
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from sequencer.core.presets import COLLATERAL_DECIMALS
 
@@ -84,22 +88,24 @@ def node_config(args):
     return load_config(args.config, flags=flags)
 
 
+def run_node(config) -> int:
+    """A node with its API, without L1 services; the exit code."""
+    from sequencer.node.service import serve_forever
+    return asyncio.run(serve_forever(config))
+
+
 def cmd_node(args) -> int:
-    from sequencer.node.service import serve_forever, setup_logging
+    from sequencer.node.service import setup_logging
     config = node_config(args)
     setup_logging(config.log_level, config.log_format)
-    asyncio.run(serve_forever(config))
-    return 0
-
-
-def cmd_devnet(args) -> int:
-    from sequencer.devnet import run_devnet
-    return run_devnet(args)
+    return args.run_node(config)
 
 
 # --- client commands ------------------------------------------------------------------
 
-async def _with_client(args, action, needs_key: bool = False):
+async def with_client(args, action, needs_key: bool = False):
+    """Run ``action(client)`` with an SDK client for --url; API and connection
+    errors become a message on stderr and exit codes 2 and 3."""
     import httpx
     from sequencer.sdk import ApiError, Client
     key = load_key(args) if needs_key else None
@@ -120,7 +126,7 @@ def cmd_tx_transfer(args) -> int:
     async def run(client):
         print_json(await client.transfer(args.to, amount, nonce=args.nonce))
         return 0
-    return asyncio.run(_with_client(args, run, needs_key=True))
+    return asyncio.run(with_client(args, run, needs_key=True))
 
 
 def cmd_tx_withdraw(args) -> int:
@@ -129,7 +135,7 @@ def cmd_tx_withdraw(args) -> int:
     async def run(client):
         print_json(await client.withdraw(amount, nonce=args.nonce))
         return 0
-    return asyncio.run(_with_client(args, run, needs_key=True))
+    return asyncio.run(with_client(args, run, needs_key=True))
 
 
 def cmd_account(args) -> int:
@@ -151,28 +157,28 @@ def cmd_account(args) -> int:
                 print("positions   none")
             print(f"open orders {len(data.get('openOrders', []))}")
         return 0
-    return asyncio.run(_with_client(args, run))
+    return asyncio.run(with_client(args, run))
 
 
 def cmd_status(args) -> int:
     async def run(client):
         print_json(await client.status())
         return 0
-    return asyncio.run(_with_client(args, run))
+    return asyncio.run(with_client(args, run))
 
 
 def cmd_block(args) -> int:
     async def run(client):
         print_json(await client.block(args.number))
         return 0
-    return asyncio.run(_with_client(args, run))
+    return asyncio.run(with_client(args, run))
 
 
 def cmd_receipt(args) -> int:
     async def run(client):
         print_json(await client.receipt(args.hash))
         return 0
-    return asyncio.run(_with_client(args, run))
+    return asyncio.run(with_client(args, run))
 
 
 def cmd_keys_new(args) -> int:
@@ -200,25 +206,22 @@ def add_client_flags(p: argparse.ArgumentParser, key: bool = False) -> None:
         p.add_argument("--key-file", help="file holding the private key hex (env ISOROLL_KEY_FILE)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="isoroll", description=__doc__)
+Register = Callable[[Any], None]
+"""Adds a command group: ``register(subparsers)``."""
+
+
+def build_parser(run_node: Callable[[Any], int] = run_node, extensions: Sequence[Register] = (),
+                 description: str = __doc__) -> argparse.ArgumentParser:
+    """The sequencer's commands, ``node`` running ``run_node(config)``, plus the
+    command groups ``extensions`` register (isoroll.cli passes the L1 ones)."""
+    from sequencer import cli_trading
+    parser = argparse.ArgumentParser(prog="isoroll", description=description)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("node", help="run a sequencer or follower node",
                        description="Run a node against Kafka: snapshot + replay, then sequence or follow.")
     add_node_flags(p)
-    p.set_defaults(func=cmd_node)
-
-    p = sub.add_parser("devnet", help="start Kafka and a node on this machine, print dev accounts",
-                       description="Start a single-node Kafka broker (KRaft, 127.0.0.1) and a sequencer; "
-                                   "print the API address and funded dev accounts with their keys.")
-    p.add_argument("--data-dir", default=".devnet", help="devnet state (Kafka data, snapshots)")
-    p.add_argument("--api-port", type=int, default=8547)
-    p.add_argument("--kafka-port", type=int, default=9092)
-    p.add_argument("--accounts", type=int, default=10, help="number of funded dev accounts")
-    p.add_argument("--fresh", action="store_true", help="wipe the devnet's data first")
-    p.add_argument("--keep-kafka", action="store_true", help="leave the broker running on exit")
-    p.set_defaults(func=cmd_devnet)
+    p.set_defaults(func=cmd_node, run_node=run_node)
 
     tx = sub.add_parser("tx", help="sign and submit a transaction").add_subparsers(
         dest="tx", required=True, metavar="KIND")
@@ -260,25 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = keys.add_parser("new", help="create a secp256k1 key; print its address")
     p.add_argument("--out", help="write the key to this file (mode 600) instead of printing it")
     p.set_defaults(func=cmd_keys_new)
-    for register in load_cli_extensions():
+    for register in (cli_trading.register, *extensions):
         register(sub)
     return parser
-
-
-CLI_EXTENSIONS = ("sequencer.cli_trading", "l1_bridge.cli", "prover.cli")
-"""Modules that add command groups; each has ``register(subparsers)``."""
-
-
-def load_cli_extensions():
-    import importlib
-    for name in CLI_EXTENSIONS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that part of isoroll is not installed
-                continue
-            raise
-        yield module.register
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import logging
 import sys
 from decimal import Decimal, InvalidOperation
 
-from sequencer.cli import (UNIT, _with_client, add_client_flags, load_key, parse_collateral,
+from sequencer.cli import (UNIT, with_client, add_client_flags, load_key, parse_collateral,
                            print_json)
 
 
@@ -74,7 +74,7 @@ def cmd_markets(args) -> int:
         print("prices in USDC per whole base unit; sizes in base units (the API uses integers: "
               "quote units of 1e-6 USDC and base lots; see --json)")
         return 0
-    return asyncio.run(_with_client(args, run))
+    return asyncio.run(with_client(args, run))
 
 
 def cmd_book(args) -> int:
@@ -92,7 +92,7 @@ def cmd_book(args) -> int:
         for price, size, count in book["bids"]:
             print(f"{format_price(price):>14} {format_size(size, market):>14} {count:>6}  bid")
         return 0
-    return asyncio.run(_with_client(args, run))
+    return asyncio.run(with_client(args, run))
 
 
 def cmd_order_place(args) -> int:
@@ -105,7 +105,7 @@ def cmd_order_place(args) -> int:
                                            expiry=client.default_expiry(args.expiry_s))
         print_json(receipt)
         return 0 if receipt["status"] == "ok" else 1
-    return asyncio.run(_with_client(args, run, needs_key=True))
+    return asyncio.run(with_client(args, run, needs_key=True))
 
 
 def cmd_order_cancel(args) -> int:
@@ -113,7 +113,7 @@ def cmd_order_cancel(args) -> int:
         receipt = await client.cancel_order(args.order_nonce)
         print_json(receipt)
         return 0 if receipt["status"] == "ok" else 1
-    return asyncio.run(_with_client(args, run, needs_key=True))
+    return asyncio.run(with_client(args, run, needs_key=True))
 
 
 def cmd_order_cancel_all(args) -> int:
@@ -124,7 +124,7 @@ def cmd_order_cancel_all(args) -> int:
         receipts = await client.cancel_all(market)
         print_json({"cancelled": sum(1 for r in receipts if r["status"] == "ok"), "receipts": receipts})
         return 0 if all(r["status"] == "ok" for r in receipts) else 1
-    return asyncio.run(_with_client(args, run, needs_key=True))
+    return asyncio.run(with_client(args, run, needs_key=True))
 
 
 def cmd_fills(args) -> int:
@@ -136,7 +136,7 @@ def cmd_fills(args) -> int:
             address = "0x" + address_of(parse_key(load_key(args))).hex()
         print_json(await client.fills(address, args.limit))
         return 0
-    return asyncio.run(_with_client(args, run))
+    return asyncio.run(with_client(args, run))
 
 
 def cmd_margin(args) -> int:
@@ -148,7 +148,7 @@ def cmd_margin(args) -> int:
         market = find_market(await client.markets(), args.market)
         print_json(await client.adjust_margin(market["id"], -amount if negative else amount))
         return 0
-    return asyncio.run(_with_client(args, run, needs_key=True))
+    return asyncio.run(with_client(args, run, needs_key=True))
 
 
 def cmd_oracle(args) -> int:
@@ -190,7 +190,7 @@ def cmd_oracle(args) -> int:
             updates = feeder.updates
         return 0 if any(u.receipt for u in updates) or not updates else 1
     try:
-        return asyncio.run(_with_client(args, run))
+        return asyncio.run(with_client(args, run))
     except KeyboardInterrupt:
         return 0
 

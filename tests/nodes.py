@@ -93,7 +93,7 @@ def start_node_process(config: NodeConfig, log_path: Path, **env_overrides: str)
                ISOROLL_SEQUENCER_ID=config.sequencer_id, ISOROLL_SNAPSHOT_INTERVAL_BLOCKS="5",
                ISOROLL_LOG_FORMAT="text", **env_overrides)
     log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "sequencer.cli", "node"], env=env, stdout=log, stderr=log)
+    return subprocess.Popen([sys.executable, "-m", "isoroll.cli", "node"], env=env, stdout=log, stderr=log)
 
 
 def kill_9(process: subprocess.Popen) -> None:

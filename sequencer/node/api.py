@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import msgspec
 from starlette.applications import Starlette
@@ -17,13 +17,14 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sequencer.core import txcheck, wire
-from sequencer.core.markets import get_market_table
 from sequencer.core.state import Market
 from sequencer.core.encoding import compute_record_hash, decode_block, decode_record
 from sequencer.core.records import Record
 from sequencer.core.transition import RuleError
 from sequencer.log.kafka import Fenced, LogError
 from sequencer.node import views
+from sequencer.node.fills import get_markets
+from sequencer.node.lifecycle import NodeFailed, Phase
 from sequencer.node.metrics import METRICS
 
 log = logging.getLogger("isoroll.api")
@@ -108,16 +109,15 @@ class Api:
     STREAM_BACKLOG = 50_000
     """Events a WebSocket client may fall behind by before it is disconnected."""
 
-    def __init__(self, node) -> None:
+    def __init__(self, node, extensions: Sequence[Callable[["Api"], list]] = ()) -> None:
+        """``extensions``: functions ``(api) -> [Route, ...]`` adding endpoints from
+        outside this package (the isoroll package adds the L1 ones)."""
+        from sequencer.node.api_trading import TradingRoutes
         self.node = node
         self.streams: set[asyncio.Queue] = set()
-        self.block_fills = None
-        """(info, result) -> the fills of a committed block (set by api_trading)."""
-        self.book_events = None
-        """(info, result) -> "book" events for the markets a block touched (api_trading)."""
-        self.receipt_extras = None
-        """(record, receipt) -> fields added to a submitted tx's receipt (api_trading:
-        a PlaceOrder's fills and order status)."""
+        self.trading = TradingRoutes(self)
+        """Orders, books, fills and the oracle: a PlaceOrder's receipt carries its
+        fills, and each block's "book" events come from here."""
         self.app = Starlette(routes=[
             Route("/v1/tx", self.post_tx, methods=["POST"]),
             Route("/v1/txs", self.post_txs, methods=["POST"]),
@@ -130,14 +130,16 @@ class Api:
             Route("/readyz", self.readyz),
             Route("/metrics", self.metrics),
             WebSocketRoute("/v1/stream", self.stream),
+            *self.trading.routes(),
             *self.extension_routes(),
+            *(route for extension in extensions for route in extension(self)),
         ], exception_handlers={ApiError: self._api_error, 404: self._not_found, 405: self._not_allowed,
                                Exception: self._internal})
         self._fast_posts = {"/v1/tx": self.handle_tx, "/v1/txs": self.handle_txs}
         """POST routes ``asgi`` serves itself (the Starlette routes above stay for 405s)."""
 
-    EXTENSIONS = ("sequencer.node.api_trading", "sequencer.node.api_proofs", "l1_bridge.api")
-    """Modules with ``routes(api) -> list[Route]`` that add endpoints."""
+    EXTENSIONS = ("sequencer.node.api_history", "sequencer.node.api_web")
+    """Modules of this package with ``routes(api) -> list[Route]`` that add endpoints."""
 
     def extension_routes(self) -> list:
         import importlib
@@ -169,12 +171,16 @@ class Api:
     # --- writes -----------------------------------------------------------------
     def check_writable(self) -> None:
         node = self.node
-        if node.mode != "sequencer" or node.builder is None or node.builder.stopped:
+        phase = node.phase
+        if phase is Phase.SEQUENCING and not node.builder.stopped:
+            return
+        if phase is Phase.FAILED:
+            raise ApiError("not_ready", f"this node stopped ({node.status_message}); nothing was written")
+        if node.mode != "sequencer" or phase is Phase.FENCED:
             why = "it was fenced by a newer sequencer" if node.fenced else "it runs as a read-only follower"
             raise ApiError("not_the_sequencer", f"this node does not accept txs: {why}")
-        if not node.ready:
-            raise ApiError("log_unavailable", f"the log cannot take writes now ({node.status_message}); "
-                                              "nothing was written, retry later")
+        raise ApiError("log_unavailable", f"the log cannot take writes now ({node.status_message}); "
+                                          "nothing was written, retry later")
 
     @staticmethod
     def unpack_checked(checked: txcheck.CheckedTx) -> tuple[Record, bytes]:
@@ -198,6 +204,8 @@ class Api:
             raise ApiError(exc.code, exc.message) from None
         except Fenced as exc:
             raise ApiError("not_the_sequencer", f"this node was fenced by a newer sequencer: {exc}") from None
+        except NodeFailed as exc:
+            raise ApiError("not_ready", f"{exc}; the tx was not acknowledged") from None
         except LogError as exc:
             raise ApiError("log_unavailable", f"the log did not take the block: {exc}; "
                                               "the tx was not acknowledged (retry it)") from None
@@ -207,8 +215,8 @@ class Api:
     def render_receipt(self, receipt, record: Record | None = None) -> dict:
         info = self.node.chain.block_infos.get(receipt.block)
         out = wire.receipt_to_json(receipt, info.state_root if info else None)
-        if record is not None and self.receipt_extras is not None:
-            out.update(self.receipt_extras(record, receipt))
+        if record is not None:
+            out.update(self.trading.receipt_extras(record, receipt))
         return out
 
     async def handle_tx(self, body: bytes) -> dict:
@@ -244,6 +252,8 @@ class Api:
                 results[i] = wire.rejection_to_json(tx_hash, exc.code, exc.message)
             except Fenced as exc:
                 results[i] = wire.rejection_to_json(tx_hash, "not_the_sequencer", str(exc))
+            except NodeFailed as exc:
+                results[i] = wire.rejection_to_json(tx_hash, "not_ready", str(exc))
             except LogError as exc:
                 results[i] = wire.rejection_to_json(tx_hash, "log_unavailable", str(exc))
         return {"receipts": results}
@@ -362,8 +372,7 @@ class Api:
         return out
 
     def market_table(self) -> dict:
-        ctx = self.node.ctx
-        return ctx.markets or get_market_table(ctx.preset.markets)
+        return get_markets(self.node.ctx)
 
     async def get_markets(self, request: Request) -> Response:
         await self.settled()
@@ -420,10 +429,10 @@ class Api:
                            "txCount": info.tx_count})
         for receipt in result.receipts:
             events.append({"type": "receipt", **wire.receipt_to_json(receipt)})
-        if info is not None and self.block_fills is not None:
-            events += [{"type": "fill", "block": info.number, **fill} for fill in self.block_fills(info, result)]
-        if info is not None and self.book_events is not None:
-            events += self.book_events(info, result)
+        if info is not None:
+            events += [{"type": "fill", "block": info.number, **fill}
+                       for fill in self.node.fills.block_fills(info, result)]
+            events += self.trading.book_events(info, result)
         payloads = [_json.encode(e) for e in events]
         for queue in list(self.streams):
             if queue.qsize() + len(payloads) > self.STREAM_BACKLOG:

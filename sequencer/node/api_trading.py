@@ -1,5 +1,4 @@
-"""Trading endpoints of the API (docs/api.md), added to ``Api`` through
-``Api.EXTENSIONS``:
+"""Trading endpoints of the API (docs/api.md), part of every ``Api``:
 
 - ``POST /v1/oracle`` — an OraclePrice signed by k of n oracle signers.  The
   quorum is checked here with the node's full context *before* the record is
@@ -17,17 +16,13 @@ made.  **Cancel-all is a client operation** (``Client.cancel_all``,
 reads its open orders and signs one CancelOrder each, sent as one
 ``POST /v1/txs`` batch.
 
-The fills index is a Chain listener: every block the node applies (replay
-from a snapshot, following, or built here) adds its Trade records to the
-fills of both accounts, at most ``FILLS_PER_ACCOUNT`` each.  Blocks older
-than the snapshot the node started from are read back from the log on the
-first fills query (up to ``BACKFILL_MESSAGES`` messages before it).
+The fills come from the node's fills index (sequencer.node.fills).  ``Api``
+owns one ``TradingRoutes`` and calls it for the receipt's fills and the
+WebSocket "book" events.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
 
 import msgspec
 from starlette.requests import Request
@@ -42,18 +37,13 @@ from sequencer.core.rules import funding, orders
 from sequencer.core.transition import RuleError
 from sequencer.node import views
 from sequencer.node.api import ApiError, json_response, parse_address_param, read_body
+from sequencer.node.fills import FILLS_PER_ACCOUNT
 
 log = logging.getLogger("isoroll.api")
 
-FILLS_PER_ACCOUNT = 1000
-"""Fills kept per account by the index (older ones drop off)."""
-BACKFILL_MESSAGES = 5000
-"""Log messages before the start-up snapshot read back for the fills index."""
 MAX_DEPTH = 500
 BOOK_EVENT_DEPTH = 20
 """Levels per side in the WebSocket "book" events."""
-
-_TRADE_TAG = 16  # records.Trade: a Trade's msgpack array starts with this tag
 
 
 class OracleRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -93,157 +83,11 @@ def oracle_to_json(record: OraclePrice) -> dict:
             "signatures": [wire.hex0x(s) for s in record.signatures]}
 
 
-class FillIndex:
-    """Recent fills per account, from the Trade records of applied blocks."""
-
-    def __init__(self, api) -> None:
-        self.api = api
-        self.by_account: dict[bytes, deque] = {}
-        self.start_offset: int | None = None
-        """The log offset the node's chain started from (its snapshot)."""
-        self.backfilled = False
-        self._backfill_lock = asyncio.Lock()
-        self._last: tuple[int, list[dict]] | None = None
-        self._by_taker: tuple[int, dict] | None = None
-
-    def attach(self, chain) -> None:
-        self.start_offset = chain.next_offset
-        self.backfilled = self.start_offset == 0
-        chain.listeners.append(self.on_block)
-
-    # --- indexing ------------------------------------------------------------------
-    def block_fills(self, info, result) -> list[dict]:
-        """The fills of one applied block (cached for the block just indexed)."""
-        if info is None or result.block is None:
-            return []
-        if self._last is not None and self._last[0] == info.number:
-            return self._last[1]
-        fills = self.extract(result.block, result.receipts)
-        self._last = (info.number, fills)
-        return fills
-
-    def extract(self, block, receipts) -> list[dict]:
-        chain = self.api.node.chain
-        state = chain.state
-        tables = self.api.market_table()
-        fills = []
-        for i, raw in enumerate(block.records):
-            raw = bytes(raw)
-            if len(raw) < 2 or raw[1] != _TRADE_TAG:  # fixarray header, then the tag
-                continue
-            receipt = receipts[i] if receipts is not None and i < len(receipts) \
-                else chain.receipts.get(compute_record_hash(raw))
-            if receipt is not None and not receipt.ok:
-                continue
-            try:
-                trade = decode_record(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue
-            if not isinstance(trade, Trade):
-                continue
-            maker = state.orders.get((trade.maker, trade.maker_nonce))
-            params = tables.get(trade.market)
-            if maker is None or params is None:
-                continue
-            fill = views.describe_fill(trade, maker, params)
-            fill.update({"block": block.number, "index": i, "timestampMs": block.timestamp_ms})
-            fills.append(fill)
-        return fills
-
-    def taker_fills(self, number: int, taker: str, nonce: int) -> list[dict]:
-        """The fills of one taker order in block ``number``.  The block's fills
-        are grouped once per block: a receipt per order must not rescan them
-        (that made a block's receipts quadratic in its size)."""
-        cached = self._by_taker
-        if cached is None or cached[0] != number:
-            groups: dict[tuple[str, int], list[dict]] = {}
-            for fill in self.block_fills_by_number(number):
-                groups.setdefault((fill["taker"], fill["takerNonce"]), []).append(fill)
-            cached = self._by_taker = (number, groups)
-        return cached[1].get((taker, nonce), [])
-
-    def block_fills_by_number(self, number: int) -> list[dict]:
-        if self._last is not None and self._last[0] == number:
-            return self._last[1]
-        message = self.api.node.chain.recent_messages.get(number)
-        return [] if message is None else self.extract(decode_block(message), None)
-
-    def on_block(self, info, result) -> None:
-        for fill in self.block_fills(info, result):
-            self.add(fill)
-
-    def add(self, fill: dict, old: bool = False) -> None:
-        for key in ("maker", "taker"):
-            address = bytes.fromhex(fill[key][2:])
-            queue = self.by_account.get(address)
-            if queue is None:
-                queue = self.by_account[address] = deque(maxlen=FILLS_PER_ACCOUNT)
-            if old:
-                if len(queue) < FILLS_PER_ACCOUNT:
-                    queue.appendleft(fill)
-            else:
-                queue.append(fill)
-
-    async def backfill(self) -> None:
-        """Index the blocks before the start-up snapshot (read back from the log)."""
-        if self.backfilled or self.start_offset is None:
-            return
-        async with self._backfill_lock:
-            if self.backfilled:
-                return
-            from sequencer.log.kafka import BlockReader
-            first = max(0, self.start_offset - BACKFILL_MESSAGES)
-            fills: list[dict] = []
-            try:
-                async with BlockReader(self.api.node.log_config, first) as reader:
-                    while await reader.position() < self.start_offset:
-                        for message in await reader.read(timeout_ms=500):
-                            if message.offset >= self.start_offset:
-                                break
-                            try:
-                                block = decode_block(message.value)
-                            except Exception:
-                                continue
-                            fills += self.extract(block, None)
-            except Exception as exc:  # the index is best effort; the log is the truth
-                log.warning("fills backfill from the log failed: %r", exc)
-                return
-            for fill in reversed(fills):
-                self.add(fill, old=True)
-            self.backfilled = True
-
-    def get(self, address: bytes, limit: int) -> list[dict]:
-        queue = self.by_account.get(address)
-        if not queue:
-            return []
-        return [queue[-1 - i] for i in range(min(limit, len(queue)))]
-
-
 class TradingRoutes:
     def __init__(self, api) -> None:
         self.api = api
         self.node = api.node
-        self.fills = FillIndex(api)
-        api.fill_index = self.fills
-        api.block_fills = self.fills.block_fills
-        api.book_events = self.book_events
-        api.receipt_extras = self.receipt_extras
-        self._hook_chain()
-
-    def _hook_chain(self) -> None:
-        """Attach the fills index to the node's chain as soon as it is loaded, so
-        it sees every block replayed at start-up too."""
-        node = self.node
-        if node.chain is not None:
-            self.fills.attach(node.chain)
-            return
-        load_chain = node.load_chain
-
-        def load_and_attach():
-            chain = load_chain()
-            self.fills.attach(chain)
-            return chain
-        node.load_chain = load_and_attach
+        self.fills = api.node.fills
 
     def routes(self) -> list[Route]:
         return [

@@ -22,6 +22,7 @@ from sequencer.core.transition import (BlockResult, Context, RuleError, apply_re
                                        process_block_end)
 from sequencer.log.kafka import Fenced, LogUnavailable
 from sequencer.executor.chain import Chain
+from sequencer.node.lifecycle import NodeFailed
 from sequencer.node.metrics import METRICS
 
 log = logging.getLogger("isoroll.builder")
@@ -46,8 +47,13 @@ class Submission:
 
 class BlockBuilder:
     def __init__(self, chain: Chain, write: Callable[[bytes], Awaitable[int]], *,
-                 max_records: int, interval_ms: float, admit: Admit = admit_single,
-                 exchange=None, now_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+                 max_records: int, interval_ms: float, ctx: Context | None = None, admit: Admit = admit_single,
+                 exchange=None, now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 on_log_failure: Callable[[LogUnavailable], Awaitable[None]] | None = None,
+                 on_fenced: Callable[[Fenced], Awaitable[None]] | None = None) -> None:
+        """``ctx`` defaults to the chain's; ``on_log_failure`` is awaited after a
+        write failed (the block reverted, its txs told), ``on_fenced`` once a
+        newer sequencer fenced this one."""
         self.chain = chain
         self._write = write
         self.max_records = max_records
@@ -56,21 +62,22 @@ class BlockBuilder:
         self.exchange = exchange
         """The order books (sequencer.core.matching.Exchange), or None for the account model only."""
         self.now_ms = now_ms
-        self.ctx = chain.ctx
+        self.ctx = ctx if ctx is not None else chain.ctx
         self._queue: asyncio.Queue[Submission] = asyncio.Queue()
         self._settled = asyncio.Event()
         self._settled.set()
-        self.on_log_failure: Callable[[LogUnavailable], Awaitable[None]] | None = None
-        self.on_fenced: Callable[[Fenced], Awaitable[None]] | None = None
+        self.on_log_failure = on_log_failure
+        self.on_fenced = on_fenced
         self.stopped = False
-        """Set once fenced: this builder never writes again."""
+        """Set once fenced or halted: this builder never writes again."""
+        self._halted: Exception | None = None
 
     # --- the API side -----------------------------------------------------
     def submit(self, record: Record) -> asyncio.Future:
         """Queue a verified record; the future resolves to its Receipt after the
         commit, or raises RuleError (refused, nothing written) or LogError."""
         if self.stopped:
-            raise Fenced("this sequencer was fenced by a newer one and no longer writes")
+            raise self._halted or Fenced("this sequencer was fenced by a newer one and no longer writes")
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(Submission(record, future))
         METRICS.gauge("isoroll_pending_txs").set(self._queue.qsize())
@@ -79,6 +86,13 @@ class BlockBuilder:
     async def settled(self) -> None:
         """Wait until no block is being written, so reads see committed state only."""
         await self._settled.wait()
+
+    def halt(self, error: Exception) -> None:
+        """Never write again; every queued tx and every later submit gets ``error``."""
+        self.stopped = True
+        self._halted = error
+        self.fail_pending(error)
+        self._settled.set()
 
     def fail_pending(self, error: Exception) -> None:
         while not self._queue.empty():
@@ -134,6 +148,21 @@ class BlockBuilder:
         return batch
 
     async def _build_and_write(self, batch: list[Submission]) -> None:
+        try:
+            await self._build_and_write_checked(batch)
+        except Exception as exc:
+            # Not a rule break (those are refusals) nor a log error (handled
+            # inside): a bug or a broken machine.  Nobody gets a receipt or an
+            # ack for this batch; the exception stops the builder's task and
+            # with it the node (Node.fail).
+            failure = NodeFailed(f"the executor failed building a block: {exc!r}")
+            for sub in batch:
+                if not sub.future.done():
+                    sub.future.set_exception(failure)
+            self.halt(failure)
+            raise
+
+    async def _build_and_write_checked(self, batch: list[Submission]) -> None:
         state = self.chain.state
         g = state.globals
         timestamp_ms = max(self.now_ms(), g.timestamp_ms)

@@ -1,7 +1,14 @@
-"""The node: wires the pure core (Chain, transition) to the log (Kafka), the
-API (ASGI) and snapshots.  Start-up = latest snapshot + replay of the log from
-the offset it stored; then either lead (claim the transactional id, fencing
-any older sequencer, and build blocks) or follow (replay as blocks commit).
+"""The node: wires the executor (Chain, transition) to the log (Kafka) and
+snapshots.  Start-up = latest snapshot + replay of the log from the offset it
+stored; then either lead (claim the transactional id, fencing any older
+sequencer, and build blocks) or follow (replay as blocks commit).  Its life
+cycle is one state machine (sequencer.node.lifecycle).
+
+Two failure channels: a record that breaks a rule is a failed receipt (the
+executor handles it); anything else the executor raises is a bug or a broken
+machine, and the node stops applying and writing at once (phase FAILED, a
+CRITICAL log line, pending txs get 503) instead of carrying on with a state
+another replica would not have.  ``failed`` is set; the service exits non-zero.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Sequence
 
 import msgspec
 
@@ -27,6 +35,8 @@ from sequencer.log.kafka import BlockReader, BlockWriter, Fenced, LogConfig, Log
 from sequencer.node.builder import BlockBuilder
 from sequencer.node.checkers import TxCheckers, get_auto_workers
 from sequencer.node.config import NodeConfig, load_allocations, resolve_l1_config
+from sequencer.node.fills import FillIndex
+from sequencer.node.lifecycle import IllegalTransition, Lifecycle, NodeFailed, Phase
 from sequencer.node.metrics import METRICS
 
 log = logging.getLogger("isoroll.node")
@@ -48,14 +58,32 @@ def make_log_config(config: NodeConfig) -> LogConfig:
                      client_id=f"isoroll-{config.sequencer_id}")
 
 
+class ExecutorFailure(Exception):
+    """The executor raised something other than a rule break while applying
+    the log (never retried: replaying the same input hits the same bug)."""
+
+
+ChainObserver = Callable[[Chain], None]
+
+
 class Node:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, *, ctx: Context | None = None,
+                 chain_observers: Sequence[ChainObserver] = ()) -> None:
+        """``ctx`` defaults to the config's (make_context); ``chain_observers`` are
+        called with the chain as soon as it is loaded, before the log is replayed
+        (indexes that must see every block)."""
         config = resolve_l1_config(config)
         self.config = config
-        self.ctx = make_context(config)
+        self.ctx = ctx if ctx is not None else make_context(config)
         self.domain = executor_context.make_domain(config.preset, config.l1_bridge_address)
         self.log_config = make_log_config(config)
-        self.mode = config.mode
+        self.lifecycle = Lifecycle()
+        self.failed = asyncio.Event()
+        """Set when the node stopped on an executor failure (phase FAILED)."""
+        self.failure: BaseException | None = None
+        self.fills = FillIndex(self.log_config)
+        """Recent fills per account (a chain observer, like the ones passed in)."""
+        self._chain_observers: list[ChainObserver] = [self.fills.attach, *chain_observers]
         self.chain: Chain | None = None
         self.reader: BlockReader | None = None
         self.writer: BlockWriter | None = None
@@ -64,12 +92,7 @@ class Node:
         self.checkers = TxCheckers(workers if config.mode == "sequencer" else 0, self.domain,
                                    config.signature_backend)
         """Stateless tx checks for the API, in worker processes when there are cores for them."""
-        self.ready = False
-        self.fenced = False
-        self.caught_up = False
-        self.status_message = "starting"
         self._tasks: list[asyncio.Task] = []
-        self._started = False
         self._blocks_since_snapshot = 0
         self._snapshot_thread: ThreadPoolExecutor | None = None
         self.exchange = None
@@ -77,27 +100,64 @@ class Node:
         self._books_at = -1
 
     # --- life cycle ----------------------------------------------------------
+    @property
+    def phase(self) -> Phase:
+        return self.lifecycle.phase
+
+    @property
+    def ready(self) -> bool:
+        return self.lifecycle.ready
+
+    @property
+    def fenced(self) -> bool:
+        return self.lifecycle.phase is Phase.FENCED
+
+    @property
+    def mode(self) -> str:
+        """What the node does now: a fenced sequencer is a follower."""
+        return "follower" if self.config.mode == "follower" or self.fenced else "sequencer"
+
+    @property
+    def status_message(self) -> str:
+        return self.lifecycle.status
+
+    def observe_chain(self, observe: ChainObserver) -> None:
+        """Have ``observe(chain)`` called as soon as the chain is loaded, before the
+        replay (an index that must see every block); only before ``start``."""
+        if self.phase is not Phase.CREATED:
+            raise IllegalTransition("chain observers are added before the node starts")
+        self._chain_observers.append(observe)
+
+    def enter(self, phase: Phase, status: str) -> None:
+        """Move the life cycle on (refusing a transition it does not allow)."""
+        previous = self.lifecycle.phase
+        self.lifecycle.enter(phase, status)
+        METRICS.gauge("isoroll_ready").set(1 if self.ready else 0)
+        if previous is not phase:
+            log.info("node %s -> %s: %s", previous.value, phase.value, status)
+
+    def set_status(self, status: str) -> None:
+        self.lifecycle.status = status
+
     async def start(self) -> None:
-        if self._started:
+        if self.phase is not Phase.CREATED:
             return
-        self._started = True
+        self.enter(Phase.LOADING, "loading the snapshot and replaying the log")
         self.chain = self.load_chain()
+        for observe in self._chain_observers:
+            observe(self.chain)
         self.chain.listeners.append(self._on_block)
         await self._retry("create the topic", lambda: ensure_topic(self.log_config))
         self.reader = BlockReader(self.log_config, self.chain.next_offset)
         await self._retry("start the log reader", self.reader.start)
         await self.catch_up(show_progress=True)
-        if self.mode == "sequencer":
+        if self.config.mode == "sequencer":
             await self.checkers.start()
             await self.lead()
         else:
             self._spawn(self.follow())
-            self.set_ready(True, "following the log")
+            self.enter(Phase.FOLLOWING, "following the log")
         self._spawn(self.snapshot_loop())
-        if self.config.l1_rpc_url:
-            from l1_bridge.services import start_l1_services
-            for task in start_l1_services(self):
-                self._tasks.append(task)
         # Everything alive now (modules, the loaded state, the books) lives as long as
         # the node: move it out of the cyclic GC's reach, so that a full collection
         # only walks what was made since.  Measured: gen-2 pauses of 32-56 ms while
@@ -105,14 +165,17 @@ class Node:
         gc.freeze()
 
     async def stop(self) -> None:
-        if not self._started:
+        if self.phase is Phase.CREATED:
+            self.enter(Phase.STOPPED, "stopped before it started")
+        if self.phase in (Phase.STOPPING, Phase.STOPPED):
             return
-        self._started = False
+        failed = self.phase is Phase.FAILED
+        self.enter(Phase.STOPPING, "stopping")
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self.builder is not None:
+        if self.builder is not None and not failed:
             self.builder.fail_pending(LogUnavailable("the node is shutting down"))
         if self.writer is not None:
             await self.writer.stop()
@@ -123,9 +186,12 @@ class Node:
             # Let a snapshot the loop started land first: frames go to the index in order.
             await asyncio.to_thread(self._snapshot_thread.shutdown, True)
             self._snapshot_thread = None
-        if self.chain is not None and self.chain.state._journal == []:
+        if failed:
+            log.critical("no snapshot written: the state may hold a half-applied block; "
+                         "a restart replays the log from the last snapshot")
+        elif self.chain is not None and self.chain.state._journal == []:
             self.write_snapshot()
-        self.ready = False
+        self.enter(Phase.STOPPED, "stopped after an executor failure" if failed else "stopped")
 
     async def __aenter__(self) -> "Node":
         await self.start()
@@ -142,21 +208,36 @@ class Node:
 
     def _task_done(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.error("node task failed: %r", task.exception(), exc_info=task.exception())
-            self.ready = False
-            self.status_message = f"stopped: {task.exception()!r}"
+            self.fail(task.exception())
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop applying and writing at once: a bug or a broken machine, not a
+        verdict on the input (those are failed receipts)."""
+        if not self.lifecycle.can_enter(Phase.FAILED):
+            return
+        cause = exc.__cause__ if isinstance(exc, ExecutorFailure) and exc.__cause__ is not None else exc
+        log.critical("EXECUTOR FAILURE, the node stops: %r (no receipt, no ack, nothing more written; "
+                     "restart replays from the last snapshot)", cause, exc_info=cause)
+        self.failure = cause
+        self.enter(Phase.FAILED, f"stopped on an executor failure: {cause!r}")
+        if self.builder is not None:
+            self.builder.halt(NodeFailed(f"the node stopped on an executor failure: {cause!r}"))
+        for task in self._tasks:
+            if task is not asyncio.current_task() and not task.done():
+                task.cancel()
+        self.failed.set()
 
     async def _retry(self, what: str, action, delay: float = 0.5, max_delay: float = 5.0) -> None:
         while True:
             try:
                 return await action()
             except LogUnavailable as exc:
-                self.status_message = f"waiting for Kafka: cannot {what}"
+                self.set_status(f"waiting for Kafka: cannot {what}")
                 log.warning("cannot %s (%s); retrying in %.1fs", what, exc, delay)
             except Exception as exc:  # aiokafka raises a few non-Kafka errors while a broker is down
-                if isinstance(exc, (Fenced, asyncio.CancelledError)):
+                if isinstance(exc, (Fenced, ExecutorFailure, asyncio.CancelledError)):
                     raise
-                self.status_message = f"waiting for Kafka: cannot {what}"
+                self.set_status(f"waiting for Kafka: cannot {what}")
                 log.warning("cannot %s (%r); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(max_delay, delay * 2)
@@ -295,9 +376,7 @@ class Node:
         last_report = time.monotonic()
         self.chain.root_interval = max(1, self.config.catch_up_root_interval_blocks)
         while await self.reader.position() < end:
-            for message in await self.reader.read(timeout_ms=500):
-                if message.offset >= self.chain.next_offset:
-                    self.chain.apply_message(message.offset, message.value, message.schema)
+            self.apply_messages(await self.reader.read(timeout_ms=500))
             done = self.chain.next_offset - start
             METRICS.gauge("isoroll_replay_progress_ratio").set(min(1.0, done / total))
             if show_progress and time.monotonic() - last_report > 2.0:
@@ -306,7 +385,6 @@ class Node:
                          100 * min(1.0, done / total))
         self.chain.finish_catch_up()
         METRICS.gauge("isoroll_replay_progress_ratio").set(1.0)
-        self.caught_up = True
         if show_progress and end > start:
             log.info("replayed %d messages; head block %d", end - start, self.chain.head_number)
 
@@ -320,44 +398,41 @@ class Node:
         await self._retry("catch up with the log", self.catch_up)
         self.exchange = Exchange.for_context(self.ctx)
         self.exchange.rebuild(self.chain.state)
-        self.builder = BlockBuilder(self.chain, self.writer.write, max_records=min(
-            self.config.block_max_records, self.ctx.preset.max_block_records),
-            interval_ms=self.config.block_interval_ms,
-            exchange=self.exchange)
-        self.builder.ctx = msgspec.structs.replace(self.ctx, verify_signatures=False)
-        self.builder.on_log_failure = self._on_log_failure
-        self.builder.on_fenced = self._on_fenced
+        self.builder = BlockBuilder(
+            self.chain, self.writer.write,
+            # The API checked every signature already (node.checkers, the oracle quorum).
+            ctx=msgspec.structs.replace(self.ctx, verify_signatures=False),
+            max_records=min(self.config.block_max_records, self.ctx.preset.max_block_records),
+            interval_ms=self.config.block_interval_ms, exchange=self.exchange,
+            on_log_failure=self._on_log_failure, on_fenced=self._on_fenced)
         self._spawn(self.builder.run())
-        self.set_ready(True, "sequencing")
+        self.enter(Phase.SEQUENCING, "sequencing")
         log.info("sequencing as %s (transactional id %s) from block %d", self.config.sequencer_id,
                  self.config.transactional_id, self.chain.head_number)
 
-    def set_ready(self, ready: bool, message: str) -> None:
-        self.ready = ready
-        self.status_message = message
-        METRICS.gauge("isoroll_ready").set(1 if ready else 0)
-
     async def _on_log_failure(self, exc: LogUnavailable) -> None:
-        self.set_ready(False, f"log unavailable: {exc}")
+        self.enter(Phase.RECOVERING, f"log unavailable: {exc}")
         assert self.builder is not None and self.writer is not None
         self.builder.fail_pending(LogUnavailable(f"the log cannot take writes: {exc}"))
-        await self._retry("restart the transactional producer", self.writer.start)
+        try:
+            await self._retry("restart the transactional producer", self.writer.start)
+        except Fenced as fenced:
+            self.builder.halt(fenced)
+            await self._on_fenced(fenced)
+            return
         await self._retry("catch up with the log", self.catch_up)
         self.exchange.rebuild(self.chain.state)
-        self.set_ready(True, "sequencing")
+        self.enter(Phase.SEQUENCING, "sequencing")
         log.info("log available again; sequencing from block %d", self.chain.head_number)
 
     async def _on_fenced(self, exc: Fenced) -> None:
-        self.fenced = True
-        self.mode = "follower"
-        self.set_ready(False, "fenced: another sequencer took over; following the log")
+        self.enter(Phase.FENCED, "fenced by a newer sequencer: following the log read-only")
         log.error("FENCED: another sequencer started with sequencer id %r (transactional id %s); "
                   "this node stopped writing and now follows the log read-only",
                   self.config.sequencer_id, self.config.transactional_id)
         if self.writer is not None:
             await self.writer.stop()
         self._spawn(self.follow())
-        self.set_ready(True, "fenced by a newer sequencer: following the log read-only")
 
     def get_exchange(self):
         """The order books as of the head: live on the sequencer, rebuilt from the
@@ -379,6 +454,17 @@ class Node:
                     return message.value
         raise LogUnavailable(f"could not read offset {offset} back from the log")
 
+    def apply_messages(self, messages) -> None:
+        """Apply committed log messages not applied yet; an exception from the
+        executor becomes ExecutorFailure (never retried)."""
+        chain = self.chain
+        for message in messages:
+            if message.offset >= chain.next_offset:
+                try:
+                    chain.apply_message(message.offset, message.value, message.schema)
+                except Exception as exc:
+                    raise ExecutorFailure(f"applying log offset {message.offset}: {exc!r}") from exc
+
     # --- following ------------------------------------------------------------------------
     async def follow(self) -> None:
         assert self.reader is not None and self.chain is not None
@@ -391,9 +477,7 @@ class Node:
                 log.warning("follower: %s", exc)
                 await asyncio.sleep(1.0)
                 continue
-            for message in messages:
-                if message.offset >= self.chain.next_offset:
-                    self.chain.apply_message(message.offset, message.value, message.schema)
+            self.apply_messages(messages)
             if time.monotonic() - last_lag > 1.0:
                 last_lag = time.monotonic()
                 try:

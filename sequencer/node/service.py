@@ -1,4 +1,5 @@
-"""Run a node with its API server until SIGINT/SIGTERM (what `isoroll node` does)."""
+"""Run a node with its API server until SIGINT/SIGTERM or an executor failure
+(what `isoroll node` does; the isoroll package adds the L1 services)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,9 +9,11 @@ import logging
 import signal
 import sys
 import time
+from typing import Callable, Sequence
 
 import uvicorn
 
+from sequencer.core.transition import Context
 from sequencer.node.api import Api
 from sequencer.node.config import NodeConfig
 from sequencer.node.node import Node
@@ -39,12 +42,14 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
 
 
 class Service:
-    """A node plus its HTTP server; ``async with`` starts and stops both."""
+    """A node plus its HTTP server; ``async with`` starts and stops both.
+    ``ctx`` replaces the node's context (tests); ``extensions`` add API routes."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, *, ctx: Context | None = None,
+                 extensions: Sequence[Callable[[Api], list]] = ()) -> None:
         self.config = config
-        self.node = Node(config)
-        self.api = Api(self.node)
+        self.node = Node(config, ctx=ctx)
+        self.api = Api(self.node, extensions)
         self.server: uvicorn.Server | None = None
         self._server_task: asyncio.Task | None = None
 
@@ -85,13 +90,25 @@ class Service:
         await self.stop()
 
 
-async def serve_forever(config: NodeConfig, on_ready=None) -> None:
+async def serve_forever(config: NodeConfig, on_ready=None,
+                        make_service: Callable[[NodeConfig], Service] = Service) -> int:
+    """Serve until SIGINT/SIGTERM (exit code 0) or until the node stops on an
+    executor failure (exit code 1: a supervisor restarts it from its snapshot)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with Service(config) as service:
+    async with make_service(config) as service:
         if on_ready is not None:
             on_ready(service)
-        await stop.wait()
+        stopped = asyncio.ensure_future(stop.wait())
+        failed = asyncio.ensure_future(service.node.failed.wait())
+        await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failed.cancel()
+        if service.node.failed.is_set():
+            log.critical("the node stopped on an executor failure (%r); exiting with code 1",
+                         service.node.failure)
+            return 1
         log.info("shutting down")
+    return 0

@@ -24,7 +24,7 @@ from l1_bridge.exit import L1Replay, compute_genesis_state_root, escape_everyone
 from l1_bridge.proofs import OutputFields
 from sequencer.core.markets import get_market_table
 from sequencer.executor.genesis import get_dev_accounts
-from sequencer.node.service import Service
+from isoroll.service import Service
 from sequencer.sdk import Client
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -123,7 +123,7 @@ async def test_deposit_trade_withdraw_checkpoint_claim(l1: L1, broker, topic, tm
             return await asyncio.to_thread(lambda: l1.client.get_output(l1.client.output_count() - 1)["l2_block"]
                                            >= head)
         await wait_until(posted, timeout=30)
-        assert service.node.l1.checkpointer.last_error is None
+        assert service.l1.services.checkpointer.last_error is None
     # the node is gone: the claims use L1 data only
     replay = L1Replay(l1.client)
     replay.run()
@@ -161,7 +161,7 @@ async def test_faulty_proposer_is_challenged_and_the_honest_output_finalizes(l1:
     verifier = Verifier(l1.client, l1.challenger, source="l1")
     async with Service(config) as service:
         await wait_until(lambda: _eq(l2_collateral(service, a), 200 * UNIT), timeout=30)
-        cp = service.node.l1.checkpointer
+        cp = service.l1.services.checkpointer
         await wait_until(lambda: _true(len(cp.posted) >= 1), timeout=30)
         assert [v.ok for v in await verifier.check_once()] == [True] * (l1.client.output_count() - 1)
 

@@ -1,5 +1,5 @@
 """`isoroll l1 ...` as a user runs it: each command a subprocess
-(`python -m sequencer.cli l1 ...`) against the anvil and the node (with its
+(`python -m isoroll.cli l1 ...`) against the anvil and the node (with its
 L1 watcher and checkpointer, on the real Kafka broker) of test_l1_anvil.py.
 
 The node's checkpointer is given an interval it never reaches, and the test
@@ -20,7 +20,7 @@ from kafka_fixtures import free_port
 from nodes import wait_until
 from test_l1_anvil import L1, REPO, UNIT, anvil, l1, l2_collateral  # noqa: F401  (fixtures)
 from l1_bridge.deploy import PRESETS
-from sequencer.node.service import Service
+from isoroll.service import Service
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -32,7 +32,7 @@ async def isoroll(*args: str, timeout: float = 30) -> tuple[int, str, str]:
     ISOROLL_* from the environment reaches it: every setting is a flag."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISOROLL_")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sequencer.cli", *args, cwd=REPO, env=env,
+        sys.executable, "-m", "isoroll.cli", *args, cwd=REPO, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -99,7 +99,7 @@ async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, 
         assert f"account    {account}   L1 token balance 700" in status, status
         assert withdrawal_state(status, "40") == "waiting for a checkpoint"
 
-        proposal = await service.node.l1.checkpointer.poll_once(force=True)
+        proposal = await service.l1.services.checkpointer.poll_once(force=True)
         assert proposal is not None and [w.amount for w in proposal.withdrawals] == [40 * UNIT]
         output = proposal.output_index
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.kafka
 
 
 def isoroll(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sequencer.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "isoroll.cli", *args], capture_output=True, text=True,
                           timeout=60, env={**os.environ, **(env or {})})
 
 

@@ -1,6 +1,6 @@
 """GET /v1/proofs/... and `isoroll prove` on a node on the real broker.
 
-The account proof is checked with prover.smt.verify_proof against the status
+The account proof is checked with prover.tree.verify_proof against the status
 stateRoot, and (if cheap) by the Vyper verifier on py-evm.  The withdrawal
 proof is checked against the withdrawals root of the output the real
 Checkpointer posts, here to an in-memory bridge with BridgeClient's read/propose
@@ -12,7 +12,6 @@ import asyncio
 import json
 import statistics
 import time
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -20,12 +19,14 @@ import pytest
 from nodes import dev_clients, make_config
 from l1_bridge.checkpointer import Checkpointer
 from l1_bridge.proofs import OutputFields, encode_withdrawal
-from prover.smt import (EMPTY, Proof, WithdrawalProof, compute_withdrawals_root_from_proof, keccak, verify_proof,
-                        verify_withdrawal_proof)
-from sequencer.core.commitment import get_account_key
+from prover.codec import Proof, WithdrawalProof
+from prover.hashing import EMPTY, keccak
+from prover.keys import get_account_key
+from prover.output import compute_withdrawals_root_from_proof, verify_withdrawal_proof
+from prover.tree import verify_proof
 from sequencer.core.state import Withdrawal
-from sequencer.node import api_proofs
-from sequencer.node.service import Service
+from l1_bridge import api as api_proofs
+from isoroll.service import Service
 
 pytestmark = pytest.mark.kafka
 
@@ -173,7 +174,7 @@ async def test_account_and_withdrawal_proofs(broker, topic, tmp_path, api_port, 
 
             bridge = MemoryBridge()
             checkpointer = Checkpointer(bridge, service.node, "0x" + "11" * 20)
-            service.node.l1 = SimpleNamespace(client=bridge, checkpointer=checkpointer)
+            service.l1.connected(bridge)
             waiting = (await http.get(path)).json()
             assert waiting["status"] == "waiting_for_checkpoint" and "no output covers" in waiting["message"]
 
@@ -207,7 +208,7 @@ async def test_account_and_withdrawal_proofs(broker, topic, tmp_path, api_port, 
             assert (await http.get(path)).json()["status"] == "final"
 
             # --- the CLI writes the same JSON (after checking it) -------------------------
-            from sequencer.cli import main
+            from isoroll.cli import main
             out = tmp_path / "account.json"
             rc = await asyncio.to_thread(main, ["prove", "account", hexaddr(a), "--url", service.url,
                                                 "--out", str(out)])
@@ -274,5 +275,5 @@ async def test_served_account_proof_verifies_in_the_vyper_verifier(broker, topic
         assert b(entry[3]) == market.value
     for (has, _, pproof, _, _), m in zip(escape["positions"], answer["escape"]["markets"]):
         if not has:  # exclusion of the positions the account does not hold
-            from sequencer.core.commitment import get_position_key
+            from prover.keys import get_position_key
             assert harness.functions.verify_exclusion(root, get_position_key(a.address, m), arg(pproof)).call()

@@ -2,7 +2,7 @@
 
     GET /v1/proofs/account/{address}[?block=N]
         the account leaf, every position leaf it holds and the market leaves
-        those need, each with its SMT proof (prover.smt.Proof JSON), against
+        those need, each with its SMT proof (prover.codec.Proof JSON), against
         the state root of the head block; plus the bridge's escape() arguments
         (everything but the output struct, which only the frozen output gives).
     GET /v1/proofs/withdrawal/{hash}
@@ -19,9 +19,10 @@ the key the bridge marks as claimed and the preimage of the withdrawals-tree lea
 
 Only the head can be proven: the node keeps one live tree, no old versions,
 so ``?block=`` other than the head is a 409.  Nothing here imports web3; the
-L1 outputs are read through the node's L1 services (``node.l1.client``) when
-it runs them, and the escape arguments come from l1_bridge.proofs (eth_abi only)
-when that package is installed.
+L1 outputs are read through the ``L1Link`` the routes are built with (its
+client is there once the node's L1 services connected), and the escape
+arguments come from l1_bridge.proofs (eth_abi only).  The isoroll package adds
+these routes to the node's API (``routes(api, l1)``).
 """
 from __future__ import annotations
 
@@ -33,16 +34,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from prover.smt import EMPTY, Proof, prove_withdrawal
+from l1_bridge.proofs import OutputFields, escape_args
+from l1_bridge.services import L1Link
+from prover.codec import Proof
+from prover.hashing import EMPTY
+from prover.keys import get_account_key, get_market_key, get_position_key
+from prover.output import prove_withdrawal
 from sequencer.core import wire
 from sequencer.core.commitment import (compute_checkpoint_withdrawals, compute_checkpoint_withdrawals_root,
-                                       encode_withdrawal, get_account_key, get_market_key, get_position_key)
+                                       encode_withdrawal)
 from sequencer.core.hashing import keccak
 from sequencer.core.state import Withdrawal
 from sequencer.node.api import ApiError, json_response, parse_address_param
 
 OUTPUTS_CACHE_S = 2.0
-"""How long the list of L1 outputs read through the node's L1 client is reused."""
+"""How long the list of L1 outputs read through the L1 client is reused."""
 
 JS_SAFE = 2**53 - 1
 
@@ -94,9 +100,10 @@ class WithdrawalIndex:
 
 
 class ProofsApi:
-    def __init__(self, api) -> None:
+    def __init__(self, api, l1: L1Link) -> None:
         self.api = api
         self.node = api.node
+        self.l1 = l1
         self.withdrawals = WithdrawalIndex()
         self._outputs: tuple[float, Any, list[dict], int] | None = None
         self._markets: list[int] | None = None
@@ -174,15 +181,11 @@ class ProofsApi:
                 pass
         return list(self.api.market_table())
 
-    def escape_arguments(self, tree, address: bytes, markets: list[int]) -> dict | None:
+    def escape_arguments(self, tree, address: bytes, markets: list[int]) -> dict:
         """escape(account, output, account_value, account_proof, positions) for the
         head's tree, built by l1_bridge.proofs.escape_args, with ``output`` left
         null: the bridge checks them against its frozen output, whose state root
         must equal this answer's stateRoot."""
-        try:
-            from l1_bridge.proofs import OutputFields, escape_args
-        except ImportError:
-            return None
         placeholder = OutputFields(tree.root, EMPTY, EMPTY, 0, EMPTY, EMPTY)
         account, _, value, proof, entries = escape_args(tree, address, placeholder, markets)
         return {
@@ -195,8 +198,7 @@ class ProofsApi:
 
     # --- withdrawals -------------------------------------------------------------------
     def l1_client(self):
-        services = getattr(self.node, "l1", None)
-        return getattr(services, "client", None) if services is not None else None
+        return self.l1.client
 
     async def l1_outputs(self) -> tuple[list[dict], int] | None:
         """(live outputs [{output_index, output_root, l2_block, fields}], last final
@@ -279,8 +281,7 @@ class ProofsApi:
         return json_response(out)
 
 
-def routes(api) -> list[Route]:
-    proofs = ProofsApi(api)
-    api.proofs = proofs
+def routes(api, l1: L1Link) -> list[Route]:
+    proofs = ProofsApi(api, l1)
     return [Route("/v1/proofs/account/{address}", proofs.get_account_proof),
             Route("/v1/proofs/withdrawal/{hash}", proofs.get_withdrawal_proof)]

@@ -21,7 +21,6 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,8 +41,8 @@ def setup_l1(rpc: str, data_dir: Path, accounts, amount: int):
 
     from l1_bridge.client import BridgeClient, Signer
     from l1_bridge.deploy import Deployment, MarketConfig, bond_proposer, deploy
-    from l1_bridge.exit import compute_genesis_state_root
     from sequencer.core.markets import get_market_table
+    from sequencer.executor.genesis import compute_genesis_state_root
 
     path = data_dir / "deployment.json"
     w3 = Web3(Web3.HTTPProvider(rpc))
@@ -102,8 +101,9 @@ def banner(service, accounts, deployment=None, rpc: str = "") -> str:
 
 
 def run_devnet(args) -> int:
-    from sequencer.node.config import NodeConfig
+    from isoroll.service import Service
     from sequencer.executor.genesis import get_dev_accounts
+    from sequencer.node.config import NodeConfig
     from sequencer.node.service import serve_forever, setup_logging
 
     data_dir = Path(args.data_dir).resolve()
@@ -129,15 +129,11 @@ def run_devnet(args) -> int:
                         **{"genesis_dev_accounts": args.accounts, **l1_settings}, log_format="text")
     setup_logging(config.log_level, config.log_format)
     try:
-        asyncio.run(serve_forever(config, on_ready=lambda s: print(banner(s, accounts, deployment, rpc),
-                                                                   flush=True)))
+        code = asyncio.run(serve_forever(config, on_ready=lambda s: print(banner(s, accounts, deployment, rpc),
+                                                                          flush=True), make_service=Service))
     finally:
         if not args.keep_kafka:
             kafka("stop", args.kafka_port, data_dir)
             if with_l1:
                 anvil("stop", anvil_port, data_dir)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_devnet(None))
+    return code

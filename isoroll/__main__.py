@@ -1,0 +1,5 @@
+import sys
+
+from isoroll.cli import main
+
+sys.exit(main())

@@ -1,0 +1,50 @@
+"""The `isoroll` command line.  `isoroll --help` lists the commands; each has
+its own --help.  The sequencer's commands come from sequencer.cli, the L1 ones
+from l1_bridge.cli, the proofs from prover.cli; `isoroll node` runs the node
+with its L1 services (isoroll.service) and `isoroll devnet` everything on one
+machine (isoroll.devnet)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from l1_bridge import cli as l1_cli
+from prover import cli as prover_cli
+from sequencer import cli as sequencer_cli
+
+
+def cmd_devnet(args) -> int:
+    from isoroll.devnet import run_devnet
+    return run_devnet(args)
+
+
+def register_devnet(sub) -> None:
+    p = sub.add_parser("devnet", help="start Kafka, anvil and a node on this machine, print dev accounts",
+                       description="Start a single-node Kafka broker (KRaft, 127.0.0.1), anvil with the bridge "
+                                   "and a sequencer; print the API address and funded dev accounts with their keys.")
+    p.add_argument("--data-dir", default=".devnet", help="devnet state (Kafka data, snapshots)")
+    p.add_argument("--api-port", type=int, default=8547)
+    p.add_argument("--kafka-port", type=int, default=9092)
+    p.add_argument("--accounts", type=int, default=10, help="number of funded dev accounts")
+    p.add_argument("--fresh", action="store_true", help="wipe the devnet's data first")
+    p.add_argument("--keep-kafka", action="store_true", help="leave the broker running on exit")
+    p.set_defaults(func=cmd_devnet)
+
+
+def run_node(config) -> int:
+    from isoroll.service import run_node as run
+    return run(config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return sequencer_cli.build_parser(run_node=run_node, description=__doc__,
+                                      extensions=(register_devnet, l1_cli.register, prover_cli.register))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
