@@ -169,7 +169,7 @@ class Checkpointer:
         await asyncio.to_thread(self.top_up_bond)
         try:
             await asyncio.to_thread(self.client.propose, self.proposer, proposal.output_index, proposal.l2_block,
-                                    proposal.fields, proposal.data)
+                                    proposal.fields, proposal.data, sum(w.amount for w in proposal.withdrawals))
         except L1Reverted as exc:
             if "wrong output index" in exc.reason:
                 log.info("output %d was posted meanwhile; re-reading the bridge", proposal.output_index)

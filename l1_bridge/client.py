@@ -226,6 +226,12 @@ class BridgeClient:
                       value=self.params()["forced_fee"])
         return self.bridge.events.ForcedWithdrawalRequested().process_receipt(r, errors=DISCARD)[0]["args"]["inbox_index"]
 
+    def force_close(self, who: Signer | str | bytes, market_id: int) -> int:
+        """forceClose(market_id): the L2 must close the sender's position in the market at the mark."""
+        r = self.send("forceClose", self.bridge.functions.forceClose(market_id), who,
+                      value=self.params()["forced_fee"])
+        return self.bridge.events.ForcedCloseRequested().process_receipt(r, errors=DISCARD)[0]["args"]["inbox_index"]
+
     def inbox_count(self) -> int:
         return self._call("read the inbox count", self.bridge.functions.inbox_count())
 
@@ -241,9 +247,10 @@ class BridgeClient:
         return self._call("read the bond", self.bridge.functions.bond())
 
     def propose(self, who: Signer | str | bytes, output_index: int, l2_block: int, fields: OutputFields,
-                data: bytes) -> Any:
-        return self.send("propose", self.bridge.functions.propose(output_index, l2_block, fields.as_arg(), data),
-                         who)
+                data: bytes, withdrawals_total: int) -> Any:
+        """`withdrawals_total`: the sum of the output's withdrawal amounts (claims never exceed it)."""
+        return self.send("propose", self.bridge.functions.propose(output_index, l2_block, fields.as_arg(),
+                                                                  withdrawals_total, data), who)
 
     def delete_outputs(self, who: Signer | str | bytes, from_index: int) -> Any:
         return self.send("deleteOutputs", self.bridge.functions.deleteOutputs(from_index), who)
@@ -253,7 +260,7 @@ class BridgeClient:
 
     def get_output(self, index: int) -> dict:
         keys = ("output_root", "proposed_at", "final_at", "challenge_time_left", "is_final", "inbox_count",
-                "l2_block")
+                "l2_block", "withdrawals_total")
         return dict(zip(keys, self._call(f"read output {index}", self.bridge.functions.getOutput(index))))
 
     def last_final_output(self) -> int:
@@ -313,12 +320,28 @@ class BridgeClient:
     def can_freeze(self, request_index: int) -> bool:
         return self._call("read canFreeze", self.bridge.functions.canFreeze(request_index))
 
-    def escape(self, who: Signer | str | bytes, args: Sequence) -> int:
-        r = self.send("escape", self.bridge.functions.escape(*args), who)
+    def register_escape(self, who: Signer | str | bytes, args: Sequence) -> int:
+        """registerEscape(account, output, proofs...) within the window; the amount owed."""
+        r = self.send("registerEscape", self.bridge.functions.registerEscape(*args), who)
+        return self.bridge.events.EscapeRegistered().process_receipt(r, errors=DISCARD)[0]["args"]["owed"]
+
+    def claim_escape(self, who: Signer | str | bytes, account: str) -> int:
+        """claimEscape(account) after the window; the amount paid."""
+        r = self.send("claimEscape", self.bridge.functions.claimEscape(Web3.to_checksum_address(account)), who)
         return self.bridge.events.Escaped().process_receipt(r, errors=DISCARD)[0]["args"]["paid"]
 
+    def escape_info(self, account: str) -> dict:
+        keys = ("registered", "owed", "paid", "due")
+        return dict(zip(keys, self._call("read escapeInfo", self.bridge.functions.escapeInfo(
+            Web3.to_checksum_address(account)))))
+
     def has_escaped(self, account: str) -> bool:
+        """Paid (claimEscape done)."""
         return self._call("read escaped", self.bridge.functions.escaped(Web3.to_checksum_address(account)))
+
+    def reserves(self) -> dict:
+        keys = ("unclaimed_withdrawals", "refundable_deposits", "escape_unpaid")
+        return dict(zip(keys, self._call("read reserves", self.bridge.functions.reserves())))
 
     def refund(self, who: Signer | str | bytes, inbox_index: int, account: str, amount: int) -> Any:
         return self.send("refundDeposit", self.bridge.functions.refundDeposit(
@@ -330,7 +353,7 @@ class BridgeClient:
     # --- status ----------------------------------------------------------------------------------
     def status(self) -> dict:
         keys = ("frozen", "frozen_at", "output_count", "last_final_output", "inbox_count", "inbox_hash",
-                "open_forced_requests", "now")
+                "open_forced_requests", "now", "escape_deadline", "escape_pool", "total_registered")
         s = dict(zip(keys, self._call("read status", self.bridge.functions.status())))
         if s["frozen"]:
             s["frozen_output"] = self._call("read frozen_output", self.bridge.functions.frozen_output())
@@ -338,19 +361,24 @@ class BridgeClient:
         return s
 
     def get_forced_request(self, inbox_index: int) -> dict:
-        keys = ("account", "requested_at", "deadline", "grace_left", "covered_by_live_output", "served")
+        keys = ("account", "requested_at", "deadline", "grace_left", "covered_by_live_output", "served", "kind")
         return dict(zip(keys, self._call(f"read forced request {inbox_index}",
                                          self.bridge.functions.getForcedRequest(inbox_index))))
 
     def inbox_events(self, from_block: int = 0, to_block: int | str = "latest") -> list[dict]:
-        """Deposited and ForcedWithdrawalRequested events, in inbox order, each
-        {kind, inbox_index, account, amount, inbox_hash, block_number, block_hash, ...}."""
+        """Deposited, ForcedWithdrawalRequested and ForcedCloseRequested events, in inbox
+        order, each {kind ("deposit", "forced", "close"), inbox_index, account, amount,
+        inbox_hash, block_number, block_hash, ...}; a close has its market id as
+        `market_id` and as `amount` (the entry's amount field)."""
         def read():
             evs = []
             for kind, event in (("deposit", self.bridge.events.Deposited()),
-                                ("forced", self.bridge.events.ForcedWithdrawalRequested())):
+                                ("forced", self.bridge.events.ForcedWithdrawalRequested()),
+                                ("close", self.bridge.events.ForcedCloseRequested())):
                 for ev in event.get_logs(from_block=from_block, to_block=to_block):
                     a = dict(ev["args"])
+                    if kind == "close":
+                        a["amount"] = a["market_id"]
                     a.update(kind=kind, block_number=ev["blockNumber"], block_hash=bytes(ev["blockHash"]),
                              tx_hash=bytes(ev["transactionHash"]))
                     evs.append(a)

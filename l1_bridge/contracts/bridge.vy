@@ -2,26 +2,32 @@
 """
 @title isoroll L1 bridge
 @notice Holds the collateral of the isoroll rollup and anchors its state.
-    - Inbox (Arbitrum delayed inbox): deposit() and forceWithdraw() append to
-      a hash chain, inbox_hash' = keccak256(inbox_hash || entry) with
-      entry = kind (1) || inbox_index (8) || account (20) || amount (32).
-      The hash after every count is kept (inboxHashAt(count)).
+    - Inbox (Arbitrum delayed inbox): deposit(), forceWithdraw() and
+      forceClose() append to a hash chain,
+      inbox_hash' = keccak256(inbox_hash || entry) with
+      entry = kind (1) || inbox_index (8) || account (20) || amount (32)
+      (a forced close carries the market id in the amount field).
+      The hash after every count is kept (inboxHashAt(count)), and so are the
+      deposits and forced requests before every count (for the reserves).
     - Outputs (OP Stack L2OutputOracle): the bonded proposer posts
-      propose(output fields, batch data as calldata); the contract recomputes
-      output_root = keccak256(abi.encode(version, state_root, withdrawals_root,
-      last_block_hash, inbox_count, inbox_hash, data_hash)) and checks the
-      inbox pair against the chain and data_hash against keccak256(data).
-      An output is final CHALLENGE_PERIOD seconds after it was proposed; until
-      then the CHALLENGER may delete it and every output after it.
+      propose(output fields, withdrawals total, batch data as calldata); the
+      contract recomputes output_root = keccak256(abi.encode(version,
+      state_root, withdrawals_root, last_block_hash, inbox_count, inbox_hash,
+      data_hash)), checks the inbox pair against the chain and data_hash
+      against keccak256(data), and keeps the running sum of the withdrawals
+      totals (claims never exceed it). An output is final CHALLENGE_PERIOD
+      seconds after it was proposed; until then the CHALLENGER may delete it
+      and every output after it (the requests it covered get a fresh grace).
     - Withdrawals: claimed with a Merkle proof against a final output's
       withdrawals root, once each (keyed by the withdrawal hash).
     - Escape hatch (StarkEx escapes, Loopring withdrawal mode): a forced
-      request that no live output covers FORCED_GRACE seconds after it was
-      made lets anyone freeze(). Frozen: no proposals, deposits or forced
-      requests; every account escapes once with SMT proofs of its account,
-      its position in every registered market and those markets against the
-      last output that was final when the bridge froze; deposits that output
-      never took are refunded.
+      request (fee held by the contract, no cap) that no live output covers
+      FORCED_GRACE seconds after it was made lets anyone freeze(). The freeze
+      sets aside the unclaimed withdrawals of the final outputs and the
+      deposits the last final output never took; the rest is the escape pool.
+      For ESCAPE_WINDOW seconds every account registers its escape amount
+      once (SMT proofs against the last final output); then each is paid
+      owed * min(pool, registered) / registered, whatever the order.
     See docs/l1-bridge.md.
 """
 
@@ -34,11 +40,13 @@ import smt
 OUTPUT_VERSION: public(constant(uint256)) = 0
 KIND_DEPOSIT: public(constant(uint8)) = 1
 KIND_FORCED_WITHDRAWAL: public(constant(uint8)) = 2
+KIND_FORCED_CLOSE: public(constant(uint8)) = 3
 MAX_AMOUNT: public(constant(uint256)) = 2**63 - 1  # the L2 log carries 64-bit amounts
 MAX_MARKETS: public(constant(uint256)) = 8
 MAX_BATCH_BYTES: public(constant(uint256)) = 120000
 MAX_LEAF_BYTES: constant(uint256) = 512
-POP_PER_CALL: constant(uint256) = 16
+LOW_192: constant(uint256) = 2**192 - 1
+LOW_64: constant(uint256) = 2**64 - 1
 
 # SMT key kinds (prover/smt.py)
 KEY_ACCOUNT: constant(bytes1) = 0x01
@@ -84,6 +92,7 @@ struct OutputInfo:
     is_final: bool
     inbox_count: uint256
     l2_block: uint256
+    withdrawals_total: uint256
 
 struct ForcedInfo:
     account: address
@@ -92,6 +101,7 @@ struct ForcedInfo:
     grace_left: uint256
     covered_by_live_output: bool
     served: bool
+    kind: uint8
 
 struct Status:
     frozen: bool
@@ -102,6 +112,20 @@ struct Status:
     inbox_hash: bytes32
     open_forced_requests: uint256
     now: uint256
+    escape_deadline: uint256
+    escape_pool: uint256
+    total_registered: uint256
+
+struct Reserves:
+    unclaimed_withdrawals: uint256   # committed by outputs up to the frozen one (or the last final), not yet claimed
+    refundable_deposits: uint256     # frozen: deposits the frozen output never took, not yet refunded
+    escape_unpaid: uint256           # frozen: what registered escapes are still to be paid (before the window ends: the pool)
+
+struct EscapeInfo:
+    registered: bool
+    owed: uint256
+    paid: bool
+    due: uint256                     # what claimEscape pays (0 until the window is over)
 
 # ---------------------------------------------------------------- events
 
@@ -119,6 +143,13 @@ event ForcedWithdrawalRequested:
     inbox_hash: bytes32
     deadline: uint256
 
+event ForcedCloseRequested:
+    account: indexed(address)
+    inbox_index: uint256
+    market_id: uint256
+    inbox_hash: bytes32
+    deadline: uint256
+
 event OutputProposed:
     output_index: indexed(uint256)
     output_root: indexed(bytes32)
@@ -131,12 +162,14 @@ event OutputProposed:
     data_hash: bytes32
     proposed_at: uint256
     final_at: uint256
+    withdrawals_total: uint256
 
 event OutputsDeleted:
     challenger: indexed(address)
     from_index: uint256
     previous_count: uint256
     slashed: uint256
+    regrace_deadline: uint256
 
 event WithdrawalClaimed:
     withdrawal_hash: indexed(bytes32)
@@ -150,6 +183,16 @@ event Frozen:
     request_index: uint256
     output_index: uint256
     inbox_count: uint256
+    escape_pool: uint256
+    reserved_withdrawals: uint256
+    reserved_deposits: uint256
+    escape_deadline: uint256
+
+event EscapeRegistered:
+    account: indexed(address)
+    caller: indexed(address)
+    owed: uint256
+    output_index: uint256
 
 event Escaped:
     account: indexed(address)
@@ -162,10 +205,6 @@ event DepositRefunded:
     account: indexed(address)
     inbox_index: uint256
     amount: uint256
-
-event ForcedRequestServed:
-    account: indexed(address)
-    inbox_index: uint256
 
 event Bonded:
     proposer: indexed(address)
@@ -189,7 +228,7 @@ CHALLENGER: public(immutable(address))
 CHALLENGE_PERIOD: public(immutable(uint256))
 FORCED_GRACE: public(immutable(uint256))
 FORCED_FEE: public(immutable(uint256))
-MAX_OPEN_FORCED: public(immutable(uint256))
+ESCAPE_WINDOW: public(immutable(uint256))
 PROPOSER_BOND: public(immutable(uint256))
 
 market_ids: public(DynArray[uint32, MAX_MARKETS])
@@ -201,36 +240,41 @@ funding_scales: public(DynArray[uint256, MAX_MARKETS])
 # inbox
 inbox_count: public(uint256)
 inbox_hashes: HashMap[uint256, bytes32]        # count -> chain hash after `count` entries
-forced_deadline: HashMap[uint256, uint256]     # inbox index -> requested_at + FORCED_GRACE (0: not forced)
-forced_account: HashMap[uint256, address]
-open_forced_of: HashMap[address, uint256]      # account -> inbox index + 1 of its open request
-open_forced_count: public(uint256)
-forced_queue: HashMap[uint256, uint256]        # FIFO of open forced requests (inbox indices)
-forced_queue_head: uint256
-forced_queue_tail: uint256
+inbox_sums: HashMap[uint256, uint256]          # count -> deposits before it (low 192 bits) | forced requests before it << 192
+forced_requests: HashMap[uint256, uint256]     # inbox index -> account | kind << 160 | deadline << 168 (0: not forced)
+forced_count: public(uint256)
+forced_fees_held: public(uint256)              # forced-request fees: held, never paid to anyone
+regrace_at: public(uint256)                    # time of the last deletion that uncovered requests
+regrace_below: public(uint256)                 # requests below this index were covered by a deleted output
 
 # outputs (index 0 = genesis, final from the start)
 output_count: public(uint256)
 output_roots: HashMap[uint256, bytes32]
 output_meta: HashMap[uint256, uint256]         # proposed_at | inbox_count << 64 | l2_block << 128
+output_withdrawn: HashMap[uint256, uint256]    # withdrawals committed by outputs 1..i (running sum)
 final_hint: uint256                            # an output index known to be final
 
-# proposer bond and ETH owed (fees, slashed bonds): pull payments
+# proposer bond and ETH owed (slashed bonds, an unbonded bond): pull payments
 bond: public(uint256)
 eth_owed: public(HashMap[address, uint256])
 
 # withdrawals, escapes, refunds
 claimed: public(HashMap[bytes32, bool])
-escaped: public(HashMap[address, bool])
 refunded: public(HashMap[uint256, bool])
+escape_owed: public(HashMap[address, uint256])
+escape_registered: public(HashMap[address, bool])
+escaped: public(HashMap[address, bool])        # paid
 
 # freeze
 frozen: public(bool)
 frozen_at: public(uint256)
 frozen_output: public(uint256)
 frozen_inbox_count: public(uint256)
+escape_deadline: public(uint256)               # end of the registration window
+escape_pool: public(uint256)                   # what escapes share: the balance at the freeze minus the reserves
+total_registered: public(uint256)              # sum of the registered escape amounts
 
-# totals (for the invariants)
+# totals (u256; for the invariants and monitoring)
 total_deposited: public(uint256)
 total_claimed: public(uint256)
 total_escaped: public(uint256)
@@ -245,7 +289,7 @@ def __init__(
     challenge_period: uint256,
     forced_grace: uint256,
     forced_fee: uint256,
-    max_open_forced: uint256,
+    escape_window: uint256,
     proposer_bond: uint256,
     genesis_output_root: bytes32,
     market_ids: DynArray[uint32, MAX_MARKETS],
@@ -253,7 +297,7 @@ def __init__(
     funding_scales: DynArray[uint256, MAX_MARKETS],
 ):
     assert token != empty(address) and proposer != empty(address) and challenger != empty(address)
-    assert max_open_forced > 0, "bridge: max_open_forced must be positive"
+    assert forced_grace > 0 and escape_window > 0, "bridge: the grace and the escape window must be positive"
     assert len(size_scales) == len(market_ids) and len(funding_scales) == len(market_ids), "bridge: one scale per market"
     for i: uint256 in range(MAX_MARKETS):
         if i >= len(market_ids):
@@ -269,7 +313,7 @@ def __init__(
     CHALLENGE_PERIOD = challenge_period
     FORCED_GRACE = forced_grace
     FORCED_FEE = forced_fee
-    MAX_OPEN_FORCED = max_open_forced
+    ESCAPE_WINDOW = escape_window
     PROPOSER_BOND = proposer_bond
     self.market_ids = market_ids
     self.size_scales = size_scales
@@ -280,7 +324,8 @@ def __init__(
     log OutputProposed(output_index=0, output_root=genesis_output_root, l2_block=0,
                        state_root=empty(bytes32), withdrawals_root=empty(bytes32),
                        last_block_hash=empty(bytes32), inbox_count=0, inbox_hash=empty(bytes32),
-                       data_hash=empty(bytes32), proposed_at=block.timestamp, final_at=block.timestamp)
+                       data_hash=empty(bytes32), proposed_at=block.timestamp, final_at=block.timestamp,
+                       withdrawals_total=0)
 
 
 # ================================================================ helpers
@@ -302,13 +347,13 @@ def _entry_hash(prev: bytes32, kind: uint8, index: uint256, account: address, am
 @internal
 @view
 def _proposed_at(i: uint256) -> uint256:
-    return self.output_meta[i] & (2**64 - 1)
+    return self.output_meta[i] & LOW_64
 
 
 @internal
 @view
 def _output_inbox_count(i: uint256) -> uint256:
-    return (self.output_meta[i] >> 64) & (2**64 - 1)
+    return (self.output_meta[i] >> 64) & LOW_64
 
 
 @internal
@@ -373,33 +418,65 @@ def _live_inbox_count() -> uint256:
 
 
 @internal
-def _close_served_requests():
-    # pop forced requests that a final output covers (amortised: each forceWithdraw pushes one)
-    final_count: uint256 = self._output_inbox_count(self._last_final())
-    head: uint256 = self.forced_queue_head
-    tail: uint256 = self.forced_queue_tail
-    for _: uint256 in range(POP_PER_CALL):
-        if head >= tail:
-            break
-        index: uint256 = self.forced_queue[head]
-        if index >= final_count:
-            break
-        account: address = self.forced_account[index]
-        if self.open_forced_of[account] == index + 1:
-            self.open_forced_of[account] = 0
-        self.open_forced_count -= 1
-        head += 1
-        log ForcedRequestServed(account=account, inbox_index=index)
-    self.forced_queue_head = head
+@view
+def _deposits_before(count: uint256) -> uint256:
+    return self.inbox_sums[count] & LOW_192
 
 
 @internal
-def _append_inbox(kind: uint8, account: address, amount: uint256) -> (uint256, bytes32):
+@view
+def _forced_before(count: uint256) -> uint256:
+    return self.inbox_sums[count] >> 192
+
+
+@internal
+@view
+def _forced_deadline(index: uint256) -> uint256:
+    """The request's deadline: FORCED_GRACE after it was made, or after the
+    last deletion that uncovered it (0: not a forced request)."""
+    request: uint256 = self.forced_requests[index]
+    if request == 0:
+        return 0
+    deadline: uint256 = request >> 168
+    if index < self.regrace_below:
+        deadline = max(deadline, self.regrace_at + FORCED_GRACE)
+    return deadline
+
+
+@internal
+@view
+def _can_freeze(index: uint256) -> bool:
+    deadline: uint256 = self._forced_deadline(index)
+    return (not self.frozen and deadline != 0 and block.timestamp >= deadline
+            and self._live_inbox_count() <= index)
+
+
+@internal
+def _append_inbox(kind: uint8, account: address, amount: uint256, deposited: uint256) -> (uint256, bytes32):
     index: uint256 = self.inbox_count
     h: bytes32 = self._entry_hash(self.inbox_hashes[index], kind, index, account, amount)
     self.inbox_hashes[index + 1] = h
+    forced: uint256 = 0
+    if kind != KIND_DEPOSIT:
+        forced = 1
+    # deposits before a count stay below 2**127 (MAX_AMOUNT * 2**64), forced counts below 2**64
+    self.inbox_sums[index + 1] = self.inbox_sums[index] + deposited + (forced << 192)
     self.inbox_count = index + 1
     return index, h
+
+
+@internal
+def _append_forced(kind: uint8, amount: uint256, fee: uint256) -> (uint256, bytes32, uint256):
+    assert not self.frozen, "bridge: frozen"
+    assert fee == FORCED_FEE, "bridge: pay exactly FORCED_FEE"
+    index: uint256 = 0
+    h: bytes32 = empty(bytes32)
+    index, h = self._append_inbox(kind, msg.sender, amount, 0)
+    deadline: uint256 = block.timestamp + FORCED_GRACE
+    self.forced_requests[index] = convert(msg.sender, uint256) | (convert(kind, uint256) << 160) | (deadline << 168)
+    self.forced_count += 1
+    self.forced_fees_held += fee
+    return index, h, deadline
 
 
 @internal
@@ -443,6 +520,19 @@ def _position_equity(position: Bytes[MAX_LEAF_BYTES], market: Bytes[MAX_LEAF_BYT
 
 
 @internal
+@view
+def _escape_due(account: address) -> uint256:
+    """owed * min(pool, registered) // registered once the window is over: the
+    same fraction for every account, rounded down (the dust stays)."""
+    if not self.frozen or block.timestamp < self.escape_deadline or self.escaped[account]:
+        return 0
+    registered: uint256 = self.total_registered
+    if registered == 0:
+        return 0
+    return self.escape_owed[account] * min(self.escape_pool, registered) // registered
+
+
+@internal
 def _pay(receiver: address, amount: uint256):
     if amount > 0:
         assert extcall TOKEN.transfer(receiver, amount, default_return_value=True), "bridge: token transfer failed"
@@ -462,7 +552,7 @@ def deposit(account: address, amount: uint256) -> uint256:
     assert amount > 0 and amount <= MAX_AMOUNT, "bridge: amount out of range"
     index: uint256 = 0
     h: bytes32 = empty(bytes32)
-    index, h = self._append_inbox(KIND_DEPOSIT, account, amount)
+    index, h = self._append_inbox(KIND_DEPOSIT, account, amount, amount)
     self.total_deposited += amount
     assert extcall TOKEN.transferFrom(msg.sender, self, amount, default_return_value=True), "bridge: transferFrom failed"
     log Deposited(account=account, depositor=msg.sender, inbox_index=index, amount=amount, inbox_hash=h)
@@ -474,28 +564,37 @@ def deposit(account: address, amount: uint256) -> uint256:
 def forceWithdraw(amount: uint256) -> uint256:
     """
     @notice Ask the L2 to withdraw min(amount, free collateral) of the caller
-        into a checkpoint's withdrawals tree. Pays FORCED_FEE (to the proposer).
-        If no live output covers it within FORCED_GRACE, anyone may freeze().
+        into a checkpoint's withdrawals tree. Pays FORCED_FEE (held by the
+        contract; no cap, no queue: any account can always file one). If no
+        live output covers it within FORCED_GRACE, anyone may freeze().
     @return the inbox index of the request
     """
-    assert not self.frozen, "bridge: frozen"
-    assert msg.value == FORCED_FEE, "bridge: pay exactly FORCED_FEE"
     assert amount > 0 and amount <= MAX_AMOUNT, "bridge: amount out of range"
-    self._close_served_requests()
-    assert self.open_forced_of[msg.sender] == 0, "bridge: the account already has an open forced request"
-    assert self.open_forced_count < MAX_OPEN_FORCED, "bridge: too many open forced requests"
     index: uint256 = 0
     h: bytes32 = empty(bytes32)
-    index, h = self._append_inbox(KIND_FORCED_WITHDRAWAL, msg.sender, amount)
-    deadline: uint256 = block.timestamp + FORCED_GRACE
-    self.forced_deadline[index] = deadline
-    self.forced_account[index] = msg.sender
-    self.open_forced_of[msg.sender] = index + 1
-    self.open_forced_count += 1
-    self.forced_queue[self.forced_queue_tail] = index
-    self.forced_queue_tail += 1
-    self.eth_owed[PROPOSER] += msg.value
+    deadline: uint256 = 0
+    index, h, deadline = self._append_forced(KIND_FORCED_WITHDRAWAL, amount, msg.value)
     log ForcedWithdrawalRequested(account=msg.sender, inbox_index=index, amount=amount, inbox_hash=h, deadline=deadline)
+    return index
+
+
+@external
+@payable
+def forceClose(market_id: uint32) -> uint256:
+    """
+    @notice Ask the L2 to close the caller's position in `market_id` at the
+        mark, so its margin becomes free collateral a forced withdrawal can
+        take. Same fee and grace as forceWithdraw. The inbox entry carries the
+        market id in its amount field.
+    @return the inbox index of the request
+    """
+    assert market_id in self.market_ids, "bridge: not a registered market"
+    index: uint256 = 0
+    h: bytes32 = empty(bytes32)
+    deadline: uint256 = 0
+    index, h, deadline = self._append_forced(KIND_FORCED_CLOSE, convert(market_id, uint256), msg.value)
+    log ForcedCloseRequested(account=msg.sender, inbox_index=index, market_id=convert(market_id, uint256),
+                             inbox_hash=h, deadline=deadline)
     return index
 
 
@@ -530,11 +629,15 @@ def propose(
     output_index: uint256,
     l2_block: uint256,
     output: Output,
+    withdrawals_total: uint256,
     data: Bytes[MAX_BATCH_BYTES],
 ) -> bytes32:
     """
     @notice Post the output after L2 block `l2_block` with its batch data.
     @param output_index must equal output_count (no double posting after a crash)
+    @param withdrawals_total the sum of the amounts in the output's withdrawals
+        tree (the verifier checks it with the root; claims never exceed the
+        running sum, and the freeze reserves what is unclaimed of it)
     @return the output root
     """
     assert msg.sender == PROPOSER, "bridge: only the proposer"
@@ -552,6 +655,7 @@ def propose(
     root: bytes32 = self._compute_output_root(output)
     self.output_roots[count] = root
     self.output_meta[count] = block.timestamp | (output.inbox_count << 64) | (l2_block << 128)
+    self.output_withdrawn[count] = self.output_withdrawn[prev] + withdrawals_total
     self.output_count = count + 1
     hint: uint256 = self._search_last_final()
     if hint != self.final_hint:
@@ -560,7 +664,8 @@ def propose(
                        state_root=output.state_root, withdrawals_root=output.withdrawals_root,
                        last_block_hash=output.last_block_hash, inbox_count=output.inbox_count,
                        inbox_hash=output.inbox_hash, data_hash=output.data_hash,
-                       proposed_at=block.timestamp, final_at=block.timestamp + CHALLENGE_PERIOD)
+                       proposed_at=block.timestamp, final_at=block.timestamp + CHALLENGE_PERIOD,
+                       withdrawals_total=withdrawals_total)
     return root
 
 
@@ -569,17 +674,25 @@ def deleteOutputs(from_index: uint256):
     """
     @notice The challenger deletes output `from_index` and every output after
         it, while `from_index` is still in its challenge period. The proposer's
-        bond (up to PROPOSER_BOND) goes to the challenger.
+        bond (up to PROPOSER_BOND) goes to the challenger. The forced requests
+        the deleted outputs covered get a fresh FORCED_GRACE from now, so a
+        deletion never allows an instant freeze (the honest output can be
+        posted again).
     """
     assert msg.sender == CHALLENGER, "bridge: only the challenger"
     count: uint256 = self.output_count
     assert from_index > 0 and from_index < count, "bridge: no such output"
     assert not self._is_final(from_index), "bridge: output already final"
+    covered: uint256 = self._live_inbox_count()
     self.output_count = from_index
+    if self._live_inbox_count() < covered:
+        self.regrace_at = block.timestamp
+        self.regrace_below = max(self.regrace_below, covered)
     slashed: uint256 = min(self.bond, PROPOSER_BOND)
     self.bond -= slashed
     self.eth_owed[CHALLENGER] += slashed
-    log OutputsDeleted(challenger=msg.sender, from_index=from_index, previous_count=count, slashed=slashed)
+    log OutputsDeleted(challenger=msg.sender, from_index=from_index, previous_count=count, slashed=slashed,
+                       regrace_deadline=self.regrace_at + FORCED_GRACE)
 
 
 # ================================================================ withdrawals
@@ -591,15 +704,18 @@ def claimWithdrawal(output_index: uint256, output: Output, withdrawal: Withdrawa
     """
     @notice Pay `withdrawal` (to its account) after proving it is leaf
         `leaf_index` of the withdrawals tree of final output `output_index`.
-        Anyone may call it; each withdrawal is paid once.
+        Anyone may call it; each withdrawal is paid once. Claims in total never
+        exceed the withdrawals totals the final outputs committed.
     """
     assert self._is_final(output_index), "bridge: output not final"
     assert self._compute_output_root(output) == self.output_roots[output_index], "bridge: output fields do not match the output root"
     whash: bytes32 = keccak256(abi_encode(withdrawal.index, withdrawal.account, withdrawal.amount, withdrawal.l2_block))
     assert not self.claimed[whash], "bridge: withdrawal already claimed"
     assert smt.verify_withdrawal(output.withdrawals_root, whash, leaf_index, siblings), "bridge: bad withdrawal proof"
+    claimed: uint256 = self.total_claimed + withdrawal.amount
+    assert claimed <= self.output_withdrawn[self._last_final()], "bridge: beyond the committed withdrawals"
     self.claimed[whash] = True
-    self.total_claimed += withdrawal.amount
+    self.total_claimed = claimed
     self._pay(withdrawal.account, withdrawal.amount)
     log WithdrawalClaimed(withdrawal_hash=whash, account=withdrawal.account, withdrawal_index=withdrawal.index,
                           amount=withdrawal.amount, output_index=output_index)
@@ -612,37 +728,51 @@ def freeze(request_index: uint256):
     """
     @notice Anyone: freeze the bridge because forced request `request_index`
         is past its grace and no live output covers it (inbox count > index).
+        Sets aside the unclaimed withdrawals of the final outputs and the
+        deposits the last final output never took; the rest of the balance
+        is the escape pool, shared after ESCAPE_WINDOW.
     """
     assert not self.frozen, "bridge: already frozen"
-    deadline: uint256 = self.forced_deadline[request_index]
+    deadline: uint256 = self._forced_deadline(request_index)
     assert deadline != 0, "bridge: not a forced request"
     assert block.timestamp >= deadline, "bridge: forced request still within its grace"
     assert self._live_inbox_count() <= request_index, "bridge: a live output covers the request"
     last: uint256 = self._search_last_final()
+    taken: uint256 = self._output_inbox_count(last)
+    reserved_withdrawals: uint256 = self.output_withdrawn[last] - self.total_claimed
+    reserved_deposits: uint256 = self.total_deposited - self._deposits_before(taken)
+    balance: uint256 = staticcall TOKEN.balanceOf(self)
+    pool: uint256 = 0
+    if balance > reserved_withdrawals + reserved_deposits:
+        pool = balance - reserved_withdrawals - reserved_deposits
     self.frozen = True
     self.frozen_at = block.timestamp
     self.frozen_output = last
-    self.frozen_inbox_count = self._output_inbox_count(last)
-    log Frozen(caller=msg.sender, request_index=request_index, output_index=last,
-               inbox_count=self.frozen_inbox_count)
+    self.frozen_inbox_count = taken
+    self.escape_pool = pool
+    self.escape_deadline = block.timestamp + ESCAPE_WINDOW
+    log Frozen(caller=msg.sender, request_index=request_index, output_index=last, inbox_count=taken,
+               escape_pool=pool, reserved_withdrawals=reserved_withdrawals, reserved_deposits=reserved_deposits,
+               escape_deadline=self.escape_deadline)
 
 
 @external
-@nonreentrant
-def escape(account: address, output: Output, account_value: Bytes[MAX_LEAF_BYTES],
-           account_proof: smt.SmtProof, positions: DynArray[PositionEscape, MAX_MARKETS]) -> uint256:
+def registerEscape(account: address, output: Output, account_value: Bytes[MAX_LEAF_BYTES],
+                   account_proof: smt.SmtProof, positions: DynArray[PositionEscape, MAX_MARKETS]) -> uint256:
     """
-    @notice Frozen only: pay `account` (anyone may call) its free collateral
-        plus max(0, equity) of its position in every registered market, proven
+    @notice Frozen, within ESCAPE_WINDOW: register what `account` is owed
+        (anyone may call, once per account): its free collateral plus
+        max(0, equity) of its position in every registered market, proven
         against the state root of the output that was last final at the freeze.
         `account_value` is the account leaf (collateral (uint256) || nonces_hash || ...).
         `positions` has one entry per registered market, in registration order:
         an inclusion proof of the position and of its market, or an exclusion
-        proof of the position. Once per account.
-    @return the amount paid
+        proof of the position. claimEscape pays it after the window.
+    @return the amount owed
     """
     assert self.frozen, "bridge: not frozen"
-    assert not self.escaped[account], "bridge: account already escaped"
+    assert block.timestamp < self.escape_deadline, "bridge: the escape registration window is over"
+    assert not self.escape_registered[account], "bridge: account already registered"
     out: uint256 = self.frozen_output
     assert self._compute_output_root(output) == self.output_roots[out], "bridge: output fields do not match the last final output"
     root: bytes32 = output.state_root
@@ -676,11 +806,31 @@ def escape(account: address, output: Output, account_value: Bytes[MAX_LEAF_BYTES
         if equity > 0:
             owed += convert(equity, uint256)
 
+    self.escape_registered[account] = True
+    self.escape_owed[account] = owed
+    self.total_registered += owed
+    log EscapeRegistered(account=account, caller=msg.sender, owed=owed, output_index=out)
+    return owed
+
+
+@external
+@nonreentrant
+def claimEscape(account: address) -> uint256:
+    """
+    @notice Frozen, after ESCAPE_WINDOW: pay a registered `account` (anyone
+        may call, once) owed * min(escape_pool, total_registered) // total_registered.
+    @return the amount paid
+    """
+    assert self.frozen, "bridge: not frozen"
+    assert block.timestamp >= self.escape_deadline, "bridge: the escape registration window is still open"
+    assert self.escape_registered[account], "bridge: account not registered"
+    assert not self.escaped[account], "bridge: account already escaped"
+    paid: uint256 = self._escape_due(account)
     self.escaped[account] = True
-    paid: uint256 = min(owed, staticcall TOKEN.balanceOf(self))
     self.total_escaped += paid
     self._pay(account, paid)
-    log Escaped(account=account, caller=msg.sender, owed=owed, paid=paid, output_index=out)
+    log Escaped(account=account, caller=msg.sender, owed=self.escape_owed[account], paid=paid,
+                output_index=self.frozen_output)
     return paid
 
 
@@ -708,13 +858,14 @@ def refundDeposit(inbox_index: uint256, account: address, amount: uint256):
 @nonreentrant
 def withdrawEth():
     """
-    @notice Take the ETH owed to the caller (forced-request fees for the
-        proposer, slashed bonds for the challenger, an unbonded bond).
+    @notice Take the ETH owed to the caller (slashed bonds for the challenger,
+        an unbonded bond for the proposer), with all the gas forwarded so a
+        contract wallet's receive hook may run.
     """
     amount: uint256 = self.eth_owed[msg.sender]
     assert amount > 0, "bridge: nothing owed"
     self.eth_owed[msg.sender] = 0
-    send(msg.sender, amount)
+    raw_call(msg.sender, b"", value=amount)
     log EthWithdrawn(receiver=msg.sender, amount=amount)
 
 
@@ -738,6 +889,16 @@ def inboxHash() -> bytes32:
 
 @external
 @view
+def depositsBefore(count: uint256) -> uint256:
+    """
+    @notice The sum of the deposits among the first `count` inbox entries.
+    """
+    assert count <= self.inbox_count, "bridge: beyond the inbox"
+    return self._deposits_before(count)
+
+
+@external
+@view
 def getOutput(output_index: uint256) -> OutputInfo:
     """
     @notice An output and its challenge clock (challenge_time_left 0 = final).
@@ -750,10 +911,13 @@ def getOutput(output_index: uint256) -> OutputInfo:
     is_final: bool = self._is_final(output_index)
     if self.frozen and not is_final:
         final_at = max_value(uint256)  # never: pending outputs do not finalise once frozen
+    withdrawn: uint256 = self.output_withdrawn[output_index]
+    if output_index > 0:
+        withdrawn -= self.output_withdrawn[output_index - 1]
     return OutputInfo(output_root=self.output_roots[output_index], proposed_at=self._proposed_at(output_index),
                       final_at=final_at, challenge_time_left=left, is_final=is_final,
                       inbox_count=self._output_inbox_count(output_index),
-                      l2_block=self._output_l2_block(output_index))
+                      l2_block=self._output_l2_block(output_index), withdrawals_total=withdrawn)
 
 
 @external
@@ -785,17 +949,20 @@ def lastFinalOutput() -> uint256:
 @view
 def getForcedRequest(inbox_index: uint256) -> ForcedInfo:
     """
-    @notice A forced request and its grace clock (grace_left 0 = past the grace).
+    @notice A forced request and its grace clock (grace_left 0 = past the grace;
+        the deadline counts a fresh grace after a deletion that uncovered it).
     """
-    deadline: uint256 = self.forced_deadline[inbox_index]
-    assert deadline != 0, "bridge: not a forced request"
+    request: uint256 = self.forced_requests[inbox_index]
+    assert request != 0, "bridge: not a forced request"
+    deadline: uint256 = self._forced_deadline(inbox_index)
     left: uint256 = 0
     if block.timestamp < deadline:
         left = deadline - block.timestamp
-    return ForcedInfo(account=self.forced_account[inbox_index], requested_at=deadline - FORCED_GRACE,
-                      deadline=deadline, grace_left=left,
+    return ForcedInfo(account=convert(convert(request & (2**160 - 1), uint160), address),
+                      requested_at=(request >> 168) - FORCED_GRACE, deadline=deadline, grace_left=left,
                       covered_by_live_output=self._live_inbox_count() > inbox_index,
-                      served=self._output_inbox_count(self._last_final()) > inbox_index)
+                      served=self._output_inbox_count(self._last_final()) > inbox_index,
+                      kind=convert((request >> 160) & 255, uint8))
 
 
 @external
@@ -804,7 +971,7 @@ def forcedGraceLeft(inbox_index: uint256) -> uint256:
     """
     @notice Seconds until forced request `inbox_index` may trigger a freeze (0: past the grace).
     """
-    deadline: uint256 = self.forced_deadline[inbox_index]
+    deadline: uint256 = self._forced_deadline(inbox_index)
     assert deadline != 0, "bridge: not a forced request"
     if block.timestamp >= deadline:
         return 0
@@ -814,27 +981,51 @@ def forcedGraceLeft(inbox_index: uint256) -> uint256:
 @external
 @view
 def canFreeze(inbox_index: uint256) -> bool:
-    deadline: uint256 = self.forced_deadline[inbox_index]
-    return (not self.frozen and deadline != 0 and block.timestamp >= deadline
-            and self._live_inbox_count() <= inbox_index)
+    return self._can_freeze(inbox_index)
 
 
 @external
 @view
-def openForcedRequestOf(account: address) -> uint256:
+def reserves() -> Reserves:
     """
-    @notice inbox index + 1 of the account's open forced request (0: none).
+    @notice What the balance must cover besides the live L2 state: unclaimed
+        committed withdrawals of final outputs, refundable deposits and (frozen)
+        the escapes still to pay.
     """
-    return self.open_forced_of[account]
+    last: uint256 = self._last_final()
+    unclaimed: uint256 = self.output_withdrawn[last] - self.total_claimed
+    if not self.frozen:
+        return Reserves(unclaimed_withdrawals=unclaimed, refundable_deposits=0, escape_unpaid=0)
+    refundable: uint256 = self.total_deposited - self._deposits_before(self.frozen_inbox_count) - self.total_refunded
+    unpaid: uint256 = self.escape_pool - self.total_escaped
+    if block.timestamp >= self.escape_deadline:
+        shared: uint256 = min(self.escape_pool, self.total_registered)
+        unpaid = 0
+        if shared > self.total_escaped:
+            unpaid = shared - self.total_escaped
+    return Reserves(unclaimed_withdrawals=unclaimed, refundable_deposits=refundable, escape_unpaid=unpaid)
+
+
+@external
+@view
+def escapeInfo(account: address) -> EscapeInfo:
+    """
+    @notice An account's escape: registered, owed, paid, and what claimEscape pays it now.
+    """
+    return EscapeInfo(registered=self.escape_registered[account], owed=self.escape_owed[account],
+                      paid=self.escaped[account], due=self._escape_due(account))
 
 
 @external
 @view
 def status() -> Status:
+    final_count: uint256 = self._output_inbox_count(self._last_final())
     return Status(frozen=self.frozen, frozen_at=self.frozen_at, output_count=self.output_count,
                   last_final_output=self._last_final(), inbox_count=self.inbox_count,
                   inbox_hash=self.inbox_hashes[self.inbox_count],
-                  open_forced_requests=self.open_forced_count, now=block.timestamp)
+                  open_forced_requests=self.forced_count - self._forced_before(final_count),
+                  now=block.timestamp, escape_deadline=self.escape_deadline, escape_pool=self.escape_pool,
+                  total_registered=self.total_registered)
 
 
 @external

@@ -6,6 +6,7 @@ side and the Vyper side agree by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -16,9 +17,13 @@ from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
 from l1_bridge import inbox
+from l1_bridge.compile import compile_contract
 from l1_bridge.deploy import Deployment, MarketConfig, PRESETS, BridgePreset, deploy, load_artifact
-from l1_bridge.proofs import MarketScale, OutputFields, claim_args, encode_withdrawal, escape_args
-from prover.smt import EMPTY, SparseMerkleTree, compute_withdrawals_root, withdrawal_proofs, keccak
+from l1_bridge.proofs import (MarketScale, OutputFields, claim_args, compute_position_equity, encode_withdrawal,
+                              escape_args)
+from prover.hashing import EMPTY, keccak
+from prover.output import compute_withdrawals_root, withdrawal_proofs
+from prover.tree import SparseMerkleTree
 from sequencer.core.commitment import compute_dirty_leaves
 from sequencer.core.records import Deposit, ForcedWithdrawal
 from sequencer.core.state import Market, Position, State, Withdrawal
@@ -27,11 +32,13 @@ from sequencer.core.signing import get_recover
 from sequencer.core.rules.accounts import add_withdrawal, process_deposit, process_forced_withdrawal
 from sequencer.core.transition import Context
 
+KIND_FORCED_CLOSE = 3
+
 L2_CONTEXT = Context(preset=DEVNET, domain_separator=b"\x00" * 32, recover=get_recover("coincurve"))
 """Inbox records carry no signatures: the domain is never used by these rules."""
 
 TEST_PRESET = BridgePreset("test", challenge_period=3600, forced_grace=600, forced_fee=10**15,
-                           max_open_forced=4, proposer_bond=10**18)
+                           escape_window=900, proposer_bond=10**18)
 MARKETS = [MarketConfig(1, 10**8, 10**14), MarketConfig(2, 10**6, 10**12)]  # BTC 8, ETH 6 base decimals
 MARKET_SCALES = [MarketScale(m.id, m.size_scale, m.funding_scale) for m in MARKETS]
 UNIT = 10**6  # one collateral unit (6 decimals)
@@ -109,24 +116,63 @@ class Env:
         r = self.send(self.bridge.functions.forceWithdraw(amount), who, value=self.d.parameters["forced_fee"])
         return self.bridge.events.ForcedWithdrawalRequested().process_receipt(r, errors=DISCARD)[0]["args"]["inbox_index"]
 
+    def force_close(self, who: str, market_id: int) -> int:
+        r = self.send(self.bridge.functions.forceClose(market_id), who, value=self.d.parameters["forced_fee"])
+        return self.bridge.events.ForcedCloseRequested().process_receipt(r, errors=DISCARD)[0]["args"]["inbox_index"]
+
     def propose(self, out: "Checkpoint", *, output_index: int | None = None, sender: str | None = None,
-                fields: OutputFields | None = None, data: bytes | None = None) -> Any:
+                fields: OutputFields | None = None, data: bytes | None = None,
+                withdrawals_total: int | None = None) -> Any:
         idx = self.bridge.functions.output_count().call() if output_index is None else output_index
         f = fields or out.fields
-        return self.send(self.bridge.functions.propose(idx, out.l2_block, f.as_arg(),
+        total = out.withdrawals_total if withdrawals_total is None else withdrawals_total
+        return self.send(self.bridge.functions.propose(idx, out.l2_block, f.as_arg(), total,
                                                        out.data if data is None else data),
                          sender or self.proposer)
 
+    def new_accounts(self, n: int, eth: int = 10**18, tokens: int = 10**6 * UNIT) -> list[str]:
+        """`n` more funded accounts (the chain starts with ten)."""
+        out = []
+        for _ in range(n):
+            self._key_seed = getattr(self, "_key_seed", 0) + 1
+            key = (0xB0B << 200) + self._key_seed
+            address = self.tester.add_account("0x" + key.to_bytes(32, "big").hex())
+            address = self.w3.to_checksum_address(address)
+            self.w3.eth.send_transaction({"from": self.accounts[0], "to": address, "value": eth})
+            self.fund(address, tokens)
+            out.append(address)
+        return out
+
     def status(self) -> dict:
         keys = ["frozen", "frozen_at", "output_count", "last_final_output", "inbox_count", "inbox_hash",
-                "open_forced_requests", "now"]
+                "open_forced_requests", "now", "escape_deadline", "escape_pool", "total_registered"]
         return dict(zip(keys, self.bridge.functions.status().call()))
 
+    def reserves(self) -> dict:
+        keys = ["unclaimed_withdrawals", "refundable_deposits", "escape_unpaid"]
+        return dict(zip(keys, self.bridge.functions.reserves().call()))
 
-def deploy_env(preset: BridgePreset = TEST_PRESET) -> Env:
+
+TEST_CONTRACTS = Path(__file__).resolve().parent / "contracts"
+
+
+def deploy_test_contract(w3: Web3, name: str, *args: Any) -> Any:
+    """Deploy tests/evm/contracts/<name>.vy from the chain's first account."""
+    abi, bytecode = compile_contract(name, contracts_dir=TEST_CONTRACTS)
+    tx = w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args).transact({"from": w3.eth.accounts[0]})
+    return w3.eth.contract(address=w3.eth.wait_for_transaction_receipt(tx)["contractAddress"], abi=abi)
+
+
+def deploy_env(preset: BridgePreset = TEST_PRESET, token_contract: str | None = None) -> Env:
+    """A fresh chain with the bridge, the devnet token (or tests/evm/contracts/<token_contract>.vy),
+    the proposer bonded and every user funded and approved."""
     w3, tester = make_chain()
     accounts = list(w3.eth.accounts)
-    d = deploy(w3, preset, proposer=accounts[0], challenger=accounts[1], deployer=accounts[0], markets=MARKETS)
+    token_address = None
+    if token_contract is not None:
+        token_address = deploy_test_contract(w3, token_contract, "test token", "TT").address
+    d = deploy(w3, preset, proposer=accounts[0], challenger=accounts[1], deployer=accounts[0], markets=MARKETS,
+               token=token_address)
     token = w3.eth.contract(address=d.token, abi=load_artifact("token")[0])
     bridge = w3.eth.contract(address=d.bridge, abi=load_artifact("bridge")[0])
     env = Env(w3, tester, d, token, bridge, accounts, accounts[0], accounts[1], accounts[2:])
@@ -155,6 +201,10 @@ class Checkpoint:
     def root(self) -> bytes:
         return self.fields.root()
 
+    @property
+    def withdrawals_total(self) -> int:
+        return sum(w.amount for w in self.withdrawals)
+
 
 @dataclass
 class L2:
@@ -166,7 +216,11 @@ class L2:
     l2_block: int = 0
     withdrawals_from: int = 0
 
-    def apply_inbox(self, record: Deposit | ForcedWithdrawal) -> None:
+    def apply_inbox(self, record: "Deposit | ForcedWithdrawal | ForcedCloseEntry") -> None:
+        if isinstance(record, ForcedCloseEntry):
+            self.apply_forced_close(record.inbox_index, record.account, record.market,
+                                    next(m for m in MARKET_SCALES if m.id == record.market))
+            return
         if isinstance(record, Deposit):
             process_deposit(self.state, record, 0, L2_CONTEXT)
         else:
@@ -189,6 +243,22 @@ class L2:
         assert a.collateral >= amount
         self.state.set_account(who, msgspec.structs.replace(a, collateral=a.collateral - amount))
         add_withdrawal(self.state, who, amount)
+        self.state.commit(0)
+
+    def apply_forced_close(self, inbox_index: int, who: bytes, market: int, scale: MarketScale) -> None:
+        """A model of the L2 rule of a forced close: the position closes at the
+        mark (against the insurance fund) and its equity, floored at zero,
+        becomes free collateral; the entry extends the inbox chain."""
+        assert inbox_index == self.state.globals.inbox_count
+        p = self.state.positions[(who, market)]
+        equity = max(0, compute_position_equity(p, self.state.markets[market], scale.size_scale, scale.funding_scale))
+        a = self.state.accounts[who]
+        self.state.set_account(who, msgspec.structs.replace(a, collateral=a.collateral + equity))
+        self.state.set_position(who, market, None)
+        entry = bytes([KIND_FORCED_CLOSE]) + inbox_index.to_bytes(8, "big") + who + market.to_bytes(32, "big")
+        self.inbox_hash = keccak(self.inbox_hash + entry)
+        g = self.state.globals
+        self.state.set_globals(msgspec.structs.replace(g, inbox_count=g.inbox_count + 1, inbox_hash=self.inbox_hash))
         self.state.commit(0)
 
     def set_market(self, market: Market) -> None:
@@ -215,9 +285,20 @@ class L2:
         return Checkpoint(fields, self.l2_block, data, ws, self.tree.copy(), self.state.to_tables())
 
 
-def read_inbox(env: Env) -> list[Deposit | ForcedWithdrawal]:
+@dataclass(frozen=True)
+class ForcedCloseEntry:
+    """A forceClose inbox entry (kind 3, the market id in the amount field)."""
+    inbox_index: int
+    account: bytes
+    market: int
+
+
+def read_inbox(env: Env) -> list[Deposit | ForcedWithdrawal | ForcedCloseEntry]:
     """The inbox in order, from the bridge's events (what the L1 watcher does)."""
-    out: dict[int, Deposit | ForcedWithdrawal] = {}
+    out: dict[int, Deposit | ForcedWithdrawal | ForcedCloseEntry] = {}
+    for ev in env.bridge.events.ForcedCloseRequested().get_logs(from_block=0):
+        a = ev["args"]
+        out[a["inbox_index"]] = ForcedCloseEntry(a["inbox_index"], addr(a["account"]), a["market_id"])
     for ev in env.bridge.events.Deposited().get_logs(from_block=0):
         a = ev["args"]
         out[a["inbox_index"]] = Deposit(a["inbox_index"], addr(a["account"]), a["amount"])
@@ -234,17 +315,38 @@ def claim(env: Env, cp: Checkpoint, output_index: int, w: Withdrawal, sender: st
     return env.send(env.bridge.functions.claimWithdrawal(*args), sender or env.users[-1])
 
 
-def escape(env: Env, cp: Checkpoint, who: str, sender: str | None = None) -> Any:
+def register_escape(env: Env, cp: Checkpoint, who: str, sender: str | None = None) -> Any:
     args = escape_args(cp.tree, addr(who), cp.fields, MARKET_SCALES)
-    return env.send(env.bridge.functions.escape(*args), sender or who)
+    return env.send(env.bridge.functions.registerEscape(*args), sender or who)
+
+
+def claim_escape(env: Env, who: str, sender: str | None = None) -> int:
+    """claimEscape(who); the amount paid (from the Escaped event)."""
+    r = env.send(env.bridge.functions.claimEscape(who), sender or who)
+    return env.bridge.events.Escaped().process_receipt(r, errors=DISCARD)[0]["args"]["paid"]
+
+
+def end_escape_window(env: Env) -> None:
+    env.travel_to(env.bridge.functions.escape_deadline().call())
+
+
+def escape_all(env: Env, cp: Checkpoint, accounts: list[str], sender: str | None = None) -> dict[str, int]:
+    """Every account in `accounts` registers (in that order), the window ends,
+    every account claims (in that order); what each was paid."""
+    for who in accounts:
+        register_escape(env, cp, who, sender)
+    end_escape_window(env)
+    return {who: claim_escape(env, who, sender) for who in accounts}
 
 
 def fields_for(cp: Checkpoint, **changes: Any) -> OutputFields:
     return cp.fields._replace(**changes)
 
 
-__all__ = ["Env", "L2", "Checkpoint", "Reverted", "deploy_env", "claim", "escape", "addr", "UNIT",
-           "MARKETS", "MARKET_SCALES", "TEST_PRESET", "EMPTY", "PRESETS", "fields_for", "read_inbox"]
+__all__ = ["Env", "L2", "Checkpoint", "Reverted", "deploy_env", "claim", "register_escape", "claim_escape",
+           "end_escape_window", "escape_all", "addr", "UNIT",
+           "MARKETS", "MARKET_SCALES", "TEST_PRESET", "EMPTY", "PRESETS", "fields_for", "read_inbox", "make_chain",
+           "ForcedCloseEntry", "deploy_test_contract"]
 
 
 # --- pytest fixtures (import them into a test module) ---------------------------

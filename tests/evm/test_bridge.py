@@ -7,8 +7,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from bridge_env import (L2, UNIT, Env, Reverted, addr, bridge_session, claim, env, escape,  # noqa: F401
-                        fields_for, read_inbox, TEST_PRESET, MARKET_SCALES)
+from bridge_env import (L2, UNIT, Env, Reverted, addr, bridge_session, claim, claim_escape, end_escape_window,  # noqa: F401
+                        env, fields_for, read_inbox, register_escape, TEST_PRESET, MARKET_SCALES)
 from l1_bridge import inbox
 from web3.logs import DISCARD
 from l1_bridge.proofs import compute_escape_amount, MarketScale
@@ -227,11 +227,11 @@ def test_forced_withdrawal_served_by_checkpoint(env: Env) -> None:
     l2, cp = _forced_setup(env)
     idx = env.force_withdraw(a, 250 * UNIT)
     info = env.bridge.functions.getForcedRequest(idx).call()
-    assert info[0] == a and info[3] == GRACE and not info[4] and not info[5]
-    with pytest.raises(Reverted):  # one open request per account
-        env.force_withdraw(a, 1)
+    assert info[0] == a and info[3] == GRACE and not info[4] and not info[5] and info[6] == 2
     with pytest.raises(Reverted):  # the fee is exact
         env.send(env.bridge.functions.forceWithdraw(1), env.users[1], value=0)
+    with pytest.raises(Reverted):
+        env.send(env.bridge.functions.forceWithdraw(0), env.users[1], value=TEST_PRESET.forced_fee)
     with pytest.raises(Reverted):  # within the grace
         env.send(env.bridge.functions.freeze(idx), env.users[5])
     l2.sync_inbox(env)
@@ -243,24 +243,19 @@ def test_forced_withdrawal_served_by_checkpoint(env: Env) -> None:
     assert not env.bridge.functions.canFreeze(idx).call()
     with pytest.raises(Reverted):  # freeze while the request is served by a live output
         env.send(env.bridge.functions.freeze(idx), env.users[5])
+    assert env.status()["open_forced_requests"] == 1  # covered, not yet served
     env.travel(CHALLENGE)
     before = env.balance(a)
     claim(env, cp2, 2, cp2.withdrawals[0])
     assert env.balance(a) - before == 250 * UNIT
     info = env.bridge.functions.getForcedRequest(idx).call()
     assert info[4] and info[5]
-    # the request is closed once a final output covers it: a new one is allowed
+    assert env.status()["open_forced_requests"] == 0
     env.force_withdraw(a, 1)
-    assert env.bridge.functions.open_forced_count().call() == 1
-    # the fees went to the proposer
-    assert env.bridge.functions.eth_owed(env.proposer).call() == 2 * TEST_PRESET.forced_fee
-
-
-def test_open_forced_request_cap(env: Env) -> None:
-    for u in env.users[:TEST_PRESET.max_open_forced]:
-        env.force_withdraw(u, UNIT)
-    with pytest.raises(Reverted):
-        env.force_withdraw(env.users[TEST_PRESET.max_open_forced], UNIT)
+    assert env.status()["open_forced_requests"] == 1
+    # the fees stay in the bridge
+    assert env.bridge.functions.eth_owed(env.proposer).call() == 0
+    assert env.bridge.functions.forced_fees_held().call() == 2 * TEST_PRESET.forced_fee
 
 
 def test_freeze_escape_refund(env: Env) -> None:
@@ -285,45 +280,60 @@ def test_freeze_escape_refund(env: Env) -> None:
     with pytest.raises(Reverted):  # not a forced request
         env.send(env.bridge.functions.freeze(idx - 1), env.users[5])
     with pytest.raises(Reverted):  # escape before the freeze
-        escape(env, cp, a)
+        register_escape(env, cp, a)
     r = env.send(env.bridge.functions.freeze(idx), env.users[5])
     ev = env.bridge.events.Frozen().process_receipt(r, errors=DISCARD)[0]["args"]
     assert ev["output_index"] == 1 and ev["inbox_count"] == 3
+    # set aside: the deposits output 1 never took (77 + 5); output 1 committed no withdrawals
+    assert ev["reserved_deposits"] == 82 * UNIT and ev["reserved_withdrawals"] == 0
+    bridge_balance = env.balance(env.d.bridge)
+    assert ev["escape_pool"] == bridge_balance - 82 * UNIT
     st = env.status()
-    assert st["frozen"] and st["last_final_output"] == 1
+    assert st["frozen"] and st["last_final_output"] == 1 and st["escape_pool"] == ev["escape_pool"]
     # frozen: no proposals, deposits or forced requests; the pending output never finalises
-    for call, sender, value in ((env.bridge.functions.propose(3, 10, pending.fields.as_arg(), pending.data), env.proposer, 0),
+    for call, sender, value in ((env.bridge.functions.propose(3, 10, pending.fields.as_arg(), 0, pending.data), env.proposer, 0),
                                 (env.bridge.functions.deposit(a, UNIT), a, 0),
                                 (env.bridge.functions.forceWithdraw(UNIT), env.users[6], TEST_PRESET.forced_fee),
+                                (env.bridge.functions.forceClose(1), env.users[6], TEST_PRESET.forced_fee),
                                 (env.bridge.functions.freeze(idx), env.users[5], 0)):
         with pytest.raises(Reverted):
             env.send(call, sender, value)
-    env.travel(CHALLENGE)
+    env.travel(CHALLENGE // 10)
     assert not env.bridge.functions.isFinal(2).call()
     assert env.bridge.functions.getOutput(2).call()[2] == 2**256 - 1
     with pytest.raises(Reverted):  # escape with a proof against a non-final root
-        escape(env, pending, c)
+        register_escape(env, pending, c)
 
     state = State.from_tables(cp.state_tables)
     markets = MARKET_SCALES
-    bridge_balance = env.balance(env.d.bridge)
-    paid_total = 0
-    for who in (a, b, c):
-        expected = compute_escape_amount(state, addr(who), markets)
-        before = env.balance(who)
-        r = escape(env, cp, who, sender=env.users[5])  # anyone can run the exit for the account
-        ev = env.bridge.events.Escaped().process_receipt(r, errors=DISCARD)[0]["args"]
-        assert ev["owed"] == ev["paid"] == expected
-        assert env.balance(who) - before == expected
-        paid_total += expected
-        with pytest.raises(Reverted):  # double escape
-            escape(env, cp, who)
+    expected = {who: compute_escape_amount(state, addr(who), markets) for who in (a, b, c)}
     # a: 400 free + (600 + 500 - 7 funding) ; b: 400 free + (1500 - 500 + 7) + (100 - 100 - 6)->0 floored
-    assert compute_escape_amount(state, addr(a), markets) == 400 * UNIT + 1_093 * UNIT
-    assert compute_escape_amount(state, addr(b), markets) == 400 * UNIT + 1_007 * UNIT
-    assert compute_escape_amount(state, addr(c), markets) == 300 * UNIT
+    assert expected == {a: 1_493 * UNIT, b: 1_407 * UNIT, c: 300 * UNIT}
+    for who in (a, b):
+        r = register_escape(env, cp, who, sender=env.users[5])  # anyone can run the exit for the account
+        ev = env.bridge.events.EscapeRegistered().process_receipt(r, errors=DISCARD)[0]["args"]
+        assert ev["owed"] == expected[who]
+        with pytest.raises(Reverted):  # registered once
+            register_escape(env, cp, who)
+        with pytest.raises(Reverted):  # paid only after the window
+            claim_escape(env, who)
+    assert env.status()["total_registered"] == expected[a] + expected[b]
     with pytest.raises(ValueError):  # d never reached the L2: no account leaf to prove
-        escape(env, cp, d)
+        register_escape(env, cp, d)
+    end_escape_window(env)
+    with pytest.raises(Reverted):  # c registers too late
+        register_escape(env, cp, c)
+    with pytest.raises(Reverted):  # and so is not paid
+        claim_escape(env, c)
+    paid_total = 0
+    for who in (a, b):
+        before = env.balance(who)
+        assert env.bridge.functions.escapeInfo(who).call()[3] == expected[who]  # the pool covers everyone
+        assert claim_escape(env, who, sender=env.users[5]) == expected[who]
+        assert env.balance(who) - before == expected[who]
+        paid_total += expected[who]
+        with pytest.raises(Reverted):  # double escape
+            claim_escape(env, who)
     # refunds of the deposits the last final output did not take
     before_d, before_a = env.balance(d), env.balance(a)
     env.send(env.bridge.functions.refundDeposit(3, d, 77 * UNIT), env.users[5])
@@ -333,10 +343,11 @@ def test_freeze_escape_refund(env: Env) -> None:
         with pytest.raises(Reverted):  # twice, taken by the L2, wrong amount, a forced request, beyond the inbox
             env.send(env.bridge.functions.refundDeposit(*args), env.users[5])
     paid_total += 82 * UNIT
-    assert paid_total <= bridge_balance
     assert env.balance(env.d.bridge) == bridge_balance - paid_total
-    # the L2 books balance: what the final state holds = deposits taken - withdrawn; b's ETH loss is kept
-    assert env.balance(env.d.bridge) == 3_300 * UNIT - (1_493 + 1_407 + 300) * UNIT
+    assert env.reserves() == {"unclaimed_withdrawals": 0, "refundable_deposits": 0, "escape_unpaid": 0}
+    assert env.bridge.functions.total_escaped().call() == expected[a] + expected[b]
+    # what stays: c's unregistered 300 and b's ETH loss (the final state holds deposits taken - withdrawn)
+    assert env.balance(env.d.bridge) == 3_300 * UNIT - (1_493 + 1_407) * UNIT
 
 
 def test_escape_rejects_forged_proofs(env: Env) -> None:
@@ -355,7 +366,7 @@ def test_escape_rejects_forged_proofs(env: Env) -> None:
                  positions=[tuple(p) for p in pos])
         x.update(kw)
         with pytest.raises(Reverted):
-            env.send(env.bridge.functions.escape(x["account"], x["fields"], x["account_value"], x["aproof"],
+            env.send(env.bridge.functions.registerEscape(x["account"], x["fields"], x["account_value"], x["aproof"],
                                                  x["positions"]), env.users[5])
 
     def bump(value: bytes, word: int, delta: int) -> bytes:
@@ -380,7 +391,7 @@ def test_escape_rejects_forged_proofs(env: Env) -> None:
     attempt(aproof=tuple(other))                            # bitmap that does not match the siblings
     attempt(fields=fields_for(cp, state_root=b"\x33" * 32).as_arg())
     # and the honest call still works
-    escape(env, cp, b)
+    register_escape(env, cp, b)
 
 
 def test_freeze_with_no_final_output_uses_genesis(env: Env) -> None:
@@ -397,7 +408,7 @@ def test_freeze_with_no_final_output_uses_genesis(env: Env) -> None:
 
 
 def test_deleted_cover_reopens_freeze(env: Env) -> None:
-    """A request covered only by an output the challenger deletes is uncovered again."""
+    """A request covered only by an output the challenger deletes is uncovered again (after a fresh grace)."""
     a = env.users[0]
     l2 = L2()
     env.deposit(a, 10 * UNIT)
@@ -408,6 +419,9 @@ def test_deleted_cover_reopens_freeze(env: Env) -> None:
     env.travel(GRACE)
     assert not env.bridge.functions.canFreeze(idx).call()
     env.send(env.bridge.functions.deleteOutputs(1), env.challenger)
+    assert not env.bridge.functions.canFreeze(idx).call()  # a fresh grace first (test_bridge_attacks)
+    assert env.bridge.functions.forcedGraceLeft(idx).call() == GRACE
+    env.travel(GRACE)
     assert env.bridge.functions.canFreeze(idx).call()
     env.send(env.bridge.functions.freeze(idx), env.users[5])
 
