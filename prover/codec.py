@@ -173,20 +173,17 @@ class Proof(msgspec.Struct, frozen=True):
         return cls.from_json_obj(msgspec.json.decode(s))
 
 
-def _is_word(b) -> bool:
-    return type(b) is bytes and len(b) == 32
-
-
 def check_proof_shape(p: Proof) -> None:
     """Sizes and types of every field (not whether the proof holds)."""
-    if not _is_word(p.key):
+    if type(p.key) is not bytes or len(p.key) != 32:
         raise ProofError("key must be 32 bytes")
     if type(p.bitmap) is not int or not 0 <= p.bitmap <= UINT256_MAX:
         raise ProofError("bitmap must be a uint256")
     if p.bitmap.bit_count() != len(p.siblings):
         raise ProofError("bitmap does not match the number of siblings")
-    if not all(_is_word(s) for s in p.siblings):
-        raise ProofError("siblings must be 32 bytes")
+    for s in p.siblings:
+        if type(s) is not bytes or len(s) != 32:
+            raise ProofError("siblings must be 32 bytes")
     if p.value is not None:
         if type(p.value) is not bytes:
             raise ProofError("value must be bytes")
@@ -195,9 +192,9 @@ def check_proof_shape(p: Proof) -> None:
     elif (p.other_key is None) != (p.other_value_hash is None):
         raise ProofError("other_key and other_value_hash go together")
     elif p.other_key is not None:
-        if not _is_word(p.other_key):
+        if type(p.other_key) is not bytes or len(p.other_key) != 32:
             raise ProofError("other_key must be 32 bytes")
-        if not _is_word(p.other_value_hash):
+        if type(p.other_value_hash) is not bytes or len(p.other_value_hash) != 32:
             raise ProofError("other_value_hash must be 32 bytes")
 
 

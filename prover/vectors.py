@@ -50,20 +50,12 @@ def det(tag: str, i: int, n: int = 32) -> bytes:
 
 
 def proof_entry(root: bytes, p: Proof, expect: bool = True) -> dict:
-    return {
-        "kind": "inclusion" if p.value is not None else "exclusion",
-        "root": h(root),
-        "key": h(p.key),
-        "value": h(p.value),
-        "value_hash": h(p.value_hash),
-        "bitmap": "0x%064x" % p.bitmap,
-        "depth": p.depth,
-        "siblings": [h(s) for s in p.siblings],
-        "other_key": h(p.other_key),
-        "other_value_hash": h(p.other_value_hash),
-        "encoded": h(p.encode()),
-        "expect": expect,
-    }
+    """The proof's JSON form (without ``included``: ``kind`` says it), its root,
+    its binary encoding and whether it should verify."""
+    fields = p.to_json_obj()
+    del fields["included"]
+    return {"kind": "inclusion" if p.included else "exclusion", "root": h(root), **fields,
+            "encoded": h(p.encode()), "expect": expect}
 
 
 def flat(root, kind, key, bitmap, siblings, value_hash=None, other_key=None, other_value_hash=None, **extra):
