@@ -23,8 +23,9 @@ from pathlib import Path
 
 import msgspec
 
+from sequencer.log.local_broker import LocalBroker
+
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "infra" / "kafka" / "kafka.sh"
 BENCH_PORT = int(os.environ.get("ISOROLL_BENCH_KAFKA_PORT", "29092"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -37,51 +38,25 @@ def say(*args) -> None:
 
 # --- broker -----------------------------------------------------------------------------
 
-class BenchBroker:
-    """infra/kafka/kafka.sh on its own port and data dir (like tests/kafka_broker.Broker)."""
+class BenchBroker(LocalBroker):
+    """The benchmarks' broker: its own port (ISOROLL_BENCH_KAFKA_PORT) and data dir."""
 
     def __init__(self, port: int = BENCH_PORT) -> None:
-        self.port = port
-        self.dir = REPO / ".devnet" / f"bench-kafka-{port}"
-        self.bootstrap = f"127.0.0.1:{port}"
-        self.started_here = False
-
-    def _run(self, action: str) -> subprocess.CompletedProcess:
-        env = dict(os.environ, ISOROLL_KAFKA_PORT=str(self.port), ISOROLL_KAFKA_DIR=str(self.dir))
-        return subprocess.run(["bash", str(SCRIPT), action], env=env, capture_output=True, text=True)
-
-    def is_running(self) -> bool:
-        return self._run("status").returncode == 0
-
-    @property
-    def pid(self) -> int | None:
-        try:
-            return int((self.dir / "kafka.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
+        super().__init__(port, REPO / ".devnet" / f"bench-kafka-{port}")
 
     def start(self) -> None:
-        if self.is_running():
-            say(f"bench broker already running on {self.bootstrap}; using it")
-            return
         say(f"starting the bench broker on {self.bootstrap} (data {self.dir}) ...")
-        result = self._run("start")
-        if result.returncode != 0:
-            raise RuntimeError(f"kafka.sh start failed on port {self.port}:\n{result.stderr}")
-        self.started_here = True
+        super().start()
 
     def stop(self) -> None:
-        if self.started_here:
-            self._run("stop")
-            self.started_here = False
-            say("bench broker stopped")
+        super().stop()
+        say("bench broker stopped")
 
     def __enter__(self) -> "BenchBroker":
-        self.start()
+        super().__enter__()
+        if not self.started_here:
+            say(f"bench broker already running on {self.bootstrap}; using it")
         return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     async def warm_up(self, seconds: float = 60.0, block_bytes: int = 4_000) -> None:
         """Commit small transactions back to back for ``seconds`` when this bench
