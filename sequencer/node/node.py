@@ -150,7 +150,11 @@ class Node:
         await self._retry("create the topic", lambda: ensure_topic(self.log_config))
         self.reader = BlockReader(self.log_config, self.chain.next_offset)
         await self._retry("start the log reader", self.reader.start)
-        await self.catch_up(show_progress=True)
+        try:
+            await self.catch_up(show_progress=True)
+        except ExecutorFailure as exc:
+            self.fail(exc)
+            raise NodeFailed(f"the node stopped on an executor failure while replaying the log: {exc}") from exc
         if self.config.mode == "sequencer":
             await self.checkers.start()
             await self.lead()

@@ -16,6 +16,7 @@ import uvicorn
 from sequencer.core.transition import Context
 from sequencer.node.api import Api
 from sequencer.node.config import NodeConfig
+from sequencer.node.lifecycle import NodeFailed
 from sequencer.node.node import Node
 
 log = logging.getLogger("isoroll.service")
@@ -58,7 +59,11 @@ class Service:
         return f"http://{self.config.api_host}:{self.config.api_port}"
 
     async def start(self) -> None:
-        await self.node.start()
+        try:
+            await self.node.start()
+        except BaseException:
+            await self.node.stop()  # ``async with`` does not exit what did not enter
+            raise
         self.node.chain.listeners.append(self.api.publish)
         self.server = uvicorn.Server(uvicorn.Config(
             self.api.asgi, host=self.config.api_host, port=self.config.api_port, log_config=None,
@@ -98,17 +103,30 @@ async def serve_forever(config: NodeConfig, on_ready=None,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with make_service(config) as service:
+    try:
+        return await _serve(make_service(config), stop, on_ready)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(service: Service, stop: asyncio.Event, on_ready) -> int:
+    try:
+        await service.start()
+    except NodeFailed as exc:
+        log.critical("%s; exiting with code 1", exc)
+        return 1
+    try:
         if on_ready is not None:
             on_ready(service)
-        stopped = asyncio.ensure_future(stop.wait())
-        failed = asyncio.ensure_future(service.node.failed.wait())
-        await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        failed.cancel()
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(service.node.failed.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
         if service.node.failed.is_set():
-            log.critical("the node stopped on an executor failure (%r); exiting with code 1",
-                         service.node.failure)
+            log.critical("the node stopped on an executor failure (%r); exiting with code 1", service.node.failure)
             return 1
         log.info("shutting down")
-    return 0
+        return 0
+    finally:
+        await service.stop()
