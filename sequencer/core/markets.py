@@ -56,6 +56,9 @@ class MarketParams(msgspec.Struct, frozen=True, kw_only=True):
     """Positions above this notional (quote units) are liquidated in parts."""
     partial_liquidation_ppm: int
     """The fraction of the position closed by one partial liquidation."""
+    min_order_notional: int = 0
+    """Smallest notional (size x limit price, quote units) of an order that is
+    not reduce-only: no dust orders reserving a few micro-USDC."""
 
     @property
     def scale(self) -> int:
@@ -78,7 +81,7 @@ def make_market(*, id: int, symbol: str, base_decimals: int, tick_size: int, ste
                 imf_ppm: int, mmf_ppm: int, funding_interval_ms: int, oracle_max_age_ms: int,
                 partial_liquidation_notional: int = 100_000 * USDC, partial_liquidation_ppm: int = 200_000,
                 liquidation_fee_ppm: int = 5_000, maker_fee_ppm: int = 100, taker_fee_ppm: int = 500,
-                funding_interest_ppm: int | None = None) -> MarketParams:
+                funding_interest_ppm: int | None = None, min_order_notional: int = USDC) -> MarketParams:
     if funding_interest_ppm is None:
         # Hyperliquid / BitMEX interest: 0.01% per 8 hours, pro rata.
         funding_interest_ppm = 100 * funding_interval_ms // (8 * HOUR_MS)
@@ -91,7 +94,7 @@ def make_market(*, id: int, symbol: str, base_decimals: int, tick_size: int, ste
         funding_interest_ppm=funding_interest_ppm,
         oracle_max_age_ms=oracle_max_age_ms, liquidation_fee_ppm=liquidation_fee_ppm,
         partial_liquidation_notional=partial_liquidation_notional,
-        partial_liquidation_ppm=partial_liquidation_ppm)
+        partial_liquidation_ppm=partial_liquidation_ppm, min_order_notional=min_order_notional)
     check_market_params(params)
     return params
 
@@ -108,6 +111,8 @@ def check_market_params(p: MarketParams) -> None:
         problems.append("liquidation fee must be below the maintenance fraction")
     if not 0 < p.partial_liquidation_ppm < PPM:
         problems.append("partial liquidation fraction must be within (0, 1e6) ppm")
+    if p.min_order_notional < 0:
+        problems.append("minimum order notional must not be negative")
     if min(p.tick_size, p.step_size, p.funding_interval_ms, p.oracle_max_age_ms) <= 0:
         problems.append("tick, step, funding interval and oracle max age must be positive")
     if problems:

@@ -59,7 +59,6 @@ def long_ten_btc_at_2x_then_oracle_31k() -> Venue:
 # Base rules: the sale fills at 1 USDC; a is left with 5 BTC, margin 5 USDC and
 # equity -144,995 USDC, b gains 154,995, and the next Liquidate makes the
 # insurance fund pay 144,995.
-@pytest.mark.xfail(strict=True, reason="issue 10: a reducing fill is not bounded by the bankruptcy price")
 @pytest.mark.parametrize("path", ["rules", "builder"])
 def test_sliver_sale_below_the_bankruptcy_price_is_refused(path):
     venue = long_ten_btc_at_2x_then_oracle_31k()
@@ -98,7 +97,6 @@ def market_with_reduce_only_bid(price: int, markets=DEVNET_MARKETS) -> tuple[Ven
 # 120,000) rests with no reserve as the best bid: post-only asks below 120,000
 # are refused, the sequencer's funding rate is the cap (100 ppm per minute on
 # devnet, against 0 for the honest 59,999/60,001 book).
-@pytest.mark.xfail(strict=True, reason="issue 10: a reduce-only remainder rests with no reserve")
 def test_reduce_only_order_never_rests_as_book_depth():
     venue, _ = market_with_reduce_only_bid(usd(120_000))
     assert venue.size("x") in (0, -STEP)
@@ -110,7 +108,6 @@ def test_reduce_only_order_never_rests_as_book_depth():
 # Base rules (production table, hourly funding capped at 6,000 ppm): the
 # resting bid drives two capped ticks and a 10 BTC 50x long (entered at the
 # mark, margin 12,000) is liquidated by funding alone after two hours.
-@pytest.mark.xfail(strict=True, reason="issue 10: one resting order moves the funding premium to the cap")
 def test_reduce_only_order_cannot_liquidate_a_long_through_funding():
     venue, _ = market_with_reduce_only_bid(usd(120_000), markets={BTC: PRODUCTION_MARKETS[BTC]})
     venue.place("mm", False, usd(60_000), 10 * ONE_BTC, leverage=10)
@@ -129,7 +126,6 @@ def test_reduce_only_order_cannot_liquidate_a_long_through_funding():
 # Base rules: at the largest price the log allows, the reduce-only bid makes
 # every other account's sell price its risk at that bid: a seller with 7,000
 # USDC is refused a 1 BTC 10x GTC sell at 60,000 (insufficient_collateral).
-@pytest.mark.xfail(strict=True, reason="issue 10: a reduce-only bid at the max price blocks every sell")
 def test_reduce_only_bid_at_the_max_price_does_not_block_sellers():
     top = (2**63 - 1) // USDC * USDC
     venue, _ = market_with_reduce_only_bid(top)
@@ -148,7 +144,6 @@ def is_refused_as_self_trade(result) -> bool:
 # Base rules: a's GTC sell of 2 steps at 59,999 is accepted, fills nothing and
 # rests at 59,999 against a's own bid at 59,999 (and b's reduce-only 60,001):
 # a crossed book.
-@pytest.mark.xfail(strict=True, reason="issue 10: self-trade prevention stops counting at the first level")
 def test_self_trade_behind_an_unfillable_reduce_only_order_is_refused():
     venue = Venue({"a": usd(100_000), "b": usd(100_000), "c": usd(100_000)})
     venue.set_price(usd(60_000))
@@ -262,7 +257,6 @@ def test_liquidatable_but_solvent_position_is_reduced_partially_not_deleveraged(
 # Base rules: a 50x long of 1 BTC bought 0.7% above the mark (60,420 vs
 # 60,000) opens with equity 788.4 at the mark against an initial requirement
 # of 1,200 (only maintenance, 720, is checked).
-@pytest.mark.xfail(strict=True, reason="issue 10: an opening fill only needs maintenance at the mark")
 @pytest.mark.parametrize("path", ["rules", "builder"])
 def test_opening_fill_needs_initial_margin_at_the_worse_of_fill_and_mark(path):
     venue = Venue({"a": usd(10_000), "mm": usd(1_000_000)})
@@ -297,7 +291,6 @@ def test_orders_of_a_liquidated_position_are_cancelled():
 
 
 # Base rules: an order of one step at 1 USDC and 50x is accepted and reserves 3 micro-USDC.
-@pytest.mark.xfail(strict=True, reason="issue 10: no minimum order notional")
 @pytest.mark.parametrize("path", ["rules", "builder"])
 def test_an_order_below_the_minimum_notional_is_refused(path):
     venue = Venue({"a": usd(1_000)})
@@ -317,7 +310,6 @@ def test_an_order_below_the_minimum_notional_is_refused(path):
 
 # Base rules: three maximum deposits (2**63 - 1 each) take total_deposited to
 # 27,670,116,110,564,327,421 > 2**64 and the snapshot encoder raises OverflowError.
-@pytest.mark.xfail(strict=True, reason="issue 10: totals overflow the 64-bit snapshot encoding")
 def test_three_maximum_deposits_keep_the_state_encodable():
     venue = Venue({})
     top = venue.ctx.preset.max_amount

@@ -106,7 +106,7 @@ def test_self_trade_prevention_rejects_the_new_order_whole():
 def test_reduce_only_reduces_and_fills_at_most_the_position():
     sim = rich_sim()
     with pytest.raises(RuleError) as exc:
-        sim.place("alice", False, usd(60_000), ONE_BTC, reduce_only=True)
+        sim.place("alice", False, usd(60_000), ONE_BTC, reduce_only=True, tif=IMMEDIATE_OR_CANCEL)
     assert exc.value.code == "reduce_only"
     sim.place("bob", False, usd(60_000), ONE_BTC)
     sim.place("alice", True, usd(60_000), ONE_BTC)            # alice long 1
@@ -116,24 +116,23 @@ def test_reduce_only_reduces_and_fills_at_most_the_position():
     assert sim.size("alice") == 0
     # The rules refuse a reduce-only fill that would open a position.
     sim.place("dave", False, usd(61_000), ONE_BTC)
-    taker = sim.order("alice", True, usd(61_000), ONE_BTC, reduce_only=True)
+    taker = sim.order("alice", True, usd(61_000), ONE_BTC, reduce_only=True, tif=IMMEDIATE_OR_CANCEL)
     assert sim.apply(taker) is None       # registered directly, bypassing the Exchange's check
     error = sim.apply(Trade(BTC, ADDR["dave"], 1, ADDR["alice"], taker.nonce, usd(61_000), ONE_BTC))
     assert (error.code, error.side) == ("reduce_only", "taker")
 
 
-def test_resting_reduce_only_that_no_longer_reduces_is_passed_over():
+def test_reduce_only_orders_never_rest():
+    """dYdX v4: reduce-only is immediate-or-cancel only, so no order rests
+    without a reserve (issue 10)."""
     sim = rich_sim()
     sim.place("bob", False, usd(60_000), ONE_BTC)
     sim.place("alice", True, usd(60_000), ONE_BTC)                          # alice long 1
-    sim.place("alice", False, usd(60_100), ONE_BTC, reduce_only=True)       # resting take-profit
-    sim.place("carol", True, usd(59_000), ONE_BTC)
-    sim.place("alice", False, usd(59_000), ONE_BTC, tif=IMMEDIATE_OR_CANCEL)  # closes the long
-    assert sim.size("alice") == 0
-    sim.place("bob", False, usd(60_200), ONE_BTC)
-    out = sim.place("dave", True, usd(60_200), ONE_BTC)
-    assert trades(out) == [(ADDR["bob"], 2, usd(60_200), ONE_BTC)]      # alice's order skipped
-    assert sim.exchange.book(BTC)["asks"] == [[usd(60_100), ONE_BTC, 1]]  # and still resting
+    for tif in (0, 2):                                                      # good-till-cancel, post-only
+        with pytest.raises(RuleError) as exc:
+            sim.place("alice", False, usd(60_100), ONE_BTC, reduce_only=True, tif=tif)
+        assert exc.value.code == "reduce_only_not_ioc"
+    assert sim.exchange.book(BTC)["asks"] == []
     assert_rebuild_equal(sim)
 
 

@@ -150,11 +150,11 @@ def test_place_order_refuses_bad_terms(field, value, code):
 def test_place_order_registers_params_and_sequence():
     sim = Sim(alice=usd(1_000))
     first = sim.order("alice", True, PRICE, ONE_BTC, leverage=5)
-    second = sim.order("alice", False, PRICE + usd(1), HALF, tif=2, reduce_only=True)
+    second = sim.order("alice", False, PRICE + usd(1), HALF, tif=1, reduce_only=True)
     assert sim.apply(first) is None and sim.apply(second) is None
     order = sim.state.orders[(ADDR["alice"], second.nonce)]
     assert (order.market, order.is_buy, order.price, order.size, order.time_in_force, order.reduce_only,
-            order.seq) == (BTC, False, PRICE + usd(1), HALF, 2, True, 2)
+            order.seq) == (BTC, False, PRICE + usd(1), HALF, 1, True, 2)
     assert sim.state.globals.order_count == 2
     assert_refused(sim, first, "nonce_used")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from sequencer.core.inbox import compute_next_inbox_hash, encode_inbox_record_lenient
+from sequencer.core.presets import MAX_INT64
 from sequencer.core.records import Deposit, ForcedWithdrawal, Transfer, Withdraw
 from sequencer.core.rules.base import (Context, RuleError, get_account_or_empty, process_user_preamble, require,
                                        require_amount)
@@ -69,13 +70,15 @@ def is_valid_deposit(record: Deposit, ctx: Context) -> bool:
 def process_deposit(state: State, record: Deposit, timestamp_ms: int, ctx: Context) -> None:
     """Credit free collateral (creating the account).  A deposit whose fields the
     rules cannot credit (not a 20-byte address, amount outside 1..max_amount)
-    still takes its place in the inbox and credits nothing: the inbox never
+    still takes its place in the inbox and credits nothing, and so does one
+    that would take the deposits ever credited past 2**63 - 1 (then no balance
+    or total can leave the 64-bit integers of the log and the snapshots): the inbox never
     blocks on one entry (the bridge refunds it only if it never reaches a
     final output, so such an entry is a loss for its depositor: the bridge
     itself only accepts 20-byte addresses and positive amounts)."""
     process_inbox_index(state, record.inbox_index)
     amount = 0
-    if is_valid_deposit(record, ctx):
+    if is_valid_deposit(record, ctx) and state.globals.total_deposited + record.amount <= MAX_INT64:
         amount = record.amount
         account = get_account_or_empty(state, record.account)
         state.set_account(record.account, msgspec.structs.replace(account, collateral=account.collateral + amount))

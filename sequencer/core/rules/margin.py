@@ -68,6 +68,14 @@ def is_liquidatable(position: Position, mark: int, market: Market, params: Marke
     return equity < abs(position.size) * mark * params.maintenance_margin_ppm
 
 
+def is_solvent_at(position: Position, price: int, market: Market, params: MarketParams) -> bool:
+    """equity >= 0 at ``price``: the position's whole value at that price
+    covers what it owes.  Closing any slice at a price where this fails is
+    beyond the bankruptcy price: the loss would be taken from the margin the
+    rest of the position needs (issue 10, the sliver sale)."""
+    return compute_equity_scaled(position, price, market, params) >= 0
+
+
 def is_initial_margin_kept(position: Position, mark: int, market: Market, params: MarketParams) -> bool:
     """equity >= initial requirement, compared exactly."""
     equity = compute_equity_scaled(position, mark, market, params) * PPM

@@ -34,6 +34,13 @@ def check_order_terms(r: PlaceOrder, params: MarketParams, ctx: Context) -> None
     if r.time_in_force not in TIME_IN_FORCE_NAMES:
         raise RuleError("invalid_time_in_force",
                         f"timeInForce {r.time_in_force}: 0 good-till-cancel, 1 immediate-or-cancel, 2 post-only")
+    if r.reduce_only and r.time_in_force != IMMEDIATE_OR_CANCEL:
+        # dYdX v4: a reduce-only order never rests, so nothing sits in the book
+        # without a reserve (issue 10: a resting reduce-only bid moved funding and blocked sellers).
+        raise RuleError("reduce_only_not_ioc", "a reduce-only order must be immediate-or-cancel (timeInForce 1)")
+    if not r.reduce_only and r.size * r.price < params.min_order_notional * params.scale:
+        raise RuleError("below_min_notional", f"order notional {r.size * r.price // params.scale} is below the "
+                                              f"market's minimum {params.min_order_notional}")
 
 
 _PLACE_ORDER_TYPE_HASH = eip712.TYPE_HASHES["PlaceOrder"]

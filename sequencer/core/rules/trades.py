@@ -11,10 +11,11 @@ from sequencer.core.presets import MAX_INT64
 from sequencer.core.records import Trade
 from sequencer.core.rules.base import (Context, RuleError, TradeError, get_market, hex_address, require,
                                        require_fresh_price, require_market_params, require_side)
-from sequencer.core.rules.margin import ceil_div, compute_fee, compute_long_change, is_liquidatable
+from sequencer.core.rules.margin import (ceil_div, compute_fee, compute_long_change, is_initial_margin_kept,
+                                         is_solvent_at)
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY
 from sequencer.core.rules.positions import add_open_interest, close_and_release, get_position, settle_funding
-from sequencer.core.state import Order, State
+from sequencer.core.state import Market, Order, Position, State
 
 replace = msgspec.structs.replace
 
@@ -77,7 +78,12 @@ def settle_fill(state: State, address: bytes, order: Order, delta: int, price: i
         raise TradeError(side, "reduce_only", f"reduce-only order would increase the position "
                                               f"(size {old_size}, fill {delta})")
     free = account.collateral
+    market = state.markets[params.id]
     if closing:
+        if not is_solvent_at(position, price, market, params):
+            raise TradeError(side, "below_bankruptcy",
+                             f"fill at {price} is beyond the bankruptcy price of the position of "
+                             f"{hex_address(address)} (it can only be liquidated)")
         position, free = close_and_release(state, address, position, closing, sign * closing * price // scale,
                                            free, side)
     if opening:
@@ -97,11 +103,23 @@ def settle_fill(state: State, address: bytes, order: Order, delta: int, price: i
                          f"funding owed leaves the position margin at {position.margin}; add margin first")
     if abs(position.cost) > MAX_INT64:
         raise TradeError(side, "position_too_large", "the position's cost would leave the 64-bit range")
-    if opening and is_liquidatable(position, mark, state.markets[params.id], params):
-        raise TradeError(side, "insufficient_margin", "the position would be below maintenance margin at the mark")
+    check_fill_bounds(position, opening, price, mark, market, params, side)
     state.set_account(address, replace(account, collateral=free - fee))
     state.set_position(address, params.id, position)
     return fee, compute_long_change(old_size, position.size)
+
+
+def check_fill_bounds(position: Position, opening: int, price: int, mark: int, market: Market,
+                      params: MarketParams, side: str) -> None:
+    """No fill leaves a position with negative equity at the mark, and a fill
+    that opens needs the initial margin at the worse of its price and the mark."""
+    if position.size and not is_solvent_at(position, mark, market, params):
+        raise TradeError(side, "below_bankruptcy", "the fill would leave the position with negative equity "
+                                                   "at the mark")
+    if opening and not (is_initial_margin_kept(position, mark, market, params)
+                        and is_initial_margin_kept(position, price, market, params)):
+        raise TradeError(side, "insufficient_margin", "the position would be below its initial margin at the "
+                                                      "fill price or the mark")
 
 
 def process_trade(state: State, t: Trade, timestamp_ms: int, ctx: Context) -> None:
