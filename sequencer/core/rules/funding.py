@@ -22,7 +22,10 @@ def verify_oracle_quorum(r: OraclePrice, ctx: Context) -> None:
     if not ctx.verify_signatures:
         return
     oracle = get_oracle_set(ctx)
-    digest = eip712.compute_digest(ctx.domain_separator, "OraclePrice", r)
+    try:
+        digest = eip712.compute_digest(ctx.domain_separator, "OraclePrice", r)
+    except ValueError as exc:  # a field outside its EIP-712 type: no oracle could have signed it
+        raise RuleError("invalid_field", f"OraclePrice: {exc}") from None
     seen: set[bytes] = set()
     for signature in r.signatures:
         try:
