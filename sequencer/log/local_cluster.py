@@ -8,15 +8,17 @@ leads a topic's partition 0, so a test can crash exactly that one.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "infra" / "kafka" / "kafka.sh"
+from sequencer.log.local_broker import REPO, run_kafka_script
+
 NODE_IDS = (1, 2, 3)
+TRANSACTION_STATE = "__transaction_state"
 
 
 class ClusterError(RuntimeError):
@@ -33,8 +35,8 @@ class LocalCluster:
         return self.port + node_id - 1
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        env = dict(os.environ, ISOROLL_KAFKA_CLUSTER_PORT=str(self.port), ISOROLL_KAFKA_CLUSTER_DIR=str(self.dir))
-        result = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True)
+        result = run_kafka_script(*args, env={"ISOROLL_KAFKA_CLUSTER_PORT": str(self.port),
+                                              "ISOROLL_KAFKA_CLUSTER_DIR": str(self.dir)})
         if check and result.returncode != 0:
             raise ClusterError(f"kafka.sh {' '.join(args)} failed (cluster port {self.port}):\n{result.stderr}")
         return result
@@ -90,6 +92,23 @@ class LocalCluster:
 
     async def leader(self, topic: str) -> int:
         return (await self.describe(topic))["leader"]
+
+    async def wait_in_sync(self, *topics: str, timeout: float = 60.0) -> None:
+        """Wait until partition 0 of each topic has all three replicas in its ISR
+        (a restarted node has caught up), so that killing another node leaves two."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            states = []
+            for topic in topics:
+                try:
+                    states.append(await self.describe(topic))
+                except Exception as exc:  # not created yet, or no leader right now
+                    states.append({"error": repr(exc)})
+            if all(len(s.get("isr", ())) == len(NODE_IDS) and s.get("leader", -1) in NODE_IDS for s in states):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"replicas not in sync after {timeout:g} s: {states}")
+            await asyncio.sleep(0.5)
 
 
 def _is_alive(pid: int) -> bool:

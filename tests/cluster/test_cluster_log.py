@@ -17,9 +17,8 @@ import uuid
 
 import pytest
 
-from kafka_cluster import TRANSACTION_STATE, wait_in_sync
 from sequencer.log.kafka import BlockReader, BlockWriter, LogConfig, LogUnavailable, ensure_topic
-from sequencer.log.local_cluster import NODE_IDS
+from sequencer.log.local_cluster import NODE_IDS, TRANSACTION_STATE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka]
 
@@ -109,7 +108,7 @@ async def test_writer_survives_a_leader_crash_and_refuses_below_min_isr(cluster,
     stream = Stream(config)
     try:
         await stream.write_acked(BLOCKS_BEFORE)
-        await wait_in_sync(cluster, cluster_topic, TRANSACTION_STATE)
+        await cluster.wait_in_sync(cluster_topic, TRANSACTION_STATE)
         leader = await cluster.leader(cluster_topic)
         # Keep writing while the leader dies: the kill lands mid-stream.
         writing = asyncio.create_task(stream.write_acked(BLOCKS_AFTER))

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from kafka_cluster import TRANSACTION_STATE, wait_in_sync
 from nodes import dev_clients, logged_record_hashes, make_config, replay_fresh, wait_until
+from sequencer.log.local_cluster import TRANSACTION_STATE
 from sequencer.node.service import Service
 from sequencer.sdk import ApiError
 
@@ -65,7 +65,7 @@ async def test_node_rides_out_a_leader_crash_and_refuses_below_min_isr(cluster, 
         try:
             load.start()
             await load.acked_after(0, 20)
-            await wait_in_sync(cluster, cluster_topic, TRANSACTION_STATE)
+            await cluster.wait_in_sync(cluster_topic, TRANSACTION_STATE)
             leader = await cluster.leader(cluster_topic)
             await asyncio.to_thread(cluster.kill, leader)
             killed_at = time.monotonic()
