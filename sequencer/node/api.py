@@ -23,6 +23,7 @@ from sequencer.core.records import Record
 from sequencer.core.transition import RuleError
 from sequencer.log.kafka import Fenced, LogError
 from sequencer.node import views
+from sequencer.node.assembler import CheckedRecord, Outcome
 from sequencer.node.fills import get_markets
 from sequencer.node.lifecycle import NodeFailed, Phase
 from sequencer.node.metrics import METRICS
@@ -183,10 +184,12 @@ class Api:
                                           "nothing was written, retry later")
 
     @staticmethod
-    def unpack_checked(checked: txcheck.CheckedTx) -> tuple[Record, bytes]:
+    def unpack_checked(checked: txcheck.CheckedTx) -> CheckedRecord:
+        """A passed check as the block will carry it: the record decoded once
+        (it crossed a process boundary as its log bytes), bytes and hash kept."""
         if checked.code:
             raise ApiError(checked.code, checked.message)
-        return decode_record(checked.record), checked.tx_hash
+        return CheckedRecord(decode_record(checked.record), checked.record, checked.tx_hash)
 
     def check_duplicate(self, tx_hash: bytes) -> bytes:
         known = self.node.chain.receipts.get(tx_hash)
@@ -195,11 +198,15 @@ class Api:
                                          f"(GET /v1/tx/0x{tx_hash.hex()}); its nonce cannot be used again")
         return tx_hash
 
-    async def submit(self, record: Record, tx_hash: bytes) -> dict:
-        """Queue a checked record and wait for its receipt (the caller did the
+    async def submit(self, tx: CheckedRecord) -> dict:
+        """Queue a checked tx and wait for its receipt (the caller did the
         stateless checks: ``node.checkers``, or the oracle quorum in api_trading)."""
+        return self.render_outcome(tx.record, await self.submit_for_outcome(tx))
+
+    async def submit_for_outcome(self, tx: CheckedRecord) -> Outcome:
+        """``submit`` without rendering: the Outcome, or the ApiError of a refusal."""
         try:
-            receipt = await self.node.builder.submit(record)
+            return await self.node.builder.submit(tx)
         except RuleError as exc:
             raise ApiError(exc.code, exc.message) from None
         except Fenced as exc:
@@ -209,22 +216,24 @@ class Api:
         except LogError as exc:
             raise ApiError("log_unavailable", f"the log did not take the block: {exc}; "
                                               "the tx was not acknowledged (retry it)") from None
-        assert receipt.hash == tx_hash
-        return self.render_receipt(receipt, record)
 
-    def render_receipt(self, receipt, record: Record | None = None) -> dict:
+    def render_receipt(self, receipt) -> dict:
         info = self.node.chain.block_infos.get(receipt.block)
-        out = wire.receipt_to_json(receipt, info.state_root if info else None)
-        if record is not None:
-            out.update(self.trading.receipt_extras(record, receipt))
+        return wire.receipt_to_json(receipt, info.state_root if info else None)
+
+    def render_outcome(self, record: Record, outcome: Outcome) -> dict:
+        """A submitted tx's receipt, with what its admission made (a PlaceOrder's fills)."""
+        out = self.render_receipt(outcome.receipt)
+        out.update(self.trading.receipt_extras(record, outcome))
         return out
 
     async def handle_tx(self, body: bytes) -> dict:
         """POST /v1/tx: one tx in, its receipt out once the block is committed."""
         METRICS.counter("isoroll_txs_received_total").inc()
-        record, tx_hash = self.unpack_checked(await self.node.checkers.check(body))
+        tx = self.unpack_checked(await self.node.checkers.check(body))
         self.check_writable()  # again: the node may have lost the log while the check ran
-        return await self.submit(record, self.check_duplicate(tx_hash))
+        self.check_duplicate(tx.tx_hash)
+        return await self.submit(tx)
 
     async def handle_txs(self, body: bytes) -> dict:
         """POST /v1/txs: up to max_batch_txs txs, each admitted or refused alone, in order."""
@@ -239,15 +248,16 @@ class Api:
         pending = []
         for i, item in enumerate(checked):
             try:
-                record, tx_hash = self.unpack_checked(item)
-                self.check_duplicate(tx_hash)
+                tx = self.unpack_checked(item)
+                self.check_duplicate(tx.tx_hash)
             except ApiError as exc:
                 results[i] = wire.rejection_to_json(None, exc.code, exc.message)
                 continue
-            pending.append((i, tx_hash, record, self.node.builder.submit(record)))
-        for i, tx_hash, record, future in pending:
+            pending.append((i, tx, self.node.builder.submit(tx)))
+        for i, tx, future in pending:
+            tx_hash = tx.tx_hash
             try:
-                results[i] = self.render_receipt(await future, record)
+                results[i] = self.render_outcome(tx.record, await future)
             except RuleError as exc:
                 results[i] = wire.rejection_to_json(tx_hash, exc.code, exc.message)
             except Fenced as exc:

@@ -239,7 +239,7 @@ class HistoryRoutes:
     async def get_account_fills(self, request: Request) -> Response:
         address = parse_address_param(request.path_params["address"])
         limit, before = self.limit(request), self.cursor(request)
-        fills = getattr(self.api, "fill_index", None)
+        fills = self.api.node.fills
         if fills is not None:
             await fills.backfill()
         await self.api.settled()

@@ -23,6 +23,7 @@ WebSocket "book" events.
 from __future__ import annotations
 
 import logging
+from itertools import takewhile
 
 import msgspec
 from starlette.requests import Request
@@ -30,13 +31,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sequencer.core import wire
-from sequencer.core.encoding import compute_record_hash, decode_block, decode_record, encode_record
+from sequencer.core.encoding import decode_record
 from sequencer.core.presets import MAX_INT64
-from sequencer.core.records import CancelOrder, OraclePrice, PlaceOrder, Trade
+from sequencer.core.records import CancelOrder, Liquidate, OraclePrice, PlaceOrder, Trade
 from sequencer.core.rules import funding, orders
 from sequencer.core.transition import RuleError
 from sequencer.node import views
 from sequencer.node.api import ApiError, json_response, parse_address_param, read_body
+from sequencer.node.assembler import CheckedRecord, Outcome
 from sequencer.node.fills import FILLS_PER_ACCOUNT
 
 log = logging.getLogger("isoroll.api")
@@ -123,11 +125,7 @@ class TradingRoutes:
         if exchange is None or result.block is None:
             return []
         touched: set[int] = set()
-        for raw in result.block.records:
-            try:
-                record = decode_record(bytes(raw))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue
+        for record in self.records_of(result):
             if isinstance(record, (PlaceOrder, Trade)):
                 touched.add(record.market)
             elif isinstance(record, CancelOrder):
@@ -135,9 +133,26 @@ class TradingRoutes:
         return [{"type": "book", "block": info.number, **exchange.book(m, BOOK_EVENT_DEPTH)}
                 for m in sorted(touched) if m in exchange.books]
 
-    def receipt_extras(self, record, receipt) -> dict:
+    @staticmethod
+    def records_of(result) -> list:
+        """A block's records as objects: as the assembler made them for a block
+        this node built (assembler.BuiltBlock), else decoded from the log bytes."""
+        records = getattr(result, "records", None)
+        if records is not None:
+            return records
+        out = []
+        for raw in result.block.records:
+            try:
+                out.append(decode_record(bytes(raw)))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+        return out
+
+    def receipt_extras(self, record, outcome: Outcome) -> dict:
         """A committed PlaceOrder's receipt also gives the order's status as of
-        its block and the fills it made as the taker (the Trades right after it)."""
+        its block and the fills it made as the taker: the Trades its admission
+        derived (assembler.Outcome), nothing decoded again."""
+        receipt = outcome.receipt
         if not isinstance(record, PlaceOrder) or not receipt.ok:
             return {}
         order = self.node.chain.state.orders.get((record.account, record.nonce))
@@ -151,7 +166,9 @@ class TradingRoutes:
             status = "expired"  # an IOC remainder never rests
         else:
             status = "resting" if order.filled == 0 else "partially_filled"
-        fills = self.fills.taker_fills(receipt.block, wire.hex0x(record.account), record.nonce)
+        info = self.node.chain.block_infos.get(receipt.block)
+        trades = [(receipt.index + 1 + k, r) for k, r in enumerate(outcome.derived) if type(r) is Trade]
+        fills = self.fills.describe_trades(trades, receipt.block, info.timestamp_ms if info else 0)
         return {"order": {"market": record.market, "nonce": record.nonce, "status": status,
                           "size": order.size, "filled": order.filled},
                 "fills": fills}
@@ -164,8 +181,8 @@ class TradingRoutes:
         record = parse_oracle_price(body)
         if record.market not in api.market_table():
             raise ApiError("unknown_market", f"market {record.market} is not configured; GET /v1/markets lists them")
-        tx_hash = compute_record_hash(encode_record(record))
-        known = self.node.chain.receipts.get(tx_hash)
+        tx = CheckedRecord.of(record)
+        known = self.node.chain.receipts.get(tx.tx_hash)
         if known is not None:
             raise ApiError("nonce_used", f"this exact price is already in block {known.block}")
         try:
@@ -173,26 +190,12 @@ class TradingRoutes:
             funding.verify_oracle_quorum(record, self.node.ctx)
         except RuleError as exc:
             raise ApiError(exc.code, exc.message) from None
-        receipt = await api.submit(record, tx_hash)
-        receipt["liquidations"] = self.liquidations_after(receipt)
+        outcome = await api.submit_for_outcome(tx)
+        receipt = api.render_outcome(record, outcome)
+        # The liquidations this price triggered: the records its admission derived.
+        receipt["liquidations"] = [{"account": wire.hex0x(r.account), "market": r.market}
+                                   for r in takewhile(lambda r: type(r) is Liquidate, outcome.derived)]
         return json_response(receipt)
-
-    def liquidations_after(self, receipt: dict) -> list[dict]:
-        """The Liquidate records the builder put right after this price."""
-        block, index = receipt.get("block"), receipt.get("index")
-        message = self.node.chain.recent_messages.get(block) if block is not None else None
-        if message is None:
-            return []
-        out = []
-        for raw in decode_block(message).records[index + 1:]:
-            try:
-                record = decode_record(bytes(raw))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                break
-            if type(record).__name__ != "Liquidate":
-                break
-            out.append({"account": wire.hex0x(record.account), "market": record.market})
-        return out
 
     async def get_market(self, request: Request) -> Response:
         market_id, params = self.require_market(request)

@@ -1,10 +1,11 @@
-"""The sequencer's block builder: collect admitted txs, cut a block by size or
-time, write it to the log in one Kafka transaction, acknowledge after commit.
+"""The sequencer's block builder, the async driver of the block assembler:
+collect checked txs, cut a block by size or time, have the assembler
+(sequencer.node.assembler) admit them and build the block, write it to the log
+in one Kafka transaction, acknowledge after commit.
 
-The builder applies each tx to the live state as it admits it (so a tx that
-breaks a rule is refused before anything is written) under a block-level
-snapshot; when the log write fails the whole block is reverted and every tx in
-it gets ``LogUnavailable`` (HTTP 503): nothing unacknowledged is reported done.
+A tx that breaks a rule is refused before anything is written; when the log
+write fails the whole block is reverted and every tx in it gets
+``LogUnavailable`` (HTTP 503): nothing unacknowledged is reported done.
 """
 from __future__ import annotations
 
@@ -14,33 +15,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from sequencer.core.encoding import compute_block_hash, encode_block, make_block
-from sequencer.core.records import Receipt, Record
-from sequencer.core.rules.funding import get_due_funding_time
-from sequencer.core.state import State
-from sequencer.core.transition import (BlockResult, Context, RuleError, apply_record,
-                                       process_block_end)
-from sequencer.log.kafka import Fenced, LogUnavailable
+from sequencer.core.records import Record
+from sequencer.core.transition import Context
 from sequencer.executor.chain import Chain
+from sequencer.log.kafka import Fenced, LogUnavailable
+from sequencer.node.assembler import Admit, Assembly, BlockAssembler, CheckedRecord, Outcome, admit_single
 from sequencer.node.lifecycle import NodeFailed
 from sequencer.node.metrics import METRICS
 
 log = logging.getLogger("isoroll.builder")
 
-Admit = Callable[[State, Record, int, Context], list[Record]]
 
-
-def admit_single(state: State, record: Record, timestamp_ms: int, ctx: Context) -> list[Record]:
-    """Default admission: apply the record alone; raise its RuleError if it fails."""
-    error = apply_record(state, record, timestamp_ms, ctx)
-    if error is not None:
-        raise error
-    return [record]
-
-
-@dataclass
+@dataclass(slots=True)
 class Submission:
-    record: Record
+    tx: CheckedRecord
     future: asyncio.Future
     received: float = field(default_factory=time.perf_counter)
 
@@ -58,11 +46,12 @@ class BlockBuilder:
         self._write = write
         self.max_records = max_records
         self.interval_s = interval_ms / 1000
-        self.admit = admit if exchange is None else exchange.admit
         self.exchange = exchange
         """The order books (sequencer.core.matching.Exchange), or None for the account model only."""
         self.now_ms = now_ms
         self.ctx = ctx if ctx is not None else chain.ctx
+        self.assembler = BlockAssembler(chain.state, self.ctx, max_records=max_records, exchange=exchange,
+                                        admit=admit)
         self._queue: asyncio.Queue[Submission] = asyncio.Queue()
         self._settled = asyncio.Event()
         self._settled.set()
@@ -73,13 +62,16 @@ class BlockBuilder:
         self._halted: Exception | None = None
 
     # --- the API side -----------------------------------------------------
-    def submit(self, record: Record) -> asyncio.Future:
-        """Queue a verified record; the future resolves to its Receipt after the
-        commit, or raises RuleError (refused, nothing written) or LogError."""
+    def submit(self, tx: CheckedRecord | Record) -> asyncio.Future:
+        """Queue a checked tx (a bare record is encoded and hashed here); the
+        future resolves to its ``Outcome`` after the commit, or raises RuleError
+        (refused, nothing written), LogError or NodeFailed."""
         if self.stopped:
             raise self._halted or Fenced("this sequencer was fenced by a newer one and no longer writes")
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(Submission(record, future))
+        if not isinstance(tx, CheckedRecord):
+            tx = CheckedRecord.of(tx)
+        self._queue.put_nowait(Submission(tx, future))
         METRICS.gauge("isoroll_pending_txs").set(self._queue.qsize())
         return future
 
@@ -108,17 +100,8 @@ class BlockBuilder:
     async def run(self) -> None:
         while not self.stopped:
             batch = await self._collect()
-            if batch or self._funding_due():
+            if batch or self.assembler.is_funding_due(self.now_ms()):
                 await self._build_and_write(batch)
-
-    def _funding_due(self) -> bool:
-        """Whether ``exchange.due_funding`` would emit a tick now (nothing applied)."""
-        if self.exchange is None:
-            return False
-        state = self.chain.state
-        timestamp_ms = max(self.now_ms(), state.globals.timestamp_ms)
-        return any(get_due_funding_time(state.markets.get(market_id), params, timestamp_ms) is not None
-                   for market_id, params in self.exchange.markets.items())
 
     async def _collect(self) -> list[Submission]:
         if self.exchange is None:
@@ -163,79 +146,48 @@ class BlockBuilder:
             raise
 
     async def _build_and_write_checked(self, batch: list[Submission]) -> None:
-        state = self.chain.state
-        g = state.globals
-        timestamp_ms = max(self.now_ms(), g.timestamp_ms)
-        block_snapshot = state.snapshot()
-        admitted: list[tuple[Submission, int]] = []
-        records: list[Record] = self._block_start_records(state, timestamp_ms)
-        for sub in batch:
-            if sub.future.done():  # the client went away
-                continue
-            if len(records) >= self.max_records - self.RESERVED_RECORDS:
-                self._queue.put_nowait(sub)  # next block
-                continue
-            try:
-                derived = self.admit(state, sub.record, timestamp_ms, self.ctx)
-            except RuleError as exc:
-                sub.future.set_exception(exc)
-                METRICS.counter("isoroll_txs_refused_total").inc()
-                continue
-            admitted.append((sub, len(records)))
-            records.extend(derived)
-        if not records:
-            # Nothing was applied (admission is atomic): no need to rebuild the books.
-            state.revert(block_snapshot)
+        batch = [sub for sub in batch if not sub.future.done()]  # a client that went away
+        assembly = self.assembler.assemble([sub.tx for sub in batch], self.now_ms())
+        admitted = self._settle_refusals(batch, assembly)
+        if assembly.result is None:
             return
-        block = make_block(g.block_number + 1, g.block_hash, timestamp_ms, records)
-        message = encode_block(block)
-        block_hash = compute_block_hash(message)
-        process_block_end(state, block, block_hash)
         self._settled.clear()
         try:
-            offset = await self._write(message)
+            offset = await self._write(assembly.message)
         except (LogUnavailable, Fenced) as exc:
-            self._revert(block_snapshot)
+            self.assembler.revert(assembly)
             self._settled.set()
             self._fail(admitted, exc)
             await self._handle_log_error(exc)
             return
-        state.commit(0)
-        receipts = self._receipts(block, block_hash, records)
-        info = self.chain.commit_built_block(offset, message, BlockResult(block, block_hash, receipts, True))
+        self.assembler.commit(assembly)
+        info = self.chain.commit_built_block(offset, assembly.message, assembly.result)
         self._settled.set()
         now = time.perf_counter()
-        for sub, index in admitted:
+        for sub, outcome in admitted:
             if not sub.future.done():
-                sub.future.set_result(receipts[index])
+                sub.future.set_result(outcome)
             METRICS.histogram("isoroll_submit_to_receipt_seconds").observe(now - sub.received)
         METRICS.counter("isoroll_blocks_written_total").inc()
         METRICS.counter("isoroll_txs_acked_total").inc(len(admitted))
         METRICS.gauge("isoroll_block_number").set(info.number)
         METRICS.gauge("isoroll_pending_txs").set(self._queue.qsize())
 
-    RESERVED_RECORDS = 256
-    """Room kept in every block for the records one admission derives (trades,
-    liquidations, funding ticks), so a block never exceeds max_records."""
+    def _settle_refusals(self, batch: list[Submission], assembly: Assembly) -> list[tuple[Submission, Outcome]]:
+        """Refused txs get their RuleError now, those without room go back to the
+        queue (the next block); returns the admitted ones with their outcomes."""
+        admitted = []
+        for sub, outcome in zip(batch, assembly.outcomes):
+            if isinstance(outcome, Outcome):
+                admitted.append((sub, outcome))
+            elif outcome is None:
+                self._queue.put_nowait(sub)
+            else:
+                sub.future.set_exception(outcome)
+                METRICS.counter("isoroll_txs_refused_total").inc()
+        return admitted
 
-    def _block_start_records(self, state: State, timestamp_ms: int) -> list[Record]:
-        """Funding ticks due at this block time (and the liquidations they cause)."""
-        if self.exchange is None:
-            return []
-        self.exchange.prune_expired(timestamp_ms)
-        return self.exchange.due_funding(state, timestamp_ms, self.ctx)
-
-    def _revert(self, snapshot: int) -> None:
-        self.chain.state.revert(snapshot)
-        if self.exchange is not None:
-            self.exchange.rebuild(self.chain.state)
-
-    def _receipts(self, block, block_hash: bytes, records: list[Record]) -> list[Receipt]:
-        from sequencer.core.encoding import compute_record_hash
-        return [Receipt(compute_record_hash(raw), block.number, i, True, None)
-                for i, raw in enumerate(block.records)]
-
-    def _fail(self, admitted: list[tuple[Submission, int]], exc: Exception) -> None:
+    def _fail(self, admitted: list[tuple[Submission, Outcome]], exc: Exception) -> None:
         METRICS.counter("isoroll_block_write_failures_total").inc()
         for sub, _ in admitted:
             if not sub.future.done():

@@ -46,7 +46,6 @@ class FillIndex:
         self.backfilled = False
         self._backfill_lock = asyncio.Lock()
         self._last: tuple[int, list[dict]] | None = None
-        self._by_taker: tuple[int, dict] | None = None
 
     def attach(self, chain: Chain) -> None:
         """Index every block ``chain`` applies from now on (the node calls this
@@ -58,20 +57,27 @@ class FillIndex:
 
     # --- indexing ------------------------------------------------------------------
     def block_fills(self, info, result) -> list[dict]:
-        """The fills of one applied block (cached for the block just indexed)."""
+        """The fills of one applied block (cached for the block just indexed).
+        A block this node assembled comes with its records as objects
+        (assembler.BuiltBlock): nothing is decoded again."""
         if info is None or result.block is None:
             return []
         if self._last is not None and self._last[0] == info.number:
             return self._last[1]
-        fills = self.extract(result.block, result.receipts)
+        records = getattr(result, "records", None)
+        if records is not None:
+            block = result.block
+            fills = self.describe_trades(((i, r) for i, r in enumerate(records) if type(r) is Trade),
+                                         block.number, block.timestamp_ms)
+        else:
+            fills = self.extract(result.block, result.receipts)
         self._last = (info.number, fills)
         return fills
 
     def extract(self, block, receipts) -> list[dict]:
+        """The fills of a block as log bytes (replay, following, backfill)."""
         chain = self.chain
-        state = chain.state
-        tables = get_markets(chain.ctx)
-        fills = []
+        trades = []
         for i, raw in enumerate(block.records):
             raw = bytes(raw)
             if len(raw) < 2 or raw[1] != _TRADE_TAG:  # fixarray header, then the tag
@@ -84,34 +90,24 @@ class FillIndex:
                 trade = decode_record(raw)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
-            if not isinstance(trade, Trade):
-                continue
+            if isinstance(trade, Trade):
+                trades.append((i, trade))
+        return self.describe_trades(trades, block.number, block.timestamp_ms)
+
+    def describe_trades(self, trades, number: int, timestamp_ms: int) -> list[dict]:
+        """API fills of (index in block, Trade) pairs of block ``number``."""
+        state = self.chain.state
+        tables = get_markets(self.chain.ctx)
+        fills = []
+        for i, trade in trades:
             maker = state.orders.get((trade.maker, trade.maker_nonce))
             params = tables.get(trade.market)
             if maker is None or params is None:
                 continue
             fill = views.describe_fill(trade, maker, params)
-            fill.update({"block": block.number, "index": i, "timestampMs": block.timestamp_ms})
+            fill.update({"block": number, "index": i, "timestampMs": timestamp_ms})
             fills.append(fill)
         return fills
-
-    def taker_fills(self, number: int, taker: str, nonce: int) -> list[dict]:
-        """The fills of one taker order in block ``number``.  The block's fills
-        are grouped once per block: a receipt per order must not rescan them
-        (that made a block's receipts quadratic in its size)."""
-        cached = self._by_taker
-        if cached is None or cached[0] != number:
-            groups: dict[tuple[str, int], list[dict]] = {}
-            for fill in self.block_fills_by_number(number):
-                groups.setdefault((fill["taker"], fill["takerNonce"]), []).append(fill)
-            cached = self._by_taker = (number, groups)
-        return cached[1].get((taker, nonce), [])
-
-    def block_fills_by_number(self, number: int) -> list[dict]:
-        if self._last is not None and self._last[0] == number:
-            return self._last[1]
-        message = self.chain.recent_messages.get(number)
-        return [] if message is None else self.extract(decode_block(message), None)
 
     def on_block(self, info, result) -> None:
         for fill in self.block_fills(info, result):

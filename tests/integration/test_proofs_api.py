@@ -56,7 +56,8 @@ class MemoryBridge:
     def bond(self) -> int:
         return 0
 
-    def propose(self, who, output_index: int, l2_block: int, fields: OutputFields, data: bytes) -> None:
+    def propose(self, who, output_index: int, l2_block: int, fields: OutputFields, data: bytes,
+                withdrawals_total: int = 0) -> None:
         assert output_index == len(self.outputs) and l2_block > self.outputs[-1]["l2_block"]
         self.outputs.append({"output_index": output_index, "output_root": fields.root(), "l2_block": l2_block,
                              "fields": fields})
