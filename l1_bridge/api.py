@@ -45,7 +45,7 @@ from sequencer.core.commitment import (compute_checkpoint_withdrawals, compute_c
                                        encode_withdrawal)
 from sequencer.core.hashing import keccak
 from sequencer.core.state import Withdrawal
-from sequencer.node.api import ApiError, json_response, parse_address_param
+from sequencer.node.api import ApiError, json_response, parse_address_param, parse_hash_param
 
 OUTPUTS_CACHE_S = 2.0
 """How long the list of L1 outputs read through the L1 client is reused."""
@@ -224,10 +224,7 @@ class ProofsApi:
 
     async def get_withdrawal_proof(self, request: Request) -> Response:
         raw = request.path_params["hash"]
-        try:
-            whash = wire.parse_hex(raw, "hash", 32)
-        except wire.WireError as exc:
-            raise ApiError(exc.code, exc.message) from None
+        whash = parse_hash_param(raw)
         await self.api.settled()
         l1 = await self.l1_outputs()
         state = self.node.chain.state

@@ -25,6 +25,8 @@ import os
 import sys
 from pathlib import Path
 
+from sequencer.executor.genesis import parse_allocations
+
 DEFAULT_RPC = "http://127.0.0.1:8545"
 DEFAULT_DEPLOYMENT = ".devnet/deployment.json"
 
@@ -77,8 +79,7 @@ def _replay(args, client):
     from l1_bridge.exit import L1Replay
     allocations = []
     if getattr(args, "genesis_file", None):
-        data = json.loads(Path(args.genesis_file).read_text())
-        allocations = [(bytes.fromhex(a["address"][2:]), int(a["amount"])) for a in data["allocations"]]
+        allocations = parse_allocations(json.loads(Path(args.genesis_file).read_text()))
     return L1Replay(client, preset=args.preset, allocations=allocations,
                     verify_signatures=not getattr(args, "no_verify_signatures", False))
 
@@ -290,8 +291,7 @@ def cmd_verifier(args) -> int:
                                client_id="isoroll-verifier")
     allocations = []
     if args.genesis_file:
-        data = json.loads(Path(args.genesis_file).read_text())
-        allocations = [(bytes.fromhex(a["address"][2:]), int(a["amount"])) for a in data["allocations"]]
+        allocations = parse_allocations(json.loads(Path(args.genesis_file).read_text()))
     v = Verifier(c, challenger, source=args.source, preset=args.preset, allocations=allocations,
                  log_config=log_config)
     if args.once:

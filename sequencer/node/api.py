@@ -106,6 +106,14 @@ def parse_address_param(value: str) -> bytes:
         raise ApiError(exc.code, exc.message) from None
 
 
+def parse_hash_param(value: str) -> bytes:
+    """A 0x-prefixed 32-byte hash from a path (400 naming what is wrong)."""
+    try:
+        return wire.parse_hex(value, "hash", 32)
+    except wire.WireError as exc:
+        raise ApiError(exc.code, exc.message) from None
+
+
 class Api:
     STREAM_BACKLOG = 50_000
     """Events a WebSocket client may fall behind by before it is disconnected."""
@@ -316,10 +324,7 @@ class Api:
 
     async def get_tx(self, request: Request) -> Response:
         raw = request.path_params["hash"]
-        try:
-            tx_hash = wire.parse_hex(raw, "hash", 32)
-        except wire.WireError as exc:
-            raise ApiError(exc.code, exc.message) from None
+        tx_hash = parse_hash_param(raw)
         await self.settled()
         receipt = self.node.chain.receipts.get(tx_hash)
         if receipt is None:
@@ -346,6 +351,7 @@ class Api:
             "logOffset": chain.next_offset,
             "inboxCount": g.inbox_count,
             "withdrawalCount": g.withdrawal_count,
+            **node.get_sequencer_status(),
         })
 
     async def get_account(self, request: Request) -> Response:
