@@ -13,7 +13,7 @@ from perps_support import ADDR, BTC, KEYS, ONE_BTC, T0, Sim, sign, sign_oracle, 
 from sequencer.core.encoding import compute_record_hash, decode_block, encode_record
 from sequencer.core.matching import Exchange
 from sequencer.core.markets import DEVNET_MARKETS
-from sequencer.core.records import Liquidate, PlaceOrder, Trade, Transfer
+from sequencer.core.records import Liquidate, Trade, Transfer
 from sequencer.core.transition import RuleError, apply_block_bytes
 from sequencer.executor.chain import Chain
 from sequencer.node.assembler import BlockAssembler, BuiltBlock, CheckedRecord, Outcome
