@@ -10,6 +10,10 @@ Everything is derived from keccak of counters: no randomness, no clock.
 records_vectors.json:
   lists[]:   {count, data, root, openings: [{index, item, siblings, count, expect}]}
   bad_data[]: {name, data}      (derive must fail)
+onestep_vectors.json:
+  params:    {domain_separator, max_amount, max_expiry_ahead_ms, nonce_window}
+  cases[]:   {name, state_root, ctx, item, openings, nonces, post_state_root, post_ctx_hash, ok}
+             (ctx as the Ctx tuple; openings as (present, value, (bitmap, siblings, other_key, other_value_hash)))
 """
 from __future__ import annotations
 
@@ -17,12 +21,22 @@ import json
 import sys
 from pathlib import Path
 
-from prover.records import (compute_records_root, derive_records_root, encode_data, prove_item,
-                            verify_item)
-from prover.smt import keccak
+import msgspec
+
+from prover.hashing import keccak
+from prover.records import (BlockEnd, BlockStart, Noop, compute_records_root, derive_records_root,
+                            encode_data, encode_item, prove_item, verify_item)
+from prover.trace import TraceContext, TraceRunner
+from sequencer.core import eip712
+from sequencer.core.presets import DEVNET
+from sequencer.core.records import Deposit, ForcedWithdrawal, Transfer, Withdraw
+from sequencer.core.rules.base import Context
+from sequencer.core.signing import SECP256K1_N, address_of, get_recover, sign_digest
+from sequencer.core.state import Account, Globals, State
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "tests" / "vectors"
 RECORDS_PATH = VECTORS_DIR / "records_vectors.json"
+ONESTEP_PATH = VECTORS_DIR / "onestep_vectors.json"
 SEED = b"isoroll/fraud-vectors/v1"
 
 
@@ -91,12 +105,143 @@ def build_records_vectors() -> dict:
     return {"lists": [make_list(n) for n in counts], "bad_data": bad_data()}
 
 
+# --- one-step cases ----------------------------------------------------------------
+
+DOMAIN = eip712.Domain(chain_id=DEVNET.chain_id, verifying_contract=bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"))
+RULES = Context(preset=DEVNET, domain_separator=eip712.compute_domain_separator(DOMAIN),
+                recover=get_recover("coincurve"))
+ONESTEP_PARAMS = (RULES.domain_separator, DEVNET.max_amount, DEVNET.max_expiry_ahead_ms, DEVNET.nonce_window)
+KEYS = [keccak(SEED + b"key" + bytes([i])) for i in range(4)]
+ADDRESSES = [address_of(k) for k in KEYS]
+BLOCK_TIME = 1_767_000_000_000
+
+
+def sign(record, key: bytes):
+    """The record with a valid EIP-712 signature by `key`."""
+    digest = eip712.compute_digest(RULES.domain_separator, eip712.get_primary_type(record), record)
+    return msgspec.structs.replace(record, signature=sign_digest(digest, key))
+
+
+def high_s(signature: bytes) -> bytes:
+    """The same signature with s -> n - s and v flipped (valid on the curve, refused by the rules)."""
+    s = int.from_bytes(signature[32:64], "big")
+    return signature[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - signature[64]])
+
+
+def make_state(accounts: dict[bytes, Account], *, block_number: int = 7, timestamp_ms: int = BLOCK_TIME - 1000,
+               inbox_count: int = 3, withdrawal_count: int = 5) -> State:
+    state = State()
+    for address, account in accounts.items():
+        state.set_account(address, account)
+    state.set_globals(Globals(block_number=block_number, block_hash=keccak(b"head%d" % block_number),
+                              timestamp_ms=timestamp_ms, insurance_fund=11, fee_pool=13,
+                              inbox_count=inbox_count, inbox_hash=keccak(b"inbox%d" % inbox_count),
+                              withdrawal_count=withdrawal_count, total_deposited=10**15,
+                              total_withdrawn=10**9, order_count=2))
+    state.commit(0)
+    return state
+
+
+def open_block_ctx(state: State, timestamp_ms: int = BLOCK_TIME) -> TraceContext:
+    return TraceContext(block_open=1, block_number=state.globals.block_number + 1, timestamp_ms=timestamp_ms)
+
+
+def make_case(name: str, state: State, item: bytes, ctx: TraceContext | None = None) -> dict:
+    """Run one item in Python; the case holds the witness and the expected result."""
+    runner = TraceRunner(state, RULES, ctx=open_block_ctx(state) if ctx is None else ctx)
+    pre_root, pre_ctx = runner.state_root, runner.ctx
+    result = runner.step(item)
+    return {"name": name, "state_root": hx(pre_root), "ctx": ctx_json(pre_ctx), "item": hx(item),
+            "openings": [opening_json(o) for o in result.witness.openings], "nonces": list(result.witness.nonces),
+            "post_state_root": hx(runner.state_root), "post_ctx_hash": hx(runner.ctx.hash()), "ok": result.ok}
+
+
+def ctx_json(ctx: TraceContext) -> list:
+    return [ctx.block_open, ctx.block_number, ctx.timestamp_ms,
+            [ctx.withdrawals.count, [hx(b) for b in ctx.withdrawals.branch]]]
+
+
+def opening_json(o) -> list:
+    present, value, (bitmap, siblings, other_key, other_value_hash) = o.as_arg()
+    return [present, hx(value), [hex(bitmap), [hx(s) for s in siblings], hx(other_key), hx(other_value_hash)]]
+
+
+def onestep_cases() -> list[dict]:
+    a, b, c, d = ADDRESSES
+    ka, kb = KEYS[0], KEYS[1]
+    full = tuple(range(1000, 1200, 2))
+    accounts = {a: Account(5 * 10**6, (3, 8, 9)), b: Account(7, ()), c: Account(10**6, full)}
+
+    def state() -> State:
+        return make_state(dict(accounts))
+
+    exp = BLOCK_TIME + 60_000
+    good_transfer = sign(Transfer(a, b, 10**6, 10, exp, b""), ka)
+    w = sign(Withdraw(a, 2 * 10**6, 11, exp, b""), ka)
+    cases = [
+        ("transfer", good_transfer),
+        ("transfer to a new account", sign(Transfer(a, d, 5, 12, exp, b""), ka)),
+        ("transfer to self", sign(Transfer(a, a, 5, 12, exp, b""), ka)),
+        ("transfer, nonce in the window gap", sign(Transfer(a, b, 5, 4, exp, b""), ka)),
+        ("transfer, nonce used", sign(Transfer(a, b, 5, 8, exp, b""), ka)),
+        ("transfer, full window, nonce below the smallest", sign(Transfer(c, b, 5, 999, exp, b""), KEYS[2])),
+        ("transfer, full window, nonce in a gap", sign(Transfer(c, b, 5, 1051, exp, b""), KEYS[2])),
+        ("transfer, full window, nonce above", sign(Transfer(c, b, 5, 5000, exp, b""), KEYS[2])),
+        ("transfer, more than the collateral", sign(Transfer(a, b, 5 * 10**6 + 1, 12, exp, b""), ka)),
+        ("transfer, zero amount", sign(Transfer(a, b, 0, 12, exp, b""), ka)),
+        ("transfer, above max amount", sign(Transfer(a, b, 2**63, 12, exp, b""), ka)),
+        ("transfer, expired", sign(Transfer(a, b, 5, 12, BLOCK_TIME - 1, b""), ka)),
+        ("transfer, expiry at block time", sign(Transfer(a, b, 5, 12, BLOCK_TIME, b""), ka)),
+        ("transfer, expiry too far", sign(Transfer(a, b, 5, 12, BLOCK_TIME + DEVNET.max_expiry_ahead_ms + 1, b""), ka)),
+        ("transfer, signed by another key", sign(Transfer(a, b, 5, 12, exp, b""), kb)),
+        ("transfer, high s", msgspec.structs.replace(good_transfer, signature=high_s(good_transfer.signature))),
+        ("transfer, v = 0", msgspec.structs.replace(good_transfer, signature=good_transfer.signature[:64] + b"\x00")),
+        ("transfer, r = 0", msgspec.structs.replace(good_transfer, signature=bytes(32) + good_transfer.signature[32:])),
+        ("transfer from an empty account", sign(Transfer(d, a, 5, 12, exp, b""), KEYS[3])),
+        ("withdraw", w),
+        ("withdraw everything", sign(Withdraw(a, 5 * 10**6, 11, exp, b""), ka)),
+        ("withdraw, too much", sign(Withdraw(a, 5 * 10**6 + 1, 11, exp, b""), ka)),
+        ("withdraw, bad signature", msgspec.structs.replace(w, signature=w.signature[:10] + b"\x00" + w.signature[11:])),
+        ("deposit", Deposit(3, a, 10**6)),
+        ("deposit to a new account", Deposit(3, d, 1)),
+        ("deposit, out of order", Deposit(4, a, 10**6)),
+        ("deposit, zero amount", Deposit(3, a, 0)),
+        ("deposit, above max amount", Deposit(3, a, 2**63)),
+        ("forced withdrawal", ForcedWithdrawal(3, a, 10**6)),
+        ("forced withdrawal above the collateral", ForcedWithdrawal(3, b, 10**6)),
+        ("forced withdrawal of an absent account", ForcedWithdrawal(3, d, 10**6)),
+        ("forced withdrawal of zero", ForcedWithdrawal(3, a, 0)),
+        ("forced withdrawal, out of order", ForcedWithdrawal(2, a, 10**6)),
+    ]
+    out = [make_case(name, state(), encode_item(record)) for name, record in cases]
+    s = state()
+    head = s.globals
+    out += [
+        make_case("block start", s, encode_item(BlockStart(head.block_number + 1, head.block_hash, BLOCK_TIME)), TraceContext()),
+        make_case("block start, wrong number", state(), encode_item(BlockStart(head.block_number + 2, head.block_hash, BLOCK_TIME)), TraceContext()),
+        make_case("block start, wrong parent", state(), encode_item(BlockStart(head.block_number + 1, keccak(b"x"), BLOCK_TIME)), TraceContext()),
+        make_case("block start, time went back", state(), encode_item(BlockStart(head.block_number + 1, head.block_hash, head.timestamp_ms - 1)), TraceContext()),
+        make_case("block end", state(), encode_item(BlockEnd(keccak(b"block"))), open_block_ctx(s)),
+        make_case("block end, no open block", state(), encode_item(BlockEnd(keccak(b"block"))), TraceContext()),
+        make_case("record outside a block", state(), encode_item(good_transfer), TraceContext()),
+        make_case("noop", state(), encode_item(Noop(keccak(b"tx")))),
+        make_case("truncated transfer", state(), encode_item(good_transfer)[:-1]),
+        make_case("unknown item kind", state(), b"\x09" + encode_item(good_transfer)[1:]),
+        make_case("unknown record tag", state(), b"\x02\x63" + bytes(20)),
+    ]
+    return out
+
+
+def build_onestep_vectors() -> dict:
+    return {"params": [hx(ONESTEP_PARAMS[0])] + list(ONESTEP_PARAMS[1:]), "cases": onestep_cases()}
+
+
 def render(obj: dict) -> str:
     return json.dumps(obj, indent=1, sort_keys=True) + "\n"
 
 
 def targets() -> dict[Path, str]:
-    return {RECORDS_PATH: render(build_records_vectors())}
+    return {RECORDS_PATH: render(build_records_vectors()), ONESTEP_PATH: render(build_onestep_vectors())}
 
 
 def main(argv: list[str]) -> int:

@@ -19,6 +19,7 @@ import msgspec
 from prover.codec import WithdrawalProof
 from prover.hashing import EMPTY, keccak
 from prover.output import compute_withdrawals_root, prove_withdrawal, verify_withdrawal_proof, withdrawal_leaf
+from sequencer.core.encoding import decode_block, decode_record
 from sequencer.core.records import Deposit, ForcedWithdrawal, Record, Transfer, Withdraw
 
 ITEM_BLOCK_START = 1
@@ -150,6 +151,35 @@ def _decode_record(cls: type, item: bytes) -> Record:
         values.append(raw if kind == "b" else int.from_bytes(raw, "big"))
         pos += width
     return cls(*values)
+
+
+def compute_record_item(raw: bytes) -> bytes:
+    """The item of one logged record: its packed form, or NOOP(tx hash) when
+    it does not decode or a field does not fit (the rules fail such a record
+    with no state change).  Raises PendingKind for a kind whose item is not
+    defined yet and ValueError for an inbox record the bridge cannot have
+    written (no item replays it faithfully)."""
+    raw = bytes(raw)
+    try:
+        record = decode_record(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return encode_item(Noop(keccak(raw)))
+    if type(record) not in RECORD_LAYOUTS:
+        raise PendingKind(f"{type(record).__name__}: its item is pending")
+    item = encode_record_item(record)
+    if item is not None:
+        return item
+    if isinstance(record, INBOX_TYPES):
+        raise ValueError(f"{type(record).__name__} {record.inbox_index} has a field no inbox entry holds")
+    return encode_item(Noop(keccak(raw)))
+
+
+def compute_block_items(message: bytes) -> list[bytes]:
+    """The items of one applied block message (a Kafka message value)."""
+    block = decode_block(message)
+    return ([encode_item(BlockStart(block.number, block.parent_hash, block.timestamp_ms))]
+            + [compute_record_item(raw) for raw in block.records]
+            + [encode_item(BlockEnd(keccak(message)))])
 
 
 # --- the posted data: framed items ----------------------------------------------

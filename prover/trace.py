@@ -1,0 +1,192 @@
+"""The trace of an output and the one-step reference (docs/fraud-proofs.md).
+
+A trace position is ``(state_root, ctx)``: the state tree after some items
+of the output, and the context the rules need besides the tree (the open
+block's number and time, the output's withdrawals so far as a frontier).
+``apply_item`` runs one item through the core rules (the reference the Vyper
+one-step ``l1_bridge/contracts/onestep.vy`` must agree with, checked by the
+differential tests); ``TraceRunner.step`` also returns the witness the
+one-step needs: every leaf the item touches, opened against the root at the
+moment it is touched, in the order the contract touches them.
+
+Pure: no I/O, no clock.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import msgspec
+
+from prover.records import (BlockEnd, BlockStart, Frontier, Noop, decode_item)
+from prover.codec import Proof
+from prover.hashing import keccak
+from prover.tree import SparseMerkleTree
+from prover.keys import GLOBAL_KEY, get_account_key
+from sequencer.core.commitment import compute_dirty_leaves, compute_leaf, encode_withdrawal
+from sequencer.core.records import Block, Deposit, ForcedWithdrawal, Transfer, Withdraw
+from sequencer.core.state import ACCOUNTS, MARKETS, ORDERS, POSITIONS, State
+from sequencer.core.rules.base import Context
+from sequencer.core.transition import apply_record, check_block_header, process_block_end
+
+
+def u256(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+class TraceContext(msgspec.Struct, frozen=True):
+    block_open: int = 0
+    block_number: int = 0
+    timestamp_ms: int = 0
+    withdrawals: Frontier = Frontier()
+
+    def encode(self) -> bytes:
+        """abi.encode of onestep.vy's Ctx struct (37 words)."""
+        return (u256(self.block_open) + u256(self.block_number) + u256(self.timestamp_ms)
+                + u256(self.withdrawals.count) + b"".join(self.withdrawals.branch))
+
+    def hash(self) -> bytes:
+        return keccak(self.encode())
+
+    def as_arg(self) -> tuple:
+        return (self.block_open, self.block_number, self.timestamp_ms,
+                (self.withdrawals.count, list(self.withdrawals.branch)))
+
+
+def compute_claim(state_root: bytes, ctx: TraceContext) -> bytes:
+    """claim = keccak256(state_root || keccak256(abi.encode(ctx)))."""
+    return keccak(state_root + ctx.hash())
+
+
+class Opening(msgspec.Struct, frozen=True):
+    """One leaf as the one-step reads it: value (or absent) and its proof."""
+    key: bytes
+    value: bytes | None
+    proof: Proof
+
+    def as_arg(self) -> tuple:
+        p = self.proof
+        return (self.value is not None, self.value or b"",
+                (p.bitmap, list(p.siblings), p.other_key or b"\x00" * 32, p.other_value_hash or b"\x00" * 32))
+
+
+class Witness(msgspec.Struct, frozen=True):
+    openings: tuple[Opening, ...] = ()
+    nonces: tuple[int, ...] = ()
+
+
+class StepResult(msgspec.Struct, frozen=True):
+    ok: bool
+    """The receipt outcome (header accepted for BLOCK_START, block open for BLOCK_END)."""
+    witness: Witness
+
+
+def build_tree(state: State) -> SparseMerkleTree:
+    """The state tree of a whole state (clears its dirty set)."""
+    entries = [(ACCOUNTS, k) for k in state.accounts] + [(POSITIONS, k) for k in state.positions]
+    entries += [(ORDERS, k) for k in state.orders] + [(MARKETS, k) for k in state.markets]
+    entries.append(("globals", None))
+    tree = SparseMerkleTree()
+    tree.update(dict(compute_leaf(state, table, key) for table, key in entries))
+    state.dirty.clear()
+    return tree
+
+
+class TraceRunner:
+    """The state, its tree and the trace context, advanced one item at a time."""
+
+    def __init__(self, state: State, rules: Context, tree: SparseMerkleTree | None = None,
+                 ctx: TraceContext | None = None) -> None:
+        self.state = state
+        self.rules = rules
+        self.tree = tree if tree is not None else build_tree(state)
+        self.ctx = ctx or TraceContext()
+
+    @property
+    def state_root(self) -> bytes:
+        return self.tree.root
+
+    @property
+    def claim(self) -> bytes:
+        return compute_claim(self.tree.root, self.ctx)
+
+    def copy(self) -> "TraceRunner":
+        return TraceRunner(State.from_tables(self.state.to_tables()), self.rules, self.tree.copy(), self.ctx)
+
+    def step(self, item: bytes) -> StepResult:
+        """Apply one item; returns the outcome and the one-step witness."""
+        decoded = decode_item(item)
+        plan, nonces = self._plan_reads(decoded)
+        pre_tree = self.tree.copy()
+        ok, writes = self._apply(decoded)
+        return StepResult(ok, Witness(tuple(self._open(pre_tree, plan(ok, writes))), nonces))
+
+    # --- applying --------------------------------------------------------------
+    def _apply(self, item) -> tuple[bool, set[bytes]]:
+        state, ctx = self.state, self.ctx
+        ok = False
+        if isinstance(item, BlockStart):
+            error = check_block_header(state, Block(item.number, item.parent_hash, item.timestamp_ms, ()), self.rules)
+            ok = error is None
+            self.ctx = msgspec.structs.replace(ctx, block_open=int(ok), block_number=item.number,
+                                               timestamp_ms=item.timestamp_ms)
+        elif isinstance(item, BlockEnd):
+            ok = bool(ctx.block_open)
+            if ok:
+                process_block_end(state, Block(ctx.block_number, b"", ctx.timestamp_ms, ()), item.block_hash)
+            self.ctx = msgspec.structs.replace(ctx, block_open=0)
+        elif not isinstance(item, Noop) and ctx.block_open:
+            before = len(state.withdrawals)
+            ok = apply_record(state, item, ctx.timestamp_ms, self.rules) is None
+            frontier = ctx.withdrawals
+            for withdrawal in state.withdrawals[before:]:
+                frontier = frontier.push_hash(keccak(encode_withdrawal(withdrawal)))
+            self.ctx = msgspec.structs.replace(ctx, withdrawals=frontier)
+        state.commit(0)
+        changes = compute_dirty_leaves(state)
+        self.tree.update(changes)
+        return ok, set(changes)
+
+    # --- the witness -------------------------------------------------------------
+    def _plan_reads(self, item):
+        """The leaves the one-step opens, in its order, as a function of the
+        outcome: a list of (key, written).  Facts about the pre-state are read
+        here, before the item is applied."""
+        g = self.state.globals
+        if isinstance(item, BlockStart):
+            return (lambda ok, writes: [(GLOBAL_KEY, False)]), ()
+        if isinstance(item, BlockEnd):
+            is_open = bool(self.ctx.block_open)
+            return (lambda ok, writes: [(GLOBAL_KEY, True)] if is_open else []), ()
+        if isinstance(item, Noop) or not self.ctx.block_open:
+            return (lambda ok, writes: []), ()
+        account = get_account_key(item.account)
+        if isinstance(item, (Transfer, Withdraw)):
+            kept = self.state.accounts.get(item.account)
+            nonces = kept.nonces if kept is not None else ()
+            if isinstance(item, Transfer):
+                to = get_account_key(item.to)
+                return (lambda ok, writes: [(account, ok)] + ([(to, True)] if ok and to != account else [])), nonces
+            return (lambda ok, writes: [(account, ok)] + ([(GLOBAL_KEY, True)] if ok else [])), nonces
+        if isinstance(item, (Deposit, ForcedWithdrawal)):
+            in_order = item.inbox_index == g.inbox_count
+            return (lambda ok, writes: [(GLOBAL_KEY, False)] + (
+                [(account, account in writes), (GLOBAL_KEY, True)] if in_order else [])), ()
+        raise TypeError(f"no one-step for {type(item).__name__}")
+
+    def _open(self, pre_tree: SparseMerkleTree, plan: list[tuple[bytes, bool]]) -> Iterable[Opening]:
+        tree = pre_tree
+        for key, written in plan:
+            yield Opening(key, tree.get(key), tree.prove(key))
+            if written:
+                value = self.tree.get(key)
+                if value is not None:
+                    tree.set(key, value)
+
+
+def run_items(runner: TraceRunner, items: Sequence[bytes]) -> list[bytes]:
+    """The claims of a trace: [claim before item 0, after item 0, ...]."""
+    claims = [runner.claim]
+    for item in items:
+        runner.step(item)
+        claims.append(runner.claim)
+    return claims

@@ -1,0 +1,67 @@
+"""onestep.vy on py-evm against the shared one-step vectors written by
+prover/fraud_vectors.py (prover/trace.py computed each expected post-state):
+every account record kind, valid and refused, and the block items."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prover import fraud_vectors
+
+pytestmark = pytest.mark.evm
+
+VECTORS = json.loads(fraud_vectors.ONESTEP_PATH.read_text())
+
+
+def b(s: str) -> bytes:
+    return bytes.fromhex(s[2:])
+
+
+def ctx_arg(c: list) -> tuple:
+    return (c[0], c[1], c[2], (c[3][0], [b(x) for x in c[3][1]]))
+
+
+def opening_arg(o: list) -> tuple:
+    present, value, (bitmap, siblings, other_key, other_value_hash) = o
+    return (present, b(value), (int(bitmap, 16), [b(s) for s in siblings], b(other_key), b(other_value_hash)))
+
+
+def call_apply(onestep, case: dict):
+    return onestep.functions.apply(b(case["state_root"]), ctx_arg(case["ctx"]), b(case["item"]),
+                                   [opening_arg(o) for o in case["openings"]], case["nonces"]).call()
+
+
+@pytest.fixture(scope="module")
+def onestep(deploy):
+    p = VECTORS["params"]
+    return deploy("onestep", b(p[0]), p[1], p[2], p[3])
+
+
+def test_vectors_are_current():
+    assert fraud_vectors.targets()[fraud_vectors.ONESTEP_PATH] == fraud_vectors.ONESTEP_PATH.read_text()
+
+
+@pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: c["name"])
+def test_case(onestep, case):
+    root, ctx, ok = call_apply(onestep, case)
+    assert root == b(case["post_state_root"])
+    assert onestep.functions.ctx_hash(ctx).call() == b(case["post_ctx_hash"])
+    assert ok is case["ok"]
+
+
+def test_a_wrong_witness_reverts(onestep):
+    case = next(c for c in VECTORS["cases"] if c["name"] == "transfer")
+    bad = dict(case, openings=[case["openings"][0]])  # the receiver's opening left out
+    with pytest.raises(Exception, match="missing opening"):
+        call_apply(onestep, bad)
+    o = case["openings"][0]
+    forged = [o[0], "0x" + "ff" * 32 + o[1][66:], o[2]]  # the sender's collateral inflated
+    with pytest.raises(Exception, match="bad opening"):
+        call_apply(onestep, dict(case, openings=[forged, case["openings"][1]]))
+
+
+def test_pending_kinds_revert(onestep):
+    case = next(c for c in VECTORS["cases"] if c["name"] == "noop")
+    with pytest.raises(Exception, match="pending"):
+        call_apply(onestep, dict(case, item="0x0204" + "00" * 40))

@@ -1,0 +1,97 @@
+"""prover.trace: the one-step reference against its shared vectors, and the
+item replay of an output against the node's own replay of the same Kafka
+messages (same state root, same withdrawals root): mapping the log to items
+changes no state."""
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from prover import fraud_vectors as fv
+from prover.records import (PendingKind, compute_block_items, compute_records_root, decode_item,
+                            derive_records_root, encode_data, Noop)
+from prover.trace import TraceRunner, build_tree, compute_claim, run_items
+from sequencer.core.commitment import encode_withdrawal
+from prover.output import compute_withdrawals_root
+from prover.hashing import keccak
+from sequencer.core.encoding import encode_block, encode_record, make_block
+from sequencer.core.records import (Block, Deposit, ForcedWithdrawal, PlaceOrder, Transfer, Withdraw)
+from sequencer.core.state import State
+from sequencer.core.transition import apply_block_bytes, compute_genesis_state
+
+A, B, C, D = fv.ADDRESSES
+T = fv.BLOCK_TIME
+
+
+def test_onestep_vectors_are_current():
+    assert fv.targets()[fv.ONESTEP_PATH] == fv.ONESTEP_PATH.read_text()
+
+
+def make_messages() -> list[bytes]:
+    exp = T + 60_000
+    blocks = [
+        [fv.sign(Transfer(A, B, 10**6, 1, exp, b""), fv.KEYS[0]), Deposit(0, C, 5 * 10**6),
+         fv.sign(Withdraw(B, 3, 1, exp, b""), fv.KEYS[1])],
+        [fv.sign(Transfer(A, D, 7, 1, exp, b""), fv.KEYS[0]),          # nonce used: fails
+         fv.sign(Transfer(A, D, 7, 2, exp, b""), fv.KEYS[1]),          # wrong signer: fails
+         Transfer(A, D, -7, 3, exp, b"\x00" * 65),                       # negative amount: a NOOP item
+         ForcedWithdrawal(1, C, 10**6), ForcedWithdrawal(2, D, 10**6),   # D has no account
+         Deposit(5, A, 1)],                                               # out of order: fails
+        [fv.sign(Withdraw(C, 4 * 10**6, 9, exp, b""), fv.KEYS[2]), fv.sign(Transfer(C, A, 1, 10, exp, b""), fv.KEYS[2])],
+    ]
+    messages, parent = [], b"\x00" * 32
+    for number, records in enumerate(blocks, start=1):
+        block = make_block(number, parent, T + number, records)
+        if number == 2:  # one logged record that is msgpack but no record
+            block = msgspec.structs.replace(block, records=block.records + (msgspec.Raw(b"\x93\x01\x02\x03"),))
+        message = encode_block(block)
+        messages.append(message)
+        parent = keccak(message)
+    return messages
+
+
+def genesis() -> State:
+    return compute_genesis_state([(A, 10 * 10**6), (B, 10**6)])
+
+
+def test_item_replay_matches_the_node_replay():
+    messages = make_messages()
+    node_state = genesis()
+    for message in messages:
+        assert apply_block_bytes(node_state, message, fv.RULES).applied
+    runner = TraceRunner(genesis(), fv.RULES)
+    items = [item for message in messages for item in compute_block_items(message)]
+    outcomes = [runner.step(item).ok for item in items]
+    assert runner.state_root == build_tree(node_state).root
+    assert runner.ctx.block_open == 0
+    assert runner.ctx.withdrawals.root() == compute_withdrawals_root(
+        [encode_withdrawal(w) for w in node_state.withdrawals])
+    assert runner.ctx.withdrawals.count == len(node_state.withdrawals) == 3
+    # receipts: block 1 all ok; block 2 two bad transfers, the NOOP, the undecodable record and the
+    # out-of-order deposit fail; both forced withdrawals are served (D's with nothing); block 3:
+    # C withdraws all it has left, so its transfer fails
+    assert outcomes == [True, True, True, True, True,
+                        True, False, False, False, True, True, False, False, True,
+                        True, True, False, True]
+    assert isinstance(decode_item(items[8]), Noop) and isinstance(decode_item(items[12]), Noop)
+
+
+def test_claims_and_records_root_of_a_trace():
+    items = [item for message in make_messages() for item in compute_block_items(message)]
+    claims = run_items(TraceRunner(genesis(), fv.RULES), items)
+    assert len(claims) == len(items) + 1 and claims[-1] != claims[0]
+    start = TraceRunner(genesis(), fv.RULES)
+    assert claims[0] == compute_claim(start.state_root, start.ctx)
+    assert derive_records_root(encode_data(items)) == (compute_records_root(items), len(items))
+
+
+def test_a_perps_record_has_no_item_yet():
+    order = PlaceOrder(A, 1, True, 100, 1, 1, 0, False, 1, T, b"\x00" * 65)
+    with pytest.raises(PendingKind):
+        compute_block_items(encode_block(Block(1, b"\x00" * 32, T, (msgspec.Raw(encode_record(order)),))))
+
+
+def test_an_inbox_record_the_bridge_cannot_write_is_refused():
+    bad = Deposit(0, A + b"\x00", 5)
+    with pytest.raises(ValueError, match="no inbox entry"):
+        compute_block_items(encode_block(Block(1, b"\x00" * 32, T, (msgspec.Raw(encode_record(bad)),))))
