@@ -3,7 +3,8 @@
 - ``GET /v1/l1`` — the bridge: addresses, both clocks, frozen or not, the last
   outputs with their state and challenge time left, the inbox, the forced
   requests with their grace left and, when frozen, every account's escape
-  amount and the refundable deposits, each with the L1 call to make;
+  amount with its registration (registerEscape inside the window, claimEscape
+  after it) and the refundable deposits, each with the L1 call to make;
 - ``GET /v1/l1/accounts/{address}`` — the account's withdrawals, each
   waiting for a checkpoint, in its challenge period (seconds left), ready
   (with the claim call) or claimed, and its L1 token balance.
@@ -37,7 +38,9 @@ SHOWN = 10
 
 
 def call(client, function: str, *args) -> dict:
-    return {"to": client.bridge.address, "data": client.bridge.encode_abi(function, args=list(args))}
+    """An L1 call for the user's wallet to send: the bridge's address and the calldata."""
+    return {"to": client.bridge.address,
+            "data": getattr(client.bridge.functions, function)(*args)._encode_transaction_data()}
 
 
 class L1View:
@@ -90,8 +93,8 @@ class L1View:
             forced.append({"inboxIndex": e["inbox_index"], "account": e["account"].lower(), "amount": e["amount"],
                            "requestedAt": f["requested_at"], "deadline": f["deadline"], "graceLeft": f["grace_left"],
                            "covered": f["covered_by_live_output"], "served": f["served"],
-                           "freeze": None if s["frozen"] or f["grace_left"] > 0 or f["served"]
-                           else call(client, "freeze", e["inbox_index"])})
+                           "freeze": call(client, "freeze", e["inbox_index"])
+                           if not s["frozen"] and client.can_freeze(e["inbox_index"]) else None})
         out = {"rpcUrl": client.url, "chainId": client.chain_id(), "bridge": client.bridge.address,
                "token": client.token.address, "now": s["now"], "challengePeriod": p["challenge_period"],
                "forcedGrace": p["forced_grace"], "frozen": s["frozen"], "outputCount": count,
@@ -102,29 +105,37 @@ class L1View:
                "forcedRequests": forced}
         if s["frozen"]:
             out.update(frozenAt=s["frozen_at"], frozenOutput=s["frozen_output"],
-                       frozenInboxCount=s["frozen_inbox_count"], **self.read_escapes(client))
+                       frozenInboxCount=s["frozen_inbox_count"], **self.read_escapes(client, s))
         return out
 
     @staticmethod
     def replay_start(client) -> int:
         return max(0, client.deployment.block_number - 1) if client.deployment is not None else 0
 
-    def read_escapes(self, client) -> dict:
+    def read_escapes(self, client, status: dict) -> dict:
+        """Each account of the frozen state: what it is owed (the exit kit's replay),
+        and its registration: registerEscape while the window is open, claimEscape after."""
         replay = self.get_replay(client)
         fields = replay.frozen_fields()
         markets = replay.markets()
+        window_open = status["now"] < status["escape_deadline"]
         escapes = []
         for account in replay.accounts():
             who = "0x" + account.hex()
-            escaped = client.has_escaped(who)
+            info = client.escape_info(who)
+            action = None
+            if window_open and not info["registered"]:
+                action = call(client, "registerEscape", *escape_args(replay.chain.tree, account, fields, markets))
+            elif not window_open and info["registered"] and not info["paid"]:
+                action = call(client, "claimEscape", client.w3.to_checksum_address(who))
             escapes.append({"account": who, "amount": compute_escape_amount(replay.chain.state, account, markets),
-                            "escaped": escaped,
-                            "escape": None if escaped else call(client, "escape", *escape_args(
-                                replay.chain.tree, account, fields, markets))})
+                            "registered": info["registered"], "owed": info["owed"], "paid": info["paid"],
+                            "due": info["due"], "action": action})
         refunds = [{"inboxIndex": e["inbox_index"], "account": e["account"].lower(), "amount": e["amount"],
                     "refund": call(client, "refundDeposit", e["inbox_index"], e["account"], e["amount"])}
                    for e in replay.refundable_deposits()]
-        return {"escapes": escapes, "refunds": refunds}
+        return {"escapeDeadline": status["escape_deadline"], "escapePool": status["escape_pool"],
+                "totalRegistered": status["total_registered"], "escapes": escapes, "refunds": refunds}
 
     def read_account(self, client, address: bytes, pending: list[dict]) -> dict:
         replay = self.get_replay(client)

@@ -351,10 +351,14 @@ function renderL1() {
   $("inbox").innerHTML = rows(["#", "kind", "account", "amount", "L1 block"], l1.inbox.slice().reverse(), (e) =>
     `<tr><td>${e.inboxIndex}</td><td>${e.kind}</td><td class="mono">${short(e.account)}</td><td>${usd(e.amount)}</td><td>${e.l1Block}</td></tr>`);
   $("escape").innerHTML = !l1.frozen ? "" :
-    `<h3>Escape hatch: the bridge froze at output ${l1.frozenOutput}; each account takes its value from that state</h3>` +
-    `<table id="escapes" class="num">${rows(["account", "escape amount", ""], l1.escapes, (e) =>
+    `<h3>Escape hatch: the bridge froze at output ${l1.frozenOutput}; each account registers what that state owes it, ` +
+    `then claims its share of the pool (${usd(l1.escapePool)} USDC for ${usd(l1.totalRegistered)} registered)</h3>` +
+    `<div class="kv"><b>registration window</b><span id="escape-window">${l1.escapeDeadline - l1.now - passed > 0
+      ? `open, <span class="warn">${duration(l1.escapeDeadline - l1.now - passed)} left</span>` : "closed: claims are open"}</span></div>` +
+    `<table id="escapes" class="num">${rows(["account", "escape amount", "registered", "state", ""], l1.escapes, (e) =>
       `<tr data-account="${e.account}"><td class="mono">${e.account}</td><td>${usd(e.amount)}</td>` +
-      `<td>${e.escaped ? "escaped" : `<button class="l1call" data-call="escape:${e.account}">escape</button>`}</td></tr>`)}</table>` +
+      `<td>${e.registered ? usd(e.owed) : "no"}</td><td class="state">${e.paid ? "escaped" : e.registered ? `registered, due ${usd(e.due)}` : "not registered"}</td>` +
+      `<td>${e.action ? `<button class="l1call" data-call="escape:${e.account}">${e.registered ? "claim escape" : "register escape"}</button>` : ""}</td></tr>`)}</table>` +
     `<h3>Refundable deposits (after the frozen inbox count ${l1.frozenInboxCount})</h3>` +
     `<table id="refunds" class="num">${rows(["inbox #", "account", "amount", ""], l1.refunds, (r) =>
       `<tr><td>${r.inboxIndex}</td><td class="mono">${r.account}</td><td>${usd(r.amount)}</td>` +
@@ -365,7 +369,7 @@ const onL1Click = guarded(async (ev) => {
   const b = ev.target.closest("button.l1call");
   if (!b) return;
   const [kind, key] = b.dataset.call.split(":"), l1 = S.l1;
-  const call = kind === "escape" ? l1.escapes.find((e) => e.account === key).escape
+  const call = kind === "escape" ? l1.escapes.find((e) => e.account === key).action
     : kind === "refund" ? l1.refunds.find((r) => String(r.inboxIndex) === key).refund
       : l1.forcedRequests.find((f) => String(f.inboxIndex) === key).freeze;
   await sendL1(call, kind);
@@ -378,10 +382,14 @@ function refresh() {
   clearTimeout(pending);
   pending = setTimeout(guarded(async () => {
     S.status = await api("/v1/status");
-    $("chain").textContent = `chain ${S.status.chainId} · block ${S.status.blockNumber}`;
+    showChain();
     await Promise.all([loadMarket(), loadAccount()]);
     if (Date.now() - S.withdrawalsAt > 3000) await loadWithdrawals();
   }), 250);
+}
+
+function showChain() {
+  $("chain").textContent = `chain ${S.status.chainId} · block ${S.status.blockNumber}`;
 }
 
 function connectStream() {
@@ -408,6 +416,7 @@ async function useSigner(signer) {
 
 async function main() {
   S.status = await api("/v1/status");
+  showChain();
   S.markets = await api("/v1/markets");
   $("market").innerHTML = S.markets.map((m) => `<option value="${m.id}">${esc(m.symbol)}</option>`).join("");
   S.market = S.markets[0];
