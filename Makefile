@@ -1,5 +1,5 @@
 # The two set-up commands of the README:
-#   make run    installs everything and starts the devnet (Kafka + node)
+#   make run    installs everything and starts the devnet (Kafka, L1, node, price feed, dashboard)
 #   make test   installs everything, starts the test broker, runs the tests
 PYTHON ?= python3
 VENV := .venv
@@ -8,12 +8,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-fast bench clean kafka-start kafka-stop
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml web/package-lock.json $(wildcard web/src/*)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	bash infra/kafka/kafka.sh install
 	bash infra/anvil/anvil.sh install
+	bash infra/browser/chromium.sh install
+	cd web && npm ci --no-audit --no-fund && npm run build
 	touch $(STAMP)
 
 install: $(STAMP)
