@@ -28,6 +28,11 @@ def register_devnet(sub) -> None:
     p.add_argument("--accounts", type=int, default=10, help="number of funded dev accounts")
     p.add_argument("--fresh", action="store_true", help="wipe the devnet's data first")
     p.add_argument("--keep-kafka", action="store_true", help="leave the broker running on exit")
+    p.add_argument("--no-oracle", action="store_true", help="no price feed (post prices with `isoroll oracle`)")
+    p.add_argument("--oracle-csv", metavar="FILE", help="replay this price CSV in a loop instead of the random walk "
+                                                         "(format: `isoroll oracle --help`)")
+    p.add_argument("--oracle-interval", type=float, default=1.0, help="seconds between prices [1]")
+    p.add_argument("--oracle-volatility-ppm", type=int, default=1000, help="random walk: one step's move, ppm [1000]")
     p.set_defaults(func=cmd_devnet)
 
 

@@ -10,14 +10,19 @@
    deposited into the bridge: the L2 genesis allocation is empty and the
    node's L1 watcher credits the deposits (so the EIP-712 verifyingContract is
    the real bridge and every dev dollar is withdrawable on L1);
-4. a sequencer node with its L1 watcher and checkpointer;
-5. a banner with the API, the L1 RPC, the contract addresses and the dev keys.
+4. a sequencer node with its L1 watcher and checkpointer, serving the
+   dashboard at /app/;
+5. a price feed (sequencer.oracle's random walk, or ``--oracle-csv``; none
+   with ``--no-oracle``) posting signed oracle prices to the node;
+6. a banner with the API, the dashboard, the L1 RPC, the contract addresses
+   and the dev keys.
 
 ISOROLL_DEVNET_L1=0 runs the node without L1 (genesis-funded dev accounts).
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import subprocess
@@ -76,8 +81,31 @@ def kafka(action: str, port: int, data_dir: Path) -> None:
     subprocess.run(["bash", str(KAFKA_SCRIPT), action], check=True, env=env)
 
 
-def banner(service, accounts, deployment=None, rpc: str = "") -> str:
+def describe_feed(args) -> str:
+    if args.no_oracle:
+        return "none (--no-oracle): post prices with `isoroll oracle`"
+    what = f"{args.oracle_csv} in a loop" if args.oracle_csv else \
+        f"random walk, {args.oracle_volatility_ppm} ppm a step"
+    return f"{what}, every {args.oracle_interval:g} s (2 of 3 devnet oracle signers)"
+
+
+async def feed_prices(url: str, args) -> None:
+    """The devnet's price feed: sequencer.oracle's random walk (or a CSV) posted
+    to the node, so that a first order finds a price."""
+    from sequencer.oracle import CsvReplay, Feeder, RandomWalk, select_markets
+    from sequencer.sdk import Client
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per price
+    async with Client(url) as client:
+        markets = select_markets(await client.markets(), None)
+        source = CsvReplay(args.oracle_csv, markets, loop=True) if args.oracle_csv else \
+            RandomWalk(markets, volatility_ppm=args.oracle_volatility_ppm)
+        await Feeder(client, source, interval_s=args.oracle_interval).run()
+
+
+def banner(service, accounts, deployment=None, rpc: str = "", feed: str = "") -> str:
     lines = ["", "isoroll devnet is up", f"  API        {service.url}   (docs: API.md, docs/api.md)",
+             f"  dashboard  {service.url}/app/   (open it in a browser)",
+             f"  prices     {feed}",
              f"  Kafka      {service.config.kafka_bootstrap_servers}  topic {service.config.kafka_topic}",
              f"  chain id   {service.node.ctx.preset.chain_id}"]
     if deployment is not None:
@@ -128,9 +156,17 @@ def run_devnet(args) -> int:
                         api_port=args.api_port, kafka_bootstrap_servers=f"127.0.0.1:{args.kafka_port}",
                         **{"genesis_dev_accounts": args.accounts, **l1_settings}, log_format="text")
     setup_logging(config.log_level, config.log_format)
+    if args.oracle_csv and not Path(args.oracle_csv).is_file():
+        raise SystemExit(f"error: --oracle-csv {args.oracle_csv}: no such file")
+    feeds: list[asyncio.Task] = []
+
+    def on_ready(service) -> None:
+        print(banner(service, accounts, deployment, rpc, describe_feed(args)), flush=True)
+        if not args.no_oracle:
+            feeds.append(asyncio.get_running_loop().create_task(feed_prices(service.url, args), name="devnet-oracle"))
+
     try:
-        code = asyncio.run(serve_forever(config, on_ready=lambda s: print(banner(s, accounts, deployment, rpc),
-                                                                          flush=True), make_service=Service))
+        code = asyncio.run(serve_forever(config, on_ready=on_ready, make_service=Service))
     finally:
         if not args.keep_kafka:
             kafka("stop", args.kafka_port, data_dir)
