@@ -29,7 +29,9 @@ from prover.records import (BlockEnd, BlockStart, Noop, compute_records_root, de
 from prover.trace import TraceContext, TraceRunner
 from sequencer.core import eip712
 from sequencer.core.presets import DEVNET
+from sequencer.core.encoding import encode_block, make_block
 from sequencer.core.records import Deposit, ForcedWithdrawal, Transfer, Withdraw
+from sequencer.core.transition import compute_genesis_state
 from sequencer.core.rules.base import Context
 from sequencer.core.signing import SECP256K1_N, address_of, get_recover, sign_digest
 from sequencer.core.state import Account, Globals, State
@@ -230,6 +232,38 @@ def onestep_cases() -> list[dict]:
         make_case("unknown record tag", state(), b"\x02\x63" + bytes(20)),
     ]
     return out
+
+
+def make_trace_messages(extra_blocks: int = 0) -> list[bytes]:
+    """Kafka messages of a small output: transfers, a withdrawal, deposits and
+    forced withdrawals in order, refused records (a used nonce, a wrong signer,
+    a negative amount, an out-of-order deposit, a record that is msgpack but
+    no record); then `extra_blocks` blocks of one transfer each. Apply them to
+    make_trace_genesis()."""
+    a, b, c, d = ADDRESSES
+    exp = BLOCK_TIME + 10**7
+    blocks = [
+        [sign(Transfer(a, b, 10**6, 1, exp, b""), KEYS[0]), Deposit(0, c, 5 * 10**6),
+         sign(Withdraw(b, 3, 1, exp, b""), KEYS[1])],
+        [sign(Transfer(a, d, 7, 1, exp, b""), KEYS[0]), sign(Transfer(a, d, 7, 2, exp, b""), KEYS[1]),
+         Transfer(a, d, -7, 3, exp, b"\x00" * 65), ForcedWithdrawal(1, c, 10**6), ForcedWithdrawal(2, d, 10**6),
+         Deposit(5, a, 1)],
+        [sign(Withdraw(c, 4 * 10**6, 9, exp, b""), KEYS[2]), sign(Transfer(c, a, 1, 10, exp, b""), KEYS[2])],
+    ]
+    blocks += [[sign(Transfer(a, b, 1 + i, 100 + i, exp, b""), KEYS[0])] for i in range(extra_blocks)]
+    messages, parent = [], b"\x00" * 32
+    for number, records in enumerate(blocks, start=1):
+        block = make_block(number, parent, BLOCK_TIME + number, records)
+        if number == 2:
+            block = msgspec.structs.replace(block, records=block.records + (msgspec.Raw(b"\x93\x01\x02\x03"),))
+        message = encode_block(block)
+        messages.append(message)
+        parent = keccak(message)
+    return messages
+
+
+def make_trace_genesis() -> State:
+    return compute_genesis_state([(ADDRESSES[0], 10 * 10**6), (ADDRESSES[1], 10**6)])
 
 
 def build_onestep_vectors() -> dict:

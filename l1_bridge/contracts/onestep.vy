@@ -13,6 +13,7 @@
 """
 import smt
 import records
+import trace
 
 ITEM_BLOCK_START: constant(uint256) = 1
 ITEM_RECORD: constant(uint256) = 2
@@ -21,9 +22,9 @@ TAG_TRANSFER: constant(uint256) = 1
 TAG_WITHDRAW: constant(uint256) = 2
 TAG_DEPOSIT: constant(uint256) = 48
 TAG_FORCED_WITHDRAWAL: constant(uint256) = 49
-MAX_OPENINGS: constant(uint256) = 3
-MAX_LEAF: constant(uint256) = 352
-MAX_NONCES: constant(uint256) = 100
+MAX_OPENINGS: constant(uint256) = trace.MAX_OPENINGS
+MAX_LEAF: constant(uint256) = trace.MAX_LEAF
+MAX_NONCES: constant(uint256) = trace.MAX_NONCES
 SECP256K1_N: constant(uint256) = 115792089237316195423570985008687907852837564279074904382605163141518161494337
 SECP256K1_HALF_N: constant(uint256) = 57896044618658097711785492504343953926418782139537452191302581570759080747168
 # keccak256(0x05 || "globals")
@@ -35,19 +36,6 @@ DOMAIN_SEPARATOR: public(immutable(bytes32))
 MAX_AMOUNT: public(immutable(uint256))
 MAX_EXPIRY_AHEAD_MS: public(immutable(uint256))
 NONCE_WINDOW: public(immutable(uint256))
-
-
-struct Ctx:
-    block_open: uint256
-    block_number: uint256
-    timestamp_ms: uint256
-    withdrawals: records.Frontier
-
-
-struct Opening:
-    present: bool
-    value: Bytes[MAX_LEAF]
-    proof: smt.SmtProof
 
 
 struct Globals:
@@ -87,20 +75,14 @@ def __init__(domain_separator: bytes32, max_amount: uint256, max_expiry_ahead_ms
 
 @external
 @pure
-def ctx_hash(ctx: Ctx) -> bytes32:
+def ctx_hash(ctx: trace.Ctx) -> bytes32:
     return keccak256(abi_encode(ctx))
 
 
 @external
 @pure
-def claim(state_root: bytes32, ctx: Ctx) -> bytes32:
-    return self._claim(state_root, ctx)
-
-
-@internal
-@pure
-def _claim(state_root: bytes32, ctx: Ctx) -> bytes32:
-    return keccak256(concat(state_root, keccak256(abi_encode(ctx))))
+def claim(state_root: bytes32, ctx: trace.Ctx) -> bytes32:
+    return trace.claim(state_root, ctx)
 
 
 # --- the state tree ---------------------------------------------------------------
@@ -113,10 +95,10 @@ def node(left: bytes32, right: bytes32) -> bytes32:
 
 @internal
 @pure
-def open_leaf(c: Cursor, key: bytes32, openings: DynArray[Opening, MAX_OPENINGS]) -> Opening:
+def open_leaf(c: Cursor, key: bytes32, openings: DynArray[trace.Opening, MAX_OPENINGS]) -> trace.Opening:
     """The next opening, verified against the current root (reverts if it does not verify)."""
     assert c.used < len(openings), "witness: missing opening"
-    op: Opening = openings[c.used]
+    op: trace.Opening = openings[c.used]
     ok: bool = False
     if op.present:
         ok = smt.verify(c.root, key, keccak256(op.value), op.proof)
@@ -128,7 +110,7 @@ def open_leaf(c: Cursor, key: bytes32, openings: DynArray[Opening, MAX_OPENINGS]
 
 @internal
 @pure
-def write_leaf(root: bytes32, key: bytes32, op: Opening, leaf: Bytes[MAX_LEAF]) -> bytes32:
+def write_leaf(root: bytes32, key: bytes32, op: trace.Opening, leaf: Bytes[MAX_LEAF]) -> bytes32:
     """The root after `key` takes the value `leaf`, from its opening (verified against `root`)."""
     terminal: bytes32 = smt.leaf_hash(key, keccak256(leaf))
     p: smt.SmtProof = op.proof
@@ -163,7 +145,7 @@ def account_key(account: address) -> bytes32:
 
 @internal
 @pure
-def read_account(op: Opening) -> AccountLeaf:
+def read_account(op: trace.Opening) -> AccountLeaf:
     if not op.present:
         return AccountLeaf(collateral=0, nonces_hash=keccak256(b""))
     assert len(op.value) == 64, "witness: account leaf"
@@ -172,15 +154,15 @@ def read_account(op: Opening) -> AccountLeaf:
 
 @internal
 @pure
-def read_globals(op: Opening) -> Globals:
+def read_globals(op: trace.Opening) -> Globals:
     assert op.present and len(op.value) == MAX_LEAF, "witness: globals leaf"
     return abi_decode(op.value, Globals)
 
 
 @internal
 @pure
-def write_globals(c: Cursor, g: Globals, openings: DynArray[Opening, MAX_OPENINGS]) -> Cursor:
-    op: Opening = self.open_leaf(c, GLOBALS_KEY, openings)
+def write_globals(c: Cursor, g: Globals, openings: DynArray[trace.Opening, MAX_OPENINGS]) -> Cursor:
+    op: trace.Opening = self.open_leaf(c, GLOBALS_KEY, openings)
     return Cursor(root=self.write_leaf(c.root, GLOBALS_KEY, op, abi_encode(g)), used=c.used + 1)
 
 
@@ -269,7 +251,7 @@ def record_nonce(kept: DynArray[uint256, MAX_NONCES], nonce: uint256) -> DynArra
 @internal
 @view
 def user_preamble(struct_hash: bytes32, item: Bytes[records.MAX_ITEM_SIZE], sig_at: uint256, account: address,
-                  amount: uint256, nonce: uint256, expiry: uint256, ctx: Ctx, acct: AccountLeaf,
+                  amount: uint256, nonce: uint256, expiry: uint256, ctx: trace.Ctx, acct: AccountLeaf,
                   nonces: DynArray[uint256, MAX_NONCES]) -> bool:
     """Amount, expiry window, signature, nonce window and free collateral."""
     if amount == 0 or amount > MAX_AMOUNT:
@@ -294,7 +276,7 @@ def debit(acct: AccountLeaf, amount: uint256, nonce: uint256, nonces: DynArray[u
 
 @internal
 @view
-def transfer(c0: Cursor, ctx: Ctx, item: Bytes[records.MAX_ITEM_SIZE], openings: DynArray[Opening, MAX_OPENINGS],
+def transfer(c0: Cursor, ctx: trace.Ctx, item: Bytes[records.MAX_ITEM_SIZE], openings: DynArray[trace.Opening, MAX_OPENINGS],
              nonces: DynArray[uint256, MAX_NONCES]) -> (bytes32, bool):
     account: address = self.addr(item, 2)
     to: address = self.addr(item, 22)
@@ -302,7 +284,7 @@ def transfer(c0: Cursor, ctx: Ctx, item: Bytes[records.MAX_ITEM_SIZE], openings:
     nonce: uint256 = self.word(item, 50, 8)
     expiry: uint256 = self.word(item, 58, 8)
     key: bytes32 = self.account_key(account)
-    op: Opening = self.open_leaf(c0, key, openings)
+    op: trace.Opening = self.open_leaf(c0, key, openings)
     acct: AccountLeaf = self.read_account(op)
     struct_hash: bytes32 = keccak256(abi_encode(TRANSFER_TYPEHASH, account, to, amount, nonce, expiry))
     if not self.user_preamble(struct_hash, item, 66, account, amount, nonce, expiry, ctx, acct, nonces):
@@ -311,50 +293,50 @@ def transfer(c0: Cursor, ctx: Ctx, item: Bytes[records.MAX_ITEM_SIZE], openings:
         return self.write_leaf(c0.root, key, op, self.debit(acct, 0, nonce, nonces)), True
     c: Cursor = Cursor(root=self.write_leaf(c0.root, key, op, self.debit(acct, amount, nonce, nonces)), used=1)
     to_key: bytes32 = self.account_key(to)
-    op_to: Opening = self.open_leaf(c, to_key, openings)
+    op_to: trace.Opening = self.open_leaf(c, to_key, openings)
     receiver: AccountLeaf = self.read_account(op_to)
     return self.write_leaf(c.root, to_key, op_to, abi_encode(receiver.collateral + amount, receiver.nonces_hash)), True
 
 
 @internal
 @view
-def withdraw(c0: Cursor, ctx: Ctx, item: Bytes[records.MAX_ITEM_SIZE], openings: DynArray[Opening, MAX_OPENINGS],
-             nonces: DynArray[uint256, MAX_NONCES]) -> (bytes32, Ctx, bool):
+def withdraw(c0: Cursor, ctx: trace.Ctx, item: Bytes[records.MAX_ITEM_SIZE], openings: DynArray[trace.Opening, MAX_OPENINGS],
+             nonces: DynArray[uint256, MAX_NONCES]) -> (bytes32, trace.Ctx, bool):
     account: address = self.addr(item, 2)
     amount: uint256 = self.word(item, 22, 8)
     nonce: uint256 = self.word(item, 30, 8)
     expiry: uint256 = self.word(item, 38, 8)
     key: bytes32 = self.account_key(account)
-    op: Opening = self.open_leaf(c0, key, openings)
+    op: trace.Opening = self.open_leaf(c0, key, openings)
     acct: AccountLeaf = self.read_account(op)
     struct_hash: bytes32 = keccak256(abi_encode(WITHDRAW_TYPEHASH, account, amount, nonce, expiry))
     if not self.user_preamble(struct_hash, item, 46, account, amount, nonce, expiry, ctx, acct, nonces):
         return c0.root, ctx, False
     c: Cursor = Cursor(root=self.write_leaf(c0.root, key, op, self.debit(acct, amount, nonce, nonces)), used=1)
     g: Globals = self.read_globals(self.open_leaf(c, GLOBALS_KEY, openings))
-    out: Ctx = ctx
+    out: trace.Ctx = ctx
     g, out = self.add_withdrawal(g, out, account, amount)
     return self.write_globals(c, g, openings).root, out, True
 
 
 @internal
 @pure
-def add_withdrawal(g: Globals, ctx: Ctx, account: address, amount: uint256) -> (Globals, Ctx):
+def add_withdrawal(g: Globals, ctx: trace.Ctx, account: address, amount: uint256) -> (Globals, trace.Ctx):
     """The withdrawal abi.encode(index, account, amount, head + 1) joins the
     output's withdrawals frontier; globals count it."""
     w: bytes32 = keccak256(abi_encode(g.withdrawal_count, account, amount, g.block_number + 1))
     out_g: Globals = g
     out_g.withdrawal_count = g.withdrawal_count + 1
     out_g.total_withdrawn = g.total_withdrawn + amount
-    out_c: Ctx = ctx
+    out_c: trace.Ctx = ctx
     out_c.withdrawals = records.push(ctx.withdrawals, records.list_leaf(w))
     return out_g, out_c
 
 
 @internal
 @view
-def inbox(c0: Cursor, ctx: Ctx, item: Bytes[records.MAX_ITEM_SIZE], tag: uint256,
-          openings: DynArray[Opening, MAX_OPENINGS]) -> (bytes32, Ctx, bool):
+def inbox(c0: Cursor, ctx: trace.Ctx, item: Bytes[records.MAX_ITEM_SIZE], tag: uint256,
+          openings: DynArray[trace.Opening, MAX_OPENINGS]) -> (bytes32, trace.Ctx, bool):
     index: uint256 = self.word(item, 2, 8)
     account: address = self.addr(item, 10)
     amount: uint256 = self.word(item, 30, 32)
@@ -362,10 +344,10 @@ def inbox(c0: Cursor, ctx: Ctx, item: Bytes[records.MAX_ITEM_SIZE], tag: uint256
     if index != g.inbox_count:
         return c0.root, ctx, False
     key: bytes32 = self.account_key(account)
-    op: Opening = self.open_leaf(Cursor(root=c0.root, used=1), key, openings)
+    op: trace.Opening = self.open_leaf(Cursor(root=c0.root, used=1), key, openings)
     acct: AccountLeaf = self.read_account(op)
     c: Cursor = Cursor(root=c0.root, used=2)
-    out: Ctx = ctx
+    out: trace.Ctx = ctx
     kind: bytes1 = 0x01
     if tag == TAG_DEPOSIT:
         if amount > 0 and amount <= MAX_AMOUNT:
@@ -385,12 +367,12 @@ def inbox(c0: Cursor, ctx: Ctx, item: Bytes[records.MAX_ITEM_SIZE], tag: uint256
 
 @internal
 @view
-def _apply(state_root: bytes32, ctx: Ctx, item: Bytes[records.MAX_ITEM_SIZE], openings: DynArray[Opening, MAX_OPENINGS],
-           nonces: DynArray[uint256, MAX_NONCES]) -> (bytes32, Ctx, bool):
+def _apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[records.MAX_ITEM_SIZE], openings: DynArray[trace.Opening, MAX_OPENINGS],
+           nonces: DynArray[uint256, MAX_NONCES]) -> (bytes32, trace.Ctx, bool):
     n: uint256 = len(item)
     kind: uint256 = self.word(item, 0, 1)
     c0: Cursor = Cursor(root=state_root, used=0)
-    out: Ctx = ctx
+    out: trace.Ctx = ctx
     if kind == ITEM_BLOCK_START and n == 49:
         g: Globals = self.read_globals(self.open_leaf(c0, GLOBALS_KEY, openings))
         number: uint256 = self.word(item, 1, 8)
@@ -430,8 +412,8 @@ def _apply(state_root: bytes32, ctx: Ctx, item: Bytes[records.MAX_ITEM_SIZE], op
 
 @external
 @view
-def apply(state_root: bytes32, ctx: Ctx, item: Bytes[records.MAX_ITEM_SIZE], openings: DynArray[Opening, MAX_OPENINGS],
-          nonces: DynArray[uint256, MAX_NONCES]) -> (bytes32, Ctx, bool):
+def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[records.MAX_ITEM_SIZE], openings: DynArray[trace.Opening, MAX_OPENINGS],
+          nonces: DynArray[uint256, MAX_NONCES]) -> (bytes32, trace.Ctx, bool):
     """
     @notice The trace position after `item` and the receipt outcome.
     """
@@ -440,13 +422,13 @@ def apply(state_root: bytes32, ctx: Ctx, item: Bytes[records.MAX_ITEM_SIZE], ope
 
 @external
 @view
-def step(state_root: bytes32, ctx: Ctx, item: Bytes[records.MAX_ITEM_SIZE], openings: DynArray[Opening, MAX_OPENINGS],
+def step(state_root: bytes32, ctx: trace.Ctx, item: Bytes[records.MAX_ITEM_SIZE], openings: DynArray[trace.Opening, MAX_OPENINGS],
          nonces: DynArray[uint256, MAX_NONCES]) -> (bytes32, bytes32):
     """
     @notice (claim before, claim after) `item`.
     """
     root: bytes32 = empty(bytes32)
-    out: Ctx = ctx
+    out: trace.Ctx = ctx
     ok: bool = False
     root, out, ok = self._apply(state_root, ctx, item, openings, nonces)
-    return self._claim(state_root, ctx), self._claim(root, out)
+    return trace.claim(state_root, ctx), trace.claim(root, out)

@@ -13,11 +13,9 @@ from prover.records import (PendingKind, compute_block_items, compute_records_ro
 from prover.trace import TraceRunner, build_tree, compute_claim, run_items
 from sequencer.core.commitment import encode_withdrawal
 from prover.output import compute_withdrawals_root
-from prover.hashing import keccak
-from sequencer.core.encoding import encode_block, encode_record, make_block
-from sequencer.core.records import (Block, Deposit, ForcedWithdrawal, PlaceOrder, Transfer, Withdraw)
-from sequencer.core.state import State
-from sequencer.core.transition import apply_block_bytes, compute_genesis_state
+from sequencer.core.encoding import encode_block, encode_record
+from sequencer.core.records import Block, Deposit, PlaceOrder
+from sequencer.core.transition import apply_block_bytes
 
 A, B, C, D = fv.ADDRESSES
 T = fv.BLOCK_TIME
@@ -27,31 +25,8 @@ def test_onestep_vectors_are_current():
     assert fv.targets()[fv.ONESTEP_PATH] == fv.ONESTEP_PATH.read_text()
 
 
-def make_messages() -> list[bytes]:
-    exp = T + 60_000
-    blocks = [
-        [fv.sign(Transfer(A, B, 10**6, 1, exp, b""), fv.KEYS[0]), Deposit(0, C, 5 * 10**6),
-         fv.sign(Withdraw(B, 3, 1, exp, b""), fv.KEYS[1])],
-        [fv.sign(Transfer(A, D, 7, 1, exp, b""), fv.KEYS[0]),          # nonce used: fails
-         fv.sign(Transfer(A, D, 7, 2, exp, b""), fv.KEYS[1]),          # wrong signer: fails
-         Transfer(A, D, -7, 3, exp, b"\x00" * 65),                       # negative amount: a NOOP item
-         ForcedWithdrawal(1, C, 10**6), ForcedWithdrawal(2, D, 10**6),   # D has no account
-         Deposit(5, A, 1)],                                               # out of order: fails
-        [fv.sign(Withdraw(C, 4 * 10**6, 9, exp, b""), fv.KEYS[2]), fv.sign(Transfer(C, A, 1, 10, exp, b""), fv.KEYS[2])],
-    ]
-    messages, parent = [], b"\x00" * 32
-    for number, records in enumerate(blocks, start=1):
-        block = make_block(number, parent, T + number, records)
-        if number == 2:  # one logged record that is msgpack but no record
-            block = msgspec.structs.replace(block, records=block.records + (msgspec.Raw(b"\x93\x01\x02\x03"),))
-        message = encode_block(block)
-        messages.append(message)
-        parent = keccak(message)
-    return messages
-
-
-def genesis() -> State:
-    return compute_genesis_state([(A, 10 * 10**6), (B, 10**6)])
+make_messages = fv.make_trace_messages
+genesis = fv.make_trace_genesis
 
 
 def test_item_replay_matches_the_node_replay():
