@@ -122,8 +122,9 @@ class HistoryIndex:
         if market is None or params is None:
             return
         before = self.funding_index.get(tick.market)
-        self.series(tick.market).funding.append({"market": tick.market, "ratePpm": tick.rate_ppm, "timestampMs": tick.timestamp_ms,
-                               "block": block_number, "fundingIndex": market.funding_index})
+        self.series(tick.market).funding.append({
+            "market": tick.market, "ratePpm": tick.rate_ppm, "timestampMs": tick.timestamp_ms,
+            "block": block_number, "fundingIndex": market.funding_index})
         if before is None:
             return  # in the first block indexed: the index before it is unknown
         step = market.funding_index - before

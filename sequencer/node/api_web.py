@@ -15,18 +15,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from sequencer.executor.genesis import get_dev_accounts
 from sequencer.node.api import ApiError, json_response
 
 WEB_DIST = Path(__file__).resolve().parents[2] / "web" / "dist"
 DEV_ACCOUNTS_LISTED = 16
-
-
-def dev_accounts(count: int) -> list[tuple[bytes, bytes]]:
-    try:
-        from sequencer.executor.genesis import get_dev_accounts
-    except ImportError:
-        from sequencer.node.genesis import get_dev_accounts
-    return get_dev_accounts(count)
 
 
 class WebRoutes:
@@ -51,7 +44,7 @@ class WebRoutes:
         await self.api.settled()
         accounts = node.chain.state.accounts
         return json_response([{"address": "0x" + address.hex(), "key": "0x" + key.hex()}
-                              for key, address in dev_accounts(DEV_ACCOUNTS_LISTED) if address in accounts])
+                              for key, address in get_dev_accounts(DEV_ACCOUNTS_LISTED) if address in accounts])
 
 
 def routes(api) -> list:
