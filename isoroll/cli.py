@@ -6,6 +6,9 @@ machine (isoroll.devnet)."""
 from __future__ import annotations
 
 import argparse
+import os
+import select
+import signal
 import sys
 
 from l1_bridge import cli as l1_cli
@@ -46,9 +49,27 @@ def build_parser() -> argparse.ArgumentParser:
                                       extensions=(register_devnet, l1_cli.register, prover_cli.register))
 
 
+def is_stdout_closed() -> bool:
+    """Whether the reader of stdout went away (a pipe whose reader closed polls POLLERR)."""
+    poll = select.poll()
+    poll.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poll.poll(0))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args) or 0
+    try:
+        code = args.func(args) or 0
+        sys.stdout.flush()  # here, not at exit, where a closed pipe would print a traceback
+        return code
+    except BrokenPipeError:
+        # `isoroll l1 status | head`: the reader has what it wanted; end quietly like other
+        # Unix tools (exit 128 + SIGPIPE), with no second error when Python flushes stdout.
+        # SIGPIPE itself stays ignored: the node and the devnet write to sockets.
+        if not is_stdout_closed():
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

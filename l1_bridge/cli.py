@@ -101,7 +101,8 @@ def cmd_status(args) -> int:
     p = c.params()
     now = s["now"]
     print(f"bridge     {c.bridge.address} on {c.url} (chain id {c.chain_id()})")
-    print(f"token      {c.token.address}   bridge balance {_fmt(c.token_balance(c.bridge.address))}")
+    unit = c.token.functions.symbol().call()
+    print(f"token      {c.token.address}   bridge balance {_fmt(c.token_balance(c.bridge.address))} {unit}")
     print(f"clocks     challenge period {_duration(p['challenge_period'])}, forced grace {_duration(p['forced_grace'])}")
     if s["frozen"]:
         print(f"FROZEN     since L1 time {s['frozen_at']}; escapes against output {s['frozen_output']}, "
@@ -132,7 +133,7 @@ def cmd_status(args) -> int:
             print(f"  inbox #{e['inbox_index']:<5} {e['account'].lower()} {_fmt(e['amount'])}  {state}")
     account = _account(args, required=False)
     if account is not None:
-        print(f"account    0x{account.hex()}   L1 token balance {_fmt(c.token_balance('0x' + account.hex()))}")
+        print(f"account    0x{account.hex()}   L1 token balance {_fmt(c.token_balance('0x' + account.hex()))} {unit}")
         rows = _withdrawal_rows(args, c, account, now)
         if rows:
             print("withdrawals")

@@ -115,6 +115,8 @@ async def with_client(args, action, needs_key: bool = False):
     except ApiError as exc:
         print(f"error: {exc.status} {exc.code}: {exc.message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # stdout's reader went away (`| head`): the entry point ends quietly
     except (OSError, httpx.TransportError) as exc:
         print(f"error: cannot reach the node at {args.url}: {exc}", file=sys.stderr)
         return 3
@@ -150,14 +152,31 @@ def cmd_account(args) -> int:
             print_json(data)
         else:
             print(f"account     {data['address']}")
-            print(f"collateral  {format_collateral(data['collateral'])} ({data['collateral']} units)")
+            print(f"collateral  {format_collateral(data['collateral'])} USDC ({data['collateral']} units)")
+            markets = {m["id"]: m for m in await client.markets()} if data.get("positions") else {}
             for p in data.get("positions", []):
-                print(f"position    market {p['market']}: " + ", ".join(f"{k} {v}" for k, v in p.items() if k != "market"))
+                if args.raw:
+                    print(f"position    market {p['market']}: "
+                          + ", ".join(f"{k} {v}" for k, v in p.items() if k != "market"))
+                else:
+                    print(describe_position(p, markets[p["market"]]))
             if not data.get("positions"):
                 print("positions   none")
             print(f"open orders {len(data.get('openOrders', []))}")
         return 0
     return asyncio.run(with_client(args, run))
+
+
+def describe_position(p: dict, market: dict) -> str:
+    """One position in human units: sizes in the base unit, money in USDC."""
+    from sequencer.cli_trading import format_size
+    usdc = lambda units: f"{format_collateral(units)} USDC"  # noqa: E731
+    side = "long" if p["size"] > 0 else "short" if p["size"] < 0 else "flat"
+    liquidation = usdc(p["liquidationPrice"]) if p["liquidationPrice"] else "none"
+    return (f"position    {market['symbol']} {side} {format_size(abs(p['size']), market)} "
+            f"{market['symbol'].split('-')[0]}, entry {usdc(p['entryPrice'])}, mark {usdc(market['oraclePrice'])}, "
+            f"liquidation {liquidation}, margin {usdc(p['margin'])}, unrealized PnL {usdc(p['unrealizedPnl'])}, "
+            f"funding owed {usdc(p['fundingOwed'])}, equity {usdc(p['equity'])}")
 
 
 def cmd_status(args) -> int:
@@ -243,6 +262,7 @@ def build_parser(run_node: Callable[[Any], int] = run_node, extensions: Sequence
     add_client_flags(p, key=True)
     p.add_argument("address", nargs="?", help="0x.. (default: the address of --key)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.add_argument("--raw", action="store_true", help="positions in the API's integer units")
     p.set_defaults(func=cmd_account)
 
     p = sub.add_parser("status", help="the node's status, head block and EIP-712 domain")
