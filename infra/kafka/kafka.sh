@@ -132,6 +132,9 @@ auto.create.topics.enable=false
 offsets.topic.num.partitions=1
 transaction.state.log.num.partitions=1
 group.initial.rebalance.delay.ms=0
+# Standby sequencers take over one election session after the active one went
+# silent (3 s by default); brokers refuse sessions below this (6 s by default).
+group.min.session.timeout.ms=1000
 message.max.bytes=8388608
 log.retention.hours=-1
 transaction.max.timeout.ms=900000

@@ -23,6 +23,15 @@ class NodeConfig:
     """sequencer: admit txs and write blocks; follower: replay the log and serve reads only."""
     sequencer_id: str = "0"
     """Sequencers with the same id share a Kafka transactional id: the newest fences the others."""
+    standby: bool = False
+    """Run several sequencers with this sequencer id: a Kafka consumer group elects
+    the one that writes, the others follow and take over when it goes
+    (sequencer.node.election); txs sent to a standby are forwarded to the active one."""
+    election_session_timeout_ms: int = 3000
+    """A standby takes over this long after the active sequencer stopped
+    heartbeating (the brokers' group.min.session.timeout.ms must allow it)."""
+    api_advertised_url: str = ""
+    """The URL other nodes forward txs to (default http://api_host:api_port)."""
     preset: str = "devnet"
     data_dir: str = ".devnet/node"
     api_host: str = "127.0.0.1"
@@ -81,6 +90,10 @@ class NodeConfig:
         """Sequencers of one log (topic) with the same id fence each other; the
         topic is part of it so chains sharing a Kafka cluster never do."""
         return f"isoroll-{self.kafka_topic}-sequencer-{self.sequencer_id}"
+
+    @property
+    def advertised_url(self) -> str:
+        return self.api_advertised_url or f"http://{self.api_host}:{self.api_port}"
 
     @property
     def snapshot_dir(self) -> Path:

@@ -2,6 +2,8 @@
 
     CREATED -> LOADING -> SEQUENCING <-> RECOVERING
                        +-> FOLLOWING        +-> FENCED (follows the log read-only)
+                       +-> STANDBY <-> SEQUENCING, RECOVERING; FENCED -> STANDBY
+                           (standby sequencers: sequencer.node.election)
     any running phase -> FAILED   (an executor failure: a bug or a broken machine)
     any phase -> STOPPING -> STOPPED
 
@@ -21,6 +23,9 @@ class Phase(enum.Enum):
     RECOVERING = "recovering"
     """The sequencer lost the log; restarting its producer and catching up."""
     FOLLOWING = "following"
+    STANDBY = "standby"
+    """A sequencer that lost (or has not won) the election: follows the log and
+    takes over when the election hands it the lead."""
     FENCED = "fenced"
     """A newer sequencer took over: this one follows the log read-only."""
     FAILED = "failed"
@@ -32,19 +37,21 @@ class Phase(enum.Enum):
 
 ALLOWED: dict[Phase, frozenset[Phase]] = {
     Phase.CREATED: frozenset({Phase.LOADING, Phase.STOPPED}),
-    Phase.LOADING: frozenset({Phase.SEQUENCING, Phase.FOLLOWING, Phase.FAILED, Phase.STOPPING}),
-    Phase.SEQUENCING: frozenset({Phase.RECOVERING, Phase.FENCED, Phase.FAILED, Phase.STOPPING}),
-    Phase.RECOVERING: frozenset({Phase.SEQUENCING, Phase.FENCED, Phase.FAILED, Phase.STOPPING}),
+    Phase.LOADING: frozenset({Phase.SEQUENCING, Phase.FOLLOWING, Phase.STANDBY, Phase.FAILED, Phase.STOPPING}),
+    Phase.SEQUENCING: frozenset({Phase.RECOVERING, Phase.FENCED, Phase.STANDBY, Phase.FAILED, Phase.STOPPING}),
+    Phase.RECOVERING: frozenset({Phase.SEQUENCING, Phase.FENCED, Phase.STANDBY, Phase.FAILED, Phase.STOPPING}),
     Phase.FOLLOWING: frozenset({Phase.FAILED, Phase.STOPPING}),
-    Phase.FENCED: frozenset({Phase.FAILED, Phase.STOPPING}),
+    Phase.STANDBY: frozenset({Phase.SEQUENCING, Phase.FAILED, Phase.STOPPING}),
+    Phase.FENCED: frozenset({Phase.STANDBY, Phase.FAILED, Phase.STOPPING}),
     Phase.FAILED: frozenset({Phase.STOPPING}),
     Phase.STOPPING: frozenset({Phase.STOPPED}),
     Phase.STOPPED: frozenset(),
 }
 
-READY = frozenset({Phase.SEQUENCING, Phase.FOLLOWING, Phase.FENCED})
+READY = frozenset({Phase.SEQUENCING, Phase.FOLLOWING, Phase.STANDBY, Phase.FENCED})
 """Phases in which the node serves reads from a caught-up state."""
-RUNNING = frozenset({Phase.LOADING, Phase.SEQUENCING, Phase.RECOVERING, Phase.FOLLOWING, Phase.FENCED})
+RUNNING = frozenset({Phase.LOADING, Phase.SEQUENCING, Phase.RECOVERING, Phase.FOLLOWING, Phase.STANDBY,
+                     Phase.FENCED})
 
 
 class IllegalTransition(RuntimeError):

@@ -35,6 +35,7 @@ from sequencer.log.kafka import BlockReader, BlockWriter, Fenced, LogConfig, Log
 from sequencer.node.builder import BlockBuilder
 from sequencer.node.checkers import TxCheckers, get_auto_workers
 from sequencer.node.config import NodeConfig, load_allocations, resolve_l1_config
+from sequencer.node.election import Election
 from sequencer.node.fills import FillIndex
 from sequencer.node.lifecycle import IllegalTransition, Lifecycle, NodeFailed, Phase
 from sequencer.node.metrics import METRICS
@@ -88,6 +89,11 @@ class Node:
         self.reader: BlockReader | None = None
         self.writer: BlockWriter | None = None
         self.builder: BlockBuilder | None = None
+        self.election: Election | None = None
+        """Standby sequencers only (``config.standby``): who leads this sequencer id."""
+        self._follow_task: asyncio.Task | None = None
+        self.lag_messages = 0
+        """Committed log messages not applied yet (a follower's or standby's lag)."""
         workers = config.tx_check_workers if config.tx_check_workers >= 0 else get_auto_workers()
         self.checkers = TxCheckers(workers if config.mode == "sequencer" else 0, self.domain,
                                    config.signature_backend)
@@ -115,6 +121,8 @@ class Node:
     @property
     def mode(self) -> str:
         """What the node does now: a fenced sequencer is a follower."""
+        if self.phase is Phase.STANDBY:
+            return "standby"
         return "follower" if self.config.mode == "follower" or self.fenced else "sequencer"
 
     @property
@@ -157,9 +165,12 @@ class Node:
             raise NodeFailed(f"the node stopped on an executor failure while replaying the log: {exc}") from exc
         if self.config.mode == "sequencer":
             await self.checkers.start()
-            await self.lead()
+            if self.config.standby:
+                await self.stand_by()
+            else:
+                await self.lead()
         else:
-            self._spawn(self.follow())
+            self._follow_task = self._spawn(self.follow())
             self.enter(Phase.FOLLOWING, "following the log")
         self._spawn(self.snapshot_loop())
         # Everything alive now (modules, the loaded state, the books) lives as long as
@@ -179,6 +190,8 @@ class Node:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.election is not None:
+            await self.election.stop()  # leave the group: a standby takes over at once
         if self.builder is not None and not failed:
             self.builder.fail_pending(LogUnavailable("the node is shutting down"))
         if self.writer is not None:
@@ -418,6 +431,12 @@ class Node:
         self.enter(Phase.RECOVERING, f"log unavailable: {exc}")
         assert self.builder is not None and self.writer is not None
         self.builder.fail_pending(LogUnavailable(f"the log cannot take writes: {exc}"))
+        if self.election is not None:
+            # Restarting the producer would fence whoever the election chose while
+            # this node was cut off (or paused): stand by and let the group decide.
+            await self.step_down(f"the log failed ({exc}); rejoining the election")
+            await self._retry("rejoin the election", self.election.rejoin)
+            return
         try:
             await self._retry("restart the transactional producer", self.writer.start)
         except Fenced as fenced:
@@ -436,7 +455,66 @@ class Node:
                   self.config.sequencer_id, self.config.transactional_id)
         if self.writer is not None:
             await self.writer.stop()
-        self._spawn(self.follow())
+        self._follow_task = self._spawn(self.follow())
+        if self.election is not None:
+            self.election.resign()
+            self.enter(Phase.STANDBY, "standing by after being fenced: following the log")
+            await self._retry("rejoin the election", self.election.rejoin)
+
+    # --- standby sequencers (sequencer.node.election) -------------------------------
+    def get_sequencer_status(self) -> dict:
+        """Who writes the log as far as this node knows (GET /v1/status): the
+        active sequencer's URL, the election term and this node's lag."""
+        active = self.phase is Phase.SEQUENCING
+        if self.election is not None:
+            url, term = self.election.leadership.active_url or None, self.election.leadership.term
+        else:
+            url, term = (self.config.advertised_url if active else None), None
+        return {"active": active, "activeSequencer": url, "electionTerm": term,
+                "lagMessages": 0 if active else self.lag_messages}
+
+    async def stand_by(self) -> None:
+        """Follow the log and join the election of this sequencer id."""
+        self._follow_task = self._spawn(self.follow())
+        self.enter(Phase.STANDBY, "standing by: following the log, ready to take over")
+        self.election = Election(self.log_config, self.config.advertised_url, lambda: self.chain.next_offset,
+                                 session_timeout_ms=self.config.election_session_timeout_ms)
+        await self._retry("join the election", self.election.start)
+        self._spawn(self.campaign())
+
+    async def campaign(self) -> None:
+        """Act on each election verdict: take over when handed the lead, step
+        down when it moved elsewhere."""
+        election = self.election
+        while True:
+            await election.changed.wait()
+            election.changed.clear()
+            if election.holding and self.phase is Phase.STANDBY:
+                await self.take_over()
+            elif not election.holding and self.phase in (Phase.SEQUENCING, Phase.RECOVERING):
+                await self.step_down(f"the election made {election.leadership.active_url} the active sequencer")
+
+    async def take_over(self) -> None:
+        started = time.monotonic()
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+            await asyncio.gather(self._follow_task, return_exceptions=True)
+            self._follow_task = None
+        log.warning("elected (term %d): taking over as the active sequencer", self.election.leadership.term)
+        await self.lead()
+        log.warning("active sequencer from block %d, %.2f s after the election", self.chain.head_number,
+                    time.monotonic() - started)
+
+    async def step_down(self, why: str) -> None:
+        if self.election is not None:
+            self.election.resign()
+        if self.builder is not None:
+            self.builder.halt(Fenced(f"this node stepped down: {why}"))
+        if self.writer is not None:
+            await self.writer.stop()
+        log.warning("stepping down: %s", why)
+        self.enter(Phase.STANDBY, f"standing by: {why}")
+        self._follow_task = self._spawn(self.follow())
 
     def get_exchange(self):
         """The order books as of the head: live on the sequencer, rebuilt from the
@@ -486,7 +564,8 @@ class Node:
                 last_lag = time.monotonic()
                 try:
                     end = await self.reader.end_offset()
-                    METRICS.gauge("isoroll_log_lag_messages").set(max(0, end - await self.reader.position()))
+                    self.lag_messages = max(0, end - await self.reader.position())
+                    METRICS.gauge("isoroll_log_lag_messages").set(self.lag_messages)
                 except LogUnavailable:
                     pass
 

@@ -16,6 +16,7 @@ import uvicorn
 from sequencer.core.transition import Context
 from sequencer.node.api import Api
 from sequencer.node.config import NodeConfig
+from sequencer.node.forwarding import forward_writes
 from sequencer.node.lifecycle import NodeFailed
 from sequencer.node.node import Node
 
@@ -65,8 +66,10 @@ class Service:
             await self.node.stop()  # ``async with`` does not exit what did not enter
             raise
         self.node.chain.listeners.append(self.api.publish)
+        # A standby sequencer forwards txs to the active one (sequencer.node.forwarding).
+        self._app = forward_writes(self.node, self.api.asgi) if self.config.standby else self.api.asgi
         self.server = uvicorn.Server(uvicorn.Config(
-            self.api.asgi, host=self.config.api_host, port=self.config.api_port, log_config=None,
+            self._app, host=self.config.api_host, port=self.config.api_port, log_config=None,
             access_log=False, lifespan="off", ws_max_size=1 << 20, proxy_headers=False,
             interface="asgi3"))
         # The service (or its embedder) owns SIGINT/SIGTERM; uvicorn must not swallow them.
@@ -85,6 +88,8 @@ class Service:
             if self._server_task is not None:
                 await asyncio.gather(self._server_task, return_exceptions=True)
             self.server = None
+            if hasattr(self._app, "close"):
+                await self._app.close()
         await self.node.stop()
 
     async def __aenter__(self) -> "Service":

@@ -52,7 +52,7 @@ def test_refused_transitions_leave_the_phase_alone(path, illegal):
 
 
 def test_ready_and_running():
-    assert READY == {Phase.SEQUENCING, Phase.FOLLOWING, Phase.FENCED}
+    assert READY == {Phase.SEQUENCING, Phase.FOLLOWING, Phase.STANDBY, Phase.FENCED}
     assert Phase.FAILED not in RUNNING and Phase.RECOVERING in RUNNING and Phase.RECOVERING not in READY
     lc = walk(Phase.LOADING)
     assert lc.running and not lc.ready
