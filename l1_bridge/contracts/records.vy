@@ -94,15 +94,26 @@ def derive_root(data: Bytes[MAX_DATA]) -> (bool, bytes32, uint256):
     f: Frontier = empty(Frontier)
     n: uint256 = len(data)
     pos: uint256 = 0
+    count: uint256 = 0
     for _: uint256 in range(MAX_ITEMS + 1):
         if pos == n:
-            return True, self.root(f), f.count
-        if pos + 2 > n or f.count == MAX_ITEMS:
+            f.count = count
+            return True, self.root(f), count
+        if pos + 2 > n or count == MAX_ITEMS:
             return False, empty(bytes32), 0
         size: uint256 = convert(slice(data, pos, 2), uint256)
         if size == 0 or size > MAX_ITEM_SIZE or pos + 2 + size > n:
             return False, empty(bytes32), 0
-        f = self.push(f, self.list_leaf(keccak256(slice(data, pos + 2, size))))
+        # push the item's leaf onto the frontier (push(), inlined: no struct copies per item)
+        node: bytes32 = self.list_leaf(keccak256(slice(data, pos + 2, size)))
+        count += 1
+        size_left: uint256 = count
+        for h: uint256 in range(FRONTIER_DEPTH):
+            if size_left & 1 == 1:
+                f.branch[h] = node
+                break
+            node = keccak256(concat(b"\x01", f.branch[h], node))
+            size_left = size_left >> 1
         pos += 2 + size
     return False, empty(bytes32), 0
 
