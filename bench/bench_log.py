@@ -9,7 +9,8 @@ For each block size: blocks/s, MB/s and the commit latency (p50, p99) over
 ``--seconds`` of back-to-back writes to a fresh topic.  The single broker is
 infra/kafka/kafka.sh on ISOROLL_BENCH_KAFKA_PORT (29092), replication 1; the
 cluster is kafka.sh's cluster mode on ISOROLL_BENCH_KAFKA_CLUSTER_PORT (29292..29297),
-replication 3 and min.insync.replicas=2.  Either is started (and stopped again)
+replication 3 and min.insync.replicas=2, then a topic of replication 1 on the same
+cluster (what three JVMs on one machine cost apart from replicating the block).  Either is started (and stopped again)
 only if it is not running.  Each is warmed up first (``--warm-up`` seconds of
 small commits): a fresh JVM spends its first tens of seconds compiling.
 """
@@ -116,6 +117,7 @@ def main(argv: list[str]) -> list[str]:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     single: list[Run] = []
     cluster_runs: list[Run] = []
+    cluster_rf1: list[Run] = []
     if not args.cluster_only:
         say(f"== single broker, replication 1 ({args.seconds:g} s per size) ==")
         with BenchBroker() as broker:
@@ -128,10 +130,18 @@ def main(argv: list[str]) -> list[str]:
         cluster.start()
         try:
             cluster_runs = asyncio.run(measure(cluster.bootstrap, 3, "cluster", sizes, args.seconds, args.warm_up))
+            # The same cluster, a topic of one replica: what the three JVMs cost
+            # apart from replicating the block (the transaction log stays replicated).
+            say("== the same cluster, a topic with replication 1 ==")
+            cluster_rf1 = asyncio.run(measure(cluster.bootstrap, 1, "clus-rf1", sizes, args.seconds, 0))
         finally:
             if started_here:
                 cluster.stop()
     lines = summary(single, cluster_runs) if single and cluster_runs else [r.line() for r in single + cluster_runs]
+    if cluster_runs:
+        lines += [run.line() for run in cluster_rf1]
+        lines += [f"cluster rf3/rf1 at {a.block_bytes:>9,} B: blocks/s x{b.blocks_per_s / a.blocks_per_s:.2f}"
+                  for a, b in zip(cluster_rf1, cluster_runs)]
     say("\n== summary ==")
     for line in lines:
         say("  " + line)

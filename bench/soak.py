@@ -7,16 +7,18 @@ the exactly-once check and the root agreement.
 Runs on the three-node cluster (kafka.sh's cluster mode on
 ISOROLL_SOAK_KAFKA_CLUSTER_PORT, 29392..29397; started and stopped here unless
 it is running), a fresh topic with replication 3 and min.insync.replicas=2.
-Processes: one sequencer node and one follower (``isoroll node``, each its own
-process group), and ``--clients`` SDK clients sending transfers one after
-another.  Each cycle, after a few seconds of load, one of:
+Processes: two sequencer nodes with the same sequencer id in standby mode
+(one active, elected through Kafka; sequencer.node.election) and one follower
+(``isoroll node``, each its own process group), and ``--clients`` SDK clients
+sending transfers one after another to the sequencers' URLs (a standby
+forwards to the active one; a client whose node died moves to the next URL).
+Each cycle, after a few seconds of load, one of:
 
 - broker: kill -9 a random broker (the partition leader or a follower), start
   it again after 1-4 s, wait until it is back in the ISR;
-- sequencer: kill -9 the sequencer and start a replacement with the same
-  sequencer id on the same port: every other time in the same data dir (crash
-  recovery from its snapshot) or in a fresh one (a standby that replays the log
-  and fences the old transactional producer).
+- sequencer: kill -9 the active sequencer; the standby takes over by itself;
+  the killed one is started again in its data dir after 1-4 s (crash recovery
+  from its snapshot) and stands by.
 
 The failover time of a cycle is from the kill to the first acknowledgement of
 a tx sent after the kill.  At the end: every acknowledged tx is in the log
@@ -60,7 +62,7 @@ class NodeProcess:
     """``isoroll node`` in a process group of its own (its tx-check workers die with it)."""
 
     def __init__(self, name: str, bootstrap: str, topic: str, data_dir: Path, port: int,
-                 mode: str = "sequencer", sequencer_id: str = "soak") -> None:
+                 mode: str = "sequencer", sequencer_id: str = "soak", standby: bool = False) -> None:
         self.name = name
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -71,7 +73,8 @@ class NodeProcess:
                         ISOROLL_DATA_DIR=str(data_dir), ISOROLL_API_PORT=str(port), ISOROLL_API_HOST="127.0.0.1",
                         ISOROLL_MODE=mode, ISOROLL_SEQUENCER_ID=sequencer_id, ISOROLL_GENESIS_DEV_ACCOUNTS="8",
                         ISOROLL_SNAPSHOT_INTERVAL_BLOCKS="200", ISOROLL_LOG_FORMAT="text",
-                        ISOROLL_LOG_LEVEL="WARNING", ISOROLL_PRESET="devnet")
+                        ISOROLL_LOG_LEVEL="WARNING", ISOROLL_PRESET="devnet",
+                        ISOROLL_STANDBY="true" if standby else "false", ISOROLL_ELECTION_SESSION_TIMEOUT_MS="3000")
         self.proc: subprocess.Popen | None = None
 
     def start(self, log_dir: Path) -> None:
@@ -121,8 +124,9 @@ class NodeProcess:
 
 @dataclass
 class Load:
-    """SDK clients sending transfers one after another; records (sent, acked, hash)."""
-    url: str
+    """SDK clients sending transfers one after another; records (sent, acked, hash).
+    A client that cannot reach its node moves to the next URL."""
+    urls: list[str]
     clients: int
     acked: list[tuple[float, float, bytes]] = field(default_factory=list)
     refused: int = 0
@@ -137,28 +141,31 @@ class Load:
         accounts = get_dev_accounts(self.clients)
         for i, (key, _) in enumerate(accounts):
             peer = accounts[(i + 1) % len(accounts)][1]
-            self._tasks.append(asyncio.create_task(self._run(Client(self.url, key), peer)))
+            self._tasks.append(asyncio.create_task(self._run(key, peer, i)))
 
-    async def _run(self, client, peer: bytes) -> None:
-        from sequencer.sdk import ApiError
-        async with client:
-            while not self._stop.is_set():
-                sent = time.monotonic()
-                try:
-                    receipt = await client.transfer(peer, 1)
-                except ApiError:
-                    self.refused += 1
-                    await asyncio.sleep(0.05)
-                    continue
-                except httpx.ConnectError:
-                    self.unreachable += 1  # no sequencer listening: nothing sent
-                    await asyncio.sleep(0.05)
-                    continue
-                except (httpx.HTTPError, OSError):
-                    self.unanswered += 1  # the node died mid-request: not acknowledged
-                    await asyncio.sleep(0.05)
-                    continue
-                self.acked.append((sent, time.monotonic(), bytes.fromhex(receipt["hash"][2:])))
+    async def _run(self, key: bytes, peer: bytes, first: int) -> None:
+        from sequencer.sdk import ApiError, Client
+        turn = first
+        while not self._stop.is_set():
+            async with Client(self.urls[turn % len(self.urls)], key) as client:
+                while not self._stop.is_set():
+                    sent = time.monotonic()
+                    try:
+                        tx = await client.signed_transfer(peer, 1)
+                        receipt = await client.submit(tx)
+                    except ApiError:
+                        self.refused += 1
+                        await asyncio.sleep(0.05)
+                        continue
+                    except httpx.ConnectError:
+                        self.unreachable += 1  # nothing listening: nothing sent
+                        break
+                    except (httpx.HTTPError, OSError):
+                        self.unanswered += 1  # the node died mid-request: not acknowledged
+                        break
+                    self.acked.append((sent, time.monotonic(), bytes.fromhex(receipt["hash"][2:])))
+            turn += 1
+            await asyncio.sleep(0.05)
 
     async def first_ack_sent_after(self, moment: float, timeout: float) -> float:
         deadline = time.monotonic() + timeout
@@ -249,21 +256,15 @@ async def run_soak(cluster, cycles: int, max_seconds: float, seed: int, clients:
     topic = f"isoroll.soak.{uuid.uuid4().hex[:8]}"
     await ensure_topic(LogConfig(bootstrap_servers=cluster.bootstrap, topic=topic, replication_factor=3,
                                  min_insync_replicas=2))
-    port = free_port()
-    standbys = 0
-
-    def sequencer_in(data_dir: Path) -> NodeProcess:
-        return NodeProcess("sequencer", cluster.bootstrap, topic, data_dir, port)
-
-    sequencer = sequencer_in(work / "sequencer-0")
+    sequencers = [NodeProcess(f"sequencer-{name}", cluster.bootstrap, topic, work / f"sequencer-{name}",
+                              free_port(), standby=True) for name in ("a", "b")]
     follower = NodeProcess("follower", cluster.bootstrap, topic, work / "follower", free_port(), mode="follower")
     report = Report()
-    load = Load(sequencer.url, clients)
+    load = Load([s.url for s in sequencers], clients)
     try:
-        sequencer.start(work)
-        follower.start(work)
-        await sequencer.wait_ready()
-        await follower.wait_ready()
+        for node in (*sequencers, follower):
+            node.start(work)
+            await node.wait_ready()
         load.start()
         await load.first_ack_sent_after(time.monotonic(), 60)
         for cycle in range(cycles):
@@ -282,15 +283,12 @@ async def run_soak(cluster, cycles: int, max_seconds: float, seed: int, clients:
                 await asyncio.sleep(rng.uniform(1.0, 4.0))
                 await asyncio.to_thread(cluster.start_nodes, victim)
             else:
-                sequencer.kill_9()
+                active = await wait_for_active(sequencers)
+                label = "sequencer (active)"
+                active.kill_9()
                 killed_at = time.monotonic()
-                if cycle % 2:
-                    standbys += 1
-                    sequencer = sequencer_in(work / f"sequencer-{standbys}")
-                    label = "sequencer (standby, fresh data dir)"
-                else:
-                    label = "sequencer (restart, same data dir)"
-                sequencer.start(work)
+                await asyncio.sleep(rng.uniform(1.0, 4.0))
+                active.start(work)  # crash recovery in its data dir; it stands by
             failover = await load.first_ack_sent_after(killed_at, 180) - killed_at
             report.cycles.append((label, failover))
             say(f"  cycle {cycle + 1}: kill -9 {label}: next tx acknowledged after {failover:.2f} s "
@@ -300,14 +298,16 @@ async def run_soak(cluster, cycles: int, max_seconds: float, seed: int, clients:
         fresh = NodeProcess("fresh-follower", cluster.bootstrap, topic, work / "fresh", free_port(), mode="follower")
         fresh.start(work)
         try:
+            for node in sequencers:
+                await node.wait_ready()
             await fresh.wait_ready()
-            report.roots = await wait_same_head([sequencer, follower, fresh])
+            report.roots = await wait_same_head([*sequencers, follower, fresh])
         finally:
             fresh.stop()
     finally:
         await load.stop()
-        sequencer.stop()
-        follower.stop()
+        for node in (*sequencers, follower):
+            node.stop()
     logged = await count_logged(cluster.bootstrap, topic)
     acked = [h for _, _, h in load.acked]
     report.acked, report.refused, report.unanswered = len(acked), load.refused, load.unanswered
@@ -316,6 +316,17 @@ async def run_soak(cluster, cycles: int, max_seconds: float, seed: int, clients:
     report.duplicates = sum(n - 1 for n in logged.values() if n > 1) + (len(acked) - len(set(acked)))
     report.seconds = time.monotonic() - started
     return report
+
+
+async def wait_for_active(sequencers: list[NodeProcess], timeout: float = 60.0) -> NodeProcess:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for node in sequencers:
+            status = await node.status()
+            if status and status.get("active"):
+                return node
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"no active sequencer after {timeout:g} s")
 
 
 def main(argv: list[str]) -> Report:

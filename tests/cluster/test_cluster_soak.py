@@ -19,4 +19,4 @@ async def test_short_soak_loses_and_duplicates_nothing(cluster, tmp_path):
     assert [kind.split()[0] for kind, _ in report.cycles] == ["broker", "sequencer"]
     assert report.acked > 0 and report.in_log >= report.acked
     assert report.lost == 0 and report.duplicates == 0
-    assert len(report.roots) == 3 and report.roots_agree, report.roots
+    assert len(report.roots) == 4 and report.roots_agree, report.roots
