@@ -123,6 +123,7 @@ async function loadChart() {
   for (const [t, price] of p.prices) seen.set(Math.floor(t / 1000), price / USDC);
   S.oracle.setData([...seen].map(([time, value]) => ({ time, value })));
   S.candles.setData(c.candles.map(([t, o, h, l, cl]) => ({ time: t / 1000, open: o / USDC, high: h / USDC, low: l / USDC, close: cl / USDC })));
+  if (S.fitted !== `${m.id}:${S.interval}`) { S.chart.timeScale().fitContent(); S.fitted = `${m.id}:${S.interval}`; }
 }
 
 async function loadMarket() {
@@ -144,7 +145,7 @@ function renderMarket() {
   const asks = S.book.asks.slice().reverse(), bids = S.book.bids;
   $("book").innerHTML = "<tr><th>price</th><th>size</th><th>orders</th></tr>" +
     asks.map(([p, s, n]) => `<tr class="ask"><td>${usd(p)}</td><td>${base(s, m)}</td><td>${n}</td></tr>`).join("") +
-    `<tr class="spread"><td colspan="3">oracle ${usd(m.oraclePrice)}</td></tr>` +
+    `<tr class="spread"><td colspan="3">${asks.length && bids.length ? `spread ${usd(S.book.asks[0][0] - bids[0][0])} · ` : ""}oracle ${usd(m.oraclePrice)}</td></tr>` +
     bids.map(([p, s, n]) => `<tr class="bid"><td>${usd(p)}</td><td>${base(s, m)}</td><td>${n}</td></tr>`).join("");
   $("trades").innerHTML = rows(["price", "size", "time"], S.trades.slice(0, 15), (t) =>
     `<tr class="${t.takerSide === "buy" ? "bid" : "ask"}"><td>${usd(t.price)}</td><td>${base(t.size, m)}</td>` +
@@ -267,7 +268,7 @@ function renderAccount() {
   $("orders").innerHTML = rows(["market", "side", "price", "remaining", "reserved", ""], acc.openOrders, (o) =>
     `<tr><td>${esc(byId[o.market].symbol)}</td><td class="${o.isBuy ? "pos" : "neg"}">${o.isBuy ? "buy" : "sell"}</td><td>${usd(o.price)}</td>` +
     `<td>${base(o.remaining, byId[o.market])}</td><td>${usd(o.reserved)}</td><td><button class="cancel" data-nonce="${o.nonce}">cancel</button></td></tr>`);
-  $("fills").innerHTML = rows(["market", "side", "price", "size", "fee", "block"], S.fills, (f) => {
+  $("fills").innerHTML = rows(["market", "side", "price", "size", "fee", "block"], S.fills.slice(0, 10), (f) => {
     const taker = f.taker === acc.address, side = taker ? f.takerSide : f.takerSide === "buy" ? "sell" : "buy";
     return `<tr><td>${esc(byId[f.market].symbol)}</td><td class="${side === "buy" ? "pos" : "neg"}">${side} (${taker ? "taker" : "maker"})</td>` +
       `<td>${usd(f.price)}</td><td>${base(f.size, byId[f.market])}</td><td>${usd(taker ? f.takerFee : f.makerFee, 4)}</td><td>${f.block}</td></tr>`;
