@@ -59,6 +59,9 @@ class MarketParams(msgspec.Struct, frozen=True, kw_only=True):
     min_order_notional: int = 0
     """Smallest notional (size x limit price, quote units) of an order that is
     not reduce-only: no dust orders reserving a few micro-USDC."""
+    fund_takes_over: bool = False
+    """The liquidation rules before issue 10: the insurance fund takes the
+    liquidated part over (it can go insolvent); for the liquidation lab."""
 
     @property
     def scale(self) -> int:

@@ -212,9 +212,16 @@ class Exchange:
         apply_or_raise(state, r, timestamp_ms, ctx)
         trades, filled = self.match(state, r, book, fillable, timestamp_ms, ctx)
         if filled < r.size and r.time_in_force != IMMEDIATE_OR_CANCEL:
+            best = book.side(not r.is_buy).best()
+            if best is not None and is_crossing(r.is_buy, r.price, best):
+                raise RuleError("would_cross_book",
+                                f"the order's rest would sit at {r.price} across the best "
+                                f"{'ask' if r.is_buy else 'bid'} {best}, an order that cannot fill now "
+                                "(the book is never crossed)")
             order = state.orders[(r.account, r.nonce)]
             self.add_order(r.account, r.nonce, order, params)
-        return [r, *trades]
+        touched = sorted({r.account, *(t.maker for t in trades)})
+        return [r, *trades, *self.liquidate_accounts(state, r.market, touched, timestamp_ms, ctx)]
 
     # --- pre-trade checks -----------------------------------------------------------
     def check_order(self, state: State, r: PlaceOrder, book: Book, params: MarketParams, timestamp_ms: int) -> int:
@@ -236,16 +243,15 @@ class Exchange:
         return min(r.size, closable) if r.reduce_only else r.size
 
     def check_self_trade(self, r: PlaceOrder, opposite: Side, timestamp_ms: int) -> None:
-        remaining = r.size
+        """Refuse the order whole if any live order of its own account is at a
+        price it crosses: makers in front of it may be passed over, so the
+        depth before its own order proves nothing (issue 10)."""
         for maker in opposite.iter_live():
-            if remaining <= 0 or not is_crossing(r.is_buy, r.price, maker.price):
+            if not is_crossing(r.is_buy, r.price, maker.price):
                 return
-            if maker.expiry < timestamp_ms:
-                continue
-            if maker.account == r.account:
+            if maker.account == r.account and maker.expiry >= timestamp_ms:
                 raise RuleError("self_trade", f"order would trade with the account's own order {maker.nonce} "
                                               "(self-trade prevention: the new order is rejected)")
-            remaining -= maker.remaining
 
     def check_risk(self, state: State, r: PlaceOrder, params: MarketParams, closable: int, best: int | None) -> None:
         if r.reduce_only:
@@ -367,9 +373,15 @@ class Exchange:
         return self.run_atomically(state, apply_price)
 
     def liquidate_market(self, state: State, market_id: int, timestamp_ms: int, ctx: Context) -> list[Record]:
-        params = self.markets[market_id]
         targets = sorted(address for (address, m), p in state.positions.items()
                          if m == market_id and p.size and address != INSURANCE_ADDRESS)
+        return self.liquidate_accounts(state, market_id, targets, timestamp_ms, ctx)
+
+    def liquidate_accounts(self, state: State, market_id: int, targets: list[bytes], timestamp_ms: int,
+                           ctx: Context) -> list[Record]:
+        """Liquidate each target's position while it is liquidatable (partial
+        steps); the orders a liquidation cancels in the state leave the book."""
+        params = self.markets[market_id]
         out: list[Record] = []
         for address in targets:
             for _ in range(MAX_LIQUIDATION_STEPS):
@@ -381,7 +393,13 @@ class Exchange:
                 if apply_record(state, record, timestamp_ms, ctx) is not None:
                     break
                 out.append(record)
+                self.remove_cancelled_orders(state, address, market_id)
         return out
+
+    def remove_cancelled_orders(self, state: State, address: bytes, market_id: int) -> None:
+        for key in [k for k, o in self.orders.items() if k[0] == address and o.market == market_id]:
+            if state.orders[key].cancelled:
+                self.remove_order(key)
 
     def due_funding(self, state: State, timestamp_ms: int, ctx: Context) -> list[Record]:
         """FundingTick records due at this block time (applied), each followed

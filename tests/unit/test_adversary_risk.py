@@ -161,7 +161,6 @@ def test_self_trade_behind_an_unfillable_reduce_only_order_is_refused():
 # would open below maintenance), so a's 1-step sell at 59,000 counts c's size
 # as depth, passes c over, stops at its own bid and rests: bid 60,001 and
 # 59,000 against ask 59,000.
-@pytest.mark.xfail(strict=True, reason="issue 10: self-trade prevention counts makers that cannot fill")
 def test_self_trade_behind_a_maker_that_cannot_fill_is_refused():
     venue = Venue({"a": usd(100_000), "c": usd(100_000)})
     venue.set_price(usd(60_000))
@@ -177,8 +176,9 @@ def test_self_trade_behind_a_maker_that_cannot_fill_is_refused():
 
 def fund_backstops_five_shorts(buyer_leverage: int) -> Venue:
     """Five 50x shorts of 0.1 BTC at 60,000 (against l's 1x long of 0.5 BTC)
-    are liquidated at 60,600 with an empty fund; at 90,000 l sells its
-    0.5 BTC to n (at ``buyer_leverage``) and withdraws everything."""
+    are liquidated at 60,600 with an empty fund (before issue 10 the fund took
+    them over); at 90,000 n buys 0.5 BTC (at ``buyer_leverage``) from l if l
+    still has its long, else from mm; l withdraws everything."""
     shorts = {f"s{i}": usd(200) for i in range(5)}
     venue = Venue({"l": usd(100_000), "n": usd(100_000), "mm": usd(1_000_000), **shorts})
     venue.set_price(usd(60_000))
@@ -189,7 +189,10 @@ def fund_backstops_five_shorts(buyer_leverage: int) -> Venue:
     assert {r.account for r in liquidated} == {venue.address(name) for name in shorts}
     venue.set_price(usd(90_000))
     venue.place("n", True, usd(90_000), ONE_BTC // 2, leverage=buyer_leverage)
-    venue.place("l", False, usd(90_000), ONE_BTC // 2, tif=IMMEDIATE_OR_CANCEL, reduce_only=True)
+    if venue.size("l"):
+        venue.place("l", False, usd(90_000), venue.size("l"), tif=IMMEDIATE_OR_CANCEL, reduce_only=True)
+    if venue.size("n") < ONE_BTC // 2:
+        venue.place("mm", False, usd(90_000), ONE_BTC // 2 - venue.size("n"), tif=IMMEDIATE_OR_CANCEL)
     assert venue.size("l") == 0 and venue.size("n") == ONE_BTC // 2
     assert venue.apply(venue.withdraw_record("l", venue.free("l"))) is None
     return venue
@@ -199,7 +202,6 @@ def fund_backstops_five_shorts(buyer_leverage: int) -> Venue:
 # at 90,000 it has 151.5 in cash and -14,700 unrealised; l withdraws 114,962.5
 # after depositing 100,000 and the users' claims exceed what the bridge holds
 # by 14,548.5 USDC.
-@pytest.mark.xfail(strict=True, reason="issue 10: the insurance fund holds positions and goes insolvent")
 def test_backstop_never_leaves_claims_above_the_bridge_balance():
     venue = fund_backstops_five_shorts(buyer_leverage=1)
     assert get_fund_positions(venue.state) == []
@@ -210,7 +212,6 @@ def test_backstop_never_leaves_claims_above_the_bridge_balance():
 # Base rules: n's 50x long (margin 900) has only the fund's short against it;
 # from 89,200 down every Liquidate of n fails `insolvent` (backstop and ADL
 # both realise the fund's loss on its short), n stays open and liquidatable.
-@pytest.mark.xfail(strict=True, reason="issue 10: liquidations fail insolvent and stick")
 def test_no_liquidation_sticks_when_the_fund_is_the_only_counterparty():
     venue = fund_backstops_five_shorts(buyer_leverage=50)
     for price in range(89_200, 79_999, -400):
@@ -238,7 +239,6 @@ def fund_short_then_d_long_at_90k() -> Venue:
 # the backstop would realise the fund's loss on its own short, so d is closed
 # whole by ADL at its bankruptcy price and loses all 10,000.  A 20% partial
 # liquidation costs 865 (0.5% of 173,000).
-@pytest.mark.xfail(strict=True, reason="issue 10: a solvent position is deleveraged whole instead of partially")
 def test_liquidatable_but_solvent_position_is_reduced_partially_not_deleveraged():
     venue = fund_short_then_d_long_at_90k()
     free_before = venue.free("d")
@@ -275,7 +275,6 @@ def test_opening_fill_needs_initial_margin_at_the_worse_of_fill_and_mark(path):
 
 # Base rules: a's resting bid at 50,000 survives a's liquidation at 54,000 and
 # a seller then reopens a 1 BTC long for a.
-@pytest.mark.xfail(strict=True, reason="issue 10: orders outlive their owner's liquidation")
 def test_orders_of_a_liquidated_position_are_cancelled():
     venue = Venue({"a": usd(20_000), "mm": usd(1_000_000), "seller": usd(1_000_000)}, fund=usd(100_000))
     venue.set_price(usd(60_000))

@@ -3,12 +3,14 @@ steps, backstop and bad debt from the insurance fund, auto-deleveraging when
 the fund is short; the owner's free collateral and other positions never move."""
 from __future__ import annotations
 
+import msgspec
 from hypothesis import given, settings, strategies as st
 
-from perps_support import ADDR, BTC, BTC_PARAMS, ETH, ONE_BTC, Sim, sign_oracle, usd
+from perps_support import ADDR, BTC, BTC_PARAMS, CTX, ETH, ONE_BTC, Sim, sign_oracle, usd
 from sequencer.core.invariants import (compute_balance_violations, compute_conservation,
                                        compute_negative_balances)
 from sequencer.core.markets import DEVNET_MARKETS
+from sequencer.core.matching import Exchange
 from sequencer.core.rules.margin import compute_liquidation_price, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.records import Liquidate
@@ -59,7 +61,8 @@ def test_ten_x_long_liquidated_on_the_move_that_crosses_and_not_one_unit_earlier
     position, market = sim.position("alice"), sim.state.markets[BTC]
     assert not is_liquidatable(position, market.oracle_price, market, BTC_PARAMS)
     assert 0 <= sim.size("alice") < ONE_BTC                   # partial steps above the threshold notional
-    assert sim.size("alice") + sim.state.positions[(INSURANCE_ADDRESS, BTC)].size == ONE_BTC
+    assert sim.size("alice") == -sim.size("bob")              # closed at the mark against bob's short
+    assert (INSURANCE_ADDRESS, BTC) not in sim.state.positions  # the fund never holds a position
     check_invariants(sim)
     assert sim.replay().to_tables() == sim.state.to_tables()
 
@@ -103,8 +106,7 @@ def test_small_position_closed_whole_leftover_margin_stays_isolated():
     # closed at the mark: margin 600 - loss 540 - fee 0.5% of 5,460 = 32.7 left in the empty position
     assert (position.size, position.cost, position.margin) == (0, 0, usd(600) - usd(540) - 27_300_000)
     assert owner_view(sim) == before
-    fund = sim.state.positions[(INSURANCE_ADDRESS, BTC)]
-    assert (fund.size, fund.cost) == (ONE_BTC // 10, usd(5_460))
+    assert sim.size("bob") == 0 and (INSURANCE_ADDRESS, BTC) not in sim.state.positions  # bob's short took it
     assert sim.state.globals.insurance_fund == usd(100_000) + 27_300_000
     check_invariants(sim)
     # The owner takes the leftover back with AdjustMargin.
@@ -119,8 +121,7 @@ def test_bad_debt_paid_by_the_insurance_fund():
     assert liquidations(out) == [Liquidate(ADDR["alice"], BTC)]
     assert (sim.position("alice").size, sim.position("alice").margin) == (0, 0)
     assert sim.state.globals.insurance_fund == usd(100_000) - usd(4_000)
-    fund = sim.state.positions[(INSURANCE_ADDRESS, BTC)]
-    assert (fund.size, fund.cost) == (ONE_BTC, usd(50_000))
+    assert sim.size("bob") == 0 and (INSURANCE_ADDRESS, BTC) not in sim.state.positions  # closed at the mark
     assert owner_view(sim) == before
     check_invariants(sim)
 
@@ -169,11 +170,17 @@ def test_liquidation_price_is_the_exact_threshold(size, entry, leverage, funding
         assert is_liquidatable(position, threshold + 1, market, BTC_PARAMS)
 
 
+LEGACY_MARKETS = {m: msgspec.structs.replace(p, fund_takes_over=True) for m, p in DEVNET_MARKETS.items()}
+
+
 def fund_short_then_alice_long(fund: int) -> Sim:
-    """The insurance fund holds a short of its own (it backstopped frank's 10x
-    short when BTC rose from 40,000 to 45,000); then alice goes 10x long 1 BTC
-    at 60,000 against bob's 0.9 short and the fund's 0.1."""
-    sim = Sim(fund=fund, alice=usd(20_000), bob=usd(1_000_000), erin=usd(1_000_000), frank=usd(1_000))
+    """The liquidation rules before issue 10 (``fund_takes_over``, kept for the
+    liquidation lab): the insurance fund holds a short of its own (it
+    backstopped frank's 10x short when BTC rose from 40,000 to 45,000); then
+    alice goes 10x long 1 BTC at 60,000 against bob's 0.9 short and the fund's 0.1."""
+    sim = Sim(fund=fund, ctx=msgspec.structs.replace(CTX, markets=LEGACY_MARKETS), alice=usd(20_000),
+              bob=usd(1_000_000), erin=usd(1_000_000), frank=usd(1_000))
+    sim.exchange = Exchange(LEGACY_MARKETS)
     sim.set_price(usd(40_000))
     sim.place("erin", True, usd(40_000), ONE_BTC // 10, leverage=2)
     sim.place("frank", False, usd(40_000), ONE_BTC // 10, leverage=10)

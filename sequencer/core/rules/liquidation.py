@@ -1,8 +1,25 @@
-"""Liquidate: a position below maintenance at the mark price is taken over by
-the insurance fund at the mark (backstop); if that would leave the fund
-negative, it is closed at its bankruptcy price against the most profitable
-opposite positions instead (auto-deleveraging)."""
+"""Liquidate: a position below maintenance at the mark price, in a ladder
+that always ends with the liquidated part closed (issue 10):
+
+1. the owner's open orders in the market are cancelled (they cannot reopen it);
+2. a solvent position (equity >= 0 at the mark) is reduced by a partial step
+   (the whole when small) at the mark against the opposite positions ranked
+   by profit x leverage (nobody loses against the mark); the fee, capped by
+   what the position has left, goes to the insurance fund;
+3. a bankrupt position is closed whole at the mark the same way and the
+   insurance fund pays its bad debt;
+4. when the fund cannot pay it, the position is auto-deleveraged: closed at its
+   bankruptcy price against the profitable opposite positions ranked by
+   profit x leverage, none losing more (against the mark) than its equity.
+The insurance fund never holds a position.
+
+``MarketParams.fund_takes_over`` selects the rules before issue 10 instead
+(the fund takes the part over at the mark with margin 0, else ADL at the
+bankruptcy price ranked by unrealised PnL with the fund's own position
+last), kept so the liquidation lab can compare them."""
 from __future__ import annotations
+
+from fractions import Fraction
 
 import msgspec
 
@@ -11,7 +28,8 @@ from sequencer.core.presets import MAX_INT64
 from sequencer.core.records import Liquidate
 from sequencer.core.rules.base import (Context, RuleError, get_market, hex_address, require, require_fresh_price,
                                        require_market_params)
-from sequencer.core.rules.margin import (ceil_div, compute_equity, compute_fee, compute_liquidation_size,
+from sequencer.core.rules.margin import (ceil_div, compute_equity, compute_equity_scaled, compute_fee,
+                                         compute_liquidation_size,
                                          compute_long_change, compute_maintenance, compute_unrealized_pnl,
                                          is_liquidatable)
 from sequencer.core.rules.positions import (INSURANCE_ADDRESS, add_insurance, add_open_interest, apply_close,
@@ -96,6 +114,120 @@ def deleverage_position(state: State, address: bytes, position: Position, qty: i
     add_open_interest(state, params.id, compute_long_change(old_size, position.size))
 
 
+# --- the ladder (issue 10) -----------------------------------------------------------
+
+def cancel_open_orders(state: State, address: bytes, market_id: int) -> None:
+    """Cancel every open order of ``address`` in the market (scans the orders table)."""
+    keys = [key for key, order in state.orders.items()
+            if key[0] == address and order.market == market_id and not order.cancelled and order.filled < order.size]
+    for key in keys:
+        state.set_order(key[0], key[1], replace(state.orders[key], cancelled=True))
+
+
+def rank_by_profit_and_leverage(state: State, market_id: int, long: bool, mark: int, params: MarketParams,
+                                profitable_only: bool) -> list[tuple[bytes, Position, int]]:
+    """User positions on the ``long`` side with equity of at least one quote
+    unit at the mark, ranked by unrealised PnL x leverage (PnL x notional /
+    equity), highest first, ties by address; with their S x equity."""
+    market = state.markets[market_id]
+    ranked = []
+    for (address, m), position in state.positions.items():
+        if m != market_id or position.size == 0 or (position.size > 0) != long or address == INSURANCE_ADDRESS:
+            continue
+        equity = compute_equity_scaled(position, mark, market, params)
+        pnl = position.size * mark - position.cost * params.scale          # S x unrealised PnL
+        if equity < params.scale or (profitable_only and pnl <= 0):
+            continue
+        ranked.append((-Fraction(pnl * abs(position.size), equity), address, position, equity))
+    ranked.sort(key=lambda item: (item[0], item[1]))
+    return [(address, position, equity) for _, address, position, equity in ranked]
+
+
+def close_against(state: State, counterparties: list[tuple[bytes, Position, int]], qty: int, total: int,
+                  params: MarketParams, cap=None) -> None:
+    """Close ``qty`` lots of the counterparties' positions, in order, for
+    ``total`` (their signed notional together); ``cap(equity)`` bounds the
+    lots one counterparty takes.  Refused (``insolvent``) if they cannot take it all."""
+    remaining, remaining_notional = qty, total
+    for address, position, equity in counterparties:
+        take = min(remaining, abs(position.size))
+        if cap is not None:
+            take = min(take, cap(equity))
+        if take <= 0:
+            continue
+        notional = remaining_notional if take == remaining else total * take // qty
+        deleverage_position(state, address, position, take, notional, params)
+        remaining, remaining_notional = remaining - take, remaining_notional - notional
+        if remaining == 0:
+            return
+    raise RuleError("insolvent", "the opposite positions cannot take the liquidated position over")
+
+
+def process_close_at_mark(state: State, address: bytes, position: Position, qty: int, mark: int,
+                          params: MarketParams) -> None:
+    """Close ``qty`` lots at the mark (rounded against the account) against
+    the opposite positions ranked by profit x leverage; fee to the insurance
+    fund, capped by the margin left; bad debt paid by the fund."""
+    long = position.size > 0
+    gross = qty * mark
+    notional = -(gross // params.scale) if long else ceil_div(gross, params.scale)
+    require(abs(notional) <= MAX_INT64, "notional_overflow", "the liquidation notional leaves the 64-bit range")
+    closed, realised = apply_close(position, qty, notional)
+    margin = position.margin + realised
+    fee = min(compute_fee(abs(notional), params.liquidation_fee_ppm), max(0, margin))
+    bad_debt = max(0, -margin)
+    state.set_position(address, params.id, replace(closed, margin=margin - fee + bad_debt))
+    add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
+    add_insurance(state, fee - bad_debt)
+    counterparties = rank_by_profit_and_leverage(state, params.id, not long, mark, params, profitable_only=False)
+    close_against(state, counterparties, qty, -notional, params)
+
+
+def process_deleverage_bankrupt(state: State, address: bytes, position: Position, mark: int,
+                                params: MarketParams) -> None:
+    """Close the whole position at its bankruptcy price (its margin ends at
+    exactly 0) against the profitable opposite positions ranked by profit x
+    leverage; none takes more lots than its equity can pay the price gap for."""
+    qty, long = abs(position.size), position.size > 0
+    bankrupt_notional = position.margin - position.cost  # the account's notional for closing it all
+    closed, _ = apply_close(position, qty, bankrupt_notional)
+    state.set_position(address, params.id, replace(closed, margin=0))
+    add_open_interest(state, params.id, compute_long_change(position.size, 0))
+    gap = abs(abs(bankrupt_notional) * params.scale - mark * qty)   # S x qty x |bankruptcy price - mark|
+
+    def cap(equity: int) -> int:
+        return qty if gap == 0 else equity * qty // gap // params.step_size * params.step_size
+
+    counterparties = rank_by_profit_and_leverage(state, params.id, not long, mark, params, profitable_only=True)
+    close_against(state, counterparties, qty, -bankrupt_notional, params, cap)
+
+
+def process_ladder(state: State, address: bytes, position: Position, qty: int, mark: int,
+                   params: MarketParams) -> None:
+    """Close at the mark with the fund paying any bad debt; if the fund cannot,
+    auto-deleverage at the bankruptcy price instead."""
+    snapshot = state.snapshot()
+    process_close_at_mark(state, address, position, qty, mark, params)
+    if state.globals.insurance_fund >= 0:
+        state.commit(snapshot)
+        return
+    state.revert(snapshot)
+    process_deleverage_bankrupt(state, address, position, mark, params)
+
+
+def process_fund_takeover(state: State, address: bytes, position: Position, qty: int, mark: int,
+                          params: MarketParams) -> None:
+    """The rules before issue 10 (``MarketParams.fund_takes_over``)."""
+    snapshot = state.snapshot()
+    process_backstop(state, address, position, qty, mark, params)
+    if state.globals.insurance_fund >= 0:
+        state.commit(snapshot)
+        return
+    state.revert(snapshot)
+    process_auto_deleverage(state, address, position, mark, params)
+    require(state.globals.insurance_fund >= 0, "insolvent", "the insurance fund would go negative")
+
+
 def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Context) -> None:
     params = require_market_params(ctx, r.market)
     require(r.account != INSURANCE_ADDRESS, "not_liquidatable", "the insurance fund is not liquidated")
@@ -109,11 +241,8 @@ def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Contex
             f"{compute_maintenance(position, mark, params)}")
     position = settle_funding(state, r.account, r.market, position, params)
     qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
-    snapshot = state.snapshot()
-    process_backstop(state, r.account, position, qty, mark, params)
-    if state.globals.insurance_fund >= 0:
-        state.commit(snapshot)
+    if params.fund_takes_over:
+        process_fund_takeover(state, r.account, position, qty, mark, params)
         return
-    state.revert(snapshot)
-    process_auto_deleverage(state, r.account, position, mark, params)
-    require(state.globals.insurance_fund >= 0, "insolvent", "the insurance fund would go negative")
+    cancel_open_orders(state, r.account, r.market)
+    process_ladder(state, r.account, position, qty, mark, params)
