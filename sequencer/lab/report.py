@@ -15,6 +15,8 @@ MONEY_COLUMNS = ("bad debt", "fund P&L", "vault P&L")
 
 
 def format_cell(column: str, value) -> str:
+    if value is None:
+        return "n/a"
     if column in MONEY_COLUMNS:
         return f"{value / USDC:,.0f}"
     if isinstance(value, int):

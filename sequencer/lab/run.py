@@ -13,12 +13,12 @@ import random
 import msgspec
 
 from sequencer.core.markets import DEVNET_MARKETS, USDC, MarketParams, check_market_params
-from sequencer.core.records import Liquidate
+from sequencer.core.records import OraclePrice
 from sequencer.core.rules.margin import compute_equity, compute_unrealized_pnl
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.state import Position
 from sequencer.core.transition import RuleError
-from sequencer.lab.checks import get_stuck_liquidations
+from sequencer.lab.checks import get_stuck_liquidations, iter_user_positions
 from sequencer.lab.scenarios import Tick
 from sequencer.lab.venue import IMMEDIATE_OR_CANCEL, Venue, get_lab_address
 
@@ -27,6 +27,8 @@ LEVERAGES = (2, 5, 10, 20, 50)
 LEVERAGE_WEIGHTS = (10, 25, 30, 20, 15)
 COLLATERALS = (1_000, 5_000, 20_000, 100_000)
 COLLATERAL_WEIGHTS = (40, 30, 20, 10)
+ADL_LOSS_THRESHOLD = 100
+"""Quote units a counterparty may lose against the mark by rounding before its close counts as ADL."""
 
 
 class Population(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,10 +48,16 @@ class Policy(msgspec.Struct, frozen=True):
     name: str
     description: str
     available: bool
+    overrides: dict = {}
+    """Market parameters the policy sets (on top of the run's own overrides)."""
 
 
 POLICIES: dict[str, Policy] = {p.name: p for p in (
-    Policy("backstop", "the insurance fund takes the position over at the mark; ADL when it cannot", True),
+    Policy("backstop", "before issue 10: the insurance fund takes the position over at the mark; "
+                       "ADL at the bankruptcy price when the fund would go negative", True,
+           {"fund_takes_over": True}),
+    Policy("ladder", "issue 10: partial steps at the mark against the opposite positions ranked by "
+                     "profit x leverage; the fund pays bad debt and holds nothing; ADL only when bankrupt", True),
     Policy("book-first", "a liquidation order into the book first, then the backstop", False),
     Policy("book+auction", "the book, then a Dutch auction among keepers, then ADL", False),
     Policy("book+vault", "the book, then the backstop vault, then ADL", False),
@@ -61,7 +69,7 @@ def get_policy(name: str) -> Policy:
     if policy is None:
         raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
     if not policy.available:
-        raise ValueError(f"policy {name!r} ({policy.description}) needs the liquidation ladder, "
+        raise ValueError(f"policy {name!r} ({policy.description}) needs liquidation orders in the book, "
                          "which these rules do not have yet")
     return policy
 
@@ -97,8 +105,12 @@ class Result(msgspec.Struct, kw_only=True):
     """What liquidated traders lost beyond the move itself (their equity at the mark before minus after)."""
     bad_debt: int = 0
     adl_events: int = 0
+    """Counterparty positions closed at a price worse than the mark (auto-deleveraging)."""
+    mark_closes: int = 0
+    """Counterparty positions closed at the mark (the ladder's step for a solvent position)."""
     fund_pnl: int = 0
-    vault_pnl: int = 0
+    vault_pnl: int | None = None
+    """None: the policy has no vault."""
     stuck_positions: int = 0
     stuck_steps: int = 0
     records: int = 0
@@ -114,8 +126,8 @@ class Result(msgspec.Struct, kw_only=True):
     def table_row(self) -> dict:
         return {"policy": self.policy, "bad debt": self.bad_debt, "fund P&L": self.fund_pnl,
                 "vault P&L": self.vault_pnl, "liquidations": self.liquidations,
-                "liq. vs mark (bp)": round(self.liquidation_cost_bp, 1), "ADL events": self.adl_events,
-                "stuck": self.stuck_positions}
+                "liq. vs mark (bp)": round(self.liquidation_cost_bp, 1), "closed at mark": self.mark_closes,
+                "ADL events": self.adl_events, "stuck": self.stuck_positions}
 
 
 class Lab:
@@ -198,25 +210,45 @@ class Lab:
         self.measure(tick)
 
     def apply_price(self, price: int) -> None:
-        state = self.venue.state
-        before = dict(state.positions)
-        out = self.venue.set_price(price)
-        liquidated = {r.account for r in out if isinstance(r, Liquidate)}
-        self.result.liquidations += sum(isinstance(r, Liquidate) for r in out)
-        market, params = state.markets[MARKET], self.params
-        for address in sorted(liquidated):
-            old = before[(address, MARKET)]
-            new = state.positions.get((address, MARKET)) or Position()
-            equity_before = compute_equity(old, price, market, params)
-            equity_after = compute_equity(new, price, market, params)
-            self.result.liquidated_notional += (abs(old.size) - abs(new.size)) * price // params.scale
-            self.result.bad_debt += max(0, -equity_before)
-            self.result.liquidation_cost += max(0, equity_before - max(0, equity_after))
-        for (address, m), position in state.positions.items():
-            old = before.get((address, m))
-            if (m == MARKET and address not in liquidated and address != INSURANCE_ADDRESS
-                    and old is not None and old.size != position.size):
-                self.result.adl_events += 1
+        """The oracle price, then the liquidations the sequencer makes
+        (``Exchange.on_oracle_price`` does the same, in the same order), each
+        account measured on its own."""
+        venue, state = self.venue, self.venue.state
+        venue.now += 1
+        error = venue.apply(OraclePrice(MARKET, price, venue.now, ()))
+        if error is not None:
+            raise error
+        targets = sorted(address for address, _, _ in iter_user_positions(state, MARKET))
+        for address in targets:
+            before_positions, before_accounts = dict(state.positions), dict(state.accounts)
+            out = venue.exchange.liquidate_accounts(state, MARKET, [address], venue.now, venue.ctx)
+            venue.log.extend((venue.now, r) for r in out)
+            if out:
+                self.measure_liquidation(address, price, len(out), before_positions, before_accounts)
+
+    def measure_liquidation(self, address: bytes, price: int, steps: int, before_positions: dict,
+                            before_accounts: dict) -> None:
+        state, params, result = self.venue.state, self.params, self.result
+        market = state.markets[MARKET]
+        old = before_positions[(address, MARKET)]
+        new = state.positions.get((address, MARKET)) or Position()
+        equity_before = compute_equity(old, price, market, params)
+        equity_after = compute_equity(new, price, market, params)
+        result.liquidations += steps
+        result.liquidated_notional += (abs(old.size) - abs(new.size)) * price // params.scale
+        result.bad_debt += max(0, -equity_before)
+        result.liquidation_cost += max(0, equity_before - max(0, equity_after))
+        for (other, m), position in state.positions.items():
+            was = before_positions.get((other, m))
+            if m != MARKET or other in (address, INSURANCE_ADDRESS) or was is None or was.size == position.size:
+                continue
+            free_gain = state.accounts[other].collateral - before_accounts[other].collateral
+            loss = (compute_equity(was, price, market, params)
+                    - compute_equity(position, price, market, params) - free_gain)
+            if loss > ADL_LOSS_THRESHOLD:
+                result.adl_events += 1
+            else:
+                result.mark_closes += 1
 
     def measure(self, tick: Tick) -> None:
         state, venue = self.venue.state, self.venue
@@ -245,6 +277,7 @@ class Lab:
 def run_lab(policy: str, scenario: str, path: list[Tick], *, seed: int = 1, population: Population | None = None,
             overrides: dict[str, int] | None = None, params: MarketParams | None = None) -> tuple[Result, Lab]:
     """Run one policy along ``path``; returns the result and the lab (its venue, for checks)."""
-    params = apply_overrides(params or DEVNET_MARKETS[MARKET], overrides or {})
-    lab = Lab(get_policy(policy), scenario, path, seed, population or Population(), params)
+    chosen = get_policy(policy)
+    params = apply_overrides(params or DEVNET_MARKETS[MARKET], {**chosen.overrides, **(overrides or {})})
+    lab = Lab(chosen, scenario, path, seed, population or Population(), params)
     return lab.run(), lab

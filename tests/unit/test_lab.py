@@ -12,7 +12,7 @@ from sequencer.core.invariants import compute_conservation
 from sequencer.core.markets import USDC
 from sequencer.core.records import OraclePrice
 from sequencer.lab import cli
-from sequencer.lab.checks import get_stuck_liquidations
+from sequencer.lab.checks import compute_solvency_gap, get_fund_positions, get_stuck_liquidations
 from sequencer.lab.run import Population, run_lab
 from sequencer.lab.scenarios import Tick, load_csv_path, make_path
 from sequencer.lab.venue import IMMEDIATE_OR_CANCEL
@@ -101,3 +101,16 @@ def test_cli_prints_the_table_and_writes_the_report(tmp_path, capsys):
     args = parser.parse_args(["lab", "wick", "--param", "partial_liquidation_ppm=2000000", "--no-plots"])
     assert args.func(args) == 2
     assert "partial liquidation fraction" in capsys.readouterr().err
+
+
+def test_the_ladder_leaves_the_fund_flat_and_nothing_stuck_where_the_old_backstop_holds_positions():
+    path = make_path("crash", duration_s=600)
+    ladder, ladder_lab = run_lab("ladder", "crash", path, seed=5, population=SMALL)
+    backstop, backstop_lab = run_lab("backstop", "crash", path, seed=5, population=SMALL)
+    assert ladder.liquidations > 0 and backstop.liquidations > 0
+    assert get_fund_positions(ladder_lab.venue.state) == [] and ladder.mark_closes > 0
+    assert get_fund_positions(backstop_lab.venue.state) != []      # the old rules: the fund is long the crash
+    assert ladder.stuck_positions == 0 and ladder.stuck_steps == 0
+    assert compute_solvency_gap(ladder_lab.venue.state, ladder_lab.venue.markets) <= 0
+    with pytest.raises(ValueError, match="book-first.*not have yet"):
+        run_lab("book-first", "crash", path)
