@@ -42,6 +42,7 @@ struct Output:
     proposed_at: uint256
     open_games: uint256
     deleted: bool
+    prev: uint256  # 1 + index of the live output it follows, 0 = genesis
 
 
 struct Game:
@@ -115,7 +116,8 @@ CHALLENGE_BOND: public(immutable(uint256))
 MOVE_BOND: public(immutable(uint256))
 
 outputs: public(HashMap[uint256, Output])
-output_count: public(uint256)
+output_count: public(uint256)  # indices are never reused: a game names its output for good
+last_live: public(uint256)     # 1 + index of the newest live output, 0 = none
 games: public(HashMap[uint256, Game])
 game_count: public(uint256)
 owed: public(HashMap[address, uint256])
@@ -152,14 +154,16 @@ def propose(state_root: bytes32, end_ctx: trace.Ctx, withdrawals_root: bytes32, 
     assert end_ctx.block_open == 0, "end inside a block"
     assert records.root(end_ctx.withdrawals) == withdrawals_root, "withdrawals root"
     index: uint256 = self.output_count
+    prev: uint256 = self.last_live
     prev_root: bytes32 = GENESIS_STATE_ROOT
-    if index > 0:
-        prev_root = self.outputs[index - 1].state_root
+    if prev > 0:
+        prev_root = self.outputs[prev - 1].state_root
     self.outputs[index] = Output(
         proposer=msg.sender, state_root=state_root, start_claim=trace.claim(prev_root, empty(trace.Ctx)),
         end_claim=trace.claim(state_root, end_ctx), data_hash=data_hash, bond=msg.value,
-        proposed_at=block.timestamp, open_games=0, deleted=False)
+        proposed_at=block.timestamp, open_games=0, deleted=False, prev=prev)
     self.output_count = index + 1
+    self.last_live = index + 1
     log OutputProposed(index=index, state_root=state_root, end_claim=self.outputs[index].end_claim, data_hash=data_hash)
     return index
 
@@ -174,12 +178,16 @@ def isFinal(index: uint256) -> bool:
 
 @internal
 def delete_outputs(from_index: uint256):
-    """Outputs from `from_index` on are gone (their traces start from it)."""
+    """Output `from_index` and every live one after it are gone (their traces
+    start from it); the next proposal follows the output before it."""
     n: uint256 = self.output_count
+    deleted: uint256 = 0
     for i: uint256 in range(from_index, n, bound=2**32):
-        self.outputs[i].deleted = True
-    self.output_count = from_index
-    log OutputsDeleted(from_index=from_index, count=n - from_index)
+        if not self.outputs[i].deleted:
+            self.outputs[i].deleted = True
+            deleted += 1
+    self.last_live = self.outputs[from_index].prev
+    log OutputsDeleted(from_index=from_index, count=deleted)
 
 
 # --- games ------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def test_wrong_proposer_loses_to_an_honest_challenger(env, honest):
     output, game, _, challenger, status = play(w3, dispute, FakeTrace(honest, len(ITEMS)), honest)
     assert status == CHALLENGER_WON
     assert read_game(dispute, game).lo == len(ITEMS) - 1  # the last item
-    assert dispute.functions.outputs(output).call()[8] is True and dispute.functions.output_count().call() == 0
+    assert dispute.functions.outputs(output).call()[8] is True and dispute.functions.last_live().call() == 0
     assert balances(w3, dispute, 1) >= PROPOSER_BOND + CHALLENGE_BOND
     before = w3.eth.get_balance(w3.eth.accounts[1])
     transact(w3, dispute.functions.withdraw(), w3.eth.accounts[1])
@@ -240,3 +240,24 @@ def test_a_step_must_open_the_disputed_item_from_the_agreed_position(env, honest
     with pytest.raises(Exception):
         transact(w3, dispute.functions.step(game, *args), w3.eth.accounts[1])
     assert challenger.play(game) and read_game(dispute, game).status == CHALLENGER_WON
+
+
+def test_after_a_deletion_the_next_output_follows_the_last_live_one_and_old_games_stay_apart(env, honest):
+    w3, tester, dispute = env
+    liar = FakeTrace(honest, 4)
+    bad = propose(w3, dispute, liar)
+    proposer = GamePlayer(w3, dispute, w3.eth.accounts[0], liar)
+    good = GamePlayer(w3, dispute, w3.eth.accounts[1], honest)
+    stale = GamePlayer(w3, dispute, w3.eth.accounts[2], honest)
+    won, pending = good.challenge(bad, DATA), stale.challenge(bad, DATA)
+    assert good.play_to_end(won, proposer.play) == CHALLENGER_WON
+    assert dispute.functions.last_live().call() == 0
+    again = propose(w3, dispute, honest)  # the honest root, from genesis again
+    assert again == bad + 1 and dispute.functions.outputs(again).call()[9] == 0
+    assert dispute.functions.outputs(again).call()[2] == honest.claims[0]
+    transact(w3, dispute.functions.moot(pending), w3.eth.accounts[3])  # the old game ends on its own output
+    assert balances(w3, dispute, 2) == CHALLENGE_BOND
+    out = dispute.functions.outputs(again).call()
+    assert out[5] == PROPOSER_BOND and out[7] == 0 and out[8] is False
+    travel(w3, tester, PERIOD)
+    assert dispute.functions.isFinal(again).call() and not dispute.functions.isFinal(bad).call()
