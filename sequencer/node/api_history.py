@@ -15,7 +15,9 @@ snapshot's replay.  The log (GET /v1/blocks/{n}) is the complete history.
 
 A funding payment is what one position accrued at one FundingTick:
 ``size * (index after - index before) / (S * 1e6)`` quote units (> 0: the
-position paid), the amount the rules settle the next time it is touched.
+position paid), the amount the rules settle the next time it is touched.  A
+position opened or settled in the tick's own block (after the tick, which
+comes first) has nothing to pay for that tick.
 """
 from __future__ import annotations
 
@@ -130,8 +132,8 @@ class HistoryIndex:
         step = market.funding_index - before
         scale = params.scale * PPM
         for (account, market_id), position in state.positions.items():
-            if market_id != tick.market or position.size == 0:
-                continue
+            if market_id != tick.market or position.size == 0 or position.funding_snapshot == market.funding_index:
+                continue  # opened (or settled) after the tick, in the same block
             queue = self.funding_by_account.get(account)
             if queue is None:
                 queue = self.funding_by_account[account] = deque(maxlen=KEEP_PER_ACCOUNT)

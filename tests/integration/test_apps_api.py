@@ -199,3 +199,43 @@ async def test_events_snapshot_replay_filter_live_and_gap(broker, topic, tmp_pat
             async with websockets.connect(f"{ws_url}?account=0xnothex") as ws:
                 error = await next_event(ws)
                 assert (error["type"], error["code"]) == ("error", "invalid_field") and "address" in error["message"]
+
+
+async def test_funding_payments_per_account(broker, topic, tmp_path, api_port):
+    """A market with a 1 s funding interval: each tick's payment per position is
+    its size times the index step (rounded up), long and short pay opposite
+    amounts, and they add up to what the account view says is owed."""
+    from sequencer.core.markets import get_market_table
+    from sequencer.node.node import make_context
+    config = make_config(broker, topic, tmp_path, api_port, sequencer_id=own_id())
+    table = get_market_table(config.preset)
+    fast = {m: msgspec.structs.replace(p, funding_interval_ms=1000, funding_interest_ppm=50) for m, p in table.items()}
+    ctx = msgspec.structs.replace(make_context(config), markets=fast)
+    async with Service(config, ctx=ctx) as service:
+        a, b, c, _ = dev_clients(service.url)
+        async with a, b, c, httpx.AsyncClient(base_url=service.url) as h:
+            feeder = Feeder(c, source=None)
+            await feeder.post(BTC, usd(60_000))
+            await b.place_order(BTC, False, usd(60_000), LOT // 10, leverage=10)
+            await a.place_order(BTC, True, usd(60_000), LOT // 10, leverage=10)
+
+            async def ticks():
+                await feeder.post(BTC, usd(60_000))  # funding waits for a fresh price
+                return len((await get(h, f"/v1/markets/{BTC}/funding", oa.Funding))["ticks"]) >= 3
+            await wait_until(ticks, timeout=20, interval=0.5)
+            pays = {}
+            for client in (a, b):
+                who = wire.hex0x(client.address)
+                pays[who] = (await get(h, f"/v1/accounts/{who}/history/funding?limit=1000", oa.FundingPage))["items"]
+            funding = await get(h, f"/v1/markets/{BTC}/funding?limit=1000")
+            index_at = {t["block"]: t["fundingIndex"] for t in funding["ticks"]}
+            long_pays, short_pays = pays[wire.hex0x(a.address)], pays[wire.hex0x(b.address)]
+            assert long_pays and len(long_pays) == len(short_pays)
+            for p, q in zip(long_pays, short_pays):
+                assert (p["block"], p["size"], q["size"]) == (q["block"], LOT // 10, -LOT // 10)
+                assert p["ratePpm"] > 0 and p["payment"] > 0 and q["payment"] < 0  # longs pay when the rate is up
+                assert abs(p["payment"] + q["payment"]) <= 1  # the same amount, rounded up on each side
+                assert p["block"] in index_at
+            owed = (await a.positions())[0]["fundingOwed"]
+            total = sum(p["payment"] for p in long_pays)
+            assert 0 <= total - owed < len(long_pays)  # each tick rounded up, the view rounds the sum
