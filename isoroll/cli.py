@@ -14,6 +14,7 @@ import sys
 from l1_bridge import cli as l1_cli
 from prover import cli as prover_cli
 from sequencer import cli as sequencer_cli
+from sequencer.lab import cli as lab_cli
 
 
 def cmd_devnet(args) -> int:
@@ -46,7 +47,8 @@ def run_node(config) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     return sequencer_cli.build_parser(run_node=run_node, description=__doc__,
-                                      extensions=(register_devnet, l1_cli.register, prover_cli.register))
+                                      extensions=(register_devnet, l1_cli.register, prover_cli.register,
+                                                  lab_cli.register))
 
 
 def is_stdout_closed() -> bool:
