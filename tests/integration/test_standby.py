@@ -42,6 +42,12 @@ class Pair:
         self.procs[name] = start_node_process(self.configs[name], self.tmp_path / f"{name}.log", **STANDBY_ENV)
         await wait_ready(self.url(name), timeout=90)
 
+    async def start_active_and_standby(self) -> None:
+        """a first (so it is elected), then b (which stands by)."""
+        await self.start("a")
+        await self.wait_active("a")
+        await self.start("b")
+
     async def status(self, name: str) -> dict | None:
         try:
             async with httpx.AsyncClient(timeout=5) as http:
@@ -119,9 +125,7 @@ async def assert_exactly_once_and_same_root(pair: Pair, acked: list[bytes], name
 async def test_one_active_a_standby_forwards_and_takes_over_after_kill_9(broker, topic, tmp_path):
     pair = Pair(broker, topic, tmp_path)
     try:
-        await pair.start("a")
-        await pair.wait_active("a")
-        await pair.start("b")
+        await pair.start_active_and_standby()
         status_b = await pair.status("b")
         # b joined: a keeps the lead, b stands by and knows who is active.
         assert status_b["mode"] == "standby" and status_b["active"] is False
@@ -158,9 +162,7 @@ async def test_one_active_a_standby_forwards_and_takes_over_after_kill_9(broker,
 async def test_a_paused_active_sequencer_is_fenced_and_stands_by(broker, topic, tmp_path):
     pair = Pair(broker, topic, tmp_path)
     try:
-        await pair.start("a")
-        await pair.wait_active("a")
-        await pair.start("b")
+        await pair.start_active_and_standby()
         load = Load(pair.url("b"))
         load.start()
         await load.until(10)
