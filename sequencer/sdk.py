@@ -9,9 +9,10 @@ signatures; see docs/signing.md) and fetches the domain from GET /v1/status.
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import httpx
 
@@ -57,8 +58,14 @@ class NonceSource:
 
 
 class Client:
-    def __init__(self, url: str, private_key: str | bytes | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, private_key: str | bytes | None = None, *, timeout: float = 30.0,
+                 fallback_urls: Sequence[str] = ()) -> None:
+        """``fallback_urls``: other nodes of the same chain (standby sequencers,
+        which forward txs to the active one): ``submit`` moves on to them when a
+        node cannot be reached or does not answer (docs/operations.md, Failover)."""
         self.url = url.rstrip("/")
+        self.urls = [self.url, *(u.rstrip("/") for u in fallback_urls)]
+        self._turn = 0
         self.key = parse_key(private_key) if private_key is not None else None
         self.address = address_of(self.key) if self.key is not None else None
         self._http: httpx.AsyncClient | None = None
@@ -149,7 +156,37 @@ class Client:
 
     # --- submitting -----------------------------------------------------------------
     async def submit(self, record: R.Record) -> dict:
+        if len(self.urls) > 1:
+            return await self.submit_anywhere(record)
         return await self.request("POST", "/v1/tx", json=self.to_request(record))
+
+    async def submit_anywhere(self, record: R.Record, rounds: int = 2) -> dict:
+        """POST /v1/tx to the first node that answers, going round ``self.urls``
+        at most ``rounds`` times.  A node that cannot be reached, gives no answer
+        or answers 503 is left for the next.  The same signed tx is sent each
+        time, so it is applied at most once: if an unanswered attempt did get it
+        into a block, the next node answers ``nonce_used`` and its receipt is
+        returned instead."""
+        from sequencer.core.encoding import compute_record_hash, encode_record
+        body = self.to_request(record)
+        tx_hash = "0x" + compute_record_hash(encode_record(record)).hex()
+        failure: Exception | None = None
+        for attempt in range(rounds * len(self.urls)):
+            url = self.urls[self._turn % len(self.urls)]
+            try:
+                return await self.request("POST", url + "/v1/tx", json=body)
+            except ApiError as exc:
+                if exc.code == "nonce_used" and attempt > 0:
+                    return await self.request("GET", f"{url}/v1/tx/{tx_hash}")
+                if exc.status != 503:
+                    raise
+                failure = exc
+            except httpx.TransportError as exc:
+                failure = exc
+            self._turn += 1
+            await asyncio.sleep(0.2)
+        assert failure is not None
+        raise failure
 
     async def submit_many(self, records: list[R.Record]) -> list[dict]:
         body = {"txs": [self.to_request(r) for r in records]}
