@@ -8,7 +8,8 @@
     clocks per side, timeouts lose, the winner takes the game's bonds (and,
     for a challenger, the output's bond; the output and every later one are
     deleted). One game per challenger, all in parallel: an output is final
-    once its challenge period is over and none of its games is open.
+    (settle) once its challenge period is over, none of its games is open and
+    the output before it is final.
     This contract keeps its own outputs until it is joined to bridge.vy.
 """
 import records
@@ -118,6 +119,7 @@ MOVE_BOND: public(immutable(uint256))
 outputs: public(HashMap[uint256, Output])
 output_count: public(uint256)  # indices are never reused: a game names its output for good
 last_live: public(uint256)     # 1 + index of the newest live output, 0 = none
+settled: public(uint256)       # 1 + index of the newest final output, 0 = none
 games: public(HashMap[uint256, Game])
 game_count: public(uint256)
 owed: public(HashMap[address, uint256])
@@ -169,11 +171,25 @@ def propose(state_root: bytes32, end_ctx: trace.Ctx, withdrawals_root: bytes32, 
 
 
 @external
+def settle(index: uint256):
+    """
+    @notice Output `index` becomes final: it is live, its challenge period is
+        over, none of its games is open, and the output it follows is final.
+        Outputs settle in order, so a game still open on an earlier output
+        holds every later one (a won game deletes them all).
+    """
+    o: Output = self.outputs[index]
+    assert index < self.output_count and not o.deleted, "no such output"
+    assert block.timestamp >= o.proposed_at + CHALLENGE_PERIOD, "in its challenge period"
+    assert o.open_games == 0, "open games"
+    assert o.prev == self.settled, "settle the output before it first"
+    self.settled = index + 1
+
+
+@external
 @view
 def isFinal(index: uint256) -> bool:
-    o: Output = self.outputs[index]
-    return (index < self.output_count and not o.deleted and o.open_games == 0
-            and block.timestamp >= o.proposed_at + CHALLENGE_PERIOD)
+    return index < self.settled and not self.outputs[index].deleted
 
 
 @internal
@@ -426,7 +442,6 @@ def withdrawBond(index: uint256):
     """
     o: Output = self.outputs[index]
     assert msg.sender == o.proposer, "not the proposer"
-    assert (index < self.output_count and not o.deleted and o.open_games == 0
-            and block.timestamp >= o.proposed_at + CHALLENGE_PERIOD), "not final"
+    assert index < self.settled and not o.deleted, "not final"
     self.outputs[index].bond = 0
     self.owed[msg.sender] += o.bond

@@ -13,7 +13,8 @@ from l1_bridge.dispute import (ACTIVE, CHALLENGER_WON, MOOT, PROPOSER_WON, GameP
 from prover import fraud_vectors as fv
 from prover.hashing import keccak
 from prover.records import compute_block_items, encode_data
-from prover.trace import TraceRunner, compute_claim
+from prover.hashing import EMPTY
+from prover.trace import TraceContext, TraceRunner, compute_claim
 
 pytestmark = pytest.mark.evm
 
@@ -91,6 +92,7 @@ def test_honest_proposer_beats_a_wrong_challenger_and_is_paid(env, honest):
     assert balances(w3, dispute, 0) >= CHALLENGE_BOND + paid * MOVE_BOND
     assert balances(w3, dispute, 1) == 0
     travel(*env[:2], PERIOD)
+    transact(w3, dispute.functions.settle(output), w3.eth.accounts[5])
     assert dispute.functions.isFinal(output).call()
 
 
@@ -105,6 +107,8 @@ def test_wrong_proposer_loses_to_an_honest_challenger(env, honest):
     transact(w3, dispute.functions.withdraw(), w3.eth.accounts[1])
     assert w3.eth.get_balance(w3.eth.accounts[1]) > before + PROPOSER_BOND
     travel(*env[:2], PERIOD)
+    with pytest.raises(Exception):
+        transact(w3, dispute.functions.settle(output), w3.eth.accounts[5])
     assert not dispute.functions.isFinal(output).call()
 
 
@@ -199,6 +203,7 @@ def test_several_wrong_challengers_cannot_stop_an_honest_output(env, honest):
     assert [liar.play_to_end(game, proposer.play) for liar, game in zip(liars, games)] == [PROPOSER_WON] * 3
     assert balances(w3, dispute, 0) >= 3 * CHALLENGE_BOND
     travel(w3, tester, PERIOD)
+    transact(w3, dispute.functions.settle(output), w3.eth.accounts[5])
     assert dispute.functions.isFinal(output).call()
     with pytest.raises(Exception):
         liars[0].challenge(output, DATA)  # the challenge period is over
@@ -260,4 +265,27 @@ def test_after_a_deletion_the_next_output_follows_the_last_live_one_and_old_game
     out = dispute.functions.outputs(again).call()
     assert out[5] == PROPOSER_BOND and out[7] == 0 and out[8] is False
     travel(w3, tester, PERIOD)
+    with pytest.raises(Exception):
+        transact(w3, dispute.functions.settle(bad), w3.eth.accounts[5])
+    transact(w3, dispute.functions.settle(again), w3.eth.accounts[5])
     assert dispute.functions.isFinal(again).call() and not dispute.functions.isFinal(bad).call()
+
+
+def test_an_open_game_on_an_earlier_output_holds_the_later_ones(env, honest):
+    w3, tester, dispute = env
+    first = propose(w3, dispute, honest)
+    challenger = GamePlayer(w3, dispute, w3.eth.accounts[1], FakeTrace(honest, 3))
+    game = challenger.challenge(first, DATA)
+    end = honest.end
+    second = GamePlayer(w3, dispute, w3.eth.accounts[0], honest).propose(
+        end.state_root, TraceContext().as_arg(), EMPTY, keccak(b""))  # an empty output after it
+    assert GamePlayer(w3, dispute, w3.eth.accounts[0], honest).play(game)  # bisect: the challenger's turn
+    travel(w3, tester, PERIOD)
+    for index in (first, second):
+        with pytest.raises(Exception):
+            transact(w3, dispute.functions.settle(index), w3.eth.accounts[5])
+    transact(w3, dispute.functions.timeout(game), w3.eth.accounts[5])  # the challenger never answered
+    assert read_game(dispute, game).status == PROPOSER_WON
+    transact(w3, dispute.functions.settle(first), w3.eth.accounts[5])
+    transact(w3, dispute.functions.settle(second), w3.eth.accounts[5])
+    assert dispute.functions.isFinal(first).call() and dispute.functions.isFinal(second).call()
