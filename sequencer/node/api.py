@@ -292,6 +292,8 @@ class Api:
         quarter of the node's CPU per single-tx request); everything else goes to
         the Starlette app."""
         if scope["type"] == "http" and scope["method"] == "POST":
+            if scope["path"] == "/v1/tx" and scope["query_string"] in (b"dryRun=1", b"dryRun=true"):
+                scope = dict(scope, path="/v1/tx/dry-run")  # the dry run (api_apps), nothing written
             handler = self._fast_posts.get(scope["path"])
             if handler is not None:
                 await self._serve_fast(handler, scope, receive, send)

@@ -285,7 +285,8 @@ JSON_OBJECT = dict[str, Any]
 ENDPOINTS: list[tuple[str, str, str, Any, Any, tuple[str, ...]]] = [
     ("post", "/v1/tx", "Submit one signed tx; answered once its block is committed", TxRequest, Receipt, ()),
     ("post", "/v1/txs", "Submit signed txs, each admitted or refused alone", TxBatchRequest, ReceiptBatch, ()),
-    ("post", "/v1/tx/dry-run", "Check a signed tx against the head state without writing it", TxRequest, DryRun, ()),
+    ("post", "/v1/tx/dry-run", "Check a signed tx against the head state without writing it (also "
+     "POST /v1/tx?dryRun=1)", TxRequest, DryRun, ()),
     ("get", "/v1/tx/{hash}", "A receipt", None, Receipt, ()),
     ("get", "/v1/status", "Chain, EIP-712 domain, head", None, Status, ()),
     ("get", "/v1/markets", "The markets with their units and oracle prices", None, list[Market], ()),

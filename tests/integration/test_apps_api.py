@@ -147,6 +147,8 @@ async def test_history_pages_openapi_and_dry_run(broker, topic, tmp_path, api_po
             dry = (await h.post("/v1/tx/dry-run", json=Client.to_request(forged))).json()
             assert dry["signer"] != dry["account"] and dry["signer"] == wire.hex0x(c.address)
             assert (dry["signatureValid"], dry["error"]["code"]) == (False, "bad_signature")
+            also = (await h.post("/v1/tx?dryRun=1", json=Client.to_request(huge))).json()
+            assert also["error"]["code"] == "insufficient_collateral" and also["written"] is False
             r = await h.post("/v1/tx/dry-run", content=b"{not json")
             assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_json"
             assert (await a.status())["blockNumber"] == head + 1  # only the real order made a block
