@@ -22,7 +22,7 @@ from sequencer.core.encoding import (compute_block_hash, compute_message_hash,
                                      compute_record_hash, decode_block, decode_record)
 from sequencer.core.records import Block, Receipt, Record
 from sequencer.core.rules.base import Context, RuleError, get_account_or_empty
-from sequencer.core.rules.table import get_rules
+from sequencer.core.rules.table import RULE_TABLES, get_rules
 from sequencer.core.state import Account, Globals, State
 
 __all__ = ["BlockResult", "Context", "RuleError", "apply_block_bytes", "apply_raw_record", "apply_record",
@@ -42,7 +42,7 @@ class BlockResult(msgspec.Struct):
 def process_record(state: State, record: Record, timestamp_ms: int, ctx: Context) -> None:
     """Apply one decoded record or raise RuleError (changes may be half made:
     callers go through ``apply_record``)."""
-    get_rules(ctx.schema_version)[type(record)](state, record, timestamp_ms, ctx)
+    RULE_TABLES[ctx.schema_version][type(record)](state, record, timestamp_ms, ctx)
 
 
 def apply_record(state: State, record: Record, timestamp_ms: int, ctx: Context) -> RuleError | None:
@@ -109,6 +109,7 @@ def apply_block_bytes(state: State, message: bytes, ctx: Context) -> BlockResult
     error = check_block_header(state, block, ctx)
     if error is not None:
         return failed_message(message, error, block)
+    get_rules(ctx.schema_version)  # an unknown version stops here, before any record
     block_hash = compute_block_hash(message)
     snap = state.snapshot()
     try:

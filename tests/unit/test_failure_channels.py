@@ -4,8 +4,8 @@ block goes on; any other exception is a bug or a broken machine, so it reverts
 the whole block and propagates (the process stops) instead of becoming a
 receipt that another replica would not write.
 
-A bug is planted with a test-local rule table: ``transition.get_rules`` is
-monkeypatched to return a copy of RULES_V1 with one rule replaced."""
+A bug is planted with a test-local rule table: ``transition.RULE_TABLES`` is
+monkeypatched to a copy of the tables whose RULES_V1 has one rule replaced."""
 from __future__ import annotations
 
 from types import MappingProxyType
@@ -26,9 +26,9 @@ replace = msgspec.structs.replace
 
 
 def plant(monkeypatch, kind: type, rule) -> None:
-    """Make every schema version's table RULES_V1 with ``kind`` handled by ``rule``."""
+    """Schema version 1's table as RULES_V1 with ``kind`` handled by ``rule``."""
     table = MappingProxyType({**RULES_V1, kind: rule})
-    monkeypatch.setattr(transition, "get_rules", lambda schema_version: table)
+    monkeypatch.setattr(transition, "RULE_TABLES", MappingProxyType({1: table}))
 
 
 def withdraw_then_fail(exc: Exception):
