@@ -68,7 +68,7 @@ class Market(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """Timestamp of the last FundingTick (a multiple of the funding interval)."""
     funding_dust: int = 0
     """Funding rounding not yet swept to the insurance fund, in units of
-    1 / (10**base_decimals * 1e6) quote units (sequencer.core.perps)."""
+    1 / (10**base_decimals * 1e6) quote units (sequencer.core.rules.positions)."""
 
 
 class Withdrawal(msgspec.Struct, frozen=True, array_like=True, gc=False):
