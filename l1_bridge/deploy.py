@@ -68,7 +68,7 @@ class MarketConfig:
 
     @classmethod
     def from_params(cls, params: Any) -> "MarketConfig":
-        """From sequencer.core.markets.MarketParams (see sequencer.core.perps.compute_equity)."""
+        """From sequencer.core.markets.MarketParams (see sequencer.core.rules.margin.compute_equity)."""
         scale = 10 ** params.base_decimals
         return cls(params.id, scale, scale * 1_000_000)
 

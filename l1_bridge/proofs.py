@@ -35,7 +35,7 @@ class MarketScale(NamedTuple):
     @classmethod
     def from_params(cls, params: Any) -> "MarketScale":
         """From sequencer.core.markets.MarketParams: sizes in lots of 10**-base_decimals,
-        funding index in quote units * 1e6 per whole base unit (sequencer.core.perps)."""
+        funding index in quote units * 1e6 per whole base unit (sequencer.core.rules.margin)."""
         scale = 10 ** params.base_decimals
         return cls(params.id, scale, scale * 1_000_000)
 
@@ -72,7 +72,7 @@ def compute_position_equity(p: Position, m: Market, size_scale: int, funding_sca
     """margin + floor(size*price/size_scale) - cost - ceil(size*(F_market - F_snap)/funding_scale):
     the bridge's escape arithmetic (rounded for the system).  With size_scale =
     MarketParams.scale and funding_scale = scale * PPM it equals
-    sequencer.core.perps.compute_equity at the oracle price."""
+    sequencer.core.rules.margin.compute_equity at the oracle price."""
     value = floor_div(p.size * m.oracle_price, size_scale)
     funding = ceil_div(p.size * (m.funding_index - p.funding_snapshot), funding_scale)
     return p.margin + value - p.cost - funding

@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from sequencer.core import wire
 from sequencer.core.encoding import decode_record
+from sequencer.core.presets import PPM
 from sequencer.core.records import FundingTick, OraclePrice, Trade
 from sequencer.node.api import ApiError, json_response, parse_address_param
 
@@ -39,7 +40,6 @@ KEEP = 5000
 KEEP_PER_ACCOUNT = 1000
 INTERVALS_MS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
 _TAGS = {16, 17, 32}  # Trade, FundingTick, OraclePrice: the msgpack array's first element
-PPM = 1_000_000
 
 
 class MarketSeries:
