@@ -50,6 +50,12 @@ MAX_LIQUIDATION_STEPS = 64
 EIGHT_HOURS_MS = 8 * 3_600_000
 
 
+class RefusedAfterMatching(RuleError):
+    """An order refused after matching had already changed the books (it met
+    its own order behind makers that could not fill, or its rest would cross
+    the book): the state is reverted and the books are rebuilt from it."""
+
+
 class BookOrder:
     __slots__ = ("market", "account", "nonce", "is_buy", "price", "remaining", "seq", "expiry", "leverage",
                  "reserve", "live")
@@ -171,8 +177,10 @@ class Exchange:
         snapshot = state.snapshot()
         try:
             return method(*args)
-        except RuleError:
+        except RuleError as exc:
             state.revert(snapshot)
+            if isinstance(exc, RefusedAfterMatching):
+                self.rebuild(state)
             raise
         except Exception:
             state.revert(snapshot)
@@ -214,12 +222,14 @@ class Exchange:
         if filled < r.size and r.time_in_force != IMMEDIATE_OR_CANCEL:
             best = book.side(not r.is_buy).best()
             if best is not None and is_crossing(r.is_buy, r.price, best):
-                raise RuleError("would_cross_book",
+                raise RefusedAfterMatching("would_cross_book",
                                 f"the order's rest would sit at {r.price} across the best "
                                 f"{'ask' if r.is_buy else 'bid'} {best}, an order that cannot fill now "
                                 "(the book is never crossed)")
             order = state.orders[(r.account, r.nonce)]
             self.add_order(r.account, r.nonce, order, params)
+        if not trades:
+            return [r]
         touched = sorted({r.account, *(t.maker for t in trades)})
         return [r, *trades, *self.liquidate_accounts(state, r.market, touched, timestamp_ms, ctx)]
 
@@ -243,15 +253,18 @@ class Exchange:
         return min(r.size, closable) if r.reduce_only else r.size
 
     def check_self_trade(self, r: PlaceOrder, opposite: Side, timestamp_ms: int) -> None:
-        """Refuse the order whole if any live order of its own account is at a
-        price it crosses: makers in front of it may be passed over, so the
-        depth before its own order proves nothing (issue 10)."""
+        """Refuse before anything is written an order that would reach its own
+        order with the depth in front of it; matching refuses it whole too if
+        makers in front are passed over and it reaches its own order anyway."""
+        remaining = r.size
         for maker in opposite.iter_live():
-            if not is_crossing(r.is_buy, r.price, maker.price):
+            if remaining <= 0 or not is_crossing(r.is_buy, r.price, maker.price):
                 return
-            if maker.account == r.account and maker.expiry >= timestamp_ms:
-                raise RuleError("self_trade", f"order would trade with the account's own order {maker.nonce} "
-                                              "(self-trade prevention: the new order is rejected)")
+            if maker.expiry < timestamp_ms:
+                continue
+            if maker.account == r.account:
+                raise_self_trade(maker.nonce, RuleError)
+            remaining -= maker.remaining
 
     def check_risk(self, state: State, r: PlaceOrder, params: MarketParams, closable: int, best: int | None) -> None:
         if r.reduce_only:
@@ -300,6 +313,8 @@ class Exchange:
             if maker.expiry < timestamp_ms:
                 self.remove_order((maker.account, maker.nonce))
                 continue
+            if maker.account == r.account:
+                raise_self_trade(maker.nonce, RefusedAfterMatching)
             fill = min(remaining, maker.remaining)
             trade = Trade(r.market, maker.account, maker.nonce, r.account, r.nonce, maker.price, fill)
             error = apply_record(state, trade, timestamp_ms, ctx)
@@ -455,6 +470,11 @@ class Exchange:
         return {m: {name: [(o.price, o.account, o.nonce, o.remaining, o.seq) for o in side.iter_live()]
                     for name, side in (("bids", b.bids), ("asks", b.asks))}
                 for m, b in sorted(self.books.items())}
+
+
+def raise_self_trade(nonce: int, error: type[RuleError]) -> None:
+    raise error("self_trade", f"order would trade with the account's own order {nonce} "
+                              "(self-trade prevention: the new order is rejected whole)")
 
 
 def apply_or_raise(state: State, record: Record, timestamp_ms: int, ctx: Context) -> None:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import msgspec
 
 from sequencer.core.markets import MarketParams
-from sequencer.core.presets import MAX_INT64
+from sequencer.core.presets import MAX_INT64, PPM
 from sequencer.core.records import Trade
 from sequencer.core.rules.base import (Context, RuleError, TradeError, get_market, hex_address, require,
                                        require_fresh_price, require_market_params, require_side)
-from sequencer.core.rules.margin import (ceil_div, compute_fee, compute_long_change, is_initial_margin_kept,
-                                         is_solvent_at)
+from sequencer.core.rules.margin import (ceil_div, compute_equity_scaled, compute_fee, compute_long_change,
+                                         is_initial_margin_kept, is_solvent_at)
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY
 from sequencer.core.rules.positions import add_open_interest, close_and_release, get_position, settle_funding
 from sequencer.core.state import Market, Order, Position, State
@@ -113,11 +113,14 @@ def check_fill_bounds(position: Position, opening: int, price: int, mark: int, m
                       params: MarketParams, side: str) -> None:
     """No fill leaves a position with negative equity at the mark, and a fill
     that opens needs the initial margin at the worse of its price and the mark."""
-    if position.size and not is_solvent_at(position, mark, market, params):
+    if not position.size:
+        return
+    equity = compute_equity_scaled(position, mark, market, params)
+    if equity < 0:
         raise TradeError(side, "below_bankruptcy", "the fill would leave the position with negative equity "
                                                    "at the mark")
-    if opening and not (is_initial_margin_kept(position, mark, market, params)
-                        and is_initial_margin_kept(position, price, market, params)):
+    if opening and not (equity * PPM >= abs(position.size) * mark * params.initial_margin_ppm
+                        and (price == mark or is_initial_margin_kept(position, price, market, params))):
         raise TradeError(side, "insufficient_margin", "the position would be below its initial margin at the "
                                                       "fill price or the mark")
 
