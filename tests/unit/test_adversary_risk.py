@@ -13,6 +13,7 @@ import pytest
 
 from sequencer.core.invariants import compute_conservation
 from sequencer.core.markets import DEVNET_MARKETS, PRODUCTION_MARKETS, USDC
+from sequencer.core.matching import Exchange
 from sequencer.core.records import Deposit, Liquidate, OraclePrice, Trade
 from sequencer.core.transition import RuleError
 from sequencer.lab.checks import (INSURANCE_ADDRESS, compute_position_equity, compute_solvency_gap,
@@ -170,6 +171,31 @@ def test_self_trade_behind_a_maker_that_cannot_fill_is_refused():
     result = venue.try_place("a", False, usd(59_000), STEP)
     assert is_refused_as_self_trade(result), result
     assert get_crossed_books(venue.exchange) == []
+    assert_books_match_the_state(venue)
+
+
+def assert_books_match_the_state(venue: Venue) -> None:
+    rebuilt = Exchange(venue.markets)
+    rebuilt.rebuild(venue.state)
+    assert rebuilt.dump() == venue.exchange.dump() and rebuilt.reserved == venue.exchange.reserved
+
+
+# Base rules: b's GTC ask at 59,000 passes c's unfillable bid over and rests
+# under it (bid 60,001 over ask 59,000).
+def test_an_order_whose_rest_would_cross_the_book_is_refused_whole():
+    venue = Venue({"b": usd(100_000), "c": usd(100_000), "d": usd(100_000)})
+    venue.set_price(usd(60_000))
+    venue.place("c", True, usd(60_001), STEP, leverage=50)
+    venue.place("d", True, usd(59_500), STEP)
+    venue.set_price(usd(59_000))
+    before = venue.state.to_tables()
+    result = venue.try_place("b", False, usd(59_000), 2 * STEP)        # fills d's bid, then would rest under c's
+    assert isinstance(result, RuleError) and result.code == "would_cross_book", result
+    assert venue.state.to_tables() == before                           # d's fill undone with the rest
+    assert get_crossed_books(venue.exchange) == []
+    assert_books_match_the_state(venue)
+    out = venue.place("b", False, usd(59_000), 2 * STEP, tif=IMMEDIATE_OR_CANCEL)   # IOC: no rest, d fills
+    assert [t.maker for t in out if isinstance(t, Trade)] == [venue.address("d")]
 
 
 # --- 4. the insurance fund goes insolvent and liquidations stick -----------------------------------
