@@ -36,6 +36,7 @@ STATUS_BY_CODE = {
     # 409: the tx conflicts with what is already there (a used nonce, an order
     # on the book, the current oracle time).
     "nonce_used": 409, "duplicate_order": 409, "post_only_would_cross": 409, "self_trade": 409,
+    "would_cross_book": 409,
     "order_not_open": 409, "oracle_time_not_monotonic": 409,
     "batch_too_large": 413, "payload_too_large": 413,
     # 422: well-formed, but a rule refuses it in the current state.
