@@ -1,2 +1,2 @@
 """The protocol rules, one module per concern; ``table`` builds the rule table
-for each schema version (sequencer.core.records.SCHEMA_VERSION)."""
+for each log schema version (sequencer.core.presets.SCHEMA_VERSION)."""
