@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] == "soak":
         from bench import soak
         report = soak.main(argv[1:])
-        return 0 if report.lost == report.duplicates == 0 and report.roots_agree else 1
+        return 0 if report.ok else 1
     if argv and argv[0] == "trading":
         bench_trading.main(argv[1:])
         return 0

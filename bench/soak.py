@@ -11,7 +11,8 @@ Processes: two sequencer nodes with the same sequencer id in standby mode
 (one active, elected through Kafka; sequencer.node.election) and one follower
 (``isoroll node``, each its own process group), and ``--clients`` SDK clients
 sending transfers one after another to the sequencers' URLs (a standby
-forwards to the active one; a client whose node died moves to the next URL).
+forwards to the active one; a client whose node died or answers 503 moves to
+the next URL).
 Each cycle, after a few seconds of load, one of:
 
 - broker: kill -9 a random broker (the partition leader or a follower), start
@@ -125,7 +126,7 @@ class NodeProcess:
 @dataclass
 class Load:
     """SDK clients sending transfers one after another; records (sent, acked, hash).
-    A client that cannot reach its node moves to the next URL."""
+    A client whose node cannot be reached or answers 503 moves to the next URL."""
     urls: list[str]
     clients: int
     acked: list[tuple[float, float, bytes]] = field(default_factory=list)
@@ -153,8 +154,10 @@ class Load:
                     try:
                         tx = await client.signed_transfer(peer, 1)
                         receipt = await client.submit(tx)
-                    except ApiError:
+                    except ApiError as exc:
                         self.refused += 1
+                        if exc.status == 503:
+                            break  # this node cannot take it now: try the next one
                         await asyncio.sleep(0.05)
                         continue
                     except httpx.ConnectError:
@@ -193,7 +196,12 @@ class Report:
     lost: int = 0
     duplicates: int = 0
     roots: dict[str, tuple[int, str]] = field(default_factory=dict)
+    stalls: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == self.duplicates == 0 and self.roots_agree and not self.stalls
 
     @property
     def roots_agree(self) -> bool:
@@ -208,6 +216,7 @@ class Report:
                f"lost {self.lost}, duplicates {self.duplicates}",
                "roots " + ("agree" if self.roots_agree else "DISAGREE") + ": "
                + "; ".join(f"{name} block {n} {root[:18]}" for name, (n, root) in self.roots.items())]
+        out += ["STALL " + stall for stall in self.stalls]
         for kind in sorted({c for c, _ in self.cycles}):
             times = [t for c, t in self.cycles if c == kind]
             out.append(f"failover after {kind} kill -9 ({len(times)}): min {min(times):.2f} s, "
@@ -289,7 +298,14 @@ async def run_soak(cluster, cycles: int, max_seconds: float, seed: int, clients:
                 killed_at = time.monotonic()
                 await asyncio.sleep(rng.uniform(1.0, 4.0))
                 active.start(work)  # crash recovery in its data dir; it stands by
-            failover = await load.first_ack_sent_after(killed_at, 180) - killed_at
+            try:
+                failover = await load.first_ack_sent_after(killed_at, 180) - killed_at
+            except TimeoutError:
+                statuses = {n.name: await n.status() for n in (*sequencers, follower)}
+                report.stalls.append(f"cycle {cycle + 1} ({label}): no tx acknowledged within 180 s; "
+                                     + "; ".join(f"{name}: {_brief(s)}" for name, s in statuses.items()))
+                say("  STALL " + report.stalls[-1])
+                break
             report.cycles.append((label, failover))
             say(f"  cycle {cycle + 1}: kill -9 {label}: next tx acknowledged after {failover:.2f} s "
                 f"({len(load.acked):,} acknowledged so far)")
@@ -316,6 +332,13 @@ async def run_soak(cluster, cycles: int, max_seconds: float, seed: int, clients:
     report.duplicates = sum(n - 1 for n in logged.values() if n > 1) + (len(acked) - len(set(acked)))
     report.seconds = time.monotonic() - started
     return report
+
+
+def _brief(status: dict | None) -> str:
+    if not status:
+        return "no answer"
+    return (f"{status.get('mode')}, status {status.get('status')!r}, block {status.get('blockNumber')}, "
+            f"active sequencer {status.get('activeSequencer')}")
 
 
 async def wait_for_active(sequencers: list[NodeProcess], timeout: float = 60.0) -> NodeProcess:

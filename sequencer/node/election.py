@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 
-from sequencer.log.kafka import LogConfig, ensure_topic
+from sequencer.log.kafka import LogConfig, LogUnavailable, ensure_topic, within
 
 log = logging.getLogger("isoroll.election")
 
@@ -127,7 +127,11 @@ class Election:
             rebalance_timeout_ms=self._session_timeout_ms * 2, max_poll_interval_ms=60_000,
             partition_assignment_strategy=(self._make_assignor(),))
         consumer.subscribe([self.topic])
-        await consumer.start()
+        try:
+            await within(consumer.start(), c.request_timeout_ms / 1000 * 2, "election consumer start")
+        except Exception as exc:  # bounded: the caller retries
+            await _stop_quietly(consumer)
+            raise LogUnavailable(f"cannot join the election: {exc!r}") from exc
         self._consumer = consumer
         self._task = asyncio.create_task(self._poll())
         log.info("joined the election group %s (session timeout %d ms)", election_group(c),
@@ -142,10 +146,7 @@ class Election:
             await asyncio.gather(task, return_exceptions=True)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            try:
-                await asyncio.wait_for(consumer.stop(), 10)
-            except Exception as exc:  # leaving a group through a dead broker: nothing more to do
-                log.debug("election consumer close: %r", exc)
+            await _stop_quietly(consumer)
         self._holding = False
 
     async def _poll(self) -> None:
@@ -207,3 +208,13 @@ class Election:
         lead out afresh now (to this node again if it is the most caught up)."""
         await self.stop()
         await self.start()
+
+
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    """Stop within 10 s whatever the brokers do (``within`` does not wait for a
+    cancelled stop to unwind, unlike ``asyncio.wait_for``: aiokafka's group
+    leave can wait forever on a dead coordinator)."""
+    try:
+        await within(consumer.stop(), 10, "election consumer stop")
+    except Exception as exc:  # leaving a group through a dead broker: nothing more to do
+        log.debug("election consumer close: %r", exc)

@@ -237,6 +237,8 @@ class Node:
                      "restart replays from the last snapshot)", cause, exc_info=cause)
         self.failure = cause
         self.enter(Phase.FAILED, f"stopped on an executor failure: {cause!r}")
+        if self.election is not None:  # hand the lead to a standby at once
+            asyncio.get_running_loop().create_task(self.election.stop())
         if self.builder is not None:
             self.builder.halt(NodeFailed(f"the node stopped on an executor failure: {cause!r}"))
         for task in self._tasks:
@@ -428,6 +430,8 @@ class Node:
                  self.config.transactional_id, self.chain.head_number)
 
     async def _on_log_failure(self, exc: LogUnavailable) -> None:
+        if self.election is not None and self.phase is not Phase.SEQUENCING:
+            return  # the write failed because this node stepped down meanwhile
         self.enter(Phase.RECOVERING, f"log unavailable: {exc}")
         assert self.builder is not None and self.writer is not None
         self.builder.fail_pending(LogUnavailable(f"the log cannot take writes: {exc}"))
@@ -449,6 +453,8 @@ class Node:
         log.info("log available again; sequencing from block %d", self.chain.head_number)
 
     async def _on_fenced(self, exc: Fenced) -> None:
+        if self.election is not None and self.phase is Phase.STANDBY:
+            return  # stepped down already; the write in flight was refused
         self.enter(Phase.FENCED, "fenced by a newer sequencer: following the log read-only")
         log.error("FENCED: another sequencer started with sequencer id %r (transactional id %s); "
                   "this node stopped writing and now follows the log read-only",

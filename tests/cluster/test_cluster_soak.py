@@ -16,6 +16,7 @@ async def test_short_soak_loses_and_duplicates_nothing(cluster, tmp_path):
     report = await run_soak(cluster, cycles=2, max_seconds=300, seed=3, clients=3, work=tmp_path,
                             kinds=["broker", "sequencer"])
     print("\n".join(report.lines()))
+    assert report.stalls == []
     assert [kind.split()[0] for kind, _ in report.cycles] == ["broker", "sequencer"]
     assert report.acked > 0 and report.in_log >= report.acked
     assert report.lost == 0 and report.duplicates == 0
