@@ -48,6 +48,9 @@ MAX_LIQUIDATION_STEPS = 64
 """Partial liquidations of one position after one price update, at most."""
 
 EIGHT_HOURS_MS = 8 * 3_600_000
+IMPACT_MARGIN = 500 * 10**6
+"""dYdX v4: the impact notional of a market is 500 USDC / IMF (25,000 USDC at 2%)."""
+MAX_PREMIUM_SAMPLES = 3_600
 
 
 class RefusedAfterMatching(RuleError):
@@ -160,6 +163,8 @@ class Exchange:
         self.books: dict[int, Book] = {m: Book(m) for m in self.markets}
         self.orders: dict[tuple[bytes, int], BookOrder] = {}
         self.reserved: dict[bytes, int] = {}
+        self.premium_samples: dict[int, list[int]] = {m: [] for m in self.markets}
+        """Premiums (ppm) sampled at each oracle price since the market's last funding tick."""
 
     @classmethod
     def for_context(cls, ctx: Context) -> "Exchange":
@@ -385,7 +390,9 @@ class Exchange:
         def apply_price() -> list[Record]:
             apply_or_raise(state, record, timestamp_ms, ctx)
             return [record, *self.liquidate_market(state, record.market, timestamp_ms, ctx)]
-        return self.run_atomically(state, apply_price)
+        out = self.run_atomically(state, apply_price)
+        self.sample_premium(record.market, record.price)
+        return out
 
     def liquidate_market(self, state: State, market_id: int, timestamp_ms: int, ctx: Context) -> list[Record]:
         targets = sorted(address for (address, m), p in state.positions.items()
@@ -431,17 +438,36 @@ class Exchange:
                 continue
             tick = FundingTick(market_id, self.compute_funding_rate(market_id, market.oracle_price), boundary)
             if apply_record(state, tick, timestamp_ms, ctx) is None:
+                self.premium_samples[market_id] = []
                 out.append(tick)
                 out.extend(self.liquidate_market(state, market_id, timestamp_ms, ctx))
         return out
 
-    def compute_funding_rate(self, market_id: int, oracle_price: int) -> int:
-        """Premium of the book mid over the oracle (an 8-hour rate) pro rata
-        per interval, plus the interest component, clamped to the cap."""
+    def sample_premium(self, market_id: int, oracle_price: int) -> None:
+        samples = self.premium_samples.setdefault(market_id, [])
+        if len(samples) < MAX_PREMIUM_SAMPLES:
+            samples.append(self.compute_premium(market_id, oracle_price))
+
+    def compute_premium(self, market_id: int, oracle_price: int) -> int:
+        """dYdX v4 / Hyperliquid: (max(0, impact bid - oracle) - max(0, oracle - impact ask)) / oracle in
+        ppm, the impact prices being the average prices of a market sell / buy of the impact notional
+        (0 for a side without that depth): no single small order moves it."""
         params = self.markets[market_id]
+        notional = IMPACT_MARGIN * PPM // params.initial_margin_ppm
         book = self.books[market_id]
-        bid, ask = book.bids.best(), book.asks.best()
-        premium = 0 if bid is None or ask is None else ((bid + ask) // 2 - oracle_price) * PPM // oracle_price
+        bid = compute_impact_price(book.bids, notional, params.scale)
+        ask = compute_impact_price(book.asks, notional, params.scale)
+        premium = max(0, bid - oracle_price) if bid else 0
+        premium -= max(0, oracle_price - ask) if ask else 0
+        return premium * PPM // oracle_price
+
+    def compute_funding_rate(self, market_id: int, oracle_price: int) -> int:
+        """The average of the impact-price premiums sampled at the oracle prices
+        since the last tick and one now, taken as an 8-hour rate, pro rata per
+        interval, plus the interest component, clamped to the cap."""
+        params = self.markets[market_id]
+        samples = [*self.premium_samples.get(market_id, ()), self.compute_premium(market_id, oracle_price)]
+        premium = sum(samples) // len(samples)
         rate = premium * params.funding_interval_ms // EIGHT_HOURS_MS + params.funding_interest_ppm
         return max(-params.funding_cap_ppm, min(params.funding_cap_ppm, rate))
 
@@ -470,6 +496,20 @@ class Exchange:
         return {m: {name: [(o.price, o.account, o.nonce, o.remaining, o.seq) for o in side.iter_live()]
                     for name, side in (("bids", b.bids), ("asks", b.asks))}
                 for m, b in sorted(self.books.items())}
+
+
+def compute_impact_price(side: Side, notional: int, scale: int) -> int:
+    """Average price of taking ``notional`` (quote units) from ``side``, best
+    levels first; 0 when the side is not that deep."""
+    taken_notional = taken_size = 0
+    for rank in range(len(side.prices)):
+        price = side.get_price(rank)
+        size = min(side.sizes[price], -(-(notional - taken_notional) * scale // price))
+        taken_size += size
+        taken_notional += size * price // scale
+        if taken_notional >= notional:
+            return taken_notional * scale // taken_size
+    return 0
 
 
 def raise_self_trade(nonce: int, error: type[RuleError]) -> None:

@@ -136,6 +136,36 @@ def test_reduce_only_bid_at_the_max_price_does_not_block_sellers():
     assert not isinstance(out, RuleError), out
 
 
+# The mid premium of the rules before issue 10: one ask of one step at 90,000
+# over a bid-only book made the mid (59,999 + 90,000) / 2, +25% as an 8-hour
+# rate, the cap every interval.
+def test_one_small_order_on_a_thin_side_does_not_move_funding():
+    venue = Venue({"mm": usd(10_000_000), "x": usd(1_000)})
+    venue.set_price(usd(60_000))
+    venue.place("mm", True, usd(59_999), ONE_BTC, leverage=10)
+    venue.place("x", False, usd(90_000), STEP)
+    assert venue.exchange.book(BTC, 1)["asks"] == [[usd(90_000), STEP, 1]]
+    assert venue.exchange.compute_funding_rate(BTC, venue.mark()) == DEVNET_MARKETS[BTC].funding_interest_ppm
+
+
+def test_funding_averages_the_premium_samples_since_the_last_tick():
+    """A premium seen at one oracle price of twelve counts for a twelfth."""
+    venue = Venue({"mm": usd(10_000_000)})
+    venue.set_price(usd(60_000))                                   # sample 1: empty book, 0
+    spike = venue.order("mm", True, usd(61_000), ONE_BTC, leverage=10)
+    venue.submit(spike)                                            # 61,000 of depth, no asks
+    venue.set_price(usd(60_000))                                   # sample 2: +1,000 / 60,000
+    venue.submit(venue.cancel_record("mm", spike.nonce))
+    for _ in range(9):
+        venue.set_price(usd(60_000))                               # samples 3-11: 0
+    premiums = [0, usd(1_000) * 1_000_000 // usd(60_000)] + [0] * 10   # and one at the tick
+    params = DEVNET_MARKETS[BTC]
+    expected = sum(premiums) // len(premiums) * params.funding_interval_ms // (8 * 3_600_000)
+    ticks = [r for r in venue.funding() if type(r).__name__ == "FundingTick"]
+    assert [t.rate_ppm for t in ticks] == [expected + params.funding_interest_ppm]
+    assert 0 < expected < usd(1_000) * 1_000_000 // usd(60_000) * params.funding_interval_ms // (8 * 3_600_000)
+
+
 # --- 3. self-trade prevention bypassed ------------------------------------------------------
 
 def is_refused_as_self_trade(result) -> bool:

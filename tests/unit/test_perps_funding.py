@@ -71,13 +71,16 @@ def test_funding_between_a_long_and_a_short_sums_to_zero_apart_from_rounding():
 
 def test_sequencer_rate_from_book_premium_and_due_once():
     sim = pair()
-    sim.place("alice", True, usd(60_300), ONE_BTC // 10)
-    sim.place("bob", False, usd(60_500), ONE_BTC // 10)
-    # mid 60,400 is 6,666 ppm over the oracle as an 8-hour rate; per minute: 6,666 * 60 s / 8 h = 13.
+    sim.place("alice", True, usd(60_300), ONE_BTC // 2)
+    sim.place("bob", False, usd(60_500), ONE_BTC // 2)
+    # Impact prices (a 25,000 USDC market order each way: 500 USDC / IMF): bid 60,300, ask 60,500;
+    # the premium max(0, 60,300 - 60,000) / 60,000 is 5,000 ppm as an 8-hour rate.  The first
+    # tick averages it (sampled at the tick) with the empty book's 0 sampled at the first
+    # price: 2,500 ppm, per minute 2,500 * 60 s / 8 h = 5; the next one sees only the quotes: 10.
     out = sim.funding()
-    assert out == [FundingTick(BTC, 13, boundary(sim))]
+    assert out == [FundingTick(BTC, 5, boundary(sim))]
     assert sim.funding() == []
-    assert sim.funding(advance_ms=INTERVAL) == [FundingTick(BTC, 13, boundary(sim))]
+    assert sim.funding(advance_ms=INTERVAL) == [FundingTick(BTC, 10, boundary(sim))]
     sim.now += BTC_PARAMS.oracle_max_age_ms + INTERVAL
     assert sim.funding() == []                    # stale price: funding waits
     assert sim.replay().to_tables() == sim.state.to_tables()
