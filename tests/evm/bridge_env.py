@@ -38,7 +38,7 @@ L2_CONTEXT = Context(preset=DEVNET, domain_separator=b"\x00" * 32, recover=get_r
 """Inbox records carry no signatures: the domain is never used by these rules."""
 
 TEST_PRESET = BridgePreset("test", challenge_period=3600, forced_grace=600, forced_fee=10**15,
-                           escape_window=900, proposer_bond=10**18)
+                           escape_window=7 * 24 * 3600, proposer_bond=10**18)
 MARKETS = [MarketConfig(1, 10**8, 10**14), MarketConfig(2, 10**6, 10**12)]  # BTC 8, ETH 6 base decimals
 MARKET_SCALES = [MarketScale(m.id, m.size_scale, m.funding_scale) for m in MARKETS]
 UNIT = 10**6  # one collateral unit (6 decimals)
@@ -250,11 +250,12 @@ class L2:
         mark (against the insurance fund) and its equity, floored at zero,
         becomes free collateral; the entry extends the inbox chain."""
         assert inbox_index == self.state.globals.inbox_count
-        p = self.state.positions[(who, market)]
-        equity = max(0, compute_position_equity(p, self.state.markets[market], scale.size_scale, scale.funding_scale))
-        a = self.state.accounts[who]
-        self.state.set_account(who, msgspec.structs.replace(a, collateral=a.collateral + equity))
-        self.state.set_position(who, market, None)
+        p = self.state.positions.get((who, market))
+        if p is not None:  # no position: the request is served by doing nothing
+            equity = compute_position_equity(p, self.state.markets[market], scale.size_scale, scale.funding_scale)
+            a = self.state.accounts[who]
+            self.state.set_account(who, msgspec.structs.replace(a, collateral=a.collateral + max(0, equity)))
+            self.state.set_position(who, market, None)
         entry = bytes([KIND_FORCED_CLOSE]) + inbox_index.to_bytes(8, "big") + who + market.to_bytes(32, "big")
         self.inbox_hash = keccak(self.inbox_hash + entry)
         g = self.state.globals
