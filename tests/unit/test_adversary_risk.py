@@ -376,3 +376,38 @@ def test_three_maximum_deposits_keep_the_state_encodable():
     assert all(0 <= v < 2**63 for v in (venue.state.globals.total_deposited,
                                         *(a.collateral for a in venue.state.accounts.values())))
     check_conserved(venue)
+
+
+# --- the ladder's last rung ---------------------------------------------------------------
+
+def test_auto_deleverage_takes_no_more_from_a_counterparty_than_its_margin_and_profit_cover():
+    """alice (10x long 1 BTC at 60,000) is bankrupt at 50,000 with an empty
+    fund: ADL at her bankruptcy price 54,000.  carol's 50x short of 1 BTC at
+    51,000 ranks first (profit x leverage) but can pay the 4,000 gap per BTC
+    against 1,000 of profit per BTC and 1,020 of margin for 0.3399 BTC only;
+    bob's 0.5 and mm's short take the rest."""
+    venue = Venue({"alice": usd(20_000), "bob": usd(100_000), "carol": usd(5_000), "erin": usd(200_000),
+                   "mm": usd(1_000_000)})
+    venue.set_price(usd(60_000))
+    venue.place("bob", False, usd(60_000), ONE_BTC // 2)
+    venue.place("mm", False, usd(60_000), ONE_BTC // 2, leverage=1)
+    venue.place("alice", True, usd(60_000), ONE_BTC, leverage=10)
+    venue.now += 1
+    assert venue.apply(OraclePrice(BTC, usd(51_000), venue.now, ())) is None      # no scan yet
+    venue.place("erin", True, usd(51_000), ONE_BTC, leverage=1)
+    venue.place("carol", False, usd(51_000), ONE_BTC, leverage=50, tif=IMMEDIATE_OR_CANCEL)
+    assert venue.size("carol") == -ONE_BTC
+    venue.now += 1
+    assert venue.apply(OraclePrice(BTC, usd(50_000), venue.now, ())) is None
+    carol_equity = equity(venue, "carol")
+    carol_free = venue.free("carol")
+    assert venue.apply(Liquidate(venue.address("alice"), BTC)) is None
+    assert venue.size("alice") == 0 and venue.position("alice").margin == 0
+    assert venue.size("carol") == -(ONE_BTC - 33_990_000)                     # 0.3399 BTC taken
+    assert venue.size("bob") == 0
+    assert venue.size("mm") == -(ONE_BTC // 2 - (ONE_BTC - 33_990_000 - ONE_BTC // 2))
+    assert venue.position("carol").margin >= 0
+    lost = carol_equity - (equity(venue, "carol") + venue.free("carol") - carol_free)
+    assert 0 < lost <= carol_equity
+    assert get_fund_positions(venue.state) == []
+    check_conserved(venue)

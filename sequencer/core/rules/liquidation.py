@@ -29,7 +29,7 @@ from sequencer.core.records import Liquidate
 from sequencer.core.rules.base import (Context, RuleError, get_market, hex_address, require, require_fresh_price,
                                        require_market_params)
 from sequencer.core.rules.margin import (ceil_div, compute_equity, compute_equity_scaled, compute_fee,
-                                         compute_liquidation_size,
+                                         compute_funding_owed, compute_liquidation_size,
                                          compute_long_change, compute_maintenance, compute_unrealized_pnl,
                                          is_liquidatable)
 from sequencer.core.rules.positions import (INSURANCE_ADDRESS, add_insurance, add_open_interest, apply_close,
@@ -146,13 +146,13 @@ def rank_by_profit_and_leverage(state: State, market_id: int, long: bool, mark: 
 def close_against(state: State, counterparties: list[tuple[bytes, Position, int]], qty: int, total: int,
                   params: MarketParams, cap=None) -> None:
     """Close ``qty`` lots of the counterparties' positions, in order, for
-    ``total`` (their signed notional together); ``cap(equity)`` bounds the
+    ``total`` (their signed notional together); ``cap(position)`` bounds the
     lots one counterparty takes.  Refused (``insolvent``) if they cannot take it all."""
     remaining, remaining_notional = qty, total
     for address, position, equity in counterparties:
         take = min(remaining, abs(position.size))
         if cap is not None:
-            take = min(take, cap(equity))
+            take = min(take, cap(position))
         if take <= 0:
             continue
         notional = remaining_notional if take == remaining else total * take // qty
@@ -187,16 +187,25 @@ def process_deleverage_bankrupt(state: State, address: bytes, position: Position
                                 params: MarketParams) -> None:
     """Close the whole position at its bankruptcy price (its margin ends at
     exactly 0) against the profitable opposite positions ranked by profit x
-    leverage; none takes more lots than its equity can pay the price gap for."""
+    leverage; none takes more lots than its margin and the profit of those lots
+    can pay the price gap for (so never more than its equity)."""
     qty, long = abs(position.size), position.size > 0
     bankrupt_notional = position.margin - position.cost  # the account's notional for closing it all
     closed, _ = apply_close(position, qty, bankrupt_notional)
     state.set_position(address, params.id, replace(closed, margin=0))
     add_open_interest(state, params.id, compute_long_change(position.size, 0))
     gap = abs(abs(bankrupt_notional) * params.scale - mark * qty)   # S x qty x |bankruptcy price - mark|
+    market = state.markets[params.id]
 
-    def cap(equity: int) -> int:
-        return qty if gap == 0 else equity * qty // gap // params.step_size * params.step_size
+    def cap(counter: Position) -> int:
+        """Lots ``t`` with t x gap / (S x qty) <= margin - 1 + t x profit per lot: its margin stays >= 0."""
+        size = abs(counter.size)
+        profit = counter.size * mark - counter.cost * params.scale      # S x unrealised PnL
+        excess = gap * size - profit * qty
+        if excess <= 0:
+            return size
+        margin = counter.margin - compute_funding_owed(counter, market, params) - 1
+        return max(0, margin) * params.scale * qty * size // excess // params.step_size * params.step_size
 
     counterparties = rank_by_profit_and_leverage(state, params.id, not long, mark, params, profitable_only=True)
     close_against(state, counterparties, qty, -bankrupt_notional, params, cap)
