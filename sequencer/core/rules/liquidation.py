@@ -9,8 +9,9 @@ that always ends with the liquidated part closed (issue 10):
 3. a bankrupt position is closed whole at the mark the same way and the
    insurance fund pays its bad debt;
 4. when the fund cannot pay it, the position is auto-deleveraged: closed at its
-   bankruptcy price against the profitable opposite positions ranked by
-   profit x leverage, none losing more (against the mark) than its equity.
+   bankruptcy price against the opposite positions ranked by profit x
+   leverage (profitable ones first), none losing more (against the mark)
+   than its margin and the profit of the lots it gives up.
 The insurance fund never holds a position.
 
 ``MarketParams.fund_takes_over`` selects the rules before issue 10 instead
@@ -124,11 +125,12 @@ def cancel_open_orders(state: State, address: bytes, market_id: int) -> None:
         state.set_order(key[0], key[1], replace(state.orders[key], cancelled=True))
 
 
-def rank_by_profit_and_leverage(state: State, market_id: int, long: bool, mark: int, params: MarketParams,
-                                profitable_only: bool) -> list[tuple[bytes, Position, int]]:
+def rank_by_profit_and_leverage(state: State, market_id: int, long: bool, mark: int,
+                                params: MarketParams) -> list[tuple[bytes, Position, int]]:
     """User positions on the ``long`` side with equity of at least one quote
     unit at the mark, ranked by unrealised PnL x leverage (PnL x notional /
-    equity), highest first, ties by address; with their S x equity."""
+    equity), highest first (the profitable ones before the others), ties by
+    address; with their S x equity."""
     market = state.markets[market_id]
     ranked = []
     for (address, m), position in state.positions.items():
@@ -136,7 +138,7 @@ def rank_by_profit_and_leverage(state: State, market_id: int, long: bool, mark: 
             continue
         equity = compute_equity_scaled(position, mark, market, params)
         pnl = position.size * mark - position.cost * params.scale          # S x unrealised PnL
-        if equity < params.scale or (profitable_only and pnl <= 0):
+        if equity < params.scale:
             continue
         ranked.append((-Fraction(pnl * abs(position.size), equity), address, position, equity))
     ranked.sort(key=lambda item: (item[0], item[1]))
@@ -179,15 +181,16 @@ def process_close_at_mark(state: State, address: bytes, position: Position, qty:
     state.set_position(address, params.id, replace(closed, margin=margin - fee + bad_debt))
     add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
     add_insurance(state, fee - bad_debt)
-    counterparties = rank_by_profit_and_leverage(state, params.id, not long, mark, params, profitable_only=False)
+    counterparties = rank_by_profit_and_leverage(state, params.id, not long, mark, params)
     close_against(state, counterparties, qty, -notional, params)
 
 
 def process_deleverage_bankrupt(state: State, address: bytes, position: Position, mark: int,
                                 params: MarketParams) -> None:
     """Close the whole position at its bankruptcy price (its margin ends at
-    exactly 0) against the profitable opposite positions ranked by profit x
-    leverage; none takes more lots than its margin and the profit of those lots
+    exactly 0) against the opposite positions ranked by profit x leverage
+    (the profitable ones first; the others only when those cannot take it
+    all); none takes more lots than its margin and the profit of those lots
     can pay the price gap for (so never more than its equity)."""
     qty, long = abs(position.size), position.size > 0
     bankrupt_notional = position.margin - position.cost  # the account's notional for closing it all
@@ -207,7 +210,7 @@ def process_deleverage_bankrupt(state: State, address: bytes, position: Position
         margin = counter.margin - compute_funding_owed(counter, market, params) - 1
         return max(0, margin) * params.scale * qty * size // excess // params.step_size * params.step_size
 
-    counterparties = rank_by_profit_and_leverage(state, params.id, not long, mark, params, profitable_only=True)
+    counterparties = rank_by_profit_and_leverage(state, params.id, not long, mark, params)
     close_against(state, counterparties, qty, -bankrupt_notional, params, cap)
 
 
