@@ -4,8 +4,8 @@ EIP-7623 floor of 40/10 -- which is what data-heavy transactions pay).
 
     .venv/bin/python -m bench.bench_l1_gas [--trades 2000] [--json out.json]
 
-Measures gas per deposit, proposal, claim, forced request, freeze, escape and
-refund, then the L1 gas per L2 trade:
+Measures gas per deposit, proposal, claim, forced request (withdrawal, close),
+freeze, escape (register, claim) and refund, then the L1 gas per L2 trade:
 - batched: blocks of signed PlaceOrder (taker) + Trade records, msgpack
   encoded as on the log, zlib-9 compressed, posted as the calldata of one
   propose() per batch (<= MAX_BATCH_BYTES); per trade = total gas / trades.
@@ -40,7 +40,9 @@ from sequencer.core.records import PlaceOrder, Trade
 from sequencer.core.state import Account, Market, Position, Withdrawal
 
 PRESET = BridgePreset("bench", challenge_period=3600, forced_grace=600, forced_fee=10**15,
-                      max_open_forced=4096, proposer_bond=10**18)
+                      escape_window=3600, proposer_bond=10**18)
+WITHDRAWALS = 64
+WITHDRAWAL_AMOUNT = 10 * 10**6
 MARKETS = [MarketConfig(1, 10**8, 10**14), MarketConfig(2, 10**6, 10**12)]
 UNIT = 10**6
 MAX_BATCH = 120_000
@@ -124,9 +126,11 @@ class Bench:
         self.tester.time_travel(now + seconds + 1)
 
     def propose(self, fields: OutputFields, data: bytes) -> int:
+        """Every output names the same withdrawals tree (64 withdrawals of 10) and commits its total."""
         self.l2_block += 1
         idx = self.bridge.functions.output_count().call()
-        return gas(self.w3, self.bridge.functions.propose(idx, self.l2_block, fields.as_arg(), data), self.proposer)
+        return gas(self.w3, self.bridge.functions.propose(idx, self.l2_block, fields.as_arg(),
+                                                          WITHDRAWALS * WITHDRAWAL_AMOUNT, data), self.proposer)
 
     def fields(self, state_root: bytes, withdrawals_root: bytes, data: bytes) -> OutputFields:
         count = self.bridge.functions.inbox_count().call()
@@ -162,7 +166,8 @@ def run(n_trades: int) -> dict:
         get_market_key(2): encode_market_leaf(Market(2, 3_000 * UNIT, 1, 0, 10**9)),
     }
     tree.update(leaves)
-    ws = [encode_withdrawal(Withdrawal(i, bytes.fromhex(users[i % 4][2:]), 10 * UNIT, 1)) for i in range(64)]
+    ws = [encode_withdrawal(Withdrawal(i, bytes.fromhex(users[i % 4][2:]), WITHDRAWAL_AMOUNT, 1))
+          for i in range(WITHDRAWALS)]
     wroot, wproofs = withdrawal_proofs(ws)
 
     # proposal with an empty batch (the fixed cost) and with a typical one
@@ -173,6 +178,7 @@ def run(n_trades: int) -> dict:
 
     # forced request
     res["force_withdraw"] = gas(w3, b.bridge.functions.forceWithdraw(UNIT), users[1], PRESET.forced_fee)
+    res["force_close"] = gas(w3, b.bridge.functions.forceClose(1), users[1], PRESET.forced_fee)
 
     # claim (64 withdrawals in the tree: 6 siblings)
     b.travel(PRESET.challenge_period)
@@ -229,10 +235,12 @@ def run(n_trades: int) -> dict:
     fields = OutputFields(ev["state_root"], ev["withdrawals_root"], ev["last_block_hash"], ev["inbox_count"],
                           ev["inbox_hash"], ev["data_hash"])
     eargs = escape_args(tree, u0, fields, [1, 2])
-    res["escape_account_2_markets_1_position"] = gas(w3, b.bridge.functions.escape(*eargs), users[5])
+    res["register_escape_2_markets_1_position"] = gas(w3, b.bridge.functions.registerEscape(*eargs), users[5])
     res["escape_proof_depth_account"] = len(eargs[3][1])
     res["state_tree_leaves"] = len(tree)
     res["refund_deposit"] = gas(w3, b.bridge.functions.refundDeposit(idx + 1, users[3], 5 * UNIT), users[3])
+    b.travel(PRESET.escape_window)
+    res["claim_escape"] = gas(w3, b.bridge.functions.claimEscape(users[0]), users[5])
     res["seconds"] = round(time.perf_counter() - t0, 1)
     return res
 
