@@ -18,6 +18,7 @@ import pytest
 
 from nodes import dev_clients, make_config, read_log, wait_until
 from sequencer.core.records import Transfer
+from sequencer.core import transition
 from sequencer.core.rules import table
 from sequencer.node.lifecycle import NodeFailed, Phase
 from sequencer.node.node import Node, make_context
@@ -44,7 +45,9 @@ def buggy_rules(monkeypatch):
         process_transfer(state, record, timestamp_ms, ctx)
 
     rules = MappingProxyType({**table.RULES_V1, Transfer: process_transfer_with_a_bug})
-    monkeypatch.setattr(table, "RULE_TABLES", MappingProxyType({**table.RULE_TABLES, BUGGY_SCHEMA: rules}))
+    tables = MappingProxyType({**table.RULE_TABLES, BUGGY_SCHEMA: rules})
+    for module in (table, transition):  # the transition holds its own reference to the tables
+        monkeypatch.setattr(module, "RULE_TABLES", tables)
 
 
 def buggy_context(config):
