@@ -131,14 +131,14 @@ def high_s(signature: bytes) -> bytes:
 
 
 def make_state(accounts: dict[bytes, Account], *, block_number: int = 7, timestamp_ms: int = BLOCK_TIME - 1000,
-               inbox_count: int = 3, withdrawal_count: int = 5) -> State:
+               inbox_count: int = 3, withdrawal_count: int = 5, total_deposited: int = 10**15) -> State:
     state = State()
     for address, account in accounts.items():
         state.set_account(address, account)
     state.set_globals(Globals(block_number=block_number, block_hash=keccak(b"head%d" % block_number),
                               timestamp_ms=timestamp_ms, insurance_fund=11, fee_pool=13,
                               inbox_count=inbox_count, inbox_hash=keccak(b"inbox%d" % inbox_count),
-                              withdrawal_count=withdrawal_count, total_deposited=10**15,
+                              withdrawal_count=withdrawal_count, total_deposited=total_deposited,
                               total_withdrawn=10**9, order_count=2))
     state.commit(0)
     return state
@@ -209,6 +209,8 @@ def onestep_cases() -> list[dict]:
         ("deposit, out of order", Deposit(4, a, 10**6)),
         ("deposit, zero amount", Deposit(3, a, 0)),
         ("deposit, above max amount", Deposit(3, a, 2**63)),
+        ("deposit, the credited total would pass 64 bits", Deposit(3, a, 2**63 - 10**15)),
+        ("deposit, the credited total reaches 2**63 - 1", Deposit(3, a, 2**63 - 1 - 10**15)),
         ("forced withdrawal", ForcedWithdrawal(3, a, 10**6)),
         ("forced withdrawal above the collateral", ForcedWithdrawal(3, b, 10**6)),
         ("forced withdrawal of an absent account", ForcedWithdrawal(3, d, 10**6)),

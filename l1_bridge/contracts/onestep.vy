@@ -25,6 +25,7 @@ TAG_FORCED_WITHDRAWAL: constant(uint256) = 49
 MAX_OPENINGS: constant(uint256) = trace.MAX_OPENINGS
 MAX_LEAF: constant(uint256) = trace.MAX_LEAF
 MAX_NONCES: constant(uint256) = trace.MAX_NONCES
+MAX_INT64: constant(uint256) = 2**63 - 1  # deposits ever credited stay within the log's 64-bit integers
 SECP256K1_N: constant(uint256) = 115792089237316195423570985008687907852837564279074904382605163141518161494337
 SECP256K1_HALF_N: constant(uint256) = 57896044618658097711785492504343953926418782139537452191302581570759080747168
 # keccak256(0x05 || "globals")
@@ -350,7 +351,7 @@ def inbox(c0: Cursor, ctx: trace.Ctx, item: Bytes[records.MAX_ITEM_SIZE], tag: u
     out: trace.Ctx = ctx
     kind: bytes1 = 0x01
     if tag == TAG_DEPOSIT:
-        if amount > 0 and amount <= MAX_AMOUNT:
+        if amount > 0 and amount <= MAX_AMOUNT and g.total_deposited + amount <= MAX_INT64:
             c.root = self.write_leaf(c.root, key, op, abi_encode(acct.collateral + amount, acct.nonces_hash))
             g.total_deposited += amount
     else:

@@ -45,7 +45,8 @@ accounts = st.dictionaries(st.sampled_from(ADDRESSES),
 def states(draw):
     return fv.make_state(draw(accounts), block_number=draw(st.integers(0, 10**6)),
                          timestamp_ms=fv.BLOCK_TIME - draw(st.integers(0, 10**6)),
-                         inbox_count=draw(st.integers(0, 50)), withdrawal_count=draw(st.integers(0, 50)))
+                         inbox_count=draw(st.integers(0, 50)), withdrawal_count=draw(st.integers(0, 50)),
+                         total_deposited=draw(st.sampled_from([0, 10**15, MAX - 10**6, MAX])))
 
 
 def pick(draw, exact: list[int], lo: int, hi: int) -> int:
