@@ -18,6 +18,16 @@ MAX_INT64 = 2**63 - 1
 """Largest integer the log, the state snapshots and the bridge carry (msgpack
 int64): the bound of amounts, prices, sizes, costs and the funding index."""
 
+MAX_BLOCK_BYTES = 96_000
+"""Largest Kafka message (encoded block) a block may be.  The checkpointer posts
+whole blocks as batch data zlib(msgpack([block bytes, ...])) and the bridge's
+``propose`` takes at most MAX_BATCH_BYTES = 120,000 bytes of it
+(l1_bridge/contracts/bridge.vy).  Signatures do not compress, so the budget is
+on the raw bytes, which bounds the worst case: a block of n incompressible bytes
+becomes at most n + 6 (msgpack framing) + 5 per 16 KiB deflate stored block + 6
+(zlib header and checksum) bytes, 96,042 for n = 96,000 random bytes, which
+leaves a fifth of a proposal spare.  So every block the rules accept can be posted on its own."""
+
 SCHEMA_VERSION = 1
 """Version of the log encoding (sequencer.core.records).  Written into every
 Kafka message header and into the L1 batch data header."""
@@ -35,6 +45,9 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     """A signed tx may not expire further ahead than this from block time."""
     max_block_records: int
     """Upper bound on the records in one block (one Kafka message)."""
+    max_block_bytes: int = MAX_BLOCK_BYTES
+    """Upper bound on the bytes of one block's message (see MAX_BLOCK_BYTES): a
+    larger block is rejected by every executor (``block_too_large``)."""
     max_batch_txs: int
     """Upper bound on the txs in one POST /v1/txs."""
     max_amount: int

@@ -73,7 +73,9 @@ def apply_raw_record(state: State, raw: msgspec.Raw, block: Block, index: int, c
 
 # --- blocks -----------------------------------------------------------------------
 
-def check_block_header(state: State, block: Block, ctx: Context) -> RuleError | None:
+def check_block_header(state: State, block: Block, ctx: Context, size: int = 0) -> RuleError | None:
+    """``size``: the block's message length (0 where only the header is known,
+    as in a fraud-proof trace item)."""
     g = state.globals
     if block.number != g.block_number + 1:
         return RuleError("block_out_of_order", f"block number {block.number}, expected {g.block_number + 1}")
@@ -84,6 +86,8 @@ def check_block_header(state: State, block: Block, ctx: Context) -> RuleError | 
         return RuleError("time_went_back", f"timestamp {block.timestamp_ms} before the head's {g.timestamp_ms}")
     if len(block.records) > ctx.preset.max_block_records:
         return RuleError("block_too_large", f"{len(block.records)} records, limit {ctx.preset.max_block_records}")
+    if size > ctx.preset.max_block_bytes:
+        return RuleError("block_too_large", f"{size} bytes, limit {ctx.preset.max_block_bytes}")
     return None
 
 
@@ -106,7 +110,7 @@ def apply_block_bytes(state: State, message: bytes, ctx: Context) -> BlockResult
         block = decode_block(message)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return failed_message(message, RuleError("undecodable_block", f"not a block: {exc}"))
-    error = check_block_header(state, block, ctx)
+    error = check_block_header(state, block, ctx, len(message))
     if error is not None:
         return failed_message(message, error, block)
     get_rules(ctx.schema_version)  # an unknown version stops here, before any record

@@ -93,6 +93,14 @@ class BlockAssembler:
     RESERVED_RECORDS = 256
     """Room kept in every block for the records one admission derives (trades,
     liquidations, funding ticks), so a block never exceeds max_records."""
+    RESERVED_BYTES = 16_384
+    """Bytes kept in every block for what one admission derives (about 150
+    trades), so the byte budget (Preset.max_block_bytes) is rarely passed after
+    an admission; when it is, that admission is undone and waits for the next
+    block."""
+    BLOCK_OVERHEAD = 64
+    """An upper bound on a block message's bytes besides its records (number,
+    parent hash, time, the array headers)."""
 
     def __init__(self, state: State, ctx: Context, *, max_records: int, exchange=None,
                  admit: Admit = admit_single) -> None:
@@ -101,6 +109,8 @@ class BlockAssembler:
         self.state = state
         self.ctx = ctx
         self.max_records = max_records
+        self.max_bytes = ctx.preset.max_block_bytes - self.BLOCK_OVERHEAD
+        """The most record bytes a block may carry."""
         self.exchange = exchange
         self.admit = admit if exchange is None else exchange.admit
 
@@ -133,28 +143,42 @@ class BlockAssembler:
         outcomes: list[Outcome | RuleError | None] = []
         positions: list[tuple[int, int, int]] = []  # (outcome index, record index, derived count)
         room = self.max_records - self.RESERVED_RECORDS
+        size = sum(map(len, raws))
+        byte_room = self.max_bytes - self.RESERVED_BYTES
         for tx in txs:
-            if len(records) >= room:
+            if len(tx.raw) > self.max_bytes:
+                outcomes.append(RuleError("tx_too_large", f"{len(tx.raw)} bytes; a block carries at most "
+                                                          f"{self.max_bytes} bytes of records"))
+                continue
+            if len(records) >= room or (positions and size + len(tx.raw) > byte_room):
                 outcomes.append(None)
                 continue
+            mark = state.snapshot()
             try:
                 derived = self.admit(state, tx.record, timestamp_ms, self.ctx)
             except RuleError as exc:
                 outcomes.append(exc)
                 continue
+            derived_raws = [encode_record(record) for record in derived[1:]]
+            added = len(tx.raw) + sum(map(len, derived_raws))
+            if size + added > self.max_bytes:
+                outcomes.append(self._undo(mark, tx, added, alone=not positions))
+                continue
+            size += added
             positions.append((len(outcomes), len(records), len(derived) - 1))
             outcomes.append(None)
             records += derived
             raws.append(tx.raw)
             hashes.append(tx.tx_hash)
-            for record in derived[1:]:
-                raws.append(encode_record(record))
-                hashes.append(None)
+            raws += derived_raws
+            hashes += [None] * len(derived_raws)
         if not records:
             state.revert(snapshot)  # nothing was applied (admission is atomic)
             return Assembly(outcomes, snapshot)
         block = Block(g.block_number + 1, g.block_hash, timestamp_ms, tuple(map(msgspec.Raw, raws)))
         message = encode_block(block)
+        if len(message) > self.ctx.preset.max_block_bytes:  # BLOCK_OVERHEAD is wrong: a bug, not input
+            raise AssertionError(f"assembled a block of {len(message)} bytes, over the budget")
         block_hash = compute_block_hash(message)
         process_block_end(state, block, block_hash)
         computed = 0
@@ -168,6 +192,17 @@ class BlockAssembler:
             outcomes[outcome_index] = Outcome(receipts[at], records[at + 1:at + 1 + count])
         result = BuiltBlock(block, block_hash, receipts, True, records)
         return Assembly(outcomes, snapshot, result, message, computed)
+
+    def _undo(self, mark: int, tx: CheckedRecord, added: int, alone: bool) -> RuleError | None:
+        """Undo an admission whose derived records passed the byte budget: it
+        waits for the next block (None), or, alone in its block, is refused."""
+        self.state.revert(mark)
+        if self.exchange is not None:
+            self.exchange.rebuild(self.state)
+        if not alone:
+            return None
+        return RuleError("tx_too_large", f"with the records it derives the tx takes {added} bytes; "
+                                         f"a block carries at most {self.max_bytes} bytes of records")
 
     def commit(self, assembly: Assembly) -> None:
         """The block is in the log: its changes are final."""

@@ -53,6 +53,9 @@ class BlockBuilder:
         self.assembler = BlockAssembler(chain.state, self.ctx, max_records=max_records, exchange=exchange,
                                         admit=admit)
         self._queue: asyncio.Queue[Submission] = asyncio.Queue()
+        self._carried: list[Submission] = []
+        """Txs the last block had no room for (records or bytes): the next
+        block takes them first, in their order."""
         self._settled = asyncio.Event()
         self._settled.set()
         self.on_log_failure = on_log_failure
@@ -87,6 +90,10 @@ class BlockBuilder:
         self._settled.set()
 
     def fail_pending(self, error: Exception) -> None:
+        carried, self._carried = self._carried, []
+        for sub in carried:
+            if not sub.future.done():
+                sub.future.set_exception(error)
         while not self._queue.empty():
             sub = self._queue.get_nowait()
             if not sub.future.done():
@@ -104,6 +111,9 @@ class BlockBuilder:
                 await self._build_and_write(batch)
 
     async def _collect(self) -> list[Submission]:
+        if self._carried:
+            batch, self._carried = self._carried, []
+            return batch + self._take_queued(self.max_records - len(batch))
         if self.exchange is None:
             batch = [await self._queue.get()]
         else:
@@ -129,6 +139,13 @@ class BlockBuilder:
             except asyncio.TimeoutError:
                 break
         return batch
+
+    def _take_queued(self, n: int) -> list[Submission]:
+        """Up to ``n`` txs already queued, without waiting."""
+        taken = []
+        while len(taken) < n and not self._queue.empty():
+            taken.append(self._queue.get_nowait())
+        return taken
 
     async def _build_and_write(self, batch: list[Submission]) -> None:
         try:
@@ -174,14 +191,15 @@ class BlockBuilder:
         METRICS.gauge("isoroll_pending_txs").set(self._queue.qsize())
 
     def _settle_refusals(self, batch: list[Submission], assembly: Assembly) -> list[tuple[Submission, Outcome]]:
-        """Refused txs get their RuleError now, those without room go back to the
-        queue (the next block); returns the admitted ones with their outcomes."""
+        """Refused txs get their RuleError now, those without room are carried to
+        the next block (ahead of the queue); returns the admitted ones with their
+        outcomes."""
         admitted = []
         for sub, outcome in zip(batch, assembly.outcomes):
             if isinstance(outcome, Outcome):
                 admitted.append((sub, outcome))
             elif outcome is None:
-                self._queue.put_nowait(sub)
+                self._carried.append(sub)
             else:
                 sub.future.set_exception(outcome)
                 METRICS.counter("isoroll_txs_refused_total").inc()
