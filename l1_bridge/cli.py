@@ -6,8 +6,11 @@
     isoroll l1 withdraw 40                  request a withdrawal on L2 (through the node's API)
     isoroll l1 claim                        claim every final, unclaimed withdrawal of the account
     isoroll l1 force-withdraw 40            forced withdrawal through the L1 inbox (pays FORCED_FEE)
+    isoroll l1 force-close 1                forced close of the position in market 1 at the mark
     isoroll l1 freeze [--request N]         freeze the bridge (a forced request past its grace)
-    isoroll l1 escape [--account 0x.. | --all]  exit from the last final root, from L1 data alone
+    isoroll l1 escape [--account 0x.. | --all] [--wait]
+                                            register the escape (window open) or take the payment
+                                            (window over), from L1 data alone
     isoroll l1 refund [--account 0x..]      refund deposits the frozen output never took
     isoroll verifier [--source l1|kafka]    replay, recompute each output, challenge mismatches
 
@@ -107,6 +110,9 @@ def cmd_status(args) -> int:
     if s["frozen"]:
         print(f"FROZEN     since L1 time {s['frozen_at']}; escapes against output {s['frozen_output']}, "
               f"deposits from inbox index {s['frozen_inbox_count']} are refundable")
+        window = (f"registration open, {_duration(s['escape_deadline'] - now)} left" if now < s["escape_deadline"]
+                  else "registration over: registered accounts are paid (isoroll l1 escape)")
+        print(f"escapes    pool {_fmt(s['escape_pool'])} {unit}, registered {_fmt(s['total_registered'])}; {window}")
     else:
         print("frozen     no")
     print(f"inbox      {s['inbox_count']} entries, {s['open_forced_requests']} open forced requests")
@@ -117,7 +123,7 @@ def cmd_status(args) -> int:
         state = "final" if o["is_final"] else (
             "pending forever (frozen)" if s["frozen"] else f"in challenge period, {_duration(o['challenge_time_left'])} left")
         print(f"  #{i:<4} L2 block {o['l2_block']:<8} inbox {o['inbox_count']:<5} {state}")
-    forced = [e for e in c.inbox_events() if e["kind"] == "forced"]
+    forced = [e for e in c.inbox_events() if e["kind"] in ("forced", "close")]
     if forced:
         print("forced requests")
         for e in forced[-args.outputs:]:
@@ -228,12 +234,22 @@ def cmd_force_withdraw(args) -> int:
     return 0
 
 
+def cmd_force_close(args) -> int:
+    c = _client(args)
+    index = c.force_close(_key(args), args.market)
+    f = c.get_forced_request(index)
+    print(f"forced close of market {args.market} requested (inbox index {index}); the operator has "
+          f"{_duration(f['grace_left'])} to close the position at the mark in an output, after that anyone "
+          "may freeze the bridge")
+    return 0
+
+
 def cmd_freeze(args) -> int:
     c = _client(args)
     request = args.request
     if request is None:
         for e in c.inbox_events():
-            if e["kind"] == "forced" and c.can_freeze(e["inbox_index"]):
+            if e["kind"] in ("forced", "close") and c.can_freeze(e["inbox_index"]):
                 request = e["inbox_index"]
                 break
         else:
@@ -251,14 +267,27 @@ def cmd_escape(args) -> int:
     replay = _replay(args, c)
     key = _key(args)
     if args.all:
-        paid = escape_everyone(replay, key)
-    else:
-        account = _account(args)
-        amount = replay.escape_amount(account)
-        print(f"0x{account.hex()} is owed {_fmt(amount)} by the last final state (computed from L1 data)")
-        paid = {account: replay.escape(key, account)}
-    for a, amount in paid.items():
-        print(f"escaped 0x{a.hex()}: paid {_fmt(amount)}")
+        s = c.status()
+        registering = s["frozen"] and s["now"] < s["escape_deadline"] and not args.wait
+        done = escape_everyone(replay, key, wait=args.wait)
+        for a, amount in done.items():
+            print(f"{'registered' if registering else 'escaped'} 0x{a.hex()}: "
+                  f"{'owed' if registering else 'paid'} {_fmt(amount)}")
+        return 0
+    account = _account(args)
+    amount = replay.escape_amount(account)
+    print(f"0x{account.hex()} is owed {_fmt(amount)} by the last final state (computed from L1 data)")
+    step, value = replay.escape(key, account)
+    if step == "registered":
+        s = c.status()
+        print(f"registered 0x{account.hex()}: owed {_fmt(value)}; every registered account is paid the same "
+              f"fraction once the window ends in {_duration(max(0, s['escape_deadline'] - s['now']))} "
+              "(run isoroll l1 escape again then)")
+        if not args.wait:
+            return 0
+        replay.wait_escape_window()
+        step, value = replay.escape(key, account)
+    print(f"escaped 0x{account.hex()}: paid {_fmt(value)}")
     return 0
 
 
@@ -354,11 +383,15 @@ def register(sub) -> None:
     p = add("claim", cmd_claim, "claim final withdrawals (proofs rebuilt from L1 data)")
     p.add_argument("--account", help="claim for this account (default: the key's); anyone may relay")
     add("force-withdraw", cmd_force_withdraw, "force a withdrawal through the L1 inbox", amount=True)
+    p = add("force-close", cmd_force_close, "force the close of a position at the mark through the L1 inbox")
+    p.add_argument("market", type=int, help="the market id (isoroll markets)")
     p = add("freeze", cmd_freeze, "freeze the bridge once a forced request is past its grace")
     p.add_argument("--request", type=int, default=None, help="the forced request's inbox index")
-    p = add("escape", cmd_escape, "exit with proofs against the last final root (frozen bridge only)")
+    p = add("escape", cmd_escape, "exit with proofs against the last final root (frozen bridge only): "
+                                  "registers within the window, pays after it")
     p.add_argument("--account", help="escape this account (default: the key's); anyone may pay the gas")
     p.add_argument("--all", action="store_true", help="escape every account of the frozen state")
+    p.add_argument("--wait", action="store_true", help="register, wait for the window to end, then take the payment")
     p = add("refund", cmd_refund, "refund deposits the frozen output never took")
     p.add_argument("--account", help="only this account's deposits")
 

@@ -11,7 +11,7 @@ Presets (docs/l1-bridge.md has the reasoning and the anchors):
 preset      CHALLENGE_PERIOD  FORCED_GRACE  FORCED_FEE  ESCAPE_WINDOW  PROPOSER_BOND
 =========== ================= ============= =========== ============== =========
 production  7 days            7 days        0.01 ETH    14 days        1 ETH
-devnet      60 s              10 s          0.001 ETH   15 s           0.1 ETH
+devnet      60 s              10 s          0.001 ETH   60 s           0.1 ETH
 =========== ================= ============= =========== ============== =========
 
 Transactions go through the node's unlocked accounts (eth-tester, anvil) or,
@@ -51,7 +51,7 @@ class BridgePreset:
 
 PRESETS: dict[str, BridgePreset] = {
     "production": BridgePreset("production", 7 * DAY, 7 * DAY, 10**16, 14 * DAY, 10**18),
-    "devnet": BridgePreset("devnet", 60, 10, 10**15, 15, 10**17),
+    "devnet": BridgePreset("devnet", 60, 10, 10**15, 60, 10**17),
 }
 
 

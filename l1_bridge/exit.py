@@ -19,6 +19,7 @@ of it:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -102,6 +103,10 @@ class L1Replay:
         if out.error is None and out.computed.root() != out.posted_root:
             diffs = [name for name, a, b in zip(OutputFields._fields, out.computed, fields) if a != b]
             out.error = f"output {index}: the posted root differs from the replay ({', '.join(diffs) or 'root'})"
+        total = sum(w.amount for w in out.withdrawals)
+        if out.error is None and event.get("withdrawals_total", total) != total:
+            out.error = (f"output {index}: the posted withdrawals total {event['withdrawals_total']} differs "
+                         f"from the replay's {total}")
         return out
 
     def run(self, upto: int | None = None, stop_on_mismatch: bool = True) -> list[ReplayedOutput]:
@@ -170,12 +175,39 @@ class L1Replay:
             return 0
         return compute_escape_amount(self.chain.state, account, self.markets())
 
-    def escape(self, who: Signer | str | bytes, account: bytes) -> int:
+    def register_escape(self, who: Signer | str | bytes, account: bytes) -> int:
+        """registerEscape for `account` (within the window after the freeze); the amount owed."""
         fields = self.frozen_fields()
         if account not in self.chain.state.accounts:
             raise L1Error(f"0x{account.hex()} has no account in the last final state: nothing to escape")
         args = escape_args(self.chain.tree, account, fields, self.markets())
-        return self.client.escape(who, args)
+        return self.client.register_escape(who, args)
+
+    def escape(self, who: Signer | str | bytes, account: bytes) -> tuple[str, int]:
+        """The escape step that is due for `account`: ("registered", owed) while the
+        window is open, ("paid", amount) once it is over (claimEscape)."""
+        s = self.client.status()
+        if not s["frozen"]:
+            raise L1Error("the bridge is not frozen: escapes open only after a freeze (`isoroll l1 freeze`)")
+        info = self.client.escape_info("0x" + account.hex())
+        if s["now"] < s["escape_deadline"]:
+            if info["registered"]:
+                raise L1Error(f"0x{account.hex()} is registered (owed {info['owed']}); it is paid once the "
+                              f"window ends in {s['escape_deadline'] - s['now']} s")
+            return "registered", self.register_escape(who, account)
+        if not info["registered"]:
+            raise L1Error(f"0x{account.hex()} did not register within the escape window: nothing to pay")
+        if info["paid"]:
+            raise L1Error(f"0x{account.hex()} already escaped")
+        return "paid", self.client.claim_escape(who, "0x" + account.hex())
+
+    def wait_escape_window(self, poll_s: float = 1.0) -> None:
+        """Sleep until the chain's time passes the end of the registration window."""
+        while True:
+            s = self.client.status()
+            if s["now"] >= s["escape_deadline"]:
+                return
+            time.sleep(min(poll_s, max(0.1, s["escape_deadline"] - s["now"])))
 
     def accounts(self) -> list[bytes]:
         return sorted(self.chain.state.accounts)
@@ -202,12 +234,26 @@ class L1Replay:
         return done
 
 
-def escape_everyone(replay: L1Replay, who: Signer | str | bytes,
-                    accounts: Iterable[bytes] | None = None) -> dict[bytes, int]:
-    """Escape every account of the frozen state (anyone may pay the gas)."""
+def escape_everyone(replay: L1Replay, who: Signer | str | bytes, accounts: Iterable[bytes] | None = None,
+                    wait: bool = True) -> dict[bytes, int]:
+    """Escape every account of the frozen state (anyone may pay the gas):
+    register each one not yet registered while the window is open, then (with
+    `wait`, or once the window is over) pay each registered one not yet paid.
+    {account: paid} (or {account: owed} when only registering)."""
     replay.replay_to_frozen()
+    targets = replay.accounts() if accounts is None else list(accounts)
+    owed = {}
+    s = replay.client.status()
+    if s["now"] < s["escape_deadline"]:
+        for a in targets:
+            if not replay.client.escape_info("0x" + a.hex())["registered"]:
+                owed[a] = replay.register_escape(who, a)
+        if not wait:
+            return owed
+        replay.wait_escape_window()
     paid = {}
-    for a in (replay.accounts() if accounts is None else accounts):
-        if not replay.client.has_escaped("0x" + a.hex()):
-            paid[a] = replay.escape(who, a)
+    for a in targets:
+        info = replay.client.escape_info("0x" + a.hex())
+        if info["registered"] and not info["paid"]:
+            paid[a] = replay.client.claim_escape(who, "0x" + a.hex())
     return paid

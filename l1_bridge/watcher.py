@@ -98,6 +98,14 @@ class InboxWatcher:
                 log.warning("inbox event %d read before %d; waiting", i, next_index)
                 complete = False
                 break
+            if ev["kind"] == "close":
+                # the bridge takes forceClose (inbox kind 3) but the L2 has no ForcedClose rule yet:
+                # the inbox stops here, the request stays uncovered and its grace runs out
+                log.error("inbox entry %d is a forced close, which this L2 cannot apply yet; the inbox stops "
+                          "here (anyone may freeze the bridge once its grace is over)", i)
+                self.last_error = f"forced close at inbox entry {i}: no L2 rule for it"
+                complete = False
+                break
             record = event_to_record(ev)
             h = apply_inbox_record(inbox_hash, record)
             if h != bytes(ev["inbox_hash"]):

@@ -18,7 +18,7 @@ from web3 import Web3
 
 from kafka_fixtures import free_port
 from nodes import make_config, wait_until
-from l1_bridge.client import BridgeClient, L1Reverted, Signer
+from l1_bridge.client import BridgeClient, L1Error, L1Reverted, Signer
 from l1_bridge.deploy import PRESETS, MarketConfig, bond_proposer, deploy
 from l1_bridge.exit import L1Replay, compute_genesis_state_root, escape_everyone
 from l1_bridge.proofs import OutputFields
@@ -237,7 +237,7 @@ async def test_operator_stops_force_withdraw_freeze_escape_refund(l1: L1, broker
     assert status["frozen"] and status["frozen_output"] == status["output_count"] - 1
     with pytest.raises(L1Reverted):  # no proposals after the freeze
         l1.client.propose(l1.operator, status["output_count"], 10**6, OutputFields(*([b"\x00" * 32] * 3), 0,
-                                                                                  b"\x00" * 32, b"\x00" * 32), b"")
+                                                                                  b"\x00" * 32, b"\x00" * 32), b"", 0)
 
     # the exit kit: L1 data only
     replay = L1Replay(l1.client)
@@ -246,11 +246,23 @@ async def test_operator_stops_force_withdraw_freeze_escape_refund(l1: L1, broker
     balance = l1.client.token_balance(l1.d.bridge)
     assert sum(expected.values()) + 40 * UNIT + 7 * UNIT <= balance
     before = {x: l1.client.token_balance(x) for x in (a, b, c)}
+    owed = escape_everyone(replay, l1.third, wait=False)  # the registration window is open
+    assert {"0x" + k.hex(): v for k, v in owed.items()} == {x.lower(): v for x, v in expected.items()}
+    with pytest.raises(L1Reverted, match="already registered"):
+        replay.register_escape(l1.third, bytes.fromhex(a[2:]))
+    with pytest.raises(L1Reverted, match="window is still open"):
+        l1.client.claim_escape(l1.third, a)
+    status = l1.client.status()
+    reserves = l1.client.reserves()
+    # the pool is the balance minus the reserves: the final withdrawal (40) and the late deposit (7)
+    assert (reserves["unclaimed_withdrawals"], reserves["refundable_deposits"]) == (40 * UNIT, 7 * UNIT)
+    assert status["escape_pool"] == balance - 47 * UNIT >= status["total_registered"] == sum(expected.values())
+    l1.advance(PRESETS["devnet"].escape_window + 1)
     paid = escape_everyone(replay, l1.third)
     assert {"0x" + k.hex(): v for k, v in paid.items()} == {x.lower(): v for x, v in expected.items()}
     for x in (a, b, c):
         assert l1.client.token_balance(x) - before[x] == expected[x]
-    with pytest.raises(L1Reverted, match="already escaped"):
+    with pytest.raises(L1Error, match="already escaped"):
         replay.escape(l1.third, bytes.fromhex(a[2:]))
     # the withdrawal of a final output is still claimable; the late deposit is refunded
     assert [w.amount for w in replay.claim_withdrawals(l1.third)] == [40 * UNIT]

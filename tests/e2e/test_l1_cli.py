@@ -155,17 +155,30 @@ async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, 
     other_key, _ = l1.users[1]
     l1.fund(other_key, UNIT)  # gas money: a third party pays for the freeze, the escape and the refund
     third = ["--key", "0x" + other_key.hex()]
+    frozen_early = False
     if m:
         code, out, err = await isoroll("l1", "freeze", *chain, *third)
-        assert code == 1 and "no forced request allows a freeze now" in out, (out, err)
-    l1.advance(DEVNET.forced_grace + 1)
-    out = await ok("l1", "freeze", *chain, *third)
+        # refused inside the grace; on a loaded machine the 10 s may have run out since the status
+        frozen_early = code == 0 and l1.client.status()["frozen"]
+        assert frozen_early or (code == 1 and "no forced request allows a freeze now" in out), (out, err)
+    if not frozen_early:
+        l1.advance(DEVNET.forced_grace + 1)
+        out = await ok("l1", "freeze", *chain, *third)
     assert re.search(rf"^bridge frozen \(forced request 1\); escapes against output {output}$", out, re.M), out
     status = await ok("l1", "status", *chain, *signer)
     assert re.search(rf"^FROZEN\s+since L1 time \d+; escapes against output {output}", status, re.M), status
     before = balance()
     out = await ok("l1", "escape", "--account", account, *chain, *third)  # anyone may pay the gas
     assert re.search(rf"^{account} is owed 260 by the last final state", out, re.M), out
+    assert re.search(rf"^registered {account}: owed 260; every registered account is paid the same fraction "
+                     r"once the window ends in (\w+)", out, re.M), out
+    assert balance() == before  # registered, not paid yet
+    code, out, err = await isoroll("l1", "escape", "--account", account, *chain, *third)
+    assert code != 0 and "is registered (owed 260000000)" in err and "Traceback" not in err, (out, err)
+    status = await ok("l1", "status", *chain, *signer)
+    assert re.search(r"^escapes\s+pool [\d.,]+ \S+, registered 260; registration open", status, re.M), status
+    l1.advance(DEVNET.escape_window + 1)
+    out = await ok("l1", "escape", "--account", account, *chain, *third)
     assert re.search(rf"^escaped {account}: paid 260$", out, re.M), out
     assert balance() - before == 260 * UNIT  # the L2 balance of the final output, exactly
     code, out, err = await isoroll("l1", "escape", "--account", account, *chain, *third)
