@@ -59,6 +59,8 @@ class MarketParams(msgspec.Struct, frozen=True, kw_only=True):
     min_order_notional: int = 0
     """Smallest notional (size x limit price, quote units) of an order that is
     not reduce-only: no dust orders reserving a few micro-USDC."""
+    insurance_fee_share_ppm: int = 0
+    """The share of trading fees paid into the insurance fund (the rest to the fee pool)."""
     fund_takes_over: bool = False
     """The liquidation rules before issue 10: the insurance fund takes the
     liquidated part over (it can go insolvent); for the liquidation lab."""
@@ -114,6 +116,8 @@ def check_market_params(p: MarketParams) -> None:
         problems.append("liquidation fee must be below the maintenance fraction")
     if not 0 < p.partial_liquidation_ppm < PPM:
         problems.append("partial liquidation fraction must be within (0, 1e6) ppm")
+    if not 0 <= p.insurance_fee_share_ppm <= PPM:
+        problems.append("the insurance fund's fee share must be within 0..1e6 ppm")
     if p.min_order_notional < 0:
         problems.append("minimum order notional must not be negative")
     if min(p.tick_size, p.step_size, p.funding_interval_ms, p.oracle_max_age_ms) <= 0:

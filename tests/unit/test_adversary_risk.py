@@ -411,3 +411,15 @@ def test_auto_deleverage_takes_no_more_from_a_counterparty_than_its_margin_and_p
     assert 0 < lost <= carol_equity
     assert get_fund_positions(venue.state) == []
     check_conserved(venue)
+
+
+def test_a_share_of_trading_fees_feeds_the_insurance_fund():
+    markets = {BTC: msgspec.structs.replace(DEVNET_MARKETS[BTC], insurance_fee_share_ppm=200_000)}
+    venue = Venue({"a": usd(100_000), "b": usd(100_000)}, fund=usd(1_000), markets=markets)
+    venue.set_price(usd(60_000))
+    venue.place("a", True, usd(60_000), ONE_BTC)
+    venue.place("b", False, usd(60_000), ONE_BTC, tif=IMMEDIATE_OR_CANCEL)
+    fees = usd(60_000) * (100 + 500) // 1_000_000                  # maker 1 bp + taker 5 bp
+    assert venue.state.globals.insurance_fund == usd(1_000) + fees // 5
+    assert venue.state.globals.fee_pool == fees - fees // 5
+    check_conserved(venue)

@@ -142,4 +142,6 @@ def process_trade(state: State, t: Trade, timestamp_ms: int, ctx: Context) -> No
     state.set_order(t.maker, t.maker_nonce, replace(maker, filled=maker.filled + t.size))
     state.set_order(t.taker, t.taker_nonce, replace(taker, filled=taker.filled + t.size))
     g = state.globals
-    state.set_globals(replace(g, fee_pool=g.fee_pool + maker_fee + taker_fee))
+    fees = maker_fee + taker_fee
+    to_fund = fees * params.insurance_fee_share_ppm // PPM
+    state.set_globals(replace(g, fee_pool=g.fee_pool + fees - to_fund, insurance_fund=g.insurance_fund + to_fund))
