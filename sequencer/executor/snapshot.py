@@ -45,11 +45,34 @@ class _Tables(msgspec.Struct):
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
 _tables_decoder = msgspec.msgpack.Decoder(_Tables)
+_tables_json_decoder = msgspec.json.Decoder(_Tables)
+
+
+def encode_state(state) -> bytes:
+    """The state tables as bytes: msgpack, or JSON when an integer leaves
+    msgpack's range (-2**63 .. 2**64-1).  The rules keep amounts and totals in
+    64 bits (deposits credit only while the total stays within 2**63-1), but a
+    sum over accounts (open interest, the fee pool) is not bounded by a single
+    record; a snapshot must never fail on a state the rules reached, so such a
+    state is written exactly, in the slower form that carries any integer.  A
+    JSON object starts with "{" (0x7b), a positive fixint in msgpack, never
+    the start of the tables' map, so ``decode_state`` tells the two apart."""
+    tables = _Tables(**state.to_tables())
+    try:
+        return _snapshot_encoder.encode(tables)
+    except OverflowError:
+        return msgspec.json.encode(tables)
+
+
+def decode_state(data: bytes) -> _Tables:
+    if data[:1] == b"{":
+        return _tables_json_decoder.decode(data)
+    return _tables_decoder.decode(data)
 
 
 def encode_snapshot(chain: Chain) -> bytes:
     chain.finish_catch_up()
-    state_bytes = _snapshot_encoder.encode(_Tables(**chain.state.to_tables()))
+    state_bytes = encode_state(chain.state)
     blocks = [(i.number, i.offset, i.hash, i.state_root, i.timestamp_ms, i.tx_count)
               for i in chain.block_infos.values()]
     return _snapshot_encoder.encode(Snapshot(SNAPSHOT_FORMAT, chain.next_offset, state_bytes,
@@ -69,7 +92,7 @@ def decode_snapshot(data: bytes, ctx: Context) -> Chain:
 
 
 def _chain_from(state_bytes: bytes, tree_bytes: bytes, next_offset: int, ctx: Context) -> Chain:
-    tables = _tables_decoder.decode(state_bytes)
+    tables = decode_state(state_bytes)
     state = State.from_tables({f: getattr(tables, f) for f in tables.__struct_fields__})
     chain = Chain(state, ctx, tree=SparseMerkleTree.from_bytes(tree_bytes))
     chain.next_offset = next_offset
@@ -119,7 +142,7 @@ def get_snapshot_format(data: bytes) -> int:
 def encode_node_state(chain: Chain) -> tuple[bytes, bytes]:
     """(state bytes, tree bytes) of a node snapshot, taken at a block boundary."""
     chain.finish_catch_up()
-    return _snapshot_encoder.encode(_Tables(**chain.state.to_tables())), chain.tree.to_bytes()
+    return encode_state(chain.state), chain.tree.to_bytes()
 
 
 def encode_node_snapshot(state_bytes: bytes, tree_bytes: bytes, next_offset: int, index_bytes: int) -> bytes:
