@@ -220,9 +220,10 @@ def register(sub) -> None:
     p.add_argument("size", help="base units, e.g. 0.1 (BTC); with --raw base lots")
     p.add_argument("price", help="limit price in USDC per whole base unit; with --raw quote units")
     p.add_argument("--leverage", type=int, default=1, help="isolated leverage of this order (1..maxLeverage)")
-    p.add_argument("--tif", default="gtc", choices=("gtc", "ioc", "post-only"),
-                   help="good-till-cancel, immediate-or-cancel or post-only")
-    p.add_argument("--reduce-only", action="store_true", help="may only reduce the position")
+    p.add_argument("--tif", choices=("gtc", "ioc", "post-only"),
+                   help="good-till-cancel (the default), immediate-or-cancel or post-only")
+    p.add_argument("--reduce-only", action="store_true",
+                   help="may only reduce the position (immediate-or-cancel unless --tif says otherwise)")
     p.add_argument("--expiry-s", type=float, default=3600,
                    help="expires after this many seconds (at most the preset's limit: one day on the devnet)")
     p.add_argument("--nonce", type=int, help="the order's id (default: the current time in ms)")

@@ -220,8 +220,13 @@ class Client:
         return (await self.account(address))["positions"]
 
     async def signed_order(self, market: int, is_buy: bool, price: int, size: int, *, leverage: int = 1,
-                           time_in_force: int | str = "gtc", reduce_only: bool = False, nonce: int | None = None,
-                           expiry: int | None = None) -> R.PlaceOrder:
+                           time_in_force: int | str | None = None, reduce_only: bool = False,
+                           nonce: int | None = None, expiry: int | None = None) -> R.PlaceOrder:
+        """``time_in_force`` defaults to good-till-cancel, and to
+        immediate-or-cancel for a reduce-only order (the rules refuse a resting
+        reduce-only order: docs/engine.md)."""
+        if time_in_force is None:
+            time_in_force = "ioc" if reduce_only else "gtc"
         record = R.PlaceOrder(self.address, int(market), bool(is_buy), int(price), int(size), int(leverage),
                               parse_time_in_force(time_in_force), bool(reduce_only), nonce or self.nonces.next(),
                               expiry or self.default_expiry(), b"")

@@ -167,7 +167,7 @@ function orderInputs() {
   const m = S.market;
   return { isBuy: document.querySelector("input[name=side]:checked").value === "buy",
     price: toUnits($("price").value, 6), size: toUnits($("size").value, m.baseDecimals),
-    leverage: BigInt($("leverage").value || "1"), tif: Number($("tif").value), reduceOnly: $("reduce-only").checked,
+    leverage: BigInt($("leverage").value || "1"), tif: $("reduce-only").checked ? 1 : Number($("tif").value), reduceOnly: $("reduce-only").checked,
     move: Number($("move").value || "0") };
 }
 
