@@ -13,9 +13,11 @@ one round trip (tens of microseconds), and under load the per-message cost is
 spread over many txs.
 
 With ``workers=0`` (or when no worker is alive) the checks run in the event
-loop, as they did before workers existed.  A worker that dies has its chunk
-checked in the event loop and is replaced; nothing is lost or checked twice
-into the log (the checks have no side effects).
+loop, as they did before workers existed.  A worker that dies is replaced at
+once and its chunk is checked in the event loop; nothing is lost or checked
+twice into the log (the checks have no side effects).  A body the checks raise
+on is refused alone (400 ``unprocessable_tx``), so it cannot take a worker or
+the txs sharing its chunk with it.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import msgspec
 
 from sequencer.core import eip712
 from sequencer.core.signing import get_recover
-from sequencer.core.txcheck import CheckedTx, check_tx, check_txs
+from sequencer.core.txcheck import CheckedTx, check_tx, check_txs, refuse
 
 log = logging.getLogger("isoroll.checkers")
 
@@ -46,6 +48,22 @@ def get_auto_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
+def check_each(bodies: list[bytes], domain: eip712.Domain, separator: bytes, recover) -> list[CheckedTx]:
+    """``check_txs``, where a body the checks raise on (not a verdict: a bug they
+    did not foresee) is refused alone and the others are still checked."""
+    try:
+        return check_txs(bodies, domain, separator, recover)
+    except Exception:  # noqa: BLE001 - find the body, below
+        return [check_one(body, domain, separator, recover) for body in bodies]
+
+
+def check_one(body: bytes, domain: eip712.Domain, separator: bytes, recover) -> CheckedTx:
+    try:
+        return check_tx(body, domain, separator, recover)
+    except Exception as exc:  # noqa: BLE001 - refused (nothing is written), never a dead worker
+        return refuse("unprocessable_tx", f"the tx could not be checked ({type(exc).__name__})")
+
+
 def worker_main(conn, chain_id: int, verifying_contract: bytes, backend: str) -> None:
     """The worker process: check chunks until the node closes its end."""
     domain = eip712.Domain(chain_id, verifying_contract)
@@ -56,7 +74,7 @@ def worker_main(conn, chain_id: int, verifying_contract: bytes, backend: str) ->
             request = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        conn.send_bytes(_encode(check_txs(_decode_request(request), domain, separator, recover)))
+        conn.send_bytes(_encode(check_each(_decode_request(request), domain, separator, recover)))
 
 
 class _Worker:
@@ -84,6 +102,9 @@ class TxCheckers:
         self._pending: deque[tuple[bytes, asyncio.Future]] = deque()
         self._stopping = False
         self._pump_scheduled = False
+        self._replacing: set[asyncio.Task] = set()
+        self.replaced = 0
+        """Workers started in place of one that died."""
         self.checked_inline = 0
         """Txs checked in the event loop (no worker alive, or a worker died)."""
         self.checked_shared = 0
@@ -105,6 +126,8 @@ class TxCheckers:
     async def stop(self) -> None:
         """Close every worker (idempotent); queued checks finish in the event loop."""
         self._stopping = True
+        for task in list(self._replacing):
+            task.cancel()
         workers, self._workers, self._idle = self._workers, [], []
         for worker in workers:
             worker.writer.close()
@@ -114,7 +137,7 @@ class TxCheckers:
             worker.in_flight.clear()
         self._flush_inline()
         for worker in workers:
-            await asyncio.to_thread(worker.process.join, 5)
+            await asyncio.to_thread(worker.process.join, 2)
             if worker.process.is_alive():
                 worker.process.kill()
 
@@ -143,7 +166,7 @@ class TxCheckers:
     async def check(self, body: bytes) -> CheckedTx:
         if not self._workers:
             self.checked_inline += 1
-            return check_tx(body, self.domain, self._separator, self._recover)
+            return check_one(body, self.domain, self._separator, self._recover)
         future = asyncio.get_running_loop().create_future()
         self._pending.append((body, future))
         self._schedule_pump()
@@ -152,7 +175,7 @@ class TxCheckers:
     async def check_many(self, bodies: list[bytes]) -> list[CheckedTx]:
         if not self._workers:
             self.checked_inline += len(bodies)
-            return check_txs(bodies, self.domain, self._separator, self._recover)
+            return check_each(bodies, self.domain, self._separator, self._recover)
         loop = asyncio.get_running_loop()
         futures = []
         for body in bodies:
@@ -183,7 +206,7 @@ class TxCheckers:
                 return
             for body, future in taken:
                 if not future.done():
-                    future.set_result(check_tx(body, self.domain, self._separator, self._recover))
+                    future.set_result(check_one(body, self.domain, self._separator, self._recover))
             self.checked_shared += len(taken)
 
     def _schedule_pump(self) -> None:
@@ -234,11 +257,16 @@ class TxCheckers:
         if worker in self._idle:
             self._idle.remove(worker)
         worker.writer.close()
+        if worker.process.is_alive():
+            worker.process.kill()  # it answered garbage: it must not linger
+        # The replacement first: nothing below may keep it from starting.
+        task = asyncio.get_running_loop().create_task(self._replace())
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
         self._check_inline([item for chunk in worker.in_flight for item in chunk])
         worker.in_flight.clear()
         if not self._workers:
             self._flush_inline()
-        asyncio.get_running_loop().create_task(self._replace())
 
     async def _replace(self) -> None:
         try:
@@ -252,6 +280,8 @@ class TxCheckers:
             return
         self._workers.append(worker)
         self._idle.append(worker)
+        self.replaced += 1
+        log.info("tx check worker pid %s started in place of the one that stopped", worker.process.pid)
         self._pump()
 
     def _flush_inline(self) -> None:
@@ -262,5 +292,5 @@ class TxCheckers:
     def _check_inline(self, items: list[tuple[bytes, asyncio.Future]]) -> None:
         for body, future in items:
             if not future.done():
-                future.set_result(check_tx(body, self.domain, self._separator, self._recover))
+                future.set_result(check_one(body, self.domain, self._separator, self._recover))
                 self.checked_inline += 1
