@@ -31,6 +31,9 @@ def register_devnet(sub) -> None:
     p.add_argument("--kafka-port", type=int, default=9092)
     p.add_argument("--accounts", type=int, default=10, help="number of funded dev accounts")
     p.add_argument("--fresh", action="store_true", help="wipe the devnet's data first")
+    p.add_argument("--censor", action="store_true",
+                   help="the operator censors the L1 inbox: deposits, forced withdrawals and forced closes made "
+                        "after the start are never taken (to drill force-withdraw -> freeze -> escape -> refund)")
     p.add_argument("--keep-kafka", action="store_true", help="leave the broker running on exit")
     p.add_argument("--no-oracle", action="store_true", help="no price feed (post prices with `isoroll oracle`)")
     p.add_argument("--oracle-csv", metavar="FILE", help="replay this price CSV in a loop instead of the random walk "

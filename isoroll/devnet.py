@@ -18,6 +18,12 @@
    and the dev keys.
 
 ISOROLL_DEVNET_L1=0 runs the node without L1 (genesis-funded dev accounts).
+
+``--censor`` makes the operator censor the L1 inbox: the entries on L1 when the
+devnet starts (the dev accounts' deposits) are taken, every later deposit,
+forced withdrawal and forced close is held and never written, while blocks and
+outputs go on.  A forced request then passes its grace and anyone may freeze
+the bridge (the drill in docs/l1-bridge.md, "Exit drill on the devnet").
 """
 from __future__ import annotations
 
@@ -74,6 +80,11 @@ def setup_l1(rpc: str, data_dir: Path, accounts, amount: int):
     return d, path
 
 
+def get_l1_inbox_count(rpc: str, deployment_path: Path) -> int:
+    from l1_bridge.client import BridgeClient
+    return BridgeClient.connect(rpc, deployment=deployment_path).status()["inbox_count"]
+
+
 def kafka(action: str, port: int, data_dir: Path) -> None:
     if not KAFKA_SCRIPT.exists():
         raise SystemExit(f"error: {KAFKA_SCRIPT} not found: `isoroll devnet` runs from a checkout of the repo")
@@ -124,6 +135,9 @@ def banner(service, accounts, deployment=None, rpc: str = "", feed: str = "") ->
               "        isoroll account 0x<address>"]
     if deployment is not None:
         lines += ["        isoroll l1 status --key 0x<key>      isoroll l1 deposit 10 --key 0x<key>"]
+    if service.config.censor_inbox_from >= 0:
+        lines += [f"  CENSORING  L1 inbox entries from #{service.config.censor_inbox_from} on are never taken: "
+                  "isoroll l1 force-withdraw, then freeze, escape, refund (docs/l1-bridge.md)"]
     lines += ["  Ctrl-C stops the node (and the broker and anvil unless --keep-kafka).", ""]
     return "\n".join(lines)
 
@@ -152,6 +166,8 @@ def run_devnet(args) -> int:
         deployment, path = setup_l1(rpc, data_dir, accounts, NodeConfig.genesis_dev_balance)
         l1_settings = dict(l1_rpc_url=rpc, l1_deployment_file=str(path), l1_bridge_address=deployment.bridge,
                            genesis_dev_accounts=0, l1_confirmations=1, checkpoint_interval_seconds=3.0)
+        if args.censor:
+            l1_settings["censor_inbox_from"] = get_l1_inbox_count(rpc, path)
     config = NodeConfig(mode="sequencer", preset="devnet", data_dir=str(data_dir / "node"),
                         api_port=args.api_port, kafka_bootstrap_servers=f"127.0.0.1:{args.kafka_port}",
                         **{"genesis_dev_accounts": args.accounts, **l1_settings}, log_format="text")

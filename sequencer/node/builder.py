@@ -38,7 +38,8 @@ class BlockBuilder:
                  max_records: int, interval_ms: float, ctx: Context | None = None, admit: Admit = admit_single,
                  exchange=None, now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
                  on_log_failure: Callable[[LogUnavailable], Awaitable[None]] | None = None,
-                 on_fenced: Callable[[Fenced], Awaitable[None]] | None = None) -> None:
+                 on_fenced: Callable[[Fenced], Awaitable[None]] | None = None,
+                 censor_inbox_from: int = -1) -> None:
         """``ctx`` defaults to the chain's; ``on_log_failure`` is awaited after a
         write failed (the block reverted, its txs told), ``on_fenced`` once a
         newer sequencer fenced this one."""
@@ -60,6 +61,10 @@ class BlockBuilder:
         self._settled.set()
         self.on_log_failure = on_log_failure
         self.on_fenced = on_fenced
+        self.censor_inbox_from = censor_inbox_from
+        """Devnet drills: inbox records from this index on are held, never
+        written (NodeConfig.censor_inbox_from); -1 takes them all."""
+        self.held: list[Submission] = []
         self.stopped = False
         """Set once fenced or halted: this builder never writes again."""
         self._halted: Exception | None = None
@@ -74,9 +79,16 @@ class BlockBuilder:
         future = asyncio.get_running_loop().create_future()
         if not isinstance(tx, CheckedRecord):
             tx = CheckedRecord.of(tx)
+        if self.is_censored(tx.record):
+            self.held.append(Submission(tx, future))  # answered never, as a censoring operator
+            return future
         self._queue.put_nowait(Submission(tx, future))
         METRICS.gauge("isoroll_pending_txs").set(self._queue.qsize())
         return future
+
+    def is_censored(self, record: Record) -> bool:
+        index = getattr(record, "inbox_index", None)  # only L1 inbox records carry one
+        return index is not None and 0 <= self.censor_inbox_from <= index
 
     async def settled(self) -> None:
         """Wait until no block is being written, so reads see committed state only."""

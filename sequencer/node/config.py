@@ -37,6 +37,16 @@ class NodeConfig:
     api_host: str = "127.0.0.1"
     api_port: int = 8547
     api_max_body_bytes: int = 4 * 1024 * 1024
+    api_max_connections: int = 512
+    """Open HTTP connections (WebSockets included); one beyond is answered 503
+    and closed at once (sequencer.node.http_limits).  Keep it under ``ulimit -n``."""
+    api_header_timeout_s: float = 10.0
+    """A request head (request line and headers) must arrive within this long of
+    the connection's opening or of its first byte, else the connection is closed."""
+    api_keep_alive_timeout_s: float = 5.0
+    """An idle connection is closed this long after its last response."""
+    api_shutdown_timeout_s: float = 3.0
+    """On shutdown, requests still running this long after the signal are cancelled."""
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic: str = "isoroll.blocks"
     kafka_replication_factor: int = 1
@@ -45,6 +55,10 @@ class NodeConfig:
     kafka_request_timeout_ms: int = 5000
     block_interval_ms: float = 3.0
     block_max_records: int = 4096
+    censor_inbox_from: int = -1
+    """Devnet drills only (``isoroll devnet --censor``): L1 inbox entries from
+    this index on are held and never written, as a censoring operator would, so
+    forced requests pass their grace.  -1: take every entry."""
     signature_backend: str = "coincurve"
     tx_check_workers: int = -1
     """Processes that parse and signature-check submitted txs (sequencer.node.checkers)

@@ -423,7 +423,8 @@ class Node:
             ctx=msgspec.structs.replace(self.ctx, verify_signatures=False),
             max_records=min(self.config.block_max_records, self.ctx.preset.max_block_records),
             interval_ms=self.config.block_interval_ms, exchange=self.exchange,
-            on_log_failure=self._on_log_failure, on_fenced=self._on_fenced)
+            on_log_failure=self._on_log_failure, on_fenced=self._on_fenced,
+            censor_inbox_from=self.config.censor_inbox_from)
         self._spawn(self.builder.run())
         self.enter(Phase.SEQUENCING, "sequencing")
         log.info("sequencing as %s (transactional id %s) from block %d", self.config.sequencer_id,
