@@ -17,6 +17,7 @@ from sequencer.core.transition import Context
 from sequencer.node.api import Api
 from sequencer.node.config import NodeConfig
 from sequencer.node.forwarding import forward_writes
+from sequencer.node.http_limits import make_protocol
 from sequencer.node.lifecycle import NodeFailed
 from sequencer.node.node import Node
 
@@ -71,7 +72,10 @@ class Service:
         self.server = uvicorn.Server(uvicorn.Config(
             self._app, host=self.config.api_host, port=self.config.api_port, log_config=None,
             access_log=False, lifespan="off", ws_max_size=1 << 20, proxy_headers=False,
-            interface="asgi3"))
+            interface="asgi3", http=make_protocol(self.config.api_header_timeout_s, self.config.api_max_connections),
+            limit_concurrency=self.config.api_max_connections + 1,  # the protocol refuses the one beyond
+            timeout_keep_alive=self.config.api_keep_alive_timeout_s,
+            timeout_graceful_shutdown=self.config.api_shutdown_timeout_s))
         # The service (or its embedder) owns SIGINT/SIGTERM; uvicorn must not swallow them.
         self.server.capture_signals = contextlib.nullcontext
         self._server_task = asyncio.create_task(self.server.serve())
