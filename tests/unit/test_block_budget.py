@@ -5,6 +5,9 @@ an over-budget block in the log (every executor skips it), so every applied
 block can be posted in one proposal."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import msgspec
 
 from perps_support import ADDR, BTC, KEYS, T0, Sim, sign, usd
@@ -18,7 +21,10 @@ from sequencer.core.matching import Exchange
 from sequencer.core.markets import DEVNET_MARKETS
 from sequencer.node.assembler import BlockAssembler, CheckedRecord, Outcome
 
-MAX_BATCH_BYTES = 120_000  # bridge.vy MAX_BATCH_BYTES (l1_bridge may not be imported from here)
+BRIDGE_SOURCE = Path(__file__).resolve().parents[2] / "l1_bridge" / "contracts" / "bridge.vy"
+MAX_BATCH_BYTES = int(re.search(r"^MAX_BATCH_BYTES: public\(constant\(uint256\)\) = (\d+)$",
+                                BRIDGE_SOURCE.read_text(), re.M).group(1))
+"""What one proposal carries, read from the contract itself."""
 BIG = 2**33  # above 2**32: 9-byte msgpack ints, the largest encoding of a nonce and an amount
 
 
