@@ -62,8 +62,10 @@ async def run_burst_and_checkpoint(broker, topic, tmp_path, api_port, n: int) ->
 
     env = deploy_env()
     client = BridgeClient(env.w3, env.d.bridge, deployment=env.d)
+    # The clients share the node's event loop here: a connection's request head
+    # can wait behind whole blocks, longer than the default header timeout.
     config = make_config(broker, topic, tmp_path, api_port, genesis_dev_accounts=SENDERS,
-                         genesis_dev_balance=10**17)
+                         genesis_dev_balance=10**17, api_header_timeout_s=120.0)
     async with Service(config) as service:
         checkpointer = Checkpointer(client, service.node, env.proposer)
         burst = await signed_burst(service.url, n)
