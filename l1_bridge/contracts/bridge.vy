@@ -42,6 +42,7 @@ KIND_DEPOSIT: public(constant(uint8)) = 1
 KIND_FORCED_WITHDRAWAL: public(constant(uint8)) = 2
 KIND_FORCED_CLOSE: public(constant(uint8)) = 3
 MAX_AMOUNT: public(constant(uint256)) = 2**63 - 1  # the L2 log carries 64-bit amounts
+MAX_TOTAL_DEPOSITS: public(constant(uint256)) = 2**63 - 1  # the L2 credits deposits while their total fits
 MAX_MARKETS: public(constant(uint256)) = 8
 MAX_BATCH_BYTES: public(constant(uint256)) = 120000
 MAX_LEAF_BYTES: constant(uint256) = 512
@@ -550,6 +551,8 @@ def deposit(account: address, amount: uint256) -> uint256:
     assert not self.frozen, "bridge: frozen"
     assert account != empty(address), "bridge: zero account"
     assert amount > 0 and amount <= MAX_AMOUNT, "bridge: amount out of range"
+    # the L2 credits deposits only while their total stays within 64 bits: refuse what it could not credit
+    assert self.total_deposited + amount <= MAX_TOTAL_DEPOSITS, "bridge: the L2 cannot hold more deposits"
     index: uint256 = 0
     h: bytes32 = empty(bytes32)
     index, h = self._append_inbox(KIND_DEPOSIT, account, amount, amount)

@@ -8,7 +8,7 @@ real state, commitment and tree code, bridge_env.L2):
 4. the operator fills the forced-request cap and takes the fees;
 5. head-of-line: served requests must be popped before an account files again;
 6. ETH owed to a contract wallet is stuck (`send` forwards 2,300 gas);
-7. totals past 2**64 (L1 side: reserves and shares in u256);
+7. deposits past what the L2 can credit (64-bit totals): refused on L1;
 8. a deletion allows an instant freeze;
 9. the documented MAX_AMOUNT is not the contract's.
 
@@ -248,39 +248,43 @@ def test_contract_wallet_challenger_withdraws_its_reward() -> None:
     assert bridge.functions.eth_owed(wallet.address).call() == 0
 
 
-# --- 7. totals past 2**64 ----------------------------------------------------------------------
+# --- 7. totals past 64 bits --------------------------------------------------------------------
 
-def test_totals_past_64_bits() -> None:
-    """Deposits, committed withdrawals, reserves and the escape of one account
-    all past 2**64 (an 18-decimal token reaches it at ~18.4 tokens)."""
+def test_deposits_the_l2_cannot_credit_are_refused() -> None:
+    """The L2 credits a deposit only while the deposits it ever credited stay
+    within 2**63-1 (its log and snapshots carry 64-bit integers); past that a
+    deposit would take its inbox slot and credit nothing, a loss once a final
+    output took it. The bridge refuses it instead, and keeps its own totals in
+    u256 (an 18-decimal token reaches 2**63 at ~9.2 tokens)."""
     env = deploy_env(token_contract="big_token")
     a, d = env.users[0], env.users[1]
     big = env.bridge.functions.MAX_AMOUNT().call()
-    env.fund(a, 10 * big)
+    cap = env.bridge.functions.MAX_TOTAL_DEPOSITS().call()
+    assert cap == big == 2**63 - 1
+    env.fund(a, 2 * big)
     env.fund(d, big)
     l2 = L2()
-    for _ in range(6):
-        env.deposit(a, big)
+    env.deposit(a, big - 10)
+    env.deposit(d, 10)  # exactly at the cap
+    with pytest.raises(Reverted):
+        env.deposit(d, 1)
+    assert env.bridge.functions.total_deposited().call() == cap
     l2.sync_inbox(env)
-    for _ in range(3):
-        l2.withdraw(addr(a), big)
+    assert l2.state.accounts[addr(a)].collateral == big - 10 and l2.state.accounts[addr(d)].collateral == 10
+    l2.withdraw(addr(a), big - 10)
     cp = l2.checkpoint()
     env.propose(cp)
     env.travel(CHALLENGE)
-    env.deposit(d, big)
-    assert env.bridge.functions.total_deposited().call() == 7 * big > 2**65
-    assert env.bridge.functions.getOutput(1).call()[7] == 3 * big > 2**64
-    assert l2.state.accounts[addr(a)].collateral == 3 * big > 2**64
+    assert env.bridge.functions.getOutput(1).call()[7] == big - 10
+    with pytest.raises(Reverted):  # withdrawals do not make room: the L2's total only grows
+        env.deposit(d, 1)
     freeze_on_new_request(env, d)
-    assert env.reserves()["unclaimed_withdrawals"] == 3 * big
-    assert env.reserves()["refundable_deposits"] == big
-    assert env.status()["escape_pool"] == 3 * big
+    assert env.reserves()["unclaimed_withdrawals"] == big - 10
+    assert env.status()["escape_pool"] == 10
     before = env.balance(a)
-    assert escape_all(env, cp, [a]) == {a: 3 * big}
-    for w in cp.withdrawals:
-        claim(env, cp, 1, w)
-    env.send(env.bridge.functions.refundDeposit(6, d, big), d)
-    assert env.balance(a) - before == 6 * big
+    claim(env, cp, 1, cp.withdrawals[0])
+    assert escape_all(env, cp, [a, d]) == {a: 0, d: 10}
+    assert env.balance(a) - before == big - 10
     assert env.balance(env.d.bridge) == 0
 
 
