@@ -145,10 +145,13 @@ class BlockWriter:
             raise LogUnavailable(f"cannot start the transactional producer: {exc!r}") from exc
         self._producer = producer
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Close the producer, which aborts an open transaction when a broker
+        answers within ``timeout``; else the next producer of this transactional
+        id aborts it."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _close_quietly(producer)
+            await _close_quietly(producer, timeout)
 
     async def write(self, block_bytes: bytes) -> int:
         """Write one block in its own transaction; return its offset once committed."""
@@ -181,9 +184,9 @@ class BlockWriter:
         await self.stop()
 
 
-async def _close_quietly(producer: AIOKafkaProducer) -> None:
+async def _close_quietly(producer: AIOKafkaProducer, timeout: float = 5.0) -> None:
     try:
-        await within(producer.stop(), 5, "producer stop")
+        await within(producer.stop(), timeout, "producer stop")
     except Exception as exc:  # closing a broken producer: nothing more to do
         log.debug("producer close: %r", exc)
 
@@ -221,10 +224,24 @@ class BlockReader:
             raise LogUnavailable(f"cannot start the log reader: {exc!r}") from exc
         self._consumer = consumer
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 5.0) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await _stop_consumer(consumer)
+            await _stop_consumer(consumer, timeout)
+
+    async def probe(self, timeout: float) -> None:
+        """A broker liveness check: one metadata request (to any broker that
+        answers) within ``timeout``, naming a live leader for the log's partition.
+        Raises LogUnavailable otherwise."""
+        if self._consumer is None:
+            raise LogUnavailable("the log reader is not started")
+        try:
+            metadata = await within(self._consumer._client.fetch_all_metadata(), timeout, "metadata request")
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            raise LogUnavailable(f"no broker answers: {exc}") from exc
+        leader = metadata.leader_for_partition(self._config.partition)
+        if leader is None or leader < 0 or metadata.broker_metadata(leader) is None:
+            raise LogUnavailable(f"no live leader for {self._config.topic}-0")
 
     async def read(self, timeout_ms: int = 200, max_records: int | None = None) -> list[LogMessage]:
         assert self._consumer is not None, "start() the reader first"
@@ -273,8 +290,8 @@ class BlockReader:
         await self.stop()
 
 
-async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
+async def _stop_consumer(consumer: AIOKafkaConsumer, timeout: float = 5.0) -> None:
     try:
-        await within(consumer.stop(), 5, "consumer stop")
+        await within(consumer.stop(), timeout, "consumer stop")
     except Exception as exc:
         log.debug("consumer close: %r", exc)

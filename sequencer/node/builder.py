@@ -189,6 +189,15 @@ class BlockBuilder:
             self._fail(admitted, exc)
             await self._handle_log_error(exc)
             return
+        except asyncio.CancelledError:
+            # The node stops with this block in flight (the broker may be away).
+            # Whether it is in the log is for the log to say (a restart replays
+            # it); the state goes back to the last committed block, so the
+            # shutdown can write its snapshot, and nobody is told it is done.
+            self.assembler.revert(assembly)
+            self._settled.set()
+            self._fail(admitted, LogUnavailable("the node stopped while the block was being written"))
+            raise
         self.assembler.commit(assembly)
         info = self.chain.commit_built_block(offset, assembly.message, assembly.result)
         self._settled.set()
