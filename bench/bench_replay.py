@@ -38,7 +38,8 @@ LOG_VERSION = 1
 class Settings:
     records: int = 100_000
     accounts: int = 10_000
-    block_records: int = 4_000
+    block_records: int = 500
+    """Transfers per block: 500 of about 124 bytes stay well under Preset.max_block_bytes (96,000)."""
     verify_records: int = 100_000
     """Records replayed with signature verification (a prefix of the log)."""
     max_seconds: float = 600.0
