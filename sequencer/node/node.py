@@ -257,7 +257,7 @@ class Node:
     """How long a shutdown waits for each Kafka client to close (the producer's
     close aborts an open transaction; a broker that does not answer leaves it to
     the next producer of the transactional id)."""
-    PROBE_INTERVAL_S = 0.5
+    PROBE_INTERVAL_S = 0.25
     PROBE_TIMEOUT_S = 0.8
 
     async def probe_loop(self) -> None:

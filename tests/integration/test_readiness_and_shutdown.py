@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -36,12 +37,21 @@ def own_broker():
     broker.wipe()
 
 
-def crash(broker: Broker) -> None:
-    """kill -9 the broker: gone at once, as a crashed machine."""
+def crash(broker: Broker) -> float:
+    """kill -9 the broker, as a crashed machine; returns when its port stopped
+    taking connections (the kernel closes a killed JVM's sockets only once the
+    process is torn down, which takes a moment on a busy machine)."""
     pid = broker.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    broker.stop()  # only clears the pid file now
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", broker.port), timeout=0.5).close()
+        except OSError:
+            gone = time.monotonic()
+            break
+        time.sleep(0.01)
+    return gone
 
 
 async def get_ready(http: httpx.AsyncClient) -> int:
@@ -60,15 +70,16 @@ async def test_readyz_follows_a_broker_outage_within_a_second(own_broker, tmp_pa
             assert (await a.transfer(b.address, 1))["status"] == "ok"
         assert await get_ready(http) == 200
         for _ in range(2):  # two outages: the signal comes back and goes again
-            await asyncio.to_thread(crash, own_broker)
-            gone = time.monotonic()
+            gone = await asyncio.to_thread(crash, own_broker)
             while await get_ready(http) == 200:
-                assert time.monotonic() - gone < 2.0, "/readyz still 200 two seconds into the outage"
+                assert time.monotonic() - gone < 3.0, "/readyz still 200 three seconds into the outage"
                 await asyncio.sleep(0.05)
             lag = time.monotonic() - gone
             body = (await http.get("/readyz")).json()
             assert body["ready"] is False and "Kafka" in body["status"], body
+            print(f"/readyz 503 {lag:.2f} s after the broker was killed")
             assert lag < 1.5, lag
+            await asyncio.to_thread(own_broker.stop)  # only clears the pid file now
             await asyncio.to_thread(own_broker.start)
             await wait_until(lambda: _ready_now(http), timeout=90)
             async with dev_clients(service.url)[0] as a:
@@ -122,6 +133,7 @@ async def test_sigterm_finishes_within_seconds(own_broker, tmp_path, broker_down
         signalled = time.time()
         took = await sigterm_and_time(process)
         assert took < SHUTDOWN_BOUND_S, took
+        print(f"SIGTERM to exit: {took:.2f} s (broker down: {broker_down})")
     finally:
         stop.set()
         await asyncio.gather(*senders)
@@ -132,6 +144,7 @@ async def test_sigterm_finishes_within_seconds(own_broker, tmp_path, broker_down
             process.wait(10)
     assert snapshots(config.data_dir)[-1].stat().st_mtime >= signalled  # the clean shutdown wrote one
     if broker_down:
+        await asyncio.to_thread(own_broker.stop)  # only clears the pid file now
         await asyncio.to_thread(own_broker.start)
     hashes = await logged_record_hashes(config)
     for receipt in acked:
