@@ -159,7 +159,6 @@ class HistoryRoutes:
     def __init__(self, api) -> None:
         self.api = api
         self.index = HistoryIndex(api)
-        api.history = self.index
         attach_when_loaded(api.node, self.index.attach)
 
     def routes(self) -> list[Route]:
