@@ -1,5 +1,6 @@
-"""The L1 watcher: copies the bridge's inbox (Deposited and
-ForcedWithdrawalRequested events) into the log, in inbox order, once each.
+"""The L1 watcher: copies the bridge's inbox (Deposited,
+ForcedWithdrawalRequested and ForcedCloseRequested events) into the log, in
+inbox order, once each, as Deposit / ForcedWithdrawal / ForcedClose records.
 
 - Only events at least ``confirmations`` blocks deep are read (the confirmed
   height), so a shallower L1 reorg never reaches the log.
@@ -23,7 +24,7 @@ from typing import Any
 
 from l1_bridge.client import BridgeClient, poll_forever
 from sequencer.core.inbox import apply_inbox_record
-from sequencer.core.records import Deposit, ForcedWithdrawal
+from sequencer.core.records import Deposit, ForcedClose, ForcedWithdrawal
 
 log = logging.getLogger("isoroll.l1.watcher")
 
@@ -31,9 +32,18 @@ REORG_REWIND = 64
 """Blocks re-read when the last scanned block changed (a reorg deeper than the confirmations)."""
 
 
-def event_to_record(ev: dict) -> Deposit | ForcedWithdrawal:
+EVENT_RECORDS = {"deposit": Deposit, "forced": ForcedWithdrawal, "close": ForcedClose}
+
+
+def event_to_record(ev: dict) -> Deposit | ForcedWithdrawal | ForcedClose:
+    """The L2 record of one inbox event.  The account is the event's, which
+    the bridge takes from msg.sender: nobody files a request for another
+    account.  A close's market id is its entry's amount field."""
     account = bytes.fromhex(ev["account"][2:])
-    cls = Deposit if ev["kind"] == "deposit" else ForcedWithdrawal
+    try:
+        cls = EVENT_RECORDS[ev["kind"]]
+    except KeyError:
+        raise ValueError(f"unknown inbox event kind {ev['kind']!r}") from None
     return cls(ev["inbox_index"], account, ev["amount"])
 
 
@@ -96,14 +106,6 @@ class InboxWatcher:
                 continue
             if i != next_index:
                 log.warning("inbox event %d read before %d; waiting", i, next_index)
-                complete = False
-                break
-            if ev["kind"] == "close":
-                # the bridge takes forceClose (inbox kind 3) but the L2 has no ForcedClose rule yet:
-                # the inbox stops here, the request stays uncovered and its grace runs out
-                log.error("inbox entry %d is a forced close, which this L2 cannot apply yet; the inbox stops "
-                          "here (anyone may freeze the bridge once its grace is over)", i)
-                self.last_error = f"forced close at inbox entry {i}: no L2 rule for it"
                 complete = False
                 break
             record = event_to_record(ev)

@@ -7,7 +7,7 @@
     order per kind, and the sender's kept nonces), compute the next position.
     Done: BLOCK_START, BLOCK_END, NOOP / malformed items, Deposit,
     ForcedWithdrawal, Transfer, Withdraw. Pending (revert "pending"): the
-    perps kinds. A witness that does not verify reverts: it proves nothing.
+    perps kinds and ForcedClose (tag 50). A witness that does not verify reverts: it proves nothing.
     State leaves (sequencer/core/commitment.py): account = collateral ||
     nonces_hash; globals = 11 words.
 """
@@ -396,7 +396,7 @@ def _apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[records.MAX_ITEM_SIZ
     if kind != ITEM_RECORD or n < 2:
         return state_root, ctx, False
     tag: uint256 = self.word(item, 1, 1)
-    assert tag not in [3, 4, 5, 16, 17, 18, 32], "pending"
+    assert tag not in [3, 4, 5, 16, 17, 18, 32, 50], "pending"
     if ctx.block_open == 0:
         return state_root, ctx, False
     if tag == TAG_TRANSFER and n == 131:

@@ -1,6 +1,6 @@
 """The L1 inbox hash chain, exactly as ``l1_bridge/contracts/bridge.vy`` computes it.
 
-Every ``deposit`` and ``forceWithdraw`` on the bridge appends one entry
+Every ``deposit``, ``forceWithdraw`` and ``forceClose`` on the bridge appends one entry
 (Arbitrum's delayed inbox, ``delayedInboxAccs``)::
 
     entry            = kind (1 byte) || inbox_index (8 bytes, big-endian)
@@ -8,9 +8,10 @@ Every ``deposit`` and ``forceWithdraw`` on the bridge appends one entry
     inbox_hash[0]    = bytes32(0)
     inbox_hash[n+1]  = keccak256(inbox_hash[n] || entry_n)                      -- 93-byte preimage
 
-``kind`` is 1 for a Deposit and 2 for a ForcedWithdrawal; the fields are the
-fields of the L2 records ``sequencer.core.records.Deposit`` /
-``ForcedWithdrawal``, so the L2 rebuilds each entry from its record alone and
+``kind`` is 1 for a Deposit, 2 for a ForcedWithdrawal and 3 for a ForcedClose
+(whose market id sits in the amount field); the fields are the fields of the
+L2 records ``sequencer.core.records.Deposit`` / ``ForcedWithdrawal`` /
+``ForcedClose``, so the L2 rebuilds each entry from its record alone and
 keeps the chain in ``globals.inbox_hash`` (the bridge keeps the hash after
 every count: ``inboxHashAt(count)``; a proposal must name an
 (inbox_count, inbox_hash) pair that is on it).
@@ -24,20 +25,21 @@ from typing import Iterable
 
 from sequencer.core.hashing import keccak
 from sequencer.core.presets import MAX_INT64
-from sequencer.core.records import Deposit, ForcedWithdrawal
+from sequencer.core.records import Deposit, ForcedClose, ForcedWithdrawal
 
 KIND_DEPOSIT = 1
 KIND_FORCED_WITHDRAWAL = 2
+KIND_FORCED_CLOSE = 3
 EMPTY_INBOX_HASH = b"\x00" * 32
 ENTRY_SIZE = 61
 MAX_AMOUNT = MAX_INT64
 """Largest amount the bridge accepts in one inbox entry."""
 
-InboxRecord = Deposit | ForcedWithdrawal
+InboxRecord = Deposit | ForcedWithdrawal | ForcedClose
 
 
 def encode_inbox_entry(kind: int, inbox_index: int, account: bytes, amount: int) -> bytes:
-    if kind not in (KIND_DEPOSIT, KIND_FORCED_WITHDRAWAL):
+    if kind not in (KIND_DEPOSIT, KIND_FORCED_WITHDRAWAL, KIND_FORCED_CLOSE):
         raise ValueError(f"unknown inbox entry kind {kind}")
     if not 0 <= inbox_index < 2**64:
         raise ValueError("inbox index must fit in 8 bytes")
@@ -59,6 +61,8 @@ def decode_inbox_entry(entry: bytes) -> InboxRecord:
         return Deposit(index, account, amount)
     if kind == KIND_FORCED_WITHDRAWAL:
         return ForcedWithdrawal(index, account, amount)
+    if kind == KIND_FORCED_CLOSE:
+        return ForcedClose(index, account, amount)
     raise ValueError(f"unknown inbox entry kind {kind}")
 
 
@@ -67,12 +71,19 @@ def get_inbox_kind(record: InboxRecord) -> int:
         return KIND_DEPOSIT
     if isinstance(record, ForcedWithdrawal):
         return KIND_FORCED_WITHDRAWAL
+    if isinstance(record, ForcedClose):
+        return KIND_FORCED_CLOSE
     raise TypeError(f"{type(record).__name__} is not an inbox record")
 
 
+def get_inbox_amount(record: InboxRecord) -> int:
+    """The entry's amount field: a ForcedClose carries its market id there."""
+    return record.market if isinstance(record, ForcedClose) else record.amount
+
+
 def encode_inbox_record(record: InboxRecord) -> bytes:
-    """The inbox entry an L2 Deposit / ForcedWithdrawal record stands for."""
-    return encode_inbox_entry(get_inbox_kind(record), record.inbox_index, record.account, record.amount)
+    """The inbox entry an L2 Deposit / ForcedWithdrawal / ForcedClose record stands for."""
+    return encode_inbox_entry(get_inbox_kind(record), record.inbox_index, record.account, get_inbox_amount(record))
 
 
 def encode_inbox_record_lenient(record: InboxRecord) -> bytes:
@@ -83,7 +94,7 @@ def encode_inbox_record_lenient(record: InboxRecord) -> bytes:
     malformed record still advances the chain; such a chain can never match
     the bridge's, so a proposal naming it is rejected on L1."""
     return (bytes((get_inbox_kind(record),)) + (record.inbox_index % 2**64).to_bytes(8, "big")
-            + bytes(record.account) + (record.amount % 2**256).to_bytes(32, "big"))
+            + bytes(record.account) + (get_inbox_amount(record) % 2**256).to_bytes(32, "big"))
 
 
 def compute_next_inbox_hash(inbox_hash: bytes, entry: bytes) -> bytes:

@@ -34,7 +34,7 @@ from typing import Any
 
 from sequencer.core.markets import MarketParams, get_market_table
 from sequencer.core.presets import PPM
-from sequencer.core.records import (AdjustMargin, CancelOrder, FundingTick, Liquidate, OraclePrice,
+from sequencer.core.records import (AdjustMargin, CancelOrder, ForcedClose, FundingTick, Liquidate, OraclePrice,
                                     PlaceOrder, Record, Trade, Transfer, Withdraw)
 from sequencer.core.rules.base import TradeError, get_market_params
 from sequencer.core.rules.funding import get_due_funding_time
@@ -202,6 +202,9 @@ class Exchange:
         apply_or_raise(state, record, timestamp_ms, ctx)
         if isinstance(record, CancelOrder):
             self.remove_order((record.account, record.order_nonce))
+        elif isinstance(record, ForcedClose):
+            # like a Liquidate: the orders the rule cancelled in the state leave the book
+            self.remove_cancelled_orders(state, record.account, record.market)
         return [record]
 
     def check_reserve(self, state: State, record: Record) -> None:

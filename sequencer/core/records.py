@@ -129,14 +129,22 @@ class ForcedWithdrawal(_Record, tag=49):
     amount: int
 
 
+class ForcedClose(_Record, tag=50):
+    """Close ``account``'s position in ``market`` at the mark (the bridge's
+    ``forceClose``; its inbox entry carries the market in the amount field)."""
+    inbox_index: int
+    account: Address
+    market: int
+
+
 UserRecord = Union[Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder]
 Record = Union[
     Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder,
-    Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal,
+    Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal, ForcedClose,
 ]
 USER_RECORD_TYPES: tuple[type, ...] = (Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder)
 RECORD_TYPES: tuple[type, ...] = USER_RECORD_TYPES + (
-    Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal)
+    Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal, ForcedClose)
 
 
 class Block(msgspec.Struct, frozen=True, array_like=True, gc=False):

@@ -39,6 +39,8 @@ PINNED = [
      "943000c4140102030405060708090a0b0c0d0e0f1011121314ce00989680"),
     (R.ForcedWithdrawal(1, B, 2**64 - 1),
      "943101c41465666768696a6b6c6d6e6f707172737475767778cfffffffffffffffff"),
+    (R.ForcedClose(2, A, 1),
+     "943202c4140102030405060708090a0b0c0d0e0f101112131401"),
 ]
 PINNED_BLOCK = (
     "9401c4200000000000000000000000000000000000000000000000000000000000000000cf0000018bcfe5680094"
@@ -51,7 +53,7 @@ PINNED_BLOCK_HASH = "2e78cce47658048dc409967f4193a149997dd25682ea7bfae4f14db30d7
 
 TAGS = {R.Transfer: 1, R.Withdraw: 2, R.AdjustMargin: 3, R.PlaceOrder: 4, R.CancelOrder: 5,
         R.Trade: 16, R.FundingTick: 17, R.Liquidate: 18, R.OraclePrice: 32,
-        R.Deposit: 48, R.ForcedWithdrawal: 49}
+        R.Deposit: 48, R.ForcedWithdrawal: 49, R.ForcedClose: 50}
 
 
 def _pinned_block() -> R.Block:

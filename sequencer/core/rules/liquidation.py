@@ -26,9 +26,10 @@ import msgspec
 
 from sequencer.core.markets import MarketParams
 from sequencer.core.presets import MAX_INT64
-from sequencer.core.records import Liquidate
-from sequencer.core.rules.base import (Context, RuleError, get_market, hex_address, require, require_fresh_price,
-                                       require_market_params)
+from sequencer.core.records import ForcedClose, Liquidate
+from sequencer.core.rules.accounts import advance_inbox, process_inbox_index
+from sequencer.core.rules.base import (Context, RuleError, get_account_or_empty, get_market, get_market_params,
+                                       hex_address, require, require_fresh_price, require_market_params)
 from sequencer.core.rules.margin import (ceil_div, compute_equity, compute_equity_scaled, compute_fee,
                                          compute_funding_owed, compute_liquidation_size,
                                          compute_long_change, compute_maintenance, compute_unrealized_pnl,
@@ -166,17 +167,19 @@ def close_against(state: State, counterparties: list[tuple[bytes, Position, int]
 
 
 def process_close_at_mark(state: State, address: bytes, position: Position, qty: int, mark: int,
-                          params: MarketParams) -> None:
+                          params: MarketParams, fee_ppm: int | None = None) -> None:
     """Close ``qty`` lots at the mark (rounded against the account) against
-    the opposite positions ranked by profit x leverage; fee to the insurance
-    fund, capped by the margin left; bad debt paid by the fund."""
+    the opposite positions ranked by profit x leverage; fee (``fee_ppm``, the
+    liquidation fee unless given) to the insurance fund, capped by the margin
+    left; bad debt paid by the fund."""
     long = position.size > 0
     gross = qty * mark
     notional = -(gross // params.scale) if long else ceil_div(gross, params.scale)
     require(abs(notional) <= MAX_INT64, "notional_overflow", "the liquidation notional leaves the 64-bit range")
     closed, realised = apply_close(position, qty, notional)
     margin = position.margin + realised
-    fee = min(compute_fee(abs(notional), params.liquidation_fee_ppm), max(0, margin))
+    fee_ppm = params.liquidation_fee_ppm if fee_ppm is None else fee_ppm
+    fee = min(compute_fee(abs(notional), fee_ppm), max(0, margin))
     bad_debt = max(0, -margin)
     state.set_position(address, params.id, replace(closed, margin=margin - fee + bad_debt))
     add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
@@ -215,11 +218,11 @@ def process_deleverage_bankrupt(state: State, address: bytes, position: Position
 
 
 def process_ladder(state: State, address: bytes, position: Position, qty: int, mark: int,
-                   params: MarketParams) -> None:
+                   params: MarketParams, fee_ppm: int | None = None) -> None:
     """Close at the mark with the fund paying any bad debt; if the fund cannot,
     auto-deleverage at the bankruptcy price instead."""
     snapshot = state.snapshot()
-    process_close_at_mark(state, address, position, qty, mark, params)
+    process_close_at_mark(state, address, position, qty, mark, params, fee_ppm)
     if state.globals.insurance_fund >= 0:
         state.commit(snapshot)
         return
@@ -258,3 +261,55 @@ def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Contex
         return
     cancel_open_orders(state, r.account, r.market)
     process_ladder(state, r.account, position, qty, mark, params)
+
+
+# --- forced close (the bridge's forceClose, inbox kind 3) -------------------------------
+
+def process_forced_close(state: State, r: ForcedClose, timestamp_ms: int, ctx: Context) -> None:
+    """Close the account's whole position in the market at the mark and free
+    its margin (docs/engine.md, "Forced close").  In inbox order, once each;
+    it never fails once in order and never blocks the inbox: whatever cannot
+    be closed (unknown market, no position, no fresh mark, no counterparty)
+    leaves the state as it was and the request is served all the same."""
+    process_inbox_index(state, r.inbox_index)
+    snapshot = state.snapshot()
+    try:
+        close_forced_position(state, r.account, r.market, timestamp_ms, ctx)
+    except RuleError:
+        state.revert(snapshot)
+    else:
+        state.commit(snapshot)
+    advance_inbox(state, r)
+
+
+def close_forced_position(state: State, address: bytes, market_id: int, timestamp_ms: int, ctx: Context) -> None:
+    """Cancel the owner's orders in the market, close the position whole
+    through the ladder (a liquidatable one with the liquidation fee, a healthy
+    one without a fee), then move what margin is left to free collateral."""
+    params = get_market_params(ctx, market_id) if isinstance(market_id, int) else None
+    if params is None or not isinstance(address, bytes) or address == INSURANCE_ADDRESS:
+        return
+    position = state.positions.get((address, market_id))
+    if position is None:
+        return
+    cancel_open_orders(state, address, market_id)
+    if position.size:
+        market = state.markets[market_id]
+        mark = require_fresh_price(market, params, timestamp_ms)
+        liquidatable = is_liquidatable(position, mark, market, params)
+        position = settle_funding(state, address, market_id, position, params)
+        if liquidatable and params.fund_takes_over:
+            process_fund_takeover(state, address, position, abs(position.size), mark, params)
+        else:
+            process_ladder(state, address, position, abs(position.size), mark, params,
+                           None if liquidatable else 0)
+    release_margin(state, address, market_id)
+
+
+def release_margin(state: State, address: bytes, market_id: int) -> None:
+    """Move the margin of a closed (size 0) position to free collateral."""
+    position = state.positions[(address, market_id)]
+    if position.size == 0 and position.margin > 0:
+        account = get_account_or_empty(state, address)
+        state.set_account(address, replace(account, collateral=account.collateral + position.margin))
+        state.set_position(address, market_id, replace(position, margin=0))

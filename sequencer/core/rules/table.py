@@ -11,12 +11,12 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
-from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, ForcedWithdrawal, FundingTick, Liquidate,
-                                    OraclePrice, PlaceOrder, Trade, Transfer, Withdraw)
+from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, ForcedClose, ForcedWithdrawal, FundingTick,
+                                    Liquidate, OraclePrice, PlaceOrder, Trade, Transfer, Withdraw)
 from sequencer.core.rules.accounts import process_deposit, process_forced_withdrawal, process_transfer, process_withdraw
 from sequencer.core.rules.base import Rule
 from sequencer.core.rules.funding import process_funding_tick, process_oracle_price
-from sequencer.core.rules.liquidation import process_liquidate
+from sequencer.core.rules.liquidation import process_forced_close, process_liquidate
 from sequencer.core.rules.orders import process_cancel_order, process_place_order
 from sequencer.core.rules.positions import process_adjust_margin
 from sequencer.core.rules.trades import process_trade
@@ -35,6 +35,10 @@ RULES_V1: RuleTable = MappingProxyType({
     OraclePrice: process_oracle_price,
     Deposit: process_deposit,
     ForcedWithdrawal: process_forced_withdrawal,
+    # ForcedClose (tag 50) is a kind no log written before it holds (the watcher
+    # stopped at a forced close instead of copying it), so adding it to v1
+    # changes no replay of an existing log.
+    ForcedClose: process_forced_close,
 })
 
 RULE_TABLES: Mapping[int, RuleTable] = MappingProxyType({1: RULES_V1})
