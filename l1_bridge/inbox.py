@@ -11,13 +11,13 @@ this module re-exports them for the L1 code and its tests.  The entry format::
 """
 from __future__ import annotations
 
-from sequencer.core.inbox import (EMPTY_INBOX_HASH, ENTRY_SIZE, KIND_DEPOSIT, KIND_FORCED_WITHDRAWAL,  # noqa: F401
-                                  MAX_AMOUNT, InboxRecord, apply_inbox_record, compute_inbox_hash,
-                                  compute_inbox_hashes, compute_next_inbox_hash, decode_inbox_entry,
-                                  encode_inbox_entry, encode_inbox_record, encode_inbox_record_lenient,
-                                  get_inbox_kind)
+from sequencer.core.inbox import (EMPTY_INBOX_HASH, ENTRY_SIZE, KIND_DEPOSIT, KIND_FORCED_CLOSE,  # noqa: F401
+                                  KIND_FORCED_WITHDRAWAL, MAX_AMOUNT, InboxRecord, apply_inbox_record,
+                                  compute_inbox_hash, compute_inbox_hashes, compute_next_inbox_hash,
+                                  decode_inbox_entry, encode_inbox_entry, encode_inbox_record,
+                                  encode_inbox_record_lenient, get_inbox_amount, get_inbox_kind)
 
-__all__ = ["EMPTY_INBOX_HASH", "ENTRY_SIZE", "KIND_DEPOSIT", "KIND_FORCED_WITHDRAWAL", "MAX_AMOUNT",
-           "InboxRecord", "apply_inbox_record", "compute_inbox_hash", "compute_inbox_hashes",
+__all__ = ["EMPTY_INBOX_HASH", "ENTRY_SIZE", "KIND_DEPOSIT", "KIND_FORCED_CLOSE", "KIND_FORCED_WITHDRAWAL",
+           "MAX_AMOUNT", "InboxRecord", "apply_inbox_record", "compute_inbox_hash", "compute_inbox_hashes",
            "compute_next_inbox_hash", "decode_inbox_entry", "encode_inbox_entry", "encode_inbox_record",
-           "encode_inbox_record_lenient", "get_inbox_kind"]
+           "encode_inbox_record_lenient", "get_inbox_amount", "get_inbox_kind"]
