@@ -11,7 +11,7 @@ from l1_bridge.services import L1Link, run_l1_services
 from sequencer.core.transition import Context
 from sequencer.node.api import Api
 from sequencer.node.config import NodeConfig
-from sequencer.node.service import Service as NodeService, serve_forever
+from sequencer.node.service import Service as NodeService, run, serve_forever
 
 log = logging.getLogger("isoroll.service")
 
@@ -62,4 +62,4 @@ class Service(NodeService):
 
 def run_node(config: NodeConfig) -> int:
     """`isoroll node`: serve until a signal (0) or an executor failure (1)."""
-    return asyncio.run(serve_forever(config, make_service=Service))
+    return run(serve_forever(config, make_service=Service))

@@ -90,8 +90,8 @@ def node_config(args):
 
 def run_node(config) -> int:
     """A node with its API, without L1 services; the exit code."""
-    from sequencer.node.service import serve_forever
-    return asyncio.run(serve_forever(config))
+    from sequencer.node.service import run, serve_forever
+    return run(serve_forever(config))
 
 
 def cmd_node(args) -> int:

@@ -92,6 +92,7 @@ class Node:
         self.election: Election | None = None
         """Standby sequencers only (``config.standby``): who leads this sequencer id."""
         self._follow_task: asyncio.Task | None = None
+        self._builder_task: asyncio.Task | None = None
         self.lag_messages = 0
         """Committed log messages not applied yet (a follower's or standby's lag)."""
         self.log_reachable = True
@@ -216,6 +217,15 @@ class Node:
         elif self.chain is not None and self.chain.state._journal == []:
             self.write_snapshot()
         self.enter(Phase.STOPPED, "stopped after an executor failure" if failed else "stopped")
+
+    def abandon_writes(self, why: str) -> None:
+        """At shutdown with the brokers away: refuse every queued and later tx and
+        cancel the block write in flight (reverted, its txs told 503), so that
+        requests are answered now instead of at the commit timeout."""
+        if self.builder is not None:
+            self.builder.halt(LogUnavailable(why))
+        if self._builder_task is not None:
+            self._builder_task.cancel()
 
     async def __aenter__(self) -> "Node":
         await self.start()
@@ -459,7 +469,7 @@ class Node:
             interval_ms=self.config.block_interval_ms, exchange=self.exchange,
             on_log_failure=self._on_log_failure, on_fenced=self._on_fenced,
             censor_inbox_from=self.config.censor_inbox_from)
-        self._spawn(self.builder.run())
+        self._builder_task = self._spawn(self.builder.run())
         self.enter(Phase.SEQUENCING, "sequencing")
         log.info("sequencing as %s (transactional id %s) from block %d", self.config.sequencer_id,
                  self.config.transactional_id, self.chain.head_number)

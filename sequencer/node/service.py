@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Coroutine, Sequence
 
 import uvicorn
 
@@ -89,6 +89,8 @@ class Service:
         if self.server is not None:
             self.api.close_streams()
             self.server.should_exit = True
+            if not self.node.log_reachable:
+                self.node.abandon_writes("the node is shutting down and Kafka does not answer")
             if self._server_task is not None:
                 await asyncio.gather(self._server_task, return_exceptions=True)
             self.server = None
@@ -102,6 +104,32 @@ class Service:
 
     async def __aexit__(self, *exc) -> None:
         await self.stop()
+
+
+EXIT_TASK_TIMEOUT_S = 0.5
+
+
+def run(main: Coroutine[Any, Any, int]) -> int:
+    """``asyncio.run(main)``, except that the tasks left when ``main`` returns get
+    ``EXIT_TASK_TIMEOUT_S`` to finish once cancelled.  ``asyncio.run`` waits for
+    them without a bound, and a Kafka client's close abandoned while the brokers
+    are away (sequencer.log.kafka.within) may never finish: the process would
+    hang after a clean shutdown."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            _, pending = loop.run_until_complete(asyncio.wait(left, timeout=EXIT_TASK_TIMEOUT_S))
+            if pending:
+                log.warning("exiting with %d task(s) that did not finish: %s", len(pending),
+                            ", ".join(sorted({t.get_coro().__qualname__ for t in pending})))
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 async def serve_forever(config: NodeConfig, on_ready=None,
