@@ -1,11 +1,12 @@
 """Collateral accounts: Transfer and Withdraw (user-signed), and the records
-copied from the L1 inbox (Deposit, ForcedWithdrawal), which arrive once each
-and in order and extend the inbox hash chain (sequencer.core.inbox)."""
+copied from the L1 inbox (Deposit, ForcedWithdrawal; ForcedClose is in
+liquidation.py), which arrive once each and in order and extend the inbox
+hash chain (sequencer.core.inbox)."""
 from __future__ import annotations
 
 import msgspec
 
-from sequencer.core.inbox import compute_next_inbox_hash, encode_inbox_record_lenient
+from sequencer.core.inbox import InboxRecord, compute_next_inbox_hash, encode_inbox_record_lenient
 from sequencer.core.presets import MAX_INT64
 from sequencer.core.records import Deposit, ForcedWithdrawal, Transfer, Withdraw
 from sequencer.core.rules.base import (Context, RuleError, get_account_or_empty, process_user_preamble, require,
@@ -51,7 +52,7 @@ def process_inbox_index(state: State, inbox_index: int) -> None:
             f"inbox index {inbox_index} but the next expected is {expected}")
 
 
-def advance_inbox(state: State, record: Deposit | ForcedWithdrawal, deposited: int = 0) -> None:
+def advance_inbox(state: State, record: InboxRecord, deposited: int = 0) -> None:
     """Count the inbox entry and extend ``globals.inbox_hash`` with it (the
     bridge's chain, sequencer.core.inbox), so an output names an inbox
     (count, hash) pair the bridge can check."""
