@@ -40,6 +40,18 @@ async def read_log(config: NodeConfig) -> list:
         return out
 
 
+async def count_committed(config, at_least: int, timeout_s: float = 10.0) -> int:
+    """Messages a read_committed reader sees, once there are ``at_least``: a
+    block acknowledged a moment ago may not be visible yet (the broker writes
+    the transaction's commit markers after the commit returns)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        count = len(await read_log(config))
+        if count >= at_least or asyncio.get_running_loop().time() > deadline:
+            return count
+        await asyncio.sleep(0.1)
+
+
 async def replay_fresh(config: NodeConfig) -> Chain:
     """A fresh executor: genesis + every committed message of the topic."""
     chain = Chain(build_genesis(load_allocations(config)), make_context(config))

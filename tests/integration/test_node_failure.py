@@ -16,7 +16,7 @@ from types import MappingProxyType
 import msgspec
 import pytest
 
-from nodes import dev_clients, make_config, read_log, wait_until
+from nodes import count_committed, dev_clients, make_config, read_log, wait_until
 from sequencer.core.records import Transfer
 from sequencer.core import transition
 from sequencer.core.rules import table
@@ -52,18 +52,6 @@ def buggy_rules(monkeypatch):
 
 def buggy_context(config):
     return msgspec.structs.replace(make_context(config), schema_version=BUGGY_SCHEMA)
-
-
-async def count_committed(config, at_least: int, timeout_s: float = 10.0) -> int:
-    """Messages a read_committed reader sees, once there are ``at_least``: a
-    block acknowledged a moment ago may not be visible yet (the broker writes
-    the transaction's commit markers after the commit returns)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        count = len(await read_log(config))
-        if count >= at_least or asyncio.get_running_loop().time() > deadline:
-            return count
-        await asyncio.sleep(0.1)
 
 
 def snapshots(config) -> list:
