@@ -90,15 +90,10 @@ def process_auto_deleverage(state: State, address: bytes, position: Position, ma
     closed, _ = apply_close(position, qty, bankrupt_notional)
     state.set_position(address, params.id, replace(closed, margin=0))
     add_open_interest(state, params.id, compute_long_change(position.size, 0))
-    remaining, remaining_notional = qty, -bankrupt_notional
-    for other, counter in rank_deleverage_counterparties(state, params.id, not long, mark, params):
-        take = min(remaining, abs(counter.size))
-        notional = remaining_notional if take == remaining else -bankrupt_notional * take // qty
-        deleverage_position(state, other, counter, take, notional, params)
-        remaining, remaining_notional = remaining - take, remaining_notional - notional
-        if remaining == 0:
-            return
-    raise RuleError("deleverage_failed", "not enough opposite positions to deleverage against")
+    counterparties = [(other, counter, 0) for other, counter in
+                      rank_deleverage_counterparties(state, params.id, not long, mark, params)]
+    close_against(state, counterparties, qty, -bankrupt_notional, params,
+                  failure=RuleError("deleverage_failed", "not enough opposite positions to deleverage against"))
 
 
 def deleverage_position(state: State, address: bytes, position: Position, qty: int, notional: int,
@@ -147,10 +142,11 @@ def rank_by_profit_and_leverage(state: State, market_id: int, long: bool, mark: 
 
 
 def close_against(state: State, counterparties: list[tuple[bytes, Position, int]], qty: int, total: int,
-                  params: MarketParams, cap=None) -> None:
+                  params: MarketParams, cap=None, failure: RuleError | None = None) -> None:
     """Close ``qty`` lots of the counterparties' positions, in order, for
     ``total`` (their signed notional together); ``cap(position)`` bounds the
-    lots one counterparty takes.  Refused (``insolvent``) if they cannot take it all."""
+    lots one counterparty takes.  Refused (``failure``, by default
+    ``insolvent``) if they cannot take it all."""
     remaining, remaining_notional = qty, total
     for address, position, equity in counterparties:
         take = min(remaining, abs(position.size))
@@ -163,7 +159,7 @@ def close_against(state: State, counterparties: list[tuple[bytes, Position, int]
         remaining, remaining_notional = remaining - take, remaining_notional - notional
         if remaining == 0:
             return
-    raise RuleError("insolvent", "the opposite positions cannot take the liquidated position over")
+    raise failure or RuleError("insolvent", "the opposite positions cannot take the liquidated position over")
 
 
 def process_close_at_mark(state: State, address: bytes, position: Position, qty: int, mark: int,
