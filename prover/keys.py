@@ -13,6 +13,8 @@ POSITION   2     address (20) || market id (4, big-endian)
 ORDER      3     address (20) || nonce (8, big-endian)
 MARKET     4     market id (4, big-endian)
 GLOBAL     5     b"globals"
+VAULT      6     address (20): a backstop vault share entry (the vault's
+                 own address holds the total shares)
 =========  ====  =====================================================
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ POSITION = 2
 ORDER = 3
 MARKET = 4
 GLOBAL = 5
+VAULT_SHARE = 6
 
 
 def compute_key(kind: int, *parts: bytes) -> bytes:
@@ -47,6 +50,7 @@ _ACCOUNT_TAG = bytes((ACCOUNT,))
 _POSITION_TAG = bytes((POSITION,))
 _ORDER_TAG = bytes((ORDER,))
 _MARKET_TAG = bytes((MARKET,))
+_VAULT_SHARE_TAG = bytes((VAULT_SHARE,))
 
 
 def get_account_key(address: bytes) -> bytes:
@@ -67,6 +71,11 @@ def get_order_key(address: bytes, nonce: int) -> bytes:
 def get_market_key(market_id: int) -> bytes:
     """compute_key(MARKET, market_id as 4 bytes big-endian)"""
     return keccak(_MARKET_TAG + market_id.to_bytes(4, "big"))
+
+
+def get_vault_share_key(address: bytes) -> bytes:
+    """compute_key(VAULT_SHARE, address20)"""
+    return keccak(_VAULT_SHARE_TAG + check_address(address))
 
 
 GLOBAL_KEY = compute_key(GLOBAL, b"globals")

@@ -13,7 +13,9 @@ plain slicing (the escape hatch decodes accounts, positions and markets):
 - globals:  block_number || block_hash || timestamp_ms || insurance_fund || fee_pool ||
             inbox_count || inbox_hash || withdrawal_count || total_deposited || total_withdrawn ||
             order_count
-An absent entry (or a position of size 0 with no margin) is an empty leaf.
+- vault share: shares (uint256) || unlock_ms (uint256); under the vault's own address the
+            shares are the total (sequencer.core.rules.vault)
+An absent entry (or a position of size 0 with no margin, or a vault entry with no shares) is an empty leaf.
 """
 from __future__ import annotations
 
@@ -21,10 +23,11 @@ import struct
 from typing import Any
 
 from prover.hashing import keccak
-from prover.keys import GLOBAL_KEY, get_account_key, get_market_key, get_order_key, get_position_key
+from prover.keys import (GLOBAL_KEY, get_account_key, get_market_key, get_order_key, get_position_key,
+                         get_vault_share_key)
 from prover.output import compute_withdrawals_root
-from sequencer.core.state import (ACCOUNTS, MARKETS, ORDERS, POSITIONS, Account, Globals, Market,
-                                  Order, Position, State, Withdrawal)
+from sequencer.core.state import (ACCOUNTS, MARKETS, ORDERS, POSITIONS, VAULT_SHARES, Account, Globals, Market,
+                                  Order, Position, State, VaultShare, Withdrawal)
 
 
 def u256(value: int) -> bytes:
@@ -67,6 +70,10 @@ def encode_globals_leaf(g: Globals) -> bytes:
             + u256(g.total_deposited) + u256(g.total_withdrawn) + u256(g.order_count))
 
 
+def encode_vault_share_leaf(share: VaultShare) -> bytes:
+    return u256(share.shares) + u256(share.unlock_ms)
+
+
 def compute_leaf(state: State, table: str, key: Any) -> tuple[bytes, bytes | None]:
     """(tree key, leaf value or None for empty) of one dirty state entry."""
     if table == ACCOUNTS:
@@ -84,6 +91,9 @@ def compute_leaf(state: State, table: str, key: Any) -> tuple[bytes, bytes | Non
         return get_market_key(key), None if market is None else encode_market_leaf(market)
     if table == "globals":
         return GLOBAL_KEY, encode_globals_leaf(state.globals)
+    if table == VAULT_SHARES:
+        share = state.vault_shares.get(key)
+        return get_vault_share_key(key), None if share is None or share.shares == 0 else encode_vault_share_leaf(share)
     raise ValueError(f"unknown state table {table!r}")
 
 

@@ -34,6 +34,12 @@ TYPES: dict[str, tuple[tuple[str, str, str], ...]] = {
                    ("uint64", "nonce", "nonce"), ("uint64", "expiry", "expiry")),
     "CancelOrder": (("address", "account", "account"), ("uint64", "orderNonce", "order_nonce"),
                     ("uint64", "nonce", "nonce"), ("uint64", "expiry", "expiry")),
+    "VaultDeposit": (("address", "account", "account"), ("uint256", "amount", "amount"),
+                     ("uint256", "minShares", "min_shares"), ("uint64", "nonce", "nonce"),
+                     ("uint64", "expiry", "expiry")),
+    "VaultWithdraw": (("address", "account", "account"), ("uint256", "shares", "shares"),
+                      ("uint256", "minAmount", "min_amount"), ("uint64", "nonce", "nonce"),
+                      ("uint64", "expiry", "expiry")),
     # Signed by the oracle signers, not by traders (see OraclePrice records).
     "OraclePrice": (("uint32", "market", "market"), ("uint256", "price", "price"),
                     ("uint64", "timestamp", "timestamp_ms")),
@@ -42,6 +48,7 @@ TYPES: dict[str, tuple[tuple[str, str, str], ...]] = {
 RECORD_CLASS_BY_TYPE: dict[str, type] = {
     "Transfer": R.Transfer, "Withdraw": R.Withdraw, "AdjustMargin": R.AdjustMargin,
     "PlaceOrder": R.PlaceOrder, "CancelOrder": R.CancelOrder, "OraclePrice": R.OraclePrice,
+    "VaultDeposit": R.VaultDeposit, "VaultWithdraw": R.VaultWithdraw,
 }
 TYPE_BY_RECORD_CLASS: dict[type, str] = {v: k for k, v in RECORD_CLASS_BY_TYPE.items()}
 

@@ -55,6 +55,23 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     markets: str = "devnet"
     """Name of the market parameter table and oracle signer set
     (sequencer.core.markets.MARKET_TABLES / ORACLE_SETS)."""
+    # The backstop vault (sequencer.core.rules.vault, docs/engine.md "Backstop vault").
+    vault_lockup_ms: int = 60_000
+    """Shares can be withdrawn this long after the depositor's last deposit."""
+    vault_min_deposit: int = 10 * 10**6
+    """Smallest VaultDeposit (10 USDC): with the virtual share, what makes a first-depositor
+    donation attack cost far more than it can take from the next depositor's rounding."""
+    vault_max_leverage: int = 5
+    """The vault posts margin for positions it takes over at this leverage (or the market's
+    max leverage, if lower)."""
+    vault_max_market_share_ppm: int = 500_000
+    """The vault's margin in one market stays at most this share of its equity."""
+    vault_unwind_interval_ms: int = 60_000
+    """At most one VaultUnwind per market in each such interval of block time."""
+    vault_unwind_ppm: int = 100_000
+    """A VaultUnwind sends this share of the vault's position (rounded up to a step) into the book."""
+    vault_unwind_slippage_ppm: int = 10_000
+    """An unwind's limit is this far from the mark (a sell below it, a buy above it)."""
 
 
 MAINNET = Preset(
@@ -66,6 +83,7 @@ MAINNET = Preset(
     max_batch_txs=1000,
     max_amount=MAX_INT64,
     markets="production",
+    vault_lockup_ms=4 * 24 * 3600 * 1000,
 )
 
 DEVNET = Preset(

@@ -81,6 +81,29 @@ class CancelOrder(_Record, tag=5):
     signature: bytes
 
 
+class VaultDeposit(_Record, tag=6):
+    """Deposit free collateral into the backstop vault for shares at the
+    vault's equity per share (sequencer.core.rules.vault); refused when fewer
+    than ``min_shares`` would be minted."""
+    account: Address
+    amount: int
+    min_shares: int
+    nonce: int
+    expiry: int
+    signature: bytes
+
+
+class VaultWithdraw(_Record, tag=7):
+    """Redeem ``shares`` of the backstop vault for free collateral once their
+    lock-up has ended; refused when less than ``min_amount`` would be paid."""
+    account: Address
+    shares: int
+    min_amount: int
+    nonce: int
+    expiry: int
+    signature: bytes
+
+
 # --- sequencer decisions (checked by the rules) ------------------------------
 
 class Trade(_Record, tag=16):
@@ -103,6 +126,15 @@ class FundingTick(_Record, tag=17):
 class Liquidate(_Record, tag=18):
     account: Address
     market: int
+
+
+class VaultUnwind(_Record, tag=21):
+    """The sequencer sends a bounded immediate-or-cancel reduce-only order of
+    the backstop vault into the book (its size and limit are computed by the
+    rule from the vault's position and the mark; Trades follow it)."""
+    market: int
+    size: int
+    price: int
 
 
 # --- oracle ---------------------------------------------------------------
@@ -137,14 +169,15 @@ class ForcedClose(_Record, tag=50):
     market: int
 
 
-UserRecord = Union[Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder]
+UserRecord = Union[Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder, VaultDeposit, VaultWithdraw]
 Record = Union[
     Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder,
     Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal, ForcedClose,
+    VaultDeposit, VaultWithdraw, VaultUnwind,
 ]
-USER_RECORD_TYPES: tuple[type, ...] = (Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder)
+USER_RECORD_TYPES: tuple[type, ...] = (Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder, VaultDeposit, VaultWithdraw)
 RECORD_TYPES: tuple[type, ...] = USER_RECORD_TYPES + (
-    Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal, ForcedClose)
+    Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal, ForcedClose, VaultUnwind)
 
 
 class Block(msgspec.Struct, frozen=True, array_like=True, gc=False):

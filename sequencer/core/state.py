@@ -95,18 +95,28 @@ class Globals(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """Orders placed so far; the last placed order is the only possible taker."""
 
 
+class VaultShare(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A depositor's shares of the backstop vault (sequencer.core.rules.vault).
+    The entry under the vault's own address holds the total shares."""
+    shares: int = 0
+    unlock_ms: int = 0
+    """Block time from which the shares may be withdrawn (the lock-up of the
+    depositor's last deposit ends)."""
+
+
 # Table names, also the `kind` part of commitment keys.
 ACCOUNTS = "accounts"
 POSITIONS = "positions"
 ORDERS = "orders"
 MARKETS = "markets"
+VAULT_SHARES = "vault_shares"
 
 
 class State:
     """Mutable container of frozen values.  Not thread-safe; one owner."""
 
     __slots__ = ("accounts", "positions", "orders", "markets", "globals", "withdrawals",
-                 "_journal", "dirty")
+                 "_journal", "dirty", "vault_shares")
 
     def __init__(self) -> None:
         self.accounts: dict[bytes, Account] = {}
@@ -121,6 +131,8 @@ class State:
         and thousands of live tuples cost the cyclic GC a scan each time it ran
         (1.5% of a replay); the flat list adds no container objects."""
         self.dirty: set[tuple[str, Any]] = set()
+        self.vault_shares: dict[bytes, VaultShare] = {}
+        """Backstop vault shares per depositor; the total under the vault's address."""
 
     # --- snapshot / commit / revert -------------------------------------
     def snapshot(self) -> int:
@@ -196,6 +208,9 @@ class State:
         self.globals = globals_
         self.dirty.add(("globals", None))
 
+    def set_vault_share(self, address: bytes, share: VaultShare | None) -> None:
+        self._put(VAULT_SHARES, address, share)
+
     def append_withdrawal(self, withdrawal: Withdrawal) -> None:
         self._journal += ("withdrawals", None, None)
         self.withdrawals.append(withdrawal)
@@ -217,6 +232,7 @@ class State:
             "markets": sorted(self.markets.items()),
             "globals": self.globals,
             "withdrawals": self.withdrawals,
+            "vault_shares": sorted(self.vault_shares.items()),
         }
 
     @classmethod
@@ -228,4 +244,5 @@ class State:
         state.markets = {k: v for k, v in tables["markets"]}
         state.globals = tables["globals"]
         state.withdrawals = list(tables["withdrawals"])
+        state.vault_shares = {bytes(k): v for k, v in tables.get("vault_shares", ())}
         return state

@@ -17,7 +17,7 @@ import msgspec
 
 from prover.tree import SparseMerkleTree
 from sequencer.core.records import Receipt
-from sequencer.core.state import Account, Globals, Market, Order, Position, State, Withdrawal
+from sequencer.core.state import Account, Globals, Market, Order, Position, State, VaultShare, Withdrawal
 from sequencer.core.transition import Context
 from sequencer.executor.chain import BlockInfo, Chain
 
@@ -41,6 +41,8 @@ class _Tables(msgspec.Struct):
     markets: list[tuple[int, Market]]
     globals: Globals
     withdrawals: list[Withdrawal]
+    vault_shares: list[tuple[bytes, VaultShare]] = msgspec.field(default_factory=list)
+    """Absent from snapshots written before the backstop vault."""
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)

@@ -20,6 +20,8 @@ from sequencer.core.rules.liquidation import process_forced_close, process_liqui
 from sequencer.core.rules.orders import process_cancel_order, process_place_order
 from sequencer.core.rules.positions import process_adjust_margin
 from sequencer.core.rules.trades import process_trade
+from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
+from sequencer.core.rules.vault import process_vault_deposit, process_vault_unwind, process_vault_withdraw
 
 RuleTable = Mapping[type, Rule]
 
@@ -39,6 +41,10 @@ RULES_V1: RuleTable = MappingProxyType({
     # stopped at a forced close instead of copying it), so adding it to v1
     # changes no replay of an existing log.
     ForcedClose: process_forced_close,
+    # The backstop vault (tags 6, 7, 21): new kinds, in no existing log.
+    VaultDeposit: process_vault_deposit,
+    VaultWithdraw: process_vault_withdraw,
+    VaultUnwind: process_vault_unwind,
 })
 
 RULE_TABLES: Mapping[int, RuleTable] = MappingProxyType({1: RULES_V1})
