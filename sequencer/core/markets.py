@@ -28,6 +28,14 @@ from sequencer.core.presets import PPM
 USDC = 10**6
 HOUR_MS = 3_600_000
 
+INSURANCE_FEE_SHARE_PPM = 200_000
+"""The share of every trade's fees paid into the insurance fund (20%; the rest
+goes to the fee pool).  dYdX v4 pays all trading fees to stakers and feeds its
+insurance fund from liquidation fees only (a share of 0); Hyperliquid directs
+all fees to the community (HLP and the assistance fund).  isoroll's fund has no
+vault behind it yet, so it takes a fifth of the fees on top of liquidation fees
+(docs/engine.md, "Fees")."""
+
 
 class MarketParams(msgspec.Struct, frozen=True, kw_only=True):
     id: int
@@ -86,7 +94,8 @@ def make_market(*, id: int, symbol: str, base_decimals: int, tick_size: int, ste
                 imf_ppm: int, mmf_ppm: int, funding_interval_ms: int, oracle_max_age_ms: int,
                 partial_liquidation_notional: int = 100_000 * USDC, partial_liquidation_ppm: int = 200_000,
                 liquidation_fee_ppm: int = 5_000, maker_fee_ppm: int = 100, taker_fee_ppm: int = 500,
-                funding_interest_ppm: int | None = None, min_order_notional: int = USDC) -> MarketParams:
+                funding_interest_ppm: int | None = None, min_order_notional: int = USDC,
+                insurance_fee_share_ppm: int = INSURANCE_FEE_SHARE_PPM) -> MarketParams:
     if funding_interest_ppm is None:
         # Hyperliquid / BitMEX interest: 0.01% per 8 hours, pro rata.
         funding_interest_ppm = 100 * funding_interval_ms // (8 * HOUR_MS)
@@ -99,7 +108,8 @@ def make_market(*, id: int, symbol: str, base_decimals: int, tick_size: int, ste
         funding_interest_ppm=funding_interest_ppm,
         oracle_max_age_ms=oracle_max_age_ms, liquidation_fee_ppm=liquidation_fee_ppm,
         partial_liquidation_notional=partial_liquidation_notional,
-        partial_liquidation_ppm=partial_liquidation_ppm, min_order_notional=min_order_notional)
+        partial_liquidation_ppm=partial_liquidation_ppm, min_order_notional=min_order_notional,
+        insurance_fee_share_ppm=insurance_fee_share_ppm)
     check_market_params(params)
     return params
 

@@ -99,7 +99,7 @@ def test_healthy_position_is_not_liquidated():
 
 def test_small_position_closed_whole_leftover_margin_stays_isolated():
     sim = long_alice(size=ONE_BTC // 10)                       # 6,000 notional: below the partial threshold
-    before = owner_view(sim)
+    before, fund = owner_view(sim), sim.state.globals.insurance_fund  # 100,000 + its share of the fees
     out = sim.set_price(usd(54_600))
     assert liquidations(out) == [Liquidate(ADDR["alice"], BTC)]
     position = sim.position("alice")
@@ -107,7 +107,7 @@ def test_small_position_closed_whole_leftover_margin_stays_isolated():
     assert (position.size, position.cost, position.margin) == (0, 0, usd(600) - usd(540) - 27_300_000)
     assert owner_view(sim) == before
     assert sim.size("bob") == 0 and (INSURANCE_ADDRESS, BTC) not in sim.state.positions  # bob's short took it
-    assert sim.state.globals.insurance_fund == usd(100_000) + 27_300_000
+    assert sim.state.globals.insurance_fund == fund + 27_300_000
     check_invariants(sim)
     # The owner takes the leftover back with AdjustMargin.
     assert sim.apply(sim.adjust_record("alice", -position.margin)) is None
@@ -116,11 +116,11 @@ def test_small_position_closed_whole_leftover_margin_stays_isolated():
 
 def test_bad_debt_paid_by_the_insurance_fund():
     sim = long_alice()
-    before = owner_view(sim)
+    before, fund = owner_view(sim), sim.state.globals.insurance_fund  # 100,000 + its share of the fees
     out = sim.set_price(usd(50_000))                           # equity 6,000 - 10,000 < 0: bankrupt
     assert liquidations(out) == [Liquidate(ADDR["alice"], BTC)]
     assert (sim.position("alice").size, sim.position("alice").margin) == (0, 0)
-    assert sim.state.globals.insurance_fund == usd(100_000) - usd(4_000)
+    assert sim.state.globals.insurance_fund == fund - usd(4_000)
     assert sim.size("bob") == 0 and (INSURANCE_ADDRESS, BTC) not in sim.state.positions  # closed at the mark
     assert owner_view(sim) == before
     check_invariants(sim)
@@ -133,12 +133,12 @@ def test_insurance_fund_exhausted_auto_deleverages_the_most_profitable_opposite_
     sim.place("carol", False, usd(62_000), ONE_BTC // 2)
     sim.place("erin", True, usd(62_000), ONE_BTC // 2, leverage=2)  # carol short 0.5 at 62,000: best PnL/lot
     bob_free, carol_free, dave_free = sim.free("bob"), sim.free("carol"), sim.free("dave")
-    before = owner_view(sim)
+    before, fund = owner_view(sim), sim.state.globals.insurance_fund  # its share of the fees: < the debt
     out = sim.set_price(usd(50_000))
     assert liquidations(out) == [Liquidate(ADDR["alice"], BTC)]
     assert (sim.position("alice").size, sim.position("alice").margin, sim.position("alice").cost) == (0, 0, 0)
     assert owner_view(sim) == before
-    assert sim.state.globals.insurance_fund == 0
+    assert sim.state.globals.insurance_fund == fund                # deleveraging does not touch the fund
     assert (INSURANCE_ADDRESS, BTC) not in sim.state.positions
     # Ranked by unrealised PnL at the mark: bob and dave (+10,000 each on 1 BTC; bob first by address
     # order if tied) ahead of carol (+6,000 on 0.5).  Closed at alice's bankruptcy price 54,000.

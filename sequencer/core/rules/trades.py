@@ -141,7 +141,14 @@ def process_trade(state: State, t: Trade, timestamp_ms: int, ctx: Context) -> No
         add_open_interest(state, t.market, maker_oi + taker_oi)
     state.set_order(t.maker, t.maker_nonce, replace(maker, filled=maker.filled + t.size))
     state.set_order(t.taker, t.taker_nonce, replace(taker, filled=taker.filled + t.size))
+    to_fund, to_pool = compute_fee_split(maker_fee + taker_fee, params)
     g = state.globals
-    fees = maker_fee + taker_fee
+    state.set_globals(replace(g, fee_pool=g.fee_pool + to_pool, insurance_fund=g.insurance_fund + to_fund))
+
+
+def compute_fee_split(fees: int, params: MarketParams) -> tuple[int, int]:
+    """A trade's fees (maker + taker) as (to the insurance fund, to the fee pool):
+    the fund's share rounded down, the pool takes the rest, so the two add up to
+    the fees exactly."""
     to_fund = fees * params.insurance_fee_share_ppm // PPM
-    state.set_globals(replace(g, fee_pool=g.fee_pool + fees - to_fund, insurance_fund=g.insurance_fund + to_fund))
+    return to_fund, fees - to_fund
