@@ -43,6 +43,7 @@ from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY, check_or
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.state import Order, State
 from sequencer.core.transition import Context, RuleError, apply_record
+from sequencer.core.records import VaultDeposit
 
 MAX_LIQUIDATION_STEPS = 64
 """Partial liquidations of one position after one price update, at most."""
@@ -209,7 +210,7 @@ class Exchange:
 
     def check_reserve(self, state: State, record: Record) -> None:
         """Collateral reserved by resting orders cannot be withdrawn, sent or moved."""
-        if isinstance(record, (Withdraw, Transfer)) or (isinstance(record, AdjustMargin) and record.amount > 0):
+        if isinstance(record, (Withdraw, Transfer, VaultDeposit)) or (isinstance(record, AdjustMargin) and record.amount > 0):
             reserved = self.reserved.get(record.account, 0)
             account = state.accounts.get(record.account)
             free = account.collateral if account else 0

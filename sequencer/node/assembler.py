@@ -26,6 +26,7 @@ import msgspec
 from sequencer.core.encoding import compute_block_hash, compute_record_hash, encode_block, encode_record
 from sequencer.core.records import Block, Receipt, Record
 from sequencer.core.rules.funding import get_due_funding_time
+from sequencer.core.vault_book import get_due_vault_unwinds
 from sequencer.core.state import State
 from sequencer.core.transition import BlockResult, Context, RuleError, apply_record, process_block_end
 
@@ -128,7 +129,8 @@ class BlockAssembler:
         if self.exchange is None:
             return []
         self.exchange.prune_expired(timestamp_ms)
-        return self.exchange.due_funding(self.state, timestamp_ms, self.ctx)
+        return (self.exchange.due_funding(self.state, timestamp_ms, self.ctx)
+                + get_due_vault_unwinds(self.exchange, self.state, timestamp_ms, self.ctx))
 
     def assemble(self, txs: Sequence[CheckedRecord], now_ms: int) -> Assembly:
         """Admit ``txs`` in order into the next block (applied to the state under a

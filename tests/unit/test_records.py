@@ -41,6 +41,12 @@ PINNED = [
      "943101c41465666768696a6b6c6d6e6f707172737475767778cfffffffffffffffff"),
     (R.ForcedClose(2, A, 1),
      "943202c4140102030405060708090a0b0c0d0e0f101112131401"),
+    (R.VaultDeposit(A, 100_000_000, 99_000_000, 11, 1_700_000_060_000, SIG),
+     f"9706c4140102030405060708090a0b0c0d0e0f1011121314ce05f5e100ce05e69ec00bcf0000018bcfe65260c441{S}"),
+    (R.VaultWithdraw(A, 50_000_000, 49_000_000, 12, 1_700_000_060_000, SIG),
+     f"9707c4140102030405060708090a0b0c0d0e0f1011121314ce02faf080ce02ebae400ccf0000018bcfe65260c441{S}"),
+    (R.VaultUnwind(1, 5_000_000, 53_955_000_000),
+     "941501ce004c4b40cf0000000c8ff7f6c0"),
 ]
 PINNED_BLOCK = (
     "9401c4200000000000000000000000000000000000000000000000000000000000000000cf0000018bcfe5680094"
@@ -53,7 +59,8 @@ PINNED_BLOCK_HASH = "2e78cce47658048dc409967f4193a149997dd25682ea7bfae4f14db30d7
 
 TAGS = {R.Transfer: 1, R.Withdraw: 2, R.AdjustMargin: 3, R.PlaceOrder: 4, R.CancelOrder: 5,
         R.Trade: 16, R.FundingTick: 17, R.Liquidate: 18, R.OraclePrice: 32,
-        R.Deposit: 48, R.ForcedWithdrawal: 49, R.ForcedClose: 50}
+        R.Deposit: 48, R.ForcedWithdrawal: 49, R.ForcedClose: 50,
+        R.VaultDeposit: 6, R.VaultWithdraw: 7, R.VaultUnwind: 21}
 
 
 def _pinned_block() -> R.Block:

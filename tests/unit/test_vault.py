@@ -24,7 +24,8 @@ from sequencer.core.rules.positions import INSURANCE_ADDRESS, settle_funding
 from sequencer.core.rules.vault import (VAULT_ADDRESS, compute_vault_equity, compute_vault_unwind,
                                         get_total_shares, get_unwind_nonce, process_vault_takeover)
 from sequencer.core.state import State, VaultShare
-from sequencer.core.transition import apply_record
+from sequencer.core.transition import apply_block_bytes, apply_record
+from sequencer.node.assembler import BlockAssembler, CheckedRecord
 from sequencer.core.vault_book import admit_vault_unwind
 
 PRICE = usd(60_000)
@@ -479,3 +480,20 @@ def test_share_value_never_falls_on_a_deposit_or_withdrawal(ops):
         except RuleError:
             continue
         assert share_value(sim.state, timestamp_ms=sim.now) >= value_before
+
+
+def test_the_block_assembler_starts_a_block_with_the_due_unwind_and_a_follower_replays_it():
+    sim = funded_sim()
+    vault_with_long(sim)
+    sim.place("dave", True, usd(54_400), ONE_BTC)
+    follower = State.from_tables(sim.state.to_tables())
+    assembler = BlockAssembler(sim.state, sim.ctx, max_records=4096, exchange=sim.exchange)
+    assembly = assembler.assemble([CheckedRecord.of(sim.transfer_record("bob", "dave", 1))], sim.now + 1)
+    records = assembly.result.records
+    at = [type(r) for r in records].index(VaultUnwind)            # after the block's funding ticks
+    assert isinstance(records[at + 1], Trade) and records[at + 1].taker == VAULT_ADDRESS
+    assembler.commit(assembly)
+    result = apply_block_bytes(follower, assembly.message, CTX)
+    assert result.applied and all(receipt.ok for receipt in result.receipts)
+    assert follower.to_tables() == sim.state.to_tables()
+    assert sim.state.positions[(VAULT_ADDRESS, BTC)].size == ONE_BTC // 2 - ONE_BTC // 20
