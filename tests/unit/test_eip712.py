@@ -18,6 +18,10 @@ API_TYPE_STRINGS = {
     "PlaceOrder": "PlaceOrder(address account,uint32 market,bool isBuy,uint256 price,uint256 size,"
                   "uint32 leverage,uint8 timeInForce,bool reduceOnly,uint64 nonce,uint64 expiry)",
     "CancelOrder": "CancelOrder(address account,uint64 orderNonce,uint64 nonce,uint64 expiry)",
+    "VaultDeposit": "VaultDeposit(address account,uint256 amount,uint256 minShares,uint64 nonce,"
+                    "uint64 expiry)",
+    "VaultWithdraw": "VaultWithdraw(address account,uint256 shares,uint256 minAmount,uint64 nonce,"
+                     "uint64 expiry)",
     "OraclePrice": "OraclePrice(uint32 market,uint256 price,uint64 timestamp)",
 }
 
@@ -31,6 +35,8 @@ EXAMPLES = {
     "AdjustMargin": R.AdjustMargin(A, 3, -123_456_789, 7, 1_700_000_000_000, b""),
     "PlaceOrder": R.PlaceOrder(A, 2**32 - 1, True, 65_000_000_000, 10, 20, 2, False, 9, 10, b""),
     "CancelOrder": R.CancelOrder(A, 9, 10, 11, b""),
+    "VaultDeposit": R.VaultDeposit(A, 10_000_000, 9_999_999, 12, 1_700_000_000_000, b""),
+    "VaultWithdraw": R.VaultWithdraw(A, U64, 0, 13, 1_700_000_000_000, b""),
     "OraclePrice": R.OraclePrice(1, 64_999_500_000, 1_700_000_000_123, ()),
 }
 
