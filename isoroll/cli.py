@@ -34,6 +34,9 @@ def register_devnet(sub) -> None:
     p.add_argument("--censor", action="store_true",
                    help="the operator censors the L1 inbox: deposits, forced withdrawals and forced closes made "
                         "after the start are never taken (to drill force-withdraw -> freeze -> escape -> refund)")
+    p.add_argument("--fault-output", type=int, default=None, metavar="N",
+                   help="the proposer posts a wrong state root for output N (once), to watch an unprivileged "
+                        "`isoroll verifier --key <dev key>` prove it wrong in a dispute game (docs/fraud-proofs.md)")
     p.add_argument("--keep-kafka", action="store_true", help="leave the broker running on exit")
     p.add_argument("--no-oracle", action="store_true", help="no price feed (post prices with `isoroll oracle`)")
     p.add_argument("--oracle-csv", metavar="FILE", help="replay this price CSV in a loop instead of the random walk "

@@ -24,6 +24,13 @@ devnet starts (the dev accounts' deposits) are taken, every later deposit,
 forced withdrawal and forced close is held and never written, while blocks and
 outputs go on.  A forced request then passes its grace and anyone may freeze
 the bridge (the drill in docs/l1-bridge.md, "Exit drill on the devnet").
+
+``--fault-output N`` makes the proposer post a wrong state root for output N
+(once; the batch data stays honest).  Any funded key then proves it wrong:
+``isoroll verifier --key <a dev key>`` opens a dispute game, the node's
+defender plays its side, the one-step decides, the output and every later one
+are deleted and the checkpointer posts them again (docs/fraud-proofs.md,
+"Running a verifier").
 """
 from __future__ import annotations
 
@@ -135,6 +142,10 @@ def banner(service, accounts, deployment=None, rpc: str = "", feed: str = "") ->
               "        isoroll account 0x<address>"]
     if deployment is not None:
         lines += ["        isoroll l1 status --key 0x<key>      isoroll l1 deposit 10 --key 0x<key>"]
+    if getattr(service, "fault_output", None) is not None:
+        lines += [f"  FAULT      output {service.fault_output} is posted with a wrong state root: prove it wrong with "
+                  "isoroll verifier --key 0x<key>,", "             watch with isoroll l1 disputes "
+                  "(docs/fraud-proofs.md, Running a verifier)"]
     if service.config.censor_inbox_from >= 0:
         lines += [f"  CENSORING  L1 inbox entries from #{service.config.censor_inbox_from} on are never taken: "
                   "isoroll l1 force-withdraw, then freeze, escape, refund (docs/l1-bridge.md)"]
@@ -172,6 +183,10 @@ def run_devnet(args) -> int:
                         api_port=args.api_port, kafka_bootstrap_servers=f"127.0.0.1:{args.kafka_port}",
                         **{"genesis_dev_accounts": args.accounts, **l1_settings}, log_format="text")
     setup_logging(config.log_level, config.log_format)
+    fault_output = getattr(args, "fault_output", None)
+    if fault_output is not None and (fault_output < 1 or not with_l1):
+        raise SystemExit("error: --fault-output N needs the L1 (ISOROLL_DEVNET_L1 not 0) and N >= 1 "
+                         "(output 0 is the genesis)")
     if args.oracle_csv and not Path(args.oracle_csv).is_file():
         raise SystemExit(f"error: --oracle-csv {args.oracle_csv}: no such file")
     feeds: list[asyncio.Task] = []
@@ -182,7 +197,8 @@ def run_devnet(args) -> int:
             feeds.append(asyncio.get_running_loop().create_task(feed_prices(service.url, args), name="devnet-oracle"))
 
     try:
-        code = asyncio.run(serve_forever(config, on_ready=on_ready, make_service=Service))
+        code = asyncio.run(serve_forever(config, on_ready=on_ready,
+                                         make_service=lambda c: Service(c, fault_output=fault_output)))
     finally:
         if not args.keep_kafka:
             kafka("stop", args.kafka_port, data_dir)

@@ -1,5 +1,5 @@
-"""A node with its L1 services: the inbox watcher and the checkpointer when
-``l1_rpc_url`` is set, and the L1 API routes (proofs, the dashboard's L1 view)
+"""A node with its L1 services: the inbox watcher, the checkpointer and the
+dispute defender when ``l1_rpc_url`` is set, and the L1 API routes (proofs, the dashboard's L1 view)
 reading the same ``L1Link``.  This is what `isoroll node` and the devnet run."""
 from __future__ import annotations
 
@@ -36,15 +36,17 @@ class Service(NodeService):
     """``sequencer.node.service.Service`` plus the L1: its routes from the start,
     its services (when configured) once the node is up, stopped before it."""
 
-    def __init__(self, config: NodeConfig, *, ctx: Context | None = None) -> None:
+    def __init__(self, config: NodeConfig, *, ctx: Context | None = None, fault_output: int | None = None) -> None:
         self.l1 = L1Link()
+        self.fault_output = fault_output
+        """Devnet and tests: the checkpointer posts a wrong state root at this output index, once."""
         super().__init__(config, ctx=ctx, extensions=(lambda api: get_l1_routes(api, self.l1),))
         self._l1_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         await super().start()
         if self.node.config.l1_rpc_url:
-            self._l1_task = asyncio.create_task(run_l1_services(self.node, self.l1), name="isoroll-l1")
+            self._l1_task = asyncio.create_task(run_l1_services(self.node, self.l1, fault_output=self.fault_output), name="isoroll-l1")
             self._l1_task.add_done_callback(self._l1_done)
 
     def _l1_done(self, task: asyncio.Task) -> None:

@@ -12,7 +12,11 @@
                                             register the escape (window open) or take the payment
                                             (window over), from L1 data alone
     isoroll l1 refund [--account 0x..]      refund deposits the frozen output never took
-    isoroll verifier [--source l1|kafka]    replay, recompute each output, challenge mismatches
+    isoroll l1 disputes [--json]            each dispute game: output, claims, whose move, both clocks,
+                                            bonds, state
+    isoroll verifier [--source l1|kafka] [--key K]
+                                            replay, recompute each output; with any funded key, prove a
+                                            wrong one wrong in a dispute game (no role needed)
 
 The L1 is named by --rpc (ISOROLL_L1_RPC_URL, default http://127.0.0.1:8545)
 and --deployment (ISOROLL_L1_DEPLOYMENT_FILE, default .devnet/deployment.json)
@@ -117,6 +121,7 @@ def cmd_status(args) -> int:
         print("frozen     no")
     print(f"inbox      {s['inbox_count']} entries, {s['open_forced_requests']} open forced requests")
     print(f"outputs    {s['output_count']} (last final {s['last_final_output']})")
+    print(f"disputes   {_disputes_line(c)}")
     first = max(1, s["output_count"] - args.outputs)
     for i in range(first, s["output_count"]):
         o = c.get_output(i)
@@ -303,17 +308,101 @@ def cmd_refund(args) -> int:
     return 0
 
 
+def _games(c):
+    from l1_bridge.dispute import GameContract
+    return GameContract.of(c)
+
+
+def _disputes_line(c) -> str:
+    from l1_bridge.client import L1Error
+    from l1_bridge.dispute import list_games
+    try:
+        games = list_games(_games(c))
+    except L1Error as exc:  # a bridge without a dispute contract (deployed before the games joined it)
+        return f"none ({exc})"
+    active = [g for g in games if g["state"] == "active"]
+    text = f"{len(games)} games, {len(active)} active"
+    if active:
+        text += " (on outputs " + ", ".join(sorted({str(g["output"]) for g in active})) + "): isoroll l1 disputes"
+    return text
+
+
+def _wei(wei: int) -> str:
+    from l1_bridge.dispute import format_eth
+    return format_eth(wei)
+
+
+def cmd_disputes(args) -> int:
+    from l1_bridge.dispute import list_games
+    c = _client(args)
+    games = list_games(_games(c), args.last)
+    if args.json:
+        print(json.dumps({"games": games}, indent=2))
+        return 0
+    if not games:
+        print("no dispute games")
+        return 0
+    for g in games:
+        print(f"game #{g['game']}  output {g['output']}  {g['state']}  challenger {g['challenger'].lower()}")
+        if g["state"] == "active":
+            print(f"  phase      {g['phase']}; to move: {g['to_move']}")
+        print(f"  claims     {g['items']} items, disputed range [{g['lo']}, {g['hi']}], depth {g['depth']}")
+        print(f"             at {g['lo']}: {g['claim_lo']}")
+        print(f"             at {g['hi']}: {g['claim_hi']}")
+        if g["mid_claim"]:
+            print(f"             proposer at {(g['lo'] + g['hi']) // 2}: {g['mid_claim']}")
+        print(f"  clocks     proposer {_duration(g['proposer_clock_s'])} left, "
+              f"challenger {_duration(g['challenger_clock_s'])} left")
+        print(f"  bonds      challenger {_wei(g['challenger_bonds_wei'])}, proposer {_wei(g['proposer_bonds_wei'])}")
+    return 0
+
+
+def _challenger_key(args, c):
+    """The verifier's key and bond: (key or None, bond or None); SystemExit with the
+    reason when the key cannot pay a challenge (unfunded, bond below the contract's)."""
+    from l1_bridge.client import Signer
+    from l1_bridge.dispute import format_eth
+    try:
+        key = _key(args)
+    except SystemExit:
+        print("warning: no key (--key / ISOROLL_KEY): mismatches are reported, not disputed", file=sys.stderr)
+        return None, None, 0
+    games = _games(c)
+    need = games.challenge_bond()
+    bond = need if args.bond is None else _parse_eth(args.bond)
+    if bond < need:
+        raise SystemExit(f"error: bond too small: --bond {format_eth(bond)}, the dispute contract's CHALLENGE_BOND "
+                         f"is {format_eth(need)}")
+    reserve = c.w3.eth.gas_price * CHALLENGE_GAS
+    who = Signer.of(key).address
+    balance = c.eth_balance(who)
+    if balance < bond + reserve:
+        raise SystemExit(f"error: key {who} holds {format_eth(balance)} on L1: a dispute needs the bond "
+                         f"{format_eth(bond)} plus about {format_eth(reserve)} of gas; fund the key first")
+    return key, bond, reserve
+
+
+def _parse_eth(text: str) -> int:
+    from decimal import Decimal, InvalidOperation
+    try:
+        wei = Decimal(text) * 10**18
+    except InvalidOperation:
+        raise SystemExit(f"error: --bond {text!r}: an amount of ETH, e.g. 0.1") from None
+    if wei < 0 or wei != wei.to_integral_value():
+        raise SystemExit(f"error: --bond {text!r}: an amount of ETH of at most 18 decimals, not negative")
+    return int(wei)
+
+
+CHALLENGE_GAS = 10_000_000
+"""Gas a challenger keeps for one game: opening with a 120 KB chunk (~4.7 M), ~15 choices and the step."""
+
+
 def cmd_verifier(args) -> int:
     from sequencer.node.service import setup_logging
     from l1_bridge.verifier import Verifier
     setup_logging(args.log_level, "text")
     c = _client(args)
-    challenger = None
-    try:
-        challenger = _key(args)
-    except SystemExit:
-        print("warning: no challenger key (--key / ISOROLL_KEY): mismatches are reported, not challenged",
-              file=sys.stderr)
+    challenger, bond, reserve = _challenger_key(args, c)
     log_config = None
     if args.source == "kafka":
         from sequencer.log.kafka import LogConfig
@@ -323,18 +412,27 @@ def cmd_verifier(args) -> int:
     if args.genesis_file:
         allocations = parse_allocations(json.loads(Path(args.genesis_file).read_text()))
     v = Verifier(c, challenger, source=args.source, preset=args.preset, allocations=allocations,
-                 log_config=log_config)
+                 log_config=log_config, bond=bond, gas_reserve=reserve)
     if args.once:
-        verdicts = asyncio.run(v.check_once())
-        for x in verdicts:
-            print(f"output {x.index}: {'ok' if x.ok else 'MISMATCH ' + (x.error or '')}"
-                  f"{' (challenged)' if x.challenged else ''}")
-        return 0 if all(x.ok for x in verdicts) else 2
+        return asyncio.run(_verify_once(v))
     try:
         asyncio.run(v.run(args.interval))
     except KeyboardInterrupt:
         pass
     return 0
+
+
+async def _verify_once(v) -> int:
+    """One round; a game opened in it is played to the end (exit 2 on a mismatch)."""
+    verdicts = await v.check_once()
+    await v.play_to_end()
+    for x in verdicts:
+        state = "ok" if x.ok else "MISMATCH " + (x.error or "")
+        print(f"output {x.index}: {state}{f' (disputed in game {x.game})' if x.challenged else ''}", flush=True)
+    for r in v.results:
+        print(f"game {r['game']} on output {r['output']}: {r['status']} after {r['moves']} moves of ours "
+              f"({r['gas']:,} gas, {r['seconds']:.1f} s){'; paid ' + _wei(r['paid']) if r['paid'] else ''}")
+    return 0 if all(x.ok for x in verdicts) else 2
 
 
 # --- parser -----------------------------------------------------------------------------
@@ -395,13 +493,23 @@ def register(sub) -> None:
     p = add("refund", cmd_refund, "refund deposits the frozen output never took")
     p.add_argument("--account", help="only this account's deposits")
 
-    v = sub.add_parser("verifier", help="replay the L2, recompute each output, challenge mismatches")
+    p = add("disputes", cmd_disputes, "dispute games: output, claims, whose move, both clocks, bonds", key=False)
+    p.add_argument("--json", action="store_true", help="JSON (bonds in wei, clocks in seconds)")
+    p.add_argument("--last", type=int, default=None, help="only the newest N games")
+
+    v = sub.add_parser("verifier", help="replay the L2, recompute each output; with --key, dispute a wrong one",
+                       description="Replay the L2 from L1 data (or Kafka) and recompute every output. With --key "
+                                   "(any funded L1 key: no role, no allowlist) a wrong output is proven wrong in "
+                                   "a dispute game: the verifier posts CHALLENGE_BOND, plays the bisection to "
+                                   "the one-step alone and withdraws what it wins. Without a key it only reports.")
     add_l1_flags(v)
+    v.add_argument("--bond", default=None, help="ETH to bond per game (default: the contract's CHALLENGE_BOND)")
     v.add_argument("--source", choices=("l1", "kafka"), default="l1",
                    help="replay from the L1 calldata alone (default) or from the Kafka log")
     v.add_argument("--kafka", default=os.environ.get("ISOROLL_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     v.add_argument("--topic", default=os.environ.get("ISOROLL_KAFKA_TOPIC", "isoroll.blocks"))
     v.add_argument("--interval", type=float, default=2.0, help="seconds between rounds")
-    v.add_argument("--once", action="store_true", help="one round, exit 2 on a mismatch")
+    v.add_argument("--once", action="store_true",
+                   help="one round (a game it opens is played to the end), exit 2 on a mismatch")
     v.add_argument("--log-level", default="INFO")
     v.set_defaults(func=lambda a: _run(cmd_verifier, a))

@@ -33,6 +33,7 @@ from web3.logs import DISCARD
 
 from l1_bridge.client import L1Error, L1Reverted, Signer, poll_forever
 from l1_bridge.deploy import transact
+from prover.hashing import keccak
 from prover.records import DataError, decode_data, prove_item
 from prover.trace import TraceRunner
 
@@ -78,82 +79,127 @@ class LocalTrace:
                 list(witness.nonces))
 
 
+PHASE_NAMES = {1: "loading data", 2: "proposer reveals its end", 3: "bisecting"}
+LOADING, REVEALING, PLAYING = 1, 2, 3
+
+
 @dataclass
 class GameView:
+    """One game as dispute.vy stores it (fields by name from the ABI, so a
+    field added to the struct breaks nothing here)."""
     output: int
     challenger: str
-    lo: int
-    hi: int
-    claim_lo: bytes
-    claim_hi: bytes
-    mid_claim: bytes
-    turn: int
-    depth: int
-    status: int
+    lo: int = 0
+    hi: int = 0
+    claim_lo: bytes = b""
+    claim_hi: bytes = b""
+    mid_claim: bytes = b""
+    turn: int = 0
+    depth: int = 0
+    status: int = ACTIVE
     count: int = 0
     turn_started: int = 0
     proposer_paid: int = 0
     challenger_paid: int = 0
+    proposer_clock: int = 0
+    challenger_clock: int = 0
+    epoch: int = 0
+    phase: int = PLAYING
+    data_acc: bytes = b""
+    data_hash: bytes = b""
+    state_root: bytes = b""
+    withdrawals_root: bytes = b""
+    malformed: bool = False
+    records_root: bytes = b""
 
     @property
     def mid(self) -> int:
         return (self.lo + self.hi) // 2
 
 
-@dataclass
-class OutputView:
-    """What a player reads of an output."""
-    proposer: str
-    start_claim: bytes
-    end_claim: bytes
-    data_hash: bytes
-    bond: int
-    proposed_at: int
-    open_games: int
-    deleted: bool
+def _abi_names(contract: Any, fn: str) -> list[str]:
+    for entry in contract.abi:
+        if entry.get("type") == "function" and entry.get("name") == fn:
+            outputs = entry["outputs"]
+            if len(outputs) == 1 and outputs[0].get("components"):
+                outputs = outputs[0]["components"]
+            return [o["name"] for o in outputs]
+    raise L1Error(f"the contract has no {fn}()")
+
+
+def chain_data(acc: bytes, chunk: bytes) -> bytes:
+    """records.vy chain_data: acc_i = keccak256(acc_(i-1) || keccak256(chunk_i)), acc_0 = 0."""
+    return keccak(acc + keccak(chunk))
+
+
+def get_loaded_chunks(data_acc: bytes, chunks: Sequence[bytes]) -> int | None:
+    """How many of `chunks` a game's data chain `data_acc` holds (None: not a prefix of them)."""
+    acc = b"\x00" * 32
+    if data_acc == acc:
+        return 0
+    for k, chunk in enumerate(chunks, 1):
+        acc = chain_data(acc, chunk)
+        if acc == data_acc:
+            return k
+    return None
 
 
 class GameContract:
-    """Every call the players make to the game contract.  Reads and writes go
-    through a ``BridgeClient`` when one is given (its lock, its errors:
-    ``L1Reverted`` with the contract's reason), else straight to web3."""
+    """Every call the players make to the games: dispute.vy (DISPUTE of the
+    bridge) for the games, the bridge for the outputs they name.  Reads and
+    writes go through a ``BridgeClient`` (its lock, its errors: ``L1Reverted``
+    with the contract's reason)."""
 
-    def __init__(self, contract: Any, client: Any = None) -> None:
+    def __init__(self, contract: Any, client: Any) -> None:
         self.contract = contract
         self.client = client
         self.w3 = contract.w3
         self.f = contract.functions
+        self._fields = _abi_names(contract, "games")
+        self._proposer: str | None = None
+
+    @classmethod
+    def of(cls, client: Any) -> "GameContract":
+        """The games of the bridge `client` names (its DISPUTE)."""
+        from l1_bridge.deploy import load_artifact
+        try:
+            fn = client.bridge.functions.DISPUTE()
+        except AttributeError:
+            raise L1Error(f"the bridge at {client.bridge.address} has no dispute games (deployed before they "
+                          "joined it)") from None
+        address = client._call("read the bridge's DISPUTE", fn)
+        return cls(client.w3.eth.contract(address=address, abi=load_artifact("dispute")[0]), client)
 
     # --- plumbing ------------------------------------------------------------------
     def _call(self, what: str, fn: Any) -> Any:
-        return fn.call() if self.client is None else self.client._call(what, fn)
+        return self.client._call(what, fn)
 
     def _send(self, what: str, fn: Any, who: Signer, value: int = 0, gas: int | None = None) -> Any:
-        if self.client is not None:
-            return self.client.send(what, fn, who, value=value, gas=gas)
-        return transact(self.w3, fn, who.address, value=value, private_key=who.key, gas=gas)
+        return self.client.send(what, fn, who, value=value, gas=gas)
 
     # --- reads -----------------------------------------------------------------------
+    @property
+    def proposer(self) -> str:
+        if self._proposer is None:
+            self._proposer = self._call("read PROPOSER", self.f.PROPOSER())
+        return self._proposer
+
     def game_count(self) -> int:
         return self._call("read game_count", self.f.game_count())
 
     def game(self, game: int) -> GameView:
-        g = self._call(f"read game {game}", self.f.games(game))
-        return GameView(output=g[0], challenger=g[1], count=g[3], lo=g[4], hi=g[5], claim_lo=g[6], claim_hi=g[7],
-                        mid_claim=g[8], turn=g[9], turn_started=g[10], depth=g[13], proposer_paid=g[14],
-                        challenger_paid=g[15], status=g[16])
+        values = dict(zip(self._fields, self._call(f"read game {game}", self.f.games(game))))
+        known = GameView.__dataclass_fields__
+        return GameView(**{k: (bytes(v) if isinstance(v, (bytes, bytearray)) else v)
+                           for k, v in values.items() if k in known})
 
     def clocks(self, game: int) -> tuple[int, int]:
         """(proposer, challenger) seconds left now."""
         return tuple(self._call(f"read the clocks of game {game}", self.f.clocks(game)))
 
-    def output(self, index: int) -> OutputView:
-        o = self._call(f"read output {index}", self.f.outputs(index))
-        return OutputView(proposer=o[0], start_claim=o[2], end_claim=o[3], data_hash=o[4], bond=o[5],
-                          proposed_at=o[6], open_games=o[7], deleted=o[8])
-
-    def output_count(self) -> int:
-        return self._call("read output_count", self.f.output_count())
+    def is_lost(self, index: int, epoch: int) -> bool:
+        """A challenger won a game on output (index, epoch): other games on it are moot."""
+        return self._call("read lost", self.f.lost(index | (epoch << 64)))
 
     def challenge_bond(self) -> int:
         return self._call("read CHALLENGE_BOND", self.f.CHALLENGE_BOND())
@@ -161,21 +207,29 @@ class GameContract:
     def move_bond(self, depth: int) -> int:
         return self._call("read move_bond", self.f.move_bond(depth))
 
-    def challenge_period(self) -> int:
-        return self._call("read CHALLENGE_PERIOD", self.f.CHALLENGE_PERIOD())
+    def clock(self) -> int:
+        return self._call("read CLOCK", self.f.CLOCK())
 
     def owed(self, who: str) -> int:
         return self._call("read owed", self.f.owed(who))
 
     def now(self) -> int:
-        return self.w3.eth.get_block("latest")["timestamp"]
+        return self.client.now()
 
     # --- writes ------------------------------------------------------------------------
-    def challenge(self, who: Signer, output: int, data: bytes, bond: int) -> tuple[int, Any]:
-        """Open a game; (game index, receipt)."""
-        receipt = self._send(f"challenge output {output}", self.f.challenge(output, data), who, bond)
+    def challenge(self, who: Signer, index: int, output: Any, prev: Any, chunk: bytes, bond: int) -> tuple[int, Any]:
+        """Open a game on bridge output `index` (its fields and the previous
+        output's) with the first chunk of its data; (game index, receipt)."""
+        receipt = self._send(f"challenge output {index}",
+                             self.f.challenge(index, output.as_arg(), prev.as_arg(), chunk), who, bond)
         opened = self.contract.events.GameOpened().process_receipt(receipt, errors=DISCARD)
         return opened[0]["args"]["game"], receipt
+
+    def load(self, who: Signer, game: int, chunk: bytes) -> Any:
+        return self._send(f"load data into game {game}", self.f.load(game, chunk), who)
+
+    def reveal(self, who: Signer, game: int, end_ctx: Any) -> Any:
+        return self._send(f"reveal the end of game {game}", self.f.reveal(game, end_ctx), who)
 
     def bisect(self, who: Signer, game: int, claim: bytes, bond: int) -> Any:
         return self._send(f"bisect game {game}", self.f.bisect(game, claim), who, bond)
@@ -196,47 +250,67 @@ class GameContract:
         return self._send("withdraw the game winnings", self.f.withdraw(), who)
 
 
-def read_game(dispute: Any, game: int) -> GameView:
-    return GameContract(dispute).game(game)
-
-
 # --- one side's moves -------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Move:
     kind: str
-    """bisect, choose, step, timeout, moot."""
+    """load, reveal, bisect, choose, step, timeout, moot."""
     claim: bytes = b""
     agree: bool = False
+    chunk: int = 0
 
 
-def get_move(g: GameView, out: OutputView, me: str, trace: LocalTrace | None, clocks: tuple[int, int]) -> Move | None:
+@dataclass
+class OutputTrace:
+    """What a player knows of one output: its data chunks as posted and the
+    trace of their items (None when the data does not parse)."""
+    chunks: list[bytes]
+    trace: LocalTrace | None
+
+
+def get_move(g: GameView, proposer: str, me: str, known: OutputTrace | None, clocks: tuple[int, int],
+             lost: bool = False) -> Move | None:
     """The move `me` should make now in game `g` (None: nothing to do).  Pure:
-    the proposer posts its own claims and steps only to defend a claim of its
-    own; the challenger agrees only with claims of its trace; either side
-    takes a win by timeout; a game over a deleted output is made moot."""
+    the challenger loads the output's chunks, the proposer reveals the end of
+    its own trace (when its withdrawals root is the output's) and posts its own
+    claims, the challenger agrees only with claims of its trace, either side
+    steps only from a position it agrees with, takes a win by timeout, and
+    ends a game over an output another game proved wrong (moot)."""
     if g.status != ACTIVE:
         return None
-    proposer = out.proposer.lower() == me.lower()
-    challenger = g.challenger.lower() == me.lower()
-    if not (proposer or challenger):
+    is_proposer = proposer.lower() == me.lower()
+    is_challenger = g.challenger.lower() == me.lower()
+    if not (is_proposer or is_challenger):
         return None
-    if out.deleted:
+    if lost:
         return Move("moot")
-    if (g.turn == PROPOSER_TURN and clocks[0] == 0 and challenger) or \
-            (g.turn == CHALLENGER_TURN and clocks[1] == 0 and proposer):
+    if (g.turn == PROPOSER_TURN and clocks[0] == 0 and is_challenger) or \
+            (g.turn == CHALLENGER_TURN and clocks[1] == 0 and is_proposer):
         return Move("timeout")
+    if known is None:
+        return None
+    trace = known.trace
+    if g.phase == LOADING:
+        loaded = get_loaded_chunks(g.data_acc, known.chunks)
+        if not is_challenger or loaded is None or loaded >= len(known.chunks):
+            return None
+        return Move("load", chunk=loaded)
     if trace is None:
         return None
+    if g.phase == REVEALING:
+        if is_proposer and g.turn == PROPOSER_TURN and trace.end.ctx.withdrawals.root() == g.withdrawals_root:
+            return Move("reveal")
+        return None
     if g.hi - g.lo == 1:
-        if proposer and g.claim_hi != trace.claims[g.hi]:
-            return None  # not a claim we can defend: the clock decides
-        if challenger and g.claim_lo != trace.claims[g.lo]:
+        if g.claim_lo != trace.claims[g.lo]:
             return None
+        if is_proposer and g.claim_hi != trace.claims[g.hi]:
+            return None  # not a claim we can defend: the clock decides
         return Move("step")
-    if proposer and g.turn == PROPOSER_TURN:
+    if is_proposer and g.turn == PROPOSER_TURN:
         return Move("bisect", claim=trace.claims[g.mid])
-    if challenger and g.turn == CHALLENGER_TURN:
+    if is_challenger and g.turn == CHALLENGER_TURN:
         return Move("choose", agree=g.mid_claim == trace.claims[g.mid])
     return None
 
@@ -244,85 +318,91 @@ def get_move(g: GameView, out: OutputView, me: str, trace: LocalTrace | None, cl
 class GamePlayer:
     """One side of games, playing the claims of its own trace."""
 
-    def __init__(self, w3: Any, dispute: Any, sender: str, trace: LocalTrace | None, *,
-                 private_key: bytes | str | None = None, games: GameContract | None = None) -> None:
-        self.w3, self.dispute, self.trace = w3, dispute, trace
-        self.games = games or GameContract(dispute)
-        self.signer = Signer(sender, None if private_key is None else Signer.of(private_key).key)
-        self.sender = sender
+    def __init__(self, games: GameContract, signer: Signer | str | bytes) -> None:
+        self.games = games
+        self.signer = Signer.of(signer)
         self.gas: list[tuple[str, int]] = []
         """(move, gas used) of every transaction sent, for the bench."""
 
-    def send(self, name: str, receipt: Any) -> Any:
+    def _sent(self, name: str, receipt: Any) -> Any:
         self.gas.append((name, receipt["gasUsed"]))
         return receipt
 
-    def propose(self, state_root: bytes, end_ctx: Any, withdrawals_root: bytes, data_hash: bytes) -> int:
-        """Stand-alone dispute.vy only (the bridge's proposals come from the checkpointer)."""
-        f = self.dispute.functions
-        index = f.output_count().call()
-        receipt = transact(self.w3, f.propose(state_root, end_ctx, withdrawals_root, data_hash), self.sender,
-                           value=f.PROPOSER_BOND().call(), private_key=self.signer.key)
-        self.send("propose", receipt)
-        return index
-
-    def challenge(self, output: int, data: bytes, bond: int | None = None) -> int:
-        bond = self.games.challenge_bond() if bond is None else bond
-        game, receipt = self.games.challenge(self.signer, output, data, bond)
-        self.send("challenge", receipt)
-        return game
-
-    def is_proposer(self, g: GameView) -> bool:
-        return self.games.output(g.output).proposer.lower() == self.sender.lower()
-
-    def next_move(self, game: int) -> tuple[GameView, Move | None]:
+    def next_move(self, game: int, known: OutputTrace | None) -> tuple[GameView, Move | None]:
         g = self.games.game(game)
         if g.status != ACTIVE:
             return g, None
-        return g, get_move(g, self.games.output(g.output), self.sender, self.trace, self.games.clocks(game))
+        lost = self.games.is_lost(g.output, g.epoch)
+        return g, get_move(g, self.games.proposer, self.signer.address, known, self.games.clocks(game), lost)
 
-    def make(self, game: int, g: GameView, move: Move) -> None:
+    def make(self, game: int, g: GameView, move: Move, known: OutputTrace | None) -> None:
         s, games = self.signer, self.games
-        if move.kind == "bisect":
-            self.send("bisect", games.bisect(s, game, move.claim, games.move_bond(g.depth)))
+        if move.kind == "load":
+            self._sent("load", games.load(s, game, known.chunks[move.chunk]))
+        elif move.kind == "reveal":
+            self._sent("reveal", games.reveal(s, game, known.trace.end.ctx.as_arg()))
+        elif move.kind == "bisect":
+            self._sent("bisect", games.bisect(s, game, move.claim, games.move_bond(g.depth)))
         elif move.kind == "choose":
-            self.send("choose", games.choose(s, game, move.agree, games.move_bond(g.depth)))
+            self._sent("choose", games.choose(s, game, move.agree, games.move_bond(g.depth)))
         elif move.kind == "step":
-            self.send("step", games.step(s, game, self.trace.step_args(g.lo)))
+            self._sent("step", games.step(s, game, known.trace.step_args(g.lo)))
         elif move.kind == "timeout":
-            self.send("timeout", games.timeout(s, game))
+            self._sent("timeout", games.timeout(s, game))
         elif move.kind == "moot":
-            self.send("moot", games.moot(s, game))
+            self._sent("moot", games.moot(s, game))
 
-    def play(self, game: int) -> bool:
+    def play(self, game: int, known: OutputTrace | None) -> bool:
         """Make the move that is ours now, if any; True when a move was sent."""
-        g, move = self.next_move(game)
+        g, move = self.next_move(game, known)
         if move is None:
             return False
-        self.make(game, g, move)
+        self.make(game, g, move, known)
         return True
-
-    def play_to_end(self, game: int, opponent: Callable[[int], bool]) -> int:
-        """Alternate our moves and the opponent's until the game ends or nobody
-        moves; returns the game's status."""
-        for _ in range(4 * 64):
-            if self.games.game(game).status != ACTIVE:
-                break
-            moved = self.play(game)
-            moved = opponent(game) or moved
-            if not moved:
-                break
-        return self.games.game(game).status
 
 
 # --- traces from L1 data ------------------------------------------------------------------
 
+def split_frames(data: bytes) -> list[bytes]:
+    """The items of posted data (a chunk or a whole output's data)."""
+    return decode_data(data)
+
+
+def get_output_chunks(client: Any, event: dict) -> list[bytes]:
+    """The data of a live output as posted, chunk by chunk: the postData chunks
+    of its index sent before its propose transaction (the last run from chunk 0),
+    then the propose calldata; checked against the output's data_hash."""
+    _, _, fields, last = client.propose_data(event["tx_hash"])
+    index, block = event["output_index"], event["block_number"]
+    posted = client._guard("read DataPosted events", lambda: client.bridge.events.DataPosted().get_logs(
+        from_block=0, to_block=block, argument_filters={"output_index": index}))
+    runs: list[list[Any]] = []
+    for ev in sorted(posted, key=lambda e: (e["blockNumber"], e["logIndex"])):
+        if ev["blockNumber"] == block and ev["transactionIndex"] > event.get("transaction_index", 1 << 30):
+            continue
+        if ev["args"]["chunk_index"] == 0:
+            runs.append([])
+        if runs:
+            runs[-1].append(ev)
+    for run in reversed(runs):
+        chunks = [bytes(client.bridge.decode_function_input(client.w3.eth.get_transaction(
+            ev["transactionHash"])["input"])[1]["chunk"]) for ev in run] + [last]
+        acc = b"\x00" * 32
+        for chunk in chunks:
+            acc = chain_data(acc, chunk)
+        if acc == fields.data_hash:
+            return chunks
+    if chain_data(b"\x00" * 32, last) != fields.data_hash:
+        raise L1Error(f"output {index}: its posted chunks do not chain to its data_hash")
+    return [last]
+
+
 class OutputTraces:
-    """The trace of each live output of the bridge from L1 data alone: the items
-    are the output's posted data (its ``propose`` calldata), the start is the
-    state after the live output before it, replayed item by item from
-    genesis.  A deletion or a re-posted output (another root at an index) is
-    followed: the replay restarts at the first changed output."""
+    """Each live output's data and trace from L1 data alone: the chunks are
+    what the proposer posted (postData, then propose), the trace runs their
+    items from the state after the live output before it, replayed item by
+    item from genesis.  A deletion or a re-posted output (another root at an
+    index) is followed: the replay restarts at the first changed output."""
 
     def __init__(self, client: Any, genesis: TraceRunner, *, from_block: int = 0) -> None:
         self.client = client
@@ -332,7 +412,7 @@ class OutputTraces:
         """Output roots replayed so far (index i-1 for output i)."""
         self.runners: list[TraceRunner] = [genesis.copy()]
         """runners[i]: the state after output i (0: genesis)."""
-        self.traces: dict[tuple[int, bytes], LocalTrace | None] = {}
+        self.known: dict[tuple[int, bytes], OutputTrace] = {}
 
     def _sync(self, events: list[dict]) -> None:
         keep = 0
@@ -341,40 +421,38 @@ class OutputTraces:
         del self.roots[keep:]
         del self.runners[keep + 1:]
 
-    def get(self, index: int) -> LocalTrace | None:
-        """The trace of live output `index` (>= 1); None when its data is not a
-        stream of items (a game over it opens already won by the challenger)."""
-        events = self.client.live_outputs(self.from_block)
+    def get(self, index: int, events: list[dict] | None = None) -> OutputTrace | None:
+        """Live output `index` (>= 1): its chunks and trace (trace None when
+        its data is not a stream of items: a game over it opens already won by
+        the challenger).  None when an output before it does not parse (no
+        state to start from)."""
+        events = self.client.live_outputs(self.from_block) if events is None else events
         if not 1 <= index < len(events):
             raise L1Error(f"output {index} is not live (outputs 0..{len(events) - 1})")
         self._sync(events)
         key = (index, events[index]["output_root"])
-        if key in self.traces:
-            return self.traces[key]
+        if key in self.known:
+            return self.known[key]
         while len(self.runners) <= index:
             i = len(self.runners)
-            trace = self._trace(i, events[i])
-            if trace is None:
-                self.traces[(i, events[i]["output_root"])] = None
-                return None
-            self.runners.append(trace.end.copy())
+            known = self._replay(i, events[i])
+            if known.trace is None:
+                return known if i == index else None
+            self.runners.append(known.trace.end.copy())
             self.roots.append(events[i]["output_root"])
-        return self.traces[key]
+        return self.known.get(key) or self._replay(index, events[index])
 
-    def data(self, index: int) -> bytes:
-        event = self.client.live_outputs(self.from_block)[index]
-        return self.client.propose_data(event["tx_hash"])[3]
-
-    def _trace(self, index: int, event: dict) -> LocalTrace | None:
-        data = self.client.propose_data(event["tx_hash"])[3]
+    def _replay(self, index: int, event: dict) -> OutputTrace:
+        chunks = get_output_chunks(self.client, event)
+        trace = None
         try:
-            items = decode_data(data)
+            items = [item for chunk in chunks for item in split_frames(chunk)]
+            trace = LocalTrace(self.runners[index - 1].copy(), items)
         except DataError as exc:
             log.warning("output %d: the posted data is not a stream of items (%s)", index, exc)
-            return None
-        trace = LocalTrace(self.runners[index - 1].copy(), items)
-        self.traces[(index, event["output_root"])] = trace
-        return trace
+        known = OutputTrace(chunks, trace)
+        self.known[(index, event["output_root"])] = known
+        return known
 
 
 # --- the two loops ---------------------------------------------------------------------------
@@ -395,26 +473,26 @@ class _Side:
 
     def __init__(self, games: GameContract, signer: Signer | str | bytes) -> None:
         self.games = games
-        self.signer = Signer.of(signer)
+        self.player = GamePlayer(games, signer)
+        self.signer = self.player.signer
         self.records: dict[int, GameRecord] = {}
 
-    def advance(self, game: int, trace: LocalTrace | None) -> bool:
+    def advance(self, game: int, known: OutputTrace | None) -> bool:
         """One move in `game` if one is ours now; True when a move was sent."""
-        player = GamePlayer(self.games.w3, self.games.contract, self.signer.address, trace, games=self.games)
-        player.signer = self.signer
-        g, move = player.next_move(game)
+        g, move = self.player.next_move(game, known)
         record = self.records.setdefault(game, GameRecord(game, g.output))
         if move is None:
             self._finish(record, g.status)
             return False
+        sent = len(self.player.gas)
         try:
-            player.make(game, g, move)
+            self.player.make(game, g, move, known)
         except L1Reverted as exc:
             # someone else's move landed first (a timeout, moot or the other side's step): re-read next time
             log.info("game %d: %s not taken (%s)", game, move.kind, exc.reason)
             return False
         record.moves += 1
-        record.gas += sum(gas for _, gas in player.gas)
+        record.gas += sum(gas for _, gas in self.player.gas[sent:])
         log.info("game %d (output %d): %s%s", game, g.output, move.kind,
                  f" agree={move.agree}" if move.kind == "choose" else "")
         self._finish(record, self.games.game(game).status)
@@ -423,53 +501,68 @@ class _Side:
     def _finish(self, record: GameRecord, status: int) -> None:
         if status != ACTIVE and record.ended is None:
             record.status, record.ended = status, time.monotonic()
-            log.info("game %d over output %d: %s", record.game, record.output, STATUS_NAMES[status])
+            log.info("game %d over output %d: %s (%d moves of ours, %d gas)", record.game, record.output,
+                     STATUS_NAMES[status], record.moves, record.gas)
 
     def collect(self) -> int:
-        """Withdraw what the game contract owes us (bonds won); the amount."""
+        """Withdraw what the games and the bridge owe us (bonds won, a slashed
+        proposer bond); the amount."""
         owed = self.games.owed(self.signer.address)
         if owed > 0:
             self.games.withdraw(self.signer)
-        return owed
+        client = self.games.client
+        slashed = client._call("read eth_owed", client.bridge.functions.eth_owed(self.signer.address))
+        if slashed > 0:
+            client.send("withdrawEth", client.bridge.functions.withdrawEth(), self.signer)
+        return owed + slashed
 
 
 class Defender(_Side):
-    """The proposer's side: every game against an output it proposed is
-    answered from the output's trace (``traces(index)``), a challenger out of
-    time is timed out, a game over a deleted output is made moot, and the bonds
-    won are withdrawn.  Nothing is kept between rounds but a cache: after a
-    restart the first round reads every game from the chain and resumes."""
+    """The proposer's side: every game on the bridge's outputs is answered
+    from the output's trace (``traces(index)``), a challenger out of time is
+    timed out, a game over an output already proven wrong is made moot, and the
+    bonds won are withdrawn.  Nothing is kept between rounds but caches: after
+    a restart the first round reads every game from the chain and resumes."""
 
     def __init__(self, games: GameContract, signer: Signer | str | bytes,
-                 traces: Callable[[int], LocalTrace | None], *, poll_interval_s: float = 0.5) -> None:
+                 traces: Callable[[int], OutputTrace | None], *, poll_interval_s: float = 0.5,
+                 active: Callable[[], bool] = lambda: True) -> None:
         super().__init__(games, signer)
         self.traces = traces
+        self.active = active
+        """Whether this node plays now (only the active sequencer sends with the proposer key)."""
         self.poll_interval_s = poll_interval_s
         self.first_open = 0
         """Games below this index are over (they never reopen)."""
         self.last_error: str | None = None
+        self.won = 0
 
     def poll(self) -> int:
         """One round over the games; the number of moves made."""
+        if not self.active() or self.games.proposer.lower() != self.signer.address.lower():
+            return 0  # a standby, or not the proposer: nothing to defend
         moves = 0
-        count = self.games.game_count()
         all_over = True
-        for game in range(self.first_open, count):
+        for game in range(self.first_open, self.games.game_count()):
             g = self.games.game(game)
             if g.status != ACTIVE:
                 if all_over:
                     self.first_open = game + 1
                 continue
             all_over = False
-            out = self.games.output(g.output)
-            if out.proposer.lower() != self.signer.address.lower():
-                continue
-            trace = None if out.deleted else self.traces(g.output)
-            while self.advance(game, trace):
+            known = self._known(g)
+            while self.advance(game, known):
                 moves += 1
-        if self.records:
-            self.collect()
+        if moves:
+            self.won += self.collect()
         return moves
+
+    def _known(self, g: GameView) -> OutputTrace | None:
+        try:
+            return self.traces(g.output)
+        except L1Error as exc:  # the output is gone (deleted): only moot or timeout are left
+            log.debug("game over output %d: %s", g.output, exc)
+            return None
 
     async def poll_once(self) -> int:
         return await asyncio.to_thread(self.poll)
@@ -483,8 +576,8 @@ class ChallengeRefused(L1Error):
 
 
 class Challenger(_Side):
-    """The challenger's side: open a game against an output whose end claim our
-    trace disagrees with, then play it (``play``, one round; ``play_to_end``)."""
+    """The challenger's side: open a game on an output whose trace disagrees
+    with it, then play it alone (``play``: every move ours now; ``play_to_end``)."""
 
     def __init__(self, games: GameContract, signer: Signer | str | bytes, *, bond: int | None = None,
                  gas_reserve: int = 0) -> None:
@@ -492,52 +585,49 @@ class Challenger(_Side):
         self.bond = bond
         self.gas_reserve = gas_reserve
         """Wei kept for the moves' gas on top of the bond (checked before opening)."""
-        self.open: dict[int, LocalTrace] = {}
-        """Our active games and their traces."""
+        self.open: dict[int, OutputTrace] = {}
+        """Our active games and what we know of their outputs."""
 
-    def check_can_challenge(self, output: int) -> int:
+    def check_can_challenge(self, index: int) -> int:
         """The bond to send; ChallengeRefused with the reason when we cannot."""
-        out = self.games.output(output)
-        if out.deleted:
-            raise ChallengeRefused(f"output {output} was deleted already")
-        period, now = self.games.challenge_period(), self.games.now()
-        if now >= out.proposed_at + period:
-            raise ChallengeRefused(f"output {output}: its challenge period is over (it ended "
-                                   f"{now - out.proposed_at - period} s ago): too late to challenge")
+        client = self.games.client
+        out = client.get_output(index)
+        if out["is_final"] or out["challenge_time_left"] <= 0:
+            raise ChallengeRefused(f"output {index}: its challenge period is over: too late to challenge")
         need = self.games.challenge_bond()
         bond = need if self.bond is None else self.bond
         if bond < need:
-            raise ChallengeRefused(f"bond too small: {format_eth(bond)} offered, the contract's CHALLENGE_BOND "
-                                   f"is {format_eth(need)}")
-        balance = self.games.w3.eth.get_balance(self.signer.address)
+            raise ChallengeRefused(f"bond too small: {format_eth(bond)} offered, the dispute contract's "
+                                   f"CHALLENGE_BOND is {format_eth(need)}")
+        balance = client.eth_balance(self.signer.address)
         if balance < bond + self.gas_reserve:
             raise ChallengeRefused(f"key {self.signer.address} holds {format_eth(balance)}: a challenge needs "
                                    f"the bond {format_eth(bond)} plus about {format_eth(self.gas_reserve)} "
                                    "for the moves' gas; fund it on L1 first")
         return bond
 
-    def challenge(self, output: int, trace: LocalTrace | None, data: bytes) -> int:
-        """Open a game over `output` (`trace`: ours of its data; None when the
-        data does not parse, a game that opens already won)."""
-        out = self.games.output(output)
-        if trace is not None and trace.claims[-1] == out.end_claim:
-            raise ChallengeRefused(f"output {output}: our replay of its posted data ends at its own claim: "
-                                   "a game over it cannot be won")
-        if trace is not None and trace.claims[0] != out.start_claim:
-            raise ChallengeRefused(f"output {output}: our replay starts elsewhere than the output "
-                                   "(replay the earlier outputs first)")
-        bond = self.check_can_challenge(output)
-        game, receipt = self.games.challenge(self.signer, output, data, bond)
-        self.records[game] = GameRecord(game, output, moves=1, gas=receipt["gasUsed"])
-        self.open[game] = trace
-        log.warning("opened game %d against output %d (bond %s)", game, output, format_eth(bond))
+    def challenge(self, index: int, events: list[dict], known: OutputTrace) -> int:
+        """Open a game on live output `index` (`events`: the live outputs'
+        OutputProposed events; `known`: its chunks and our trace of them)."""
+        fields = events[index]["fields"]
+        if known.trace is not None:
+            end = known.trace.end
+            if end.state_root == fields.state_root and end.ctx.withdrawals.root() == fields.withdrawals_root:
+                raise ChallengeRefused(f"output {index}: our replay of its posted data ends at its own state and "
+                                       "withdrawals roots: a game over it cannot be won")
+        bond = self.check_can_challenge(index)
+        game, receipt = self.games.challenge(self.signer, index, fields, events[index - 1]["fields"],
+                                             known.chunks[0] if known.chunks else b"", bond)
+        self.records[game] = GameRecord(game, index, moves=1, gas=receipt["gasUsed"])
+        self.open[game] = known
+        log.warning("opened game %d on output %d (bond %s)", game, index, format_eth(bond))
         return game
 
     def play(self) -> int:
         """Every move that is ours now in our open games; the number made."""
         moves = 0
-        for game, trace in list(self.open.items()):
-            while self.advance(game, trace):
+        for game, known in list(self.open.items()):
+            while self.advance(game, known):
                 moves += 1
             if self.games.game(game).status != ACTIVE:
                 del self.open[game]
@@ -554,6 +644,34 @@ class Challenger(_Side):
                 time.sleep(poll_s)
         self.open.pop(game, None)
         return self.games.game(game).status
+
+
+def describe_game(g: GameView, clocks: tuple[int, int], game: int, proposer: str) -> dict:
+    """One game for people and for JSON: output, claims, whose move, both clocks, bonds, state."""
+    if g.status != ACTIVE:
+        move = None
+    elif g.phase == LOADING:
+        move = "challenger: load the output's data"
+    elif g.phase == REVEALING:
+        move = "proposer: reveal the end of its trace"
+    elif g.hi - g.lo == 1:
+        move = "challenger: step (either side may)"
+    else:
+        move = "proposer: bisect" if g.turn == PROPOSER_TURN else "challenger: choose"
+    return {"game": game, "output": g.output, "epoch": g.epoch, "challenger": g.challenger, "proposer": proposer,
+            "state": STATUS_NAMES[g.status], "phase": PHASE_NAMES.get(g.phase, str(g.phase)),
+            "items": g.count, "lo": g.lo, "hi": g.hi, "depth": g.depth,
+            "claim_lo": "0x" + g.claim_lo.hex(), "claim_hi": "0x" + g.claim_hi.hex(),
+            "mid_claim": "0x" + g.mid_claim.hex() if g.mid_claim.strip(b"\x00") else None,
+            "to_move": move, "proposer_clock_s": clocks[0], "challenger_clock_s": clocks[1],
+            "proposer_bonds_wei": g.proposer_paid, "challenger_bonds_wei": g.challenger_paid}
+
+
+def list_games(games: GameContract, last: int | None = None) -> list[dict]:
+    """The games (the `last` newest, default all), oldest first, as describe_game."""
+    count = games.game_count()
+    first = 0 if last is None else max(0, count - last)
+    return [describe_game(games.game(i), games.clocks(i), i, games.proposer) for i in range(first, count)]
 
 
 def format_eth(wei: int) -> str:

@@ -1,8 +1,16 @@
 """The L1 tasks a node runs when an L1 RPC is configured (``l1_rpc_url``):
-the inbox watcher (deposits and forced withdrawals into the log) and the
-checkpointer (outputs to the bridge).  Both run only while this node is the
-sequencer (a follower's tasks idle), survive an L1 node that goes away (they
-log which URL failed and retry) and stop with the node.
+the inbox watcher (deposits and forced withdrawals into the log), the
+checkpointer (outputs to the bridge) and the defender (answers every dispute
+game on the bridge's outputs with the proposer key, l1_bridge.dispute).  They
+run only while this node is the sequencer (a follower's tasks idle; after a
+failover the new sequencer's defender picks up every open game from the
+chain), share one client (its lock orders the proposer key's transactions),
+survive an L1 node that goes away (they log which URL failed and retry) and
+stop with the node.
+
+``fault_output`` (devnet and tests only: `isoroll devnet --fault-output N`)
+makes the checkpointer post a wrong state root at output index N, once; the
+defender then plays its honest trace and loses to any verifier.
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ from typing import Any
 
 from l1_bridge.checkpointer import Checkpointer
 from l1_bridge.client import BridgeClient, L1Error, Signer
+from l1_bridge.dispute import Defender, GameContract, OutputTraces
 from l1_bridge.watcher import InboxWatcher
 
 log = logging.getLogger("isoroll.l1")
@@ -55,22 +64,68 @@ class L1Link:
         self.status = status
 
 
+def make_fault(output_index: int):
+    """A checkpointer ``corrupt`` hook: the proposal at `output_index` gets a wrong
+    state root (its data stays honest, so a game over it is won), once."""
+    from prover.hashing import keccak
+    done = []
+
+    def corrupt(proposal):
+        if proposal.output_index != output_index or done:
+            return proposal.fields
+        done.append(proposal.output_index)
+        wrong = keccak(b"isoroll fault injection" + proposal.fields.state_root)
+        log.warning("FAULT INJECTION: output %d is posted with the wrong state root %s (honest %s)",
+                    output_index, wrong.hex(), proposal.fields.state_root.hex())
+        return proposal.fields._replace(state_root=wrong)
+    return corrupt
+
+
+def make_defender(node: Any, client: BridgeClient, proposer: Signer, poll_interval_s: float) -> Defender | None:
+    """The proposer's defender over traces from L1 data (None: the bridge has no dispute contract)."""
+    from prover.trace import TraceRunner
+    from sequencer.executor.genesis import build_genesis
+    from sequencer.node.config import load_allocations
+    try:
+        games = GameContract.of(client)
+    except L1Error as exc:
+        log.warning("no dispute games on this bridge (%s): outputs are not defended", exc)
+        return None
+    start = client.deployment.block_number if client.deployment is not None else 0
+    genesis = TraceRunner(build_genesis(load_allocations(node.config)), node.ctx)
+    traces = OutputTraces(client, genesis, from_block=max(0, start - 1))
+    def is_active() -> bool:
+        builder = getattr(node, "builder", None)
+        return builder is not None and not builder.stopped
+    return Defender(games, proposer, traces.get, poll_interval_s=poll_interval_s, active=is_active)
+
+
 class L1Services:
-    def __init__(self, node: Any, client: BridgeClient) -> None:
+    def __init__(self, node: Any, client: BridgeClient, *, fault_output: int | None = None) -> None:
         config = node.config
         self.client = client
         start_block = client.deployment.block_number if client.deployment is not None else 0
+        proposer = proposer_signer(config, client)
+        poll = min(0.5, config.l1_poll_interval_s)
         self.watcher = InboxWatcher(client, node, confirmations=config.l1_confirmations,
                                     poll_interval_s=config.l1_poll_interval_s, start_block=start_block)
-        self.checkpointer = Checkpointer(client, node, proposer_signer(config, client),
+        self.checkpointer = Checkpointer(client, node, proposer,
                                          interval_blocks=config.checkpoint_interval_blocks,
                                          interval_seconds=config.checkpoint_interval_seconds,
-                                         poll_interval_s=min(0.5, config.l1_poll_interval_s))
+                                         poll_interval_s=poll,
+                                         corrupt=None if fault_output is None else make_fault(fault_output))
+        self.defender = make_defender(node, client, proposer, poll)
+
+    def tasks(self) -> list:
+        runs = [self.watcher.run(), self.checkpointer.run()]
+        if self.defender is not None:
+            runs.append(self.defender.run())
+        return runs
 
 
-async def run_l1_services(node: Any, link: L1Link) -> None:
+async def run_l1_services(node: Any, link: L1Link, *, fault_output: int | None = None) -> None:
     """Connect to the L1 the node's config names (retrying while it is away),
-    then run the watcher and the checkpointer until cancelled."""
+    then run the watcher, the checkpointer and the defender until cancelled."""
     link.status = "connecting"
     delay = 0.5
     while True:
@@ -82,9 +137,9 @@ async def run_l1_services(node: Any, link: L1Link) -> None:
             log.warning("L1: %s; retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(5.0, delay * 2)
-    services = L1Services(node, client)
+    services = L1Services(node, client, fault_output=fault_output)
     link.connected(client, services, f"connected to {client.url}, bridge {client.bridge.address}")
     log.info("L1 services on %s: bridge %s, watcher (%d confirmations), checkpointer (every %d blocks or %.1fs)",
              client.url, client.bridge.address, node.config.l1_confirmations, node.config.checkpoint_interval_blocks,
              node.config.checkpoint_interval_seconds)
-    await asyncio.gather(services.watcher.run(), services.checkpointer.run())
+    await asyncio.gather(*services.tasks())
