@@ -102,7 +102,7 @@ class L1View:
                "openForcedRequests": s["open_forced_requests"], "outputs": outputs,
                "inbox": [{"inboxIndex": e["inbox_index"], "kind": e["kind"], "account": e["account"].lower(),
                           "amount": e["amount"], "l1Block": e["block_number"]} for e in events[-SHOWN:]],
-               "forcedRequests": forced}
+               "forcedRequests": forced, "disputes": read_disputes(client)}
         if s["frozen"]:
             out.update(frozenAt=s["frozen_at"], frozenOutput=s["frozen_output"],
                        frozenInboxCount=s["frozen_inbox_count"], **self.read_escapes(client, s))
@@ -166,6 +166,18 @@ class L1View:
                    for w in self.api.node.chain.state.withdrawals if w.account == address][-100:]
         return json_response(await asyncio.to_thread(
             self.cached, "account:" + address.hex(), lambda: self.read_account(client, address, pending)))
+
+
+def read_disputes(client) -> list[dict]:
+    """The newest dispute games as `isoroll l1 disputes --json` gives them, keys in camelCase."""
+    from l1_bridge.client import L1Error
+    from l1_bridge.dispute import GameContract, list_games
+    try:
+        games = list_games(GameContract.of(client), SHOWN)
+    except L1Error:  # a bridge without dispute games
+        return []
+    return [{"".join(w.capitalize() if i else w for i, w in enumerate(k.split("_"))): v for k, v in g.items()}
+            for g in games]
 
 
 def routes(api, l1) -> list[Route]:
