@@ -201,6 +201,10 @@ class GameContract:
         """A challenger won a game on output (index, epoch): other games on it are moot."""
         return self._call("read lost", self.f.lost(index | (epoch << 64)))
 
+    def output_epoch(self, index: int) -> int:
+        """The bridge's epoch of output `index` (deletions before it was proposed)."""
+        return self.client._call("read outputEpoch", self.client.bridge.functions.outputEpoch(index))
+
     def challenge_bond(self) -> int:
         return self._call("read CHALLENGE_BOND", self.f.CHALLENGE_BOND())
 
@@ -519,13 +523,13 @@ class _Side:
 
 class Defender(_Side):
     """The proposer's side: every game on the bridge's outputs is answered
-    from the output's trace (``traces(index)``), a challenger out of time is
+    from the output's trace (``traces``: an OutputTraces), a challenger out of time is
     timed out, a game over an output already proven wrong is made moot, and the
     bonds won are withdrawn.  Nothing is kept between rounds but caches: after
     a restart the first round reads every game from the chain and resumes."""
 
-    def __init__(self, games: GameContract, signer: Signer | str | bytes,
-                 traces: Callable[[int], OutputTrace | None], *, poll_interval_s: float = 0.5,
+    def __init__(self, games: GameContract, signer: Signer | str | bytes, traces: "OutputTraces", *,
+                 poll_interval_s: float = 0.5,
                  active: Callable[[], bool] = lambda: True) -> None:
         super().__init__(games, signer)
         self.traces = traces
@@ -543,6 +547,7 @@ class Defender(_Side):
             return 0  # a standby, or not the proposer: nothing to defend
         moves = 0
         all_over = True
+        events = None
         for game in range(self.first_open, self.games.game_count()):
             g = self.games.game(game)
             if g.status != ACTIVE:
@@ -550,19 +555,21 @@ class Defender(_Side):
                     self.first_open = game + 1
                 continue
             all_over = False
-            known = self._known(g)
+            if events is None:  # once a round: the live outputs the traces come from
+                events = self.traces.client.live_outputs(self.traces.from_block)
+            known = self._known(g, events)
             while self.advance(game, known):
                 moves += 1
         if moves:
             self.won += self.collect()
         return moves
 
-    def _known(self, g: GameView) -> OutputTrace | None:
-        try:
-            return self.traces(g.output)
-        except L1Error as exc:  # the output is gone (deleted): only moot or timeout are left
-            log.debug("game over output %d: %s", g.output, exc)
-            return None
+    def _known(self, g: GameView, events: list[dict]) -> OutputTrace | None:
+        """The trace of the game's output, if it is still the live output at its
+        index (an index is reused after a deletion: the epoch tells them apart)."""
+        if g.output >= len(events) or self.games.output_epoch(g.output) != g.epoch:
+            return None  # deleted: only moot or timeout are left
+        return self.traces.get(g.output, events)
 
     async def poll_once(self) -> int:
         return await asyncio.to_thread(self.poll)

@@ -97,7 +97,7 @@ def make_defender(node: Any, client: BridgeClient, proposer: Signer, poll_interv
     def is_active() -> bool:
         builder = getattr(node, "builder", None)
         return builder is not None and not builder.stopped
-    return Defender(games, proposer, traces.get, poll_interval_s=poll_interval_s, active=is_active)
+    return Defender(games, proposer, traces, poll_interval_s=poll_interval_s, active=is_active)
 
 
 class L1Services:
