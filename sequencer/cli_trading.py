@@ -5,7 +5,8 @@
     isoroll order place BTC-USD buy 0.1 60000 --leverage 10 [--tif ioc|post-only] [--reduce-only]
     isoroll order cancel NONCE
     isoroll order cancel-all [--market BTC-USD]      signs one CancelOrder per open order
-    isoroll fills [ADDRESS]                          recent fills
+    isoroll fills [ADDRESS] [--raw | --json]         recent fills
+    isoroll insurance [--limit N] [--before CURSOR]  the insurance fund and its changes
     isoroll margin BTC-USD 100                       move 100 USDC into (negative: out of) a position
     isoroll oracle [--market BTC-USD] [--csv FILE]   the devnet oracle feeder
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from decimal import Decimal, InvalidOperation
 
 from sequencer.cli import (UNIT, with_client, add_client_flags, load_key, parse_collateral,
@@ -103,9 +105,26 @@ def cmd_order_place(args) -> int:
         receipt = await client.place_order(market["id"], args.side == "buy", price, size, leverage=args.leverage,
                                            time_in_force=args.tif, reduce_only=args.reduce_only, nonce=args.nonce,
                                            expiry=client.default_expiry(args.expiry_s))
-        print_json(receipt)
+        if args.json:
+            print_json(receipt)
+        else:
+            print_order_receipt(receipt, market, client.address.hex(), args.raw)
         return 0 if receipt["status"] == "ok" else 1
     return asyncio.run(with_client(args, run, needs_key=True))
+
+
+def print_order_receipt(receipt: dict, market: dict, address: str, raw: bool) -> None:
+    """A PlaceOrder's receipt: its status, what filled and each fill, in human units."""
+    if receipt["status"] != "ok":
+        print(f"refused: {receipt.get('error')}")
+        return
+    order = receipt.get("order") or {}
+    base = market["symbol"].split("-")[0]
+    size = (lambda lots: f"{lots} lots") if raw else (lambda lots: f"{format_size(lots, market)} {base}")
+    print(f"order {order.get('nonce')} {order.get('status')}: filled {size(order.get('filled', 0))} of "
+          f"{size(order.get('size', 0))} (block {receipt['block']}, tx {receipt['hash']})")
+    for fill in receipt.get("fills", []):
+        print("fill " + describe_fill(fill, market, "0x" + address, raw).strip())
 
 
 def cmd_order_cancel(args) -> int:
@@ -134,7 +153,55 @@ def cmd_fills(args) -> int:
             from sequencer.core.signing import address_of
             from sequencer.sdk import parse_key
             address = "0x" + address_of(parse_key(load_key(args))).hex()
-        print_json(await client.fills(address, args.limit))
+        fills = await client.fills(address, args.limit)
+        if args.json:
+            print_json(fills)
+            return 0
+        markets = {m["id"]: m for m in await client.markets()} if fills else {}
+        print(f"{'block':>8} {'market':<9} {'side':<4} {'role':<5} {'size':>14} {'price':>14} {'notional':>14} "
+              f"{'fee':>12}")
+        for fill in fills:
+            print(describe_fill(fill, markets[fill["market"]], address, args.raw))
+        if not fills:
+            print("no fills")
+        print("raw: size in base lots, money in quote units (1e-6 USDC)" if args.raw else
+              "size in base units, price, notional and fee in USDC (--raw: the API's integers, --json: its JSON)")
+        return 0
+    return asyncio.run(with_client(args, run))
+
+
+def describe_fill(fill: dict, market: dict, address: str, raw: bool) -> str:
+    """One fill from ``address``'s side: its side, role, size, price, notional and fee."""
+    maker = fill["maker"].lower() == address.lower()
+    side = fill["takerSide"] if not maker else ("sell" if fill["takerSide"] == "buy" else "buy")
+    fee = fill["makerFee"] if maker else fill["takerFee"]
+    size = str(fill["size"]) if raw else f"{format_size(fill['size'], market)} {market['symbol'].split('-')[0]}"
+    money = str if raw else format_price
+    return (f"{fill['block']:>8} {market['symbol']:<9} {side:<4} {'maker' if maker else 'taker':<5} {size:>14} "
+            f"{money(fill['price']):>14} {money(fill['notional']):>14} {money(fee):>12}")
+
+
+def cmd_insurance(args) -> int:
+    async def run(client):
+        page = await client.insurance_history(args.limit, args.before)
+        if args.json:
+            print_json(page)
+            return 0
+        money = str if args.raw else format_price
+        unit = "units" if args.raw else "USDC"
+        print(f"insurance fund  {format_price(page['balance'])} USDC ({page['balance']} units)")
+        if page["historyFromBlock"]:
+            print(f"(history from block {page['historyFromBlock']}: the node is rebuilding what came before)")
+        print(f"{'block':>8} {'time (UTC)':<19} {'kind':<13} {'amount (' + unit + ')':>20} "
+              f"{'balance (' + unit + ')':>20}")
+        for change in page["items"]:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(change["timestampMs"] / 1000))
+            print(f"{change['block']:>8} {when:<19} {change['kind']:<13} {money(change['amount']):>20} "
+                  f"{money(change['balance']):>20}")
+        if not page["items"]:
+            print("no changes")
+        if page["next"]:
+            print(f"older changes: isoroll insurance --before {page['next']}")
         return 0
     return asyncio.run(with_client(args, run))
 
@@ -227,7 +294,8 @@ def register(sub) -> None:
     p.add_argument("--expiry-s", type=float, default=3600,
                    help="expires after this many seconds (at most the preset's limit: one day on the devnet)")
     p.add_argument("--nonce", type=int, help="the order's id (default: the current time in ms)")
-    p.add_argument("--raw", action="store_true", help="price and size are the API's integers")
+    p.add_argument("--raw", action="store_true", help="price and size are the API's integers (so is the output)")
+    p.add_argument("--json", action="store_true", help="print the receipt's JSON (integer units)")
     p.set_defaults(func=cmd_order_place)
 
     p = order.add_parser("cancel", help="cancel one order by its nonce")
@@ -246,7 +314,20 @@ def register(sub) -> None:
     add_client_flags(p, key=True)
     p.add_argument("address", nargs="?", help="0x.. (default: the address of --key)")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--raw", action="store_true", help="sizes in base lots, money in integer quote units")
+    p.add_argument("--json", action="store_true", help="print the API's JSON (integer units)")
     p.set_defaults(func=cmd_fills)
+
+    p = sub.add_parser("insurance", help="the insurance fund's balance and its changes, newest first",
+                       description="GET /v1/insurance/history: each change of the fund with its kind (fee_share: "
+                                   "its share of trading fees; liquidation: liquidation fees minus bad debt paid; "
+                                   "funding_dust: funding remainders swept in) and the balance after it.")
+    add_client_flags(p)
+    p.add_argument("--limit", type=int, default=20, help="changes per page")
+    p.add_argument("--before", help="the cursor a previous page printed (older changes)")
+    p.add_argument("--raw", action="store_true", help="amounts in integer quote units (1e-6 USDC)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON (integer units)")
+    p.set_defaults(func=cmd_insurance)
 
     p = sub.add_parser("margin", help="move collateral into (or, negative, out of) an isolated position")
     add_client_flags(p, key=True)

@@ -216,6 +216,19 @@ class Client:
         return await self.request("GET", f"/v1/accounts/{address or wire.hex0x(self.address)}/fills",
                                   params={"limit": limit})
 
+    async def fill_history(self, address: str | None = None, limit: int = 100,
+                           before: str | None = None) -> dict:
+        """One page of an account's fills from genesis, newest first:
+        ``{"items", "next"}``; pass ``next`` as ``before`` for the next page."""
+        return await self.request("GET", f"/v1/accounts/{address or wire.hex0x(self.address)}/history/fills",
+                                  params=page_params(limit, before))
+
+    async def insurance_history(self, limit: int = 100, before: str | None = None) -> dict:
+        """The insurance fund: ``{"balance", "historyFromBlock", "items", "next"}``,
+        every change newest first (``kind``: fee_share, liquidation, funding_dust;
+        ``amount`` and ``balance`` in quote units); ``next`` is the cursor for ``before``."""
+        return await self.request("GET", "/v1/insurance/history", params=page_params(limit, before))
+
     async def positions(self, address: str | None = None) -> list[dict]:
         return (await self.account(address))["positions"]
 
@@ -351,6 +364,10 @@ class Stream:
 
 TIME_IN_FORCE = {"gtc": 0, "good-till-cancel": 0, "ioc": 1, "immediate-or-cancel": 1, "post-only": 2,
                  "post_only": 2, "alo": 2}
+
+
+def page_params(limit: int, before: str | None) -> dict:
+    return {"limit": limit} if before is None else {"limit": limit, "before": before}
 
 
 def parse_time_in_force(value: int | str) -> int:

@@ -294,28 +294,35 @@ class HistoryStore:
 
     # --- queries (newest first unless said) ----------------------------------------------
     def account_fills(self, account: bytes, limit: int, before: tuple[int, int] | None) -> dict:
-        rows = self._page("SELECT fill, block, idx FROM account_fills WHERE account = ?", (account,), limit, before)
-        return page([msgspec.json.decode(fill) for fill, _, _ in rows], rows, limit)
+        rows, cursor = self._page("SELECT block, idx, fill FROM account_fills WHERE account = ?", (account,),
+                                  limit, before)
+        return {"items": [msgspec.json.decode(fill) for _, _, fill in rows], "next": cursor}
 
     def funding_payments(self, account: bytes, limit: int, before: tuple[int, int] | None) -> dict:
-        rows = self._page("SELECT market, size, rate, payment, ts, block, idx FROM funding_payments "
-                          "WHERE account = ?", (account,), limit, before, order="block DESC, idx DESC, market DESC")
-        items = [{"market": m, "size": s, "ratePpm": r, "payment": p, "timestampMs": t, "block": b}
-                 for m, s, r, p, t, b, _ in rows]
-        return page(items, [(None, b, i) for *_, b, i in rows], limit)
+        rows, cursor = self._page("SELECT block, idx, market, size, rate, payment, ts FROM funding_payments "
+                                  "WHERE account = ?", (account,), limit, before,
+                                  order="block DESC, idx DESC, market DESC")
+        return {"items": [{"market": m, "size": s, "ratePpm": r, "payment": p, "timestampMs": t, "block": b}
+                          for b, _, m, s, r, p, t in rows], "next": cursor}
 
     def insurance(self, limit: int, before: tuple[int, int] | None) -> dict:
-        rows = self._page("SELECT ts, kind, amount, balance, block, idx FROM insurance WHERE 1 = 1", (),
-                          limit, before)
-        items = [{"block": b, "index": i, "timestampMs": t, "kind": k, "amount": a, "balance": bal}
-                 for t, k, a, bal, b, i in rows]
-        return page(items, [(None, b, i) for *_, b, i in rows], limit)
+        rows, cursor = self._page("SELECT block, idx, ts, kind, amount, balance FROM insurance WHERE 1 = 1", (),
+                                  limit, before)
+        return {"items": [{"block": b, "index": i, "timestampMs": t, "kind": k, "amount": a, "balance": bal}
+                          for b, i, t, k, a, bal in rows], "next": cursor}
 
-    def _page(self, select: str, args: tuple, limit: int, before, order: str = "block DESC, idx DESC") -> list:
+    def _page(self, select: str, args: tuple, limit: int, before: tuple[int, int] | None,
+              order: str = "block DESC, idx DESC") -> tuple[list, str | None]:
+        """``limit`` rows (their first two columns block, idx) older than ``before``,
+        and the ``BLOCK:INDEX`` cursor of the next page (None when none is left)."""
         if before is not None:
             select += " AND (block, idx) < (?, ?)"
             args += tuple(before)
-        return self.db.execute(f"{select} ORDER BY {order} LIMIT ?", (*args, limit)).fetchall()
+        rows = self.db.execute(f"{select} ORDER BY {order} LIMIT ?", (*args, limit + 1)).fetchall()
+        if len(rows) <= limit:
+            return rows, None
+        rows = rows[:limit]
+        return rows, f"{rows[-1][0]}:{rows[-1][1]}"
 
     def trades(self, market: int, limit: int) -> list[dict]:
         rows = self.db.execute("SELECT price, size, side, block, idx, ts FROM trades WHERE market = ? "
@@ -341,13 +348,6 @@ class HistoryStore:
 
     def count(self, table: str) -> int:
         return self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-
-
-def page(items: list, keys: list, limit: int) -> dict:
-    """``{"items", "next"}``: ``next`` is the ``BLOCK:INDEX`` cursor of the last
-    item when the page is full (null on the last page)."""
-    cursor = f"{keys[-1][1]}:{keys[-1][2]}" if len(items) == limit and items else None
-    return {"items": items, "next": cursor}
 
 
 class HistoryProjection:

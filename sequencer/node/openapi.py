@@ -250,14 +250,32 @@ class FundingPage(_Out):
 
 
 class InsuranceChange(_Out):
+    """One change of the insurance fund within a block: ``kind`` is ``fee_share``
+    (its share of the block's trading fees), ``liquidation`` (liquidation fees
+    minus bad debt paid, net) or ``funding_dust`` (funding remainders swept in);
+    ``amount`` signed, ``balance`` after it (quote units)."""
     block: int
+    index: int
     timestamp_ms: int
+    kind: str
+    amount: int
     balance: int
 
 
 class Insurance(_Out):
+    """The fund's balance and its newest changes."""
     balance: int
     changes: list[InsuranceChange]
+
+
+class InsurancePage(_Out):
+    """The fund's balance and its changes, newest first; ``next`` is the cursor for
+    ``?before=``; ``history_from_block`` is 0 when the history is complete from
+    genesis (above 0 while the node rebuilds what came before its snapshot)."""
+    balance: int
+    history_from_block: int
+    items: list[InsuranceChange]
+    next: str | None
 
 
 class DryRun(_Out):
@@ -303,7 +321,9 @@ ENDPOINTS: list[tuple[str, str, str, Any, Any, tuple[str, ...]]] = [
     ("get", "/v1/accounts/{address}/history/fills", "Fills, paginated", None, FillPage, ("limit", "before")),
     ("get", "/v1/accounts/{address}/history/funding", "Funding payments, paginated", None, FundingPage,
      ("limit", "before")),
-    ("get", "/v1/insurance", "The insurance fund's balance as it changed", None, Insurance, ("limit",)),
+    ("get", "/v1/insurance", "The insurance fund's balance and its newest changes", None, Insurance, ("limit",)),
+    ("get", "/v1/insurance/history", "The insurance fund's balance and every change of it, paginated", None,
+     InsurancePage, ("limit", "before")),
     ("get", "/v1/blocks/{number}", "A block with its records and receipts", None, Block, ()),
     ("get", "/v1/proofs/account/{address}", "Merkle proofs of an account (node with L1)", None, JSON_OBJECT,
      ("block",)),

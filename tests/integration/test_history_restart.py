@@ -14,11 +14,13 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import msgspec
 import pytest
 
 from nodes import dev_clients, make_config, wait_until
 from sequencer.core import wire
 from sequencer.core.markets import USDC, get_market_table
+from sequencer.node import openapi as oa
 from sequencer.node.api_history import HISTORY_FILE
 from sequencer.node.service import Service
 from sequencer.oracle import Feeder
@@ -33,17 +35,19 @@ def usd(x) -> int:
     return int(x * USDC)
 
 
-async def get(h: httpx.AsyncClient, path: str, status: int = 200):
+async def get(h: httpx.AsyncClient, path: str, kind=None, status: int = 200):
     r = await h.get(path)
     assert r.status_code == status, (path, r.status_code, r.text)
+    if kind is not None:
+        msgspec.json.decode(r.content, type=kind)  # the OpenAPI type describes the real answer
     return r.json()
 
 
-async def walk(h: httpx.AsyncClient, path: str, limit: int = 2) -> list[dict]:
+async def walk(h: httpx.AsyncClient, path: str, kind, limit: int = 2) -> list[dict]:
     """Every item of a paginated history, following ``next`` (small pages on purpose)."""
     items, cursor = [], None
     while True:
-        page = await get(h, f"{path}?limit={limit}" + (f"&before={cursor}" if cursor else ""))
+        page = await get(h, f"{path}?limit={limit}" + (f"&before={cursor}" if cursor else ""), kind)
         items += page["items"]
         cursor = page["next"]
         if cursor is None:
@@ -52,12 +56,12 @@ async def walk(h: httpx.AsyncClient, path: str, limit: int = 2) -> list[dict]:
 
 async def read_history(h: httpx.AsyncClient, accounts: list[str]) -> dict:
     return {
-        "fills": {a: await walk(h, f"/v1/accounts/{a}/history/fills") for a in accounts},
-        "funding": {a: await walk(h, f"/v1/accounts/{a}/history/funding") for a in accounts},
+        "fills": {a: await walk(h, f"/v1/accounts/{a}/history/fills", oa.FillPage) for a in accounts},
+        "funding": {a: await walk(h, f"/v1/accounts/{a}/history/funding", oa.FundingPage) for a in accounts},
         "trades": await get(h, f"/v1/markets/{BTC}/trades?limit=5000"),
         "candles": (await get(h, f"/v1/markets/{BTC}/candles?interval=1m&limit=5000"))["candles"],
         "prices": (await get(h, f"/v1/markets/{BTC}/prices?limit=5000"))["prices"],
-        "insurance": await walk(h, "/v1/insurance/history"),
+        "insurance": await walk(h, "/v1/insurance/history", oa.InsurancePage),
     }
 
 
