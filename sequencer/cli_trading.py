@@ -8,6 +8,7 @@
     isoroll fills [ADDRESS] [--raw | --json]         recent fills
     isoroll insurance [--limit N] [--before CURSOR]  the insurance fund and its changes
     isoroll margin BTC-USD 100                       move 100 USDC into (negative: out of) a position
+    isoroll vault status [ADDRESS] | deposit 1000 | withdraw SHARES|all   the backstop vault
     isoroll oracle [--market BTC-USD] [--csv FILE]   the devnet oracle feeder
 
 Prices and sizes are decimals in the market's units (USDC per whole base unit,
@@ -264,6 +265,56 @@ def cmd_oracle(args) -> int:
 
 # --- parser ----------------------------------------------------------------------------
 
+def cmd_vault_status(args) -> int:
+    async def run(client):
+        view = await client.vault(args.address)
+        if args.json:
+            print_json(view)
+            return 0
+        equity = "unknown (a stale mark)" if view["equity"] is None else f"{format_price(view['equity'])} USDC"
+        print(f"vault {view['address']}  equity {equity}  free {format_price(view['collateral'])} USDC  "
+              f"shares {view['totalShares']}")
+        if view["sharePricePpm"] is not None:
+            print(f"share price {Decimal(view['sharePricePpm']) / 10**6:f} units per share  lock-up "
+                  f"{view['lockupMs'] / 1000:g} s  max leverage {view['maxLeverage']}x")
+        for p in view["positions"]:
+            print(f"  market {p['market']}: size {p['size']}  margin {format_price(p['margin'])}  "
+                  f"uPnL {format_price(p['unrealizedPnl'])}  equity {format_price(p['equity'])}")
+        holder = view.get("holder")
+        if holder:
+            value = "unknown" if holder["value"] is None else f"{format_price(holder['value'])} USDC"
+            unlock = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(holder["unlockMs"] / 1000))
+            print(f"{holder['address']}: {holder['shares']} shares worth {value}, locked until {unlock} UTC")
+        return 0
+    try:
+        with_key = args.address is None and bool(load_key(args))   # the holder: the --key's address
+    except SystemExit:
+        with_key = False
+    return asyncio.run(with_client(args, run, needs_key=with_key))
+
+
+def cmd_vault_deposit(args) -> int:
+    amount = parse_collateral(args.amount, args.raw)
+
+    async def run(client):
+        print_json(await client.vault_deposit(amount, min_shares=args.min_shares))
+        return 0
+    return asyncio.run(with_client(args, run, needs_key=True))
+
+
+def cmd_vault_withdraw(args) -> int:
+    async def run(client):
+        shares = args.shares
+        if shares == "all":
+            shares = (await client.vault())["holder"]["shares"]
+        elif not shares.isdigit():
+            raise SystemExit(f"error: shares {shares!r} must be a whole number or 'all'")
+        min_amount = parse_collateral(args.min_amount, args.raw) if args.min_amount else 0
+        print_json(await client.vault_withdraw(int(shares), min_amount=min_amount))
+        return 0
+    return asyncio.run(with_client(args, run, needs_key=True))
+
+
 def register(sub) -> None:
     p = sub.add_parser("markets", help="the market table: units, oracle prices, margin fractions, fees")
     add_client_flags(p)
@@ -335,6 +386,26 @@ def register(sub) -> None:
     p.add_argument("amount", help="USDC, e.g. 100 or -50; with --raw in units")
     p.add_argument("--raw", action="store_true")
     p.set_defaults(func=cmd_margin)
+
+    vault = sub.add_parser("vault", help="the backstop vault: deposit, withdraw, status").add_subparsers(
+        dest="vault_command", required=True)
+    p = vault.add_parser("status", help="the vault's equity, shares and positions, and an address's shares")
+    add_client_flags(p, key=True)
+    p.add_argument("address", nargs="?", help="0x.. (default: the address of --key)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON (integer units)")
+    p.set_defaults(func=cmd_vault_status)
+    p = vault.add_parser("deposit", help="move free collateral into the vault for shares (locked for the lock-up)")
+    add_client_flags(p, key=True)
+    p.add_argument("amount", help="USDC, e.g. 1000; with --raw in units")
+    p.add_argument("--min-shares", type=int, default=0, help="refuse if fewer shares would be minted")
+    p.add_argument("--raw", action="store_true")
+    p.set_defaults(func=cmd_vault_deposit)
+    p = vault.add_parser("withdraw", help="redeem shares for free collateral after the lock-up")
+    add_client_flags(p, key=True)
+    p.add_argument("shares", help="a whole number of shares, or 'all'")
+    p.add_argument("--min-amount", help="USDC: refuse if the shares would pay less")
+    p.add_argument("--raw", action="store_true")
+    p.set_defaults(func=cmd_vault_withdraw)
 
     p = sub.add_parser("oracle", help="run the devnet oracle feeder (random walk or CSV replay)",
                        description="Sign OraclePrice records with k of the n oracle keys (default: the public "

@@ -288,6 +288,34 @@ class Client:
         """Move collateral into (amount > 0) or out of (amount < 0) one isolated position."""
         return await self.submit(await self.signed_adjust_margin(market, amount, **kwargs))
 
+    # --- the backstop vault (docs/engine.md "Backstop vault") ---------------------
+    async def vault(self, address: str | None = None) -> dict:
+        """GET /v1/vault: equity, shares, share price (ppm), positions, limits; with
+        ``address`` (default: this client's) the holder's shares, lock-up end and value."""
+        holder = address or (wire.hex0x(self.address) if self.address is not None else None)
+        return await self.request("GET", "/v1/vault", params={"address": holder} if holder else None)
+
+    async def signed_vault_deposit(self, amount: int, *, min_shares: int = 0, nonce: int | None = None,
+                                   expiry: int | None = None) -> R.VaultDeposit:
+        record = R.VaultDeposit(self.address, int(amount), int(min_shares), nonce or self.nonces.next(),
+                                expiry or self.default_expiry(), b"")
+        return self.sign(record, await self.domain_separator())
+
+    async def vault_deposit(self, amount: int, **kwargs) -> dict:
+        """Move ``amount`` of free collateral into the vault for shares (all the
+        holder's shares are then locked for the preset's lock-up)."""
+        return await self.submit(await self.signed_vault_deposit(amount, **kwargs))
+
+    async def signed_vault_withdraw(self, shares: int, *, min_amount: int = 0, nonce: int | None = None,
+                                    expiry: int | None = None) -> R.VaultWithdraw:
+        record = R.VaultWithdraw(self.address, int(shares), int(min_amount), nonce or self.nonces.next(),
+                                 expiry or self.default_expiry(), b"")
+        return self.sign(record, await self.domain_separator())
+
+    async def vault_withdraw(self, shares: int, **kwargs) -> dict:
+        """Redeem ``shares`` for free collateral at the vault's equity per share."""
+        return await self.submit(await self.signed_vault_withdraw(shares, **kwargs))
+
     async def submit_oracle_price(self, record: R.OraclePrice) -> dict:
         """POST /v1/oracle: a price signed by the oracle signers (sequencer.oracle
         makes them).  The receipt adds "liquidations" done in the same block."""

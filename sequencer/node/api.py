@@ -148,7 +148,8 @@ class Api:
         self._fast_posts = {"/v1/tx": self.handle_tx, "/v1/txs": self.handle_txs}
         """POST routes ``asgi`` serves itself (the Starlette routes above stay for 405s)."""
 
-    EXTENSIONS = ("sequencer.node.api_history", "sequencer.node.api_web", "sequencer.node.api_apps")
+    EXTENSIONS = ("sequencer.node.api_history", "sequencer.node.api_web", "sequencer.node.api_apps",
+                  "sequencer.node.api_vault")
     """Modules of this package with ``routes(api) -> list[Route]`` that add endpoints."""
 
     def extension_routes(self) -> list:

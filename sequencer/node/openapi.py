@@ -324,6 +324,8 @@ ENDPOINTS: list[tuple[str, str, str, Any, Any, tuple[str, ...]]] = [
     ("get", "/v1/insurance", "The insurance fund's balance and its newest changes", None, Insurance, ("limit",)),
     ("get", "/v1/insurance/history", "The insurance fund's balance and every change of it, paginated", None,
      InsurancePage, ("limit", "before")),
+    ("get", "/v1/vault", "The backstop vault: equity, shares, positions; ?address= adds a holder's shares", None,
+     JSON_OBJECT, ("address",)),
     ("get", "/v1/blocks/{number}", "A block with its records and receipts", None, Block, ()),
     ("get", "/v1/proofs/account/{address}", "Merkle proofs of an account (node with L1)", None, JSON_OBJECT,
      ("block",)),

@@ -8,7 +8,11 @@ from sequencer.core.records import Trade
 from sequencer.core.rules.margin import (compute_entry_price, compute_equity, compute_fee, compute_funding_owed,
                                          compute_liquidation_price, compute_maintenance, compute_notional,
                                          compute_unrealized_pnl)
-from sequencer.core.state import Market, Order, Position
+from sequencer.core.state import Market, Order, Position, State
+from sequencer.core.presets import PPM
+from sequencer.core.rules.base import Context, RuleError
+from sequencer.core.rules.vault import (VAULT_ADDRESS, compute_amount_for_shares, compute_vault_equity,
+                                        get_total_shares, get_vault_positions)
 
 
 def describe_position(position: Position, market: Market, params: MarketParams) -> dict:
@@ -50,3 +54,33 @@ def describe_fill(trade: Trade, maker: Order, params: MarketParams) -> dict:
             "takerSide": "sell" if maker.is_buy else "buy", "notional": notional,
             "makerFee": compute_fee(notional, params.maker_fee_ppm),
             "takerFee": compute_fee(notional, params.taker_fee_ppm)}
+
+
+def describe_vault(state: State, ctx: Context, markets: dict[int, MarketParams], address: bytes | None = None) -> dict:
+    """GET /v1/vault: the backstop vault's collateral, equity, shares and
+    positions at the head (marks at the head block's time; ``equity`` is null
+    while a market it holds a position in has no fresh mark), and with
+    ``address`` that holder's shares, lock-up and their value."""
+    timestamp_ms = state.globals.timestamp_ms
+    try:
+        equity = compute_vault_equity(state, ctx, timestamp_ms)
+    except RuleError:
+        equity = None
+    total = get_total_shares(state)
+    account = state.accounts.get(VAULT_ADDRESS)
+    preset = ctx.preset
+    view = {"address": "0x" + VAULT_ADDRESS.hex(), "collateral": account.collateral if account else 0,
+            "equity": None if equity is None else int(equity // 1), "totalShares": total,
+            "sharePricePpm": None if equity is None else compute_amount_for_shares(PPM, equity, total),
+            "positions": [describe_position(position, state.markets[market_id], markets[market_id])
+                          for market_id, position in get_vault_positions(state) if market_id in markets],
+            "lockupMs": preset.vault_lockup_ms, "minDeposit": preset.vault_min_deposit,
+            "maxLeverage": preset.vault_max_leverage, "maxMarketSharePpm": preset.vault_max_market_share_ppm,
+            "unwindIntervalMs": preset.vault_unwind_interval_ms, "unwindPpm": preset.vault_unwind_ppm}
+    if address is not None:
+        entry = state.vault_shares.get(address) if address != VAULT_ADDRESS else None
+        shares = entry.shares if entry else 0
+        view["holder"] = {"address": "0x" + address.hex(), "shares": shares,
+                          "unlockMs": entry.unlock_ms if entry else 0,
+                          "value": None if equity is None else compute_amount_for_shares(shares, equity, total)}
+    return view
