@@ -166,6 +166,24 @@ def compute_funding_payments(state, tick: FundingTick, index: int, number: int, 
     # a position opened (or settled) after the tick, in the same block, has nothing to pay for it
 
 
+def compute_candles(fills: list[dict]) -> list[tuple]:
+    """The fills of one block (in block order) as one candle row per market,
+    interval and start: (market, width, start, open, high, low, close, volume,
+    first, last), ``first`` / ``last`` the (block, index) keys of its first and
+    last trade."""
+    candles: dict[tuple[int, int, int], list[int]] = {}
+    for fill in fills:
+        price, size, key = fill["price"], fill["size"], fill["block"] << 32 | fill["index"]
+        for width in INTERVALS_MS.values():
+            c = candles.get((fill["market"], width, fill["timestampMs"] // width * width))
+            if c is None:
+                candles[(fill["market"], width, fill["timestampMs"] // width * width)] = \
+                    [price, price, price, price, size, key, key]
+            else:
+                c[1], c[2], c[3], c[4], c[6] = max(c[1], price), min(c[2], price), price, c[4] + size, key
+    return [(*k, *c) for k, c in candles.items()]
+
+
 class HistoryStore:
     """The projection's SQLite file (``path`` None: in memory)."""
 
@@ -272,17 +290,17 @@ class HistoryStore:
 
     def _insert(self, rows: BlockRows) -> None:
         db = self.db
-        for fill in rows.fills:
-            blob = msgspec.json.encode(fill)
-            key = (fill["block"], fill["index"])
-            accounts = {bytes.fromhex(fill["maker"][2:]), bytes.fromhex(fill["taker"][2:])}
-            db.executemany("INSERT OR IGNORE INTO account_fills VALUES (?, ?, ?, ?)",
-                           [(a, *key, blob) for a in accounts])
-            db.execute("INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (fill["market"], *key, fill["timestampMs"], fill["price"], fill["size"], fill["takerSide"]))
-            for width in INTERVALS_MS.values():
-                db.execute(self.ADD_TO_CANDLE, (fill["market"], width, fill["timestampMs"] // width * width,
-                                                *(fill["price"],) * 4, fill["size"], *(key[0] << 32 | key[1],) * 2))
+        if rows.fills:
+            fills, trades = [], []
+            for fill in rows.fills:
+                blob, key = msgspec.json.encode(fill), (fill["block"], fill["index"])
+                maker, taker = bytes.fromhex(fill["maker"][2:]), bytes.fromhex(fill["taker"][2:])
+                fills += [(maker, *key, blob), (taker, *key, blob)] if maker != taker else [(maker, *key, blob)]
+                trades.append((fill["market"], *key, fill["timestampMs"], fill["price"], fill["size"],
+                               fill["takerSide"]))
+            db.executemany("INSERT OR IGNORE INTO account_fills VALUES (?, ?, ?, ?)", fills)
+            db.executemany("INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?, ?)", trades)
+            db.executemany(self.ADD_TO_CANDLE, compute_candles(rows.fills))
         if rows.prices:
             db.executemany("INSERT OR IGNORE INTO prices VALUES (?, ?, ?, ?, ?)", rows.prices)
         if rows.ticks:
