@@ -425,6 +425,14 @@ class OutputTraces:
         del self.roots[keep:]
         del self.runners[keep + 1:]
 
+    def fields(self, index: int, events: list[dict]) -> Any:
+        """The OutputFields of live output `index` (output 0's event names no
+        state root: the genesis output holds the genesis state root alone)."""
+        if index == 0:
+            from sequencer.executor.output import EMPTY, OutputFields
+            return OutputFields(self.genesis.state_root, EMPTY, EMPTY, 0, EMPTY, EMPTY)
+        return events[index]["fields"]
+
     def get(self, index: int, events: list[dict] | None = None) -> OutputTrace | None:
         """Live output `index` (>= 1): its chunks and trace (trace None when
         its data is not a stream of items: a game over it opens already won by
@@ -613,17 +621,16 @@ class Challenger(_Side):
                                    "for the moves' gas; fund it on L1 first")
         return bond
 
-    def challenge(self, index: int, events: list[dict], known: OutputTrace) -> int:
-        """Open a game on live output `index` (`events`: the live outputs'
-        OutputProposed events; `known`: its chunks and our trace of them)."""
-        fields = events[index]["fields"]
+    def challenge(self, index: int, fields: Any, prev: Any, known: OutputTrace) -> int:
+        """Open a game on live output `index` (`fields`, `prev`: its OutputFields
+        and the previous output's; `known`: its chunks and our trace of them)."""
         if known.trace is not None:
             end = known.trace.end
             if end.state_root == fields.state_root and end.ctx.withdrawals.root() == fields.withdrawals_root:
                 raise ChallengeRefused(f"output {index}: our replay of its posted data ends at its own state and "
                                        "withdrawals roots: a game over it cannot be won")
         bond = self.check_can_challenge(index)
-        game, receipt = self.games.challenge(self.signer, index, fields, events[index - 1]["fields"],
+        game, receipt = self.games.challenge(self.signer, index, fields, prev,
                                              known.chunks[0] if known.chunks else b"", bond)
         self.records[game] = GameRecord(game, index, moves=1, gas=receipt["gasUsed"])
         self.open[game] = known

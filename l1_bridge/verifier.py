@@ -106,7 +106,8 @@ class Verifier:
         known = self.traces.get(index, events)
         if known is None:
             raise ChallengeRefused(f"output {index}: an output before it does not parse; dispute that one")
-        game = self.player.challenge(index, events, known)
+        traces = self.traces
+        game = self.player.challenge(index, traces.fields(index, events), traces.fields(index - 1, events), known)
         self.disputed[(index, root)] = game
         return game
 

@@ -142,14 +142,15 @@ async def test_the_defender_beats_a_wrong_challenger_and_times_out_a_silent_one(
             await alice.withdraw(20 * UNIT)
         await wait_until(lambda: posted_through(l1, service.node.chain.head_number), timeout=30)
         index = l1.client.output_count() - 1
-        known = honest_traces(l1).get(index)
+        traces = honest_traces(l1)
         events = l1.client.live_outputs()
+        known = traces.get(index, events)
         lies = [OutputTrace(known.chunks, LyingTrace(known.trace, p)) for p in (len(known.trace), 3)]
         players = [GamePlayer(games, fresh_key(l1)[0]) for _ in lies]
         ids = []
         for player, lie in zip(players, lies):
-            game, _ = games.challenge(player.signer, index, events[index]["fields"], events[index - 1]["fields"],
-                                      lie.chunks[0], games.challenge_bond())
+            game, _ = games.challenge(player.signer, index, traces.fields(index, events),
+                                      traces.fields(index - 1, events), lie.chunks[0], games.challenge_bond())
             ids.append(game)
         wrong, silent = ids
 
