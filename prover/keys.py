@@ -13,6 +13,8 @@ POSITION   2     address (20) || market id (4, big-endian)
 ORDER      3     address (20) || nonce (8, big-endian)
 MARKET     4     market id (4, big-endian)
 GLOBAL     5     b"globals"
+TRIGGER    8     address (20) || nonce (8, big-endian): a pending, fired or cancelled trigger order
+SCHEDULE   9     address (20): the dead-man's switch and the pending-trigger count
 VAULT      6     address (20): a backstop vault share entry (the vault's
                  own address holds the total shares)
 =========  ====  =====================================================
@@ -26,6 +28,8 @@ POSITION = 2
 ORDER = 3
 MARKET = 4
 GLOBAL = 5
+TRIGGER = 8
+ORDER_SCHEDULE = 9
 VAULT_SHARE = 6
 
 
@@ -50,6 +54,8 @@ _ACCOUNT_TAG = bytes((ACCOUNT,))
 _POSITION_TAG = bytes((POSITION,))
 _ORDER_TAG = bytes((ORDER,))
 _MARKET_TAG = bytes((MARKET,))
+_TRIGGER_TAG = bytes((TRIGGER,))
+_ORDER_SCHEDULE_TAG = bytes((ORDER_SCHEDULE,))
 _VAULT_SHARE_TAG = bytes((VAULT_SHARE,))
 
 
@@ -76,6 +82,16 @@ def get_market_key(market_id: int) -> bytes:
 def get_vault_share_key(address: bytes) -> bytes:
     """compute_key(VAULT_SHARE, address20)"""
     return keccak(_VAULT_SHARE_TAG + check_address(address))
+
+
+def get_trigger_key(address: bytes, nonce: int) -> bytes:
+    """compute_key(TRIGGER, address20, nonce as 8 bytes big-endian)"""
+    return keccak(_TRIGGER_TAG + check_address(address) + nonce.to_bytes(8, "big"))
+
+
+def get_order_schedule_key(address: bytes) -> bytes:
+    """compute_key(ORDER_SCHEDULE, address20)"""
+    return keccak(_ORDER_SCHEDULE_TAG + check_address(address))
 
 
 GLOBAL_KEY = compute_key(GLOBAL, b"globals")

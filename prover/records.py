@@ -68,7 +68,7 @@ RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
 }
 RECORD_BY_TAG: dict[int, type] = {tag: cls for cls, (tag, _) in RECORD_LAYOUTS.items()}
 INBOX_TYPES = (Deposit, ForcedWithdrawal)
-PENDING_TAGS = frozenset({3, 4, 5, 16, 17, 18, 32, 50, 6, 7, 21})
+PENDING_TAGS = frozenset({3, 4, 5, 16, 17, 18, 32, 50, 6, 7, 21, 9, 10, 11, 19, 20})
 """Record tags whose one-step is not written yet (the perps kinds and ForcedClose)."""
 
 

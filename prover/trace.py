@@ -25,6 +25,7 @@ from prover.keys import GLOBAL_KEY, get_account_key
 from sequencer.core.commitment import compute_dirty_leaves, compute_leaf, encode_withdrawal
 from sequencer.core.records import Block, Deposit, ForcedWithdrawal, Transfer, Withdraw
 from sequencer.core.state import ACCOUNTS, MARKETS, ORDERS, POSITIONS, VAULT_SHARES, State
+from sequencer.core.state import ORDER_SCHEDULES, TRIGGERS
 from sequencer.core.rules.base import Context
 from sequencer.core.transition import apply_record, check_block_header, process_block_end
 
@@ -85,6 +86,7 @@ def build_tree(state: State) -> SparseMerkleTree:
     entries = [(ACCOUNTS, k) for k in state.accounts] + [(POSITIONS, k) for k in state.positions]
     entries += [(ORDERS, k) for k in state.orders] + [(MARKETS, k) for k in state.markets]
     entries += [(VAULT_SHARES, k) for k in state.vault_shares]
+    entries += [(TRIGGERS, k) for k in state.triggers] + [(ORDER_SCHEDULES, k) for k in state.order_schedules]
     entries.append(("globals", None))
     tree = SparseMerkleTree()
     tree.update(dict(compute_leaf(state, table, key) for table, key in entries))

@@ -15,6 +15,9 @@ plain slicing (the escape hatch decodes accounts, positions and markets):
             order_count
 - vault share: shares (uint256) || unlock_ms (uint256); under the vault's own address the
             shares are the total (sequencer.core.rules.vault)
+- trigger:  params_hash (bytes32) || market || is_buy (0/1) || trigger_price || price || size ||
+            leverage || tpsl || reduce_only (0/1) || placed_ms || status (0 pending, 1 fired, 2 cancelled)
+- order schedule: cancel_at_ms || open_triggers || cancel_day || cancels (all zero: an empty leaf)
 An absent entry (or a position of size 0 with no margin, or a vault entry with no shares) is an empty leaf.
 """
 from __future__ import annotations
@@ -25,9 +28,12 @@ from typing import Any
 from prover.hashing import keccak
 from prover.keys import (GLOBAL_KEY, get_account_key, get_market_key, get_order_key, get_position_key,
                          get_vault_share_key)
+from prover.keys import get_order_schedule_key, get_trigger_key
 from prover.output import compute_withdrawals_root
 from sequencer.core.state import (ACCOUNTS, MARKETS, ORDERS, POSITIONS, VAULT_SHARES, Account, Globals, Market,
                                   Order, Position, State, VaultShare, Withdrawal)
+
+from sequencer.core.state import ORDER_SCHEDULES, TRIGGERS, OrderSchedule, Trigger
 
 
 def u256(value: int) -> bytes:
@@ -74,6 +80,17 @@ def encode_vault_share_leaf(share: VaultShare) -> bytes:
     return u256(share.shares) + u256(share.unlock_ms)
 
 
+def encode_trigger_leaf(trigger: Trigger) -> bytes:
+    return (trigger.params_hash + u256(trigger.market) + u256(int(trigger.is_buy)) + u256(trigger.trigger_price)
+            + u256(trigger.price) + u256(trigger.size) + u256(trigger.leverage) + u256(trigger.tpsl)
+            + u256(int(trigger.reduce_only)) + u256(trigger.placed_ms) + u256(trigger.status))
+
+
+def encode_order_schedule_leaf(schedule: OrderSchedule) -> bytes:
+    return (u256(schedule.cancel_at_ms) + u256(schedule.open_triggers) + u256(schedule.cancel_day)
+            + u256(schedule.cancels))
+
+
 def compute_leaf(state: State, table: str, key: Any) -> tuple[bytes, bytes | None]:
     """(tree key, leaf value or None for empty) of one dirty state entry."""
     if table == ACCOUNTS:
@@ -94,6 +111,13 @@ def compute_leaf(state: State, table: str, key: Any) -> tuple[bytes, bytes | Non
     if table == VAULT_SHARES:
         share = state.vault_shares.get(key)
         return get_vault_share_key(key), None if share is None or share.shares == 0 else encode_vault_share_leaf(share)
+    if table == TRIGGERS:
+        trigger = state.triggers.get(key)
+        return get_trigger_key(*key), None if trigger is None else encode_trigger_leaf(trigger)
+    if table == ORDER_SCHEDULES:
+        schedule = state.order_schedules.get(key)
+        empty = schedule is None or schedule == OrderSchedule()
+        return get_order_schedule_key(key), None if empty else encode_order_schedule_leaf(schedule)
     raise ValueError(f"unknown state table {table!r}")
 
 

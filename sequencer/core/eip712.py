@@ -40,6 +40,17 @@ TYPES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "VaultWithdraw": (("address", "account", "account"), ("uint256", "shares", "shares"),
                       ("uint256", "minAmount", "min_amount"), ("uint64", "nonce", "nonce"),
                       ("uint64", "expiry", "expiry")),
+    "PlaceTrigger": (("address", "account", "account"), ("uint32", "market", "market"),
+                     ("bool", "isBuy", "is_buy"), ("uint256", "triggerPrice", "trigger_price"),
+                     ("uint256", "price", "price"), ("uint256", "size", "size"),
+                     ("uint32", "leverage", "leverage"), ("uint8", "tpsl", "tpsl"),
+                     ("bool", "reduceOnly", "reduce_only"), ("uint64", "nonce", "nonce"),
+                     ("uint64", "expiry", "expiry")),
+    "ModifyOrder": (("address", "account", "account"), ("uint64", "orderNonce", "order_nonce"),
+                    ("uint256", "price", "price"), ("uint256", "size", "size"),
+                    ("uint64", "nonce", "nonce"), ("uint64", "expiry", "expiry")),
+    "ScheduleCancel": (("address", "account", "account"), ("uint64", "cancelAt", "cancel_at_ms"),
+                       ("uint64", "nonce", "nonce"), ("uint64", "expiry", "expiry")),
     # Signed by the oracle signers, not by traders (see OraclePrice records).
     "OraclePrice": (("uint32", "market", "market"), ("uint256", "price", "price"),
                     ("uint64", "timestamp", "timestamp_ms")),
@@ -49,6 +60,7 @@ RECORD_CLASS_BY_TYPE: dict[str, type] = {
     "Transfer": R.Transfer, "Withdraw": R.Withdraw, "AdjustMargin": R.AdjustMargin,
     "PlaceOrder": R.PlaceOrder, "CancelOrder": R.CancelOrder, "OraclePrice": R.OraclePrice,
     "VaultDeposit": R.VaultDeposit, "VaultWithdraw": R.VaultWithdraw,
+    "PlaceTrigger": R.PlaceTrigger, "ModifyOrder": R.ModifyOrder, "ScheduleCancel": R.ScheduleCancel,
 }
 TYPE_BY_RECORD_CLASS: dict[type, str] = {v: k for k, v in RECORD_CLASS_BY_TYPE.items()}
 

@@ -43,6 +43,9 @@ from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY, check_or
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.state import Order, State
 from sequencer.core.transition import Context, RuleError, apply_record
+from sequencer.core.records import ModifyOrder, PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
+from sequencer.core.rules.orders import as_replacement
+from sequencer.core.trigger_book import TriggerBook
 from sequencer.core.records import VaultDeposit
 
 MAX_LIQUIDATION_STEPS = 64
@@ -100,14 +103,19 @@ class Side:
     def best(self) -> int | None:
         return self.get_price(0)
 
-    def add(self, order: BookOrder) -> None:
+    def add(self, order: BookOrder, keep_priority: bool = False) -> None:
+        """Append to its level, or with ``keep_priority`` put it back at its
+        place by placement sequence (an order restored after a refused modify)."""
         level = self.levels.get(order.price)
         if level is None:
             level = self.levels[order.price] = deque()
             self.sizes[order.price] = 0
             self.counts[order.price] = 0
             insort(self.prices, order.price)
-        level.append(order)
+        if keep_priority:
+            level.insert(next((i for i, o in enumerate(level) if o.seq > order.seq), len(level)), order)
+        else:
+            level.append(order)
         self.sizes[order.price] += order.remaining
         self.counts[order.price] += 1
 
@@ -166,6 +174,8 @@ class Exchange:
         self.reserved: dict[bytes, int] = {}
         self.premium_samples: dict[int, list[int]] = {m: [] for m in self.markets}
         """Premiums (ppm) sampled at each oracle price since the market's last funding tick."""
+        self.triggers = TriggerBook()
+        """Pending triggers and scheduled cancel-alls (sequencer.core.trigger_book)."""
 
     @classmethod
     def for_context(cls, ctx: Context) -> "Exchange":
@@ -199,10 +209,17 @@ class Exchange:
         if isinstance(record, OraclePrice):
             apply_or_raise(state, record, timestamp_ms, ctx)
             return [record, *self.liquidate_market(state, record.market, timestamp_ms, ctx)]
+        if isinstance(record, ModifyOrder):
+            return self.admit_modify(state, record, timestamp_ms, ctx)
         self.check_reserve(state, record)
         apply_or_raise(state, record, timestamp_ms, ctx)
         if isinstance(record, CancelOrder):
             self.remove_order((record.account, record.order_nonce))
+            self.triggers.remove((record.account, record.order_nonce))
+        elif isinstance(record, PlaceTrigger):
+            self.triggers.add(record.account, record.nonce, state.triggers[(record.account, record.nonce)])
+        elif isinstance(record, ScheduleCancel):
+            self.triggers.set_cancel_at(record.account, record.cancel_at_ms)
         elif isinstance(record, ForcedClose):
             # like a Liquidate: the orders the rule cancelled in the state leave the book
             self.remove_cancelled_orders(state, record.account, record.market)
@@ -219,14 +236,18 @@ class Exchange:
                                 f"{reserved} of the free collateral {free} is reserved by open orders; "
                                 "cancel orders first")
 
-    def admit_order(self, state: State, r: PlaceOrder, timestamp_ms: int, ctx: Context) -> list[Record]:
+    def admit_order(self, state: State, r: PlaceOrder, timestamp_ms: int, ctx: Context,
+                    applied: Record | None = None) -> list[Record]:
+        """Match and rest ``r``; ``applied`` is the record the log carries when
+        it is not ``r`` itself (a ModifyOrder whose replacement ``r`` is)."""
+        record = applied or r
         params = self.markets.get(r.market) or get_market_params(ctx, r.market)
         if params is None or r.market not in self.books:
             raise RuleError("unknown_market", f"market {r.market} is not configured; GET /v1/markets lists them")
         book = self.books[r.market]
         check_order_terms(r, params, ctx)
         fillable = self.check_order(state, r, book, params, timestamp_ms)
-        apply_or_raise(state, r, timestamp_ms, ctx)
+        apply_or_raise(state, record, timestamp_ms, ctx)
         trades, filled = self.match(state, r, book, fillable, timestamp_ms, ctx)
         if filled < r.size and r.time_in_force != IMMEDIATE_OR_CANCEL:
             best = book.side(not r.is_buy).best()
@@ -238,9 +259,30 @@ class Exchange:
             order = state.orders[(r.account, r.nonce)]
             self.add_order(r.account, r.nonce, order, params)
         if not trades:
-            return [r]
+            return [record]
         touched = sorted({r.account, *(t.maker for t in trades)})
-        return [r, *trades, *self.liquidate_accounts(state, r.market, touched, timestamp_ms, ctx)]
+        return [record, *trades, *self.liquidate_accounts(state, r.market, touched, timestamp_ms, ctx)]
+
+    def admit_modify(self, state: State, r: ModifyOrder, timestamp_ms: int, ctx: Context) -> list[Record]:
+        """Cancel-replace: the old order leaves the book (its reserve and its
+        place no longer count), the replacement is checked, matched and rested
+        like a new order.  Refused before matching, the old order goes back to
+        its place; refused after, the books are rebuilt from the reverted state."""
+        key = (r.account, r.order_nonce)
+        snapshot = state.snapshot()
+        apply_or_raise(state, r, timestamp_ms, ctx)  # the rule first: a refused modify never touches the book
+        state.revert(snapshot)
+        old = state.orders[key]
+        held = key in self.orders
+        self.remove_order(key)
+        try:
+            return self.admit_order(state, as_replacement(r, old), timestamp_ms, ctx, applied=r)
+        except RefusedAfterMatching:
+            raise
+        except RuleError:
+            if held:
+                self.add_order(r.account, r.order_nonce, old, self.markets[old.market], keep_priority=True)
+            raise
 
     # --- pre-trade checks -----------------------------------------------------------
     def check_order(self, state: State, r: PlaceOrder, book: Book, params: MarketParams, timestamp_ms: int) -> int:
@@ -349,13 +391,14 @@ class Exchange:
             maker.reserve = new_reserve
 
     # --- book upkeep ----------------------------------------------------------------
-    def add_order(self, account: bytes, nonce: int, order: Order, params: MarketParams) -> None:
+    def add_order(self, account: bytes, nonce: int, order: Order, params: MarketParams,
+                  keep_priority: bool = False) -> None:
         remaining = order.size - order.filled
         reserve = 0 if order.reduce_only else compute_order_margin(remaining, order.price, order.leverage,
                                                                    params.maker_fee_ppm, params)
         book_order = BookOrder(order.market, account, nonce, order.is_buy, order.price, remaining, order.seq,
                                order.expiry, order.leverage, reserve)
-        self.books[order.market].side(order.is_buy).add(book_order)
+        self.books[order.market].side(order.is_buy).add(book_order, keep_priority)
         self.orders[(account, nonce)] = book_order
         if reserve:
             self.reserved[account] = self.reserved.get(account, 0) + reserve
@@ -383,6 +426,7 @@ class Exchange:
         self.books = {m: Book(m) for m in self.markets}
         self.orders.clear()
         self.reserved.clear()
+        self.triggers.rebuild(state)
         now = state.globals.timestamp_ms
         resting = [(o.seq, k, o) for k, o in state.orders.items() if is_resting(o, now) and o.market in self.books]
         for _, (account, nonce), order in sorted(resting, key=lambda item: item[0]):
@@ -446,6 +490,48 @@ class Exchange:
                 out.append(tick)
                 out.extend(self.liquidate_market(state, market_id, timestamp_ms, ctx))
         return out
+
+    # --- triggers and scheduled cancels ------------------------------------------------
+    def fire_trigger(self, state: State, key: tuple[bytes, int], timestamp_ms: int, ctx: Context) -> list[Record]:
+        """Fire a crossed trigger: the TriggerFire, then its immediate-or-cancel
+        order matched like a new one (the liquidations its trades cause after).
+        An order the pre-trade checks refuse (nothing left to reduce, not enough
+        free collateral, self-trade) fills nothing; the trigger is spent either way.
+        Raises RuleError, state unchanged, if the fire itself is refused."""
+        account, nonce = key
+        trigger = state.triggers[key]
+        apply_or_raise(state, TriggerFire(account, nonce), timestamp_ms, ctx)
+        self.triggers.remove(key)
+        order = PlaceOrder(account, trigger.market, trigger.is_buy, trigger.price, trigger.size, trigger.leverage,
+                           IMMEDIATE_OR_CANCEL, trigger.reduce_only, nonce, timestamp_ms, b"")
+        params, book = self.markets[trigger.market], self.books[trigger.market]
+        mark = state.snapshot()
+        try:
+            fillable = self.check_order(state, order, book, params, timestamp_ms)
+            trades, _ = self.match(state, order, book, fillable, timestamp_ms, ctx)
+        except RuleError as exc:
+            state.revert(mark)
+            if isinstance(exc, RefusedAfterMatching):
+                self.rebuild(state)
+            return [TriggerFire(account, nonce)]
+        if not trades:
+            return [TriggerFire(account, nonce)]
+        touched = sorted({account, *(t.maker for t in trades)})
+        return [TriggerFire(account, nonce), *trades,
+                *self.liquidate_accounts(state, trigger.market, touched, timestamp_ms, ctx)]
+
+    def run_scheduled_cancel(self, state: State, account: bytes, timestamp_ms: int, ctx: Context) -> list[Record]:
+        """The account's due cancel-all; its orders and triggers leave the books.
+        A refused one (the index was stale) is dropped from the index."""
+        record = ScheduledCancelAll(account)
+        error = apply_record(state, record, timestamp_ms, ctx)
+        self.triggers.remove_account(account)
+        if error is not None:
+            self.triggers.rebuild(state)
+            return []
+        for key in [k for k in self.orders if k[0] == account]:
+            self.remove_order(key)
+        return [record]
 
     def sample_premium(self, market_id: int, oracle_price: int) -> None:
         samples = self.premium_samples.setdefault(market_id, [])

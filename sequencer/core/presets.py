@@ -55,6 +55,13 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     markets: str = "devnet"
     """Name of the market parameter table and oracle signer set
     (sequencer.core.markets.MARKET_TABLES / ORACLE_SETS)."""
+    max_open_triggers: int = 20
+    """Pending trigger orders (stop-loss / take-profit) one account may hold."""
+    schedule_cancel_min_delay_ms: int = 5_000
+    """A scheduled cancel-all must be at least this far after block time (Hyperliquid: 5 s)."""
+    max_scheduled_cancels_per_day: int = 10
+    """Scheduled cancel-alls that may run per account per UTC day (Hyperliquid: 10); past it a
+    new schedule is refused until the next day, so one account cannot make every block scan its orders."""
     # The backstop vault (sequencer.core.rules.vault, docs/engine.md "Backstop vault").
     vault_lockup_ms: int = 60_000
     """Shares can be withdrawn this long after the depositor's last deposit."""

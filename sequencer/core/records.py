@@ -104,6 +104,48 @@ class VaultWithdraw(_Record, tag=7):
     signature: bytes
 
 
+class PlaceTrigger(_Record, tag=9):
+    """An order held back until the mark crosses ``trigger_price`` (a stop-loss
+    or take-profit, sequencer.core.rules.triggers); it reserves nothing and
+    becomes an immediate-or-cancel order with limit ``price`` when it fires."""
+    account: Address
+    market: int
+    is_buy: bool
+    trigger_price: int
+    price: int
+    size: int
+    leverage: int
+    tpsl: int
+    """1 take-profit, 2 stop-loss: with the side, which way the mark must cross."""
+    reduce_only: bool
+    nonce: int
+    expiry: int
+    signature: bytes
+
+
+class ModifyOrder(_Record, tag=10):
+    """Cancel the open order ``order_nonce`` and place its replacement (same
+    market, side, leverage, time in force) at ``price`` / ``size`` under this
+    tx's nonce, both or neither."""
+    account: Address
+    order_nonce: int
+    price: int
+    size: int
+    nonce: int
+    expiry: int
+    signature: bytes
+
+
+class ScheduleCancel(_Record, tag=11):
+    """Cancel all the account's orders and triggers at ``cancel_at_ms`` (a
+    dead-man's switch, Hyperliquid's scheduleCancel); 0 clears it."""
+    account: Address
+    cancel_at_ms: int
+    nonce: int
+    expiry: int
+    signature: bytes
+
+
 # --- sequencer decisions (checked by the rules) ------------------------------
 
 class Trade(_Record, tag=16):
@@ -135,6 +177,17 @@ class VaultUnwind(_Record, tag=21):
     market: int
     size: int
     price: int
+
+
+class TriggerFire(_Record, tag=19):
+    """The trigger (account, nonce) fires: the rule checks the mark crossed."""
+    account: Address
+    nonce: int
+
+
+class ScheduledCancelAll(_Record, tag=20):
+    """The account's scheduled cancel-all is due: the rule checks the time passed."""
+    account: Address
 
 
 # --- oracle ---------------------------------------------------------------
@@ -169,15 +222,19 @@ class ForcedClose(_Record, tag=50):
     market: int
 
 
-UserRecord = Union[Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder, VaultDeposit, VaultWithdraw]
+UserRecord = Union[Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder, VaultDeposit, VaultWithdraw,
+                   PlaceTrigger, ModifyOrder, ScheduleCancel]
 Record = Union[
     Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder,
     Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal, ForcedClose,
     VaultDeposit, VaultWithdraw, VaultUnwind,
+    PlaceTrigger, ModifyOrder, ScheduleCancel, TriggerFire, ScheduledCancelAll,
 ]
-USER_RECORD_TYPES: tuple[type, ...] = (Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder, VaultDeposit, VaultWithdraw)
+USER_RECORD_TYPES: tuple[type, ...] = (Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder, VaultDeposit,
+                                       VaultWithdraw, PlaceTrigger, ModifyOrder, ScheduleCancel)
 RECORD_TYPES: tuple[type, ...] = USER_RECORD_TYPES + (
-    Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal, ForcedClose, VaultUnwind)
+    Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal, ForcedClose, VaultUnwind,
+    TriggerFire, ScheduledCancelAll)
 
 
 class Block(msgspec.Struct, frozen=True, array_like=True, gc=False):

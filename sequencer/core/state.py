@@ -104,19 +104,56 @@ class VaultShare(msgspec.Struct, frozen=True, array_like=True, gc=False):
     depositor's last deposit ends)."""
 
 
+TRIGGER_PENDING, TRIGGER_FIRED, TRIGGER_CANCELLED = 0, 1, 2
+
+
+class Trigger(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A stop-loss / take-profit waiting for the mark (sequencer.core.rules.triggers).
+    It reserves nothing; when it fires it becomes the order (account, nonce)."""
+    params_hash: bytes
+    """EIP-712 hashStruct of the signed PlaceTrigger."""
+    market: int
+    is_buy: bool
+    trigger_price: int
+    price: int
+    """The limit of the order it becomes (immediate-or-cancel)."""
+    size: int
+    leverage: int
+    tpsl: int
+    """1 take-profit, 2 stop-loss."""
+    reduce_only: bool
+    placed_ms: int
+    """Block time of its placement: with the key, the order in which crossed triggers fire."""
+    status: int = TRIGGER_PENDING
+
+
+class OrderSchedule(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """Per account: the dead-man's switch and the count of pending triggers."""
+    cancel_at_ms: int = 0
+    """When all the account's orders and triggers are cancelled; 0 = none scheduled."""
+    open_triggers: int = 0
+    """Pending triggers (bounded by Preset.max_open_triggers)."""
+    cancel_day: int = 0
+    """The UTC day (block time // 86,400,000) that ``cancels`` counts."""
+    cancels: int = 0
+    """Scheduled cancel-alls run on ``cancel_day`` (bounded per day)."""
+
+
 # Table names, also the `kind` part of commitment keys.
 ACCOUNTS = "accounts"
 POSITIONS = "positions"
 ORDERS = "orders"
 MARKETS = "markets"
 VAULT_SHARES = "vault_shares"
+TRIGGERS = "triggers"
+ORDER_SCHEDULES = "order_schedules"
 
 
 class State:
     """Mutable container of frozen values.  Not thread-safe; one owner."""
 
     __slots__ = ("accounts", "positions", "orders", "markets", "globals", "withdrawals",
-                 "_journal", "dirty", "vault_shares")
+                 "_journal", "dirty", "vault_shares", "triggers", "order_schedules")
 
     def __init__(self) -> None:
         self.accounts: dict[bytes, Account] = {}
@@ -131,6 +168,8 @@ class State:
         and thousands of live tuples cost the cyclic GC a scan each time it ran
         (1.5% of a replay); the flat list adds no container objects."""
         self.dirty: set[tuple[str, Any]] = set()
+        self.triggers: dict[tuple[bytes, int], Trigger] = {}
+        self.order_schedules: dict[bytes, OrderSchedule] = {}
         self.vault_shares: dict[bytes, VaultShare] = {}
         """Backstop vault shares per depositor; the total under the vault's address."""
 
@@ -211,6 +250,12 @@ class State:
     def set_vault_share(self, address: bytes, share: VaultShare | None) -> None:
         self._put(VAULT_SHARES, address, share)
 
+    def set_trigger(self, address: bytes, nonce: int, trigger: Trigger) -> None:
+        self._put(TRIGGERS, (address, nonce), trigger)
+
+    def set_order_schedule(self, address: bytes, schedule: OrderSchedule | None) -> None:
+        self._put(ORDER_SCHEDULES, address, schedule)
+
     def append_withdrawal(self, withdrawal: Withdrawal) -> None:
         self._journal += ("withdrawals", None, None)
         self.withdrawals.append(withdrawal)
@@ -233,6 +278,8 @@ class State:
             "globals": self.globals,
             "withdrawals": self.withdrawals,
             "vault_shares": sorted(self.vault_shares.items()),
+            "triggers": sorted(self.triggers.items()),
+            "order_schedules": sorted(self.order_schedules.items()),
         }
 
     @classmethod
@@ -245,4 +292,6 @@ class State:
         state.globals = tables["globals"]
         state.withdrawals = list(tables["withdrawals"])
         state.vault_shares = {bytes(k): v for k, v in tables.get("vault_shares", ())}
+        state.triggers = {(bytes(k[0]), k[1]): v for k, v in tables.get("triggers", ())}
+        state.order_schedules = {bytes(k): v for k, v in tables.get("order_schedules", ())}
         return state

@@ -18,7 +18,8 @@ from sequencer.core import records as R
 from sequencer.core.eip712 import RECORD_CLASS_BY_TYPE, TYPES, TYPE_BY_RECORD_CLASS
 from sequencer.core.presets import MAX_INT64
 
-USER_TYPES = ("Transfer", "Withdraw", "AdjustMargin", "PlaceOrder", "CancelOrder", "VaultDeposit", "VaultWithdraw")
+USER_TYPES = ("Transfer", "Withdraw", "AdjustMargin", "PlaceOrder", "CancelOrder", "VaultDeposit", "VaultWithdraw",
+              "PlaceTrigger", "ModifyOrder", "ScheduleCancel")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _HEX = re.compile(r"^0x([0-9a-fA-F]{2})*$")
 _DECIMAL = re.compile(r"^-?[0-9]{1,80}$")
@@ -172,6 +173,8 @@ def parse_message(primary_type: str, message: dict[str, Any], signature: bytes) 
             values[attr] = parse_int(value, label, *_RANGES[sol])
     if primary_type == "PlaceOrder" and values["time_in_force"] not in (0, 1, 2):
         raise WireError("invalid_field", "PlaceOrder.timeInForce must be 0 (GTC), 1 (IOC) or 2 (post-only)")
+    if primary_type == "PlaceTrigger" and values["tpsl"] not in (1, 2):
+        raise WireError("invalid_field", "PlaceTrigger.tpsl must be 1 (take-profit) or 2 (stop-loss)")
     return RECORD_CLASS_BY_TYPE[primary_type](**values, signature=signature)
 
 

@@ -18,6 +18,7 @@ import msgspec
 from prover.tree import SparseMerkleTree
 from sequencer.core.records import Receipt
 from sequencer.core.state import Account, Globals, Market, Order, Position, State, VaultShare, Withdrawal
+from sequencer.core.state import OrderSchedule, Trigger
 from sequencer.core.transition import Context
 from sequencer.executor.chain import BlockInfo, Chain
 
@@ -41,6 +42,9 @@ class _Tables(msgspec.Struct):
     markets: list[tuple[int, Market]]
     globals: Globals
     withdrawals: list[Withdrawal]
+    triggers: list[tuple[tuple[bytes, int], Trigger]] = msgspec.field(default_factory=list)
+    order_schedules: list[tuple[bytes, OrderSchedule]] = msgspec.field(default_factory=list)
+    """Absent from snapshots written before trigger orders and the dead-man's switch."""
     vault_shares: list[tuple[bytes, VaultShare]] = msgspec.field(default_factory=list)
     """Absent from snapshots written before the backstop vault."""
 

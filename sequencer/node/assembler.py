@@ -99,6 +99,14 @@ class BlockAssembler:
     trades), so the byte budget (Preset.max_block_bytes) is rarely passed after
     an admission; when it is, that admission is undone and waits for the next
     block."""
+    MAX_TRIGGER_FIRES = 32
+    """Triggers fired at the start of one block, at most; crossed ones past it
+    (earliest placed first) fire in the next blocks."""
+    MAX_SCHEDULED_CANCELS = 16
+    """Scheduled cancel-alls run at the start of one block, at most."""
+    MAX_TRIGGER_RECORDS = 384
+    """Once the fires of a block have derived this many records (about 32 KB of
+    trades) no further trigger fires in it: a fire that sweeps the book derives many."""
     BLOCK_OVERHEAD = 64
     """An upper bound on a block message's bytes besides its records (number,
     parent hash, time, the array headers)."""
@@ -124,13 +132,45 @@ class BlockAssembler:
         return any(get_due_funding_time(markets.get(market_id), params, timestamp_ms) is not None
                    for market_id, params in self.exchange.markets.items())
 
+    def is_block_start_due(self, now_ms: int) -> bool:
+        """Whether a block cut now would start with records of its own (funding
+        ticks, scheduled cancel-alls, trigger fires): an idle builder cuts one."""
+        if self.exchange is None:
+            return False
+        timestamp_ms = max(now_ms, self.state.globals.timestamp_ms)
+        triggers = self.exchange.triggers
+        return (self.is_funding_due(now_ms) or bool(triggers.get_due_cancels(timestamp_ms, 1))
+                or bool(triggers.get_crossed(self.state, self.exchange.markets, timestamp_ms, 1)))
+
     def block_start_records(self, timestamp_ms: int) -> list[Record]:
-        """Funding ticks due at this block time (and the liquidations they cause)."""
+        """Funding ticks due at this block time (and the liquidations they cause),
+        the vault's unwinds, then the scheduled cancel-alls due, then the
+        triggers the mark crossed (each bounded per block; MAX_TRIGGER_FIRES)."""
         if self.exchange is None:
             return []
-        self.exchange.prune_expired(timestamp_ms)
-        return (self.exchange.due_funding(self.state, timestamp_ms, self.ctx)
-                + get_due_vault_unwinds(self.exchange, self.state, timestamp_ms, self.ctx))
+        exchange, state, ctx = self.exchange, self.state, self.ctx
+        exchange.prune_expired(timestamp_ms)
+        records = exchange.due_funding(state, timestamp_ms, ctx)
+        records += get_due_vault_unwinds(exchange, state, timestamp_ms, ctx)
+        for account in exchange.triggers.get_due_cancels(timestamp_ms, self.MAX_SCHEDULED_CANCELS):
+            records += exchange.run_scheduled_cancel(state, account, timestamp_ms, ctx)
+        return records + self.fire_crossed_triggers(timestamp_ms)
+
+    def fire_crossed_triggers(self, timestamp_ms: int) -> list[Record]:
+        """Fire the crossed triggers, at most MAX_TRIGGER_FIRES and while the
+        fires have derived fewer than MAX_TRIGGER_RECORDS records."""
+        exchange, state, ctx = self.exchange, self.state, self.ctx
+        records: list[Record] = []
+        for key in exchange.triggers.get_crossed(state, exchange.markets, timestamp_ms, self.MAX_TRIGGER_FIRES):
+            if len(records) >= self.MAX_TRIGGER_RECORDS:
+                break
+            try:
+                fired = exchange.run_atomically(state, exchange.fire_trigger, state, key, timestamp_ms, ctx)
+            except RuleError:
+                exchange.triggers.remove(key)  # the index was stale: the rule knows better
+                continue
+            records += fired
+        return records
 
     def assemble(self, txs: Sequence[CheckedRecord], now_ms: int) -> Assembly:
         """Admit ``txs`` in order into the next block (applied to the state under a

@@ -119,7 +119,7 @@ class BlockBuilder:
     async def run(self) -> None:
         while not self.stopped:
             batch = await self._collect()
-            if batch or self.assembler.is_funding_due(self.now_ms()):
+            if batch or self.assembler.is_block_start_due(self.now_ms()):
                 await self._build_and_write(batch)
 
     async def _collect(self) -> list[Submission]:

@@ -41,6 +41,16 @@ PINNED = [
      "943101c41465666768696a6b6c6d6e6f707172737475767778cfffffffffffffffff"),
     (R.ForcedClose(2, A, 1),
      "943202c4140102030405060708090a0b0c0d0e0f101112131401"),
+    (R.PlaceTrigger(A, 1, False, 55_000_000_000, 54_000_000_000, 25, 10, 2, True, 11, 1_700_000_060_000, SIG),
+     f"9d09c4140102030405060708090a0b0c0d0e0f101112131401c2cf0000000cce416600cf0000000c92a69c00190a02c30bcf0000018bcfe65260c441{S}"),
+    (R.ModifyOrder(A, 9, 64_000_000_000, 50, 12, 1_700_000_060_000, SIG),
+     f"980ac4140102030405060708090a0b0c0d0e0f101112131409cf0000000ee6b28000320ccf0000018bcfe65260c441{S}"),
+    (R.ScheduleCancel(A, 1_700_000_100_000, 13, 1_700_000_060_000, SIG),
+     f"960bc4140102030405060708090a0b0c0d0e0f1011121314cf0000018bcfe6eea00dcf0000018bcfe65260c441{S}"),
+    (R.TriggerFire(A, 11),
+     "9313c4140102030405060708090a0b0c0d0e0f10111213140b"),
+    (R.ScheduledCancelAll(B),
+     "9214c41465666768696a6b6c6d6e6f707172737475767778"),
     (R.VaultDeposit(A, 100_000_000, 99_000_000, 11, 1_700_000_060_000, SIG),
      f"9706c4140102030405060708090a0b0c0d0e0f1011121314ce05f5e100ce05e69ec00bcf0000018bcfe65260c441{S}"),
     (R.VaultWithdraw(A, 50_000_000, 49_000_000, 12, 1_700_000_060_000, SIG),
@@ -60,7 +70,8 @@ PINNED_BLOCK_HASH = "2e78cce47658048dc409967f4193a149997dd25682ea7bfae4f14db30d7
 TAGS = {R.Transfer: 1, R.Withdraw: 2, R.AdjustMargin: 3, R.PlaceOrder: 4, R.CancelOrder: 5,
         R.Trade: 16, R.FundingTick: 17, R.Liquidate: 18, R.OraclePrice: 32,
         R.Deposit: 48, R.ForcedWithdrawal: 49, R.ForcedClose: 50,
-        R.VaultDeposit: 6, R.VaultWithdraw: 7, R.VaultUnwind: 21}
+        R.VaultDeposit: 6, R.VaultWithdraw: 7, R.VaultUnwind: 21,
+        R.PlaceTrigger: 9, R.ModifyOrder: 10, R.ScheduleCancel: 11, R.TriggerFire: 19, R.ScheduledCancelAll: 20}
 
 
 def _pinned_block() -> R.Block:

@@ -1,6 +1,13 @@
 """Orders: PlaceOrder registers a signed order keyed by (account, nonce)
 (margin is taken at fill time, sequencer.core.rules.trades); CancelOrder
-cancels an open one."""
+cancels an open one (or a pending trigger, sequencer.core.rules.triggers);
+ModifyOrder cancels an open order and places its replacement, both or neither.
+
+A replacement is a new order: it gets the next placement sequence number, so
+it loses its time priority (CME and most venues do so on a price change or a
+size increase).  Keeping the old priority would let an order grow in front of
+the queue, and the Trade rule knows the taker as the order placed last: a
+replacement that crosses must be that order to take."""
 from __future__ import annotations
 
 import msgspec
@@ -8,10 +15,10 @@ import msgspec
 from sequencer.core import eip712
 from sequencer.core.hashing import keccak
 from sequencer.core.markets import MarketParams
-from sequencer.core.records import CancelOrder, PlaceOrder
+from sequencer.core.records import CancelOrder, ModifyOrder, PlaceOrder
 from sequencer.core.rules.base import (Context, RuleError, hex_address, process_user_preamble, require,
                                        require_market_params)
-from sequencer.core.state import Order, State
+from sequencer.core.state import TRIGGER_CANCELLED, TRIGGER_FIRED, TRIGGER_PENDING, Order, OrderSchedule, State, Trigger
 
 replace = msgspec.structs.replace
 
@@ -74,11 +81,70 @@ def process_place_order(state: State, r: PlaceOrder, timestamp_ms: int, ctx: Con
         r.leverage, r.time_in_force, r.reduce_only, r.expiry, seq))
 
 
+def is_nonce_taken(state: State, address: bytes, nonce: int) -> bool:
+    """Whether (address, nonce) already names an order or a trigger."""
+    return (address, nonce) in state.orders or (address, nonce) in state.triggers
+
+
+def get_order_schedule(state: State, address: bytes) -> OrderSchedule:
+    return state.order_schedules.get(address) or OrderSchedule()
+
+
+def cancel_trigger(state: State, address: bytes, nonce: int, trigger: Trigger) -> None:
+    """Cancel a pending trigger (a CancelOrder naming it, or a cancel-all)."""
+    require(trigger.status == TRIGGER_PENDING, "order_not_open",
+            f"trigger {nonce} is already {'fired' if trigger.status == TRIGGER_FIRED else 'cancelled'}")
+    schedule = get_order_schedule(state, address)
+    state.set_trigger(address, nonce, replace(trigger, status=TRIGGER_CANCELLED))
+    state.set_order_schedule(address, replace(schedule, open_triggers=schedule.open_triggers - 1))
+
+
 def process_cancel_order(state: State, r: CancelOrder, timestamp_ms: int, ctx: Context) -> None:
     account = process_user_preamble(state, r, timestamp_ms, ctx)
     order = state.orders.get((r.account, r.order_nonce))
+    trigger = state.triggers.get((r.account, r.order_nonce)) if order is None else None
+    if trigger is not None:
+        state.set_account(r.account, account)
+        cancel_trigger(state, r.account, r.order_nonce, trigger)
+        return
     require(order is not None, "unknown_order", f"no order with nonce {r.order_nonce} for {hex_address(r.account)}")
     require(not order.cancelled and order.filled < order.size, "order_not_open",
             f"order {r.order_nonce} is already {'cancelled' if order.cancelled else 'filled'}")
     state.set_account(r.account, account)
     state.set_order(r.account, r.order_nonce, replace(order, cancelled=True))
+
+
+def as_replacement(r: ModifyOrder, old: Order) -> PlaceOrder:
+    """The replacement order as a PlaceOrder: the old order's market, side,
+    leverage, time in force and reduce-only with the new price and size."""
+    return PlaceOrder(r.account, old.market, old.is_buy, r.price, r.size, old.leverage, old.time_in_force,
+                      old.reduce_only, r.nonce, r.expiry, b"")
+
+
+def require_resting_order(state: State, address: bytes, nonce: int, timestamp_ms: int) -> Order:
+    order = state.orders.get((address, nonce))
+    require(order is not None, "unknown_order", f"no order with nonce {nonce} for {hex_address(address)}")
+    require(not order.cancelled and order.filled < order.size, "order_not_open",
+            f"order {nonce} is already {'cancelled' if order.cancelled else 'filled'}")
+    require(order.time_in_force != IMMEDIATE_OR_CANCEL and order.expiry >= timestamp_ms, "order_not_resting",
+            f"order {nonce} is {'immediate-or-cancel' if order.expiry >= timestamp_ms else 'expired'}: "
+            "only a resting order can be modified")
+    return order
+
+
+def process_modify_order(state: State, r: ModifyOrder, timestamp_ms: int, ctx: Context) -> None:
+    require(len(r.account) == 20, "invalid_address", "account must be a 20-byte address")
+    old = require_resting_order(state, r.account, r.order_nonce, timestamp_ms)
+    replacement = as_replacement(r, old)
+    check_order_terms(replacement, require_market_params(ctx, old.market), ctx)
+    account = process_user_preamble(state, r, timestamp_ms, ctx)
+    require(not is_nonce_taken(state, r.account, r.nonce), "duplicate_order",
+            f"order ({hex_address(r.account)}, {r.nonce}) already exists")
+    state.set_account(r.account, account)
+    state.set_order(r.account, r.order_nonce, replace(old, cancelled=True))
+    g = state.globals
+    seq = g.order_count + 1
+    state.set_globals(replace(g, order_count=seq))
+    state.set_order(r.account, r.nonce, Order(
+        eip712.compute_struct_hash("ModifyOrder", r), r.size, 0, False, old.market, old.is_buy, r.price,
+        old.leverage, old.time_in_force, old.reduce_only, r.expiry, seq))

@@ -22,6 +22,10 @@ from sequencer.core.rules.positions import process_adjust_margin
 from sequencer.core.rules.trades import process_trade
 from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
 from sequencer.core.rules.vault import process_vault_deposit, process_vault_unwind, process_vault_withdraw
+from sequencer.core.records import ModifyOrder, PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
+from sequencer.core.rules.orders import process_modify_order
+from sequencer.core.rules.triggers import (process_place_trigger, process_schedule_cancel,
+                                           process_scheduled_cancel_all, process_trigger_fire)
 
 RuleTable = Mapping[type, Rule]
 
@@ -45,6 +49,13 @@ RULES_V1: RuleTable = MappingProxyType({
     VaultDeposit: process_vault_deposit,
     VaultWithdraw: process_vault_withdraw,
     VaultUnwind: process_vault_unwind,
+    # Trigger orders, modify and the dead-man's switch (tags 9-11, 19, 20): new
+    # kinds, in no existing log.
+    PlaceTrigger: process_place_trigger,
+    ModifyOrder: process_modify_order,
+    ScheduleCancel: process_schedule_cancel,
+    TriggerFire: process_trigger_fire,
+    ScheduledCancelAll: process_scheduled_cancel_all,
 })
 
 RULE_TABLES: Mapping[int, RuleTable] = MappingProxyType({1: RULES_V1})
