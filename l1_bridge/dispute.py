@@ -637,6 +637,24 @@ class Challenger(_Side):
         log.warning("opened game %d on output %d (bond %s)", game, index, format_eth(bond))
         return game
 
+    def resume(self, traces: "OutputTraces", events: list[dict]) -> dict[int, int]:
+        """Take up our games still open on the chain (after a restart): {game: output}.
+        A game whose output is no longer live gets no trace (moot or a clock ends it)."""
+        me = self.signer.address.lower()
+        found = {}
+        for game in range(self.games.game_count()):
+            if game in self.open:
+                continue
+            g = self.games.game(game)
+            if g.status != ACTIVE or g.challenger.lower() != me:
+                continue
+            live = g.output < len(events) and self.games.output_epoch(g.output) == g.epoch
+            self.open[game] = traces.get(g.output, events) if live else None
+            self.records[game] = GameRecord(game, g.output)
+            found[game] = g.output
+            log.warning("resuming our game %d on output %d", game, g.output)
+        return found
+
     def play(self) -> int:
         """Every move that is ours now in our open games; the number made."""
         moves = 0

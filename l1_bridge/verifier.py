@@ -94,6 +94,12 @@ class Verifier:
                                         from_block=self.replay.from_block)
         return self._traces
 
+    def resume_games(self, events: list[dict]) -> None:
+        """Our games left open by an earlier run: played on, not opened again."""
+        for game, output in self.player.resume(self.traces, events).items():
+            if output < len(events) and self.player.open.get(game) is not None:
+                self.disputed[(output, events[output]["output_root"])] = game
+
     @property
     def playing(self) -> bool:
         return self._player is not None and bool(self._player.open)
@@ -189,6 +195,8 @@ class Verifier:
     async def check_once(self) -> list[Verdict]:
         await asyncio.to_thread(self.play_games)
         events = await asyncio.to_thread(self.client.live_outputs, self.replay.from_block)
+        if self.challenger is not None and self._player is None:
+            await asyncio.to_thread(self.resume_games, events)
         count = len(events)
         if count - 1 < self.verified:
             log.warning("outputs after %d were deleted by someone else; replaying from genesis", count - 1)

@@ -47,27 +47,32 @@ class Chain:
     """The bridge, its dispute contract and the one-step on py-evm; outputs
     posted by the proposer (accounts[0]) from real blocks."""
 
-    def __init__(self, w3) -> None:
+    def __init__(self, w3, addresses: tuple[str, str] | None = None) -> None:
         self.w3 = w3
         accounts = w3.eth.accounts
         self.proposer, self.guardian = accounts[0], accounts[9]
-        onestep, _ = deploy_onestep(w3, fv.RULES)
         genesis = TraceRunner(fv.make_trace_genesis(), fv.RULES)
         self.genesis_fields = OutputFields(genesis.state_root, EMPTY, EMPTY, 0, EMPTY, EMPTY)
-        nonce = w3.eth.get_transaction_count(self.proposer)
+        if addresses is None:
+            addresses = self._deploy_all()
+        self.client = BridgeClient(w3, *addresses)
+        self.games = GameContract.of(self.client)
+        self.head, self.parent, self.nonce = 0, b"\x00" * 32, 1
+        self.runner = TraceRunner(fv.make_trace_genesis(), fv.RULES)
+        """The honest state after the last output."""
+        self.traces = OutputTraces(self.client, TraceRunner(fv.make_trace_genesis(), fv.RULES))
+
+    def _deploy_all(self) -> tuple[str, str]:
+        onestep, _ = deploy_onestep(self.w3, fv.RULES)
+        nonce = self.w3.eth.get_transaction_count(self.proposer)
         token = self._deploy("token", "dUSD", "dUSD")
         dispute_at = compute_create_address(self.proposer, nonce + 2)
         bridge = self._deploy("bridge", token.address, self.proposer, self.guardian, dispute_at, PERIOD, 10, 10**15,
                               60, PROPOSER_BOND, self.genesis_fields.root(), [], [], [])
         dispute = self._deploy("dispute", bridge.address, onestep, CLOCK, EXTENSION, CHALLENGE_BOND, MOVE_BOND)
         assert dispute.address == dispute_at
-        self.client = BridgeClient(w3, bridge.address, token.address)
-        self.client.deposit_bond(self.proposer, PROPOSER_BOND)
-        self.games = GameContract.of(self.client)
-        self.head, self.parent, self.nonce = 0, b"\x00" * 32, 1
-        self.runner = TraceRunner(fv.make_trace_genesis(), fv.RULES)
-        """The honest state after the last output."""
-        self.traces = OutputTraces(self.client, TraceRunner(fv.make_trace_genesis(), fv.RULES))
+        BridgeClient(self.w3, bridge.address, token.address).deposit_bond(self.proposer, PROPOSER_BOND)
+        return bridge.address, token.address
 
     def _deploy(self, name: str, *args):
         abi, bytecode = load_artifact(name)
@@ -102,11 +107,17 @@ def evm():
     return Web3(EthereumTesterProvider(tester)), tester
 
 
+@pytest.fixture(scope="module")
+def addresses(evm):
+    c = Chain(evm[0])
+    return c.client.bridge.address, c.client.token.address
+
+
 @pytest.fixture
-def chain(evm):
+def chain(evm, addresses):
     w3, tester = evm
     snapshot = tester.take_snapshot()
-    yield Chain(w3)
+    yield Chain(w3, addresses)
     tester.revert_to_snapshot(snapshot)
 
 
@@ -187,6 +198,13 @@ def test_the_challenger_proves_a_wrong_output_wrong_and_takes_the_bond(chain):
     before = chain.client.eth_balance(who)
     game = verifier.challenge(wrong, chain.traces.fields(wrong, events), chain.traces.fields(wrong - 1, events), known)
     d = defender(chain)  # plays its honest trace: it cannot defend the wrong end
+    d.poll()
+    verifier.play()
+    assert chain.games.game(game).status == ACTIVE and chain.games.game(game).depth == 2
+    # the verifier restarts: a new one takes the game up from the chain
+    verifier = Challenger(chain.games, who)
+    assert verifier.resume(OutputTraces(chain.client, TraceRunner(fv.make_trace_genesis(), fv.RULES)),
+                           chain.client.live_outputs()) == {game: wrong}
     for _ in range(60):
         if not (d.poll() + verifier.play()):
             break
@@ -196,7 +214,7 @@ def test_the_challenger_proves_a_wrong_output_wrong_and_takes_the_bond(chain):
     paid = verifier.collect()
     assert paid >= PROPOSER_BOND + CHALLENGE_BOND
     assert chain.client.eth_balance(who) > before + PROPOSER_BOND - CHALLENGE_BOND
-    assert verifier.records[game].moves >= 4 and not verifier.open
+    assert verifier.records[game].moves >= 2 and not verifier.open
     del later
 
 
