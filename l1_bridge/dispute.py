@@ -34,7 +34,7 @@ from web3.logs import DISCARD
 from l1_bridge.client import L1Error, L1Reverted, Signer, poll_forever
 from l1_bridge.deploy import transact
 from prover.hashing import keccak
-from prover.records import DataError, decode_data, prove_item
+from prover.records import DataError, compute_data_hash, decode_data, prove_item
 from prover.trace import TraceRunner
 
 log = logging.getLogger("isoroll.l1.dispute")
@@ -127,19 +127,10 @@ def _abi_names(contract: Any, fn: str) -> list[str]:
     raise L1Error(f"the contract has no {fn}()")
 
 
-def chain_data(acc: bytes, chunk: bytes) -> bytes:
-    """records.vy chain_data: acc_i = keccak256(acc_(i-1) || keccak256(chunk_i)), acc_0 = 0."""
-    return keccak(acc + keccak(chunk))
-
-
 def get_loaded_chunks(data_acc: bytes, chunks: Sequence[bytes]) -> int | None:
     """How many of `chunks` a game's data chain `data_acc` holds (None: not a prefix of them)."""
-    acc = b"\x00" * 32
-    if data_acc == acc:
-        return 0
-    for k, chunk in enumerate(chunks, 1):
-        acc = chain_data(acc, chunk)
-        if acc == data_acc:
+    for k in range(len(chunks) + 1):
+        if compute_data_hash(chunks[:k]) == data_acc:
             return k
     return None
 
@@ -372,35 +363,6 @@ def split_frames(data: bytes) -> list[bytes]:
     return decode_data(data)
 
 
-def get_output_chunks(client: Any, event: dict) -> list[bytes]:
-    """The data of a live output as posted, chunk by chunk: the postData chunks
-    of its index sent before its propose transaction (the last run from chunk 0),
-    then the propose calldata; checked against the output's data_hash."""
-    _, _, fields, last = client.propose_data(event["tx_hash"])
-    index, block = event["output_index"], event["block_number"]
-    posted = client._guard("read DataPosted events", lambda: client.bridge.events.DataPosted().get_logs(
-        from_block=0, to_block=block, argument_filters={"output_index": index}))
-    runs: list[list[Any]] = []
-    for ev in sorted(posted, key=lambda e: (e["blockNumber"], e["logIndex"])):
-        if ev["blockNumber"] == block and ev["transactionIndex"] > event.get("transaction_index", 1 << 30):
-            continue
-        if ev["args"]["chunk_index"] == 0:
-            runs.append([])
-        if runs:
-            runs[-1].append(ev)
-    for run in reversed(runs):
-        chunks = [bytes(client.bridge.decode_function_input(client.w3.eth.get_transaction(
-            ev["transactionHash"])["input"])[1]["chunk"]) for ev in run] + [last]
-        acc = b"\x00" * 32
-        for chunk in chunks:
-            acc = chain_data(acc, chunk)
-        if acc == fields.data_hash:
-            return chunks
-    if chain_data(b"\x00" * 32, last) != fields.data_hash:
-        raise L1Error(f"output {index}: its posted chunks do not chain to its data_hash")
-    return [last]
-
-
 class OutputTraces:
     """Each live output's data and trace from L1 data alone: the chunks are
     what the proposer posted (postData, then propose), the trace runs their
@@ -455,7 +417,7 @@ class OutputTraces:
         return self.known.get(key) or self._replay(index, events[index])
 
     def _replay(self, index: int, event: dict) -> OutputTrace:
-        chunks = get_output_chunks(self.client, event)
+        chunks = self.client.output_chunks(event)
         trace = None
         try:
             items = [item for chunk in chunks for item in split_frames(chunk)]
@@ -523,7 +485,7 @@ class _Side:
         if owed > 0:
             self.games.withdraw(self.signer)
         client = self.games.client
-        slashed = client._call("read eth_owed", client.bridge.functions.eth_owed(self.signer.address))
+        slashed = client.eth_owed(self.signer.address)
         if slashed > 0:
             client.send("withdrawEth", client.bridge.functions.withdrawEth(), self.signer)
         return owed + slashed

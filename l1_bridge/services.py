@@ -8,9 +8,9 @@ chain), share one client (its lock orders the proposer key's transactions),
 survive an L1 node that goes away (they log which URL failed and retry) and
 stop with the node.
 
-``fault_output`` (devnet and tests only: `isoroll devnet --fault-output N`)
-makes the checkpointer post a wrong state root at output index N, once; the
-defender then plays its honest trace and loses to any verifier.
+``fault_output`` (devnet and tests only: `isoroll devnet --fault-output N`) is
+the checkpointer's ``corrupt_output_at``: a wrong state root at output index
+N, once; the defender then plays its honest trace and loses to any verifier.
 """
 from __future__ import annotations
 
@@ -64,23 +64,6 @@ class L1Link:
         self.status = status
 
 
-def make_fault(output_index: int):
-    """A checkpointer ``corrupt`` hook: the proposal at `output_index` gets a wrong
-    state root (its data stays honest, so a game over it is won), once."""
-    from prover.hashing import keccak
-    done = []
-
-    def corrupt(proposal):
-        if proposal.output_index != output_index or done:
-            return proposal.fields
-        done.append(proposal.output_index)
-        wrong = keccak(b"isoroll fault injection" + proposal.fields.state_root)
-        log.warning("FAULT INJECTION: output %d is posted with the wrong state root %s (honest %s)",
-                    output_index, wrong.hex(), proposal.fields.state_root.hex())
-        return proposal.fields._replace(state_root=wrong)
-    return corrupt
-
-
 def make_defender(node: Any, client: BridgeClient, proposer: Signer, poll_interval_s: float) -> Defender | None:
     """The proposer's defender over traces from L1 data (None: the bridge has no dispute contract)."""
     from prover.trace import TraceRunner
@@ -113,7 +96,7 @@ class L1Services:
                                          interval_blocks=config.checkpoint_interval_blocks,
                                          interval_seconds=config.checkpoint_interval_seconds,
                                          poll_interval_s=poll,
-                                         corrupt=None if fault_output is None else make_fault(fault_output))
+                                         corrupt_output_at=fault_output)
         self.defender = make_defender(node, client, proposer, poll)
 
     def tasks(self) -> list:

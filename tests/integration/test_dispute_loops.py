@@ -13,9 +13,10 @@ from eth_account import Account
 from l1_bridge.client import BridgeClient, Signer
 from l1_bridge.deploy import compute_create_address, deploy_onestep, load_artifact, transact
 from l1_bridge.dispute import (ACTIVE, CHALLENGER_WON, MOOT, PROPOSER_WON, Challenger, ChallengeRefused, Defender,
-                               GameContract, GamePlayer, LocalTrace, OutputTrace, OutputTraces, chain_data)
+                               GameContract, GamePlayer, LocalTrace, OutputTrace, OutputTraces)
 from prover import fraud_vectors as fv
 from prover.hashing import keccak
+from prover.records import compute_data_hash
 from prover.trace import TraceRunner
 from sequencer.core.encoding import encode_block, make_block
 from sequencer.core.records import Transfer, Withdraw
@@ -248,4 +249,4 @@ def test_refusals_are_said_before_anything_is_sent(chain):
     with pytest.raises(ChallengeRefused, match="challenge period is over"):
         Challenger(chain.games, chain.w3.eth.accounts[1]).challenge(*args)
     assert chain.games.game_count() == count
-    assert chain_data(b"\x00" * 32, args[3].chunks[0]) == args[1].data_hash
+    assert compute_data_hash(args[3].chunks) == args[1].data_hash
