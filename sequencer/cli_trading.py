@@ -3,7 +3,11 @@
     isoroll markets                                  the market table with units
     isoroll book BTC-USD [--depth 10]                the order book
     isoroll order place BTC-USD buy 0.1 60000 --leverage 10 [--tif ioc|post-only] [--reduce-only]
-    isoroll order cancel NONCE
+    isoroll order place BTC-USD sell 0.1 54000 --trigger-price 55000 --sl   a stop-loss (or --tp) on the mark
+    isoroll order triggers [ADDRESS]                 pending stop-loss / take-profit orders
+    isoroll order cancel NONCE                       an order or a pending trigger
+    isoroll modify NONCE [--price 59000] [--size 0.2]   cancel-replace in one signed tx
+    isoroll schedule-cancel --in 60s | --at 2026-12-02T08:00:00Z | --clear   the dead-man's switch
     isoroll order cancel-all [--market BTC-USD]      signs one CancelOrder per open order
     isoroll fills [ADDRESS] [--raw | --json]         recent fills
     isoroll insurance [--limit N] [--before CURSOR]  the insurance fund and its changes
@@ -99,6 +103,11 @@ def cmd_book(args) -> int:
 
 
 def cmd_order_place(args) -> int:
+    if (args.tp or args.sl) and args.trigger_price is None:
+        raise SystemExit("error: --tp and --sl need --trigger-price")
+    if args.trigger_price is not None:
+        return cmd_trigger_place(args)
+
     async def run(client):
         market = find_market(await client.markets(), args.market)
         price = to_units(args.price, UNIT, market["tickSize"], "price", args.raw)
@@ -110,6 +119,140 @@ def cmd_order_place(args) -> int:
             print_json(receipt)
         else:
             print_order_receipt(receipt, market, client.address.hex(), args.raw)
+        return 0 if receipt["status"] == "ok" else 1
+    return asyncio.run(with_client(args, run, needs_key=True))
+
+
+def cmd_trigger_place(args) -> int:
+    """``order place ... --trigger-price P --sl|--tp``: a PlaceTrigger, reduce-only unless --open."""
+    if args.tp == args.sl:
+        raise SystemExit("error: a trigger order is either --tp (take-profit) or --sl (stop-loss)")
+    if args.tif is not None:
+        raise SystemExit("error: a trigger order becomes immediate-or-cancel when it fires; --tif does not apply")
+
+    async def run(client):
+        market = find_market(await client.markets(), args.market)
+        price = to_units(args.price, UNIT, market["tickSize"], "price", args.raw)
+        trigger = to_units(args.trigger_price, UNIT, market["tickSize"], "trigger price", args.raw)
+        size = to_units(args.size, 10 ** market["baseDecimals"], market["stepSize"], "size", args.raw)
+        record = await client.signed_trigger(market["id"], args.side == "buy", trigger, price, size,
+                                             tpsl="tp" if args.tp else "sl", leverage=args.leverage,
+                                             reduce_only=not args.open, nonce=args.nonce,
+                                             expiry=client.default_expiry(args.expiry_s))
+        receipt = await client.submit(record)
+        if args.json:
+            print_json(receipt)
+        elif receipt["status"] != "ok":
+            print(f"refused: {receipt.get('error')}")
+        else:
+            kind = "take-profit" if args.tp else "stop-loss"
+            shown = (lambda units: f"{units}") if args.raw else (lambda units: f"{format_price(units)} USDC")
+            print(f"{kind} {record.nonce} pending: {args.side} {args.size} when the mark "
+                  f"reaches {shown(trigger)}, limit {shown(price)} (block {receipt['block']}, tx {receipt['hash']})")
+        return 0 if receipt["status"] == "ok" else 1
+    return asyncio.run(with_client(args, run, needs_key=True))
+
+
+def cmd_order_triggers(args) -> int:
+    async def run(client):
+        markets = {m["id"]: m for m in await client.markets()}
+        account = await client.account(args.address)
+        if args.json:
+            print_json({"triggers": account["triggers"], "scheduledCancel": account["scheduledCancel"]})
+            return 0
+        for t in account["triggers"]:
+            market = markets[t["market"]]
+            size = t["size"] if args.raw else f"{format_size(t['size'], market)} {market['symbol'].split('-')[0]}"
+            price = (lambda u: str(u)) if args.raw else (lambda u: f"{format_price(u)} USDC")
+            print(f"{t['nonce']:>14} {market['symbol']:<8} {t['kind']:<11} {'buy' if t['isBuy'] else 'sell'} {size}"
+                  f" when mark {t['firesWhenMark']} {price(t['triggerPrice'])}, limit {price(t['price'])}"
+                  f"{'' if t['reduceOnly'] else ' (may open)'}")
+        if not account["triggers"]:
+            print("no pending triggers")
+        print_schedule(account["scheduledCancel"])
+        return 0
+    return asyncio.run(with_client(args, run))
+
+
+def print_schedule(schedule: dict) -> None:
+    at = schedule["cancelAtMs"]
+    when = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at / 1000)) + f" ({at} ms)") if at else "not set"
+    print(f"dead-man's switch: {when}; {schedule['runsLeftToday']} runs left today")
+
+
+def cmd_modify(args) -> int:
+    if args.price is None and args.size is None:
+        raise SystemExit("error: give --price, --size or both")
+
+    async def run(client):
+        orders = {o["nonce"]: o for o in await client.open_orders()}
+        order = orders.get(args.order_nonce)
+        if order is None:
+            raise SystemExit(f"error: no open order {args.order_nonce} (isoroll account lists them)")
+        market = find_market(await client.markets(), str(order["market"]))
+        price = order["price"] if args.price is None else to_units(args.price, UNIT, market["tickSize"], "price",
+                                                                  args.raw)
+        size = order["remaining"] if args.size is None else to_units(
+            args.size, 10 ** market["baseDecimals"], market["stepSize"], "size", args.raw)
+        receipt = await client.modify_order(args.order_nonce, price, size, nonce=args.nonce)
+        if args.json:
+            print_json(receipt)
+        else:
+            print_order_receipt(receipt, market, client.address.hex(), args.raw)
+        return 0 if receipt["status"] == "ok" else 1
+    return asyncio.run(with_client(args, run, needs_key=True))
+
+
+def parse_duration_ms(text: str) -> int:
+    """60, 60s, 5m, 2h, 1d -> milliseconds."""
+    units = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+    for suffix in ("ms", "s", "m", "h", "d"):
+        if text.endswith(suffix):
+            number, scale = text[:-len(suffix)], units[suffix]
+            break
+    else:
+        number, scale = text, 1000
+    try:
+        value = Decimal(number)
+    except InvalidOperation:
+        raise SystemExit(f"error: {text!r} is not a duration (e.g. 30s, 5m, 2h)") from None
+    if value <= 0:
+        raise SystemExit(f"error: the duration {text!r} must be positive")
+    return int(value * scale)
+
+
+def parse_time_ms(text: str) -> int:
+    """Milliseconds since the epoch, or an ISO 8601 time (UTC if it names no zone)."""
+    from datetime import datetime, timezone
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SystemExit(f"error: {text!r} is not a time (ms since the epoch or ISO 8601)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def cmd_schedule_cancel(args) -> int:
+    if sum(x is not None and x is not False for x in (args.at, args.in_, args.clear or None)) != 1:
+        raise SystemExit("error: give exactly one of --at, --in and --clear")
+
+    async def run(client):
+        if args.clear:
+            cancel_at = 0
+        elif args.at is not None:
+            cancel_at = parse_time_ms(args.at)
+        else:
+            cancel_at = int(time.time() * 1000) + parse_duration_ms(args.in_)
+        receipt = await client.schedule_cancel(cancel_at)
+        if args.json:
+            print_json(receipt)
+        elif receipt["status"] != "ok":
+            print(f"refused: {receipt.get('error')}")
+        else:
+            print_schedule((await client.account())["scheduledCancel"])
         return 0 if receipt["status"] == "ok" else 1
     return asyncio.run(with_client(args, run, needs_key=True))
 
@@ -347,7 +490,47 @@ def register(sub) -> None:
     p.add_argument("--nonce", type=int, help="the order's id (default: the current time in ms)")
     p.add_argument("--raw", action="store_true", help="price and size are the API's integers (so is the output)")
     p.add_argument("--json", action="store_true", help="print the receipt's JSON (integer units)")
+    p.add_argument("--trigger-price", help="make this a trigger order: it waits (reserving nothing) until the "
+                                           "mark reaches this price, then becomes an immediate-or-cancel order at "
+                                           "the limit price (a sell's limit at or below it, a buy's at or above)")
+    p.add_argument("--tp", action="store_true", help="with --trigger-price: a take-profit (a sell fires when the "
+                                                     "mark rises to it, a buy when it falls)")
+    p.add_argument("--sl", action="store_true", help="with --trigger-price: a stop-loss (a sell fires when the mark "
+                                                     "falls to it, a buy when it rises)")
+    p.add_argument("--open", action="store_true", help="with --trigger-price: the fired order may open or increase "
+                                                       "a position (by default a trigger is reduce-only)")
     p.set_defaults(func=cmd_order_place)
+
+    p = order.add_parser("triggers", help="pending stop-loss / take-profit orders and the dead-man's switch")
+    add_client_flags(p, key=True)
+    p.add_argument("address", nargs="?", help="default: the key's account")
+    p.add_argument("--raw", action="store_true", help="the API's integers")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_order_triggers)
+
+    p = sub.add_parser("modify", help="cancel a resting order and place its replacement in one signed tx",
+                       description="ModifyOrder: both or neither. The replacement keeps the market, side, leverage "
+                                   "and time in force, takes the new price and size (the full size; default: the "
+                                   "remaining size and the same price) and goes to the back of its price level.")
+    add_client_flags(p, key=True)
+    p.add_argument("order_nonce", type=int)
+    p.add_argument("--price", help="new limit price in USDC per whole base unit (with --raw quote units)")
+    p.add_argument("--size", help="new size in base units (with --raw base lots)")
+    p.add_argument("--nonce", type=int, help="the replacement's id (default: the current time in ms)")
+    p.add_argument("--raw", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_modify)
+
+    p = sub.add_parser("schedule-cancel", help="the dead-man's switch: cancel every order and trigger at a time",
+                       description="ScheduleCancel (Hyperliquid's scheduleCancel): at the given time the sequencer "
+                                   "cancels all the account's orders and triggers. Send it again to push the time "
+                                   "on; at least 5 s ahead; at most 10 runs per UTC day; --clear removes it.")
+    add_client_flags(p, key=True)
+    p.add_argument("--at", help="when: ms since the epoch or an ISO 8601 time (UTC unless it says)")
+    p.add_argument("--in", dest="in_", help="when, from now: 30s, 5m, 2h")
+    p.add_argument("--clear", action="store_true", help="remove the scheduled cancel")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_schedule_cancel)
 
     p = order.add_parser("cancel", help="cancel one order by its nonce")
     add_client_flags(p, key=True)

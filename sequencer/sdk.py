@@ -288,6 +288,51 @@ class Client:
         """Move collateral into (amount > 0) or out of (amount < 0) one isolated position."""
         return await self.submit(await self.signed_adjust_margin(market, amount, **kwargs))
 
+    # --- trigger orders, modify, dead-man's switch (docs/engine.md "Trigger orders") ----
+    async def signed_trigger(self, market: int, is_buy: bool, trigger_price: int, price: int, size: int, *,
+                             tpsl: int | str = "sl", leverage: int = 1, reduce_only: bool = True,
+                             nonce: int | None = None, expiry: int | None = None) -> R.PlaceTrigger:
+        """A stop-loss (``tpsl="sl"``) or take-profit (``"tp"``) on the mark:
+        when the mark crosses ``trigger_price`` it becomes an immediate-or-cancel
+        order with limit ``price`` (a sell's limit at or below the trigger, a
+        buy's at or above).  Reduce-only unless told otherwise."""
+        record = R.PlaceTrigger(self.address, int(market), bool(is_buy), int(trigger_price), int(price), int(size),
+                                int(leverage), parse_tpsl(tpsl), bool(reduce_only), nonce or self.nonces.next(),
+                                expiry or self.default_expiry(), b"")
+        return self.sign(record, await self.domain_separator())
+
+    async def place_trigger(self, market: int, is_buy: bool, trigger_price: int, price: int, size: int,
+                            **kwargs) -> dict:
+        """Sign and submit a PlaceTrigger; its id is (account, nonce), cancelled by cancel_order(nonce)."""
+        return await self.submit(await self.signed_trigger(market, is_buy, trigger_price, price, size, **kwargs))
+
+    async def signed_modify(self, order_nonce: int, price: int, size: int, *, nonce: int | None = None,
+                            expiry: int | None = None) -> R.ModifyOrder:
+        record = R.ModifyOrder(self.address, int(order_nonce), int(price), int(size), nonce or self.nonces.next(),
+                               expiry or self.default_expiry(), b"")
+        return self.sign(record, await self.domain_separator())
+
+    async def modify_order(self, order_nonce: int, price: int, size: int, **kwargs) -> dict:
+        """Cancel the resting order ``order_nonce`` and place its replacement at
+        ``price`` / ``size`` (full size, not the remainder) in one signed tx, both
+        or neither.  The replacement is the order ``receipt["order"]["nonce"]``;
+        it goes to the back of its price level."""
+        return await self.submit(await self.signed_modify(order_nonce, price, size, **kwargs))
+
+    async def signed_schedule_cancel(self, cancel_at_ms: int, *, nonce: int | None = None,
+                                     expiry: int | None = None) -> R.ScheduleCancel:
+        record = R.ScheduleCancel(self.address, int(cancel_at_ms), nonce or self.nonces.next(),
+                                  expiry or self.default_expiry(), b"")
+        return self.sign(record, await self.domain_separator())
+
+    async def schedule_cancel(self, cancel_at_ms: int, **kwargs) -> dict:
+        """The dead-man's switch: cancel all this account's orders and triggers at
+        ``cancel_at_ms`` (block time, ms since the epoch; at least 5 s ahead); 0 clears it."""
+        return await self.submit(await self.signed_schedule_cancel(cancel_at_ms, **kwargs))
+
+    async def triggers(self, address: str | None = None) -> list[dict]:
+        return (await self.account(address))["triggers"]
+
     # --- the backstop vault (docs/engine.md "Backstop vault") ---------------------
     async def vault(self, address: str | None = None) -> dict:
         """GET /v1/vault: equity, shares, share price (ppm), positions, limits; with
@@ -396,6 +441,20 @@ TIME_IN_FORCE = {"gtc": 0, "good-till-cancel": 0, "ioc": 1, "immediate-or-cancel
 
 def page_params(limit: int, before: str | None) -> dict:
     return {"limit": limit} if before is None else {"limit": limit, "before": before}
+
+
+TPSL_NAMES = {"tp": 1, "take-profit": 1, "sl": 2, "stop-loss": 2}
+
+
+def parse_tpsl(value: int | str) -> int:
+    """1 take-profit, 2 stop-loss, from the number or a name (tp, sl, take-profit, stop-loss)."""
+    if isinstance(value, str):
+        if value.lower() not in TPSL_NAMES:
+            raise ValueError(f"tpsl must be tp or sl, got {value!r}")
+        return TPSL_NAMES[value.lower()]
+    if value not in (1, 2):
+        raise ValueError(f"tpsl must be 1 (take-profit) or 2 (stop-loss), got {value}")
+    return int(value)
 
 
 def parse_time_in_force(value: int | str) -> int:

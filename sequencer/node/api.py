@@ -23,6 +23,7 @@ from sequencer.core.records import Record
 from sequencer.core.transition import RuleError
 from sequencer.log.kafka import Fenced, LogError
 from sequencer.node import views
+from sequencer.node.api_triggers import describe_schedule, describe_triggers
 from sequencer.node.assembler import CheckedRecord, Outcome
 from sequencer.node.fills import get_markets
 from sequencer.node.lifecycle import NodeFailed, Phase
@@ -371,6 +372,8 @@ class Api:
             "collateral": account.collateral,
             "positions": self.describe_positions(address),
             "openOrders": exchange.open_orders(address) if exchange is not None else [],
+            "triggers": describe_triggers(state, address),
+            "scheduledCancel": describe_schedule(state, address, self.node.ctx.preset),
             "nonces": {"kept": len(account.nonces), "smallest": account.nonces[0] if account.nonces else None,
                        "largest": account.nonces[-1] if account.nonces else None,
                        "window": self.node.ctx.preset.nonce_window},

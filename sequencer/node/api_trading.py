@@ -33,7 +33,8 @@ from starlette.routing import Route
 from sequencer.core import wire
 from sequencer.core.encoding import decode_record
 from sequencer.core.presets import MAX_INT64
-from sequencer.core.records import CancelOrder, Liquidate, OraclePrice, PlaceOrder, Trade
+from sequencer.core.records import (CancelOrder, Liquidate, ModifyOrder, OraclePrice, PlaceOrder, ScheduledCancelAll,
+                                    Trade)
 from sequencer.core.rules import funding, orders
 from sequencer.core.transition import RuleError
 from sequencer.node import views
@@ -128,7 +129,7 @@ class TradingRoutes:
         for record in self.records_of(result):
             if isinstance(record, (PlaceOrder, Trade)):
                 touched.add(record.market)
-            elif isinstance(record, CancelOrder):
+            elif isinstance(record, (CancelOrder, ModifyOrder, ScheduledCancelAll)):
                 touched.update(exchange.books)  # the record does not name the market
         return [{"type": "book", "block": info.number, **exchange.book(m, BOOK_EVENT_DEPTH)}
                 for m in sorted(touched) if m in exchange.books]
@@ -153,7 +154,7 @@ class TradingRoutes:
         its block and the fills it made as the taker: the Trades its admission
         derived (assembler.Outcome), nothing decoded again."""
         receipt = outcome.receipt
-        if not isinstance(record, PlaceOrder) or not receipt.ok:
+        if not isinstance(record, (PlaceOrder, ModifyOrder)) or not receipt.ok:
             return {}
         order = self.node.chain.state.orders.get((record.account, record.nonce))
         if order is None:
@@ -162,14 +163,14 @@ class TradingRoutes:
             status = "filled"
         elif order.cancelled:
             status = "cancelled"
-        elif record.time_in_force == orders.IMMEDIATE_OR_CANCEL:
+        elif order.time_in_force == orders.IMMEDIATE_OR_CANCEL:
             status = "expired"  # an IOC remainder never rests
         else:
             status = "resting" if order.filled == 0 else "partially_filled"
         info = self.node.chain.block_infos.get(receipt.block)
         trades = [(receipt.index + 1 + k, r) for k, r in enumerate(outcome.derived) if type(r) is Trade]
         fills = self.fills.describe_trades(trades, receipt.block, info.timestamp_ms if info else 0)
-        return {"order": {"market": record.market, "nonce": record.nonce, "status": status,
+        return {"order": {"market": order.market, "nonce": record.nonce, "status": status,
                           "size": order.size, "filled": order.filled},
                 "fills": fills}
 

@@ -30,7 +30,8 @@ class ErrorBody(_Out):
 
 class TxRequest(_Out):
     """An EIP-712 signed tx: ``type`` is the primary type (Transfer, Withdraw,
-    AdjustMargin, PlaceOrder, CancelOrder); integers as numbers or decimal strings."""
+    AdjustMargin, PlaceOrder, CancelOrder, PlaceTrigger, ModifyOrder, ScheduleCancel, ...; docs/signing.md);
+    integers as numbers or decimal strings."""
     type: str
     message: dict[str, Any]
     signature: str
@@ -136,6 +137,31 @@ class OpenOrder(_Out):
     reserved: int
 
 
+class TriggerOrder(_Out):
+    """A pending stop-loss / take-profit: it fires when the mark crosses ``trigger_price``."""
+    market: int
+    nonce: int
+    is_buy: bool
+    kind: str
+    trigger_price: int
+    fires_when_mark: str
+    price: int
+    size: int
+    leverage: int
+    reduce_only: bool
+    placed_ms: int
+
+
+class ScheduledCancel(_Out):
+    """The dead-man's switch: every order and trigger is cancelled at ``cancel_at_ms``."""
+    cancel_at_ms: int | None
+    runs_today: int
+    runs_left_today: int
+    min_delay_ms: int
+    pending_triggers: int
+    max_pending_triggers: int
+
+
 class Account(_Out):
     address: str
     collateral: int
@@ -143,6 +169,8 @@ class Account(_Out):
     open_orders: list[OpenOrder]
     nonces: dict[str, Any]
     withdrawals: list[dict[str, Any]]
+    triggers: list[TriggerOrder] = []
+    scheduled_cancel: ScheduledCancel | None = None
 
 
 class Market(_Out):
