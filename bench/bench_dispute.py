@@ -64,7 +64,7 @@ def measure_game(w3: Web3, blocks: int) -> dict:
     started = time.perf_counter()
     honest = LocalTrace(TraceRunner(fv.make_trace_genesis(), fv.RULES), items)
     replay_s = time.perf_counter() - started
-    onestep = deploy(w3, "onestep", *fv.ONESTEP_PARAMS)
+    onestep = deploy(w3, "onestep", *fv.ONESTEP_PARAMS, deploy(w3, "onestep_perps", *fv.PERPS_PARAMS).address)
     genesis_root = TraceRunner(fv.make_trace_genesis(), fv.RULES).state_root
     dispute = deploy(w3, "dispute", onestep.address, w3.eth.accounts[0], genesis_root, 3600, 600, 60,
                      10**18, 10**17, 10**15)
@@ -100,7 +100,7 @@ def measure_derivation(w3: Web3) -> dict:
 
 
 def measure_one_steps(w3: Web3, accounts: int) -> dict:
-    onestep = deploy(w3, "onestep", *fv.ONESTEP_PARAMS)
+    onestep = deploy(w3, "onestep", *fv.ONESTEP_PARAMS, deploy(w3, "onestep_perps", *fv.PERPS_PARAMS).address)
     a, b, c, d = fv.ADDRESSES
     population = {keccak(b"acct%d" % i)[:20]: Account(10**9, (1, 2, 3)) for i in range(accounts)}
     population.update({a: Account(10**9, tuple(range(1, 101))), b: Account(10**6, ()), c: Account(5, ())})

@@ -205,6 +205,26 @@ def deploy(
     return d
 
 
+def deploy_onestep(w3: Any, rules: Any, *, deployer: str | None = None,
+                   private_key: bytes | str | None = None) -> tuple[str, str]:
+    """Deploy the one-step pair for a rule context (sequencer.core.rules.base.Context):
+    onestep_perps.vy (the perps kinds, with the rules' market table), then
+    onestep.vy pointing at it.  Returns (onestep, onestep_perps) addresses."""
+    from prover.trace import get_onestep_markets
+    if deployer is None:
+        deployer = w3.eth.account.from_key(private_key).address if private_key is not None else w3.eth.accounts[0]
+    p = rules.preset
+    params = (rules.domain_separator, p.max_amount, p.max_expiry_ahead_ms, p.nonce_window)
+    addresses = []
+    for name, extra in (("onestep_perps", (get_onestep_markets(rules),)), ("onestep", None)):
+        abi, bytecode = load_artifact(name)
+        args = params + (extra if extra is not None else (addresses[0],))
+        receipt = transact(w3, w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args), deployer,
+                           private_key=private_key)
+        addresses.append(w3.to_checksum_address(receipt["contractAddress"]))
+    return addresses[1], addresses[0]
+
+
 def bond_proposer(w3: Any, d: Deployment, *, private_key: bytes | str | None = None) -> None:
     """Post the preset's PROPOSER_BOND from the proposer account."""
     bridge = w3.eth.contract(address=d.bridge, abi=load_artifact("bridge")[0])

@@ -11,7 +11,8 @@ records_vectors.json:
   lists[]:   {count, data, root, openings: [{index, item, siblings, count, expect}]}
   bad_data[]: {name, data}      (derive must fail)
 onestep_vectors.json:
-  params:    {domain_separator, max_amount, max_expiry_ahead_ms, nonce_window}
+  params:    {domain_separator, max_amount, max_expiry_ahead_ms, nonce_window, markets}
+             (markets: onestep_perps.vy's MarketParams tuples)
   cases[]:   {name, state_root, ctx, item, openings, nonces, post_state_root, post_ctx_hash, ok}
              (ctx as the Ctx tuple; openings as (present, value, (bitmap, siblings, other_key, other_value_hash)))
 """
@@ -26,15 +27,16 @@ import msgspec
 from prover.hashing import keccak
 from prover.records import (BlockEnd, BlockStart, Noop, compute_records_root, derive_records_root,
                             encode_data, encode_item, prove_item, verify_item)
-from prover.trace import TraceContext, TraceRunner
+from prover.trace import TraceContext, TraceRunner, get_onestep_markets
 from sequencer.core import eip712
 from sequencer.core.presets import DEVNET
 from sequencer.core.encoding import encode_block, make_block
-from sequencer.core.records import Deposit, ForcedWithdrawal, Transfer, Withdraw
+from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, ForcedWithdrawal, FundingTick, PlaceOrder,
+                                    Transfer, Withdraw)
 from sequencer.core.transition import compute_genesis_state
 from sequencer.core.rules.base import Context
 from sequencer.core.signing import SECP256K1_N, address_of, get_recover, sign_digest
-from sequencer.core.state import Account, Globals, State
+from sequencer.core.state import Account, Globals, Market, Order, Position, State
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "tests" / "vectors"
 RECORDS_PATH = VECTORS_DIR / "records_vectors.json"
@@ -113,6 +115,8 @@ DOMAIN = eip712.Domain(chain_id=DEVNET.chain_id, verifying_contract=bytes.fromhe
 RULES = Context(preset=DEVNET, domain_separator=eip712.compute_domain_separator(DOMAIN),
                 recover=get_recover("coincurve"))
 ONESTEP_PARAMS = (RULES.domain_separator, DEVNET.max_amount, DEVNET.max_expiry_ahead_ms, DEVNET.nonce_window)
+PERPS_PARAMS = ONESTEP_PARAMS + (get_onestep_markets(RULES),)
+"""onestep_perps.vy's constructor; onestep.vy's is ONESTEP_PARAMS and the perps contract's address."""
 KEYS = [keccak(SEED + b"key" + bytes([i])) for i in range(4)]
 ADDRESSES = [address_of(k) for k in KEYS]
 BLOCK_TIME = 1_767_000_000_000
@@ -131,7 +135,8 @@ def high_s(signature: bytes) -> bytes:
 
 
 def make_state(accounts: dict[bytes, Account], *, block_number: int = 7, timestamp_ms: int = BLOCK_TIME - 1000,
-               inbox_count: int = 3, withdrawal_count: int = 5, total_deposited: int = 10**15) -> State:
+               inbox_count: int = 3, withdrawal_count: int = 5, total_deposited: int = 10**15,
+               order_count: int = 2) -> State:
     state = State()
     for address, account in accounts.items():
         state.set_account(address, account)
@@ -139,7 +144,7 @@ def make_state(accounts: dict[bytes, Account], *, block_number: int = 7, timesta
                               timestamp_ms=timestamp_ms, insurance_fund=11, fee_pool=13,
                               inbox_count=inbox_count, inbox_hash=keccak(b"inbox%d" % inbox_count),
                               withdrawal_count=withdrawal_count, total_deposited=total_deposited,
-                              total_withdrawn=10**9, order_count=2))
+                              total_withdrawn=10**9, order_count=order_count))
     state.commit(0)
     return state
 
@@ -236,6 +241,116 @@ def onestep_cases() -> list[dict]:
     return out
 
 
+# --- the perps kinds ------------------------------------------------------------------
+
+BTC, ETH = 1, 2
+BTC_PRICE = 60_000 * 10**6
+
+
+def make_market(market_id: int, price: int, *, oracle_time_ms: int = BLOCK_TIME - 1000, funding_index: int = 0,
+                funding_time_ms: int = 0, funding_dust: int = 0) -> Market:
+    """A market with an applied oracle price and the mark equal to it."""
+    return Market(market_id, oracle_price=price, oracle_time_ms=oracle_time_ms, funding_index=funding_index,
+                  funding_time_ms=funding_time_ms, funding_dust=funding_dust, mark_price=price)
+
+
+def make_order(record: PlaceOrder, *, filled: int = 0, cancelled: bool = False, seq: int = 1) -> Order:
+    from sequencer.core.rules.orders import compute_order_params_hash
+    return Order(compute_order_params_hash(record), record.size, filled, cancelled, record.market, record.is_buy,
+                 record.price, record.leverage, record.time_in_force, record.reduce_only, record.expiry, seq)
+
+
+def make_perps_state(accounts: dict[bytes, Account], markets: list[Market], positions: dict, orders: dict,
+                     **kw) -> State:
+    state = make_state(accounts, **kw)
+    for market in markets:
+        state.set_market(market)
+    for (address, market_id), position in positions.items():
+        state.set_position(address, market_id, position)
+    for (address, nonce), order in orders.items():
+        state.set_order(address, nonce, order)
+    state.commit(0)
+    return state
+
+
+def perps_cases() -> list[dict]:
+    a, b, c, d = ADDRESSES
+    ka, kb = KEYS[0], KEYS[1]
+    exp = BLOCK_TIME + 60_000
+    lot = 10_000  # 0.0001 BTC
+    long = Position(size=100 * lot, cost=100 * lot * BTC_PRICE // 10**8, margin=10**8, funding_snapshot=0)
+    resting = PlaceOrder(a, BTC, True, BTC_PRICE, 10 * lot, 10, 0, False, 20, exp, b"")
+    orders = {(a, 20): make_order(resting), (a, 21): make_order(resting, cancelled=True),
+              (a, 22): make_order(resting, filled=10 * lot), (b, 20): make_order(resting)}
+
+    def state(funding_index: int = 0, oracle_time_ms: int = BLOCK_TIME - 1000, dust: int = 7) -> State:
+        markets = [make_market(BTC, BTC_PRICE, oracle_time_ms=oracle_time_ms, funding_index=funding_index,
+                               funding_time_ms=BLOCK_TIME - 120_000, funding_dust=dust)]
+        return make_perps_state({a: Account(5 * 10**8, (3, 8, 9)), b: Account(10**6, ())}, markets,
+                                {(a, BTC): long}, orders)
+
+    def adjust(amount: int, nonce: int = 12, market: int = BTC, key: bytes = ka, account: bytes = a):
+        return sign(AdjustMargin(account, market, amount, nonce, exp, b""), key)
+
+    def place(**kw):
+        fields = dict(account=a, market=BTC, is_buy=True, price=BTC_PRICE, size=10 * lot, leverage=10,
+                      time_in_force=0, reduce_only=False, nonce=30, expiry=exp, signature=b"")
+        key = kw.pop("key", ka)
+        fields.update(kw)
+        return sign(PlaceOrder(**fields), key)
+
+    def cancel(order_nonce: int, nonce: int = 31, key: bytes = ka, account: bytes = a):
+        return sign(CancelOrder(account, order_nonce, nonce, exp, b""), key)
+
+    minute = 60_000
+    due = BLOCK_TIME // minute * minute
+    cases = [
+        ("adjust margin in", state(), adjust(10**6)),
+        ("adjust margin out", state(), adjust(-10**6)),
+        ("adjust margin out, funding settled", state(funding_index=3 * 10**9 + 5), adjust(-10**6)),
+        ("adjust margin out, funding dust swept", state(funding_index=3 * 10**9 + 5, dust=10**14 - 1), adjust(-10**6)),
+        ("adjust margin in, funding owed to the position", state(funding_index=-10**9 - 3), adjust(10**6)),
+        ("adjust margin out below the initial margin", state(), adjust(-(10**8 - 10**6))),
+        ("adjust margin out, stale mark", state(oracle_time_ms=BLOCK_TIME - 61_000), adjust(-10**6)),
+        ("adjust margin in, more than the collateral", state(), adjust(5 * 10**8 + 1)),
+        ("adjust margin, no position", state(), adjust(10**6, account=b, key=kb)),
+        ("adjust margin, unknown market", state(), adjust(10**6, market=3)),
+        ("adjust margin, zero", state(), adjust(0)),
+        ("adjust margin, signed by another key", state(), adjust(10**6, key=kb)),
+        ("adjust margin, nonce used", state(), adjust(10**6, nonce=8)),
+        ("place order", state(), place()),
+        ("place order, sell, reduce-only IOC", state(), place(is_buy=False, reduce_only=True, time_in_force=1)),
+        ("place order, reduce-only resting", state(), place(reduce_only=True)),
+        ("place order, off tick", state(), place(price=BTC_PRICE + 1)),
+        ("place order, off step", state(), place(size=10 * lot + 1)),
+        ("place order, leverage above the market's", state(), place(leverage=51)),
+        ("place order, below the minimum notional", state(), place(size=lot, price=10**6)),
+        ("place order, time in force 3", state(), place(time_in_force=3)),
+        ("place order, unknown market", state(), place(market=3)),
+        ("place order, duplicate", state(), place(nonce=20)),
+        ("place order, stale nonce", state(), place(nonce=3)),
+        ("place order, signed by another key", state(), place(key=kb)),
+        ("place order, high s", state(), msgspec.structs.replace(place(), signature=high_s(place().signature))),
+        ("cancel order", state(), cancel(20)),
+        ("cancel order, already cancelled", state(), cancel(21)),
+        ("cancel order, filled", state(), cancel(22)),
+        ("cancel order, unknown", state(), cancel(23)),
+        ("cancel order, someone else's", state(), cancel(20, account=b, key=ka)),
+        ("cancel order, expired", state(), sign(CancelOrder(a, 20, 31, BLOCK_TIME - 1, b""), ka)),
+        ("funding tick", state(), FundingTick(BTC, 50, due)),
+        ("funding tick, negative rate", state(), FundingTick(BTC, -100, due)),
+        ("funding tick, above the cap", state(), FundingTick(BTC, 101, due)),
+        ("funding tick, not aligned", state(), FundingTick(BTC, 50, due - 1)),
+        ("funding tick, not due", state(), FundingTick(BTC, 50, BLOCK_TIME - 120_000)),
+        ("funding tick, in the future", state(), FundingTick(BTC, 50, due + minute)),
+        ("funding tick, stale mark", state(oracle_time_ms=BLOCK_TIME - 61_000), FundingTick(BTC, 50, due)),
+        ("funding tick, market with no price", state(), FundingTick(ETH, 50, due)),
+        ("funding tick, unknown market", state(), FundingTick(3, 50, due)),
+        ("funding tick, index past 64 bits", state(funding_index=2**63 - 10**9), FundingTick(BTC, 100, due)),
+    ]
+    return [make_case(name, s, encode_item(record)) for name, s, record in cases]
+
+
 def make_trace_messages(extra_blocks: int = 0) -> list[bytes]:
     """Kafka messages of a small output: transfers, a withdrawal, deposits and
     forced withdrawals in order, refused records (a used nonce, a wrong signer,
@@ -269,7 +384,7 @@ def make_trace_genesis() -> State:
 
 
 def build_onestep_vectors() -> dict:
-    return {"params": [hx(ONESTEP_PARAMS[0])] + list(ONESTEP_PARAMS[1:]), "cases": onestep_cases()}
+    return {"params": [hx(ONESTEP_PARAMS[0])] + list(PERPS_PARAMS[1:]), "cases": onestep_cases() + perps_cases()}
 
 
 def render(obj: dict) -> str:

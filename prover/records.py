@@ -20,7 +20,9 @@ from prover.codec import WithdrawalProof
 from prover.hashing import EMPTY, keccak
 from prover.output import compute_withdrawals_root, prove_withdrawal, verify_withdrawal_proof, withdrawal_leaf
 from sequencer.core.encoding import decode_block, decode_record
-from sequencer.core.records import Deposit, ForcedWithdrawal, Record, Transfer, Withdraw
+from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, ForcedWithdrawal, FundingTick, PlaceOrder, Record,
+                                    Transfer, Withdraw)
+
 
 ITEM_BLOCK_START = 1
 ITEM_RECORD = 2
@@ -56,7 +58,9 @@ class Noop(msgspec.Struct, frozen=True):
 Item = BlockStart | BlockEnd | Noop | Record
 
 # --- record fields, packed ------------------------------------------------------
-# (attribute, width in bytes, kind): "u" unsigned integer, "b" raw bytes.
+# (attribute, width in bytes, kind): "u" unsigned integer, "i" two's-complement
+# signed integer, "?" a bool (any byte but 0 is true), "b" raw bytes.
+
 
 RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
     Transfer: (1, (("account", 20, "b"), ("to", 20, "b"), ("amount", 8, "u"), ("nonce", 8, "u"),
@@ -65,11 +69,23 @@ RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
                    ("signature", 65, "b"))),
     Deposit: (48, (("inbox_index", 8, "u"), ("account", 20, "b"), ("amount", 32, "u"))),
     ForcedWithdrawal: (49, (("inbox_index", 8, "u"), ("account", 20, "b"), ("amount", 32, "u"))),
+    AdjustMargin: (3, (("account", 20, "b"), ("market", 4, "u"), ("amount", 8, "i"), ("nonce", 8, "u"),
+                       ("expiry", 8, "u"), ("signature", 65, "b"))),
+    PlaceOrder: (4, (("account", 20, "b"), ("market", 4, "u"), ("is_buy", 1, "?"), ("price", 8, "u"),
+                     ("size", 8, "u"), ("leverage", 4, "u"), ("time_in_force", 1, "u"), ("reduce_only", 1, "?"),
+                     ("nonce", 8, "u"), ("expiry", 8, "u"), ("signature", 65, "b"))),
+    CancelOrder: (5, (("account", 20, "b"), ("order_nonce", 8, "u"), ("nonce", 8, "u"), ("expiry", 8, "u"),
+                      ("signature", 65, "b"))),
+    FundingTick: (17, (("market", 4, "u"), ("rate_ppm", 8, "i"), ("timestamp_ms", 8, "u"))),
 }
+PERPS_TAGS = frozenset({3, 4, 5, 17})
+"""Record tags onestep.vy hands to onestep_perps.vy."""
 RECORD_BY_TAG: dict[int, type] = {tag: cls for cls, (tag, _) in RECORD_LAYOUTS.items()}
 INBOX_TYPES = (Deposit, ForcedWithdrawal)
-PENDING_TAGS = frozenset({3, 4, 5, 16, 17, 18, 32, 50, 6, 7, 21, 9, 10, 11, 19, 20})
-"""Record tags whose one-step is not written yet (the perps kinds and ForcedClose)."""
+PENDING_TAGS = frozenset({16, 18, 32, 50, 9, 10, 11, 19, 20, 6, 7, 21, 8, 22, 23})
+"""Record tags whose one-step is not written yet (Trade, Liquidate, OraclePrice, ForcedClose,
+trigger orders, modify and the dead-man's switch, the vault, the liquidation
+auction); onestep.vy's PENDING holds the same tags."""
 
 
 def get_item_size(tag: int) -> int:
@@ -80,6 +96,12 @@ def _pack_field(value, width: int, kind: str) -> bytes | None:
     if kind == "b":
         value = bytes(value)
         return value if len(value) == width else None
+    if kind == "?":
+        return bytes((int(value),)) if isinstance(value, bool) else None
+    if kind == "i":
+        if isinstance(value, bool) or not isinstance(value, int) or not -2 ** (8 * width - 1) <= value < 2 ** (8 * width - 1):
+            return None
+        return value.to_bytes(width, "big", signed=True)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** (8 * width):
         return None
     return value.to_bytes(width, "big")
@@ -148,7 +170,12 @@ def _decode_record(cls: type, item: bytes) -> Record:
     pos = 2
     for _, width, kind in RECORD_LAYOUTS[cls][1]:
         raw = item[pos:pos + width]
-        values.append(raw if kind == "b" else int.from_bytes(raw, "big"))
+        if kind == "b":
+            values.append(raw)
+        elif kind == "?":
+            values.append(raw != b"\x00")
+        else:
+            values.append(int.from_bytes(raw, "big", signed=kind == "i"))
         pos += width
     return cls(*values)
 

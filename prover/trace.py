@@ -17,17 +17,24 @@ from typing import Iterable, Sequence
 
 import msgspec
 
-from prover.records import (BlockEnd, BlockStart, Frontier, Noop, decode_item)
+from prover.records import (BlockEnd, BlockStart, Frontier, Noop, PendingKind, decode_item)
 from prover.codec import Proof
 from prover.hashing import keccak
 from prover.tree import SparseMerkleTree
-from prover.keys import GLOBAL_KEY, get_account_key
+from prover.keys import (GLOBAL_KEY, compute_key, get_account_key, get_market_key, get_order_key,
+                         get_position_key)
 from sequencer.core.commitment import compute_dirty_leaves, compute_leaf, encode_withdrawal
-from sequencer.core.records import Block, Deposit, ForcedWithdrawal, Transfer, Withdraw
+from sequencer.core.records import (AdjustMargin, Block, CancelOrder, Deposit, ForcedWithdrawal, FundingTick,
+                                    PlaceOrder, Transfer, Withdraw)
 from sequencer.core.state import ACCOUNTS, MARKETS, ORDERS, POSITIONS, VAULT_SHARES, State
 from sequencer.core.state import ORDER_SCHEDULES, TRIGGERS
-from sequencer.core.rules.base import Context
+from sequencer.core.markets import get_market_table
+from sequencer.core.rules.base import Context, get_market_params
 from sequencer.core.transition import apply_record, check_block_header, process_block_end
+
+
+TRIGGER_KIND = 8
+"""The key kind of a trigger order (prover.keys): a CancelOrder may name one."""
 
 
 def u256(value: int) -> bytes:
@@ -51,6 +58,19 @@ class TraceContext(msgspec.Struct, frozen=True):
     def as_arg(self) -> tuple:
         return (self.block_open, self.block_number, self.timestamp_ms,
                 (self.withdrawals.count, list(self.withdrawals.branch)))
+
+
+def get_onestep_markets(rules: Context) -> list[tuple]:
+    """The market table onestep_perps.vy is deployed with: per market of the
+    rules' table, the MarketParams fields the ported rules read, in its
+    struct's order."""
+    table = rules.markets or get_market_table(rules.preset.markets)
+    out = []
+    for market_id in sorted(table):
+        p = get_market_params(rules, market_id)
+        out.append((p.id, p.scale, p.tick_size, p.step_size, p.initial_margin_ppm, p.max_leverage,
+                    p.min_order_notional, p.funding_interval_ms, p.funding_cap_ppm, p.oracle_max_age_ms))
+    return out
 
 
 def compute_claim(state_root: bytes, ctx: TraceContext) -> bytes:
@@ -162,6 +182,8 @@ class TraceRunner:
             return (lambda ok, writes: [(GLOBAL_KEY, True)] if is_open else []), ()
         if isinstance(item, Noop) or not self.ctx.block_open:
             return (lambda ok, writes: []), ()
+        if isinstance(item, (AdjustMargin, PlaceOrder, CancelOrder, FundingTick)):
+            return self._plan_perps(item)
         account = get_account_key(item.account)
         if isinstance(item, (Transfer, Withdraw)):
             kept = self.state.accounts.get(item.account)
@@ -175,6 +197,32 @@ class TraceRunner:
             return (lambda ok, writes: [(GLOBAL_KEY, False)] + (
                 [(account, account in writes), (GLOBAL_KEY, True)] if in_order else [])), ()
         raise TypeError(f"no one-step for {type(item).__name__}")
+
+    def _plan_perps(self, item):
+        """The perps kinds (onestep_perps.vy): the leaves the rule reads
+        first, against the pre-state root, then, if it applies, each leaf it
+        writes opened again against the root of the writes before it."""
+        if isinstance(item, FundingTick):
+            market = get_market_key(item.market)
+            return (lambda ok, writes: [(market, ok)]), ()
+        kept = self.state.accounts.get(item.account)
+        nonces = kept.nonces if kept is not None else ()
+        account = get_account_key(item.account)
+        if isinstance(item, AdjustMargin):
+            position, market = get_position_key(item.account, item.market), get_market_key(item.market)
+            return (lambda ok, writes: [(position, False), (market, False), (account, ok)] + (
+                [(position, True)] + [(k, True) for k in (market, GLOBAL_KEY) if k in writes] if ok else [])), nonces
+        if isinstance(item, PlaceOrder):
+            order = get_order_key(item.account, item.nonce)
+            return (lambda ok, writes: [(order, False), (account, ok)] + (
+                [(GLOBAL_KEY, True), (order, True)] if ok else [])), nonces
+        order = get_order_key(item.account, item.order_nonce)
+        if self.tree.get(order) is None:
+            trigger = compute_key(TRIGGER_KIND, item.account, item.order_nonce.to_bytes(8, "big"))
+            if self.tree.get(trigger) is not None:
+                raise PendingKind("CancelOrder of a trigger: its one-step is pending")
+            return (lambda ok, writes: [(order, False), (trigger, False)]), nonces
+        return (lambda ok, writes: [(order, False), (account, ok)] + ([(order, True)] if ok else [])), nonces
 
     def _open(self, pre_tree: SparseMerkleTree, plan: list[tuple[bytes, bool]]) -> Iterable[Opening]:
         tree = pre_tree

@@ -9,8 +9,8 @@
 import smt
 import records
 
-MAX_OPENINGS: constant(uint256) = 3
-MAX_LEAF: constant(uint256) = 352
+MAX_OPENINGS: constant(uint256) = 6
+MAX_LEAF: constant(uint256) = 512
 MAX_NONCES: constant(uint256) = 100
 
 

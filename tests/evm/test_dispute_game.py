@@ -40,7 +40,7 @@ def honest():
 
 @pytest.fixture(scope="module")
 def contracts(deploy, w3, honest):
-    onestep = deploy("onestep", *fv.ONESTEP_PARAMS)
+    onestep = deploy("onestep", *fv.ONESTEP_PARAMS, deploy("onestep_perps", *fv.PERPS_PARAMS).address)
     genesis_root = TraceRunner(fv.make_trace_genesis(), fv.RULES).state_root
     dispute = deploy("dispute", onestep.address, w3.eth.accounts[0], genesis_root, PERIOD, CLOCK, EXTENSION,
                      PROPOSER_BOND, CHALLENGE_BOND, MOVE_BOND)

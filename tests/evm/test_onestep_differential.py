@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from prover import fraud_vectors as fv
-from prover.records import BlockEnd, BlockStart, Noop, encode_item
+from prover.records import PENDING_TAGS, BlockEnd, BlockStart, Noop, encode_item
 from prover.trace import TraceContext, TraceRunner
 from sequencer.core.presets import DEVNET
 from sequencer.core.records import Deposit, ForcedWithdrawal, Transfer, Withdraw
@@ -29,7 +29,7 @@ ADDRESSES = fv.ADDRESSES + [STRANGER]
 
 @pytest.fixture(scope="module")
 def onestep(deploy):
-    return deploy("onestep", *fv.ONESTEP_PARAMS)
+    return deploy("onestep", *fv.ONESTEP_PARAMS, deploy("onestep_perps", *fv.PERPS_PARAMS).address)
 
 
 nonce_lists = st.one_of(
@@ -144,7 +144,7 @@ def cases(draw):
     return state, ctx, item
 
 
-PENDING_PREFIXES = {bytes([2, tag]) for tag in (3, 4, 5, 16, 17, 18, 32)}
+PENDING_PREFIXES = {bytes([2, tag]) for tag in PENDING_TAGS}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

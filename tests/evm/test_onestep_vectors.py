@@ -1,13 +1,17 @@
 """onestep.vy on py-evm against the shared one-step vectors written by
 prover/fraud_vectors.py (prover/trace.py computed each expected post-state):
-every account record kind, valid and refused, and the block items."""
+every record kind with a one-step (the account kinds, and the perps kinds
+through onestep_perps.vy), valid and refused, and the block items."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from l1_bridge.compile import CONTRACTS_DIR
 from prover import fraud_vectors
+from prover.records import PENDING_TAGS, PERPS_TAGS
 
 pytestmark = pytest.mark.evm
 
@@ -35,7 +39,8 @@ def call_apply(onestep, case: dict):
 @pytest.fixture(scope="module")
 def onestep(deploy):
     p = VECTORS["params"]
-    return deploy("onestep", b(p[0]), p[1], p[2], p[3])
+    perps = deploy("onestep_perps", b(p[0]), p[1], p[2], p[3], [tuple(m) for m in p[4]])
+    return deploy("onestep", b(p[0]), p[1], p[2], p[3], perps.address)
 
 
 def test_vectors_are_current():
@@ -61,7 +66,17 @@ def test_a_wrong_witness_reverts(onestep):
         call_apply(onestep, dict(case, openings=[forged, case["openings"][1]]))
 
 
-def test_pending_kinds_revert(onestep):
+@pytest.mark.parametrize("tag", sorted(PENDING_TAGS))
+def test_pending_kinds_revert(onestep, tag):
     case = next(c for c in VECTORS["cases"] if c["name"] == "noop")
     with pytest.raises(Exception, match="pending"):
-        call_apply(onestep, dict(case, item="0x0204" + "00" * 40))
+        call_apply(onestep, dict(case, item="0x02%02x" % tag + "00" * 40))
+
+
+def test_onestep_pending_list_is_the_python_one():
+    """onestep.vy's PENDING constant holds exactly prover.records.PENDING_TAGS."""
+    source = (CONTRACTS_DIR / "onestep.vy").read_text()
+    listed = re.search(r"^PENDING: constant\(uint256\[\d+\]\) = \[([^\]]*)\]", source, re.M).group(1)
+    assert {int(t) for t in listed.split(",")} == set(PENDING_TAGS)
+    perps = re.search(r"^PERPS_TAGS: constant\(uint256\[\d+\]\) = \[([^\]]*)\]", source, re.M).group(1)
+    assert {int(t) for t in perps.split(",")} == set(PERPS_TAGS)

@@ -1,0 +1,385 @@
+# pragma version ~=0.4.1
+"""
+@title isoroll one-step, the perps kinds
+@notice onestep.vy hands this contract the record items of AdjustMargin (3),
+    PlaceOrder (4), CancelOrder (5) and FundingTick (17) in an open block; it
+    re-executes the rule (sequencer/core/rules: positions, orders, funding)
+    against the witness, in the order of docs/fraud-proofs.md, and returns
+    the state root after it and the receipt outcome. The twin of
+    prover/trace.py (the witness plan) over the Python rules.
+    The market parameters the rules read are fixed at deployment (the
+    preset's market table, sequencer/core/markets.py); the mark price is read
+    in one place, `fresh_mark`.
+"""
+import records
+import trace
+import onestep_lib as lib
+
+initializes: lib
+
+exports: (lib.DOMAIN_SEPARATOR, lib.MAX_AMOUNT, lib.MAX_EXPIRY_AHEAD_MS, lib.NONCE_WINDOW)
+
+MAX_OPENINGS: constant(uint256) = trace.MAX_OPENINGS
+MAX_NONCES: constant(uint256) = trace.MAX_NONCES
+MAX_ITEM: constant(uint256) = records.MAX_ITEM_SIZE
+MAX_LEAF: constant(uint256) = trace.MAX_LEAF
+MAX_MARKETS: constant(uint256) = 16
+PPM: constant(int256) = 1_000_000
+MAX_INT64: constant(int256) = 2**63 - 1
+TAG_ADJUST_MARGIN: constant(uint256) = 3
+TAG_PLACE_ORDER: constant(uint256) = 4
+TAG_CANCEL_ORDER: constant(uint256) = 5
+TAG_FUNDING_TICK: constant(uint256) = 17
+ADJUST_MARGIN_TYPEHASH: constant(bytes32) = keccak256("AdjustMargin(address account,uint32 market,int256 amount,uint64 nonce,uint64 expiry)")
+PLACE_ORDER_TYPEHASH: constant(bytes32) = keccak256("PlaceOrder(address account,uint32 market,bool isBuy,uint256 price,uint256 size,uint32 leverage,uint8 timeInForce,bool reduceOnly,uint64 nonce,uint64 expiry)")
+CANCEL_ORDER_TYPEHASH: constant(bytes32) = keccak256("CancelOrder(address account,uint64 orderNonce,uint64 nonce,uint64 expiry)")
+# market leaf words (sequencer/core/commitment.py)
+MARKET_ORACLE_PRICE: constant(uint256) = 0
+MARKET_ORACLE_TIME: constant(uint256) = 1
+MARKET_FUNDING_INDEX: constant(uint256) = 2
+MARKET_FUNDING_TIME: constant(uint256) = 4
+MARKET_FUNDING_DUST: constant(uint256) = 5
+MARKET_MARK_PRICE: constant(uint256) = 6  # the committed median mark (rules.mark)
+# order leaf words
+ORDER_SIZE: constant(uint256) = 1
+ORDER_FILLED: constant(uint256) = 2
+ORDER_CANCELLED: constant(uint256) = 3
+
+
+struct MarketParams:
+    # sequencer.core.markets.MarketParams, the fields the ported rules read
+    id: uint256
+    scale: uint256
+    tick_size: uint256
+    step_size: uint256
+    initial_margin_ppm: uint256
+    max_leverage: uint256
+    min_order_notional: uint256
+    funding_interval_ms: uint256
+    funding_cap_ppm: uint256
+    oracle_max_age_ms: uint256
+
+
+struct Position:
+    size: int256
+    cost: int256
+    margin: int256
+    funding_snapshot: int256
+
+
+# the market table, set once at deployment (storage, not immutables: the
+# table as immutables would pass the 24 KB code limit); scale 0 = no market
+market_table: public(HashMap[uint256, MarketParams])
+
+
+@deploy
+def __init__(domain_separator: bytes32, max_amount: uint256, max_expiry_ahead_ms: uint256, nonce_window: uint256,
+             markets: DynArray[MarketParams, MAX_MARKETS]):
+    lib.__init__(domain_separator, max_amount, max_expiry_ahead_ms, nonce_window)
+    assert max_amount <= convert(MAX_INT64, uint256), "max amount"
+    for m: MarketParams in markets:
+        assert m.scale > 0 and m.tick_size > 0 and m.step_size > 0 and m.funding_interval_ms > 0, "market"
+        assert self.market_table[m.id].scale == 0, "market listed twice"
+        self.market_table[m.id] = m
+
+
+# --- keys, parameters, the mark --------------------------------------------------
+
+@internal
+@pure
+def position_key(account: address, market: uint256) -> bytes32:
+    return keccak256(concat(b"\x02", convert(account, bytes20), convert(convert(market, uint32), bytes4)))
+
+
+@internal
+@pure
+def order_key(account: address, nonce: uint256) -> bytes32:
+    return keccak256(concat(b"\x03", convert(account, bytes20), convert(convert(nonce, uint64), bytes8)))
+
+
+@internal
+@pure
+def trigger_key(account: address, nonce: uint256) -> bytes32:
+    return keccak256(concat(b"\x08", convert(account, bytes20), convert(convert(nonce, uint64), bytes8)))
+
+
+@internal
+@pure
+def market_key(market: uint256) -> bytes32:
+    return keccak256(concat(b"\x04", convert(convert(market, uint32), bytes4)))
+
+
+@internal
+@view
+def market_params(market: uint256) -> (bool, MarketParams):
+    m: MarketParams = self.market_table[market]
+    return m.scale != 0, m
+
+
+@internal
+@pure
+def fresh_mark(market: Bytes[MAX_LEAF], params: MarketParams, timestamp_ms: uint256) -> int256:
+    """The mark price (rules.base.require_fresh_price: the committed mark,
+    word 6), 0 when there is no oracle price or mark, or the applied oracle
+    price is older than the market's limit. Every kind that reads
+    the mark reads it here: AdjustMargin (taking margin out) and FundingTick."""
+    mark: uint256 = lib.leaf_word(market, MARKET_MARK_PRICE)
+    if lib.leaf_word(market, MARKET_ORACLE_PRICE) == 0 or mark == 0:
+        return 0
+    if timestamp_ms > lib.leaf_word(market, MARKET_ORACLE_TIME) + params.oracle_max_age_ms:
+        return 0
+    return convert(mark, int256)
+
+
+# --- integer maths (rules.margin: Python's floor division) --------------------------
+
+@internal
+@pure
+def floor_div(a: int256, b: int256) -> int256:
+    """floor(a / b) for b > 0."""
+    if a >= 0:
+        return convert(convert(a, uint256) // convert(b, uint256), int256)
+    return -convert((convert(-a, uint256) + convert(b, uint256) - 1) // convert(b, uint256), int256)
+
+
+@internal
+@pure
+def ceil_div(a: int256, b: int256) -> int256:
+    """ceil(a / b) for b > 0."""
+    return -self.floor_div(-a, b)
+
+
+@internal
+@pure
+def read_position(op: trace.Opening) -> Position:
+    v: Bytes[MAX_LEAF] = op.value
+    return Position(size=lib.leaf_int(v, 0), cost=lib.leaf_int(v, 1), margin=lib.leaf_int(v, 2),
+                    funding_snapshot=lib.leaf_int(v, 3))
+
+
+# --- the rules --------------------------------------------------------------------
+
+@internal
+@view
+def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: DynArray[trace.Opening, MAX_OPENINGS],
+                  nonces: DynArray[uint256, MAX_NONCES]) -> bytes32:
+    """rules.positions.process_adjust_margin. Witness: position, market,
+    account (read); if it applies: account written, position, market (when
+    funding settled a non-zero amount), globals (when dust swept) written."""
+    account: address = lib.addr(item, 2)
+    market: uint256 = lib.word(item, 22, 4)
+    amount: int256 = lib.int64_at(item, 26)
+    nonce: uint256 = lib.word(item, 34, 8)
+    expiry: uint256 = lib.word(item, 42, 8)
+    if amount == 0 or abs(amount) > convert(lib.MAX_AMOUNT, int256):
+        return empty(bytes32)
+    found: bool = False
+    p: MarketParams = empty(MarketParams)
+    found, p = self.market_params(market)
+    if not found:
+        return empty(bytes32)
+    pos_key: bytes32 = self.position_key(account, market)
+    mkt_key: bytes32 = self.market_key(market)
+    op_pos: trace.Opening = lib.open_leaf(c0, pos_key, openings)
+    op_mkt: trace.Opening = lib.open_leaf(lib.Cursor(root=c0.root, used=1), mkt_key, openings)
+    acct_key: bytes32 = lib.account_key(account)
+    op_acct: trace.Opening = lib.open_leaf(lib.Cursor(root=c0.root, used=2), acct_key, openings)
+    acct: lib.AccountLeaf = lib.read_account(op_acct)
+    struct_hash: bytes32 = keccak256(abi_encode(ADJUST_MARGIN_TYPEHASH, account, market, amount, nonce, expiry))
+    if not lib.user_checks(struct_hash, item, 50, account, nonce, expiry, ctx, acct, nonces):
+        return empty(bytes32)
+    if not op_pos.present:
+        return empty(bytes32)
+    pos: Position = self.read_position(op_pos)
+    if pos.size == 0:
+        return empty(bytes32)
+    # settle funding (rules.positions.settle_funding)
+    index: int256 = lib.leaf_int(op_mkt.value, MARKET_FUNDING_INDEX)
+    numerator: int256 = pos.size * (index - pos.funding_snapshot)
+    denominator: int256 = convert(p.scale, int256) * PPM
+    dust: int256 = 0
+    sweep: int256 = 0
+    if numerator != 0:
+        owed: int256 = self.ceil_div(numerator, denominator)
+        dust = convert(lib.leaf_word(op_mkt.value, MARKET_FUNDING_DUST), int256) + owed * denominator - numerator
+        sweep = dust // denominator
+        dust -= sweep * denominator
+        pos.margin -= owed
+    pos.funding_snapshot = index
+    if amount > 0:
+        if convert(acct.collateral, int256) < amount:
+            return empty(bytes32)
+    elif pos.margin < -amount:
+        return empty(bytes32)
+    pos.margin += amount
+    if pos.margin < 0:
+        return empty(bytes32)
+    if amount < 0:
+        # the position keeps its initial margin at the mark (funding is settled: nothing owed)
+        mark: int256 = self.fresh_mark(op_mkt.value, p, ctx.timestamp_ms)
+        if mark == 0:
+            return empty(bytes32)
+        equity: int256 = (pos.margin - pos.cost) * convert(p.scale, int256) + pos.size * mark
+        if equity * PPM < abs(pos.size) * mark * convert(p.initial_margin_ppm, int256):
+            return empty(bytes32)
+    collateral: uint256 = convert(convert(acct.collateral, int256) - amount, uint256)
+    c: lib.Cursor = lib.Cursor(root=lib.write_leaf(c0.root, acct_key, op_acct, lib.account_leaf(collateral, nonce, nonces)),
+                               used=3)
+    c = lib.rewrite(c, pos_key, abi_encode(pos.size, pos.cost, convert(pos.margin, uint256), pos.funding_snapshot), openings)
+    if numerator != 0:
+        c = lib.rewrite(c, mkt_key, lib.set_word(op_mkt.value, MARKET_FUNDING_DUST, convert(dust, bytes32)), openings)
+    if sweep > 0:
+        g: lib.Globals = lib.read_globals(lib.open_leaf(c, lib.GLOBALS_KEY, openings))
+        g.insurance_fund += convert(sweep, uint256)
+        c = lib.write_globals(c, g, openings)
+    return c.root
+
+
+@internal
+@view
+def order_terms_ok(p: MarketParams, is_buy: bool, price: uint256, size: uint256, leverage: uint256,
+                   time_in_force: uint256, reduce_only: bool) -> bool:
+    """rules.orders.check_order_terms."""
+    if price == 0 or price > lib.MAX_AMOUNT or price % p.tick_size != 0:
+        return False
+    if size == 0 or size > lib.MAX_AMOUNT or size % p.step_size != 0:
+        return False
+    if leverage < 1 or leverage > p.max_leverage:
+        return False
+    if time_in_force > 2:
+        return False
+    if reduce_only:
+        return time_in_force == 1
+    return size * price >= p.min_order_notional * p.scale
+
+
+@internal
+@view
+def place_order(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: DynArray[trace.Opening, MAX_OPENINGS],
+                nonces: DynArray[uint256, MAX_NONCES]) -> bytes32:
+    """rules.orders.process_place_order. Witness: order (read: absent),
+    account (read; written if it applies), then globals (order_count) and
+    the order (created) written."""
+    account: address = lib.addr(item, 2)
+    market: uint256 = lib.word(item, 22, 4)
+    is_buy: bool = lib.word(item, 26, 1) != 0
+    price: uint256 = lib.word(item, 27, 8)
+    size: uint256 = lib.word(item, 35, 8)
+    leverage: uint256 = lib.word(item, 43, 4)
+    time_in_force: uint256 = lib.word(item, 47, 1)
+    reduce_only: bool = lib.word(item, 48, 1) != 0
+    nonce: uint256 = lib.word(item, 49, 8)
+    expiry: uint256 = lib.word(item, 57, 8)
+    found: bool = False
+    p: MarketParams = empty(MarketParams)
+    found, p = self.market_params(market)
+    if not found or not self.order_terms_ok(p, is_buy, price, size, leverage, time_in_force, reduce_only):
+        return empty(bytes32)
+    key: bytes32 = self.order_key(account, nonce)
+    op_order: trace.Opening = lib.open_leaf(c0, key, openings)
+    acct_key: bytes32 = lib.account_key(account)
+    op_acct: trace.Opening = lib.open_leaf(lib.Cursor(root=c0.root, used=1), acct_key, openings)
+    acct: lib.AccountLeaf = lib.read_account(op_acct)
+    params_hash: bytes32 = keccak256(abi_encode(PLACE_ORDER_TYPEHASH, account, market, is_buy, price, size, leverage,
+                                                time_in_force, reduce_only, nonce, expiry))
+    if not lib.user_checks(params_hash, item, 65, account, nonce, expiry, ctx, acct, nonces):
+        return empty(bytes32)
+    if op_order.present:
+        return empty(bytes32)
+    c: lib.Cursor = lib.Cursor(root=lib.write_leaf(c0.root, acct_key, op_acct, lib.account_leaf(acct.collateral, nonce, nonces)),
+                               used=2)
+    g: lib.Globals = lib.read_globals(lib.open_leaf(c, lib.GLOBALS_KEY, openings))
+    g.order_count += 1
+    c = lib.write_globals(c, g, openings)
+    leaf: Bytes[MAX_LEAF] = abi_encode(params_hash, size, empty(uint256), False, market, is_buy, price, leverage,
+                                       time_in_force, reduce_only, expiry, g.order_count)
+    return lib.rewrite(c, key, leaf, openings).root
+
+
+@internal
+@view
+def cancel_order(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: DynArray[trace.Opening, MAX_OPENINGS],
+                 nonces: DynArray[uint256, MAX_NONCES]) -> bytes32:
+    """rules.orders.process_cancel_order. Witness: order (read); with no
+    order, the trigger of that nonce (read: a pending trigger's cancel is not
+    ported yet, it reverts "pending"); else account (read; written if it
+    applies), then the order written (cancelled)."""
+    account: address = lib.addr(item, 2)
+    order_nonce: uint256 = lib.word(item, 22, 8)
+    nonce: uint256 = lib.word(item, 30, 8)
+    expiry: uint256 = lib.word(item, 38, 8)
+    key: bytes32 = self.order_key(account, order_nonce)
+    op_order: trace.Opening = lib.open_leaf(c0, key, openings)
+    if not op_order.present:
+        op_trigger: trace.Opening = lib.open_leaf(lib.Cursor(root=c0.root, used=1), self.trigger_key(account, order_nonce), openings)
+        assert not op_trigger.present, "pending"
+        return empty(bytes32)
+    acct_key: bytes32 = lib.account_key(account)
+    op_acct: trace.Opening = lib.open_leaf(lib.Cursor(root=c0.root, used=1), acct_key, openings)
+    acct: lib.AccountLeaf = lib.read_account(op_acct)
+    struct_hash: bytes32 = keccak256(abi_encode(CANCEL_ORDER_TYPEHASH, account, order_nonce, nonce, expiry))
+    if not lib.user_checks(struct_hash, item, 46, account, nonce, expiry, ctx, acct, nonces):
+        return empty(bytes32)
+    if lib.leaf_word(op_order.value, ORDER_CANCELLED) != 0:
+        return empty(bytes32)
+    if lib.leaf_word(op_order.value, ORDER_FILLED) >= lib.leaf_word(op_order.value, ORDER_SIZE):
+        return empty(bytes32)
+    c: lib.Cursor = lib.Cursor(root=lib.write_leaf(c0.root, acct_key, op_acct, lib.account_leaf(acct.collateral, nonce, nonces)),
+                               used=2)
+    return lib.rewrite(c, key, lib.set_word(op_order.value, ORDER_CANCELLED, convert(1, bytes32)), openings).root
+
+
+@internal
+@view
+def funding_tick(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: DynArray[trace.Opening, MAX_OPENINGS]) -> bytes32:
+    """rules.funding.process_funding_tick. Witness: the market (written if it applies)."""
+    market: uint256 = lib.word(item, 2, 4)
+    rate: int256 = lib.int64_at(item, 6)
+    at: uint256 = lib.word(item, 14, 8)
+    found: bool = False
+    p: MarketParams = empty(MarketParams)
+    found, p = self.market_params(market)
+    if not found or abs(rate) > convert(p.funding_cap_ppm, int256):
+        return empty(bytes32)
+    key: bytes32 = self.market_key(market)
+    op: trace.Opening = lib.open_leaf(c0, key, openings)
+    if at % p.funding_interval_ms != 0:
+        return empty(bytes32)
+    if at <= lib.leaf_word(op.value, MARKET_FUNDING_TIME) or at > ctx.timestamp_ms:
+        return empty(bytes32)
+    mark: int256 = self.fresh_mark(op.value, p, ctx.timestamp_ms)
+    if mark == 0:
+        return empty(bytes32)
+    index: int256 = lib.leaf_int(op.value, MARKET_FUNDING_INDEX) + rate * mark
+    if abs(index) > MAX_INT64:
+        return empty(bytes32)
+    leaf: Bytes[MAX_LEAF] = lib.set_word(op.value, MARKET_FUNDING_INDEX, convert(index, bytes32))
+    return lib.write_leaf(c0.root, key, op, lib.set_word(leaf, MARKET_FUNDING_TIME, convert(at, bytes32)))
+
+
+@external
+@view
+def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: DynArray[trace.Opening, MAX_OPENINGS],
+          nonces: DynArray[uint256, MAX_NONCES]) -> (bytes32, bool):
+    """
+    @notice The state root after a perps record item in an open block, and the
+        receipt outcome (a failed record changes nothing). A wrong length is a
+        NOOP, as in onestep.vy.
+    """
+    n: uint256 = len(item)
+    tag: uint256 = lib.word(item, 1, 1)
+    if ctx.block_open == 0 or n < 2 or lib.word(item, 0, 1) != 2:
+        return state_root, False
+    c0: lib.Cursor = lib.Cursor(root=state_root, used=0)
+    root: bytes32 = empty(bytes32)
+    if tag == TAG_ADJUST_MARGIN and n == 115:
+        root = self.adjust_margin(c0, ctx, item, openings, nonces)
+    elif tag == TAG_PLACE_ORDER and n == 130:
+        root = self.place_order(c0, ctx, item, openings, nonces)
+    elif tag == TAG_CANCEL_ORDER and n == 111:
+        root = self.cancel_order(c0, ctx, item, openings, nonces)
+    elif tag == TAG_FUNDING_TICK and n == 22:
+        root = self.funding_tick(c0, ctx, item, openings)
+    if root == empty(bytes32):
+        return state_root, False
+    return root, True

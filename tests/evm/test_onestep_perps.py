@@ -1,0 +1,320 @@
+"""The differential test of the perps one-steps (onestep.vy handing AdjustMargin,
+PlaceOrder, CancelOrder and FundingTick to onestep_perps.vy): Hypothesis
+generates states (accounts, markets with fresh or stale marks and any funding
+index and dust, open positions long and short, flat positions left in the
+dict, orders open, filled and cancelled) and records, valid by construction
+or adversarial (another key's signature, high-s and malformed signatures,
+used and stale nonces, expiry edges, amounts past the collateral, the margin
+or the initial margin, unknown markets, a market with no price, someone
+else's order, cancelled and filled orders, duplicate order nonces, off-tick
+prices, off-step sizes, leverage, time in force and reduce-only edges,
+funding rates past the cap, misaligned and early funding times, an index
+past 64 bits, and raw item bytes), runs the Python rules (prover.trace over
+sequencer.core) and the contracts on py-evm from the same pre-state, and
+requires the same post-state root and the same receipt outcome."""
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, event, given, settings, strategies as st
+
+from l1_bridge.deploy import deploy_onestep
+from prover import fraud_vectors as fv
+from prover.keys import compute_key, get_order_key
+from prover.records import PendingKind, decode_item, encode_item
+from prover.trace import TRIGGER_KIND, TraceContext, TraceRunner, get_onestep_markets
+from sequencer.core.presets import DEVNET
+from sequencer.core.records import AdjustMargin, CancelOrder, FundingTick, PlaceOrder
+from sequencer.core.rules.base import get_market_params
+from sequencer.core.state import Account, Position
+from test_onestep_differential import nonce_lists, nonces_for, pick, signature
+
+pytestmark = pytest.mark.evm
+
+U64 = 2**64 - 1
+I64 = 2**63
+MAX = DEVNET.max_amount
+AHEAD = DEVNET.max_expiry_ahead_ms
+MINUTE = 60_000
+BTC = get_market_params(fv.RULES, fv.BTC)
+ETH = get_market_params(fv.RULES, fv.ETH)
+PRICES = {fv.BTC: 60_000 * 10**6, fv.ETH: 3_000 * 10**6}
+
+
+@pytest.fixture(scope="module")
+def onestep(deploy):
+    return deploy("onestep", *fv.ONESTEP_PARAMS, deploy("onestep_perps", *fv.PERPS_PARAMS).address)
+
+
+def params_of(market_id: int):
+    return BTC if market_id == fv.BTC else ETH
+
+
+@st.composite
+def markets(draw, market_id: int):
+    p = params_of(market_id)
+    price = draw(st.integers(1, 10**5)) * p.tick_size if draw(st.booleans()) else PRICES[market_id]
+    mark = draw(st.sampled_from([price, price, price + p.tick_size, max(price - 7, 1), 0]))
+    oracle_time = fv.BLOCK_TIME - draw(st.sampled_from([0, 1000, 1000, p.oracle_max_age_ms - 30_000,
+                                                        p.oracle_max_age_ms, p.oracle_max_age_ms + 1, 10**6]))
+    index = draw(st.one_of(st.integers(-10**12, 10**12), st.sampled_from([0, I64 - 1 - 10**9, -(I64 - 1)])))
+    funding_time = (fv.BLOCK_TIME // MINUTE - draw(st.sampled_from([1, 1, 2, 0]))) * MINUTE
+    dust = draw(st.one_of(st.just(0), st.integers(0, p.scale * 10**6 - 1)))
+    market = fv.make_market(market_id, price if draw(st.integers(0, 9)) else 0, oracle_time_ms=oracle_time,
+                            funding_index=index, funding_time_ms=funding_time, funding_dust=dust)
+    return msgspec.structs.replace(market, mark_price=mark)
+
+
+@st.composite
+def positions(draw, market):
+    p = params_of(market.id)
+    lots = draw(st.integers(1, 10**4)) * p.step_size * draw(st.sampled_from([1, -1]))
+    entry = draw(st.integers(1, 10**5)) * p.tick_size
+    cost = lots * entry // p.scale
+    margin = draw(st.one_of(st.integers(0, abs(cost)), st.integers(0, 10**12)))
+    snapshot = market.funding_index + draw(st.sampled_from([0, 0, 1, -1, 10**9, -(10**9) - 3]))
+    return Position(lots, cost, margin, snapshot)
+
+
+@st.composite
+def perps_states(draw):
+    accounts = draw(st.dictionaries(st.sampled_from(fv.ADDRESSES),
+                                    st.builds(Account, st.integers(0, 10**13), nonce_lists), max_size=4))
+    listed = [draw(markets(m)) for m in (fv.BTC, fv.ETH) if draw(st.integers(0, 5))]
+    held = {}
+    for market in listed:
+        for address in draw(st.lists(st.sampled_from(fv.ADDRESSES), min_size=1, max_size=4, unique=True)):
+            flat = draw(st.integers(0, 9)) == 0  # a position closed whole stays in the dict, empty in the tree
+            held[(address, market.id)] = Position(0, 0, 0, market.funding_index) if flat else draw(positions(market))
+    orders = {}
+    for address, nonce in draw(st.lists(st.tuples(st.sampled_from(fv.ADDRESSES), st.integers(0, 40)), max_size=4,
+                                        unique=True)):
+        record = PlaceOrder(address, fv.BTC, draw(st.booleans()), PRICES[fv.BTC], 10 * BTC.step_size, 10, 0, False,
+                            nonce, fv.BLOCK_TIME + 1, b"")
+        size = record.size
+        orders[(address, nonce)] = fv.make_order(record, filled=draw(st.sampled_from([0, size // 2, size])),
+                                                 cancelled=draw(st.integers(0, 3)) == 0, seq=nonce + 1)
+    return fv.make_perps_state(accounts, listed, held, orders, order_count=draw(st.integers(0, 100)))
+
+
+def user_fields(draw, state, index: int, valid: bool):
+    """(nonce, expiry) fresh and live when valid, else anything at an edge."""
+    kept = state.accounts.get(fv.ADDRESSES[index], Account()).nonces
+    ts = fv.BLOCK_TIME
+    if valid:
+        top = kept[-1] if kept else -1
+        nonce = draw(st.integers(top + 1, min(top + 1000, U64))) if top < U64 else nonces_for(draw, kept)
+        return nonce, draw(st.integers(ts + 30_000, ts + AHEAD))
+    return nonces_for(draw, kept), pick(draw, [ts - 1, ts, ts + AHEAD, ts + AHEAD + 1, U64], 0, U64)
+
+
+def signed(draw, record, index: int, valid: bool):
+    if valid:
+        return fv.sign(record, fv.KEYS[index])
+    return msgspec.structs.replace(record, signature=signature(draw, record, index))
+
+
+def fund(draw, state, account: bytes) -> Account:
+    """The account, given collateral if it has none (a valid record's signer)."""
+    acct = state.accounts.get(account, Account())
+    if acct.collateral == 0:
+        acct = Account(draw(st.integers(1, 10**13)), acct.nonces)
+        state.set_account(account, acct)
+        state.commit(0)
+    return acct
+
+
+@st.composite
+def adjust_margins(draw, state, valid: bool):
+    index = draw(st.integers(0, 3))
+    account = fv.ADDRESSES[index]
+    held = [m for (a, m), position in state.positions.items() if a == account and position.size]
+    market = draw(st.sampled_from(held)) if held and valid else draw(st.sampled_from([1, 2, 3, 0]))
+    position = state.positions.get((account, market), Position())
+    if valid:
+        collateral = fund(draw, state, account).collateral
+        amount = draw(st.one_of(st.integers(1, collateral), st.integers(-max(position.margin // 4, 1), -1)))
+    else:
+        collateral = state.accounts.get(account, Account()).collateral
+        amount = pick(draw, [collateral, collateral + 1, position.margin, -position.margin, -position.margin - 1,
+                             0, MAX, -MAX, -I64, I64 - 1, 1, -1], -I64, I64 - 1)
+    nonce, expiry = user_fields(draw, state, index, valid)
+    return signed(draw, AdjustMargin(account, market, amount, nonce, expiry, b""), index, valid)
+
+
+@st.composite
+def place_orders(draw, state, valid: bool):
+    index = draw(st.integers(0, 3))
+    account = fv.ADDRESSES[index]
+    market = draw(st.sampled_from([1, 1, 2] if valid else [1, 2, 3]))
+    p = params_of(market)
+    price = draw(st.integers(1, 10**5)) * p.tick_size
+    size = draw(st.integers(1, 10**3)) * p.step_size
+    leverage = draw(st.integers(1, p.max_leverage))
+    reduce_only = draw(st.booleans())
+    tif = 1 if reduce_only else draw(st.sampled_from([0, 1, 2]))
+    if price * size < p.min_order_notional * p.scale and not reduce_only:
+        size = -(-p.min_order_notional * p.scale // price // p.step_size) * p.step_size
+    if not valid:
+        price += draw(st.sampled_from([0, 0, 1]))
+        size += draw(st.sampled_from([0, 0, 1]))
+        price, size = draw(st.sampled_from([(price, size), (0, size), (MAX + 1, size), (price, 0),
+                                            (p.tick_size, p.step_size)]))
+        leverage = draw(st.sampled_from([leverage, p.max_leverage + 1, 0, 2**32 - 1]))
+        tif = draw(st.sampled_from([tif, 0, 1, 2, 3, 255]))
+    nonce, expiry = user_fields(draw, state, index, valid)
+    if not valid and draw(st.integers(0, 2)) == 0:
+        nonce = draw(st.sampled_from([n for (a, n) in state.orders if a == account] or [nonce]))  # duplicate
+    record = PlaceOrder(account, market, draw(st.booleans()), price, size, leverage, tif, reduce_only, nonce,
+                        expiry, b"")
+    return signed(draw, record, index, valid)
+
+
+@st.composite
+def cancel_orders(draw, state, valid: bool):
+    index = draw(st.integers(0, 3))
+    account = fv.ADDRESSES[index]
+    own = [n for (a, n) in state.orders if a == account]
+    others = [n for (a, n) in state.orders if a != account]
+    if valid:
+        order_nonce = draw(st.sampled_from(own)) if own else 41
+        if not own:
+            order = PlaceOrder(account, fv.BTC, True, PRICES[fv.BTC], 10 * BTC.step_size, 10, 0, False, 41,
+                               fv.BLOCK_TIME + 1, b"")
+            state.set_order(account, 41, fv.make_order(order))
+            state.commit(0)
+    else:
+        order_nonce = pick(draw, own + others + [41, U64], 0, U64)
+    nonce, expiry = user_fields(draw, state, index, valid)
+    return signed(draw, CancelOrder(account, order_nonce, nonce, expiry, b""), index, valid)
+
+
+@st.composite
+def funding_ticks(draw, state, valid: bool):
+    due = fv.BLOCK_TIME // MINUTE * MINUTE
+    if valid:
+        market = draw(st.sampled_from(sorted(state.markets) or [1]))
+        cap = params_of(market).funding_cap_ppm
+        return FundingTick(market, draw(st.integers(-cap, cap)), due)
+    market = draw(st.sampled_from([1, 1, 2, 3]))
+    cap = params_of(market).funding_cap_ppm
+    rate = pick(draw, [cap, -cap, cap + 1, -cap - 1, 0, I64 - 1, -I64], -cap, cap)
+    at = draw(st.sampled_from([due, due, due - MINUTE, due + MINUTE, due - 1, 0, U64]))
+    return FundingTick(market, rate, at)
+
+
+@st.composite
+def perps_cases(draw):
+    state = draw(perps_states())
+    kind = draw(st.sampled_from([adjust_margins, adjust_margins, place_orders, cancel_orders, funding_ticks, "raw"]))
+    if kind == "raw":  # any bytes of a perps item's length: bool bytes 2..255, any market, rate, price
+        tag, size = draw(st.sampled_from([(3, 115), (4, 130), (5, 111), (17, 22)]))
+        item = bytes((2, tag)) + draw(st.binary(min_size=size - 2, max_size=size - 2))
+    else:
+        item = encode_item(draw(kind(state, draw(st.booleans()))))
+    ts = draw(st.sampled_from([fv.BLOCK_TIME, fv.BLOCK_TIME, fv.BLOCK_TIME + 30_000]))
+    ctx = fv.open_block_ctx(state, ts) if draw(st.integers(0, 9)) else TraceContext()
+    return state, ctx, item
+
+
+def run_both(onestep, state, ctx, item):
+    runner = TraceRunner(state, fv.RULES, ctx=ctx)
+    pre_root = runner.state_root
+    result = runner.step(item)
+    root, post_ctx, ok = onestep.functions.apply(
+        pre_root, ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings],
+        list(result.witness.nonces)).call()
+    return runner, pre_root, result, (root, ok, post_ctx)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=perps_cases())
+def test_python_and_vyper_agree_on_perps_kinds(onestep, case):
+    state, ctx, item = case
+    runner, pre_root, result, (root, ok, post_ctx) = run_both(onestep, state, ctx, item)
+    assert (root, ok) == (runner.state_root, result.ok)
+    assert onestep.functions.ctx_hash(post_ctx).call() == runner.ctx.hash()
+    if not ok:
+        assert root == pre_root  # a failed record changes nothing
+    event(f"{type(decode_item(item)).__name__} {'applied' if ok else 'failed'}")
+
+
+def test_valid_records_of_each_kind_apply(onestep):
+    """The vectors' valid case of each kind applies on both sides and changes the root."""
+    for name in ("adjust margin in", "adjust margin out", "place order", "cancel order", "funding tick"):
+        case = next(c for c in fv.perps_cases() if c["name"] == name)
+        assert case["ok"] and case["post_state_root"] != case["state_root"], name
+
+
+def test_a_forged_position_or_market_reverts(onestep):
+    """A witness that lies about a leaf the rule reads (more margin, a fresher
+    price) does not verify: the step reverts, it proves nothing."""
+    state = fv.make_perps_state(
+        {fv.ADDRESSES[0]: Account(10**9, ())}, [fv.make_market(fv.BTC, PRICES[fv.BTC])],
+        {(fv.ADDRESSES[0], fv.BTC): Position(10**6, 600 * 10**6, 10**8, 0)}, {})
+    record = fv.sign(AdjustMargin(fv.ADDRESSES[0], fv.BTC, -10**6, 1, fv.BLOCK_TIME + 1, b""), fv.KEYS[0])
+    ctx = fv.open_block_ctx(state)
+    runner = TraceRunner(state, fv.RULES, ctx=ctx)
+    pre_root = runner.state_root
+    result = runner.step(encode_item(record))
+    assert result.ok
+    args = [o.as_arg() for o in result.witness.openings]
+    forged = list(args)
+    position = bytearray(args[0][1])
+    position[64:96] = (10**12).to_bytes(32, "big")  # the margin inflated
+    forged[0] = (True, bytes(position), args[0][2])
+    with pytest.raises(Exception, match="bad opening"):
+        onestep.functions.apply(pre_root, ctx.as_arg(), encode_item(record), forged, []).call()
+    assert onestep.functions.apply(pre_root, ctx.as_arg(), encode_item(record), args, []).call()[0] == runner.state_root
+
+
+def test_cancel_of_a_trigger_is_pending(onestep):
+    """A CancelOrder naming a pending trigger (no order of that nonce) is not
+    ported: the Python reference raises PendingKind and the contract reverts
+    "pending", rather than both calling it an unknown order."""
+    a = fv.ADDRESSES[0]
+    state = fv.make_perps_state({a: Account(10**9, ())}, [fv.make_market(fv.BTC, PRICES[fv.BTC])], {}, {})
+    runner = TraceRunner(state, fv.RULES, ctx=fv.open_block_ctx(state))
+    trigger = compute_key(TRIGGER_KIND, a, (7).to_bytes(8, "big"))
+    item = encode_item(fv.sign(CancelOrder(a, 7, 1, fv.BLOCK_TIME + 1, b""), fv.KEYS[0]))
+    plain = runner.copy()
+    pre_root = plain.state_root
+    result = plain.step(item)  # pre: without the trigger it is an unknown order, failed on both sides
+    assert not result.ok
+    assert onestep.functions.apply(pre_root, runner.ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings],
+                                   []).call()[2] is False
+    runner.tree.set(trigger, b"\x01" * 32)
+    with pytest.raises(PendingKind):
+        runner.copy().step(item)
+    openings = [(False, b"", _proof(runner.tree, get_order_key(a, 7))), (True, b"\x01" * 32, _proof(runner.tree, trigger))]
+    with pytest.raises(Exception, match="pending"):
+        onestep.functions.apply(runner.tree.root, runner.ctx.as_arg(), item, openings, []).call()
+
+
+def _proof(tree, key):
+    p = tree.prove(key)
+    return (p.bitmap, list(p.siblings), p.other_key or bytes(32), p.other_value_hash or bytes(32))
+
+
+def test_perps_items_decode_to_their_records():
+    """decode_item is encode_item's inverse on every perps kind (signed fields and bools too)."""
+    records = [AdjustMargin(fv.ADDRESSES[0], 2, -(I64), 0, U64, b"\x01" * 65),
+               PlaceOrder(fv.ADDRESSES[1], 2**32 - 1, True, U64, 1, 2**32 - 1, 255, True, 5, 6, b"\x02" * 65),
+               CancelOrder(fv.ADDRESSES[2], U64, 1, 2, b"\x03" * 65), FundingTick(1, -5, 60_000)]
+    for record in records:
+        assert decode_item(encode_item(record)) == record
+    item = bytearray(encode_item(records[1]))
+    item[26] = 7  # any non-zero bool byte is true
+    assert decode_item(bytes(item)).is_buy is True
+
+
+def test_deploy_onestep_sets_the_market_table(w3):
+    """l1_bridge.deploy.deploy_onestep deploys the pair for a rule context."""
+    onestep_address, perps_address = deploy_onestep(w3, fv.RULES)
+    from l1_bridge.deploy import load_artifact
+    onestep = w3.eth.contract(address=onestep_address, abi=load_artifact("onestep")[0])
+    perps = w3.eth.contract(address=perps_address, abi=load_artifact("onestep_perps")[0])
+    assert onestep.functions.PERPS().call() == perps_address
+    for market in get_onestep_markets(fv.RULES):
+        assert tuple(perps.functions.market_table(market[0]).call()) == market
+    assert perps.functions.market_table(3).call()[1] == 0
