@@ -23,10 +23,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from eth_utils import to_checksum_address
+from web3.logs import DISCARD
+
 from l1_bridge.client import BridgeClient, L1Error, Signer
-from l1_bridge.proofs import MarketScale, claim_args, compute_escape_amount, escape_args
+from l1_bridge.proofs import (MarketScale, claim_args, compute_escape_amount, compute_vault_escape_amount, escape_args,
+                              vault_escape_args)
 from prover.output import withdrawal_proofs
 from sequencer.core.commitment import encode_withdrawal
+from sequencer.core.rules.vault import VAULT_ADDRESS
 from sequencer.core.state import Withdrawal
 from sequencer.core.transition import Context
 from sequencer.executor.context import make_context
@@ -200,6 +205,30 @@ class L1Replay:
         if info["paid"]:
             raise L1Error(f"0x{account.hex()} already escaped")
         return "paid", self.client.claim_escape(who, "0x" + account.hex())
+
+    def vault_escape_amount(self, account: bytes) -> int:
+        """What registerVaultEscape adds to `account`'s escape (its part of the vault's)."""
+        self.replay_to_frozen()
+        return compute_vault_escape_amount(self.chain.state, account, self.markets())
+
+    def register_vault_escape(self, who: Signer | str | bytes, account: bytes) -> int:
+        """Within the window: add `account`'s part of the backstop vault's escape
+        to its own (registerVaultEscape), registering the vault's own escape and
+        the account's first if they are not yet; the amount added."""
+        fields = self.frozen_fields()
+        entry = self.chain.state.vault_shares.get(account)
+        if account == VAULT_ADDRESS or entry is None or not entry.shares:
+            raise L1Error(f"0x{account.hex()} holds no vault shares in the last final state")
+        bridge = self.client.bridge.functions
+        if bridge.vault_share_registered(to_checksum_address(account)).call():
+            raise L1Error(f"0x{account.hex()}'s vault shares are registered already")
+        for holder in (VAULT_ADDRESS, account):
+            if not self.client.escape_info("0x" + holder.hex())["registered"]:
+                self.register_escape(who, holder)
+        args = vault_escape_args(self.chain.tree, account, fields)
+        receipt = self.client.send("registerVaultEscape", bridge.registerVaultEscape(*args), who)
+        events = self.client.bridge.events.VaultShareRegistered().process_receipt(receipt, errors=DISCARD)
+        return events[0]["args"]["owed"]
 
     def wait_escape_window(self, poll_s: float = 1.0) -> None:
         """Sleep until the chain's time passes the end of the registration window."""

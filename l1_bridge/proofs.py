@@ -20,8 +20,9 @@ from eth_utils import to_checksum_address
 
 from prover.codec import Proof, WithdrawalProof
 from prover.hashing import keccak
-from prover.keys import get_account_key, get_market_key, get_position_key
+from prover.keys import get_account_key, get_market_key, get_position_key, get_vault_share_key
 from prover.tree import SparseMerkleTree
+from sequencer.core.rules.vault import VAULT_ADDRESS
 from sequencer.core.state import Market, Position, State, Withdrawal
 from sequencer.executor.output import OutputFields
 
@@ -128,6 +129,30 @@ def escape_args(tree: SparseMerkleTree, address: bytes, output: OutputFields,
             raise ValueError(f"market {market_id} is not in the state")
         entries.append((True, pproof.value, smt_proof_arg(pproof), mproof.value, smt_proof_arg(mproof)))
     return (to_checksum_address(address), output.as_arg(), aproof.value, smt_proof_arg(aproof), entries)
+
+
+# --- the backstop vault's escape (bridge.vy registerVaultEscape) ---------------------
+
+def compute_vault_escape_amount(state: State, address: bytes, markets: Sequence[MarketScale]) -> int:
+    """What registerVaultEscape adds to `address`'s escape at this state: the
+    vault's own escape amount (compute_escape_amount of VAULT_ADDRESS) times
+    the account's shares over the total, rounded down; 0 without shares."""
+    entry, total = state.vault_shares.get(address), state.vault_shares.get(VAULT_ADDRESS)
+    if address == VAULT_ADDRESS or entry is None or total is None or not total.shares:
+        return 0
+    return compute_escape_amount(state, VAULT_ADDRESS, markets) * entry.shares // total.shares
+
+
+def vault_escape_args(tree: SparseMerkleTree, address: bytes, output: OutputFields) -> tuple:
+    """Arguments of registerVaultEscape(account, output, share_value, share_proof,
+    total_value, total_proof) for the state committed by `tree`."""
+    if tree.root != output.state_root:
+        raise ValueError("the tree is not the output's state")
+    share, total = tree.prove(get_vault_share_key(address)), tree.prove(get_vault_share_key(VAULT_ADDRESS))
+    if share.value is None or total.value is None:
+        raise ValueError("no vault shares for this account in this state")
+    return (to_checksum_address(address), output.as_arg(), share.value, smt_proof_arg(share), total.value,
+            smt_proof_arg(total))
 
 
 def decode_account_leaf(value: bytes) -> tuple[int, bytes]:

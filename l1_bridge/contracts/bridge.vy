@@ -1047,3 +1047,50 @@ def computeOutputRoot(output: Output) -> bytes32:
 @pure
 def withdrawalHash(withdrawal: Withdrawal) -> bytes32:
     return keccak256(abi_encode(withdrawal.index, withdrawal.account, withdrawal.amount, withdrawal.l2_block))
+
+
+# ================================================================ backstop vault escape
+# (issue 10: sequencer/core/rules/vault.py; docs/l1-bridge.md "The backstop vault")
+# The vault is an L2 account at VAULT_ADDRESS: registerEscape(VAULT_ADDRESS, ...)
+# registers its amount like any account's (the pool of its shareholders).
+# registerVaultEscape then adds a registered shareholder's part of it,
+# escape_owed[VAULT_ADDRESS] * shares // total shares (share leaves: key
+# keccak256(0x06 || address), value shares || unlock_ms; the total under
+# VAULT_ADDRESS), to that shareholder's own escape (total_registered already
+# counts it, through the vault), and marks the vault itself escaped: its
+# claimEscape, to an address nobody controls, never pays.
+
+VAULT_ADDRESS: public(constant(address)) = 0x000000000000000000000000000000000000000A
+vault_share_registered: public(HashMap[address, bool])
+
+event VaultShareRegistered:
+    account: indexed(address)
+    shares: uint256
+    owed: uint256
+
+
+@external
+def registerVaultEscape(account: address, output: Output, share_value: Bytes[MAX_LEAF_BYTES],
+                        share_proof: smt.SmtProof, total_value: Bytes[MAX_LEAF_BYTES],
+                        total_proof: smt.SmtProof) -> uint256:
+    """
+    @notice Frozen, within ESCAPE_WINDOW, after registerEscape of both the
+        vault and `account` (anyone may call, once per account): add
+        escape_owed[VAULT_ADDRESS] * shares // total to `account`'s escape,
+        with proofs of its share leaf and of the total against the frozen output.
+    @return the amount added
+    """
+    assert self.frozen and block.timestamp < self.escape_deadline
+    assert self.escape_registered[VAULT_ADDRESS] and self.escape_registered[account]
+    assert account != VAULT_ADDRESS and not self.vault_share_registered[account]
+    assert self._compute_output_root(output) == self.output_roots[self.frozen_output]
+    assert len(share_value) >= 64 and len(total_value) >= 64
+    assert smt.verify(output.state_root, keccak256(concat(0x06, convert(account, bytes20))), keccak256(share_value), share_proof)
+    assert smt.verify(output.state_root, keccak256(concat(0x06, convert(VAULT_ADDRESS, bytes20))), keccak256(total_value), total_proof)
+    shares: uint256 = convert(self._word(share_value, 0), uint256)
+    owed: uint256 = self.escape_owed[VAULT_ADDRESS] * shares // convert(self._word(total_value, 0), uint256)
+    self.escaped[VAULT_ADDRESS] = True
+    self.vault_share_registered[account] = True
+    self.escape_owed[account] += owed
+    log VaultShareRegistered(account=account, shares=shares, owed=owed)
+    return owed
