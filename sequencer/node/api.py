@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Callable, Sequence
 
 import msgspec
@@ -24,6 +25,7 @@ from sequencer.core.transition import RuleError
 from sequencer.log.kafka import Fenced, LogError
 from sequencer.node import views
 from sequencer.node.api_triggers import describe_schedule, describe_triggers
+from sequencer.node.http_limits import RateLimiter, classify_request, client_address, send_rate_limited
 from sequencer.node.assembler import CheckedRecord, Outcome
 from sequencer.node.fills import get_markets
 from sequencer.node.lifecycle import NodeFailed, Phase
@@ -148,6 +150,12 @@ class Api:
                                Exception: self._internal})
         self._fast_posts = {"/v1/tx": self.handle_tx, "/v1/txs": self.handle_txs}
         """POST routes ``asgi`` serves itself (the Starlette routes above stay for 405s)."""
+        config = node.config
+        self.rate_limiter = RateLimiter({
+            "dry_run": (config.api_rate_dry_run_per_s, config.api_rate_dry_run_burst),
+            "events_replay": (config.api_rate_events_replay_per_s, config.api_rate_events_replay_burst),
+            "l1": (config.api_rate_l1_per_s, config.api_rate_l1_burst)})
+        """Per-client token buckets of the costly public routes (docs/api.md "Rate limits")."""
 
     EXTENSIONS = ("sequencer.node.api_history", "sequencer.node.api_web", "sequencer.node.api_apps",
                   "sequencer.node.api_vault")
@@ -293,7 +301,14 @@ class Api:
         served here directly (same answers as the Starlette routes, without its
         per-request middleware, routing and Request/Response objects: about a
         quarter of the node's CPU per single-tx request); everything else goes to
-        the Starlette app."""
+        the Starlette app.  The dry run, the /v1/events replay and the L1 view
+        are rate-limited per client first (429 with Retry-After)."""
+        kind = classify_request(scope) if scope["type"] != "lifespan" else None
+        if kind is not None:
+            retry_after = self.rate_limiter.check(kind, client_address(scope), time.monotonic())
+            if retry_after:
+                await send_rate_limited(scope, send, kind, retry_after)
+                return
         if scope["type"] == "http" and scope["method"] == "POST":
             if scope["path"] == "/v1/tx" and scope["query_string"] in (b"dryRun=1", b"dryRun=true"):
                 scope = dict(scope, path="/v1/tx/dry-run")  # the dry run (api_apps), nothing written

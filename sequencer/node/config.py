@@ -47,6 +47,16 @@ class NodeConfig:
     """An idle connection is closed this long after its last response."""
     api_shutdown_timeout_s: float = 3.0
     """On shutdown, requests still running this long after the signal are cancelled."""
+    api_rate_dry_run_per_s: float = 5.0
+    api_rate_dry_run_burst: float = 20.0
+    """POST /v1/tx?dryRun=1 per client address: requests a second and the burst (token
+    bucket; 429 with Retry-After past it; a rate of 0 turns the limit off)."""
+    api_rate_events_replay_per_s: float = 0.5
+    api_rate_events_replay_burst: float = 5.0
+    """/v1/events WebSocket connections that ask for a replay (?fromBlock=) per client."""
+    api_rate_l1_per_s: float = 5.0
+    api_rate_l1_burst: float = 20.0
+    """GET /v1/l1 and /v1/l1/accounts/{address} per client (each reads the bridge on L1)."""
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic: str = "isoroll.blocks"
     kafka_replication_factor: int = 1

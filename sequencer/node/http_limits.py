@@ -14,10 +14,16 @@ adds two bounds:
 
 ``make_protocol(...)`` binds the settings (NodeConfig ``api_*``) into a class
 for ``uvicorn.Config(http=...)``.
+
+``RateLimiter`` bounds what one client may ask of the costly public routes
+(the dry run, the /v1/events replay, the L1 view): token buckets per client
+address, 429 with Retry-After past them.
 """
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -81,3 +87,94 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 def make_protocol(header_timeout_s: float, max_connections: int) -> type[BoundedHttpProtocol]:
     return type("BoundedHttpProtocol", (BoundedHttpProtocol,),
                 {"header_timeout_s": header_timeout_s, "max_connections": max_connections})
+
+
+# --- per-client rate limits of the costly public routes --------------------------------
+
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; one request takes one."""
+    __slots__ = ("tokens", "stamp")
+
+    def __init__(self, burst: float, now: float) -> None:
+        self.tokens = burst
+        self.stamp = now
+
+    def take(self, rate: float, burst: float, now: float) -> float:
+        """0 when a token was taken, else the seconds until one will be there."""
+        self.tokens = min(burst, self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / rate
+
+
+class RateLimiter:
+    """Token buckets per (route class, client address): the dry run, the
+    WebSocket replay of /v1/events and the L1 view cost the node real work per
+    request, so a public node bounds each client (docs/api.md "Rate limits").
+    ``limits`` maps a class to (requests per second, burst); a rate of 0 turns
+    the class off.  At most ``max_clients`` buckets are kept per class; past
+    that the full ones (idle clients) are dropped, then the oldest."""
+
+    def __init__(self, limits: dict[str, tuple[float, float]], max_clients: int = 65_536) -> None:
+        self.limits = {kind: limit for kind, limit in limits.items() if limit[0] > 0}
+        self.max_clients = max_clients
+        self.buckets: dict[str, dict[str, TokenBucket]] = {kind: {} for kind in self.limits}
+
+    def check(self, kind: str, client: str, now: float) -> float:
+        """0 if the request may go on, else its Retry-After in seconds."""
+        limit = self.limits.get(kind)
+        if limit is None:
+            return 0.0
+        rate, burst = limit
+        buckets = self.buckets[kind]
+        bucket = buckets.get(client)
+        if bucket is None:
+            if len(buckets) >= self.max_clients:
+                self._prune(buckets, rate, burst, now)
+            bucket = buckets[client] = TokenBucket(burst, now)
+        return bucket.take(rate, burst, now)
+
+    def _prune(self, buckets: dict[str, TokenBucket], rate: float, burst: float, now: float) -> None:
+        for client in [c for c, b in buckets.items() if b.tokens + (now - b.stamp) * rate >= burst]:
+            del buckets[client]
+        while len(buckets) >= self.max_clients:
+            del buckets[next(iter(buckets))]
+
+
+def classify_request(scope) -> str | None:
+    """Which rate-limited class an ASGI request belongs to, if any."""
+    path, query = scope["path"], scope.get("query_string", b"")
+    if scope["type"] == "http":
+        if scope["method"] == "POST" and (path == "/v1/tx/dry-run" or (
+                path == "/v1/tx" and query in (b"dryRun=1", b"dryRun=true"))):
+            return "dry_run"
+        if scope["method"] == "GET" and (path == "/v1/l1" or path.startswith("/v1/l1/")):
+            return "l1"
+    elif scope["type"] == "websocket" and path == "/v1/events" and b"fromBlock=" in query:
+        return "events_replay"
+    return None
+
+
+def client_address(scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+async def send_rate_limited(scope, send, kind: str, retry_after: float) -> None:
+    """429 with Retry-After (whole seconds, at least 1); a WebSocket is refused
+    with the same HTTP answer where the server offers denial responses."""
+    seconds = max(1, math.ceil(retry_after))
+    body = json.dumps({"error": {"code": "rate_limited", "message": f"too many {kind.replace('_', ' ')} "
+                                 f"requests from this client; retry after {seconds} s"}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"retry-after", str(seconds).encode()),
+               (b"content-length", str(len(body)).encode())]
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    elif "websocket.http.response" in scope.get("extensions", {}):
+        await send({"type": "websocket.http.response.start", "status": 429, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1013, "reason": "rate limited"})
