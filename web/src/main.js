@@ -43,7 +43,15 @@ const TYPES = {
   PlaceOrder: [["account", "address"], ["market", "uint32"], ["isBuy", "bool"], ["price", "uint256"], ["size", "uint256"],
     ["leverage", "uint32"], ["timeInForce", "uint8"], ["reduceOnly", "bool"], ["nonce", "uint64"], ["expiry", "uint64"]],
   CancelOrder: [["account", "address"], ["orderNonce", "uint64"], ["nonce", "uint64"], ["expiry", "uint64"]],
+  PlaceTrigger: [["account", "address"], ["market", "uint32"], ["isBuy", "bool"], ["triggerPrice", "uint256"],
+    ["price", "uint256"], ["size", "uint256"], ["leverage", "uint32"], ["tpsl", "uint8"], ["reduceOnly", "bool"],
+    ["nonce", "uint64"], ["expiry", "uint64"]],
+  ModifyOrder: [["account", "address"], ["orderNonce", "uint64"], ["price", "uint256"], ["size", "uint256"],
+    ["nonce", "uint64"], ["expiry", "uint64"]],
+  ScheduleCancel: [["account", "address"], ["cancelAt", "uint64"], ["nonce", "uint64"], ["expiry", "uint64"]],
 };
+const TAKE_PROFIT = 1, STOP_LOSS = 2;
+const TRIGGER_SLIPPAGE_PPM = 50_000n; // a fired trigger is immediate-or-cancel with its limit 5% past the trigger
 let lastNonce = 0;
 const nextNonce = () => (lastNonce = Math.max(Date.now(), lastNonce + 1));
 
@@ -81,7 +89,18 @@ async function sendTx(primaryType, fields) {
   const receipt = await api("/v1/tx", { method: "POST", headers: { "content-type": "application/json" },
     body: JSON.stringify({ type: primaryType, message: json, signature }) });
   if (receipt.status !== "ok") throw new Error(receipt.error);
-  return receipt;
+  return { ...receipt, nonce: message.nonce };
+}
+
+// A reduce-only stop-loss / take-profit closing `size` of a position (isBuy: the side that closes it).
+// Its limit is 5% past the trigger on the tick grid, so the order it becomes fills like a market order.
+async function sendTrigger(market, isBuy, tpsl, triggerPrice, size) {
+  const tick = BigInt(market.tickSize);
+  const slip = (triggerPrice * TRIGGER_SLIPPAGE_PPM) / 1_000_000n;
+  const limit = isBuy ? ceilDiv(triggerPrice + slip, tick) * tick : ((triggerPrice - slip) / tick) * tick;
+  if (triggerPrice % tick !== 0n) throw new Error(`the trigger price must be a multiple of ${usd(tick)} USDC`);
+  return sendTx("PlaceTrigger", { market: market.id, isBuy, triggerPrice, price: limit > 0n ? limit : tick, size,
+    leverage: 1n, tpsl, reduceOnly: true });
 }
 
 async function sendL1(call, what) {
@@ -168,7 +187,8 @@ function orderInputs() {
   return { isBuy: document.querySelector("input[name=side]:checked").value === "buy",
     price: toUnits($("price").value, 6), size: toUnits($("size").value, m.baseDecimals),
     leverage: BigInt($("leverage").value || "1"), tif: $("reduce-only").checked ? 1 : Number($("tif").value), reduceOnly: $("reduce-only").checked,
-    move: Number($("move").value || "0") };
+    move: Number($("move").value || "0"),
+    tp: $("tp").value.trim() ? toUnits($("tp").value, 6) : null, sl: $("sl").value.trim() ? toUnits($("sl").value, 6) : null };
 }
 
 // Margin maths of docs/engine.md on BigInt: notional = size*price/S, margin = notional/leverage
@@ -231,7 +251,13 @@ const placeOrder = guarded(async (ev) => {
   const o = orderInputs();
   const r = await sendTx("PlaceOrder", { market: S.market.id, isBuy: o.isBuy, price: o.price, size: o.size,
     leverage: o.leverage, timeInForce: o.tif, reduceOnly: o.reduceOnly });
-  toast(`order ${r.order?.status ?? "placed"} in block ${r.block}${r.fills?.length ? `, ${r.fills.length} fill(s)` : ""}`);
+  // TP/SL ride with the order: reduce-only triggers on the other side for its size; they wait (reserving
+  // nothing) for the mark and fill nothing while there is no position to reduce.
+  const attached = [];
+  if (o.tp != null) { await sendTrigger(S.market, !o.isBuy, TAKE_PROFIT, o.tp, o.size); attached.push("take-profit"); }
+  if (o.sl != null) { await sendTrigger(S.market, !o.isBuy, STOP_LOSS, o.sl, o.size); attached.push("stop-loss"); }
+  toast(`order ${r.order?.status ?? "placed"} in block ${r.block}${r.fills?.length ? `, ${r.fills.length} fill(s)` : ""}` +
+    (attached.length ? ` with ${attached.join(" and ")}` : ""));
   refresh();
 });
 
@@ -256,18 +282,26 @@ function renderAccount() {
   const used = acc.positions.reduce((s, p) => s + p.margin, 0);
   $("collateral").innerHTML = `<b>free collateral</b><span id="free">${usd(acc.collateral)} USDC</span>` +
     `<b>in positions</b><span>${usd(used)} USDC</span>`;
-  $("positions").innerHTML = rows(["market", "size", "entry", "mark", "margin", "health", "liq. price", "unrealised PnL", "funding owed", "margin ±"],
+  $("positions").innerHTML = rows(["market", "size", "entry", "mark", "margin", "health", "liq. price", "unrealised PnL", "funding owed", "margin ±", "TP / SL"],
     acc.positions, (p) => {
       const m = byId[p.market], h = health(p), color = h > 0.5 ? "var(--green)" : h > 0.2 ? "var(--amber)" : "var(--red)";
       return `<tr data-market="${p.market}"><td>${esc(m.symbol)}</td><td class="${p.size > 0 ? "pos" : "neg"}">${base(p.size, m)}</td>` +
         `<td>${usd(p.entryPrice)}</td><td>${usd(m.oraclePrice)}</td><td>${usd(p.margin)}</td>` +
         `<td title="1 - maintenance/equity"><span class="bar"><i style="width:${(h * 100).toFixed(0)}%;background:${color}"></i></span> ${(h * 100).toFixed(0)}%</td>` +
         `<td class="liq">${p.liquidationPrice ? usd(p.liquidationPrice) : "none"}</td><td>${signed(p.unrealizedPnl)}</td><td>${usd(p.fundingOwed, 4)}</td>` +
-        `<td><input class="margin-amount" placeholder="USDC"><button class="add-margin">+</button><button class="remove-margin">−</button></td></tr>`;
+        `<td><input class="margin-amount" placeholder="USDC"><button class="add-margin">+</button><button class="remove-margin">−</button></td>` +
+        `<td><input class="tp-price" placeholder="TP"><input class="sl-price" placeholder="SL"><button class="set-tpsl">set</button></td></tr>`;
     });
-  $("orders").innerHTML = rows(["market", "side", "price", "remaining", "reserved", ""], acc.openOrders, (o) =>
-    `<tr><td>${esc(byId[o.market].symbol)}</td><td class="${o.isBuy ? "pos" : "neg"}">${o.isBuy ? "buy" : "sell"}</td><td>${usd(o.price)}</td>` +
-    `<td>${base(o.remaining, byId[o.market])}</td><td>${usd(o.reserved)}</td><td><button class="cancel" data-nonce="${o.nonce}">cancel</button></td></tr>`);
+  $("orders").innerHTML = rows(["market", "side", "price", "remaining", "reserved", "modify (price, size)", ""], acc.openOrders, (o) =>
+    `<tr data-nonce="${o.nonce}"><td>${esc(byId[o.market].symbol)}</td><td class="${o.isBuy ? "pos" : "neg"}">${o.isBuy ? "buy" : "sell"}</td><td>${usd(o.price)}</td>` +
+    `<td>${base(o.remaining, byId[o.market])}</td><td>${usd(o.reserved)}</td>` +
+    `<td><input class="modify-price" placeholder="price"><input class="modify-size" placeholder="size"><button class="modify">modify</button></td>` +
+    `<td><button class="cancel" data-nonce="${o.nonce}">cancel</button></td></tr>`);
+  $("triggers").innerHTML = rows(["market", "kind", "side", "when mark", "limit", "size", ""], acc.triggers ?? [], (t) =>
+    `<tr data-nonce="${t.nonce}"><td>${esc(byId[t.market].symbol)}</td><td>${esc(t.kind)}</td><td class="${t.isBuy ? "pos" : "neg"}">${t.isBuy ? "buy" : "sell"}</td>` +
+    `<td>${t.firesWhenMark === ">=" ? "≥" : "≤"} ${usd(t.triggerPrice)}</td><td>${usd(t.price)}</td><td>${base(t.size, byId[t.market])}</td>` +
+    `<td><button class="cancel" data-nonce="${t.nonce}">cancel</button></td></tr>`);
+  renderSchedule();
   $("fills").innerHTML = rows(["market", "side", "price", "size", "fee", "block"], S.fills.slice(0, 10), (f) => {
     const taker = f.taker === acc.address, side = taker ? f.takerSide : f.takerSide === "buy" ? "sell" : "buy";
     return `<tr><td>${esc(byId[f.market].symbol)}</td><td class="${side === "buy" ? "pos" : "neg"}">${side} (${taker ? "taker" : "maker"})</td>` +
@@ -281,6 +315,29 @@ const onAccountClick = guarded(async (ev) => {
   if (b.classList.contains("cancel")) {
     await sendTx("CancelOrder", { orderNonce: BigInt(b.dataset.nonce) });
     toast("order cancelled");
+  } else if (b.classList.contains("modify")) {
+    const tr = b.closest("tr"), o = S.account.openOrders.find((x) => String(x.nonce) === tr.dataset.nonce);
+    const m = S.markets.find((x) => x.id === o.market);
+    const price = tr.querySelector(".modify-price").value.trim(), size = tr.querySelector(".modify-size").value.trim();
+    const r = await sendTx("ModifyOrder", { orderNonce: BigInt(o.nonce), price: price ? toUnits(price, 6) : BigInt(o.price),
+      size: size ? toUnits(size, m.baseDecimals) : BigInt(o.remaining) });
+    toast(`order replaced: ${r.order?.status ?? "placed"} in block ${r.block}`);
+  } else if (b.classList.contains("set-tpsl")) {
+    const tr = b.closest("tr"), p = S.account.positions.find((x) => String(x.market) === tr.dataset.market);
+    const m = S.markets.find((x) => x.id === p.market), size = BigInt(Math.abs(p.size)), closeBuy = p.size < 0;
+    const tp = tr.querySelector(".tp-price").value.trim(), sl = tr.querySelector(".sl-price").value.trim();
+    if (!tp && !sl) throw new Error("enter a take-profit or a stop-loss price");
+    if (tp) await sendTrigger(m, closeBuy, TAKE_PROFIT, toUnits(tp, 6), size);
+    if (sl) await sendTrigger(m, closeBuy, STOP_LOSS, toUnits(sl, 6), size);
+    toast(`${[tp && "take-profit", sl && "stop-loss"].filter(Boolean).join(" and ")} set`);
+  } else if (b.id === "dms-arm") {
+    const seconds = Number($("dms-seconds").value);
+    if (!(seconds >= 5)) throw new Error("the switch must be at least 5 s ahead");
+    await sendTx("ScheduleCancel", { cancelAt: BigInt(Date.now() + Math.round(seconds * 1000)) });
+    toast(`every order and trigger is cancelled in ${duration(seconds)} unless you re-arm or clear the switch`);
+  } else if (b.id === "dms-clear") {
+    await sendTx("ScheduleCancel", { cancelAt: 0n });
+    toast("dead-man's switch cleared");
   } else if (b.classList.contains("add-margin") || b.classList.contains("remove-margin")) {
     const tr = b.closest("tr"), amount = toUnits(tr.querySelector(".margin-amount").value, 6);
     await sendTx("AdjustMargin", { market: Number(tr.dataset.market), amount: b.classList.contains("add-margin") ? amount : -amount });
@@ -288,6 +345,16 @@ const onAccountClick = guarded(async (ev) => {
   } else return;
   refresh();
 });
+
+// The dead-man's switch (ScheduleCancel): when it cancels everything, counted down each second.
+function renderSchedule() {
+  const sc = S.account?.scheduledCancel;
+  if (!sc) { $("dms-state").textContent = ""; return; }
+  const left = sc.cancelAtMs ? (sc.cancelAtMs - Date.now()) / 1000 : null;
+  $("dms-state").innerHTML = sc.cancelAtMs
+    ? `armed: cancels all in <span class="warn">${duration(left)}</span> (${new Date(sc.cancelAtMs).toLocaleTimeString()}); ${sc.runsLeftToday} runs left today`
+    : `off; ${sc.runsLeftToday} runs left today`;
+}
 
 // --- withdrawals (L2 -> L1) ------------------------------------------------------------------
 const WITHDRAWAL_STATE = { waiting_for_checkpoint: "waiting for a checkpoint", in_challenge_period: "in challenge period",
@@ -402,6 +469,7 @@ function connectStream() {
 
 function tick() {
   renderFunding();
+  if (S.account) renderSchedule();
   if (S.withdrawals.length) renderWithdrawals();
   if (S.l1) renderL1();
   if (Date.now() - S.l1At > 3000) loadL1();
