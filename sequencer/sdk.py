@@ -288,7 +288,7 @@ class Client:
         """Move collateral into (amount > 0) or out of (amount < 0) one isolated position."""
         return await self.submit(await self.signed_adjust_margin(market, amount, **kwargs))
 
-    # --- trigger orders, modify, dead-man's switch (docs/engine.md "Trigger orders") ----
+    # --- trigger orders, modify, dead-man's switch (docs/api.md "POST /v1/tx") ----------
     async def signed_trigger(self, market: int, is_buy: bool, trigger_price: int, price: int, size: int, *,
                              tpsl: int | str = "sl", leverage: int = 1, reduce_only: bool = True,
                              nonce: int | None = None, expiry: int | None = None) -> R.PlaceTrigger:
