@@ -45,6 +45,7 @@ STATUS_BY_CODE = {
     # 422: well-formed, but a rule refuses it in the current state.
     "insufficient_collateral": 422, "record_not_enabled": 422, "inbox_out_of_order": 422,
     "insufficient_margin": 422, "collateral_reserved": 422, "reduce_only": 422, "unknown_order": 422,
+    "too_many_triggers": 422, "schedule_limit": 422, "rate_limited": 429,
     "no_position": 422, "no_oracle_price": 422, "stale_oracle_price": 422, "below_bankruptcy": 422,
     "position_too_large": 422, "notional_overflow": 422, "not_liquidatable": 422, "insolvent": 422,
     "deleverage_failed": 422, "oracle_time_in_future": 422, "no_quorum": 422, "unknown_account": 422,
