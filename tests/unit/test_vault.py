@@ -17,6 +17,7 @@ from prover.trace import build_tree
 from sequencer.core.commitment import compute_dirty_leaves, encode_vault_share_leaf
 from sequencer.core.invariants import compute_balance_violations, compute_conservation, compute_negative_balances
 from sequencer.core.markets import DEVNET_MARKETS
+from sequencer.core.matching import Exchange
 from sequencer.core.records import Trade, VaultDeposit, VaultUnwind, VaultWithdraw
 from sequencer.core.rules.base import RuleError, require_fresh_price
 from sequencer.core.rules.margin import compute_equity_scaled, is_liquidatable
@@ -497,3 +498,39 @@ def test_the_block_assembler_starts_a_block_with_the_due_unwind_and_a_follower_r
     assert result.applied and all(receipt.ok for receipt in result.receipts)
     assert follower.to_tables() == sim.state.to_tables()
     assert sim.state.positions[(VAULT_ADDRESS, BTC)].size == ONE_BTC // 2 - ONE_BTC // 20
+
+
+# --- through the liquidation ladder (policy book+vault) --------------------------------------
+
+def vault_policy_sim() -> Sim:
+    """funded_sim with BTC-USD under the book+vault liquidation policy (skipped
+    where the executor has no such policy)."""
+    markets_module = pytest.importorskip("sequencer.core.markets")
+    policy = getattr(markets_module, "LIQUIDATION_BOOK_VAULT", None)
+    if policy is None:
+        pytest.skip("no book+vault liquidation policy in this executor")
+    markets = dict(DEVNET_MARKETS)
+    markets[BTC] = msgspec.structs.replace(BTC_PARAMS, liquidation_policy=policy)
+    sim = Sim(fund=usd(100_000), ctx=msgspec.structs.replace(CTX, markets=markets), alice=usd(20_000),
+              bob=usd(1_000_000), carol=usd(1_000_000), dave=usd(1_000_000))
+    sim.exchange = Exchange(markets)
+    sim.set_price(PRICE)
+    return sim
+
+
+def test_a_liquidation_the_book_cannot_take_goes_to_the_vault_with_its_fee():
+    sim = vault_policy_sim()
+    sim.submit(deposit_record(sim, "carol", usd(100_000)))
+    long_alice(sim, size=ONE_BTC // 2)                       # nobody bids: the book takes nothing
+    fund = sim.state.globals.insurance_fund
+    out = sim.set_price(usd(54_500))
+    out += sim.set_price(usd(54_500))                        # a held jump is confirmed by the next price
+    assert any(type(r).__name__ == "Liquidate" and r.account == ADDR["alice"] for r in out)
+    market = sim.state.markets[BTC]
+    assert not is_liquidatable(sim.position("alice"), mark_of(sim), market, BTC_PARAMS)   # restored
+    vault = sim.state.positions[(VAULT_ADDRESS, BTC)]
+    assert vault.size == ONE_BTC // 2 - sim.size("alice") > 0 and vault.margin > 0     # it took every lot closed
+    assert vault_free(sim) > usd(100_000) - vault.margin       # it earned the liquidation fee
+    assert sim.state.globals.insurance_fund == fund
+    check_invariants(sim)
+    assert sim.replay().to_tables() == sim.state.to_tables()
