@@ -73,7 +73,7 @@ def describe_vault(state: State, ctx: Context, markets: dict[int, MarketParams],
             "equity": None if equity is None else int(equity // 1), "totalShares": total,
             "sharePricePpm": None if equity is None else compute_amount_for_shares(PPM, equity, total),
             "positions": [describe_position(position, state.markets[market_id], markets[market_id])
-                          for market_id, position in get_vault_positions(state) if market_id in markets],
+                          for market_id, position in get_vault_positions(state, ctx) if market_id in markets],
             "lockupMs": preset.vault_lockup_ms, "minDeposit": preset.vault_min_deposit,
             "maxLeverage": preset.vault_max_leverage, "maxMarketSharePpm": preset.vault_max_market_share_ppm,
             "unwindIntervalMs": preset.vault_unwind_interval_ms, "unwindPpm": preset.vault_unwind_ppm}

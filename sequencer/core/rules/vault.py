@@ -29,7 +29,7 @@ import msgspec
 
 from sequencer.core.encoding import encode_record
 from sequencer.core.hashing import keccak
-from sequencer.core.markets import MarketParams
+from sequencer.core.markets import MarketParams, get_market_table
 from sequencer.core.presets import MAX_INT64, PPM
 from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
 from sequencer.core.rules.base import (Context, RuleError, get_account_or_empty, get_market, get_market_params,
@@ -58,10 +58,15 @@ def get_total_shares(state: State) -> int:
     return entry.shares if entry else 0
 
 
-def get_vault_positions(state: State) -> list[tuple[int, Position]]:
-    """The vault's positions with something in them, by market id."""
-    return sorted((market_id, position) for (address, market_id), position in state.positions.items()
-                  if address == VAULT_ADDRESS and (position.size or position.margin or position.cost))
+def get_vault_positions(state: State, ctx: Context) -> list[tuple[int, Position]]:
+    """The vault's positions with something in them, by market id (a lookup
+    per configured market, not a scan of every position)."""
+    out = []
+    for market_id in sorted(ctx.markets or get_market_table(ctx.preset.markets)):
+        position = state.positions.get((VAULT_ADDRESS, market_id))
+        if position is not None and (position.size or position.margin or position.cost):
+            out.append((market_id, position))
+    return out
 
 
 def compute_vault_equity(state: State, ctx: Context, timestamp_ms: int) -> Fraction:
@@ -70,7 +75,7 @@ def compute_vault_equity(state: State, ctx: Context, timestamp_ms: int) -> Fract
     market the vault holds a position in has no fresh mark: the vault cannot
     be valued then, so no share changes hands."""
     equity = Fraction(get_account_or_empty(state, VAULT_ADDRESS).collateral)
-    for market_id, position in get_vault_positions(state):
+    for market_id, position in get_vault_positions(state, ctx):
         params = require_market_params(ctx, market_id)
         market = get_market(state, market_id)
         mark = require_fresh_price(market, params, timestamp_ms) if position.size else 0
