@@ -388,7 +388,7 @@ class Api:
             "collateral": account.collateral,
             "positions": self.describe_positions(address),
             "openOrders": exchange.open_orders(address) if exchange is not None else [],
-            "triggers": describe_triggers(state, address),
+            "triggers": describe_triggers(state, address, exchange),
             "scheduledCancel": describe_schedule(state, address, self.node.ctx.preset),
             "nonces": {"kept": len(account.nonces), "smallest": account.nonces[0] if account.nonces else None,
                        "largest": account.nonces[-1] if account.nonces else None,

@@ -7,10 +7,13 @@ from sequencer.core.rules.triggers import TPSL_NAMES, fires_above, get_cancels_t
 from sequencer.core.state import TRIGGER_PENDING, OrderSchedule, State
 
 
-def describe_triggers(state: State, address: bytes) -> list[dict]:
-    """The account's pending triggers, oldest first (integers in market units)."""
-    pending = sorted(((t.placed_ms, nonce), t) for (a, nonce), t in state.triggers.items()
-                     if a == address and t.status == TRIGGER_PENDING)
+def describe_triggers(state: State, address: bytes, exchange=None) -> list[dict]:
+    """The account's pending triggers, oldest first (integers in market units).
+    With the sequencer's exchange, its index of pending triggers is read rather
+    than every trigger the state ever held."""
+    keys = exchange.triggers.entries if exchange is not None else state.triggers
+    pending = sorted(((t.placed_ms, nonce), t) for (a, nonce) in keys if a == address
+                     for t in (state.triggers[(a, nonce)],) if t.status == TRIGGER_PENDING)
     return [{"market": t.market, "nonce": nonce, "isBuy": t.is_buy, "kind": TPSL_NAMES[t.tpsl],
              "triggerPrice": t.trigger_price, "firesWhenMark": ">=" if fires_above(t.is_buy, t.tpsl) else "<=",
              "price": t.price, "size": t.size, "leverage": t.leverage, "reduceOnly": t.reduce_only,
