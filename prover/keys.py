@@ -17,6 +17,7 @@ TRIGGER    8     address (20) || nonce (8, big-endian): a pending, fired or canc
 SCHEDULE   9     address (20): the dead-man's switch and the pending-trigger count
 VAULT      6     address (20): a backstop vault share entry (the vault's
                  own address holds the total shares)
+AUCTION    10    address (20) || market id (4, big-endian): a liquidation auction
 =========  ====  =====================================================
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ GLOBAL = 5
 TRIGGER = 8
 ORDER_SCHEDULE = 9
 VAULT_SHARE = 6
+AUCTION = 10
 
 
 def compute_key(kind: int, *parts: bytes) -> bytes:
@@ -57,6 +59,7 @@ _MARKET_TAG = bytes((MARKET,))
 _TRIGGER_TAG = bytes((TRIGGER,))
 _ORDER_SCHEDULE_TAG = bytes((ORDER_SCHEDULE,))
 _VAULT_SHARE_TAG = bytes((VAULT_SHARE,))
+_AUCTION_TAG = bytes((AUCTION,))
 
 
 def get_account_key(address: bytes) -> bytes:
@@ -92,6 +95,11 @@ def get_trigger_key(address: bytes, nonce: int) -> bytes:
 def get_order_schedule_key(address: bytes) -> bytes:
     """compute_key(ORDER_SCHEDULE, address20)"""
     return keccak(_ORDER_SCHEDULE_TAG + check_address(address))
+
+
+def get_auction_key(address: bytes, market_id: int) -> bytes:
+    """compute_key(AUCTION, address20, market_id as 4 bytes big-endian)"""
+    return keccak(_AUCTION_TAG + check_address(address) + market_id.to_bytes(4, "big"))
 
 
 GLOBAL_KEY = compute_key(GLOBAL, b"globals")

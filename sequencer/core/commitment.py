@@ -18,6 +18,7 @@ plain slicing (the escape hatch decodes accounts, positions and markets):
 - trigger:  params_hash (bytes32) || market || is_buy (0/1) || trigger_price || price || size ||
             leverage || tpsl || reduce_only (0/1) || placed_ms || status (0 pending, 1 fired, 2 cancelled)
 - order schedule: cancel_at_ms || open_triggers || cancel_day || cancels (all zero: an empty leaf)
+- auction:  size || start_price || end_price || start_ms || end_ms (sequencer.core.rules.auction)
 An absent entry (or a position of size 0 with no margin, or a vault entry with no shares) is an empty leaf.
 """
 from __future__ import annotations
@@ -27,10 +28,10 @@ from typing import Any
 
 from prover.hashing import keccak
 from prover.keys import (GLOBAL_KEY, get_account_key, get_market_key, get_order_key, get_position_key,
-                         get_vault_share_key)
+                         get_vault_share_key, get_auction_key)
 from prover.keys import get_order_schedule_key, get_trigger_key
 from prover.output import compute_withdrawals_root
-from sequencer.core.state import (ACCOUNTS, MARKETS, ORDERS, POSITIONS, VAULT_SHARES, Account, Globals, Market,
+from sequencer.core.state import (AUCTIONS, Auction, ACCOUNTS, MARKETS, ORDERS, POSITIONS, VAULT_SHARES, Account, Globals, Market,
                                   Order, Position, State, VaultShare, Withdrawal)
 
 from sequencer.core.state import ORDER_SCHEDULES, TRIGGERS, OrderSchedule, Trigger
@@ -91,6 +92,11 @@ def encode_order_schedule_leaf(schedule: OrderSchedule) -> bytes:
             + u256(schedule.cancels))
 
 
+def encode_auction_leaf(auction: Auction) -> bytes:
+    return (u256(auction.size) + u256(auction.start_price) + u256(auction.end_price) + u256(auction.start_ms)
+            + u256(auction.end_ms))
+
+
 def compute_leaf(state: State, table: str, key: Any) -> tuple[bytes, bytes | None]:
     """(tree key, leaf value or None for empty) of one dirty state entry."""
     if table == ACCOUNTS:
@@ -118,6 +124,9 @@ def compute_leaf(state: State, table: str, key: Any) -> tuple[bytes, bytes | Non
         schedule = state.order_schedules.get(key)
         empty = schedule is None or schedule == OrderSchedule()
         return get_order_schedule_key(key), None if empty else encode_order_schedule_leaf(schedule)
+    if table == AUCTIONS:
+        auction = state.auctions.get(key)
+        return get_auction_key(*key), None if auction is None else encode_auction_leaf(auction)
     raise ValueError(f"unknown state table {table!r}")
 
 

@@ -51,6 +51,16 @@ TYPES: dict[str, tuple[tuple[str, str, str], ...]] = {
                     ("uint64", "nonce", "nonce"), ("uint64", "expiry", "expiry")),
     "ScheduleCancel": (("address", "account", "account"), ("uint64", "cancelAt", "cancel_at_ms"),
                        ("uint64", "nonce", "nonce"), ("uint64", "expiry", "expiry")),
+    "AuctionBid": (("address", "account", "account"), ("address", "owner", "owner"),
+                   ("uint32", "market", "market"), ("uint256", "size", "size"), ("uint256", "price", "price"),
+                   ("uint32", "leverage", "leverage"), ("uint64", "nonce", "nonce"),
+                   ("uint64", "expiry", "expiry")),
+    "VaultDeposit": (("address", "account", "account"), ("uint256", "amount", "amount"),
+                     ("uint256", "minShares", "min_shares"), ("uint64", "nonce", "nonce"),
+                     ("uint64", "expiry", "expiry")),
+    "VaultWithdraw": (("address", "account", "account"), ("uint256", "shares", "shares"),
+                      ("uint256", "minAmount", "min_amount"), ("uint64", "nonce", "nonce"),
+                      ("uint64", "expiry", "expiry")),
     # Signed by the oracle signers, not by traders (see OraclePrice records).
     "OraclePrice": (("uint32", "market", "market"), ("uint256", "price", "price"),
                     ("uint64", "timestamp", "timestamp_ms")),
@@ -60,6 +70,7 @@ RECORD_CLASS_BY_TYPE: dict[str, type] = {
     "Transfer": R.Transfer, "Withdraw": R.Withdraw, "AdjustMargin": R.AdjustMargin,
     "PlaceOrder": R.PlaceOrder, "CancelOrder": R.CancelOrder, "OraclePrice": R.OraclePrice,
     "VaultDeposit": R.VaultDeposit, "VaultWithdraw": R.VaultWithdraw,
+    "AuctionBid": R.AuctionBid,
     "PlaceTrigger": R.PlaceTrigger, "ModifyOrder": R.ModifyOrder, "ScheduleCancel": R.ScheduleCancel,
 }
 TYPE_BY_RECORD_CLASS: dict[type, str] = {v: k for k, v in RECORD_CLASS_BY_TYPE.items()}

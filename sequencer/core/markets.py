@@ -69,13 +69,26 @@ class MarketParams(msgspec.Struct, frozen=True, kw_only=True):
     not reduce-only: no dust orders reserving a few micro-USDC."""
     insurance_fee_share_ppm: int = 0
     """The share of trading fees paid into the insurance fund (the rest to the fee pool)."""
-    fund_takes_over: bool = False
-    """The liquidation rules before issue 10: the insurance fund takes the
-    liquidated part over (it can go insolvent); for the liquidation lab."""
+    liquidation_policy: int = 2
+    """What the liquidation ladder does with a liquidatable position
+    (``LIQUIDATION_POLICIES``, docs/engine.md): 2 book-first (the shipped
+    tables), 3 book+auction, 4 book+vault, 0 the ladder without the book,
+    1 the backstop before issue 10 (the fund takes positions over; the lab's)."""
+    auction_duration_ms: int = 60_000
+    """How long a liquidation auction's price takes to decay from the mark to
+    the bankruptcy price (book+auction)."""
 
     @property
     def scale(self) -> int:
         return 10 ** self.base_decimals
+
+
+LIQUIDATION_LADDER, LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_FIRST, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_VAULT = \
+    range(5)
+LIQUIDATION_POLICIES: dict[str, int] = {
+    "ladder": LIQUIDATION_LADDER, "backstop": LIQUIDATION_BACKSTOP, "book-first": LIQUIDATION_BOOK_FIRST,
+    "book+auction": LIQUIDATION_BOOK_AUCTION, "book+vault": LIQUIDATION_BOOK_VAULT}
+"""``MarketParams.liquidation_policy`` values by name (the lab's ``--policy``)."""
 
 
 class OracleSet(msgspec.Struct, frozen=True):
@@ -128,6 +141,10 @@ def check_market_params(p: MarketParams) -> None:
         problems.append("partial liquidation fraction must be within (0, 1e6) ppm")
     if not 0 <= p.insurance_fee_share_ppm <= PPM:
         problems.append("the insurance fund's fee share must be within 0..1e6 ppm")
+    if p.liquidation_policy not in LIQUIDATION_POLICIES.values():
+        problems.append(f"unknown liquidation policy {p.liquidation_policy}")
+    if p.auction_duration_ms <= 0:
+        problems.append("the liquidation auction's duration must be positive")
     if p.min_order_notional < 0:
         problems.append("minimum order notional must not be negative")
     if min(p.tick_size, p.step_size, p.funding_interval_ms, p.oracle_max_age_ms) <= 0:

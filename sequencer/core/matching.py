@@ -34,11 +34,13 @@ from typing import Any
 
 from sequencer.core.markets import MarketParams, get_market_table
 from sequencer.core.presets import PPM
-from sequencer.core.records import (AdjustMargin, CancelOrder, ForcedClose, FundingTick, Liquidate, OraclePrice,
+from sequencer.core.records import (AuctionBid, AuctionEnd, AdjustMargin, CancelOrder, ForcedClose, FundingTick, Liquidate, OraclePrice,
                                     PlaceOrder, Record, Trade, Transfer, Withdraw)
-from sequencer.core.rules.base import TradeError, get_market_params
+from sequencer.core.rules.base import TradeError, get_market_params, require_fresh_price
+from sequencer.core.rules.liquidation import (BOOK_POLICIES, MAX_LIQUIDATION_MAKERS, compute_liquidation_limit,
+                                              is_within_limit)
 from sequencer.core.rules.funding import get_due_funding_time
-from sequencer.core.rules.margin import compute_order_margin, is_liquidatable
+from sequencer.core.rules.margin import compute_liquidation_size, compute_order_margin, is_liquidatable
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY, check_order_terms
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.state import Order, State
@@ -171,6 +173,8 @@ class Exchange:
         self.markets = markets if markets is not None else get_market_table("devnet")
         self.books: dict[int, Book] = {m: Book(m) for m in self.markets}
         self.orders: dict[tuple[bytes, int], BookOrder] = {}
+        self.owner_orders: dict[bytes, set[tuple[bytes, int]]] = {}
+        """The keys of ``orders`` by owner (what a liquidation drops from the book)."""
         self.reserved: dict[bytes, int] = {}
         self.premium_samples: dict[int, list[int]] = {m: [] for m in self.markets}
         """Premiums (ppm) sampled at each oracle price since the market's last funding tick."""
@@ -227,11 +231,17 @@ class Exchange:
 
     def check_reserve(self, state: State, record: Record) -> None:
         """Collateral reserved by resting orders cannot be withdrawn, sent or moved."""
+        amount = None
         if isinstance(record, (Withdraw, Transfer, VaultDeposit)) or (isinstance(record, AdjustMargin) and record.amount > 0):
+            amount = record.amount
+        elif isinstance(record, AuctionBid) and record.market in self.markets:
+            amount = compute_order_margin(record.size, record.price, max(1, record.leverage), 0,
+                                          self.markets[record.market])
+        if amount is not None:
             reserved = self.reserved.get(record.account, 0)
             account = state.accounts.get(record.account)
             free = account.collateral if account else 0
-            if reserved and free - record.amount < reserved:
+            if reserved and free - amount < reserved:
                 raise RuleError("collateral_reserved",
                                 f"{reserved} of the free collateral {free} is reserved by open orders; "
                                 "cancel orders first")
@@ -400,6 +410,7 @@ class Exchange:
                                order.expiry, order.leverage, reserve)
         self.books[order.market].side(order.is_buy).add(book_order, keep_priority)
         self.orders[(account, nonce)] = book_order
+        self.owner_orders.setdefault(account, set()).add((account, nonce))
         if reserve:
             self.reserved[account] = self.reserved.get(account, 0) + reserve
 
@@ -407,6 +418,10 @@ class Exchange:
         book_order = self.orders.pop(key, None)
         if book_order is None:
             return
+        keys = self.owner_orders[key[0]]
+        keys.discard(key)
+        if not keys:
+            del self.owner_orders[key[0]]
         self.books[book_order.market].side(book_order.is_buy).kill(book_order)
         if book_order.reserve:
             left = self.reserved[book_order.account] - book_order.reserve
@@ -425,6 +440,7 @@ class Exchange:
         restart or a failover): the same books as before, same priorities."""
         self.books = {m: Book(m) for m in self.markets}
         self.orders.clear()
+        self.owner_orders.clear()
         self.reserved.clear()
         self.triggers.rebuild(state)
         now = state.globals.timestamp_ms
@@ -454,22 +470,97 @@ class Exchange:
         params = self.markets[market_id]
         out: list[Record] = []
         for address in targets:
-            for _ in range(MAX_LIQUIDATION_STEPS):
+            passed_over: set[tuple[bytes, int]] = set()
+            for step in range(MAX_LIQUIDATION_STEPS):
                 position = state.positions.get((address, market_id))
                 market = state.markets[market_id]
-                if position is None or not is_liquidatable(position, market.oracle_price, market, params):
+                try:
+                    mark = require_fresh_price(market, params, timestamp_ms)
+                except RuleError:
                     break
-                record = Liquidate(address, market_id)
-                if apply_record(state, record, timestamp_ms, ctx) is not None:
+                if position is None or not is_liquidatable(position, mark, market, params):
+                    break
+                last = step == MAX_LIQUIDATION_STEPS - 1
+                record = self.apply_liquidation(state, address, position, mark, params, passed_over, last,
+                                                timestamp_ms, ctx)
+                if record is None:
                     break
                 out.append(record)
                 self.remove_cancelled_orders(state, address, market_id)
         return out
 
+    def apply_liquidation(self, state: State, address: bytes, position, mark: int, params: MarketParams,
+                          passed_over: set, last: bool, timestamp_ms: int, ctx: Context) -> Liquidate | None:
+        """Apply one Liquidate naming the makers the liquidation order meets in
+        this book (book-first policies; none on the last step, so what is left
+        goes down the ladder); a maker that could not fill is passed over and
+        the record made again without it.  None if the rule refused it."""
+        market_id = params.id
+        for _ in range(MAX_LIQUIDATION_MAKERS + 1):
+            makers = () if last else self.find_liquidation_makers(state, address, position, mark, params,
+                                                                   passed_over, timestamp_ms)
+            record = Liquidate(address, market_id, makers)
+            before = {key: state.orders[key].filled for key in makers}
+            snapshot = state.snapshot()
+            if apply_record(state, record, timestamp_ms, ctx) is not None:
+                state.revert(snapshot)
+                return None
+            unfilled = [key for key in makers if state.orders[key].filled == before[key]]
+            if unfilled:
+                state.revert(snapshot)
+                passed_over.update(unfilled)
+                continue
+            state.commit(snapshot)
+            for key, filled in before.items():
+                book_order = self.orders.get(key)
+                if book_order is not None:
+                    self.on_maker_fill(book_order, state.orders[key].filled - filled,
+                                       self.books[market_id].side(book_order.is_buy))
+            return record
+        return None
+
+    def find_liquidation_makers(self, state: State, address: bytes, position, mark: int, params: MarketParams,
+                                passed_over: set, timestamp_ms: int) -> tuple[tuple[bytes, int], ...]:
+        """The resting orders a liquidation order of this step meets, best first
+        (price-time priority, the book's own order), within the position's
+        bankruptcy price, at most MAX_LIQUIDATION_MAKERS; () for a policy
+        without the book or a position in auction."""
+        if params.liquidation_policy not in BOOK_POLICIES or (address, params.id) in state.auctions:
+            return ()
+        market = state.markets[params.id]
+        long = position.size > 0
+        limit = compute_liquidation_limit(position, market, params)
+        need = compute_liquidation_size(position, mark, market, params)
+        makers = []
+        for order in self.books[params.id].side(long).iter_live():
+            if need <= 0 or len(makers) == MAX_LIQUIDATION_MAKERS or not is_within_limit(long, order.price, limit):
+                break
+            key = (order.account, order.nonce)
+            if order.expiry < timestamp_ms or order.account == address or key in passed_over:
+                continue
+            makers.append(key)
+            need -= order.remaining
+        return tuple(makers)
+
     def remove_cancelled_orders(self, state: State, address: bytes, market_id: int) -> None:
-        for key in [k for k, o in self.orders.items() if k[0] == address and o.market == market_id]:
-            if state.orders[key].cancelled:
+        """Drop from the book the owner's orders the state has cancelled (a
+        liquidation, a forced close): only the owner's, through ``owner_orders``."""
+        for key in sorted(self.owner_orders.get(address, ())):
+            if self.orders[key].market == market_id and state.orders[key].cancelled:
                 self.remove_order(key)
+
+    def due_auction_ends(self, state: State, timestamp_ms: int, ctx: Context) -> list[Record]:
+        """AuctionEnd for every liquidation auction over at this block time
+        (applied; one the rule refuses, e.g. on a stale mark, waits)."""
+        def apply_ends() -> list[Record]:
+            out: list[Record] = []
+            for (address, market_id), auction in sorted(state.auctions.items()):
+                record = AuctionEnd(address, market_id)
+                if auction.end_ms <= timestamp_ms and apply_record(state, record, timestamp_ms, ctx) is None:
+                    out.append(record)
+                    self.remove_cancelled_orders(state, address, market_id)
+            return out
+        return self.run_atomically(state, apply_ends)
 
     def due_funding(self, state: State, timestamp_ms: int, ctx: Context) -> list[Record]:
         """FundingTick records due at this block time (applied), each followed

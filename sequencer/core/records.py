@@ -146,6 +146,22 @@ class ScheduleCancel(_Record, tag=11):
     signature: bytes
 
 
+class AuctionBid(_Record, tag=8):
+    """A keeper takes ``size`` lots of ``owner``'s liquidation auction in
+    ``market`` at the auction's current price, if that is no worse for it
+    than ``price`` (sequencer.core.rules.auction); the keeper's side is an
+    ordinary opening or reducing fill at ``leverage``."""
+    account: Address
+    owner: Address
+    market: int
+    size: int
+    price: int
+    leverage: int
+    nonce: int
+    expiry: int
+    signature: bytes
+
+
 # --- sequencer decisions (checked by the rules) ------------------------------
 
 class Trade(_Record, tag=16):
@@ -168,6 +184,11 @@ class FundingTick(_Record, tag=17):
 class Liquidate(_Record, tag=18):
     account: Address
     market: int
+    makers: tuple[tuple[Address, int], ...] = ()
+    """The resting orders (owner, nonce) the liquidation order meets, best
+    first, at most rules.liquidation.MAX_LIQUIDATION_MAKERS (the book-first
+    policies; docs/engine.md).  Fewer than that: the book has nothing more
+    within the limit, and what it did not take goes down the ladder."""
 
 
 class VaultUnwind(_Record, tag=21):
@@ -188,6 +209,13 @@ class TriggerFire(_Record, tag=19):
 class ScheduledCancelAll(_Record, tag=20):
     """The account's scheduled cancel-all is due: the rule checks the time passed."""
     account: Address
+
+
+class AuctionEnd(_Record, tag=23):
+    """The liquidation auction of ``account`` in ``market`` is over: what it did
+    not sell goes down the ladder (fund / ADL)."""
+    account: Address
+    market: int
 
 
 # --- oracle ---------------------------------------------------------------
@@ -223,18 +251,19 @@ class ForcedClose(_Record, tag=50):
 
 
 UserRecord = Union[Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder, VaultDeposit, VaultWithdraw,
-                   PlaceTrigger, ModifyOrder, ScheduleCancel]
+                   PlaceTrigger, ModifyOrder, ScheduleCancel, AuctionBid]
 Record = Union[
     Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder,
     Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal, ForcedClose,
     VaultDeposit, VaultWithdraw, VaultUnwind,
     PlaceTrigger, ModifyOrder, ScheduleCancel, TriggerFire, ScheduledCancelAll,
+    AuctionBid, AuctionEnd,
 ]
 USER_RECORD_TYPES: tuple[type, ...] = (Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder, VaultDeposit,
-                                       VaultWithdraw, PlaceTrigger, ModifyOrder, ScheduleCancel)
+                                       VaultWithdraw, PlaceTrigger, ModifyOrder, ScheduleCancel, AuctionBid)
 RECORD_TYPES: tuple[type, ...] = USER_RECORD_TYPES + (
     Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal, ForcedClose, VaultUnwind,
-    TriggerFire, ScheduledCancelAll)
+    TriggerFire, ScheduledCancelAll, AuctionEnd)
 
 
 class Block(msgspec.Struct, frozen=True, array_like=True, gc=False):

@@ -139,6 +139,19 @@ class OrderSchedule(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """Scheduled cancel-alls run on ``cancel_day`` (bounded per day)."""
 
 
+class Auction(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A Dutch auction of part of a liquidated position among keepers
+    (sequencer.core.rules.auction, policy book+auction): the price moves
+    linearly from ``start_price`` (the mark when it started) to ``end_price``
+    (the position's bankruptcy price then) between ``start_ms`` and ``end_ms``."""
+    size: int
+    """Lots still for sale (the lots stay in the owner's position until a bid takes them)."""
+    start_price: int
+    end_price: int
+    start_ms: int
+    end_ms: int
+
+
 # Table names, also the `kind` part of commitment keys.
 ACCOUNTS = "accounts"
 POSITIONS = "positions"
@@ -147,13 +160,15 @@ MARKETS = "markets"
 VAULT_SHARES = "vault_shares"
 TRIGGERS = "triggers"
 ORDER_SCHEDULES = "order_schedules"
+AUCTIONS = "auctions"
 
 
 class State:
     """Mutable container of frozen values.  Not thread-safe; one owner."""
 
     __slots__ = ("accounts", "positions", "orders", "markets", "globals", "withdrawals",
-                 "_journal", "dirty", "vault_shares", "triggers", "order_schedules")
+                 "_journal", "dirty", "vault_shares", "triggers", "order_schedules", "auctions",
+                 "open_orders")
 
     def __init__(self) -> None:
         self.accounts: dict[bytes, Account] = {}
@@ -172,6 +187,13 @@ class State:
         self.order_schedules: dict[bytes, OrderSchedule] = {}
         self.vault_shares: dict[bytes, VaultShare] = {}
         """Backstop vault shares per depositor; the total under the vault's address."""
+        self.auctions: dict[tuple[bytes, int], Auction] = {}
+        """Liquidation auctions by (owner, market)."""
+        self.open_orders: dict[tuple[bytes, int], set[int]] = {}
+        """Index, not state: the nonces of each (owner, market)'s open orders
+        (not cancelled, not filled), kept by ``set_order`` and ``revert`` and
+        rebuilt by ``from_tables``, so a liquidation cancels an owner's orders
+        without scanning the orders table."""
 
     # --- snapshot / commit / revert -------------------------------------
     def snapshot(self) -> int:
@@ -201,6 +223,8 @@ class State:
                     store.pop(key, None)
                 else:
                     store[key] = old
+                if table == ORDERS:
+                    self._index_order(key, None if old is _MISSING else old)
 
     def commit(self, snapshot: int) -> None:
         """Keep the changes made since ``snapshot``.  The outermost commit
@@ -238,6 +262,28 @@ class State:
 
     def set_order(self, address: bytes, nonce: int, order: Order | None) -> None:
         self._put(ORDERS, (address, nonce), order)
+        self._index_order((address, nonce), order)
+
+    def _index_order(self, key: tuple[bytes, int], order: Order | None) -> None:
+        """Keep ``open_orders`` in step with one order entry (any previous
+        value of it was indexed under the same market: an order's market never changes)."""
+        address, nonce = key
+        if order is not None and not order.cancelled and order.filled < order.size:
+            self.open_orders.setdefault((address, order.market), set()).add(nonce)
+            return
+        market = order.market if order is not None else None
+        for index_key in ([(address, market)] if market is not None else
+                          [k for k in self.open_orders if k[0] == address]):
+            nonces = self.open_orders.get(index_key)
+            if nonces is not None:
+                nonces.discard(nonce)
+                if not nonces:
+                    del self.open_orders[index_key]
+
+    def get_open_order_nonces(self, address: bytes, market: int) -> list[int]:
+        """The nonces of the owner's open orders in the market, ascending."""
+        return sorted(self.open_orders.get((address, market), ()))
+
 
     def set_market(self, market: Market) -> None:
         self._put(MARKETS, market.id, market)
@@ -255,6 +301,9 @@ class State:
 
     def set_order_schedule(self, address: bytes, schedule: OrderSchedule | None) -> None:
         self._put(ORDER_SCHEDULES, address, schedule)
+
+    def set_auction(self, address: bytes, market: int, auction: Auction | None) -> None:
+        self._put(AUCTIONS, (address, market), auction)
 
     def append_withdrawal(self, withdrawal: Withdrawal) -> None:
         self._journal += ("withdrawals", None, None)
@@ -280,6 +329,7 @@ class State:
             "vault_shares": sorted(self.vault_shares.items()),
             "triggers": sorted(self.triggers.items()),
             "order_schedules": sorted(self.order_schedules.items()),
+            "auctions": sorted(self.auctions.items()),
         }
 
     @classmethod
@@ -294,4 +344,7 @@ class State:
         state.vault_shares = {bytes(k): v for k, v in tables.get("vault_shares", ())}
         state.triggers = {(bytes(k[0]), k[1]): v for k, v in tables.get("triggers", ())}
         state.order_schedules = {bytes(k): v for k, v in tables.get("order_schedules", ())}
+        state.auctions = {(bytes(k[0]), k[1]): v for k, v in tables.get("auctions", ())}
+        for key, order in state.orders.items():
+            state._index_order(key, order)
         return state

@@ -18,8 +18,8 @@ from sequencer.core import records as R
 from sequencer.core.eip712 import RECORD_CLASS_BY_TYPE, TYPES, TYPE_BY_RECORD_CLASS
 from sequencer.core.presets import MAX_INT64
 
-USER_TYPES = ("Transfer", "Withdraw", "AdjustMargin", "PlaceOrder", "CancelOrder", "VaultDeposit", "VaultWithdraw",
-              "PlaceTrigger", "ModifyOrder", "ScheduleCancel")
+USER_TYPES = ("Transfer", "Withdraw", "AdjustMargin", "PlaceOrder", "CancelOrder", "PlaceTrigger", "ModifyOrder",
+              "ScheduleCancel", "AuctionBid", "VaultDeposit", "VaultWithdraw")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _HEX = re.compile(r"^0x([0-9a-fA-F]{2})*$")
 _DECIMAL = re.compile(r"^-?[0-9]{1,80}$")

@@ -17,7 +17,7 @@ import msgspec
 
 from prover.tree import SparseMerkleTree
 from sequencer.core.records import Receipt
-from sequencer.core.state import Account, Globals, Market, Order, Position, State, VaultShare, Withdrawal
+from sequencer.core.state import Auction, Account, Globals, Market, Order, Position, State, VaultShare, Withdrawal
 from sequencer.core.state import OrderSchedule, Trigger
 from sequencer.core.transition import Context
 from sequencer.executor.chain import BlockInfo, Chain
@@ -47,6 +47,8 @@ class _Tables(msgspec.Struct):
     """Absent from snapshots written before trigger orders and the dead-man's switch."""
     vault_shares: list[tuple[bytes, VaultShare]] = msgspec.field(default_factory=list)
     """Absent from snapshots written before the backstop vault."""
+    auctions: list[tuple[tuple[bytes, int], Auction]] = msgspec.field(default_factory=list)
+    """Absent from snapshots written before the liquidation auction."""
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)

@@ -55,11 +55,16 @@ def get_negative_equity_positions(state: State, markets: dict[int, MarketParams]
 
 
 def get_stuck_liquidations(state: State, markets: dict[int, MarketParams], timestamp_ms: int) -> list[tuple[bytes, int]]:
-    """Liquidatable positions in markets whose oracle price is fresh at ``timestamp_ms``."""
+    """Liquidatable positions in markets whose oracle price is fresh at
+    ``timestamp_ms``, except those in a liquidation auction that is still
+    running (book+auction: its end sends what is unsold down the ladder)."""
     stuck = []
     for address, m, position in iter_user_positions(state):
         market, params = state.markets[m], markets[m]
         fresh = timestamp_ms - market.oracle_time_ms <= params.oracle_max_age_ms
+        auction = state.auctions.get((address, m))
+        if auction is not None and timestamp_ms < auction.end_ms:
+            continue
         if fresh and is_liquidatable(position, market.oracle_price, market, params):
             stuck.append((address, m))
     return stuck

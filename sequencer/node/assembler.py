@@ -139,7 +139,8 @@ class BlockAssembler:
             return False
         timestamp_ms = max(now_ms, self.state.globals.timestamp_ms)
         triggers = self.exchange.triggers
-        return (self.is_funding_due(now_ms) or bool(triggers.get_due_cancels(timestamp_ms, 1))
+        auction_due = any(a.end_ms <= timestamp_ms for a in self.state.auctions.values())
+        return (self.is_funding_due(now_ms) or auction_due or bool(triggers.get_due_cancels(timestamp_ms, 1))
                 or bool(triggers.get_crossed(self.state, self.exchange.markets, timestamp_ms, 1)))
 
     def block_start_records(self, timestamp_ms: int) -> list[Record]:
@@ -152,6 +153,7 @@ class BlockAssembler:
         exchange.prune_expired(timestamp_ms)
         records = exchange.due_funding(state, timestamp_ms, ctx)
         records += get_due_vault_unwinds(exchange, state, timestamp_ms, ctx)
+        records += exchange.due_auction_ends(state, timestamp_ms, ctx)
         for account in exchange.triggers.get_due_cancels(timestamp_ms, self.MAX_SCHEDULED_CANCELS):
             records += exchange.run_scheduled_cancel(state, account, timestamp_ms, ctx)
         return records + self.fire_crossed_triggers(timestamp_ms)

@@ -22,6 +22,8 @@ API_TYPE_STRINGS = {
                     "uint64 expiry)",
     "VaultWithdraw": "VaultWithdraw(address account,uint256 shares,uint256 minAmount,uint64 nonce,"
                      "uint64 expiry)",
+    "AuctionBid": "AuctionBid(address account,address owner,uint32 market,uint256 size,uint256 price,"
+                  "uint32 leverage,uint64 nonce,uint64 expiry)",
     "PlaceTrigger": "PlaceTrigger(address account,uint32 market,bool isBuy,uint256 triggerPrice,uint256 price,"
                     "uint256 size,uint32 leverage,uint8 tpsl,bool reduceOnly,uint64 nonce,uint64 expiry)",
     "ModifyOrder": "ModifyOrder(address account,uint64 orderNonce,uint256 price,uint256 size,uint64 nonce,"
@@ -42,6 +44,7 @@ EXAMPLES = {
     "CancelOrder": R.CancelOrder(A, 9, 10, 11, b""),
     "VaultDeposit": R.VaultDeposit(A, 10_000_000, 9_999_999, 12, 1_700_000_000_000, b""),
     "VaultWithdraw": R.VaultWithdraw(A, U64, 0, 13, 1_700_000_000_000, b""),
+    "AuctionBid": R.AuctionBid(A, B, 1, 10_000, 54_000_000_000, 5, 14, 1_700_000_000_000, b""),
     "PlaceTrigger": R.PlaceTrigger(A, 1, False, 55_000_000_000, 54_000_000_000, 25, 10, 2, True, 14, U64, b""),
     "ModifyOrder": R.ModifyOrder(A, 9, 64_000_000_000, 50, U64, 1_700_000_000_000, b""),
     "ScheduleCancel": R.ScheduleCancel(A, 0, 15, 1_700_000_000_000, b""),

@@ -112,5 +112,5 @@ def test_the_ladder_leaves_the_fund_flat_and_nothing_stuck_where_the_old_backsto
     assert get_fund_positions(backstop_lab.venue.state) != []      # the old rules: the fund is long the crash
     assert ladder.stuck_positions == 0 and ladder.stuck_steps == 0
     assert compute_solvency_gap(ladder_lab.venue.state, ladder_lab.venue.markets) <= 0
-    with pytest.raises(ValueError, match="book-first.*not have yet"):
-        run_lab("book-first", "crash", path)
+    with pytest.raises(ValueError, match="unknown policy"):
+        run_lab("book-last", "crash", path)

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from perps_support import ADDR, BTC, BTC_PARAMS, CTX, ETH, ONE_BTC, Sim, sign_oracle, usd
 from sequencer.core.invariants import (compute_balance_violations, compute_conservation,
                                        compute_negative_balances)
-from sequencer.core.markets import DEVNET_MARKETS
+from sequencer.core.markets import DEVNET_MARKETS, LIQUIDATION_BACKSTOP
 from sequencer.core.matching import Exchange
 from sequencer.core.rules.margin import compute_liquidation_price, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
@@ -170,11 +170,11 @@ def test_liquidation_price_is_the_exact_threshold(size, entry, leverage, funding
         assert is_liquidatable(position, threshold + 1, market, BTC_PARAMS)
 
 
-LEGACY_MARKETS = {m: msgspec.structs.replace(p, fund_takes_over=True) for m, p in DEVNET_MARKETS.items()}
+LEGACY_MARKETS = {m: msgspec.structs.replace(p, liquidation_policy=LIQUIDATION_BACKSTOP) for m, p in DEVNET_MARKETS.items()}
 
 
 def fund_short_then_alice_long(fund: int) -> Sim:
-    """The liquidation rules before issue 10 (``fund_takes_over``, kept for the
+    """The liquidation rules before issue 10 (``liquidation_policy`` backstop, kept for the
     liquidation lab): the insurance fund holds a short of its own (it
     backstopped frank's 10x short when BTC rose from 40,000 to 45,000); then
     alice goes 10x long 1 BTC at 60,000 against bob's 0.9 short and the fund's 0.1."""

@@ -31,8 +31,8 @@ PINNED = [
      "981001c4140102030405060708090a0b0c0d0e0f101112131409c41465666768696a6b6c6d6e6f70717273747576777804cf0000000f224d4a0019"),
     (R.FundingTick(1, -125, 1_700_000_000_000),
      "941101d083cf0000018bcfe56800"),
-    (R.Liquidate(A, 1),
-     "9312c4140102030405060708090a0b0c0d0e0f101112131401"),
+    (R.Liquidate(A, 1, ((A, 7),)),
+     "9412c4140102030405060708090a0b0c0d0e0f1011121314019192c4140102030405060708090a0b0c0d0e0f101112131407"),
     (R.OraclePrice(1, 65_000_000_000, 1_700_000_000_000, (SIG, SIG)),
      f"952001cf0000000f224d4a00cf0000018bcfe5680092c441{S}c441{S}"),
     (R.Deposit(0, A, 10_000_000),
@@ -57,6 +57,10 @@ PINNED = [
      f"9707c4140102030405060708090a0b0c0d0e0f1011121314ce02faf080ce02ebae400ccf0000018bcfe65260c441{S}"),
     (R.VaultUnwind(1, 5_000_000, 53_955_000_000),
      "941501ce004c4b40cf0000000c8ff7f6c0"),
+    (R.AuctionBid(A, A, 1, 10_000, 54_000_000_000, 5, 13, 1_700_000_060_000, SIG),
+     f"9a08c4140102030405060708090a0b0c0d0e0f1011121314c4140102030405060708090a0b0c0d0e0f101112131401cd2710cf0000000c92a69c00050dcf0000018bcfe65260c441{S}"),
+    (R.AuctionEnd(A, 1),
+     "9317c4140102030405060708090a0b0c0d0e0f101112131401"),
 ]
 PINNED_BLOCK = (
     "9401c4200000000000000000000000000000000000000000000000000000000000000000cf0000018bcfe5680094"
@@ -70,8 +74,8 @@ PINNED_BLOCK_HASH = "2e78cce47658048dc409967f4193a149997dd25682ea7bfae4f14db30d7
 TAGS = {R.Transfer: 1, R.Withdraw: 2, R.AdjustMargin: 3, R.PlaceOrder: 4, R.CancelOrder: 5,
         R.Trade: 16, R.FundingTick: 17, R.Liquidate: 18, R.OraclePrice: 32,
         R.Deposit: 48, R.ForcedWithdrawal: 49, R.ForcedClose: 50,
-        R.VaultDeposit: 6, R.VaultWithdraw: 7, R.VaultUnwind: 21,
-        R.PlaceTrigger: 9, R.ModifyOrder: 10, R.ScheduleCancel: 11, R.TriggerFire: 19, R.ScheduledCancelAll: 20}
+        R.PlaceTrigger: 9, R.ModifyOrder: 10, R.ScheduleCancel: 11, R.TriggerFire: 19, R.ScheduledCancelAll: 20,
+        R.VaultDeposit: 6, R.VaultWithdraw: 7, R.VaultUnwind: 21, R.AuctionBid: 8, R.AuctionEnd: 23}
 
 
 def _pinned_block() -> R.Block:
@@ -126,13 +130,15 @@ _sig = st.binary(min_size=65, max_size=65)
 
 def _record_strategy(cls) -> st.SearchStrategy:
     hints = {"int": _int, "bytes": st.binary(max_size=80), "bool": st.booleans(),
-             "tuple[bytes, ...]": st.lists(_sig, max_size=4).map(tuple)}
+             "tuple[bytes, ...]": st.lists(_sig, max_size=4).map(tuple),
+             "makers": st.lists(st.tuples(_addr, _u64), max_size=4).map(tuple)}
     import typing
     annotations = typing.get_type_hints(cls)
     args = []
     for name in cls.__struct_fields__:
         ann = annotations[name]
         key = "tuple[bytes, ...]" if typing.get_origin(ann) is tuple else ann.__name__
+        key = "makers" if name == "makers" else key
         args.append(hints[key])
     return st.builds(cls, *args)
 

@@ -115,7 +115,7 @@ def test_each_module_imports_alone_and_no_import_changes_the_tables(module):
 
 def test_version_1_covers_every_record_kind_with_a_real_rule():
     kinds = set(typing.get_args(R.Record))
-    assert kinds == set(R.RECORD_TYPES) and len(kinds) == 20  # ForcedClose (tag 50) joined v1; the vault's 6, 7, 21; triggers 9, 10, 11, 19, 20
+    assert kinds == set(R.RECORD_TYPES) and len(kinds) == 22  # ForcedClose (tag 50) joined v1; the vault's 6, 7, 21; triggers 9, 10, 11, 19, 20; the auction's 8, 23
     rules = table.get_rules(1)
     assert set(rules) == kinds
     for kind, rule in rules.items():

@@ -1,44 +1,61 @@
 """Liquidate: a position below maintenance at the mark price, in a ladder
-that always ends with the liquidated part closed (issue 10):
+that always ends with the liquidated part closed (issue 10).  What the ladder
+does is the market's ``liquidation_policy`` (sequencer.core.markets):
 
 1. the owner's open orders in the market are cancelled (they cannot reopen it);
-2. a solvent position (equity >= 0 at the mark) is reduced by a partial step
-   (the whole when small) at the mark against the opposite positions ranked
-   by profit x leverage (nobody loses against the mark); the fee, capped by
-   what the position has left, goes to the insurance fund;
-3. a bankrupt position is closed whole at the mark the same way and the
-   insurance fund pays its bad debt;
-4. when the fund cannot pay it, the position is auto-deleveraged: closed at its
+2. book first (book-first, book+auction, book+vault): the step (the whole
+   position, or a partial step of a large solvent one) goes into the book as
+   an immediate-or-cancel order no worse than the position's bankruptcy
+   price (dYdX's fillable price): it fills the resting orders the record
+   names (``Liquidate.makers``, at most ``MAX_LIQUIDATION_MAKERS``, best
+   first), each maker checked like any fill; the liquidation fee goes to the
+   insurance fund, capped by what the position has left;
+3. what the book did not take: book-first closes it at the mark against the
+   opposite positions ranked by profit x leverage; book+auction puts it up
+   for a Dutch auction among keepers (sequencer.core.rules.auction); book+vault
+   hands it to the backstop vault (sequencer.core.rules.vault), the rest as book-first;
+4. bad debt is paid by the insurance fund, which never holds a position;
+5. when the fund cannot pay it, the position is auto-deleveraged: closed at its
    bankruptcy price against the opposite positions ranked by profit x
    leverage (profitable ones first), none losing more (against the mark)
    than its margin and the profit of the lots it gives up.
-The insurance fund never holds a position.
 
-``MarketParams.fund_takes_over`` selects the rules before issue 10 instead
-(the fund takes the part over at the mark with margin 0, else ADL at the
-bankruptcy price ranked by unrealised PnL with the fund's own position
-last), kept so the liquidation lab can compare them."""
+Policy ``ladder`` skips step 2 (the rules before the book step); ``backstop``
+is the rules before issue 10 (the fund takes the part over at the mark with
+margin 0, else ADL at the bankruptcy price ranked by unrealised PnL with the
+fund's own position last), kept so the liquidation lab can compare them."""
 from __future__ import annotations
 
 from fractions import Fraction
 
 import msgspec
 
-from sequencer.core.markets import MarketParams
-from sequencer.core.presets import MAX_INT64
+from sequencer.core.markets import (LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_VAULT,
+                                    LIQUIDATION_LADDER, MarketParams)
+from sequencer.core.presets import MAX_INT64, PPM
 from sequencer.core.records import ForcedClose, Liquidate
 from sequencer.core.rules.accounts import advance_inbox, process_inbox_index
-from sequencer.core.rules.base import (Context, RuleError, get_account_or_empty, get_market, get_market_params,
-                                       hex_address, require, require_fresh_price, require_market_params)
+from sequencer.core.rules.base import (Context, RuleError, TradeError, get_account_or_empty, get_market,
+                                       get_market_params, hex_address, require, require_fresh_price,
+                                       require_market_params)
 from sequencer.core.rules.margin import (ceil_div, compute_equity, compute_equity_scaled, compute_fee,
                                          compute_funding_owed, compute_liquidation_size,
                                          compute_long_change, compute_maintenance, compute_unrealized_pnl,
-                                         is_liquidatable)
+                                         is_liquidatable, is_solvent_at)
 from sequencer.core.rules.positions import (INSURANCE_ADDRESS, add_insurance, add_open_interest, apply_close,
                                             apply_fill, close_and_release, get_position, settle_funding)
-from sequencer.core.state import Position, State
+from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL
+from sequencer.core.rules.trades import settle_fill
+from sequencer.core.state import Auction, Market, Order, Position, State
 
 replace = msgspec.structs.replace
+
+MAX_LIQUIDATION_MAKERS = 8
+"""Resting orders one Liquidate record may fill (its witnesses in a fraud
+proof's one step are bounded); a liquidation that needs more continues in
+the next record."""
+BOOK_POLICIES = frozenset({2, 3, 4})
+"""The policies that send the liquidation order into the book first."""
 
 
 def process_backstop(state: State, address: bytes, position: Position, qty: int, mark: int,
@@ -114,11 +131,10 @@ def deleverage_position(state: State, address: bytes, position: Position, qty: i
 # --- the ladder (issue 10) -----------------------------------------------------------
 
 def cancel_open_orders(state: State, address: bytes, market_id: int) -> None:
-    """Cancel every open order of ``address`` in the market (scans the orders table)."""
-    keys = [key for key, order in state.orders.items()
-            if key[0] == address and order.market == market_id and not order.cancelled and order.filled < order.size]
-    for key in keys:
-        state.set_order(key[0], key[1], replace(state.orders[key], cancelled=True))
+    """Cancel every open order of ``address`` in the market (through the
+    state's per-owner index: the cost does not grow with the book)."""
+    for nonce in state.get_open_order_nonces(address, market_id):
+        state.set_order(address, nonce, replace(state.orders[(address, nonce)], cancelled=True))
 
 
 def rank_by_profit_and_leverage(state: State, market_id: int, long: bool, mark: int,
@@ -250,13 +266,195 @@ def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Contex
     require(is_liquidatable(position, mark, market, params), "not_liquidatable",
             f"equity {compute_equity(position, mark, market, params)} is not below maintenance "
             f"{compute_maintenance(position, mark, params)}")
+    require(len(r.makers) <= MAX_LIQUIDATION_MAKERS and (not r.makers or params.liquidation_policy in BOOK_POLICIES),
+            "invalid_makers", f"a Liquidate names at most {MAX_LIQUIDATION_MAKERS} makers, and only under a "
+                              "book-first policy")
     position = settle_funding(state, r.account, r.market, position, params)
     qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
-    if params.fund_takes_over:
+    if params.liquidation_policy == LIQUIDATION_BACKSTOP:
         process_fund_takeover(state, r.account, position, qty, mark, params)
         return
     cancel_open_orders(state, r.account, r.market)
-    process_ladder(state, r.account, position, qty, mark, params)
+    if (r.account, r.market) in state.auctions:
+        process_liquidate_in_auction(state, r.account, position, mark, params)
+        return
+    if params.liquidation_policy == LIQUIDATION_LADDER:
+        process_ladder(state, r.account, position, qty, mark, params)
+        return
+    position, rest = process_book_step(state, r, position, qty, mark, params, timestamp_ms)
+    if rest and position.size and len(r.makers) < MAX_LIQUIDATION_MAKERS:
+        process_unfilled(state, ctx, r.account, position, min(rest, abs(position.size)), mark, params, timestamp_ms)
+
+
+def process_liquidate_in_auction(state: State, address: bytes, position: Position, mark: int,
+                                 params: MarketParams) -> None:
+    """A position whose auction is running is left to it unless it went
+    bankrupt at the mark meanwhile: then the auction ends and the whole
+    position goes down the ladder (fund, ADL)."""
+    market = state.markets[params.id]
+    require(compute_equity_scaled(position, mark, market, params) < 0, "in_auction",
+            f"{hex_address(address)}'s position is being auctioned (AuctionBid, AuctionEnd)")
+    state.set_auction(address, params.id, None)
+    process_ladder(state, address, position, abs(position.size), mark, params)
+
+
+# --- step 2: the liquidation order into the book ---------------------------------------
+
+def compute_liquidation_limit(position: Position, market: Market, params: MarketParams) -> int:
+    """The worst price the position's liquidation order may fill at: its
+    bankruptcy price (where its equity is 0; funding owed counted), rounded
+    to the tick on the safe side (up for a long, which sells; down for a
+    short).  0 when a short has no such price above 0 (nothing can fill)."""
+    scale, size, tick = params.scale, position.size, params.tick_size
+    net = position.margin - compute_funding_owed(position, market, params) - position.cost
+    if size > 0:
+        return max(tick, ceil_div(ceil_div(-net * scale, size), tick) * tick)
+    return max(0, net * scale // -size // tick * tick)
+
+
+def is_within_limit(long: bool, price: int, limit: int) -> bool:
+    """Whether a resting order at ``price`` can take a liquidation order of a
+    ``long`` (a sell, limit from below) or a short (a buy, limit from above)."""
+    return price >= limit if long else 0 < price <= limit
+
+
+def get_liquidation_maker(state: State, r: Liquidate, key: tuple[bytes, int], long: bool, limit: int,
+                          previous: Order | None, timestamp_ms: int) -> Order:
+    """The named resting order, checked as a witness: open, unexpired, resting,
+    in the market, on the other side, within the limit, not the owner's, and
+    after ``previous`` in price-time priority.  Anything else refuses the record."""
+    order = state.orders.get(key)
+    what = f"maker ({hex_address(key[0])}, {key[1]})"
+    require(order is not None and not order.cancelled and order.filled < order.size
+            and order.expiry >= timestamp_ms and order.time_in_force != IMMEDIATE_OR_CANCEL,
+            "invalid_maker", f"{what} is not an open resting order")
+    require(order.market == r.market and order.is_buy == long and key[0] != r.account, "invalid_maker",
+            f"{what} is not on the other side of the liquidated position in market {r.market}")
+    require(is_within_limit(long, order.price, limit), "maker_beyond_bankruptcy",
+            f"{what} at {order.price} is beyond the position's bankruptcy price {limit}")
+    if previous is not None:
+        better = order.price < previous.price if long else order.price > previous.price
+        require(better or (order.price == previous.price and order.seq > previous.seq), "makers_out_of_order",
+                f"{what} comes before the maker named ahead of it in price-time priority")
+    return order
+
+
+def process_book_step(state: State, r: Liquidate, position: Position, qty: int, mark: int,
+                      params: MarketParams, timestamp_ms: int) -> tuple[Position, int]:
+    """Fill up to ``qty`` lots of the position against the named makers in
+    order; a maker whose own side of the fill fails (its margin, its bounds,
+    reduce-only) is passed over.  Returns the position and the lots left."""
+    market = state.markets[params.id]
+    limit = compute_liquidation_limit(position, market, params)
+    long, rest, previous = position.size > 0, qty, None
+    for key in r.makers:
+        order = get_liquidation_maker(state, r, key, long, limit, previous, timestamp_ms)
+        previous = order
+        fill = min(rest, order.size - order.filled)
+        if fill <= 0:
+            continue
+        snapshot = state.snapshot()
+        try:
+            position = fill_liquidation_order(state, r.account, position, key, order, fill, mark, params)
+        except RuleError:
+            state.revert(snapshot)
+            continue
+        state.commit(snapshot)
+        rest -= fill
+    return position, rest
+
+
+def fill_liquidation_order(state: State, address: bytes, position: Position, key: tuple[bytes, int],
+                           order: Order, fill: int, mark: int, params: MarketParams) -> Position:
+    """One fill of the liquidation order at the maker's price: the maker's side
+    settles like any fill (maker fee; reduce-only, margin and bounds checked),
+    the liquidated side closes ``fill`` lots at that price."""
+    long = position.size > 0
+    maker_fee, maker_oi = settle_fill(state, key[0], order, -fill if not long else fill, order.price,
+                                      params.maker_fee_ppm, params, mark, "maker")
+    position = close_liquidated_slice(state, address, position, fill, order.price, mark, params)
+    add_open_interest(state, params.id, maker_oi)
+    state.set_order(key[0], key[1], replace(order, filled=order.filled + fill))
+    to_fund = maker_fee * params.insurance_fee_share_ppm // PPM
+    g = state.globals
+    state.set_globals(replace(g, fee_pool=g.fee_pool + maker_fee - to_fund, insurance_fund=g.insurance_fund + to_fund))
+    return position
+
+
+def close_liquidated_slice(state: State, address: bytes, position: Position, lots: int, price: int, mark: int,
+                           params: MarketParams) -> Position:
+    """Close ``lots`` of a liquidated position at ``price`` (a book fill or an
+    auction bid), never beyond its bankruptcy price: its realised PnL stays
+    in its margin and the liquidation fee, capped by what the position has
+    left (its margin and its equity at the mark), goes to the insurance fund."""
+    market = state.markets[params.id]
+    if not is_solvent_at(position, price, market, params):
+        raise TradeError("", "below_bankruptcy", f"a close at {price} is beyond the bankruptcy price of "
+                                                 f"{hex_address(address)}'s position")
+    long = position.size > 0
+    gross = lots * price
+    notional = -(gross // params.scale) if long else ceil_div(gross, params.scale)
+    closed, realised = apply_close(position, lots, notional)
+    margin = position.margin + realised
+    if margin < 0:
+        raise TradeError("", "below_bankruptcy", "the close would leave the position's margin negative")
+    left = max(0, compute_equity_scaled(replace(closed, margin=margin), mark, market, params) // params.scale)
+    fee = min(compute_fee(abs(notional), params.liquidation_fee_ppm), margin, left)
+    closed = replace(closed, margin=margin - fee)
+    state.set_position(address, params.id, closed)
+    add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
+    add_insurance(state, fee)
+    return closed
+
+
+# --- step 3: what the book did not take --------------------------------------------------
+
+def process_unfilled(state: State, ctx: Context, address: bytes, position: Position, lots: int, mark: int,
+                     params: MarketParams, timestamp_ms: int) -> None:
+    """The lots the book did not take, by policy: the auction (a solvent
+    position), the vault, or the ladder's close at the mark (fund, ADL)."""
+    policy = params.liquidation_policy
+    market = state.markets[params.id]
+    solvent = compute_equity_scaled(position, mark, market, params) >= 0
+    if policy == LIQUIDATION_BOOK_AUCTION and solvent:
+        start_auction(state, address, position, lots, mark, params, timestamp_ms)
+        return
+    if policy == LIQUIDATION_BOOK_VAULT:
+        taken = process_vault_step(state, ctx, address, position, lots, mark, params)
+        position, lots = state.positions[(address, params.id)], lots - taken
+        if not lots or not position.size:
+            return
+    process_ladder(state, address, position, min(lots, abs(position.size)), mark, params)
+
+
+def process_vault_step(state: State, ctx: Context, address: bytes, position: Position, lots: int, mark: int,
+                       params: MarketParams) -> int:
+    """The backstop vault takes what it can (sequencer.core.rules.vault,
+    /tmp/team/vault.md); undone when its bad debt would leave the fund negative."""
+    try:
+        from sequencer.core.rules.vault import process_vault_takeover
+    except ImportError:
+        raise RuleError("vault_unavailable", "this executor has no backstop vault (policy book+vault)") from None
+    snapshot = state.snapshot()
+    taken = process_vault_takeover(state, ctx, address, position, lots, mark, params)
+    if state.globals.insurance_fund < 0:
+        state.revert(snapshot)
+        return 0
+    state.commit(snapshot)
+    return taken
+
+
+def start_auction(state: State, address: bytes, position: Position, lots: int, mark: int, params: MarketParams,
+                  timestamp_ms: int) -> None:
+    """Put ``lots`` of a solvent position up for a Dutch auction: from the mark
+    (rounded to the tick in the owner's favour) to the bankruptcy price over
+    the market's auction duration (sequencer.core.rules.auction)."""
+    long, tick = position.size > 0, params.tick_size
+    end = compute_liquidation_limit(position, state.markets[params.id], params)
+    start = ceil_div(mark, tick) * tick if long else max(tick, mark // tick * tick)
+    start = max(start, end) if long else min(start, end) if end else start
+    state.set_auction(address, params.id, Auction(lots, start, end, timestamp_ms,
+                                                  timestamp_ms + params.auction_duration_ms))
 
 
 # --- forced close (the bridge's forceClose, inbox kind 3) -------------------------------
@@ -294,7 +492,7 @@ def close_forced_position(state: State, address: bytes, market_id: int, timestam
         mark = require_fresh_price(market, params, timestamp_ms)
         liquidatable = is_liquidatable(position, mark, market, params)
         position = settle_funding(state, address, market_id, position, params)
-        if liquidatable and params.fund_takes_over:
+        if liquidatable and params.liquidation_policy == LIQUIDATION_BACKSTOP:
             process_fund_takeover(state, address, position, abs(position.size), mark, params)
         else:
             process_ladder(state, address, position, abs(position.size), mark, params,

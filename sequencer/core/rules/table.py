@@ -22,6 +22,8 @@ from sequencer.core.rules.positions import process_adjust_margin
 from sequencer.core.rules.trades import process_trade
 from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
 from sequencer.core.rules.vault import process_vault_deposit, process_vault_unwind, process_vault_withdraw
+from sequencer.core.records import AuctionBid, AuctionEnd
+from sequencer.core.rules.auction import process_auction_bid, process_auction_end
 from sequencer.core.records import ModifyOrder, PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
 from sequencer.core.rules.orders import process_modify_order
 from sequencer.core.rules.triggers import (process_place_trigger, process_schedule_cancel,
@@ -49,6 +51,9 @@ RULES_V1: RuleTable = MappingProxyType({
     VaultDeposit: process_vault_deposit,
     VaultWithdraw: process_vault_withdraw,
     VaultUnwind: process_vault_unwind,
+    # The liquidation auction (tags 8, 23): new kinds, in no existing log.
+    AuctionBid: process_auction_bid,
+    AuctionEnd: process_auction_end,
     # Trigger orders, modify and the dead-man's switch (tags 9-11, 19, 20): new
     # kinds, in no existing log.
     PlaceTrigger: process_place_trigger,
