@@ -39,6 +39,8 @@ from sequencer.sdk import Client
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 DEVNET = PRESETS["devnet"]
+TRANSFERS = 30
+"""Transfers in the wrong output besides a transfer and a withdrawal (a game of a few rounds)."""
 
 
 class LyingTrace(LocalTrace):
@@ -78,13 +80,15 @@ async def test_an_unprivileged_verifier_proves_a_wrong_output_wrong(l1: L1, brok
     key, verifier = fresh_key(l1)
     assert verifier.lower() not in (l1.challenger.lower(), l1.operator.lower())
     chain = ["--rpc", l1.url, "--deployment", str(l1.deployment_file)]
-    config = l1.node_config(broker, topic, tmp_path)
+    config = l1.node_config(broker, topic, tmp_path, checkpoint_interval_seconds=2.0)
     fault = 2
     async with Service(config, fault_output=fault) as service:
         await wait_until(lambda: _eq(l2_collateral(service, a), 200 * UNIT), timeout=30)
         await wait_until(lambda: posted_through(l1, service.node.chain.head_number), timeout=30)
         assert l1.client.output_count() == fault  # output 1 (the deposit) is honest
         async with Client(service.url, ka) as alice:
+            for _ in range(TRANSFERS):  # blocks of their own: the wrong output is a few rounds deep
+                await alice.transfer(b, 1 * UNIT)
             await alice.transfer(b, 30 * UNIT)
             await alice.withdraw(50 * UNIT)
             await wait_until(lambda: posted_through(l1, service.node.chain.head_number), timeout=30)
@@ -114,6 +118,7 @@ async def test_an_unprivileged_verifier_proves_a_wrong_output_wrong(l1: L1, brok
         reposted = l1.client.live_outputs()[fault]["fields"]
         assert reposted.state_root != wrong.state_root  # and a verifier agrees with it (below)
         assert service.l1.services.checkpointer.last_error is None
+        assert g.count >= 16 and g.depth >= 8  # at least four rounds of bisection before the one-step
         print(f"\nverifier won game 0: {won.group(1)} moves, {won.group(2)} gas, {won.group(3)} s, "
               f"{g.count} items, paid {won.group(4)} ETH")
         code, out, _ = await isoroll("verifier", "--once", *chain)
@@ -128,6 +133,7 @@ async def test_an_unprivileged_verifier_proves_a_wrong_output_wrong(l1: L1, brok
     balance = l1.client.token_balance(a)
     assert [w.amount for w in replay.claim_withdrawals(l1.third)] == [50 * UNIT]
     assert l1.client.token_balance(a) - balance == 50 * UNIT
+    assert replay.chain.state.accounts[bytes.fromhex(b[2:])].collateral == (TRANSFERS + 35) * UNIT
 
 
 async def test_the_defender_beats_a_wrong_challenger_and_times_out_a_silent_one(l1: L1, broker, topic, tmp_path):
