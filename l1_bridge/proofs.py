@@ -22,6 +22,7 @@ from prover.codec import Proof, WithdrawalProof
 from prover.hashing import keccak
 from prover.keys import get_account_key, get_market_key, get_position_key, get_vault_share_key
 from prover.tree import SparseMerkleTree
+from sequencer.core.rules.margin import compute_funding_payment
 from sequencer.core.rules.vault import VAULT_ADDRESS
 from sequencer.core.state import Market, Position, State, Withdrawal
 from sequencer.executor.output import OutputFields
@@ -61,21 +62,13 @@ def claim_args(output_index: int, output: OutputFields, w: Withdrawal, proof: Wi
 
 # --- escape --------------------------------------------------------------------
 
-def floor_div(a: int, b: int) -> int:
-    return a // b
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -((-a) // b)
-
-
 def compute_position_equity(p: Position, m: Market, size_scale: int, funding_scale: int = 1) -> int:
     """margin + floor(size*price/size_scale) - cost - ceil(size*(F_market - F_snap)/funding_scale):
     the bridge's escape arithmetic (rounded for the system).  With size_scale =
     MarketParams.scale and funding_scale = scale * PPM it equals
     sequencer.core.rules.margin.compute_equity at the oracle price."""
-    value = floor_div(p.size * m.oracle_price, size_scale)
-    funding = ceil_div(p.size * (m.funding_index - p.funding_snapshot), funding_scale)
+    value = p.size * m.oracle_price // size_scale
+    funding = compute_funding_payment(p.size, m.funding_index - p.funding_snapshot, funding_scale)
     return p.margin + value - p.cost - funding
 
 

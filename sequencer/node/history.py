@@ -35,6 +35,7 @@ import msgspec
 from sequencer.core.encoding import decode_record
 from sequencer.core.presets import PPM
 from sequencer.core.records import FundingTick, OraclePrice, Trade
+from sequencer.core.rules.margin import compute_funding_payment
 from sequencer.core.rules.trades import compute_fee_split
 from sequencer.node import views
 
@@ -158,9 +159,9 @@ def compute_funding_payments(state, tick: FundingTick, index: int, number: int, 
     before = funding_before.get(tick.market)
     if params is None or before is None:
         return []  # the first block indexed: the index before it is unknown
-    step, scale = market.funding_index - before, params.scale * PPM
+    step, denominator = market.funding_index - before, params.scale * PPM
     return [(account, number, index, tick.market, position.size, tick.rate_ppm,
-             -(-position.size * step // scale), tick.timestamp_ms)
+             compute_funding_payment(position.size, step, denominator), tick.timestamp_ms)
             for (account, market_id), position in state.positions.items()
             if market_id == tick.market and position.size and position.funding_snapshot != market.funding_index]
     # a position opened (or settled) after the tick, in the same block, has nothing to pay for it

@@ -14,10 +14,10 @@ from __future__ import annotations
 import uuid
 
 import httpx
-import msgspec
 import pytest
 
 from nodes import dev_clients, make_config, wait_until
+from test_apps_api import get  # a GET that decodes the answer with its OpenAPI type
 from sequencer.core import wire
 from sequencer.core.markets import USDC, get_market_table
 from sequencer.node import openapi as oa
@@ -33,14 +33,6 @@ LOT = 10**8
 
 def usd(x) -> int:
     return int(x * USDC)
-
-
-async def get(h: httpx.AsyncClient, path: str, kind=None, status: int = 200):
-    r = await h.get(path)
-    assert r.status_code == status, (path, r.status_code, r.text)
-    if kind is not None:
-        msgspec.json.decode(r.content, type=kind)  # the OpenAPI type describes the real answer
-    return r.json()
 
 
 async def walk(h: httpx.AsyncClient, path: str, kind, limit: int = 2) -> list[dict]:

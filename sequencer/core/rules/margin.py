@@ -32,7 +32,15 @@ def compute_fee(notional: int, fee_ppm: int) -> int:
 
 def compute_funding_owed(position: Position, market: Market, params: MarketParams) -> int:
     """Funding the position owes since its snapshot (negative: is owed), rounded up."""
-    return ceil_div(position.size * (market.funding_index - position.funding_snapshot), params.scale * PPM)
+    return compute_funding_payment(position.size, market.funding_index - position.funding_snapshot,
+                                   params.scale * PPM)
+
+
+def compute_funding_payment(size: int, index_change: int, denominator: int) -> int:
+    """What ``size`` lots pay for a funding index change, ``size x change /
+    denominator`` rounded up (> 0: pays); the denominator is S x 1e6 (the
+    bridge's registered funding scale)."""
+    return ceil_div(size * index_change, denominator)
 
 
 def compute_unrealized_pnl(position: Position, mark: int, params: MarketParams) -> int:
