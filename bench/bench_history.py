@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         path = Path(tmp) / "history.sqlite"
         store = HistoryStore(path)
         projected = replay(genesis, messages, ctx, store)
-        rows = {t: store.count(t) for t in ("account_fills", "trades", "candles", "prices", "funding_ticks",
+        rows = {t: store.count(t) for t in ("fills", "account_fills", "trades", "candles", "prices", "funding_ticks",
                                             "funding_payments", "insurance")}
         store.close()
         size = sum(p.stat().st_size for p in Path(tmp).iterdir())

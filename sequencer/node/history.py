@@ -45,10 +45,15 @@ LIQUIDATION_TAGS = frozenset({8, 18, 21, 22, 23, 50})
 """Records whose block's fund change (besides fee shares) counts as ``liquidation``:
 AuctionBid, Liquidate, VaultUnwind, tag 22, AuctionEnd, ForcedClose."""
 
+SCHEMA_VERSION = 1
+"""The file's layout (SQLite ``user_version``); a file of another layout is
+dropped and rebuilt from the log."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS funding_index (market INTEGER PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS account_fills (account BLOB, block INTEGER, idx INTEGER, fill BLOB NOT NULL,
+CREATE TABLE IF NOT EXISTS fills (block INTEGER, idx INTEGER, fill BLOB NOT NULL, PRIMARY KEY (block, idx))
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS account_fills (account BLOB, block INTEGER, idx INTEGER,
     PRIMARY KEY (account, block, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trades (market INTEGER, block INTEGER, idx INTEGER, ts INTEGER, price INTEGER,
     size INTEGER, side TEXT, PRIMARY KEY (market, block, idx)) WITHOUT ROWID;
@@ -197,7 +202,10 @@ class HistoryStore:
         # A process crash loses nothing committed; an OS crash may lose the last blocks,
         # which the node's replay from its snapshot then writes again.
         self.db.execute("PRAGMA synchronous=NORMAL")
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self.drop_all()  # another layout: rebuilt from the log like a missing file
         self.db.executescript(SCHEMA)
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.next_offset = self.get_meta("next_offset", 0)
         """The log offset after the last block applied here (0: nothing yet)."""
         self.history_from = self.get_meta("history_from", 0)
@@ -211,6 +219,11 @@ class HistoryStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def drop_all(self) -> None:
+        tables = [name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            self.db.execute(f"DROP TABLE {table}")
 
     def get_meta(self, key: str, default):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -292,14 +305,15 @@ class HistoryStore:
     def _insert(self, rows: BlockRows) -> None:
         db = self.db
         if rows.fills:
-            fills, trades = [], []
+            fills, accounts, trades = [], [], []
             for fill in rows.fills:
-                blob, key = msgspec.json.encode(fill), (fill["block"], fill["index"])
-                maker, taker = bytes.fromhex(fill["maker"][2:]), bytes.fromhex(fill["taker"][2:])
-                fills += [(maker, *key, blob), (taker, *key, blob)] if maker != taker else [(maker, *key, blob)]
+                key = (fill["block"], fill["index"])
+                fills.append((*key, msgspec.json.encode(fill)))
+                accounts += [(bytes.fromhex(fill["maker"][2:]), *key), (bytes.fromhex(fill["taker"][2:]), *key)]
                 trades.append((fill["market"], *key, fill["timestampMs"], fill["price"], fill["size"],
                                fill["takerSide"]))
-            db.executemany("INSERT OR IGNORE INTO account_fills VALUES (?, ?, ?, ?)", fills)
+            db.executemany("INSERT OR IGNORE INTO fills VALUES (?, ?, ?)", fills)
+            db.executemany("INSERT OR IGNORE INTO account_fills VALUES (?, ?, ?)", accounts)
             db.executemany("INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?, ?)", trades)
             db.executemany(self.ADD_TO_CANDLE, compute_candles(rows.fills))
         if rows.prices:
@@ -313,8 +327,8 @@ class HistoryStore:
 
     # --- queries (newest first unless said) ----------------------------------------------
     def account_fills(self, account: bytes, limit: int, before: tuple[int, int] | None) -> dict:
-        rows, cursor = self._page("SELECT block, idx, fill FROM account_fills WHERE account = ?", (account,),
-                                  limit, before)
+        rows, cursor = self._page("SELECT block, idx, fill FROM account_fills JOIN fills USING (block, idx) "
+                                  "WHERE account = ?", (account,), limit, before)
         return {"items": [msgspec.json.decode(fill) for _, _, fill in rows], "next": cursor}
 
     def funding_payments(self, account: bytes, limit: int, before: tuple[int, int] | None) -> dict:

@@ -47,7 +47,7 @@ def project(sim: Sim, messages: list[bytes], store: HistoryStore, start: int = 0
 def dump(store: HistoryStore) -> dict:
     db = store.db
     return {table: db.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
-            for table in ("account_fills", "trades", "candles", "prices", "funding_ticks", "funding_payments",
+            for table in ("fills", "account_fills", "trades", "candles", "prices", "funding_ticks", "funding_payments",
                           "insurance")}
 
 
@@ -93,7 +93,7 @@ def test_every_change_of_the_fund_is_listed_by_kind_and_adds_up():
     assert balance == sim.state.globals.insurance_fund
     # The fee share is exact: a fifth (rounded down) of each trade's fees, block by block.
     trades_by_block = {}
-    for fill in store.db.execute("SELECT fill FROM account_fills"):
+    for fill in store.db.execute("SELECT fill FROM fills"):
         fill = msgspec.json.decode(fill[0])
         trades_by_block.setdefault(fill["block"], {})[fill["index"]] = fill
     expected = {b: sum((f["makerFee"] + f["takerFee"]) * INSURANCE_FEE_SHARE_PPM // PPM for f in fills.values())
@@ -172,3 +172,17 @@ def test_a_store_behind_the_snapshot_is_rebuilt_from_genesis(tmp_path):
     assert written == snapshot_at and store.history_from == 0
     assert dump(store) == dump(once)                                       # candles merged out of order too
     assert HistoryStore(tmp_path / "history.sqlite").history_from == 0     # and it says so after a restart
+
+
+def test_a_file_of_another_layout_is_dropped_and_rebuilt(tmp_path):
+    path = tmp_path / "history.sqlite"
+    old = HistoryStore(path)
+    old.skip(42)
+    old.db.execute("PRAGMA user_version = 0")                             # written by another version
+    old.close()
+    store = HistoryStore(path)
+    assert store.next_offset == 0 and store.insurance(10, None) == {"items": [], "next": None}
+    chain = Chain(Sim().make_genesis(), CTX)
+    chain.next_offset = 7                                                  # a node starting from a snapshot
+    HistoryProjection(store, lambda: DEVNET_MARKETS).attach(chain)
+    assert store.history_from == 7                                         # so it rebuilds from genesis
