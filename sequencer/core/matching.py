@@ -227,6 +227,10 @@ class Exchange:
         elif isinstance(record, ForcedClose):
             # like a Liquidate: the orders the rule cancelled in the state leave the book
             self.remove_cancelled_orders(state, record.account, record.market)
+        elif isinstance(record, AuctionBid):
+            # a bid that sold the lot ends the auction: a position still liquidatable goes on at once
+            touched = sorted({record.account, record.owner})
+            return [record, *self.liquidate_accounts(state, record.market, touched, timestamp_ms, ctx)]
         return [record]
 
     def check_reserve(self, state: State, record: Record) -> None:
@@ -494,11 +498,15 @@ class Exchange:
         """Apply one Liquidate naming the makers the liquidation order meets in
         this book (book-first policies; none on the last step, so what is left
         goes down the ladder); a maker that could not fill is passed over and
-        the record made again without it.  None if the rule refused it."""
+        the record made again without it (after MAX_LIQUIDATION_MAKERS tries,
+        with none).  None if the rule refused it."""
         market_id = params.id
-        for _ in range(MAX_LIQUIDATION_MAKERS + 1):
-            makers = () if last else self.find_liquidation_makers(state, address, position, mark, params,
-                                                                   passed_over, timestamp_ms)
+        for attempt in range(MAX_LIQUIDATION_MAKERS + 1):
+            if last or attempt == MAX_LIQUIDATION_MAKERS:     # the ladder takes the step
+                makers = ()
+            else:
+                makers = self.find_liquidation_makers(state, address, position, mark, params, passed_over,
+                                                      timestamp_ms)
             record = Liquidate(address, market_id, makers)
             before = {key: state.orders[key].filled for key in makers}
             snapshot = state.snapshot()

@@ -246,6 +246,7 @@ class Lab:
         if tick.oracle:
             self.apply_price(tick.price)
         self.venue.funding()
+        self.unwind_vault()
         self.end_auctions()
         self.bid_in_auctions()
         self.measure(tick)
@@ -321,10 +322,13 @@ class Lab:
                 before = dict(state.positions), dict(state.accounts)
                 bid = AuctionBid(get_lab_address(name), owner, market_id, auction.size, price, 5,
                                  venue.next_nonce(name), venue.now + 60_000, b"")
-                if self.submit(bid):
-                    self.result.auction_bids += 1
-                    self.measure_liquidation(owner, mark, [bid], *before)
-                    break
+                try:
+                    out = venue.submit(bid)
+                except RuleError:
+                    continue
+                self.result.auction_bids += 1
+                self.measure_liquidation(owner, mark, out, *before)
+                break
 
     def unwind_keepers(self, price: int) -> None:
         """Keepers sell what they bought (buy back what they sold) into the book, 1% through the price."""
@@ -347,6 +351,14 @@ class Lab:
             venue.log.extend((venue.now, r) for r in out)
             if out:
                 self.measure_liquidation(owner, state.markets[market_id].oracle_price, out, *before)
+
+    def unwind_vault(self) -> None:
+        """The vault's unwind orders due at this time (the block builder's start-of-block step)."""
+        if self.has_vault:
+            from sequencer.core.vault_book import get_due_vault_unwinds
+            venue = self.venue
+            out = get_due_vault_unwinds(venue.exchange, venue.state, venue.now, venue.ctx)
+            venue.log.extend((venue.now, r) for r in out)
 
     def deposit_into_vault(self) -> None:
         from sequencer.core.records import VaultDeposit
