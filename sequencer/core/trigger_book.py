@@ -3,10 +3,13 @@ ones are due at a block, found without scanning every trigger.
 
 Like the order books it is a cache of the state (``rebuild``), pure and
 deterministic.  Per market, the triggers that fire when the mark rises to them
-sit in one list sorted by trigger price and those that fire when it falls in
-another, so the crossed ones are a prefix (rising) or a suffix (falling).
-Crossed triggers fire in placement order: block time of the placement, then
-account and nonce.
+sit in one list sorted by trigger price, those that fire when it falls in
+another sorted by minus the trigger price: in both the crossed ones are a
+prefix, the one the moving mark crossed first at its head (price order, as
+stops trigger on a venue while the price moves through them; placement order
+within a price).  Of a block's bound, each list offers its first ones; among
+those, placement order (block time of the placement, account, nonce) decides.
+No step sorts more than the bound, however many triggers are crossed.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from sequencer.core.rules.triggers import fires_above
 from sequencer.core.state import TRIGGER_PENDING, State, Trigger
 
 Entry = tuple[int, int, bytes, int]
-"""(trigger price, placed_ms, account, nonce)"""
+"""(trigger price, or minus it when it fires on a falling mark; placed_ms, account, nonce)"""
 
 
 class TriggerBook:
@@ -36,7 +39,7 @@ class TriggerBook:
         if trigger.status != TRIGGER_PENDING or (account, nonce) in self.entries:
             return
         above = fires_above(trigger.is_buy, trigger.tpsl)
-        entry = (trigger.trigger_price, trigger.placed_ms, account, nonce)
+        entry = (trigger.trigger_price if above else -trigger.trigger_price, trigger.placed_ms, account, nonce)
         insort((self.rising if above else self.falling).setdefault(trigger.market, []), entry)
         self.entries[(account, nonce)] = (trigger.market, above, entry)
 
@@ -73,6 +76,19 @@ class TriggerBook:
         """The first ``limit`` triggers (placement order) whose market's fresh
         mark has crossed them; none in a market without a fresh mark."""
         crossed: list[Entry] = []
+        for rising, falling, mark in self._crossing(state, markets, timestamp_ms):
+            crossed += rising[:min(limit, bisect_left(rising, (mark + 1,)))]
+            crossed += falling[:min(limit, bisect_left(falling, (-mark + 1,)))]
+        crossed.sort(key=lambda e: (e[1], e[2], e[3]))
+        return [(account, nonce) for _, _, account, nonce in crossed[:limit]]
+
+    def has_crossed(self, state: State, markets: dict[int, MarketParams], timestamp_ms: int) -> bool:
+        """Whether any trigger is crossed (what an idle builder asks every wake)."""
+        return any((rising and rising[0][0] <= mark) or (falling and falling[0][0] <= -mark)
+                   for rising, falling, mark in self._crossing(state, markets, timestamp_ms))
+
+    def _crossing(self, state: State, markets: dict[int, MarketParams], timestamp_ms: int):
+        """(rising, falling, fresh mark) of each market holding pending triggers, in market order."""
         for market_id in sorted(set(self.rising) | set(self.falling)):
             rising, falling = self.rising.get(market_id, []), self.falling.get(market_id, [])
             if not (rising or falling) or market_id not in markets:
@@ -81,10 +97,7 @@ class TriggerBook:
                 mark = require_fresh_price(get_market(state, market_id), markets[market_id], timestamp_ms)
             except RuleError:
                 continue
-            crossed += rising[:bisect_left(rising, (mark + 1,))]
-            crossed += falling[bisect_left(falling, (mark,)):]
-        crossed.sort(key=lambda e: (e[1], e[2], e[3]))
-        return [(account, nonce) for _, _, account, nonce in crossed[:limit]]
+            yield rising, falling, mark
 
     def get_due_cancels(self, timestamp_ms: int, limit: int) -> list[bytes]:
         """The first ``limit`` accounts whose scheduled cancel-all is due, earliest first."""

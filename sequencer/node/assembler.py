@@ -141,7 +141,7 @@ class BlockAssembler:
         triggers = self.exchange.triggers
         auction_due = any(a.end_ms <= timestamp_ms for a in self.state.auctions.values())
         return (self.is_funding_due(now_ms) or auction_due or bool(triggers.get_due_cancels(timestamp_ms, 1))
-                or bool(triggers.get_crossed(self.state, self.exchange.markets, timestamp_ms, 1)))
+                or triggers.has_crossed(self.state, self.exchange.markets, timestamp_ms))
 
     def block_start_records(self, timestamp_ms: int) -> list[Record]:
         """Funding ticks due at this block time (and the liquidations they cause),

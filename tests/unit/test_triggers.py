@@ -252,6 +252,28 @@ def test_triggers_flooding_the_assembler_fire_in_bounded_batches_in_placement_or
     assert fired[:6] == sorted(placed[:6])  # earliest placed first, then account order
 
 
+def test_past_the_bound_the_trigger_the_mark_crossed_first_fires_first():
+    """32 stops at 55,000 placed first, one at 56,000 placed last; the mark
+    falls to 54,000: the 56,000 stop (crossed first on the way down) makes the
+    first block, the last of the 55,000 ones waits for the next."""
+    sim = Sim(**{name: usd(100_000) for name in ("alice", "bob", "carol", "dave")}, fund=usd(1_000_000))
+    sim.set_price(PRICE)
+    low = []
+    for i in range(BlockAssembler.MAX_TRIGGER_FIRES):
+        record = trigger(sim, ("alice", "bob", "carol")[i % 3], False, usd(55_000), usd(54_000), STEP)
+        sim.submit(record)
+        low.append((record.account, record.nonce))
+        sim.now += 1
+    high = trigger(sim, "dave", False, usd(56_000), usd(55_000), STEP)
+    sim.submit(high)
+    sim.set_price(usd(54_000))
+    first = [(r.account, r.nonce) for r in start_block(sim) if isinstance(r, TriggerFire)]
+    assert len(first) == BlockAssembler.MAX_TRIGGER_FIRES and (high.account, high.nonce) in first
+    assert first == low[:-1] + [(high.account, high.nonce)]  # within the block: placement order
+    second = [(r.account, r.nonce) for r in start_block(sim) if isinstance(r, TriggerFire)]
+    assert second == [low[-1]]
+
+
 def test_an_idle_assembler_cuts_a_block_for_a_crossed_trigger():
     sim = new_sim()
     long_alice(sim)
