@@ -236,7 +236,7 @@ def parse_time_ms(text: str) -> int:
 
 
 def cmd_schedule_cancel(args) -> int:
-    if sum(x is not None and x is not False for x in (args.at, args.in_, args.clear or None)) != 1:
+    if (args.at is not None) + (args.in_ is not None) + args.clear != 1:
         raise SystemExit("error: give exactly one of --at, --in and --clear")
 
     async def run(client):
