@@ -34,7 +34,7 @@ from web3.logs import DISCARD
 from l1_bridge.client import L1Error, L1Reverted, Signer, poll_forever
 from l1_bridge.deploy import transact
 from prover.hashing import keccak
-from prover.records import DataError, compute_data_hash, decode_data, prove_item
+from prover.records import DataError, PendingKind, compute_data_hash, decode_data, decode_replay_item, prove_item
 from prover.trace import TraceRunner
 
 log = logging.getLogger("isoroll.l1.dispute")
@@ -49,6 +49,18 @@ STEP_GAS = 3_000_000
 memory expansion of the witness copies)."""
 
 
+def advance(runner: TraceRunner, item: bytes) -> bool:
+    """Apply one item to `runner` (True); an item whose one-step is pending
+    is applied as the L1 replay applies it, with no witness (False: it cannot
+    be stepped on L1)."""
+    try:
+        runner.step(item)
+        return True
+    except PendingKind:
+        runner._apply(decode_replay_item(item))
+        return False
+
+
 class LocalTrace:
     """The claims of every position of an output's trace, from a replay."""
 
@@ -56,10 +68,13 @@ class LocalTrace:
         self.items = list(items)
         self.checkpoints: dict[int, TraceRunner] = {}
         self.claims = [runner.claim]
+        self.pending: set[int] = set()
+        """Positions whose item has no one-step yet (a game that ends there is decided by a clock)."""
         for index, item in enumerate(self.items):
             if index % CHECKPOINT_EVERY == 0:
                 self.checkpoints[index] = runner.copy()
-            runner.step(item)
+            if not advance(runner, item):
+                self.pending.add(index)
             self.claims.append(runner.claim)
         self.end = runner
 
@@ -71,7 +86,7 @@ class LocalTrace:
         base = index - index % CHECKPOINT_EVERY
         runner = self.checkpoints[base].copy()
         for item in self.items[base:index]:
-            runner.step(item)
+            advance(runner, item)
         root, ctx = runner.state_root, runner.ctx
         witness = runner.step(self.items[index]).witness
         siblings = list(prove_item(self.items, index).siblings)
@@ -298,8 +313,8 @@ def get_move(g: GameView, proposer: str, me: str, known: OutputTrace | None, clo
             return Move("reveal")
         return None
     if g.hi - g.lo == 1:
-        if g.claim_lo != trace.claims[g.lo]:
-            return None
+        if g.claim_lo != trace.claims[g.lo] or g.lo in trace.pending:
+            return None  # not a position we agree with, or an item L1 cannot re-execute yet
         if is_proposer and g.claim_hi != trace.claims[g.hi]:
             return None  # not a claim we can defend: the clock decides
         return Move("step")

@@ -97,6 +97,31 @@ def test_loading_and_revealing(honest):
     assert get_move(g, PROPOSER, PROPOSER, honest, TIME) is None  # its trace cannot end there
 
 
+def test_an_item_with_no_one_step_yet_is_replayed_but_never_stepped():
+    """A pending kind (an oracle price) is posted as RECORD(tag, msgpack): the
+    trace's claims go on through it (the L1 replay's transition), and no side
+    steps a game whose last item it is: a clock decides such a game."""
+    from sequencer.core.encoding import encode_block, encode_record, make_block
+    from sequencer.core.records import OraclePrice
+    import msgspec
+    messages = fv.make_trace_messages()
+    parent = keccak(messages[-1])
+    price = OraclePrice(1, 60_000 * 10**6, fv.BLOCK_TIME + 4, (b"\x00" * 65,))
+    block = make_block(4, parent, fv.BLOCK_TIME + 4, [])
+    block = msgspec.structs.replace(block, records=(msgspec.Raw(encode_record(price)),))
+    items = ITEMS + compute_block_items(encode_block(block))
+    trace = LocalTrace(TraceRunner(fv.make_trace_genesis(), fv.RULES), items)
+    at = len(ITEMS) + 1
+    assert trace.pending == {at} and len(trace.claims) == len(items) + 1
+    known = OutputTrace([encode_data(items)], trace)
+    g = game(known, at, at + 1, CHALLENGER_TURN)
+    assert get_move(g, PROPOSER, HONEST, known, TIME) is None
+    assert get_move(g, PROPOSER, PROPOSER, known, TIME) is None
+    g = game(known, at + 1, at + 2, CHALLENGER_TURN)  # the block's end, after it, steps as usual
+    assert get_move(g, PROPOSER, HONEST, known, TIME) == Move("step")
+    assert trace.step_args(at + 1)[2] == items[at + 1]
+
+
 def test_loaded_chunks_follow_the_data_chain():
     chunks = [b"a" * 10, b"b" * 20, b"c"]
     acc = ZERO
