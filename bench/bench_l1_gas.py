@@ -33,6 +33,7 @@ from l1_bridge.proofs import OutputFields, claim_args, encode_withdrawal, escape
 from prover.hashing import EMPTY, keccak
 from prover.keys import get_account_key, get_market_key, get_position_key
 from prover.output import withdrawal_proofs
+from prover.records import compute_data_hash
 from prover.tree import SparseMerkleTree
 from sequencer.core.commitment import encode_account_leaf, encode_market_leaf, encode_position_leaf
 from sequencer.core.encoding import encode_block, make_block
@@ -135,7 +136,7 @@ class Bench:
     def fields(self, state_root: bytes, withdrawals_root: bytes, data: bytes) -> OutputFields:
         count = self.bridge.functions.inbox_count().call()
         return OutputFields(state_root, withdrawals_root, keccak(b"%d" % self.l2_block), count,
-                            self.bridge.functions.inboxHashAt(count).call(), keccak(data))
+                            self.bridge.functions.inboxHashAt(count).call(), compute_data_hash([data]))
 
 
 def run(n_trades: int) -> dict:

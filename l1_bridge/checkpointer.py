@@ -13,10 +13,18 @@ at an L2 block B, where
   in blocks (previous output's block, B], leaves
   ``sequencer.core.commitment.encode_withdrawal`` (= l1_bridge.proofs.encode_withdrawal);
 - the batch data (the calldata) is ``encode_batch`` of the raw Kafka messages
-  of those blocks: zlib(msgpack([block bytes, ...])); data_hash = keccak(data).
+  of those blocks: their trace items (docs/fraud-proofs.md), framed, in chunks
+  of at most 120,000 bytes (one transaction each: ``postData`` for all but the
+  last, ``propose`` for the last); data_hash chains the chunks.  An output takes
+  the most blocks whose data fits ``max_chunks`` chunks (at least one block).
 
 The output itself is ``sequencer.executor.output.compute_output``, the one the
 verifier and the exit kit recompute.
+
+Fault injection (devnet drills, docs/fraud-proofs.md): ``corrupt_output_at=N``
+(or the environment variable ISOROLL_FAULT_OUTPUT=N) posts output index N once
+with a wrong state root (its data stays honest, so any verifier can prove it
+wrong in a dispute game); once a game deletes it, the honest output N follows.
 
 Crash safety: the next output index and the previous output's L2 block are
 read from the contract before every proposal (the bridge insists on
@@ -28,18 +36,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from l1_bridge.client import BridgeClient, L1Error, poll_forever, L1Reverted, Signer
+from prover.hashing import keccak
 from sequencer.core.state import Withdrawal
-from sequencer.executor.output import OutputFields, OutputPoint, compute_output, encode_batch
+from sequencer.executor.output import Batch, OutputFields, OutputPoint, compute_output, encode_batch
 
 log = logging.getLogger("isoroll.l1.checkpointer")
 
 MAX_BATCH_BYTES = 120_000
-"""The bridge's MAX_BATCH_BYTES."""
+"""The bridge's MAX_BATCH_BYTES: the largest chunk."""
+FAULT_ENV = "ISOROLL_FAULT_OUTPUT"
+
+
+def get_fault_output(value: int | None = None) -> int | None:
+    """The output index to corrupt: ``value``, else $ISOROLL_FAULT_OUTPUT, else None."""
+    if value is not None:
+        return value
+    raw = os.environ.get(FAULT_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        index = int(raw)
+    except ValueError:
+        raise ValueError(f"{FAULT_ENV}={raw!r}: give an output index (an integer >= 1)") from None
+    if index < 1:
+        raise ValueError(f"{FAULT_ENV}={index}: output 0 is the genesis; give an index >= 1")
+    return index
+
+
+def corrupt_state_root(fields: OutputFields) -> OutputFields:
+    """The fault injection's wrong output: another state root, every other field honest."""
+    return fields._replace(state_root=keccak(b"isoroll fault" + fields.state_root))
 
 
 @dataclass
@@ -47,18 +79,23 @@ class Proposal:
     output_index: int
     l2_block: int
     fields: OutputFields
-    data: bytes
+    batch: Batch
     withdrawals: list[Withdrawal]
 
     @property
     def root(self) -> bytes:
         return self.fields.root()
 
+    @property
+    def data(self) -> bytes:
+        """The last chunk (the propose calldata)."""
+        return self.batch.chunks[-1]
+
 
 class Checkpointer:
     def __init__(self, client: BridgeClient, node: Any, proposer: Signer | str | bytes, *,
                  interval_blocks: int = 100, interval_seconds: float = 5.0, poll_interval_s: float = 0.5,
-                 corrupt: Any = None) -> None:
+                 corrupt: Any = None, corrupt_output_at: int | None = None, max_chunks: int = 8) -> None:
         self.client = client
         self.node = node
         self.proposer = Signer.of(proposer)
@@ -71,6 +108,13 @@ class Checkpointer:
         self.last_error: str | None = None
         self.corrupt = corrupt
         """Tests only: a function Proposal -> OutputFields, to act as a faulty proposer."""
+        self.corrupt_output_at = get_fault_output(corrupt_output_at)
+        """Fault injection: post this output index once with a wrong state root."""
+        self.max_chunks = max_chunks
+        """An output takes the most blocks whose data fits this many chunks (at least one block)."""
+        if self.corrupt_output_at is not None:
+            log.warning("FAULT INJECTION: output %d will be posted once with a wrong state root",
+                        self.corrupt_output_at)
         chain = node.chain
         chain.listeners.append(self._on_block)
         self._record_point()
@@ -143,16 +187,18 @@ class Checkpointer:
             return None
         messages = await self.block_messages(prev_block + 1, candidates[0])
         for n in candidates:
-            data = encode_batch(messages[:n - prev_block])
-            if len(data) <= MAX_BATCH_BYTES:
+            batch = encode_batch(messages[:n - prev_block], MAX_BATCH_BYTES)
+            if len(batch.chunks) <= self.max_chunks:
                 break
-        else:
-            raise L1Error(f"one L2 block after {prev_block} compresses to more than {MAX_BATCH_BYTES} bytes")
         point = self.points[n]
-        output = compute_output(chain.state, point, prev_block, data)
-        proposal = Proposal(l1["output_index"], n, output.fields, data, output.withdrawals)
+        output = compute_output(chain.state, point, prev_block, batch)
+        proposal = Proposal(l1["output_index"], n, output.fields, batch, output.withdrawals)
         if self.corrupt is not None:
             proposal.fields = self.corrupt(proposal)
+        if proposal.output_index == self.corrupt_output_at:
+            proposal.fields = corrupt_state_root(proposal.fields)
+            self.corrupt_output_at = None  # once: after a game deletes it, the honest output follows
+            log.warning("FAULT INJECTION: posting output %d with a wrong state root", proposal.output_index)
         return proposal
 
     async def poll_once(self, force: bool = False) -> Proposal | None:
@@ -168,8 +214,7 @@ class Checkpointer:
             return None
         await asyncio.to_thread(self.top_up_bond)
         try:
-            await asyncio.to_thread(self.client.propose, self.proposer, proposal.output_index, proposal.l2_block,
-                                    proposal.fields, proposal.data, sum(w.amount for w in proposal.withdrawals))
+            await asyncio.to_thread(self.send, proposal)
         except L1Reverted as exc:
             if "wrong output index" in exc.reason:
                 log.info("output %d was posted meanwhile; re-reading the bridge", proposal.output_index)
@@ -178,10 +223,19 @@ class Checkpointer:
         self.last_post = time.monotonic()
         self.posted.append(proposal)
         self.prune(l1["prev_block"])
-        log.info("proposed output %d at L2 block %d (root %s, %d bytes of batch data, %d withdrawals)",
-                 proposal.output_index, proposal.l2_block, proposal.root.hex(), len(proposal.data),
-                 len(proposal.withdrawals))
+        log.info("proposed output %d at L2 block %d (root %s, %d bytes of batch data in %d chunks, "
+                 "%d withdrawals)", proposal.output_index, proposal.l2_block, proposal.root.hex(),
+                 proposal.batch.size, len(proposal.batch.chunks), len(proposal.withdrawals))
         return proposal
+
+    def send(self, proposal: Proposal) -> None:
+        """postData for every chunk but the last (chunk 0 starts over after a
+        crash), then propose with the last."""
+        chunks = proposal.batch.chunks
+        for i, chunk in enumerate(chunks[:-1]):
+            self.client.post_data(self.proposer, proposal.output_index, i, chunk)
+        self.client.propose(self.proposer, proposal.output_index, proposal.l2_block, proposal.fields, chunks[-1],
+                            sum(w.amount for w in proposal.withdrawals), len(chunks) - 1)
 
     async def run(self) -> None:
         await poll_forever(self, "checkpointer", log)

@@ -247,10 +247,45 @@ class BridgeClient:
         return self._call("read the bond", self.bridge.functions.bond())
 
     def propose(self, who: Signer | str | bytes, output_index: int, l2_block: int, fields: OutputFields,
-                data: bytes, withdrawals_total: int) -> Any:
-        """`withdrawals_total`: the sum of the output's withdrawal amounts (claims never exceed it)."""
+                data: bytes, withdrawals_total: int, prior_chunks: int = 0) -> Any:
+        """`withdrawals_total`: the sum of the output's withdrawal amounts (claims never exceed it);
+        `data` the last chunk of its data, after `prior_chunks` chunks sent with post_data."""
         return self.send("propose", self.bridge.functions.propose(output_index, l2_block, fields.as_arg(),
-                                                                  withdrawals_total, data), who)
+                                                                  withdrawals_total, data, prior_chunks), who)
+
+    def post_data(self, who: Signer | str | bytes, output_index: int, chunk_index: int, chunk: bytes) -> Any:
+        """postData: chunk `chunk_index` of the data of the output about to be proposed."""
+        return self.send(f"postData chunk {chunk_index}", self.bridge.functions.postData(
+            output_index, chunk_index, chunk), who)
+
+    def output_chunks(self, event: dict) -> list[bytes]:
+        """The data of an output as posted, chunk by chunk: the postData chunks of
+        its index sent before its propose transaction (the last run from chunk 0
+        that chains to its data_hash), then the propose calldata."""
+        from prover.records import compute_data_hash
+        _, _, fields, last = self.propose_data(event["tx_hash"])
+        index, block = event["output_index"], event["block_number"]
+        posted = self._guard("read DataPosted events", lambda: self.bridge.events.DataPosted().get_logs(
+            from_block=0, to_block=block, argument_filters={"output_index": index}))
+        runs: list[list[Any]] = []
+        for ev in sorted(posted, key=lambda e: (e["blockNumber"], e["logIndex"])):
+            if ev["args"]["chunk_index"] == 0:
+                runs.append([])
+            if runs:
+                runs[-1].append(ev)
+        for run in reversed([[]] + runs):
+            chunks = [self._chunk_of(ev["transactionHash"]) for ev in run] + [last]
+            if compute_data_hash(chunks) == fields.data_hash:
+                return chunks
+        raise L1Error(f"output {index}: its posted chunks do not chain to its data_hash")
+
+    def _chunk_of(self, tx_hash: bytes) -> bytes:
+        tx = self._guard("read a postData transaction", lambda: self.w3.eth.get_transaction(tx_hash))
+        return bytes(self.bridge.decode_function_input(tx["input"])[1]["chunk"])
+
+    def eth_owed(self, who: str) -> int:
+        """ETH the bridge owes `who` (a slashed bond won in a game), taken with withdrawEth."""
+        return self._call("read eth_owed", self.bridge.functions.eth_owed(Web3.to_checksum_address(who)))
 
     def delete_outputs(self, who: Signer | str | bytes, from_index: int) -> Any:
         return self.send("deleteOutputs", self.bridge.functions.deleteOutputs(from_index), who)

@@ -1,5 +1,6 @@
-"""Deploy the collateral token and the bridge to any web3 (py-evm via
-eth-tester, anvil, or a JSON-RPC node) with a parameter preset.
+"""Deploy the bridge, the collateral token, the one-steps and the dispute
+games to any web3 (py-evm via eth-tester, anvil, or a JSON-RPC node) with a
+parameter preset.
 
     from l1_bridge.deploy import deploy, PRESETS
     d = deploy(w3, "devnet", proposer=..., challenger=..., out="deployment.json")
@@ -13,6 +14,10 @@ preset      CHALLENGE_PERIOD  FORCED_GRACE  FORCED_FEE  ESCAPE_WINDOW  PROPOSER_
 production  7 days            7 days        0.01 ETH    14 days        1 ETH
 devnet      60 s              10 s          0.001 ETH   60 s           0.1 ETH
 =========== ================= ============= =========== ============== =========
+
+Dispute games (docs/fraud-proofs.md): production 3.5 days per side, 3 hours of
+extension, CHALLENGE_BOND 0.3 ETH, MOVE_BOND 0.021 ETH; devnet 60 s, 15 s,
+0.01 ETH, 0.0001 ETH.
 
 Transactions go through the node's unlocked accounts (eth-tester, anvil) or,
 with ``private_key=``, are signed locally (any RPC).
@@ -46,12 +51,21 @@ class BridgePreset:
     """Seconds after a freeze in which accounts register their escape amounts;
     then every registered account is paid the same fraction."""
     proposer_bond: int
-    """Wei the proposer must keep bonded to propose; the challenger takes it on a deletion."""
+    """Wei the proposer must keep bonded to propose; a challenger who wins a game takes it."""
+    game_clock: int = 7 * DAY // 2
+    """Seconds each side of a dispute game has for all its moves (OP: 3.5 days)."""
+    game_extension: int = 3 * 3600
+    """A turn that starts with less time left gets this much (OP: 3 hours)."""
+    challenge_bond: int = 3 * 10**17
+    """Wei to open a game: the honest proposer's whole defence at 100 gwei, twice."""
+    move_bond: int = 21 * 10**15
+    """Wei of the first move (one bisect at 100 gwei, twice); x1.09 per move."""
 
 
 PRESETS: dict[str, BridgePreset] = {
     "production": BridgePreset("production", 7 * DAY, 7 * DAY, 10**16, 14 * DAY, 10**18),
-    "devnet": BridgePreset("devnet", 60, 10, 10**15, 60, 10**17),
+    "devnet": BridgePreset("devnet", 60, 10, 10**15, 60, 10**17, game_clock=60, game_extension=15,
+                           challenge_bond=10**16, move_bond=10**14),
 }
 
 
@@ -87,6 +101,8 @@ class Deployment:
     markets: list[dict[str, int]] = field(default_factory=list)
     parameters: dict[str, int] = field(default_factory=dict)
     token_deployed: bool = True
+    dispute: str = ""
+    onestep: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -147,10 +163,13 @@ def deploy(
     markets: Sequence[MarketConfig] = (),
     genesis_state_root: bytes = EMPTY_ROOT,
     out: str | os.PathLike | None = None,
+    l2_preset: str = "devnet",
 ) -> Deployment:
-    """Deploy the bridge and (unless ``token`` is given) the devnet token after it.
-    Addresses default to the node's first accounts: deployer and proposer
-    accounts[0], challenger accounts[1] (or the deployer when there is one)."""
+    """Deploy the bridge, (unless ``token`` is given) the devnet token, the
+    one-steps for the L2 rules of ``l2_preset`` on this bridge, and the
+    dispute games. Addresses default to the node's first accounts: deployer
+    and proposer accounts[0], challenger (the guardian) accounts[1] (or the
+    deployer when there is one)."""
     p = get_preset(preset) if isinstance(preset, str) else preset
     if deployer is None:
         if private_key is not None:
@@ -164,14 +183,16 @@ def deploy(
     genesis = compute_genesis_output_root(genesis_state_root)
     abi, bytecode = load_artifact("bridge")
     factory = w3.eth.contract(abi=abi, bytecode=bytecode)
+    # the bridge goes first (on a fresh anvil it lands at the well-known first
+    # address, 0x5FbDB2315678afecb367f032d93F642f64180aa3, the EIP-712
+    # verifyingContract of the devnet); the token's and the games' addresses are
+    # predicted: token, onestep_perps, onestep, dispute follow in that order
+    nonce = w3.eth.get_transaction_count(deployer, "pending")
     if token is None:
-        # the bridge goes first (on a fresh anvil it lands at the well-known first
-        # address, 0x5FbDB2315678afecb367f032d93F642f64180aa3, the EIP-712
-        # verifyingContract of the devnet); the token's address is predicted
-        nonce = w3.eth.get_transaction_count(deployer, "pending")
         token = compute_create_address(deployer, nonce + 1)
+    dispute = compute_create_address(deployer, nonce + (4 if token_deployed else 3))
     ctor = factory.constructor(
-        token, proposer, challenger, p.challenge_period, p.forced_grace, p.forced_fee,
+        token, proposer, challenger, dispute, p.challenge_period, p.forced_grace, p.forced_fee,
         p.escape_window, p.proposer_bond, genesis,
         [m.id for m in markets], [m.size_scale for m in markets], [m.funding_scale for m in markets])
     receipt = transact(w3, ctor, deployer, private_key=private_key)
@@ -182,6 +203,16 @@ def deploy(
         if w3.to_checksum_address(treceipt["contractAddress"]) != w3.to_checksum_address(token):
             raise RuntimeError("the token did not land at the predicted address (concurrent transactions "
                                "from the deployer?); redeploy")
+    from sequencer.executor.context import make_context
+    onestep, _ = deploy_onestep(w3, make_context(l2_preset, receipt["contractAddress"]), deployer=deployer,
+                                private_key=private_key)
+    dabi, dbytecode = load_artifact("dispute")
+    dreceipt = transact(w3, w3.eth.contract(abi=dabi, bytecode=dbytecode).constructor(
+        receipt["contractAddress"], onestep, p.game_clock, p.game_extension, p.challenge_bond, p.move_bond),
+        deployer, private_key=private_key)
+    if w3.to_checksum_address(dreceipt["contractAddress"]) != w3.to_checksum_address(dispute):
+        raise RuntimeError("the dispute contract did not land at the predicted address (concurrent transactions "
+                           "from the deployer?); redeploy")
     d = Deployment(
         chain_id=w3.eth.chain_id,
         preset=p.name,
@@ -195,8 +226,12 @@ def deploy(
         markets=[asdict(m) for m in markets],
         parameters={"challenge_period": p.challenge_period, "forced_grace": p.forced_grace,
                     "forced_fee": p.forced_fee, "escape_window": p.escape_window,
-                    "proposer_bond": p.proposer_bond},
+                    "proposer_bond": p.proposer_bond, "game_clock": p.game_clock,
+                    "game_extension": p.game_extension, "challenge_bond": p.challenge_bond,
+                    "move_bond": p.move_bond},
         token_deployed=token_deployed,
+        dispute=w3.to_checksum_address(dispute),
+        onestep=onestep,
     )
     if out is not None:
         path = Path(out)

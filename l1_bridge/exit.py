@@ -2,10 +2,13 @@
 address, the genesis allocation) — no sequencer, no Kafka.
 
 ``L1Replay`` rebuilds the L2 state output by output from the batch data the
-proposer posted as calldata (``propose(..., data)``): for each live output it
-decodes the batch (sequencer.executor.output.decode_batch), applies the blocks
-with the real state transition, recomputes the output's fields with the
-checkpointer's own ``compute_output`` and compares the root with the one on the bridge.  On top
+proposer posted as calldata (``postData`` chunks, then ``propose(..., data)``):
+for each live output it reads the chunks (``BridgeClient.output_chunks``),
+decodes their trace items (sequencer.executor.output.decode_batch) and applies
+them with the trace semantics a dispute game re-executes
+(``prover.trace.apply_item``: the real rules, record by record, block headers
+checked), recomputes the output's fields with the checkpointer's own
+``compute_output`` and compares the root with the one on the bridge.  On top
 of it:
 
 - ``claim_withdrawals``: proofs of the account's withdrawals in final outputs,
@@ -30,6 +33,8 @@ from l1_bridge.client import BridgeClient, L1Error, Signer
 from l1_bridge.proofs import (MarketScale, claim_args, compute_escape_amount, compute_vault_escape_amount, escape_args,
                               vault_escape_args)
 from prover.output import withdrawal_proofs
+from prover.records import DataError, decode_replay_item
+from prover.trace import TraceContext, apply_item
 from sequencer.core.commitment import encode_withdrawal
 from sequencer.core.rules.vault import VAULT_ADDRESS
 from sequencer.core.state import Withdrawal
@@ -37,7 +42,7 @@ from sequencer.core.transition import Context
 from sequencer.executor.context import make_context
 from sequencer.executor.genesis import (compute_genesis_output_root, compute_genesis_state_root,
                                         make_genesis_chain)
-from sequencer.executor.output import EMPTY, OutputFields, compute_output, decode_batch, get_output_point
+from sequencer.executor.output import EMPTY, Batch, OutputFields, compute_output, decode_batch, get_output_point
 
 __all__ = ["L1Replay", "ReplayedOutput", "compute_genesis_state_root", "escape_everyone", "make_genesis_chain",
            "make_replay_context"]
@@ -58,6 +63,8 @@ class ReplayedOutput:
     computed: OutputFields | None
     withdrawals: list[Withdrawal] = field(default_factory=list)
     error: str | None = None
+    chunks: list[bytes] = field(default_factory=list)
+    """The output's posted data, chunk by chunk."""
 
     @property
     def ok(self) -> bool:
@@ -89,22 +96,26 @@ class L1Replay:
         return self.chain.head_number
 
     def apply_output(self, event: dict) -> ReplayedOutput:
-        """Apply one output's batch (its propose calldata) and compare the roots."""
-        index, l2_block, fields, data = self.client.propose_data(event["tx_hash"])
+        """Apply one output's posted items and compare the roots."""
+        index, l2_block, fields, _ = self.client.propose_data(event["tx_hash"])
         prev_block = self.chain.head_number
         out = ReplayedOutput(index, l2_block, fields, event["output_root"], None)
         try:
-            messages = decode_batch(data)
-        except Exception as exc:
+            out.chunks = self.client.output_chunks(event)
+            items = decode_batch(out.chunks)
+        except (DataError, L1Error) as exc:
             out.error = f"batch data does not decode: {exc}"
             return out
-        for m in messages:
-            self.chain.apply_message(self.offset, m)
-            self.offset += 1
+        ctx = TraceContext()
+        for item in items:
+            _, ctx = apply_item(self.chain.state, self.ctx, ctx, decode_replay_item(item))
+        self.chain.compute_state_root()
         if self.chain.head_number != l2_block:
             out.error = f"the batch ends at L2 block {self.chain.head_number}, the output names {l2_block}"
+        elif ctx.block_open:
+            out.error = f"the batch of output {index} ends inside a block"
         out.computed, out.withdrawals = compute_output(self.chain.state, get_output_point(self.chain), prev_block,
-                                                       data)
+                                                       Batch(tuple(out.chunks)))
         if out.error is None and out.computed.root() != out.posted_root:
             diffs = [name for name, a, b in zip(OutputFields._fields, out.computed, fields) if a != b]
             out.error = f"output {index}: the posted root differs from the replay ({', '.join(diffs) or 'root'})"

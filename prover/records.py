@@ -23,7 +23,6 @@ from sequencer.core.encoding import decode_block, decode_record
 from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, ForcedWithdrawal, FundingTick, PlaceOrder, Record,
                                     Transfer, Withdraw)
 
-
 ITEM_BLOCK_START = 1
 ITEM_RECORD = 2
 ITEM_BLOCK_END = 3
@@ -33,7 +32,8 @@ FRONTIER_DEPTH = 33
 """Frontier words: complete subtrees of height 0..32 (2**32 leaves at most)."""
 MAX_ITEM_SIZE = 1024
 """Largest item the one-step takes (the perps kinds will need the room)."""
-MAX_ITEMS = 65535
+MAX_DATA = 120_000
+"""Largest chunk of posted data: one transaction's (the bridge's MAX_BATCH_BYTES)."""
 
 
 class DataError(ValueError):
@@ -60,7 +60,6 @@ Item = BlockStart | BlockEnd | Noop | Record
 # --- record fields, packed ------------------------------------------------------
 # (attribute, width in bytes, kind): "u" unsigned integer, "i" two's-complement
 # signed integer, "?" a bool (any byte but 0 is true), "b" raw bytes.
-
 
 RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
     Transfer: (1, (("account", 20, "b"), ("to", 20, "b"), ("amount", 8, "u"), ("nonce", 8, "u"),
@@ -183,22 +182,49 @@ def _decode_record(cls: type, item: bytes) -> Record:
 def compute_record_item(raw: bytes) -> bytes:
     """The item of one logged record: its packed form, or NOOP(tx hash) when
     it does not decode or a field does not fit (the rules fail such a record
-    with no state change).  Raises PendingKind for a kind whose item is not
-    defined yet and ValueError for an inbox record the bridge cannot have
-    written (no item replays it faithfully)."""
+    with no state change); a kind with no packed layout yet is
+    ``encode_pending_item``.  Raises ValueError for an inbox record the bridge
+    cannot have written (no item replays it faithfully)."""
     raw = bytes(raw)
     try:
         record = decode_record(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return encode_item(Noop(keccak(raw)))
     if type(record) not in RECORD_LAYOUTS:
-        raise PendingKind(f"{type(record).__name__}: its item is pending")
+        return encode_pending_item(record, raw)
     item = encode_record_item(record)
     if item is not None:
         return item
     if isinstance(record, INBOX_TYPES):
         raise ValueError(f"{type(record).__name__} {record.inbox_index} has a field no inbox entry holds")
     return encode_item(Noop(keccak(raw)))
+
+
+def encode_pending_item(record: Record, raw: bytes) -> bytes:
+    """A record whose kind has no packed layout yet: RECORD(tag, the log's own
+    msgpack bytes).  The one-step reverts ``pending`` on its tag; an L1 replay
+    (``decode_replay_item``) still applies it.  Its tag must be in PENDING_TAGS,
+    else the one-step would read it as a no-op and an honest output would lose
+    its game."""
+    tag = type(record).__struct_config__.tag
+    if tag not in PENDING_TAGS:
+        raise PendingKind(f"{type(record).__name__} (tag {tag}) has neither an item layout nor a PENDING_TAGS entry")
+    item = bytes((ITEM_RECORD, tag)) + raw
+    if len(item) > MAX_ITEM_SIZE:
+        raise ValueError(f"{type(record).__name__}: {len(item)} bytes, above the {MAX_ITEM_SIZE}-byte item limit")
+    return item
+
+
+def decode_replay_item(item: bytes) -> Item:
+    """The item as an L1 replay applies it: ``decode_item``, and for a pending
+    tag the record its msgpack bytes hold (a NOOP if they do not decode)."""
+    try:
+        return decode_item(item)
+    except PendingKind:
+        try:
+            return decode_record(bytes(item[2:]))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return Noop(keccak(bytes(item)))
 
 
 def compute_block_items(message: bytes) -> list[bytes]:
@@ -232,9 +258,30 @@ def decode_data(data: bytes) -> list[bytes]:
             raise DataError(f"the frame at byte {pos} ({size} bytes) is empty, too long or runs past the end")
         items.append(data[pos + 2:pos + 2 + size])
         pos += 2 + size
-    if len(items) > MAX_ITEMS:
-        raise DataError(f"{len(items)} items, at most {MAX_ITEMS}")
     return items
+
+
+def split_data(items: Iterable[bytes], max_bytes: int = MAX_DATA) -> list[bytes]:
+    """The posted data of an output in chunks of at most ``max_bytes``, each a
+    whole number of frames (one transaction each; at least one chunk)."""
+    chunks, current = [], bytearray()
+    for item in items:
+        frame = encode_data([item])
+        if len(current) + len(frame) > max_bytes:
+            chunks.append(bytes(current))
+            current = bytearray()
+        current += frame
+    chunks.append(bytes(current))
+    return chunks
+
+
+def compute_data_hash(chunks: Sequence[bytes]) -> bytes:
+    """The output's data_hash over its chunks c_1..c_k: acc_0 = 0,
+    acc_i = keccak(acc_(i-1) || keccak(c_i)) (records.vy chain_data)."""
+    acc = EMPTY
+    for chunk in chunks:
+        acc = keccak(acc + keccak(bytes(chunk)))
+    return acc
 
 
 # --- the records root (the ordered list tree) ----------------------------------

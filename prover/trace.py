@@ -26,8 +26,7 @@ from prover.keys import (GLOBAL_KEY, compute_key, get_account_key, get_market_ke
 from sequencer.core.commitment import compute_dirty_leaves, compute_leaf, encode_withdrawal
 from sequencer.core.records import (AdjustMargin, Block, CancelOrder, Deposit, ForcedWithdrawal, FundingTick,
                                     PlaceOrder, Transfer, Withdraw)
-from sequencer.core.state import ACCOUNTS, MARKETS, ORDERS, POSITIONS, VAULT_SHARES, State
-from sequencer.core.state import ORDER_SCHEDULES, TRIGGERS
+from sequencer.core.state import ACCOUNTS, MARKETS, ORDER_SCHEDULES, ORDERS, POSITIONS, TRIGGERS, VAULT_SHARES, State
 from sequencer.core.markets import get_market_table
 from sequencer.core.rules.base import Context, get_market_params
 from sequencer.core.transition import apply_record, check_block_header, process_block_end
@@ -114,6 +113,33 @@ def build_tree(state: State) -> SparseMerkleTree:
     return tree
 
 
+def apply_item(state: State, rules: Context, ctx: TraceContext, item) -> tuple[bool, TraceContext]:
+    """Apply one decoded item to ``state`` (the trace semantics of
+    docs/fraud-proofs.md): (receipt outcome, the context after it).  The
+    one-step's reference, and the L1 replay's transition (with
+    ``prover.records.decode_replay_item``)."""
+    ok = False
+    if isinstance(item, BlockStart):
+        error = check_block_header(state, Block(item.number, item.parent_hash, item.timestamp_ms, ()), rules)
+        ok = error is None
+        ctx = msgspec.structs.replace(ctx, block_open=int(ok), block_number=item.number,
+                                      timestamp_ms=item.timestamp_ms)
+    elif isinstance(item, BlockEnd):
+        ok = bool(ctx.block_open)
+        if ok:
+            process_block_end(state, Block(ctx.block_number, b"", ctx.timestamp_ms, ()), item.block_hash)
+        ctx = msgspec.structs.replace(ctx, block_open=0)
+    elif not isinstance(item, Noop) and ctx.block_open:
+        before = len(state.withdrawals)
+        ok = apply_record(state, item, ctx.timestamp_ms, rules) is None
+        frontier = ctx.withdrawals
+        for withdrawal in state.withdrawals[before:]:
+            frontier = frontier.push_hash(keccak(encode_withdrawal(withdrawal)))
+        ctx = msgspec.structs.replace(ctx, withdrawals=frontier)
+    state.commit(0)
+    return ok, ctx
+
+
 class TraceRunner:
     """The state, its tree and the trace context, advanced one item at a time."""
 
@@ -145,27 +171,8 @@ class TraceRunner:
 
     # --- applying --------------------------------------------------------------
     def _apply(self, item) -> tuple[bool, set[bytes]]:
-        state, ctx = self.state, self.ctx
-        ok = False
-        if isinstance(item, BlockStart):
-            error = check_block_header(state, Block(item.number, item.parent_hash, item.timestamp_ms, ()), self.rules)
-            ok = error is None
-            self.ctx = msgspec.structs.replace(ctx, block_open=int(ok), block_number=item.number,
-                                               timestamp_ms=item.timestamp_ms)
-        elif isinstance(item, BlockEnd):
-            ok = bool(ctx.block_open)
-            if ok:
-                process_block_end(state, Block(ctx.block_number, b"", ctx.timestamp_ms, ()), item.block_hash)
-            self.ctx = msgspec.structs.replace(ctx, block_open=0)
-        elif not isinstance(item, Noop) and ctx.block_open:
-            before = len(state.withdrawals)
-            ok = apply_record(state, item, ctx.timestamp_ms, self.rules) is None
-            frontier = ctx.withdrawals
-            for withdrawal in state.withdrawals[before:]:
-                frontier = frontier.push_hash(keccak(encode_withdrawal(withdrawal)))
-            self.ctx = msgspec.structs.replace(ctx, withdrawals=frontier)
-        state.commit(0)
-        changes = compute_dirty_leaves(state)
+        ok, self.ctx = apply_item(self.state, self.rules, self.ctx, item)
+        changes = compute_dirty_leaves(self.state)
         self.tree.update(changes)
         return ok, set(changes)
 

@@ -1,4 +1,5 @@
 #pragma version ~=0.4.3
+#pragma optimize codesize
 """
 @title isoroll L1 bridge
 @notice Holds the collateral of the isoroll rollup and anchors its state.
@@ -15,9 +16,15 @@
       state_root, withdrawals_root, last_block_hash, inbox_count, inbox_hash,
       data_hash)), checks the inbox pair against the chain and data_hash
       against keccak256(data), and keeps the running sum of the withdrawals
-      totals (claims never exceed it). An output is final CHALLENGE_PERIOD
-      seconds after it was proposed; until then the CHALLENGER may delete it
-      and every output after it (the requests it covered get a fresh grace).
+      totals (claims never exceed it). Data larger than one transaction
+      goes first in chunks (postData); data_hash chains them (records.vy
+      chain_data). An output is final CHALLENGE_PERIOD seconds after it was
+      proposed unless a dispute game (dispute.vy, DISPUTE) is open on it or on
+      an output before it. Anyone may open a game within the period; a game
+      the challenger wins deletes the output and every output after it and
+      pays the slashed proposer bond to the winner (the requests the outputs
+      covered get a fresh grace). The CHALLENGER is an optional guardian: it
+      may delete pending outputs, nothing else (docs/fraud-proofs.md).
     - Withdrawals: claimed with a Merkle proof against a final output's
       withdrawals root, once each (keyed by the withdrawal hash).
     - Escape hatch (StarkEx escapes, Loopring withdrawal mode): a forced
@@ -207,6 +214,12 @@ event DepositRefunded:
     inbox_index: uint256
     amount: uint256
 
+event DataPosted:
+    output_index: indexed(uint256)
+    chunk_index: uint256
+    chunk_hash: bytes32
+    data_hash: bytes32
+
 event Bonded:
     proposer: indexed(address)
     amount: uint256
@@ -225,7 +238,8 @@ event EthWithdrawn:
 
 TOKEN: public(immutable(IERC20))
 PROPOSER: public(immutable(address))
-CHALLENGER: public(immutable(address))
+CHALLENGER: public(immutable(address))        # the guardian (empty: none)
+DISPUTE: public(immutable(address))           # the dispute game contract
 CHALLENGE_PERIOD: public(immutable(uint256))
 FORCED_GRACE: public(immutable(uint256))
 FORCED_FEE: public(immutable(uint256))
@@ -251,9 +265,14 @@ regrace_below: public(uint256)                 # requests below this index were 
 # outputs (index 0 = genesis, final from the start)
 output_count: public(uint256)
 output_roots: HashMap[uint256, bytes32]
-output_meta: HashMap[uint256, uint256]         # proposed_at | inbox_count << 64 | l2_block << 128
+output_meta: HashMap[uint256, uint256]         # proposed_at | inbox_count << 64 | l2_block << 128 | epoch << 192
 output_withdrawn: HashMap[uint256, uint256]    # withdrawals committed by outputs 1..i (running sum)
 final_hint: uint256                            # an output index known to be final
+epoch: uint256                                 # deletions so far: (index, epoch) names an output for good
+held_from: public(uint256)                     # lowest live output with an open game (0: none, set by DISPUTE)
+data_acc: bytes32                              # chunks posted for output `data_for` so far: their chain
+data_chunks: uint256
+data_for: uint256
 
 # proposer bond and ETH owed (slashed bonds, an unbonded bond): pull payments
 bond: public(uint256)
@@ -287,6 +306,7 @@ def __init__(
     token: address,
     proposer: address,
     challenger: address,
+    dispute: address,
     challenge_period: uint256,
     forced_grace: uint256,
     forced_fee: uint256,
@@ -297,7 +317,7 @@ def __init__(
     size_scales: DynArray[uint256, MAX_MARKETS],
     funding_scales: DynArray[uint256, MAX_MARKETS],
 ):
-    assert token != empty(address) and proposer != empty(address) and challenger != empty(address)
+    assert token != empty(address) and proposer != empty(address) and dispute != empty(address)
     assert forced_grace > 0 and escape_window > 0, "bridge: the grace and the escape window must be positive"
     assert len(size_scales) == len(market_ids) and len(funding_scales) == len(market_ids), "bridge: one scale per market"
     for i: uint256 in range(MAX_MARKETS):
@@ -311,6 +331,7 @@ def __init__(
     TOKEN = IERC20(token)
     PROPOSER = proposer
     CHALLENGER = challenger
+    DISPUTE = dispute
     CHALLENGE_PERIOD = challenge_period
     FORCED_GRACE = forced_grace
     FORCED_FEE = forced_fee
@@ -360,7 +381,7 @@ def _output_inbox_count(i: uint256) -> uint256:
 @internal
 @view
 def _output_l2_block(i: uint256) -> uint256:
-    return self.output_meta[i] >> 128
+    return (self.output_meta[i] >> 128) & LOW_64
 
 
 @internal
@@ -383,7 +404,7 @@ def _time_final(i: uint256) -> bool:
 def _is_final(i: uint256) -> bool:
     if self.frozen:
         return i <= self.frozen_output
-    return self._time_final(i)
+    return self._time_final(i) and (self.held_from == 0 or i < self.held_from)
 
 
 @internal
@@ -400,6 +421,9 @@ def _search_last_final() -> uint256:
             lo = mid
         else:
             hi = mid
+    held: uint256 = self.held_from
+    if held != 0 and lo >= held:
+        return held - 1
     return lo
 
 
@@ -618,10 +642,11 @@ def depositBond():
 @nonreentrant
 def withdrawBond(amount: uint256):
     """
-    @notice The proposer takes its bond back once every output is final (or the bridge is frozen).
+    @notice The proposer takes its bond back once every output is final (or the bridge is frozen
+        with no game open).
     """
     assert msg.sender == PROPOSER, "bridge: only the proposer"
-    assert self.frozen or self._time_final(self.output_count - 1), "bridge: outputs still in their challenge period"
+    assert (self.frozen and self.held_from == 0) or self._is_final(self.output_count - 1), "bridge: outputs still in their challenge period"
     self.bond -= amount
     self.eth_owed[PROPOSER] += amount
     log Unbonded(proposer=msg.sender, amount=amount, total=self.bond)
@@ -634,9 +659,12 @@ def propose(
     output: Output,
     withdrawals_total: uint256,
     data: Bytes[MAX_BATCH_BYTES],
+    prior_chunks: uint256 = 0,
 ) -> bytes32:
     """
-    @notice Post the output after L2 block `l2_block` with its batch data.
+    @notice Post the output after L2 block `l2_block` with its batch data
+        (its last chunk, after the `prior_chunks` chunks posted for it with
+        postData; data_hash chains them all).
     @param output_index must equal output_count (no double posting after a crash)
     @param withdrawals_total the sum of the amounts in the output's withdrawals
         tree (the verifier checks it with the root; claims never exceed the
@@ -654,10 +682,15 @@ def propose(
     assert output.inbox_count >= self._output_inbox_count(prev), "bridge: inbox count went back"
     assert output.inbox_count <= self.inbox_count, "bridge: inbox count beyond the inbox"
     assert self.inbox_hashes[output.inbox_count] == output.inbox_hash, "bridge: wrong inbox hash"
-    assert keccak256(data) == output.data_hash, "bridge: wrong data hash"
+    acc: bytes32 = empty(bytes32)
+    if prior_chunks > 0:
+        assert self.data_for == count and self.data_chunks == prior_chunks, "bridge: chunks not posted"
+        acc = self.data_acc
+        self.data_chunks = 0
+    assert keccak256(concat(acc, keccak256(data))) == output.data_hash, "bridge: wrong data hash"
     root: bytes32 = self._compute_output_root(output)
     self.output_roots[count] = root
-    self.output_meta[count] = block.timestamp | (output.inbox_count << 64) | (l2_block << 128)
+    self.output_meta[count] = block.timestamp | (output.inbox_count << 64) | (l2_block << 128) | (self.epoch << 192)
     self.output_withdrawn[count] = self.output_withdrawn[prev] + withdrawals_total
     self.output_count = count + 1
     hint: uint256 = self._search_last_final()
@@ -673,29 +706,93 @@ def propose(
 
 
 @external
-def deleteOutputs(from_index: uint256):
+def postData(output_index: uint256, chunk_index: uint256, chunk: Bytes[MAX_BATCH_BYTES]):
     """
-    @notice The challenger deletes output `from_index` and every output after
-        it, while `from_index` is still in its challenge period. The proposer's
-        bond (up to PROPOSER_BOND) goes to the challenger. The forced requests
-        the deleted outputs covered get a fresh FORCED_GRACE from now, so a
-        deletion never allows an instant freeze (the honest output can be
-        posted again).
+    @notice Post chunk `chunk_index` of the data of output `output_index`
+        (data larger than one transaction); chunk 0 starts over. Each chunk
+        is a whole number of item frames.
     """
-    assert msg.sender == CHALLENGER, "bridge: only the challenger"
-    count: uint256 = self.output_count
-    assert from_index > 0 and from_index < count, "bridge: no such output"
-    assert not self._is_final(from_index), "bridge: output already final"
+    assert msg.sender == PROPOSER, "bridge: only the proposer"
+    assert output_index == self.output_count, "bridge: wrong output index"
+    acc: bytes32 = empty(bytes32)
+    if chunk_index > 0:
+        assert self.data_for == output_index and self.data_chunks == chunk_index, "bridge: wrong chunk index"
+        acc = self.data_acc
+    chunk_hash: bytes32 = keccak256(chunk)
+    acc = keccak256(concat(acc, chunk_hash))
+    self.data_acc = acc
+    self.data_chunks = chunk_index + 1
+    self.data_for = output_index
+    log DataPosted(output_index=output_index, chunk_index=chunk_index, chunk_hash=chunk_hash, data_hash=acc)
+
+
+@internal
+def _delete_outputs(from_index: uint256):
+    """Output `from_index` and every later one go; the forced requests they
+    covered get a fresh FORCED_GRACE from now, so a deletion never allows an
+    instant freeze (the honest output can be posted again)."""
     covered: uint256 = self._live_inbox_count()
     self.output_count = from_index
+    self.epoch += 1
+    if self.held_from >= from_index:
+        self.held_from = 0  # the outputs it held are gone, and none before it had a game
     if self._live_inbox_count() < covered:
         self.regrace_at = block.timestamp
         self.regrace_below = max(self.regrace_below, covered)
+
+
+@external
+def deleteOutputs(from_index: uint256):
+    """
+    @notice The guardian deletes output `from_index` and every output after
+        it, while `from_index` is still pending: a circuit breaker. It pays
+        nobody and finalizes nothing, and games on the deleted outputs play
+        on (a challenger who wins still takes the slashed bond).
+    """
+    assert msg.sender == CHALLENGER, "bridge: only the guardian"
+    assert from_index > 0 and from_index < self.output_count, "bridge: no such output"
+    assert not self._is_final(from_index), "bridge: output already final"
+    count: uint256 = self.output_count
+    self._delete_outputs(from_index)
+    log OutputsDeleted(challenger=msg.sender, from_index=from_index, previous_count=count, slashed=0,
+                       regrace_deadline=self.regrace_at + FORCED_GRACE)
+
+
+@external
+def hold(held_from: uint256):
+    """
+    @notice DISPUTE only: output `held_from` is the lowest live output with
+        an open game (0: none); it and every later output are not final.
+    """
+    assert msg.sender == DISPUTE, "bridge: only the dispute contract"
+    self.held_from = held_from
+
+
+@external
+def slash(index: uint256, epoch: uint256, winner: address) -> uint256:
+    """
+    @notice DISPUTE only: a challenger proved output (index, epoch) wrong.
+        The proposer bond (up to PROPOSER_BOND) is owed to `winner`; the
+        output, if still live, and every later one are deleted.
+    @return the amount slashed
+    """
+    assert msg.sender == DISPUTE, "bridge: only the dispute contract"
     slashed: uint256 = min(self.bond, PROPOSER_BOND)
     self.bond -= slashed
-    self.eth_owed[CHALLENGER] += slashed
-    log OutputsDeleted(challenger=msg.sender, from_index=from_index, previous_count=count, slashed=slashed,
-                       regrace_deadline=self.regrace_at + FORCED_GRACE)
+    self.eth_owed[winner] += slashed
+    count: uint256 = self.output_count
+    if index < count and self.output_meta[index] >> 192 == epoch:
+        self._delete_outputs(index)
+        log OutputsDeleted(challenger=winner, from_index=index, previous_count=count, slashed=slashed,
+                           regrace_deadline=self.regrace_at + FORCED_GRACE)
+    return slashed
+
+
+@external
+@view
+def outputEpoch(index: uint256) -> uint256:
+    """With the index, names an output for good (indices are reused after a deletion)."""
+    return self.output_meta[index] >> 192
 
 
 # ================================================================ withdrawals

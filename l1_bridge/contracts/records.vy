@@ -16,7 +16,6 @@ FRONTIER_DEPTH: constant(uint256) = 33
 MAX_LIST_DEPTH: constant(uint256) = 32
 MAX_DATA: constant(uint256) = 120000
 MAX_ITEM_SIZE: constant(uint256) = 1024
-MAX_ITEMS: constant(uint256) = 65535
 
 
 struct Frontier:
@@ -85,37 +84,63 @@ def root(f: Frontier) -> bytes32:
 
 @internal
 @pure
-def derive_root(data: Bytes[MAX_DATA]) -> (bool, bytes32, uint256):
+def derive_chunk(f: Frontier, data: Bytes[MAX_DATA]) -> (bool, Frontier):
     """
-    @notice (well-formed, records root, item count) of posted data. Not
-        well-formed: a frame that is empty, above MAX_ITEM_SIZE or runs past
-        the end.
+    @notice Push the items of one chunk of posted data onto the frontier.
+        An output's data may span several chunks (several transactions, the
+        frontier kept in storage between them); every chunk is a whole number
+        of frames. False (not well-formed): a frame that is empty, above
+        MAX_ITEM_SIZE or runs past the end of its chunk.
     """
-    f: Frontier = empty(Frontier)
+    out: Frontier = f
     n: uint256 = len(data)
     pos: uint256 = 0
-    count: uint256 = 0
-    for _: uint256 in range(MAX_ITEMS + 1):
+    count: uint256 = f.count
+    for _: uint256 in range(MAX_DATA // 3 + 1):
         if pos == n:
-            f.count = count
-            return True, self.root(f), count
-        if pos + 2 > n or count == MAX_ITEMS:
-            return False, empty(bytes32), 0
+            out.count = count
+            return True, out
+        if pos + 2 > n:
+            return False, f
         size: uint256 = convert(slice(data, pos, 2), uint256)
         if size == 0 or size > MAX_ITEM_SIZE or pos + 2 + size > n:
-            return False, empty(bytes32), 0
-        # push the item's leaf onto the frontier (push(), inlined: no struct copies per item)
+            return False, f
+        # push the item's leaf (push(), inlined: no struct copies per item)
         node: bytes32 = self.list_leaf(keccak256(slice(data, pos + 2, size)))
         count += 1
         size_left: uint256 = count
         for h: uint256 in range(FRONTIER_DEPTH):
             if size_left & 1 == 1:
-                f.branch[h] = node
+                out.branch[h] = node
                 break
-            node = keccak256(concat(b"\x01", f.branch[h], node))
+            node = keccak256(concat(b"\x01", out.branch[h], node))
             size_left = size_left >> 1
         pos += 2 + size
-    return False, empty(bytes32), 0
+    return False, f
+
+
+@internal
+@pure
+def derive_root(data: Bytes[MAX_DATA]) -> (bool, bytes32, uint256):
+    """
+    @notice (well-formed, records root, item count) of data posted in one chunk.
+    """
+    ok: bool = False
+    f: Frontier = empty(Frontier)
+    ok, f = self.derive_chunk(empty(Frontier), data)
+    if not ok:
+        return False, empty(bytes32), 0
+    return True, self.root(f), f.count
+
+
+@internal
+@pure
+def chain_data(acc: bytes32, chunk_hash: bytes32) -> bytes32:
+    """
+    @notice The data hash of an output posted in chunks c_1..c_k:
+        acc_0 = bytes32(0), acc_i = keccak256(acc_(i-1) || keccak256(c_i)).
+    """
+    return keccak256(concat(acc, chunk_hash))
 
 
 @internal

@@ -22,6 +22,7 @@ from l1_bridge.deploy import Deployment, MarketConfig, PRESETS, BridgePreset, de
 from l1_bridge.proofs import (MarketScale, OutputFields, claim_args, compute_position_equity, encode_withdrawal,
                               escape_args)
 from prover.hashing import EMPTY, keccak
+from prover.records import compute_data_hash
 from prover.output import compute_withdrawals_root, withdrawal_proofs
 from prover.tree import SparseMerkleTree
 from sequencer.core.commitment import compute_dirty_leaves
@@ -60,6 +61,15 @@ def make_chain() -> tuple[Web3, EthereumTester]:
     return w3, tester
 
 
+def travel_to(tester: EthereumTester, timestamp: int) -> None:
+    """Mine a block at `timestamp` (eth-tester's time_travel(t) mines at t - 1),
+    or just a block when the pending one is already past it."""
+    if timestamp + 1 > tester.get_block_by_number("pending")["timestamp"]:
+        tester.time_travel(timestamp + 1)
+    else:
+        tester.mine_blocks(1)
+
+
 @dataclass
 class Env:
     w3: Web3
@@ -82,12 +92,7 @@ class Env:
         self.travel_to(self.now() + seconds)
 
     def travel_to(self, timestamp: int) -> None:
-        """Mine a block at `timestamp` (eth-tester's time_travel(t) mines at t - 1),
-        or just a block when the pending one is already past it."""
-        if timestamp + 1 > self.tester.get_block_by_number("pending")["timestamp"]:
-            self.tester.time_travel(timestamp + 1)
-        else:
-            self.tester.mine_blocks(1)
+        travel_to(self.tester, timestamp)
 
     def send(self, call: Any, sender: str, value: int = 0) -> Any:
         try:
@@ -282,7 +287,7 @@ class L2:
         wroot = compute_withdrawals_root([encode_withdrawal(w) for w in ws])
         data = data if data is not None else b"batch %d" % self.l2_block
         fields = OutputFields(self.tree.root, wroot, keccak(b"block %d" % self.l2_block),
-                              self.state.globals.inbox_count, self.inbox_hash, keccak(data))
+                              self.state.globals.inbox_count, self.inbox_hash, compute_data_hash([data]))
         return Checkpoint(fields, self.l2_block, data, ws, self.tree.copy(), self.state.to_tables())
 
 
@@ -307,6 +312,20 @@ def read_inbox(env: Env) -> list[Deposit | ForcedWithdrawal | ForcedCloseEntry]:
         a = ev["args"]
         out[a["inbox_index"]] = ForcedWithdrawal(a["inbox_index"], addr(a["account"]), a["amount"])
     return [out[i] for i in range(len(out))]
+
+
+GENESIS_FIELDS = OutputFields(EMPTY, EMPTY, EMPTY, 0, EMPTY, EMPTY)
+"""Output 0 of a bridge deployed with the empty genesis state."""
+
+
+def inconsistency_args(output_index: int, cp: Checkpoint, prev: OutputFields = GENESIS_FIELDS) -> tuple:
+    """dispute.proveInconsistent's arguments against output `output_index`
+    (checkpoint `cp`, after an output with fields `prev`): the globals leaf of
+    its own state tree and its proof."""
+    from prover.keys import GLOBAL_KEY
+    p = cp.tree.prove(GLOBAL_KEY)
+    proof = (p.bitmap, list(p.siblings), p.other_key or b"\x00" * 32, p.other_value_hash or b"\x00" * 32)
+    return output_index, cp.fields.as_arg(), prev.as_arg(), cp.tree.get(GLOBAL_KEY), proof
 
 
 def claim(env: Env, cp: Checkpoint, output_index: int, w: Withdrawal, sender: str | None = None) -> Any:

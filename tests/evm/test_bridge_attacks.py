@@ -25,6 +25,7 @@ import pytest
 from web3.logs import DISCARD
 
 from bridge_env import (L2, MARKET_SCALES, MARKETS, TEST_PRESET, UNIT, Env, Reverted, addr, bridge_session,  # noqa: F401
+                        inconsistency_args,
                         claim, deploy_env, deploy_test_contract, env, escape_all, make_chain)
 from l1_bridge.deploy import deploy, load_artifact
 from l1_bridge.proofs import compute_escape_amount
@@ -230,16 +231,26 @@ def test_no_head_of_line_after_many_served_requests(env: Env) -> None:
 
 # --- 6. ETH to a contract wallet --------------------------------------------------------------
 
-def test_contract_wallet_challenger_withdraws_its_reward() -> None:
+def test_contract_wallet_winner_withdraws_its_reward() -> None:
+    """A contract wallet proves an output wrong (a consistency proof: its block
+    hash is not the one its own state holds) and takes the slashed bond with
+    withdrawEth, whose raw_call forwards the gas its receive hook needs."""
     w3, _ = make_chain()
     owner, proposer = w3.eth.accounts[0], w3.eth.accounts[1]
     wallet = deploy_test_contract(w3, "wallet")
-    d = deploy(w3, TEST_PRESET, proposer=proposer, challenger=wallet.address, deployer=owner, markets=MARKETS)
+    d = deploy(w3, TEST_PRESET, proposer=proposer, deployer=owner, markets=MARKETS)
     bridge = w3.eth.contract(address=d.bridge, abi=load_artifact("bridge")[0])
-    env = Env(w3, None, d, None, bridge, list(w3.eth.accounts), proposer, wallet.address, [])
+    dispute = w3.eth.contract(address=d.dispute, abi=load_artifact("dispute")[0])
+    env = Env(w3, None, d, None, bridge, list(w3.eth.accounts), proposer, d.challenger, [])
     env.send(bridge.functions.depositBond(), proposer, value=TEST_PRESET.proposer_bond)
-    env.propose(L2().checkpoint())  # a wrong output, say
-    env.send(wallet.functions.execute(d.bridge, bridge.encode_abi("deleteOutputs", args=[1])), owner)
+    l2 = L2()
+    l2.state.set_globals(msgspec.structs.replace(l2.state.globals, block_number=1))
+    l2.state.commit(0)
+    cp = l2.checkpoint()  # its last_block_hash is not the block hash its own state holds
+    env.propose(cp)
+    args = inconsistency_args(1, cp)
+    env.send(wallet.functions.execute(d.dispute, dispute.encode_abi("proveInconsistent", args=list(args))), owner)
+    assert bridge.functions.output_count().call() == 1
     assert bridge.functions.eth_owed(wallet.address).call() == TEST_PRESET.proposer_bond
     env.send(wallet.functions.execute(d.bridge, bridge.encode_abi("withdrawEth", args=[])), owner)
     assert wallet.functions.received().call() == TEST_PRESET.proposer_bond

@@ -9,12 +9,13 @@ import pytest
 
 from prover import fraud_vectors as fv
 from prover.records import (PendingKind, compute_block_items, compute_records_root, decode_item,
-                            derive_records_root, encode_data, Noop)
+                            decode_replay_item, derive_records_root, encode_data, Noop)
 from prover.trace import TraceRunner, build_tree, compute_claim, run_items
 from sequencer.core.commitment import encode_withdrawal
 from prover.output import compute_withdrawals_root
 from sequencer.core.encoding import encode_block, encode_record
-from sequencer.core.records import Block, Deposit, PlaceOrder
+from prover.hashing import keccak
+from sequencer.core.records import Block, Deposit, ForcedClose
 from sequencer.core.transition import apply_block_bytes
 
 A, B, C, D = fv.ADDRESSES
@@ -60,10 +61,17 @@ def test_claims_and_records_root_of_a_trace():
     assert derive_records_root(encode_data(items)) == (compute_records_root(items), len(items))
 
 
-def test_a_perps_record_has_no_item_yet():
-    order = PlaceOrder(A, 1, True, 100, 1, 1, 0, False, 1, T, b"\x00" * 65)
+def test_a_pending_record_is_posted_with_its_log_bytes_and_replayed_from_them():
+    """A kind with no packed layout yet (ForcedClose, tag 50) becomes RECORD(tag,
+    msgpack): the one-step's reference refuses it as pending, the L1 replay
+    applies the record it holds."""
+    raw = encode_record(ForcedClose(0, A, 1))
+    items = compute_block_items(encode_block(Block(1, b"\x00" * 32, T, (msgspec.Raw(raw),))))
+    assert items[1] == bytes((2, 50)) + raw
     with pytest.raises(PendingKind):
-        compute_block_items(encode_block(Block(1, b"\x00" * 32, T, (msgspec.Raw(encode_record(order)),))))
+        decode_item(items[1])
+    assert decode_replay_item(items[1]) == ForcedClose(0, A, 1)
+    assert decode_replay_item(bytes((2, 50)) + b"\xc1") == Noop(keccak(bytes((2, 50)) + b"\xc1"))
 
 
 def test_an_inbox_record_the_bridge_cannot_write_is_refused():
