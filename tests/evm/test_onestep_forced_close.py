@@ -21,11 +21,12 @@ ITEM = bytes((ITEM_RECORD, 50)) + (0).to_bytes(8, "big") + A + (1).to_bytes(32, 
 
 def test_python_reference_treats_forced_close_as_pending():
     assert ForcedClose.__struct_config__.tag == 50 and 50 in PENDING_TAGS
-    message = encode_block(Block(1, b"\x00" * 32, T, (msgspec.Raw(encode_record(ForcedClose(0, A, 1))),)))
-    with pytest.raises(PendingKind):
-        compute_block_items(message)
-    with pytest.raises(PendingKind):
-        decode_item(ITEM)
+    raw = encode_record(ForcedClose(0, A, 1))
+    item = compute_block_items(encode_block(Block(1, b"\x00" * 32, T, (msgspec.Raw(raw),))))[1]
+    assert item == bytes((ITEM_RECORD, 50)) + raw  # posted with its log bytes, for the L1 replay
+    for pending in (item, ITEM):
+        with pytest.raises(PendingKind):
+            decode_item(pending)
 
 
 def test_onestep_reverts_pending_on_a_forced_close_item(onestep):  # noqa: F811
