@@ -9,7 +9,9 @@ plain slicing (the escape hatch decodes accounts, positions and markets):
             market || is_buy (0/1) || price || leverage || time_in_force || reduce_only (0/1) ||
             expiry || seq
 - market:   oracle_price || oracle_time_ms || funding_index (int256) || open_interest ||
-            funding_time_ms || funding_dust
+            funding_time_ms || funding_dust || mark_price (word 6: the mark the escape reads) ||
+            basis_ema (int256) || last_trade_price || last_trade_time_ms || pending_oracle_price ||
+            pending_oracle_time_ms
 - globals:  block_number || block_hash || timestamp_ms || insurance_fund || fee_pool ||
             inbox_count || inbox_hash || withdrawal_count || total_deposited || total_withdrawn ||
             order_count
@@ -68,7 +70,10 @@ def encode_order_leaf(order: Order) -> bytes:
 
 def encode_market_leaf(market: Market) -> bytes:
     return (u256(market.oracle_price) + u256(market.oracle_time_ms) + i256(market.funding_index)
-            + u256(market.open_interest) + u256(market.funding_time_ms) + u256(market.funding_dust))
+            + u256(market.open_interest) + u256(market.funding_time_ms) + u256(market.funding_dust)
+            + u256(market.mark_price) + i256(market.basis_ema) + u256(market.last_trade_price)
+            + u256(market.last_trade_time_ms) + u256(market.pending_oracle_price)
+            + u256(market.pending_oracle_time_ms))
 
 
 def encode_globals_leaf(g: Globals) -> bytes:

@@ -52,7 +52,7 @@ def compute_conservation(state: State, markets: dict[int, MarketParams] | None =
             upnl -= position.cost
             continue
         params, market = markets[market_id], state.markets[market_id]
-        upnl += Fraction(position.size * market.oracle_price, params.scale) - position.cost
+        upnl += Fraction(position.size * market.mark_price, params.scale) - position.cost
         owed += Fraction(position.size * (market.funding_index - position.funding_snapshot), params.scale * PPM)
     dust = sum((Fraction(m.funding_dust, markets[m.id].scale * PPM) for m in state.markets.values()), Fraction(0))
     g = state.globals

@@ -77,6 +77,22 @@ class MarketParams(msgspec.Struct, frozen=True, kw_only=True):
     auction_duration_ms: int = 60_000
     """How long a liquidation auction's price takes to decay from the mark to
     the bankruptcy price (book+auction)."""
+    # The mark price and oracle integrity (issue 10; sequencer.core.rules.mark).
+    mark_basis_band_ppm: int = 5_000
+    """The trade-vs-oracle basis is clamped to +-this fraction of the oracle, so
+    the mark never leaves oracle +- band (kept below IMF - MMF: no trading far
+    from the oracle can move the mark enough to liquidate a fresh position)."""
+    mark_ema_half_life_ms: int = 60_000
+    """A trade after this long moves the basis EMA half way to its sample; a
+    trade in the same millisecond as the last one does not move it."""
+    mark_trade_max_age_ms: int = 60_000
+    """The last trade price counts in the mark while at most this old, else the oracle."""
+    oracle_jump_ppm: int = 50_000
+    """An oracle price this far from the applied one, within oracle_jump_window_ms
+    of it, is held pending until the next price confirms it."""
+    oracle_jump_window_ms: int = 60_000
+    oracle_confirm_band_ppm: int = 10_000
+    """The next price confirms a pending one when within this fraction of it."""
 
     @property
     def scale(self) -> int:
@@ -122,6 +138,7 @@ def make_market(*, id: int, symbol: str, base_decimals: int, tick_size: int, ste
         oracle_max_age_ms=oracle_max_age_ms, liquidation_fee_ppm=liquidation_fee_ppm,
         partial_liquidation_notional=partial_liquidation_notional,
         partial_liquidation_ppm=partial_liquidation_ppm, min_order_notional=min_order_notional,
+        mark_trade_max_age_ms=oracle_max_age_ms, oracle_jump_window_ms=oracle_max_age_ms,
         insurance_fee_share_ppm=insurance_fee_share_ppm)
     check_market_params(params)
     return params
@@ -147,6 +164,12 @@ def check_market_params(p: MarketParams) -> None:
         problems.append("the liquidation auction's duration must be positive")
     if p.min_order_notional < 0:
         problems.append("minimum order notional must not be negative")
+    if not 0 <= p.mark_basis_band_ppm < p.initial_margin_ppm - p.maintenance_margin_ppm:
+        problems.append("the mark's basis band must be below IMF - MMF")
+    if min(p.mark_ema_half_life_ms, p.oracle_jump_ppm, p.oracle_confirm_band_ppm) <= 0:
+        problems.append("mark EMA half-life, oracle jump threshold and confirmation band must be positive")
+    if min(p.mark_trade_max_age_ms, p.oracle_jump_window_ms) < 0:
+        problems.append("last-trade age and oracle jump window must not be negative")
     if min(p.tick_size, p.step_size, p.funding_interval_ms, p.oracle_max_age_ms) <= 0:
         problems.append("tick, step, funding interval and oracle max age must be positive")
     if problems:

@@ -69,6 +69,20 @@ class Market(msgspec.Struct, frozen=True, array_like=True, gc=False):
     funding_dust: int = 0
     """Funding rounding not yet swept to the insurance fund, in units of
     1 / (10**base_decimals * 1e6) quote units (sequencer.core.rules.positions)."""
+    # Appended for the mark price (issue 10; sequencer.core.rules.mark, docs/engine.md "Mark price").
+    mark_price: int = 0
+    """The mark: median of the oracle, the oracle plus the basis EMA and the last
+    trade, recomputed by every applied OraclePrice.  Margin, liquidation, PnL,
+    funding and the escape use it (``rules.base.require_fresh_price``)."""
+    basis_ema: int = 0
+    """EMA of the trade-vs-oracle basis (trade price - oracle, clamped to the
+    market's band), quote units per whole base unit, updated by every Trade."""
+    last_trade_price: int = 0
+    last_trade_time_ms: int = 0
+    pending_oracle_price: int = 0
+    """An oracle price that jumped beyond the market's threshold, held until the
+    next price confirms it (0: none)."""
+    pending_oracle_time_ms: int = 0
 
 
 class Withdrawal(msgspec.Struct, frozen=True, array_like=True, gc=False):

@@ -28,7 +28,7 @@ def iter_user_positions(state: State, market_id: int | None = None):
 
 def compute_position_equity(state: State, markets: dict[int, MarketParams], market_id: int, position) -> int:
     market = state.markets[market_id]
-    return compute_equity(position, market.oracle_price, market, markets[market_id])
+    return compute_equity(position, market.mark_price, market, markets[market_id])
 
 
 def compute_claims(state: State, markets: dict[int, MarketParams]) -> int:
@@ -65,7 +65,7 @@ def get_stuck_liquidations(state: State, markets: dict[int, MarketParams], times
         auction = state.auctions.get((address, m))
         if auction is not None and timestamp_ms < auction.end_ms:
             continue
-        if fresh and is_liquidatable(position, market.oracle_price, market, params):
+        if fresh and is_liquidatable(position, market.mark_price, market, params):
             stuck.append((address, m))
     return stuck
 

@@ -97,7 +97,16 @@ class Venue:
             return exc
 
     def set_price(self, price: int, market: int = 1, advance_ms: int = 1) -> list[Record]:
-        """An oracle price at ``now + advance_ms`` and the liquidations it causes."""
+        """An oracle price at ``now + advance_ms`` and the liquidations it causes.
+        A jump the rules hold pending is posted again 1 ms later, as a feed's
+        next print confirms it (sequencer.core.rules.mark)."""
+        out = self.post_price(price, market, advance_ms)
+        if self.state.markets[market].pending_oracle_price:
+            out += self.post_price(price, market, 1)
+        return out
+
+    def post_price(self, price: int, market: int = 1, advance_ms: int = 1) -> list[Record]:
+        """One oracle price at ``now + advance_ms`` through the Exchange."""
         self.now += advance_ms
         record = OraclePrice(market, price, self.now, ())
         out = self.exchange.on_oracle_price(self.state, record, self.now, self.ctx)
@@ -111,6 +120,16 @@ class Venue:
         return out
 
     # --- the rules alone ----------------------------------------------------------------
+    def apply_price(self, price: int, market: int = 1) -> RuleError | None:
+        """The oracle price alone at ``now`` through ``apply_record`` (no
+        liquidation scan); a jump the rules hold pending gets its confirming
+        print at ``now + 1`` (sequencer.core.rules.mark)."""
+        error = self.apply(OraclePrice(market, price, self.now, ()))
+        if error is None and self.state.markets[market].pending_oracle_price:
+            self.now += 1
+            error = self.apply(OraclePrice(market, price, self.now, ()))
+        return error
+
     def apply(self, record: Record) -> RuleError | None:
         """``apply_record`` only (a sequencer decision under test); the error or None."""
         error = apply_record(self.state, record, self.now, self.ctx)
@@ -141,4 +160,4 @@ class Venue:
         return self.position(name, market).size
 
     def mark(self, market: int = 1) -> int:
-        return self.state.markets[market].oracle_price
+        return self.state.markets[market].mark_price

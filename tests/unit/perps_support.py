@@ -102,6 +102,15 @@ class Sim:
         return self.submit(self.order(name, is_buy, price, size, **kw))
 
     def set_price(self, price: int, market: int = BTC, advance_ms: int = 1) -> list[Record]:
+        """An oracle price and the liquidations it causes; a jump the rules hold
+        pending is posted again 1 ms later, as a feed's next print confirms it."""
+        out = self.post_price(price, market, advance_ms)
+        if self.state.markets[market].pending_oracle_price:
+            out += self.post_price(price, market, 1)
+        return out
+
+    def post_price(self, price: int, market: int = BTC, advance_ms: int = 1) -> list[Record]:
+        """One signed oracle price at ``now + advance_ms`` through the Exchange."""
         self.now += advance_ms
         out = self.exchange.on_oracle_price(self.state, sign_oracle(market, price, self.now), self.now, self.ctx)
         self.log.extend((self.now, r) for r in out)
@@ -112,6 +121,16 @@ class Sim:
         out = self.exchange.due_funding(self.state, self.now, self.ctx)
         self.log.extend((self.now, r) for r in out)
         return out
+
+    def apply_price(self, price: int, market: int = BTC):
+        """The oracle price alone at ``now`` through ``apply_record`` (no
+        liquidation scan); a jump the rules hold pending gets its confirming
+        print at ``now + 1`` (sequencer.core.rules.mark)."""
+        error = self.apply(sign_oracle(market, price, self.now))
+        if error is None and self.state.markets[market].pending_oracle_price:
+            self.now += 1
+            error = self.apply(sign_oracle(market, price, self.now))
+        return error
 
     def apply(self, record: Record):
         """Apply a record directly (a sequencer decision under test); returns the error or None."""

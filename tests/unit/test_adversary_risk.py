@@ -393,12 +393,12 @@ def test_auto_deleverage_takes_no_more_from_a_counterparty_than_its_margin_and_p
     venue.place("mm", False, usd(60_000), ONE_BTC // 2, leverage=1)
     venue.place("alice", True, usd(60_000), ONE_BTC, leverage=10)
     venue.now += 1
-    assert venue.apply(OraclePrice(BTC, usd(51_000), venue.now, ())) is None      # no scan yet
+    assert venue.apply_price(usd(51_000)) is None      # no scan yet
     venue.place("erin", True, usd(51_000), ONE_BTC, leverage=1)
     venue.place("carol", False, usd(51_000), ONE_BTC, leverage=50, tif=IMMEDIATE_OR_CANCEL)
     assert venue.size("carol") == -ONE_BTC
     venue.now += 1
-    assert venue.apply(OraclePrice(BTC, usd(50_000), venue.now, ())) is None
+    assert venue.apply_price(usd(50_000)) is None
     carol_equity = equity(venue, "carol")
     carol_free = venue.free("carol")
     assert venue.apply(Liquidate(venue.address("alice"), BTC)) is None

@@ -112,9 +112,11 @@ def test_a_price_that_liquidates_reports_the_liquidations():
              checked(sim.order("alice", True, PRICE, size, leverage=10))]
     asm.commit(asm.assemble(setup, T0))
     assert chain.state.positions[(ADDR["alice"], BTC)].size == size
-    crash = checked(sign_oracle(BTC, PRICE // 2, T0 + 1_000))
-    assembly = asm.assemble([crash], T0 + 1_000)
-    (outcome,) = assembly.outcomes
+    crash = checked(sign_oracle(BTC, PRICE // 2, T0 + 999))         # a jump: held until confirmed
+    confirmation = checked(sign_oracle(BTC, PRICE // 2, T0 + 1_000))
+    assembly = asm.assemble([crash, confirmation], T0 + 1_000)
+    pending, outcome = assembly.outcomes
+    assert not any(isinstance(r, Liquidate) for r in pending.derived)
     liquidations = [r for r in outcome.derived if isinstance(r, Liquidate)]
     assert [(r.account, r.market) for r in liquidations] == [(ADDR["alice"], BTC)]
 

@@ -103,7 +103,7 @@ def test_healthy_long_closed_at_the_mark_margin_freed_conservation_exact():
 def test_liquidatable_position_closed_whole_through_the_ladder_with_the_liquidation_fee():
     sim = long_alice()
     sim.now += 1
-    assert sim.apply(sign_oracle(BTC, usd(54_600), sim.now)) is None   # applied directly: no liquidation scan
+    assert sim.apply_price(usd(54_600)) is None   # applied directly: no liquidation scan
     assert is_liquidatable(sim.position("alice"), usd(54_600), sim.state.markets[BTC], BTC_PARAMS)
     alice_free, fund = sim.free("alice"), sim.state.globals.insurance_fund
 
@@ -123,7 +123,7 @@ def test_liquidatable_position_closed_whole_through_the_ladder_with_the_liquidat
 def test_bankrupt_position_fund_pays_the_bad_debt_nothing_freed():
     sim = long_alice()
     sim.now += 1
-    assert sim.apply(sign_oracle(BTC, usd(50_000), sim.now)) is None   # equity 6,000 - 10,000 < 0
+    assert sim.apply_price(usd(50_000)) is None   # equity 6,000 - 10,000 < 0
     alice_free, fund = sim.free("alice"), sim.state.globals.insurance_fund
 
     sim.submit(ForcedClose(0, ALICE, BTC))

@@ -48,11 +48,12 @@ def test_stuck_liquidations_are_counted_as_they_are():
     before = result.stuck_steps
     # A long opened at the mark, then a price applied without the sequencer's
     # liquidation scan: the position is liquidatable, the oracle fresh.
-    venue.place("maker0", False, venue.mark(), 10**7, leverage=5)
-    venue.place("trader0", True, venue.mark(), 10**7, leverage=50, tif=IMMEDIATE_OR_CANCEL)
+    oracle = venue.state.markets[1].oracle_price    # a tick price (the mark need not be one)
+    venue.place("maker0", False, oracle, 10**7, leverage=5)
+    venue.place("trader0", True, oracle, 10**7, leverage=20, tif=IMMEDIATE_OR_CANCEL)   # IMF at the mark too
     assert venue.size("trader0") > 0
     venue.now += 1
-    assert venue.apply(OraclePrice(1, venue.mark() * 9 // 10, venue.now, ())) is None
+    assert venue.apply_price(oracle * 9 // 10) is None
     stuck = get_stuck_liquidations(venue.state, venue.markets, venue.now)
     assert (venue.address("trader0"), 1) in stuck
     lab.measure(Tick(10**6, venue.mark()))

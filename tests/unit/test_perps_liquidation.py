@@ -220,7 +220,7 @@ def test_a_liquidation_that_would_leave_the_fund_negative_is_refused_as_insolven
     assert 0 <= sim.state.globals.insurance_fund < usd(900)
     before = sim.state.to_tables()
     sim.now += 1
-    sim.apply(sign_oracle(BTC, usd(50_000), sim.now))             # the price alone, no liquidation yet
+    sim.apply_price(usd(50_000))                                  # the price alone, no liquidation yet
     error = sim.apply(Liquidate(ADDR["alice"], BTC))
     # Deleveraging the fund's 0.1 short (entry 45,000) at 54,000 costs it 900 it does not have.
     assert error is not None and error.code == "insolvent"

@@ -111,14 +111,17 @@ def get_market(state: State, market_id: int) -> Market:
 
 
 def require_fresh_price(market: Market, params: MarketParams, timestamp_ms: int) -> int:
-    """The mark (oracle) price, refusing a missing or stale one."""
-    if market.oracle_price <= 0:
+    """The committed mark (``Market.mark_price``: the median of the oracle, the
+    oracle plus the basis EMA and the last trade, sequencer.core.rules.mark),
+    refusing it while there is no oracle price or the applied one is stale: no
+    fill, liquidation, funding tick or margin withdrawal on a stale oracle."""
+    if market.oracle_price <= 0 or market.mark_price <= 0:
         raise RuleError("no_oracle_price", f"market {market.id} has no oracle price yet")
     age = timestamp_ms - market.oracle_time_ms
     if age > params.oracle_max_age_ms:
         raise RuleError("stale_oracle_price",
                         f"market {market.id} oracle price is {age} ms old, the limit is {params.oracle_max_age_ms} ms")
-    return market.oracle_price
+    return market.mark_price
 
 
 # --- checks common to user-signed records ----------------------------------

@@ -1,6 +1,7 @@
-"""The oracle price (k of n signers, monotonic time) and funding: a
-FundingTick moves the market's funding index by ``rate * mark`` (rate within
-the cap); positions settle it when they next change
+"""The oracle price (k of n signers, monotonic time, jumps confirmed; it
+recomputes the mark) and funding: a FundingTick moves the market's funding
+index by ``rate * mark`` (rate within the cap; paused while the oracle is
+stale); positions settle it when they next change
 (sequencer.core.rules.positions.settle_funding)."""
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sequencer.core.presets import MAX_INT64
 from sequencer.core.records import FundingTick, OraclePrice
 from sequencer.core.rules.base import (Context, RuleError, get_market, get_oracle_set, hex_address, require,
                                        require_fresh_price, require_market_params)
+from sequencer.core.rules.mark import apply_oracle_price
 from sequencer.core.signing import SignatureError
 from sequencer.core.state import Market, State
 
@@ -40,15 +42,18 @@ def verify_oracle_quorum(r: OraclePrice, ctx: Context) -> None:
 
 
 def process_oracle_price(state: State, r: OraclePrice, timestamp_ms: int, ctx: Context) -> None:
-    require_market_params(ctx, r.market)
+    """Apply a quorum-signed price and recompute the mark, or hold an
+    unconfirmed jump pending (sequencer.core.rules.mark.apply_oracle_price)."""
+    params = require_market_params(ctx, r.market)
     require(0 < r.price <= ctx.preset.max_amount, "invalid_price", f"oracle price {r.price} out of range")
     market = get_market(state, r.market)
-    require(r.timestamp_ms > market.oracle_time_ms, "oracle_time_not_monotonic",
-            f"oracle time {r.timestamp_ms} is not after the current {market.oracle_time_ms}")
+    latest = max(market.oracle_time_ms, market.pending_oracle_time_ms)
+    require(r.timestamp_ms > latest, "oracle_time_not_monotonic",
+            f"oracle time {r.timestamp_ms} is not after the current {latest}")
     require(r.timestamp_ms <= timestamp_ms, "oracle_time_in_future",
             f"oracle time {r.timestamp_ms} is after block time {timestamp_ms}")
     verify_oracle_quorum(r, ctx)
-    state.set_market(replace(market, oracle_price=r.price, oracle_time_ms=r.timestamp_ms))
+    state.set_market(apply_oracle_price(market, r.price, r.timestamp_ms, timestamp_ms, params))
 
 
 def get_due_funding_time(market: Market | None, params: MarketParams, timestamp_ms: int) -> int | None:

@@ -13,6 +13,7 @@ from sequencer.core.rules.base import (Context, RuleError, TradeError, get_marke
                                        require_fresh_price, require_market_params, require_side)
 from sequencer.core.rules.margin import (ceil_div, compute_equity_scaled, compute_fee, compute_long_change,
                                          is_initial_margin_kept, is_solvent_at)
+from sequencer.core.rules.mark import record_trade_price
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY
 from sequencer.core.rules.positions import add_open_interest, close_and_release, get_position, settle_funding
 from sequencer.core.state import Market, Order, Position, State
@@ -141,6 +142,7 @@ def process_trade(state: State, t: Trade, timestamp_ms: int, ctx: Context) -> No
         add_open_interest(state, t.market, maker_oi + taker_oi)
     state.set_order(t.maker, t.maker_nonce, replace(maker, filled=maker.filled + t.size))
     state.set_order(t.taker, t.taker_nonce, replace(taker, filled=taker.filled + t.size))
+    state.set_market(record_trade_price(state.markets[t.market], t.price, timestamp_ms, params))
     to_fund, to_pool = compute_fee_split(maker_fee + taker_fee, params)
     g = state.globals
     state.set_globals(replace(g, fee_pool=g.fee_pool + to_pool, insurance_fund=g.insurance_fund + to_fund))
