@@ -13,12 +13,14 @@ from hypothesis import given, settings, strategies as st
 
 from perps_support import ADDR, BTC, BTC_PARAMS, CTX, ETH, ETH_PARAMS, KEYS, ONE_BTC, Sim, sign, sign_oracle, usd
 from prover.keys import get_vault_share_key
+from prover.records import ITEM_RECORD, PENDING_TAGS, PendingKind, compute_block_items, decode_item
 from prover.trace import build_tree
 from sequencer.core.commitment import compute_dirty_leaves, encode_vault_share_leaf
 from sequencer.core.invariants import compute_balance_violations, compute_conservation, compute_negative_balances
 from sequencer.core.markets import DEVNET_MARKETS
 from sequencer.core.matching import Exchange
-from sequencer.core.records import Trade, VaultDeposit, VaultUnwind, VaultWithdraw
+from sequencer.core.encoding import encode_block, encode_record
+from sequencer.core.records import Block, Trade, VaultDeposit, VaultUnwind, VaultWithdraw
 from sequencer.core.rules.base import RuleError, require_fresh_price
 from sequencer.core.rules.margin import compute_equity_scaled, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS, settle_funding
@@ -534,3 +536,28 @@ def test_a_liquidation_the_book_cannot_take_goes_to_the_vault_with_its_fee():
     assert sim.state.globals.insurance_fund == fund
     check_invariants(sim)
     assert sim.replay().to_tables() == sim.state.to_tables()
+
+
+# --- fraud proofs: the vault's kinds are pending in the one-step ---------------------------
+
+@pytest.mark.parametrize("record", [VaultDeposit(bytes(range(1, 21)), usd(10), 0, 1, 2, bytes(65)),
+                                    VaultWithdraw(bytes(range(1, 21)), usd(10), 0, 1, 2, bytes(65)),
+                                    VaultUnwind(BTC, 5_000_000, usd(54_000))],
+                         ids=lambda r: type(r).__name__)
+def test_the_vault_records_are_pending_kinds_of_the_one_step(record):
+    raw = encode_record(record)
+    item = compute_block_items(encode_block(Block(1, b"\x00" * 32, 1_700_000_000_000, (msgspec.Raw(raw),))))[1]
+    assert item == bytes((ITEM_RECORD, record.__struct_config__.tag)) + raw
+    assert record.__struct_config__.tag in PENDING_TAGS
+    with pytest.raises(PendingKind):
+        decode_item(item)
+
+
+def test_a_deposit_cannot_take_collateral_reserved_by_resting_orders():
+    sim = funded_sim()
+    sim.place("alice", True, usd(59_000), ONE_BTC, leverage=5)   # rests: reserves 11,800 + the maker fee
+    reserved = sim.exchange.reserved[ADDR["alice"]]
+    free = sim.free("alice")
+    assert refused(sim, deposit_record(sim, "alice", free - reserved + 1)) == "collateral_reserved"
+    sim.submit(deposit_record(sim, "alice", free - reserved))
+    assert sim.free("alice") == reserved
