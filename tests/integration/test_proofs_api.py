@@ -57,7 +57,8 @@ class MemoryBridge:
         return 0
 
     def propose(self, who, output_index: int, l2_block: int, fields: OutputFields, data: bytes,
-                withdrawals_total: int = 0) -> None:
+                withdrawals_total: int = 0, prior_chunks: int = 0) -> None:
+        assert prior_chunks == 0  # these outputs fit one chunk
         assert output_index == len(self.outputs) and l2_block > self.outputs[-1]["l2_block"]
         self.outputs.append({"output_index": output_index, "output_root": fields.root(), "l2_block": l2_block,
                              "fields": fields})
