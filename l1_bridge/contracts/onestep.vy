@@ -92,7 +92,8 @@ def transfer(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: Dy
     nonce: uint256 = lib.word(item, 50, 8)
     expiry: uint256 = lib.word(item, 58, 8)
     key: bytes32 = lib.account_key(account)
-    op: trace.Opening = lib.open_leaf(c0, key, openings)
+    op: trace.Opening = openings[lib.at(c0, len(openings))]
+    lib.verify_leaf(c0, key, op)
     acct: lib.AccountLeaf = lib.read_account(op)
     struct_hash: bytes32 = keccak256(abi_encode(TRANSFER_TYPEHASH, account, to, amount, nonce, expiry))
     if not lib.user_preamble(struct_hash, item, 66, account, amount, nonce, expiry, ctx, acct, nonces):
@@ -101,7 +102,8 @@ def transfer(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: Dy
         return lib.write_leaf(c0.root, key, op, lib.account_leaf(acct.collateral, nonce, nonces)), True
     c: lib.Cursor = lib.Cursor(root=lib.write_leaf(c0.root, key, op, lib.account_leaf(acct.collateral - amount, nonce, nonces)), used=1)
     to_key: bytes32 = lib.account_key(to)
-    op_to: trace.Opening = lib.open_leaf(c, to_key, openings)
+    op_to: trace.Opening = openings[lib.at(c, len(openings))]
+    lib.verify_leaf(c, to_key, op_to)
     receiver: lib.AccountLeaf = lib.read_account(op_to)
     return lib.write_leaf(c.root, to_key, op_to, abi_encode(receiver.collateral + amount, receiver.nonces_hash)), True
 
@@ -115,16 +117,17 @@ def withdraw(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: Dy
     nonce: uint256 = lib.word(item, 30, 8)
     expiry: uint256 = lib.word(item, 38, 8)
     key: bytes32 = lib.account_key(account)
-    op: trace.Opening = lib.open_leaf(c0, key, openings)
+    op: trace.Opening = openings[lib.at(c0, len(openings))]
+    lib.verify_leaf(c0, key, op)
     acct: lib.AccountLeaf = lib.read_account(op)
     struct_hash: bytes32 = keccak256(abi_encode(WITHDRAW_TYPEHASH, account, amount, nonce, expiry))
     if not lib.user_preamble(struct_hash, item, 46, account, amount, nonce, expiry, ctx, acct, nonces):
         return c0.root, ctx, False
     c: lib.Cursor = lib.Cursor(root=lib.write_leaf(c0.root, key, op, lib.account_leaf(acct.collateral - amount, nonce, nonces)), used=1)
-    g: lib.Globals = lib.read_globals(lib.open_leaf(c, GLOBALS_KEY, openings))
+    g: lib.Globals = lib.read_globals(c, openings[lib.at(c, len(openings))])
     out: trace.Ctx = ctx
     g, out = self.add_withdrawal(g, out, account, amount)
-    return lib.write_globals(c, g, openings).root, out, True
+    return lib.write_globals(c, g, openings[lib.at(c, len(openings))]).root, out, True
 
 
 @internal
@@ -148,11 +151,12 @@ def inbox(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], tag: uint256,
     index: uint256 = lib.word(item, 2, 8)
     account: address = lib.addr(item, 10)
     amount: uint256 = lib.word(item, 30, 32)
-    g: lib.Globals = lib.read_globals(lib.open_leaf(c0, GLOBALS_KEY, openings))
+    g: lib.Globals = lib.read_globals(c0, openings[lib.at(c0, len(openings))])
     if index != g.inbox_count:
         return c0.root, ctx, False
     key: bytes32 = lib.account_key(account)
-    op: trace.Opening = lib.open_leaf(lib.Cursor(root=c0.root, used=1), key, openings)
+    op: trace.Opening = openings[lib.at(lib.Cursor(root=c0.root, used=1), len(openings))]
+    lib.verify_leaf(lib.Cursor(root=c0.root, used=1), key, op)
     acct: lib.AccountLeaf = lib.read_account(op)
     c: lib.Cursor = lib.Cursor(root=c0.root, used=2)
     out: trace.Ctx = ctx
@@ -170,7 +174,7 @@ def inbox(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], tag: uint256,
     entry: Bytes[61] = concat(kind, convert(convert(index, uint64), bytes8), convert(account, bytes20), convert(amount, bytes32))
     g.inbox_hash = keccak256(concat(g.inbox_hash, entry))
     g.inbox_count += 1
-    return lib.write_globals(c, g, openings).root, out, True
+    return lib.write_globals(c, g, openings[lib.at(c, len(openings))]).root, out, True
 
 
 @internal
@@ -182,7 +186,7 @@ def _apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings:
     c0: lib.Cursor = lib.Cursor(root=state_root, used=0)
     out: trace.Ctx = ctx
     if kind == ITEM_BLOCK_START and n == 49:
-        g: lib.Globals = lib.read_globals(lib.open_leaf(c0, GLOBALS_KEY, openings))
+        g: lib.Globals = lib.read_globals(c0, openings[lib.at(c0, len(openings))])
         number: uint256 = lib.word(item, 1, 8)
         parent: bytes32 = extract32(item, 9)
         ts: uint256 = lib.word(item, 41, 8)
@@ -195,11 +199,11 @@ def _apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings:
         out.block_open = 0
         if ctx.block_open == 0:
             return state_root, out, False
-        g: lib.Globals = lib.read_globals(lib.open_leaf(c0, GLOBALS_KEY, openings))
+        g: lib.Globals = lib.read_globals(c0, openings[lib.at(c0, len(openings))])
         g.block_number = ctx.block_number
         g.block_hash = extract32(item, 1)
         g.timestamp_ms = ctx.timestamp_ms
-        return lib.write_globals(c0, g, openings).root, out, True
+        return lib.write_globals(c0, g, openings[lib.at(c0, len(openings))]).root, out, True
     if kind != ITEM_RECORD or n < 2:
         return state_root, ctx, False
     tag: uint256 = lib.word(item, 1, 1)

@@ -77,17 +77,22 @@ def node(left: bytes32, right: bytes32) -> bytes32:
 
 @internal
 @pure
-def open_leaf(c: Cursor, key: bytes32, openings: DynArray[trace.Opening, MAX_OPENINGS]) -> trace.Opening:
-    """The next opening, verified against the current root (reverts if it does not verify)."""
-    assert c.used < len(openings), "witness: missing opening"
-    op: trace.Opening = openings[c.used]
+def at(c: Cursor, count: uint256) -> uint256:
+    """The index of the next opening (reverts when the witness has no more)."""
+    assert c.used < count, "witness: missing opening"
+    return c.used
+
+
+@internal
+@pure
+def verify_leaf(c: Cursor, key: bytes32, op: trace.Opening):
+    """Reverts unless `op` opens `key` (its value, or absent) against the current root."""
     ok: bool = False
     if op.present:
         ok = smt.verify(c.root, key, keccak256(op.value), op.proof)
     else:
         ok = smt.verify_exclusion(c.root, key, op.proof)
     assert ok, "witness: bad opening"
-    return op
 
 
 @internal
@@ -121,10 +126,10 @@ def write_leaf(root: bytes32, key: bytes32, op: trace.Opening, leaf: Bytes[MAX_L
 
 @internal
 @pure
-def rewrite(c: Cursor, key: bytes32, leaf: Bytes[MAX_LEAF], openings: DynArray[trace.Opening, MAX_OPENINGS]) -> Cursor:
-    """Open `key` again against the current root and write `leaf` there
+def rewrite(c: Cursor, key: bytes32, leaf: Bytes[MAX_LEAF], op: trace.Opening) -> Cursor:
+    """Open `key` again against the current root (`op`) and write `leaf` there
     (a leaf read earlier, against an older root)."""
-    op: trace.Opening = self.open_leaf(c, key, openings)
+    self.verify_leaf(c, key, op)
     return Cursor(root=self.write_leaf(c.root, key, op, leaf), used=c.used + 1)
 
 
@@ -145,16 +150,17 @@ def read_account(op: trace.Opening) -> AccountLeaf:
 
 @internal
 @pure
-def read_globals(op: trace.Opening) -> Globals:
+def read_globals(c: Cursor, op: trace.Opening) -> Globals:
+    """The globals leaf, opened by `op` against the current root."""
+    self.verify_leaf(c, GLOBALS_KEY, op)
     assert op.present and len(op.value) == GLOBALS_SIZE, "witness: globals leaf"
     return abi_decode(op.value, Globals)
 
 
 @internal
 @pure
-def write_globals(c: Cursor, g: Globals, openings: DynArray[trace.Opening, MAX_OPENINGS]) -> Cursor:
-    op: trace.Opening = self.open_leaf(c, GLOBALS_KEY, openings)
-    return Cursor(root=self.write_leaf(c.root, GLOBALS_KEY, op, abi_encode(g)), used=c.used + 1)
+def write_globals(c: Cursor, g: Globals, op: trace.Opening) -> Cursor:
+    return self.rewrite(c, GLOBALS_KEY, abi_encode(g), op)
 
 
 @internal

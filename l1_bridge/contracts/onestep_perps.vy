@@ -180,10 +180,13 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
         return empty(bytes32)
     pos_key: bytes32 = self.position_key(account, market)
     mkt_key: bytes32 = self.market_key(market)
-    op_pos: trace.Opening = lib.open_leaf(c0, pos_key, openings)
-    op_mkt: trace.Opening = lib.open_leaf(lib.Cursor(root=c0.root, used=1), mkt_key, openings)
+    op_pos: trace.Opening = openings[lib.at(c0, len(openings))]
+    lib.verify_leaf(c0, pos_key, op_pos)
+    op_mkt: trace.Opening = openings[lib.at(lib.Cursor(root=c0.root, used=1), len(openings))]
+    lib.verify_leaf(lib.Cursor(root=c0.root, used=1), mkt_key, op_mkt)
     acct_key: bytes32 = lib.account_key(account)
-    op_acct: trace.Opening = lib.open_leaf(lib.Cursor(root=c0.root, used=2), acct_key, openings)
+    op_acct: trace.Opening = openings[lib.at(lib.Cursor(root=c0.root, used=2), len(openings))]
+    lib.verify_leaf(lib.Cursor(root=c0.root, used=2), acct_key, op_acct)
     acct: lib.AccountLeaf = lib.read_account(op_acct)
     struct_hash: bytes32 = keccak256(abi_encode(ADJUST_MARGIN_TYPEHASH, account, market, amount, nonce, expiry))
     if not lib.user_checks(struct_hash, item, 50, account, nonce, expiry, ctx, acct, nonces):
@@ -225,13 +228,13 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
     collateral: uint256 = convert(convert(acct.collateral, int256) - amount, uint256)
     c: lib.Cursor = lib.Cursor(root=lib.write_leaf(c0.root, acct_key, op_acct, lib.account_leaf(collateral, nonce, nonces)),
                                used=3)
-    c = lib.rewrite(c, pos_key, abi_encode(pos.size, pos.cost, convert(pos.margin, uint256), pos.funding_snapshot), openings)
+    c = lib.rewrite(c, pos_key, abi_encode(pos.size, pos.cost, convert(pos.margin, uint256), pos.funding_snapshot), openings[lib.at(c, len(openings))])
     if numerator != 0:
-        c = lib.rewrite(c, mkt_key, lib.set_word(op_mkt.value, MARKET_FUNDING_DUST, convert(dust, bytes32)), openings)
+        c = lib.rewrite(c, mkt_key, lib.set_word(op_mkt.value, MARKET_FUNDING_DUST, convert(dust, bytes32)), openings[lib.at(c, len(openings))])
     if sweep > 0:
-        g: lib.Globals = lib.read_globals(lib.open_leaf(c, lib.GLOBALS_KEY, openings))
+        g: lib.Globals = lib.read_globals(c, openings[lib.at(c, len(openings))])
         g.insurance_fund += convert(sweep, uint256)
-        c = lib.write_globals(c, g, openings)
+        c = lib.write_globals(c, g, openings[lib.at(c, len(openings))])
     return c.root
 
 
@@ -276,9 +279,11 @@ def place_order(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings:
     if not found or not self.order_terms_ok(p, is_buy, price, size, leverage, time_in_force, reduce_only):
         return empty(bytes32)
     key: bytes32 = self.order_key(account, nonce)
-    op_order: trace.Opening = lib.open_leaf(c0, key, openings)
+    op_order: trace.Opening = openings[lib.at(c0, len(openings))]
+    lib.verify_leaf(c0, key, op_order)
     acct_key: bytes32 = lib.account_key(account)
-    op_acct: trace.Opening = lib.open_leaf(lib.Cursor(root=c0.root, used=1), acct_key, openings)
+    op_acct: trace.Opening = openings[lib.at(lib.Cursor(root=c0.root, used=1), len(openings))]
+    lib.verify_leaf(lib.Cursor(root=c0.root, used=1), acct_key, op_acct)
     acct: lib.AccountLeaf = lib.read_account(op_acct)
     params_hash: bytes32 = keccak256(abi_encode(PLACE_ORDER_TYPEHASH, account, market, is_buy, price, size, leverage,
                                                 time_in_force, reduce_only, nonce, expiry))
@@ -288,12 +293,12 @@ def place_order(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings:
         return empty(bytes32)
     c: lib.Cursor = lib.Cursor(root=lib.write_leaf(c0.root, acct_key, op_acct, lib.account_leaf(acct.collateral, nonce, nonces)),
                                used=2)
-    g: lib.Globals = lib.read_globals(lib.open_leaf(c, lib.GLOBALS_KEY, openings))
+    g: lib.Globals = lib.read_globals(c, openings[lib.at(c, len(openings))])
     g.order_count += 1
-    c = lib.write_globals(c, g, openings)
+    c = lib.write_globals(c, g, openings[lib.at(c, len(openings))])
     leaf: Bytes[MAX_LEAF] = abi_encode(params_hash, size, empty(uint256), False, market, is_buy, price, leverage,
                                        time_in_force, reduce_only, expiry, g.order_count)
-    return lib.rewrite(c, key, leaf, openings).root
+    return lib.rewrite(c, key, leaf, openings[lib.at(c, len(openings))]).root
 
 
 @internal
@@ -309,13 +314,17 @@ def cancel_order(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings
     nonce: uint256 = lib.word(item, 30, 8)
     expiry: uint256 = lib.word(item, 38, 8)
     key: bytes32 = self.order_key(account, order_nonce)
-    op_order: trace.Opening = lib.open_leaf(c0, key, openings)
+    op_order: trace.Opening = openings[lib.at(c0, len(openings))]
+    lib.verify_leaf(c0, key, op_order)
     if not op_order.present:
-        op_trigger: trace.Opening = lib.open_leaf(lib.Cursor(root=c0.root, used=1), self.trigger_key(account, order_nonce), openings)
+        c1: lib.Cursor = lib.Cursor(root=c0.root, used=1)
+        op_trigger: trace.Opening = openings[lib.at(c1, len(openings))]
+        lib.verify_leaf(c1, self.trigger_key(account, order_nonce), op_trigger)
         assert not op_trigger.present, "pending"
         return empty(bytes32)
     acct_key: bytes32 = lib.account_key(account)
-    op_acct: trace.Opening = lib.open_leaf(lib.Cursor(root=c0.root, used=1), acct_key, openings)
+    op_acct: trace.Opening = openings[lib.at(lib.Cursor(root=c0.root, used=1), len(openings))]
+    lib.verify_leaf(lib.Cursor(root=c0.root, used=1), acct_key, op_acct)
     acct: lib.AccountLeaf = lib.read_account(op_acct)
     struct_hash: bytes32 = keccak256(abi_encode(CANCEL_ORDER_TYPEHASH, account, order_nonce, nonce, expiry))
     if not lib.user_checks(struct_hash, item, 46, account, nonce, expiry, ctx, acct, nonces):
@@ -326,7 +335,7 @@ def cancel_order(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings
         return empty(bytes32)
     c: lib.Cursor = lib.Cursor(root=lib.write_leaf(c0.root, acct_key, op_acct, lib.account_leaf(acct.collateral, nonce, nonces)),
                                used=2)
-    return lib.rewrite(c, key, lib.set_word(op_order.value, ORDER_CANCELLED, convert(1, bytes32)), openings).root
+    return lib.rewrite(c, key, lib.set_word(op_order.value, ORDER_CANCELLED, convert(1, bytes32)), openings[lib.at(c, len(openings))]).root
 
 
 @internal
@@ -342,7 +351,8 @@ def funding_tick(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings
     if not found or abs(rate) > convert(p.funding_cap_ppm, int256):
         return empty(bytes32)
     key: bytes32 = self.market_key(market)
-    op: trace.Opening = lib.open_leaf(c0, key, openings)
+    op: trace.Opening = openings[lib.at(c0, len(openings))]
+    lib.verify_leaf(c0, key, op)
     if at % p.funding_interval_ms != 0:
         return empty(bytes32)
     if at <= lib.leaf_word(op.value, MARKET_FUNDING_TIME) or at > ctx.timestamp_ms:
