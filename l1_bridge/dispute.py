@@ -44,6 +44,8 @@ STATUS_NAMES = {ACTIVE: "active", PROPOSER_WON: "proposer won", CHALLENGER_WON: 
 PROPOSER_TURN, CHALLENGER_TURN = 1, 2
 CHECKPOINT_EVERY = 64
 """A copy of the replay is kept every this many items; a witness replays from the nearest."""
+GAS_MARGIN = 20_000
+"""Gas added to a move's estimate (plus a fifth of it)."""
 STEP_GAS = 3_000_000
 """Gas limit of a step (the one-step measures 175-402 k; estimation on some nodes is off by the
 memory expansion of the witness copies)."""
@@ -181,6 +183,11 @@ class GameContract:
         return self.client._call(what, fn)
 
     def _send(self, what: str, fn: Any, who: Signer, value: int = 0, gas: int | None = None) -> Any:
+        if gas is None:
+            # an estimate made in the block of the opponent's move charges a clock by 0 s (a no-op
+            # store); in the next block the clock changes and the move costs ~600 gas more
+            estimate = self.client._guard(what, lambda: fn.estimate_gas({"from": who.address, "value": value}))
+            gas = estimate + estimate // 5 + GAS_MARGIN
         return self.client.send(what, fn, who, value=value, gas=gas)
 
     # --- reads -----------------------------------------------------------------------
