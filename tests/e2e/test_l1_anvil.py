@@ -150,7 +150,8 @@ async def _eq(coro, value) -> bool:
 
 async def test_faulty_proposer_is_challenged_and_the_honest_output_finalizes(l1: L1, broker, topic, tmp_path):
     """A wrong root is posted; the verifier (from L1 data alone, and from Kafka)
-    challenges it, the output is deleted, the honest one is posted again and finalizes."""
+    proves it wrong in a dispute game, the output is deleted, the honest one is
+    posted again and finalizes."""
     from l1_bridge.verifier import Verifier
     from sequencer.node.node import make_log_config
     (ka, _), (kb, _) = l1.users[0], l1.users[1]
@@ -183,7 +184,10 @@ async def test_faulty_proposer_is_challenged_and_the_honest_output_finalizes(l1:
         verdicts = await verifier.check_once()
         assert verdicts[-1].index == bad_index and not verdicts[-1].ok and verdicts[-1].challenged
         assert "state_root" in verdicts[-1].error
-        assert l1.client.output_count() == bad_index  # deleted, with everything after it
+        await verifier.play_to_end()  # its dispute game against the node's defender
+        assert [r["status"] for r in verifier.results] == ["challenger won"]
+        deleted = l1.client.bridge.events.OutputsDeleted().get_logs(from_block=0)
+        assert [e["args"]["from_index"] for e in deleted] == [bad_index]  # deleted, with everything after it
 
         async def reposted():
             if l1.client.output_count() <= bad_index:
