@@ -406,6 +406,37 @@ def cmd_oracle(args) -> int:
         return 0
 
 
+def cmd_auction_list(args) -> int:
+    async def run(client):
+        auctions = await client.auctions()
+        if args.json:
+            print_json(auctions)
+            return 0
+        markets = {m["id"]: m for m in await client.markets()}
+        if not auctions:
+            print("no liquidation auction is running")
+        for a in auctions:
+            market = markets[a["market"]]
+            state = "over (the ladder takes what is left)" if a["over"] else \
+                f"ends {time.strftime('%H:%M:%S', time.gmtime(a['endMs'] / 1000))} UTC"
+            print(f"{a['owner']} {market['symbol']} {a['side']} {format_size(a['size'], market)} left  price "
+                  f"{format_price(a['price'])} (from {format_price(a['startPrice'])} to "
+                  f"{format_price(a['endPrice'])})  {state}")
+        return 0
+    return asyncio.run(with_client(args, run))
+
+
+def cmd_auction_bid(args) -> int:
+    async def run(client):
+        market = find_market(await client.markets(), args.market)
+        price = to_units(args.price, UNIT, market["tickSize"], "price", args.raw)
+        size = to_units(args.size, 10 ** market["baseDecimals"], market["stepSize"], "size", args.raw)
+        receipt = await client.auction_bid(args.owner, market["id"], size, price, leverage=args.leverage)
+        print_json(receipt)
+        return 0 if receipt["status"] == "ok" else 1
+    return asyncio.run(with_client(args, run, needs_key=True))
+
+
 # --- parser ----------------------------------------------------------------------------
 
 def cmd_vault_status(args) -> int:
@@ -589,6 +620,25 @@ def register(sub) -> None:
     p.add_argument("--min-amount", help="USDC: refuse if the shares would pay less")
     p.add_argument("--raw", action="store_true")
     p.set_defaults(func=cmd_vault_withdraw)
+
+    auction = sub.add_parser("auction", help="liquidation auctions (policy book+auction): list, bid").add_subparsers(
+        dest="auction_command", required=True)
+    p = auction.add_parser("list", help="the running liquidation auctions and each one's price now")
+    add_client_flags(p)
+    p.add_argument("--json", action="store_true", help="print the API's JSON (integer units)")
+    p.set_defaults(func=cmd_auction_list)
+    p = auction.add_parser("bid", help="take lots of a liquidation auction at its current price (a keeper)",
+                           description="Sign an AuctionBid: the lots are bought (a long's auction) or sold "
+                                       "(a short's) at the auction's price now, if no worse than PRICE; your side "
+                                       "is an ordinary fill at --leverage, paid from your free collateral.")
+    add_client_flags(p, key=True)
+    p.add_argument("owner", help="0x.. the liquidated account (isoroll auction list)")
+    p.add_argument("market", help="id or symbol, e.g. BTC-USD")
+    p.add_argument("size", help="base units, e.g. 0.1 (BTC); with --raw base lots")
+    p.add_argument("price", help="your limit in USDC per whole base unit; with --raw quote units")
+    p.add_argument("--leverage", type=int, default=1, help="isolated leverage of your side (1..maxLeverage)")
+    p.add_argument("--raw", action="store_true", help="price and size are the API's integers")
+    p.set_defaults(func=cmd_auction_bid)
 
     p = sub.add_parser("oracle", help="run the devnet oracle feeder (random walk or CSV replay)",
                        description="Sign OraclePrice records with k of the n oracle keys (default: the public "

@@ -361,6 +361,22 @@ class Client:
         """Redeem ``shares`` for free collateral at the vault's equity per share."""
         return await self.submit(await self.signed_vault_withdraw(shares, **kwargs))
 
+    async def auctions(self, market: int | None = None) -> list[dict]:
+        """GET /v1/auctions: the running liquidation auctions and each one's price now."""
+        return await self.request("GET", "/v1/auctions", params=None if market is None else {"market": int(market)})
+
+    async def signed_auction_bid(self, owner: str | bytes, market: int, size: int, price: int, *, leverage: int = 1,
+                                 nonce: int | None = None, expiry: int | None = None) -> R.AuctionBid:
+        owner = wire.parse_address(owner, "owner") if isinstance(owner, str) else bytes(owner)
+        record = R.AuctionBid(self.address, owner, int(market), int(size), int(price), int(leverage),
+                              nonce or self.nonces.next(), expiry or self.default_expiry(), b"")
+        return self.sign(record, await self.domain_separator())
+
+    async def auction_bid(self, owner: str | bytes, market: int, size: int, price: int, **kwargs) -> dict:
+        """Take ``size`` lots of ``owner``'s liquidation auction at its current
+        price, if no worse than ``price`` (a limit; market units)."""
+        return await self.submit(await self.signed_auction_bid(owner, market, size, price, **kwargs))
+
     async def submit_oracle_price(self, record: R.OraclePrice) -> dict:
         """POST /v1/oracle: a price signed by the oracle signers (sequencer.oracle
         makes them).  The receipt adds "liquidations" done in the same block."""

@@ -37,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--traders", type=int, default=Population().traders)
     p.add_argument("--makers", type=int, default=Population().makers)
     p.add_argument("--fund", type=int, default=Population().fund // 10**6, help="insurance fund at the start, USDC")
+    p.add_argument("--maker-notional", type=int, default=Population().maker_level_notional // 10**6,
+                   help="USDC per maker level and side: the book's depth (default %(default)s)")
+    p.add_argument("--keepers", type=int, default=Population().keepers, help="auction keepers (book+auction)")
     p.add_argument("--param", action="append", type=parse_override, default=[], metavar="FIELD=VALUE",
                    help="override a BTC-USD market parameter, e.g. partial_liquidation_ppm=100000")
     p.add_argument("--out", default="lab-report", help="directory for the PNG plots and report.html")
@@ -54,7 +57,8 @@ def cmd_lab(args) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    population = Population(traders=args.traders, makers=args.makers, fund=args.fund * 10**6)
+    population = Population(traders=args.traders, makers=args.makers, fund=args.fund * 10**6,
+                            maker_level_notional=args.maker_notional * 10**6, keepers=args.keepers)
     results = []
     for name in names:
         started = time.perf_counter()

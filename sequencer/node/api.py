@@ -159,7 +159,7 @@ class Api:
         """Per-client token buckets of the costly public routes (docs/api.md "Rate limits")."""
 
     EXTENSIONS = ("sequencer.node.api_history", "sequencer.node.api_web", "sequencer.node.api_apps",
-                  "sequencer.node.api_vault")
+                  "sequencer.node.api_vault", "sequencer.node.api_auctions")
     """Modules of this package with ``routes(api) -> list[Route]`` that add endpoints."""
 
     def extension_routes(self) -> list:

@@ -304,3 +304,25 @@ def test_an_ioc_keeper_unwind_after_the_auction_is_an_ordinary_order():
     assert venue.size("keeper") == 0 and INSURANCE_ADDRESS not in {k[0] for k in venue.state.positions
                                                                    if venue.state.positions[k].size}
     check(venue)
+
+
+def test_the_api_lists_running_auctions_with_their_price_now():
+    from sequencer.node.api_auctions import describe_auctions
+    venue, auction = start_auction()
+    listed = describe_auctions(venue.state, venue.markets, auction.start_ms + 30_000)
+    assert listed == [{"owner": "0x" + venue.address("alice").hex(), "market": BTC, "side": "long", "size": TENTH,
+                       "startPrice": usd(54_300), "endPrice": usd(54_000), "startMs": auction.start_ms,
+                       "endMs": auction.end_ms, "price": usd(54_150), "over": False}]
+    assert describe_auctions(venue.state, venue.markets, auction.end_ms, market=2) == []
+    assert describe_auctions(venue.state, venue.markets, auction.end_ms)[0]["over"] is True
+
+
+def test_the_cli_parses_auction_list_and_bid():
+    import argparse
+    from sequencer import cli_trading
+    parser = argparse.ArgumentParser()
+    cli_trading.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["auction", "bid", "0x" + "11" * 20, "BTC-USD", "0.1", "54000", "--leverage", "5"])
+    assert (args.func, args.owner, args.size, args.price, args.leverage) == \
+        (cli_trading.cmd_auction_bid, "0x" + "11" * 20, "0.1", "54000", 5)
+    assert parser.parse_args(["auction", "list"]).func is cli_trading.cmd_auction_list

@@ -183,7 +183,8 @@ def process_close_at_mark(state: State, address: bytes, position: Position, qty:
     """Close ``qty`` lots at the mark (rounded against the account) against
     the opposite positions ranked by profit x leverage; fee (``fee_ppm``, the
     liquidation fee unless given) to the insurance fund, capped by the margin
-    left; bad debt paid by the fund."""
+    left and by the equity at the mark of what is left (a partial step never
+    leaves the rest below 0); bad debt paid by the fund."""
     long = position.size > 0
     gross = qty * mark
     notional = -(gross // params.scale) if long else ceil_div(gross, params.scale)
@@ -191,7 +192,8 @@ def process_close_at_mark(state: State, address: bytes, position: Position, qty:
     closed, realised = apply_close(position, qty, notional)
     margin = position.margin + realised
     fee_ppm = params.liquidation_fee_ppm if fee_ppm is None else fee_ppm
-    fee = min(compute_fee(abs(notional), fee_ppm), max(0, margin))
+    left = compute_equity_scaled(replace(closed, margin=margin), mark, state.markets[params.id], params)
+    fee = min(compute_fee(abs(notional), fee_ppm), max(0, margin), max(0, left // params.scale))
     bad_debt = max(0, -margin)
     state.set_position(address, params.id, replace(closed, margin=margin - fee + bad_debt))
     add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
@@ -416,7 +418,8 @@ def process_unfilled(state: State, ctx: Context, address: bytes, position: Posit
     policy = params.liquidation_policy
     market = state.markets[params.id]
     solvent = compute_equity_scaled(position, mark, market, params) >= 0
-    if policy == LIQUIDATION_BOOK_AUCTION and solvent:
+    start, end = compute_auction_prices(position, mark, market, params)
+    if policy == LIQUIDATION_BOOK_AUCTION and solvent and start != end:
         start_auction(state, address, position, lots, mark, params, timestamp_ms)
         return
     if policy == LIQUIDATION_BOOK_VAULT:
@@ -444,15 +447,22 @@ def process_vault_step(state: State, ctx: Context, address: bytes, position: Pos
     return taken
 
 
+def compute_auction_prices(position: Position, mark: int, market: Market, params: MarketParams) -> tuple[int, int]:
+    """(start, end) of an auction of the position now: the mark rounded to the
+    tick in the owner's favour, and its bankruptcy price; equal when there is
+    nothing to decay (the ladder then takes the lots at once)."""
+    long, tick = position.size > 0, params.tick_size
+    end = compute_liquidation_limit(position, market, params)
+    start = ceil_div(mark, tick) * tick if long else max(tick, mark // tick * tick)
+    return (max(start, end), end) if long else (min(start, end), end)
+
+
 def start_auction(state: State, address: bytes, position: Position, lots: int, mark: int, params: MarketParams,
                   timestamp_ms: int) -> None:
     """Put ``lots`` of a solvent position up for a Dutch auction: from the mark
     (rounded to the tick in the owner's favour) to the bankruptcy price over
     the market's auction duration (sequencer.core.rules.auction)."""
-    long, tick = position.size > 0, params.tick_size
-    end = compute_liquidation_limit(position, state.markets[params.id], params)
-    start = ceil_div(mark, tick) * tick if long else max(tick, mark // tick * tick)
-    start = max(start, end) if long else min(start, end) if end else start
+    start, end = compute_auction_prices(position, mark, state.markets[params.id], params)
     state.set_auction(address, params.id, Auction(lots, start, end, timestamp_ms,
                                                   timestamp_ms + params.auction_duration_ms))
 
