@@ -100,6 +100,13 @@ async def test_an_unprivileged_verifier_proves_a_wrong_output_wrong(l1: L1, brok
         wrong = l1.client.live_outputs()[fault]["fields"]
         assert wrong.state_root != honest.trace.end.state_root  # the fault went on L1
 
+        broke = Account.create()  # refused at start, with the reason, nothing sent
+        code, out, err = await isoroll("verifier", "--once", "--key", "0x" + bytes(broke.key).hex(), *chain)
+        assert code == 1 and f"error: key {broke.address} holds 0 ETH on L1: a dispute needs the bond" in err, err
+        code, out, err = await isoroll("verifier", "--once", "--key", "0x" + key.hex(), "--bond", "0.001", *chain)
+        assert code == 1 and "error: bond too small: --bond 0.001 ETH" in err, err
+        assert games.game_count() == 0
+
         before = l1.client.eth_balance(verifier)
         code, out, err = await isoroll("verifier", "--once", "--key", "0x" + key.hex(), *chain, timeout=120)
         assert code == 2, f"stdout:\n{out}\nstderr:\n{err}"
