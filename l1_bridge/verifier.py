@@ -126,6 +126,8 @@ class Verifier:
             if record.ended is None or any(r["game"] == game for r in self.results):
                 continue
             paid = self.player.collect() if record.status == CHALLENGER_WON else 0
+            if record.status != CHALLENGER_WON:  # lost or moot: the output may be disputed again while it can
+                self.disputed = {k: v for k, v in self.disputed.items() if v != game}
             self.results.append({"game": game, "output": record.output, "status": STATUS_NAMES[record.status],
                                  "moves": record.moves, "gas": record.gas,
                                  "seconds": round(record.ended - record.started, 2), "paid": paid})

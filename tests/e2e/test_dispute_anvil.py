@@ -17,6 +17,7 @@ contract on anvil.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import pytest
@@ -132,6 +133,12 @@ async def test_an_unprivileged_verifier_proves_a_wrong_output_wrong(l1: L1, brok
         assert code == 0 and "MISMATCH" not in out, out
         code, out, _ = await isoroll("l1", "disputes", *chain)
         assert code == 0 and re.search(rf"^game #0  output {fault}  challenger won", out, re.M), out
+        code, out, _ = await isoroll("l1", "disputes", "--json", *chain)
+        listed = json.loads(out)["games"]
+        assert [(x["output"], x["state"], x["challenger"].lower()) for x in listed] == [
+            (fault, "challenger won", verifier.lower())]
+        code, out, _ = await isoroll("l1", "status", *chain)
+        assert code == 0 and re.search(r"^disputes   1 games, 0 active$", out, re.M), out
 
     l1.advance(DEVNET.challenge_period + 1)
     replay = L1Replay(l1.client)
