@@ -365,7 +365,8 @@ def _challenger_key(args, c):
     try:
         key = _key(args)
     except SystemExit:
-        print("warning: no key (--key / ISOROLL_KEY): mismatches are reported, not disputed", file=sys.stderr)
+        print("warning: no challenger key (--key / ISOROLL_KEY): mismatches are reported, not disputed",
+              file=sys.stderr)
         return None, None, 0
     games = _games(c)
     need = games.challenge_bond()
