@@ -558,8 +558,10 @@ class Exchange:
                 self.remove_order(key)
 
     def due_auction_ends(self, state: State, timestamp_ms: int, ctx: Context) -> list[Record]:
-        """AuctionEnd for every liquidation auction over at this block time
-        (applied; one the rule refuses, e.g. on a stale mark, waits)."""
+        """AuctionEnd for every liquidation auction over at this block time,
+        each followed by the liquidation of what is left of the position while
+        it is liquidatable (applied; one the rule refuses, e.g. on a stale
+        mark, waits)."""
         def apply_ends() -> list[Record]:
             out: list[Record] = []
             for (address, market_id), auction in sorted(state.auctions.items()):
@@ -567,6 +569,7 @@ class Exchange:
                 if auction.end_ms <= timestamp_ms and apply_record(state, record, timestamp_ms, ctx) is None:
                     out.append(record)
                     self.remove_cancelled_orders(state, address, market_id)
+                    out += self.liquidate_accounts(state, market_id, [address], timestamp_ms, ctx)  # the rest
             return out
         return self.run_atomically(state, apply_ends)
 

@@ -27,7 +27,8 @@ from sequencer.core.state import Position
 from sequencer.core.transition import RuleError
 from sequencer.lab.checks import get_stuck_liquidations, iter_user_positions
 from sequencer.lab.scenarios import Tick
-from sequencer.lab.venue import IMMEDIATE_OR_CANCEL, Venue, get_lab_address
+from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL
+from sequencer.lab.venue import Venue, get_lab_address
 
 MARKET = 1
 LEVERAGES = (2, 5, 10, 20, 50)

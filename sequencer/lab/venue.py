@@ -2,7 +2,10 @@
 block time, and the log of every record applied (for replay checks).
 
 Records are unsigned and the context does not check signatures: the lab and
-the adversary tests are about the margin rules, not about who signed."""
+the adversary tests are about the margin rules, not about who signed.  The
+perps tests' ``Sim`` (tests/unit/perps_support.py) is this venue with keys:
+it overrides ``address``, ``sign`` and ``oracle_record`` and nothing else, so
+the order-book helpers have one definition."""
 from __future__ import annotations
 
 import msgspec
@@ -12,16 +15,15 @@ from sequencer.core.hashing import keccak
 from sequencer.core.markets import DEVNET_MARKETS, MarketParams
 from sequencer.core.matching import Exchange
 from sequencer.core.presets import DEVNET
-from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, OraclePrice, PlaceOrder, Record,
+from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, OraclePrice, PlaceOrder, Record, Transfer,
                                     Withdraw)
+from sequencer.core.rules.orders import GOOD_TILL_CANCEL
 from sequencer.core.state import Position, State
-from sequencer.core.rules.orders import GOOD_TILL_CANCEL, IMMEDIATE_OR_CANCEL, POST_ONLY
 from sequencer.core.transition import Context, RuleError, apply_record, compute_genesis_state
 
-__all__ = ["Venue", "get_lab_address", "GOOD_TILL_CANCEL", "IMMEDIATE_OR_CANCEL", "POST_ONLY"]
+__all__ = ["Venue", "get_lab_address"]
 VENUE_START_MS = 1_700_000_020_000
 """Block time the venue starts at: a multiple of the devnet funding interval plus 20 s."""
-ORDER_LIFETIME_MS = 24 * 3_600_000
 
 
 def get_lab_address(name: str) -> bytes:
@@ -39,17 +41,31 @@ class Venue:
     """One sequencer: ``place``/``submit`` go through ``Exchange.admit`` (the
     block builder's path), ``apply`` through ``apply_record`` alone."""
 
-    def __init__(self, balances: dict[str, int], *, fund: int = 0,
-                 markets: dict[int, MarketParams] | None = None, start_ms: int = VENUE_START_MS) -> None:
+    ORDER_LIFETIME_MS = 24 * 3_600_000
+    """An order's expiry after ``now`` unless given."""
+
+    def __init__(self, balances: dict[str, int], *, fund: int = 0, markets: dict[int, MarketParams] | None = None,
+                 start_ms: int = VENUE_START_MS, ctx: Context | None = None) -> None:
         self.markets = markets if markets is not None else DEVNET_MARKETS
-        self.ctx = make_unchecked_context(self.markets)
-        self.genesis = [(get_lab_address(name), amount) for name, amount in balances.items()]
+        self.ctx = ctx if ctx is not None else make_unchecked_context(self.markets)
+        self.genesis = [(self.address(name), amount) for name, amount in balances.items()]
         self.fund = fund
         self.state = self.make_genesis()
         self.exchange = Exchange(self.markets)
         self.now = start_ms
         self.nonces: dict[str, int] = {}
         self.log: list[tuple[int, Record]] = []
+
+    # --- who signs (the perps tests' Sim overrides these three) ------------------------------
+    def address(self, name: str) -> bytes:
+        return get_lab_address(name)
+
+    def sign(self, record: Record, name: str) -> Record:
+        """The record as ``name`` would sign it (unsigned here: signatures are not checked)."""
+        return record
+
+    def oracle_record(self, market: int, price: int, timestamp_ms: int) -> OraclePrice:
+        return OraclePrice(market, price, timestamp_ms, ())
 
     def make_genesis(self) -> State:
         state = compute_genesis_state(self.genesis)
@@ -64,21 +80,28 @@ class Venue:
 
     # --- records ---------------------------------------------------------------------
     def order(self, name: str, is_buy: bool, price: int, size: int, *, market: int = 1, leverage: int = 10,
-              tif: int = GOOD_TILL_CANCEL, reduce_only: bool = False) -> PlaceOrder:
-        return PlaceOrder(get_lab_address(name), market, is_buy, price, size, leverage, tif, reduce_only,
-                          self.next_nonce(name), self.now + ORDER_LIFETIME_MS, b"")
+              tif: int = GOOD_TILL_CANCEL, reduce_only: bool = False, expiry: int | None = None) -> PlaceOrder:
+        expiry = self.now + self.ORDER_LIFETIME_MS if expiry is None else expiry
+        return self.sign(PlaceOrder(self.address(name), market, is_buy, price, size, leverage, tif, reduce_only,
+                                    self.next_nonce(name), expiry, b""), name)
 
     def cancel_record(self, name: str, order_nonce: int) -> CancelOrder:
-        return CancelOrder(get_lab_address(name), order_nonce, self.next_nonce(name), self.now + 60_000, b"")
+        return self.sign(CancelOrder(self.address(name), order_nonce, self.next_nonce(name), self.now + 60_000, b""),
+                         name)
 
     def adjust_record(self, name: str, amount: int, market: int = 1) -> AdjustMargin:
-        return AdjustMargin(get_lab_address(name), market, amount, self.next_nonce(name), self.now + 60_000, b"")
+        return self.sign(AdjustMargin(self.address(name), market, amount, self.next_nonce(name), self.now + 60_000,
+                                      b""), name)
 
     def withdraw_record(self, name: str, amount: int) -> Withdraw:
-        return Withdraw(get_lab_address(name), amount, self.next_nonce(name), self.now + 60_000, b"")
+        return self.sign(Withdraw(self.address(name), amount, self.next_nonce(name), self.now + 60_000, b""), name)
+
+    def transfer_record(self, name: str, to: str, amount: int) -> Transfer:
+        return self.sign(Transfer(self.address(name), self.address(to), amount, self.next_nonce(name),
+                                  self.now + 60_000, b""), name)
 
     def deposit_record(self, name: str, amount: int) -> Deposit:
-        return Deposit(self.state.globals.inbox_count, get_lab_address(name), amount)
+        return Deposit(self.state.globals.inbox_count, self.address(name), amount)
 
     # --- the block builder's path ---------------------------------------------------------
     def submit(self, record: Record) -> list[Record]:
@@ -108,7 +131,7 @@ class Venue:
     def post_price(self, price: int, market: int = 1, advance_ms: int = 1) -> list[Record]:
         """One oracle price at ``now + advance_ms`` through the Exchange."""
         self.now += advance_ms
-        record = OraclePrice(market, price, self.now, ())
+        record = self.oracle_record(market, price, self.now)
         out = self.exchange.on_oracle_price(self.state, record, self.now, self.ctx)
         self.log.extend((self.now, r) for r in out)
         return out
@@ -124,10 +147,10 @@ class Venue:
         """The oracle price alone at ``now`` through ``apply_record`` (no
         liquidation scan); a jump the rules hold pending gets its confirming
         print at ``now + 1`` (sequencer.core.rules.mark)."""
-        error = self.apply(OraclePrice(market, price, self.now, ()))
+        error = self.apply(self.oracle_record(market, price, self.now))
         if error is None and self.state.markets[market].pending_oracle_price:
             self.now += 1
-            error = self.apply(OraclePrice(market, price, self.now, ()))
+            error = self.apply(self.oracle_record(market, price, self.now))
         return error
 
     def apply(self, record: Record) -> RuleError | None:
@@ -137,24 +160,22 @@ class Venue:
             self.log.append((self.now, record))
         return error
 
-    def replay(self) -> State:
+    def replay(self, ctx: Context | None = None) -> State:
+        """The log applied again from genesis (under ``ctx``, by default this venue's)."""
         state = self.make_genesis()
         for timestamp_ms, record in self.log:
-            error = apply_record(state, record, timestamp_ms, self.ctx)
+            error = apply_record(state, record, timestamp_ms, ctx or self.ctx)
             if error is not None:
                 raise AssertionError(f"replay refused {record}: {error}")
         return state
 
     # --- views --------------------------------------------------------------------------
-    def address(self, name: str) -> bytes:
-        return get_lab_address(name)
-
     def free(self, name: str) -> int:
-        account = self.state.accounts.get(get_lab_address(name))
+        account = self.state.accounts.get(self.address(name))
         return account.collateral if account else 0
 
     def position(self, name: str, market: int = 1) -> Position:
-        return self.state.positions.get((get_lab_address(name), market)) or Position()
+        return self.state.positions.get((self.address(name), market)) or Position()
 
     def size(self, name: str, market: int = 1) -> int:
         return self.position(name, market).size

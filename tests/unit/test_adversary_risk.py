@@ -19,7 +19,8 @@ from sequencer.core.transition import RuleError
 from sequencer.lab.checks import (INSURANCE_ADDRESS, compute_position_equity, compute_solvency_gap,
                                   get_crossed_books, get_fund_positions, get_negative_equity_positions,
                                   get_stuck_liquidations)
-from sequencer.lab.venue import IMMEDIATE_OR_CANCEL, POST_ONLY, Venue
+from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY
+from sequencer.lab.venue import Venue
 
 BTC = 1
 ONE_BTC = 10**8

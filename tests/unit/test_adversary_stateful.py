@@ -29,7 +29,12 @@ from sequencer.core.markets import DEVNET_MARKETS, USDC
 from sequencer.core.transition import RuleError
 from sequencer.lab.checks import (compute_solvency_gap, get_crossed_books, get_fund_positions,
                                   get_negative_equity_positions, get_stuck_liquidations)
-from sequencer.lab.venue import GOOD_TILL_CANCEL, IMMEDIATE_OR_CANCEL, POST_ONLY, Venue
+from sequencer.core.markets import LIQUIDATION_BOOK_AUCTION, LIQUIDATION_LADDER
+from sequencer.core.records import AuctionBid
+from sequencer.core.rules.auction import compute_auction_price
+from sequencer.core.rules.liquidation import compute_liquidation_limit
+from sequencer.core.rules.orders import GOOD_TILL_CANCEL, IMMEDIATE_OR_CANCEL, POST_ONLY
+from sequencer.lab.venue import Venue
 
 BTC = 1
 PARAMS = DEVNET_MARKETS[BTC]
@@ -47,6 +52,9 @@ def at_tick(price: int) -> int:
 
 
 class Adversary(RuleBasedStateMachine):
+    MARKETS = None
+    """The market table (None: the devnet's, whose liquidation policy is book-first)."""
+
     @initialize(fund=st.sampled_from([0, 1_000 * USDC, 50_000 * USDC]),
                 balances=st.lists(st.sampled_from([500, 5_000, 50_000, 500_000]), min_size=5, max_size=5),
                 openings=st.lists(st.tuples(st.booleans(), st.sampled_from([2, 10, 20, 50]),
@@ -55,7 +63,7 @@ class Adversary(RuleBasedStateMachine):
     def setup(self, fund, balances, openings):
         """Every trader opens a position against the market maker to start with."""
         self.venue = Venue({"mm": 50_000_000 * USDC, **{n: b * USDC for n, b in zip(TRADERS, balances)}},
-                           fund=fund)
+                           fund=fund, markets=self.MARKETS)
         self.venue.set_price(60_000 * USDC)
         self.placed: list[tuple[str, int]] = []
         for name, (is_buy, leverage, size) in zip(TRADERS, openings):
@@ -140,6 +148,17 @@ class Adversary(RuleBasedStateMachine):
         mark = self.venue.mark()
         self.venue.set_price(at_tick(mark + mark * move // 10**6))
 
+    @rule(name=st.sampled_from(TRADERS), victim=st.sampled_from(TRADERS), size=st.sampled_from(SIZES[1:4]))
+    def front_run(self, name, victim, size):
+        """Rest an order at exactly another position's bankruptcy price (its
+        liquidation's worst fill), hoping to buy its liquidation cheap."""
+        position = self.venue.position(victim)
+        if name == victim or not position.size:
+            return
+        limit = compute_liquidation_limit(position, self.venue.state.markets[BTC], self.venue.markets[BTC])
+        if limit > 0:
+            self.place_order(name, position.size > 0, limit, size, leverage=10)
+
     @rule()
     def funding(self):
         self.venue.set_price(self.venue.mark(), advance_ms=PARAMS.funding_interval_ms)
@@ -196,3 +215,50 @@ class AdversaryChecked(Adversary):
 TestAdversary = AdversaryChecked.TestCase
 TestAdversary.settings = settings(max_examples=150, stateful_step_count=50, deadline=None, database=None,
                                   derandomize=True, suppress_health_check=list(HealthCheck))
+
+
+def with_policy(policy: int) -> dict:
+    import msgspec
+    return {m: msgspec.structs.replace(p, liquidation_policy=policy) for m, p in DEVNET_MARKETS.items()}
+
+
+class AdversaryAuction(AdversaryChecked):
+    """book+auction: the same playbook, plus keepers (any trader, with or
+    without the collateral) bidding in the auctions at or off the current
+    price, and time running past the auctions' ends."""
+    MARKETS = with_policy(LIQUIDATION_BOOK_AUCTION)
+
+    @precondition(lambda self: self.venue.state.auctions)
+    @rule(keeper=st.sampled_from(TRADERS), fraction=st.sampled_from([1, 2, 10]),
+          off_ppm=st.sampled_from([-10_000, 0, 10_000]), leverage=st.sampled_from([1, 5, 50]))
+    def bid(self, keeper, fraction, off_ppm, leverage):
+        venue = self.venue
+        (owner, market), auction = sorted(venue.state.auctions.items())[0]
+        price = compute_auction_price(auction, venue.now, PARAMS)
+        size = max(STEP, auction.size // fraction // STEP * STEP)
+        self.try_submit(AuctionBid(venue.address(keeper), owner, market, size, price + price * off_ppm // 10**6,
+                                   leverage, venue.next_nonce(keeper), venue.now + 60_000, b""))
+
+    @precondition(lambda self: self.venue.state.auctions)
+    @rule()
+    def auctions_end(self):
+        """Time passes the auctions' ends: a fresh price, then the block start's AuctionEnds."""
+        venue = self.venue
+        venue.now = max(venue.now, *(a.end_ms for a in venue.state.auctions.values()))
+        venue.set_price(venue.mark())
+        out = venue.exchange.due_auction_ends(venue.state, venue.now, venue.ctx)
+        venue.log.extend((venue.now, r) for r in out)
+        event(f"auctions ended: {len(out)}")
+
+
+class AdversaryLadder(AdversaryChecked):
+    """The ladder without the book (the policy before the book step)."""
+    MARKETS = with_policy(LIQUIDATION_LADDER)
+
+
+TestAdversaryAuction = AdversaryAuction.TestCase
+TestAdversaryAuction.settings = settings(max_examples=60, stateful_step_count=50, deadline=None, database=None,
+                                         derandomize=True, suppress_health_check=list(HealthCheck))
+TestAdversaryLadder = AdversaryLadder.TestCase
+TestAdversaryLadder.settings = settings(max_examples=30, stateful_step_count=50, deadline=None, database=None,
+                                        derandomize=True, suppress_health_check=list(HealthCheck))

@@ -21,7 +21,8 @@ from sequencer.core.rules.liquidation import MAX_LIQUIDATION_MAKERS, compute_liq
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.state import Auction, State
 from sequencer.lab.checks import get_crossed_books, get_fund_positions, get_stuck_liquidations
-from sequencer.lab.venue import IMMEDIATE_OR_CANCEL, Venue
+from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL
+from sequencer.lab.venue import Venue
 
 BTC = 1
 ONE_BTC = 10**8
