@@ -1,25 +1,23 @@
-"""Play dispute games (docs/fraud-proofs.md) from a local replay of an output's items.
+"""Play dispute games (docs/fraud-proofs.md, dispute.vy joined to bridge.vy)
+from local replays of the outputs' posted items.
 
-    trace = LocalTrace(TraceRunner(start_state, rules), items)
-    player = GamePlayer(w3, dispute, sender, trace)
-    player.challenge(output_index, encode_data(items))   # or, as the proposer,
-    player.play(game)                                   # one move when it is our turn
-    player.play_to_end(game, opponent=other.play)       # both sides until the game ends
+    games = GameContract.of(client)                     # the bridge's DISPUTE
+    traces = OutputTraces(client, TraceRunner(genesis_state, rules))
+    known = traces.get(index)                           # the output's chunks and trace
+    GamePlayer(games, key).play(game, known)            # one move when one is ours
 
 A player only ever posts or agrees with the claims of its own trace, so an
 honest trace wins every game (the contract's one-step decides the last item).
+``get_move`` is the decision (pure); every call to the contracts goes
+through ``GameContract`` (one thin adapter).  On top of the player:
 
-Every call to the game contract goes through ``GameContract`` (one thin
-adapter: the stand-alone ``dispute.vy`` or the bridge it is joined to).  On
-top of the player:
-
-- ``OutputTraces``: the trace of each live output from L1 data alone (its
-  posted items, from the state after the output before it);
-- ``Defender``: the proposer's loop, answering every game against its outputs
-  (it keeps no state of its own: a restarted defender resumes from the chain);
-- ``Challenger``: opens a game against an output its trace disagrees with
-  (after checking the period, the bond and the key's balance) and plays it to
-  the end; used by ``isoroll verifier --key``.
+- ``OutputTraces``: each live output's chunks and trace from L1 data alone
+  (its posted items, from the state after the output before it);
+- ``Defender``: the proposer's loop, answering every game on its outputs
+  (no state of its own: a restarted defender resumes from the chain);
+- ``Challenger``: opens a game on an output its trace disagrees with (after
+  checking the period, the bond and the key's balance) and plays it to the
+  end, or takes up its open games after a restart; ``isoroll verifier --key``.
 """
 from __future__ import annotations
 
@@ -32,8 +30,6 @@ from typing import Any, Callable, Sequence
 from web3.logs import DISCARD
 
 from l1_bridge.client import L1Error, L1Reverted, Signer, poll_forever
-from l1_bridge.deploy import transact
-from prover.hashing import keccak
 from prover.records import DataError, PendingKind, compute_data_hash, decode_data, decode_replay_item, prove_item
 from prover.trace import TraceRunner
 
