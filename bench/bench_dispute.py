@@ -2,11 +2,18 @@
 
     .venv/bin/python -m bench.bench_dispute [--blocks 500] [--accounts 100000] [--json out.json]
 
-1. A real game: an output of `--blocks` one-transfer blocks after a mixed
-   prefix (3 items per block, ~110 KB of item data at 500), a proposer lying
-   about the last position against an honest challenger, both played by
-   l1_bridge.dispute.GamePlayer: gas of propose, challenge (data calldata and
-   the records root derived on L1), each bisect, each choose, and the step.
+1. A real game on the bridge's own output (bridge.vy, dispute.vy and the
+   one-steps deployed by l1_bridge.deploy, the inbox holding the trace's
+   deposits and forced withdrawals): an output of `--blocks` one-transfer
+   blocks after a mixed prefix (3 items per block, ~110 KB of item data at
+   500), a proposer lying about the last position against an honest
+   challenger, both played by l1_bridge.dispute.GamePlayer: gas of propose,
+   challenge (the first chunk's calldata and its records derived on L1),
+   reveal, each bisect, each choose, the step; and a consistency proof.
+4. An output of `--records` transfers (100 per block): posted in chunks of
+   120,000 bytes (postData, then propose), challenged chunk by chunk (the
+   frontier kept in storage between the transactions) and played to the end:
+   gas of every transaction.
 2. The one-step per item kind against a state tree of `--accounts` accounts
    (eth_estimateGas of onestep.step as a transaction: 21,000, calldata with the
    proofs, the re-execution).
@@ -25,14 +32,19 @@ from typing import Any
 from eth_tester import EthereumTester, PyEVMBackend
 from web3 import EthereumTesterProvider, Web3
 
+from pathlib import Path
+
 from l1_bridge.compile import compile_contract
-from l1_bridge.dispute import GamePlayer, LocalTrace
+from l1_bridge.dispute import LocalTrace, OutputTrace
 from prover import fraud_vectors as fv
+from prover.keys import GLOBAL_KEY
+from prover.records import decode_data
 from prover.hashing import keccak
 from prover.records import BlockEnd, BlockStart, Noop, compute_block_items, encode_data, encode_item
 from prover.trace import TraceContext, TraceRunner, build_tree, compute_claim
-from sequencer.core.records import Deposit, ForcedWithdrawal, Transfer, Withdraw
-from sequencer.core.state import Account, State
+from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, ForcedWithdrawal, FundingTick, PlaceOrder,
+                                    Transfer, Withdraw)
+from sequencer.core.state import Account, Position, State
 
 
 def make_chain() -> Web3:
@@ -58,34 +70,95 @@ def count_rounds(n: int) -> int:
     return rounds
 
 
-def measure_game(w3: Web3, blocks: int) -> dict:
-    items = [item for m in fv.make_trace_messages(extra_blocks=blocks) for item in compute_block_items(m)]
-    data = encode_data(items)
+def load_game_env():
+    """tests/evm/game_env.py: the bridge, the one-steps and dispute.vy on
+    py-evm with the vectors' inbox (shared with the game tests)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "evm"))
+    import game_env
+    return game_env
+
+
+def make_transfer_messages(records: int, per_block: int) -> list[bytes]:
+    """The vectors' three blocks, then `records` transfers a -> b, `per_block` a block."""
+    from sequencer.core.encoding import encode_block
+    messages = fv.make_trace_messages()
+    parent, a, b = keccak(messages[-1]), fv.ADDRESSES[0], fv.ADDRESSES[1]
+    exp = fv.BLOCK_TIME + 10**7
+    for k, first in enumerate(range(0, records, per_block)):
+        txs = [fv.sign(Transfer(a, b, 1, 1000 + i, exp, b""), fv.KEYS[0])
+               for i in range(first, min(records, first + per_block))]
+        messages.append(encode_block(fv.make_block(4 + k, parent, fv.BLOCK_TIME + 4 + k, txs)))
+        parent = keccak(messages[-1])
+    return messages
+
+
+def play_wrong_root(world: Any, items: list[bytes]) -> dict:
+    """Propose `items` with a wrong state root (chunks of 120,000 bytes), an
+    honest challenger opens, loads and wins; gas of every transaction."""
+    ge = load_game_env()
+    chunks = ge.chunks_of(items)
     started = time.perf_counter()
-    honest = LocalTrace(TraceRunner(fv.make_trace_genesis(), fv.RULES), items)
+    honest = ge.make_trace(items)
     replay_s = time.perf_counter() - started
-    onestep = deploy(w3, "onestep", *fv.ONESTEP_PARAMS, deploy(w3, "onestep_perps", *fv.PERPS_PARAMS).address)
-    genesis_root = TraceRunner(fv.make_trace_genesis(), fv.RULES).state_root
-    dispute = deploy(w3, "dispute", onestep.address, w3.eth.accounts[0], genesis_root, 3600, 600, 60,
-                     10**18, 10**17, 10**15)
-    liar = LocalTrace.__new__(LocalTrace)
-    liar.__dict__.update(honest.__dict__)
-    wrong_root = keccak(b"wrong")
-    liar.claims = honest.claims[:-1] + [compute_claim(wrong_root, honest.end.ctx)]
-    proposer = GamePlayer(w3, dispute, w3.eth.accounts[0], liar)
-    challenger = GamePlayer(w3, dispute, w3.eth.accounts[1], honest)
-    output = proposer.propose(wrong_root, honest.end.ctx.as_arg(), honest.end.ctx.withdrawals.root(), keccak(data))
-    game = challenger.challenge(output, data)
-    status = challenger.play_to_end(game, proposer.play)
-    moves = proposer.gas + challenger.gas
+    root = keccak(b"wrong" + honest.end.state_root)
+    liar = ge.FakeTrace(honest, len(items))
+    liar.claims[-1] = compute_claim(root, honest.end.ctx)
+    proposals = []
+    before = world.w3.eth.block_number
+    output, _ = world.propose(honest, chunks, state_root=root)
+    for n in range(before + 1, world.w3.eth.block_number + 1):
+        proposals += [world.w3.eth.get_transaction_receipt(t)["gasUsed"] for t in world.w3.eth.get_block(n)["transactions"]]
+    who = world.others[0]
+    challenger, proposer = world.player(who), world.player(world.proposer)
+    game, receipt = world.games.challenge(ge.Signer.of(who), output, world.fields_of(output),
+                                          world.fields_of(output - 1), chunks[0], ge.CHALLENGE_BOND)
+    challenger.gas.append(("challenge", receipt["gasUsed"]))
+    status = world.play_to_end(game, (challenger, OutputTrace(chunks, honest)), (proposer, OutputTrace(chunks, liar)))
     by_kind: dict[str, list[int]] = {}
-    for name, gas in moves:
+    for name, gas in proposer.gas + challenger.gas:
         by_kind.setdefault(name, []).append(gas)
-    return {"items": len(items), "data_bytes": len(data), "status": status, "replay_s": round(replay_s, 2),
-            "rounds": len(by_kind.get("bisect", [])),
-            "gas": {k: {"median": int(statistics.median(v)), "max": max(v), "count": len(v)} for k, v in by_kind.items()},
-            "proposer_total": sum(g for n, g in proposer.gas if n != "propose"),
+    return {"items": len(items), "data_bytes": sum(len(c) for c in chunks), "chunks": len(chunks),
+            "chunk_items": [len(decode_data(c)) for c in chunks], "status": status, "replay_s": round(replay_s, 2),
+            "rounds": len(by_kind.get("bisect", [])), "propose_txs": proposals,
+            "gas": {k: {"median": int(statistics.median(v)), "max": max(v), "count": len(v), "total": sum(v)}
+                    for k, v in by_kind.items()},
+            "proposer_total": sum(g for _, g in proposer.gas),
             "challenger_total": sum(g for _, g in challenger.gas)}
+
+
+def make_world() -> Any:
+    """The game tests' world with a day on each clock (see game_env.make_world)."""
+    from dataclasses import replace
+    ge = load_game_env()
+    return ge.make_world(replace(ge.PRESET, challenge_period=7 * 86_400, game_clock=86_400, game_extension=3_600))
+
+
+def measure_game(blocks: int) -> dict:
+    ge = load_game_env()
+    world = make_world()
+    out = play_wrong_root(world, ge.make_items(blocks))
+    out["consistency_proof"] = measure_consistency_proof(world)
+    return out
+
+
+def measure_consistency_proof(world: Any) -> int:
+    """proveInconsistent against an output whose block hash is not its state's."""
+    ge = load_game_env()
+    trace = ge.make_trace(ge.make_items())
+    output, fields = world.propose(trace, ge.chunks_of(ge.make_items()), last_block_hash=keccak(b"other"))
+    p = trace.end.tree.prove(GLOBAL_KEY)
+    proof = (p.bitmap, list(p.siblings), p.other_key or b"\x00" * 32, p.other_value_hash or b"\x00" * 32)
+    receipt = world.client.send("proveInconsistent", world.dispute.functions.proveInconsistent(
+        output, fields.as_arg(), world.fields_of(output - 1).as_arg(), trace.end.tree.get(GLOBAL_KEY), proof),
+        world.others[3])
+    return receipt["gasUsed"]
+
+
+def measure_big_output(records: int, per_block: int = 100) -> dict:
+    ge = load_game_env()
+    from prover.records import compute_block_items
+    items = [i for m in make_transfer_messages(records, per_block) for i in compute_block_items(m)]
+    return dict(play_wrong_root(make_world(), items), records=records, per_block=per_block)
 
 
 def measure_derivation(w3: Web3) -> dict:
@@ -104,7 +177,11 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
     a, b, c, d = fv.ADDRESSES
     population = {keccak(b"acct%d" % i)[:20]: Account(10**9, (1, 2, 3)) for i in range(accounts)}
     population.update({a: Account(10**9, tuple(range(1, 101))), b: Account(10**6, ()), c: Account(5, ())})
-    state = fv.make_state(population)
+    lot, price = 10_000, fv.BTC_PRICE
+    resting = PlaceOrder(a, fv.BTC, True, price, 10 * lot, 10, 0, False, 20, fv.BLOCK_TIME + 60_000, b"")
+    state = fv.make_perps_state(  # one BTC market, a's long (owing funding since its snapshot) and resting order
+        population, [fv.make_market(fv.BTC, price, funding_index=10**9 + 7, funding_time_ms=fv.BLOCK_TIME - 120_000)],
+        {(a, fv.BTC): Position(100 * lot, 100 * lot * price // 10**8, 10**8, 0)}, {(a, 20): fv.make_order(resting)})
     started = time.perf_counter()
     tree = build_tree(state)
     build_s = time.perf_counter() - started
@@ -116,6 +193,12 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
         "Withdraw": (encode_item(fv.sign(Withdraw(a, 5, 200, exp, b""), fv.KEYS[0])), None),
         "Deposit": (encode_item(Deposit(head.inbox_count, b, 10**6)), None),
         "ForcedWithdrawal": (encode_item(ForcedWithdrawal(head.inbox_count, c, 10**6)), None),
+        "AdjustMargin (in, funding settled)": (encode_item(fv.sign(AdjustMargin(a, fv.BTC, 10**6, 200, exp, b""), fv.KEYS[0])), None),
+        "AdjustMargin (out, initial margin at the mark)": (encode_item(fv.sign(AdjustMargin(a, fv.BTC, -10**6, 200, exp, b""), fv.KEYS[0])), None),
+        "PlaceOrder": (encode_item(fv.sign(PlaceOrder(a, fv.BTC, False, price, 10 * lot, 10, 0, False, 200, exp, b""), fv.KEYS[0])), None),
+        "CancelOrder": (encode_item(fv.sign(CancelOrder(a, 20, 200, exp, b""), fv.KEYS[0])), None),
+        "FundingTick": (encode_item(FundingTick(fv.BTC, 50, fv.BLOCK_TIME // 60_000 * 60_000)), None),
+        "PlaceOrder, refused (bad signature)": (encode_item(fv.sign(PlaceOrder(a, fv.BTC, False, price, 10 * lot, 10, 0, False, 200, exp, b""), fv.KEYS[1])), None),
         "Transfer, refused (bad signature)": (encode_item(fv.sign(Transfer(a, b, 5, 200, exp, b""), fv.KEYS[1])), None),
         "NOOP": (encode_item(Noop(keccak(b"tx"))), None),
         "BLOCK_START": (encode_item(BlockStart(head.block_number + 1, head.block_hash, fv.BLOCK_TIME)), TraceContext()),
@@ -137,21 +220,24 @@ def main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--blocks", type=int, default=500)
     parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--records", type=int, default=10_000, help="the big output's transfers (0: skip it)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--parts", default="game,derivation,one_step,big",
+                        help="which measurements, comma-separated (game, derivation, one_step, big)")
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
     w3 = make_chain()
-    report = {"game": measure_game(w3, args.blocks), "derivation": measure_derivation(w3),
-              "one_step": measure_one_steps(w3, args.accounts)}
-    g = report["game"]
+    report: dict = {}
+    if "game" in parts:
+        report["game"] = measure_game(args.blocks)
+    if "derivation" in parts:
+        report["derivation"] = measure_derivation(w3)
+    if "one_step" in parts:
+        report["one_step"] = measure_one_steps(w3, args.accounts)
+    if args.records and "big" in parts:
+        report["big_output"] = measure_big_output(args.records)
     rounds_10k = count_rounds(10_000)
-    moves = {k: v["median"] for k, v in g["gas"].items()}
-    report["10k"] = {
-        "rounds": rounds_10k, "moves": 2 * rounds_10k + 1,
-        "challenger_gas_excluding_open": rounds_10k * moves["choose"] + moves["step"],
-        "open_gas_extrapolated": moves["challenge"] + round((10_000 - g["items"])
-                                                            * report["derivation"]["per_item_with_calldata"]),
-        "proposer_gas": rounds_10k * moves["bisect"],
-    }
+    report["10k_worst_case_rounds"] = {"rounds": rounds_10k, "moves": 2 * rounds_10k + 2}
     print(json.dumps(report, indent=1))
     if args.json:
         with open(args.json, "w") as f:

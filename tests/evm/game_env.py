@@ -119,7 +119,9 @@ class World:
         return self.bridge.functions.isFinal(index).call()
 
 
-def make_world() -> World:
+def make_world(preset: BridgePreset = PRESET) -> World:
+    """The contracts deployed with `preset` (a bench raises the game clock: py-evm
+    blocks follow the wall clock, and a slow machine must not time a game out)."""
     backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params(overrides={"gas_limit": 60_000_000}))
     tester = EthereumTester(backend)
     w3 = Web3(EthereumTesterProvider(tester))
@@ -132,7 +134,7 @@ def make_world() -> World:
     genesis_root = TraceRunner(fv.make_trace_genesis(), fv.RULES).state_root
     accounts = list(w3.eth.accounts)
     proposer, guardian = accounts[1], accounts[2]
-    d = deploy(w3, PRESET, proposer=proposer, challenger=guardian, deployer=deployer,
+    d = deploy(w3, preset, proposer=proposer, challenger=guardian, deployer=deployer,
                genesis_state_root=genesis_root)
     assert d.bridge == BRIDGE_ADDRESS, d.bridge
     client = BridgeClient.connect(w3, deployment=d)
