@@ -327,3 +327,37 @@ def test_the_cli_parses_auction_list_and_bid():
     assert (args.func, args.owner, args.size, args.price, args.leverage) == \
         (cli_trading.cmd_auction_bid, "0x" + "11" * 20, "0.1", "54000", 5)
     assert parser.parse_args(["auction", "list"]).func is cli_trading.cmd_auction_list
+
+
+def test_the_block_builder_writes_the_book_liquidation_and_a_follower_agrees():
+    """Through BlockAssembler: a price makes alice liquidatable, the block holds
+    her Liquidate naming bob's bid, and a follower applying the block's bytes
+    reaches the same state root."""
+    from perps_support import ADDR, T0, Sim, sign_oracle
+    from sequencer.core.encoding import compute_record_hash, encode_record
+    from sequencer.core.matching import Exchange
+    from sequencer.executor.chain import Chain
+    from sequencer.node.assembler import BlockAssembler, CheckedRecord
+
+    def checked(record) -> CheckedRecord:
+        raw = encode_record(record)
+        return CheckedRecord(record, raw, compute_record_hash(raw))
+
+    sim = Sim(fund=usd(10_000), alice=usd(1_000), bob=usd(100_000), carol=usd(10_000_000))
+    genesis = sim.make_genesis()
+    chain = Chain(sim.state, sim.ctx)
+    asm = BlockAssembler(chain.state, sim.ctx, max_records=4096, exchange=Exchange(DEVNET_MARKETS))
+    follower = Chain(genesis, sim.ctx)
+    setup = [checked(sign_oracle(BTC, usd(60_000), T0)), checked(sim.order("carol", False, usd(60_000), TENTH, leverage=2)),
+             checked(sim.order("alice", True, usd(60_000), TENTH, leverage=10)),
+             checked(sim.order("bob", True, usd(54_200), TENTH, leverage=5))]
+    for now, txs in ((T0, setup), (T0 + 1_000, [checked(sign_oracle(BTC, usd(54_300), T0 + 999)),
+                                                checked(sign_oracle(BTC, usd(54_300), T0 + 1_000))])):
+        assembly = asm.assemble(txs, now)
+        asm.commit(assembly)
+        follower.apply_message(len(follower.block_infos), assembly.message)
+    derived = [r for outcome in assembly.outcomes for r in outcome.derived]
+    assert Liquidate(ADDR["alice"], BTC, ((ADDR["bob"], 1),)) in derived
+    assert chain.state.positions[(ADDR["alice"], BTC)].size == 0
+    assert chain.state.positions[(ADDR["bob"], BTC)].size == TENTH
+    assert follower.compute_state_root() == chain.compute_state_root()
