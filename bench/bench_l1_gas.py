@@ -163,8 +163,8 @@ def run(n_trades: int) -> dict:
     leaves = {
         get_account_key(u0): encode_account_leaf(Account(collateral=400 * UNIT, nonces=(1, 2, 3))),
         get_position_key(u0, 1): encode_position_leaf(Position(10**7, 6_000 * UNIT, 600 * UNIT, 0)),
-        get_market_key(1): encode_market_leaf(Market(1, 60_500 * UNIT, 1, 0, 10**9)),
-        get_market_key(2): encode_market_leaf(Market(2, 3_000 * UNIT, 1, 0, 10**9)),
+        get_market_key(1): encode_market_leaf(Market(1, 60_500 * UNIT, 1, 0, 10**9, mark_price=60_500 * UNIT)),
+        get_market_key(2): encode_market_leaf(Market(2, 3_000 * UNIT, 1, 0, 10**9, mark_price=3_000 * UNIT)),
     }
     tree.update(leaves)
     ws = [encode_withdrawal(Withdrawal(i, bytes.fromhex(users[i % 4][2:]), WITHDRAWAL_AMOUNT, 1))

@@ -64,10 +64,11 @@ def claim_args(output_index: int, output: OutputFields, w: Withdrawal, proof: Wi
 
 def compute_position_equity(p: Position, m: Market, size_scale: int, funding_scale: int = 1) -> int:
     """margin + floor(size*price/size_scale) - cost - ceil(size*(F_market - F_snap)/funding_scale):
-    the bridge's escape arithmetic (rounded for the system).  With size_scale =
-    MarketParams.scale and funding_scale = scale * PPM it equals
-    sequencer.core.rules.margin.compute_equity at the oracle price."""
-    value = p.size * m.oracle_price // size_scale
+    the bridge's escape arithmetic (rounded for the system), at the committed
+    mark (the market leaf's word 6).  With size_scale = MarketParams.scale and
+    funding_scale = scale * PPM it equals sequencer.core.rules.margin.compute_equity
+    at the mark."""
+    value = p.size * m.mark_price // size_scale
     funding = compute_funding_payment(p.size, m.funding_index - p.funding_snapshot, funding_scale)
     return p.margin + value - p.cost - funding
 

@@ -99,7 +99,7 @@ def _tree_case(name: str, entries: dict[bytes, bytes], probe: list[bytes]) -> di
 def typed_entries(n_accounts: int) -> dict[bytes, bytes]:
     e: dict[bytes, bytes] = {}
     for m in range(1, 4):
-        e[compute_key(MARKET, m.to_bytes(4, "big"))] = det("market", m, 192)
+        e[compute_key(MARKET, m.to_bytes(4, "big"))] = det("market", m, 384)  # 12 words, the mark at word 6
     e[compute_key(GLOBAL, b"globals")] = det("globals", 0, 352)
     for i in range(n_accounts):
         addr = det("addr", i, 20)

@@ -77,7 +77,7 @@ struct PositionEscape:
     # the committed bytes (sequencer/core/commitment.py): ABI words, read by
     # offset, so fields appended to a leaf later do not break the escape.
     #   position: size (int256) || cost (int256) || margin (uint256) || funding_snapshot (int256) || ...
-    #   market:   oracle_price (uint256) || oracle_time_ms || funding_index (int256) || ...
+    #   market:   oracle_price (uint256) || oracle_time_ms || funding_index (int256) || ... || mark_price (word 6) || ...
     included: bool                      # False: position_proof is an exclusion proof
     position_value: Bytes[MAX_LEAF_BYTES]
     position_proof: smt.SmtProof
@@ -537,7 +537,7 @@ def _position_equity(position: Bytes[MAX_LEAF_BYTES], market: Bytes[MAX_LEAF_BYT
     cost: int256 = convert(self._word(position, 1), int256)
     margin: int256 = convert(convert(self._word(position, 2), uint256), int256)
     snapshot: int256 = convert(self._word(position, 3), int256)
-    price: int256 = convert(convert(self._word(market, 0), uint256), int256)
+    price: int256 = convert(convert(self._word(market, 6), uint256), int256)  # the committed mark
     index: int256 = convert(self._word(market, 2), int256)
     value: int256 = self._floor_div(size * price, convert(size_scale, int256))
     funding: int256 = -self._floor_div(-(size * (index - snapshot)), convert(funding_scale, int256))

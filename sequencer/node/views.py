@@ -16,9 +16,10 @@ from sequencer.core.rules.vault import (VAULT_ADDRESS, compute_amount_for_shares
 
 
 def describe_position(position: Position, market: Market, params: MarketParams) -> dict:
-    """The API.md position fields, integers in market units (mark = oracle price)."""
-    mark = market.oracle_price
-    return {"market": params.id, "size": position.size, "margin": position.margin,
+    """The API.md position fields, integers in market units, valued at the
+    committed mark (sequencer.core.rules.mark)."""
+    mark = market.mark_price
+    return {"market": params.id, "size": position.size, "margin": position.margin, "markPrice": mark,
             "entryPrice": compute_entry_price(position, params),
             "unrealizedPnl": compute_unrealized_pnl(position, mark, params) if position.size else 0,
             "liquidationPrice": compute_liquidation_price(position, market, params),
@@ -32,7 +33,9 @@ def describe_market(params: MarketParams, market: Market | None) -> dict:
     market = market or Market(params.id)
     return {"id": params.id, "symbol": params.symbol, "tickSize": params.tick_size, "stepSize": params.step_size,
             "baseDecimals": params.base_decimals, "oraclePrice": market.oracle_price,
-            "oracleTimeMs": market.oracle_time_ms, "initialMarginPpm": params.initial_margin_ppm,
+            "oracleTimeMs": market.oracle_time_ms, "markPrice": market.mark_price,
+            "basisEma": market.basis_ema, "lastTradePrice": market.last_trade_price,
+            "pendingOraclePrice": market.pending_oracle_price, "initialMarginPpm": params.initial_margin_ppm,
             "maintenanceMarginPpm": params.maintenance_margin_ppm, "maxLeverage": params.max_leverage,
             "makerFeePpm": params.maker_fee_ppm, "takerFeePpm": params.taker_fee_ppm,
             "fundingIntervalMs": params.funding_interval_ms, "fundingCapPpm": params.funding_cap_ppm,

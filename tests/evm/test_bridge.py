@@ -205,16 +205,21 @@ def _forced_setup(env: Env):
     env.deposit(b, 2_000 * UNIT)
     env.deposit(c, 300 * UNIT)
     l2.sync_inbox(env)
-    l2.set_market(Market(1, oracle_price=60_000 * UNIT, oracle_time_ms=1, funding_index=0, open_interest=10**8))
-    l2.set_market(Market(2, oracle_price=3_000 * UNIT, oracle_time_ms=1, funding_index=0, open_interest=10**6))
+    l2.set_market(Market(1, oracle_price=60_000 * UNIT, oracle_time_ms=1, funding_index=0, open_interest=10**8,
+                         mark_price=60_000 * UNIT))
+    l2.set_market(Market(2, oracle_price=3_000 * UNIT, oracle_time_ms=1, funding_index=0, open_interest=10**6,
+                         mark_price=3_000 * UNIT))
     # a: long 1 BTC at 60k with 600 margin; b: short 1 BTC at 60k with 1500 margin
     l2.open_position(addr(a), 1, Position(size=10**8, cost=60_000 * UNIT, margin=600 * UNIT, funding_snapshot=0))
     l2.open_position(addr(b), 1, Position(size=-10**8, cost=-60_000 * UNIT, margin=1_500 * UNIT, funding_snapshot=0))
     # b is also long ETH; c has no position
     l2.open_position(addr(b), 2, Position(size=2 * 10**6, cost=6_000 * UNIT, margin=100 * UNIT, funding_snapshot=0))
-    # the price moves: BTC 60.5k (a +500, b -500), funding paid by longs
-    l2.set_market(Market(1, oracle_price=60_500 * UNIT, oracle_time_ms=2, funding_index=7 * 10**12, open_interest=10**8))
-    l2.set_market(Market(2, oracle_price=2_950 * UNIT, oracle_time_ms=2, funding_index=3 * 10**12, open_interest=2 * 10**6))
+    # the mark moves: BTC 60.5k (a +500, b -500), funding paid by longs; the escape
+    # pays at the mark (market leaf word 6), not at the oracle price (61k here)
+    l2.set_market(Market(1, oracle_price=61_000 * UNIT, oracle_time_ms=2, funding_index=7 * 10**12, open_interest=10**8,
+                         mark_price=60_500 * UNIT))
+    l2.set_market(Market(2, oracle_price=2_950 * UNIT, oracle_time_ms=2, funding_index=3 * 10**12, open_interest=2 * 10**6,
+                         mark_price=2_950 * UNIT))
     cp = l2.checkpoint()
     env.propose(cp)
     env.travel(CHALLENGE)

@@ -61,10 +61,12 @@ def _bad_debt_setup(env: Env):
     for who, amount in ((a, 1_000), (b, 1_000), (c, 500), (e, 1_000)):
         env.deposit(who, amount * UNIT)
     l2.sync_inbox(env)
-    l2.set_market(Market(1, oracle_price=60_000 * UNIT, oracle_time_ms=1, funding_index=0, open_interest=BTC))
+    l2.set_market(Market(1, oracle_price=60_000 * UNIT, oracle_time_ms=1, funding_index=0, open_interest=BTC,
+                         mark_price=60_000 * UNIT))
     l2.open_position(addr(a), 1, Position(size=BTC, cost=60_000 * UNIT, margin=1_000 * UNIT))
     l2.open_position(addr(b), 1, Position(size=-BTC, cost=-60_000 * UNIT, margin=1_000 * UNIT))
-    l2.set_market(Market(1, oracle_price=63_000 * UNIT, oracle_time_ms=2, funding_index=0, open_interest=BTC))
+    l2.set_market(Market(1, oracle_price=63_000 * UNIT, oracle_time_ms=2, funding_index=0, open_interest=BTC,
+                         mark_price=63_000 * UNIT))
     l2.withdraw(addr(c), 500 * UNIT)
     cp = l2.checkpoint()
     env.propose(cp)
@@ -123,10 +125,12 @@ def _all_margin_setup(env: Env):
     env.deposit(a, 1_000 * UNIT)
     env.deposit(b, 1_000 * UNIT)
     l2.sync_inbox(env)
-    l2.set_market(Market(1, oracle_price=60_000 * UNIT, oracle_time_ms=1, funding_index=0, open_interest=BTC))
+    l2.set_market(Market(1, oracle_price=60_000 * UNIT, oracle_time_ms=1, funding_index=0, open_interest=BTC,
+                         mark_price=60_000 * UNIT))
     l2.open_position(addr(a), 1, Position(size=BTC // 10, cost=6_000 * UNIT, margin=1_000 * UNIT))
     l2.open_position(addr(b), 1, Position(size=-BTC // 10, cost=-6_000 * UNIT, margin=1_000 * UNIT))
-    l2.set_market(Market(1, oracle_price=61_000 * UNIT, oracle_time_ms=2, funding_index=0, open_interest=BTC))
+    l2.set_market(Market(1, oracle_price=61_000 * UNIT, oracle_time_ms=2, funding_index=0, open_interest=BTC,
+                         mark_price=61_000 * UNIT))
     cp = l2.checkpoint()
     env.propose(cp)
     env.travel(CHALLENGE)

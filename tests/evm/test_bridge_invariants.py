@@ -78,7 +78,7 @@ class BridgeMachine(RuleBasedStateMachine):
         self.snapshot = env.tester.take_snapshot()
         self.users = env.users[:N_USERS]
         self.l2 = L2()
-        self.l2.set_market(Market(1, oracle_price=PRICE, oracle_time_ms=1))
+        self.l2.set_market(Market(1, oracle_price=PRICE, oracle_time_ms=1, mark_price=PRICE))
         self.outputs: list[tuple[Checkpoint | None, int]] = [(None, 0)]  # (checkpoint, proposed_at); 0 = genesis
         self.deleted: list[Checkpoint] = []      # honest outputs a false positive deleted, to post again
         self.deposits: dict[int, tuple[str, int]] = {}
@@ -226,8 +226,8 @@ class BridgeMachine(RuleBasedStateMachine):
     @rule(pct=st.integers(-40, 40))
     def l2_move_price(self, pct: int) -> None:
         m = self.l2.state.markets[1]
-        self.l2.set_market(Market(1, oracle_price=max(UNIT, m.oracle_price * (100 + pct) // 100),
-                                  oracle_time_ms=m.oracle_time_ms + 1))
+        price = max(UNIT, m.mark_price * (100 + pct) // 100)
+        self.l2.set_market(Market(1, oracle_price=price, oracle_time_ms=m.oracle_time_ms + 1, mark_price=price))
 
     def l2_take_inbox(self, upto: int) -> None:
         for record in self.records[self.l2.state.globals.inbox_count:upto]:

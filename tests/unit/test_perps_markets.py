@@ -106,7 +106,7 @@ def test_signatures_from_eth_account_sign_orders_the_rules_accept():
 def test_api_views_of_positions_and_markets():
     from sequencer.node.views import describe_market, describe_position
     position = Position(size=ONE_BTC, cost=usd(60_000), margin=usd(6_000))
-    market = Market(BTC, oracle_price=usd(59_000))
+    market = Market(BTC, oracle_price=usd(59_000), mark_price=usd(59_000))
     view = describe_position(position, market, BTC_PARAMS)
     assert (view["entryPrice"], view["unrealizedPnl"], view["fundingOwed"]) == (usd(60_000), -usd(1_000), 0)
     assert view["liquidationPrice"] == -(-54_000 * 10**6 * 10**6 // 988_000)
