@@ -132,6 +132,8 @@ function setupChart() {
   S.candles = chart.addSeries(CandlestickSeries, { upColor: "#2ebd85", downColor: "#f0616d", wickUpColor: "#2ebd85",
     wickDownColor: "#f0616d", borderVisible: false });
   S.oracle = chart.addSeries(LineSeries, { color: "#5aa2ff", lineWidth: 2 });
+  S.mark = chart.addSeries(LineSeries, { color: "#f5a623", lineWidth: 2 });
+  S.marks = new Map(); // market id -> Map(oracle second -> committed mark), from GET /v1/markets since the page opened
   S.chart = chart;
 }
 
@@ -141,6 +143,10 @@ async function loadChart() {
   const seen = new Map();
   for (const [t, price] of p.prices) seen.set(Math.floor(t / 1000), price / USDC);
   S.oracle.setData([...seen].map(([time, value]) => ({ time, value })));
+  if (!S.marks.has(m.id)) S.marks.set(m.id, new Map());
+  const marks = S.marks.get(m.id);
+  if (m.markPrice) marks.set(Math.floor(m.oracleTimeMs / 1000), m.markPrice / USDC); // the mark moves with each applied oracle price
+  S.mark.setData([...marks].sort((a, b) => a[0] - b[0]).map(([time, value]) => ({ time, value })));
   S.candles.setData(c.candles.map(([t, o, h, l, cl]) => ({ time: t / 1000, open: o / USDC, high: h / USDC, low: l / USDC, close: cl / USDC })));
   if (S.fitted !== `${m.id}:${S.interval}`) { S.chart.timeScale().fitContent(); S.fitted = `${m.id}:${S.interval}`; }
 }
@@ -159,7 +165,7 @@ async function loadMarket() {
 
 function renderMarket() {
   const m = S.market;
-  $("market-title").innerHTML = `${esc(m.symbol)} <span class="muted">oracle ${usd(m.oraclePrice)}</span>`;
+  $("market-title").innerHTML = `${esc(m.symbol)} <span class="muted">mark ${usd(m.markPrice)} · oracle ${usd(m.oraclePrice)}</span>`;
   renderFunding();
   const asks = S.book.asks.slice().reverse(), bids = S.book.bids;
   $("book").innerHTML = "<tr><th>price</th><th>size</th><th>orders</th></tr>" +
@@ -223,7 +229,7 @@ function computePreview(o) {
     if (abs(size1) > abs(size0)) { const extra = size1; cost1 = (extra * o.price) / scale; margin1 = ceilDiv((abs(extra) * o.price) / scale, o.leverage); }
   }
   const liq = liquidationPrice(size1, cost1 + owed0, margin1, mmf, scale);
-  const mark = BigInt(m.oraclePrice || 0);
+  const mark = BigInt(m.markPrice || 0);
   const moved = (mark * BigInt(Math.round((100 + o.move) * 1e4))) / 1_000_000n;
   const equity = margin1 - owed0 + (size1 * moved) / scale - cost1;
   const maintenance = (abs(size1) * moved * mmf) / (scale * 1_000_000n);
@@ -286,7 +292,7 @@ function renderAccount() {
     acc.positions, (p) => {
       const m = byId[p.market], h = health(p), color = h > 0.5 ? "var(--green)" : h > 0.2 ? "var(--amber)" : "var(--red)";
       return `<tr data-market="${p.market}"><td>${esc(m.symbol)}</td><td class="${p.size > 0 ? "pos" : "neg"}">${base(p.size, m)}</td>` +
-        `<td>${usd(p.entryPrice)}</td><td>${usd(m.oraclePrice)}</td><td>${usd(p.margin)}</td>` +
+        `<td>${usd(p.entryPrice)}</td><td>${usd(p.markPrice)}</td><td>${usd(p.margin)}</td>` +
         `<td title="1 - maintenance/equity"><span class="bar"><i style="width:${(h * 100).toFixed(0)}%;background:${color}"></i></span> ${(h * 100).toFixed(0)}%</td>` +
         `<td class="liq">${p.liquidationPrice ? usd(p.liquidationPrice) : "none"}</td><td>${signed(p.unrealizedPnl)}</td><td>${usd(p.fundingOwed, 4)}</td>` +
         `<td><input class="margin-amount" placeholder="USDC"><button class="add-margin">+</button><button class="remove-margin">−</button></td>` +
