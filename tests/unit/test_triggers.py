@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from perps_support import ADDR, BTC, CTX, KEYS, T0, Sim, sign, usd
+from perps_support import ADDR, BTC, CTX, ETH, KEYS, T0, Sim, sign, usd
 from sequencer.core.encoding import encode_record
 from sequencer.core.records import (FundingTick, ModifyOrder, PlaceTrigger, ScheduleCancel, ScheduledCancelAll, Trade,
                                     TriggerFire)
@@ -379,6 +379,8 @@ def test_the_dead_mans_switch_cancels_orders_and_triggers_when_due():
     long_alice(sim)
     bid = sim.order("alice", True, usd(50_000), STEP)
     sim.submit(bid)
+    eth_bid = sim.order("alice", True, usd(2_000), 10**9, market=ETH)  # another market
+    sim.submit(eth_bid)
     stop = trigger(sim, "alice", False, usd(55_000), usd(54_000), 10 * STEP)
     sim.submit(stop)
     sim.place("bob", True, usd(49_000), STEP)
@@ -392,6 +394,7 @@ def test_the_dead_mans_switch_cancels_orders_and_triggers_when_due():
     out = start_block(sim, 5_000)
     assert out == [ScheduledCancelAll(ADDR["alice"])]
     assert sim.state.orders[(ADDR["alice"], bid.nonce)].cancelled
+    assert sim.state.orders[(ADDR["alice"], eth_bid.nonce)].cancelled
     assert sim.state.triggers[(ADDR["alice"], stop.nonce)].status == TRIGGER_CANCELLED
     assert sim.exchange.open_orders(ADDR["alice"]) == [] and ADDR["alice"] not in sim.exchange.reserved
     assert len(sim.exchange.open_orders(ADDR["bob"])) == 1  # others untouched

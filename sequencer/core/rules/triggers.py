@@ -20,7 +20,7 @@ from __future__ import annotations
 import msgspec
 
 from sequencer.core import eip712
-from sequencer.core.markets import MarketParams
+from sequencer.core.markets import MarketParams, get_market_table
 from sequencer.core.records import PlaceOrder, PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
 from sequencer.core.rules.base import (Context, RuleError, get_market, hex_address, process_user_preamble, require,
                                        require_fresh_price, require_market_params)
@@ -131,7 +131,7 @@ def process_scheduled_cancel_all(state: State, r: ScheduledCancelAll, timestamp_
             f"{hex_address(r.account)} has no scheduled cancel")
     require(schedule.cancel_at_ms <= timestamp_ms, "schedule_not_due",
             f"the cancel is scheduled at {schedule.cancel_at_ms} ms, block time is {timestamp_ms} ms")
-    cancel_open_orders(state, r.account)
+    cancel_open_orders(state, r.account, ctx)
     cancel_pending_triggers(state, r.account)
     schedule = get_order_schedule(state, r.account)
     state.set_order_schedule(r.account, replace(
@@ -139,15 +139,16 @@ def process_scheduled_cancel_all(state: State, r: ScheduledCancelAll, timestamp_
         cancels=get_cancels_today(schedule, timestamp_ms) + 1))
 
 
-def cancel_open_orders(state: State, address: bytes) -> None:
-    """Cancel every open order of ``address`` in every market (scans the orders table)."""
-    keys = sorted(key for key, order in state.orders.items()
-                  if key[0] == address and not order.cancelled and order.filled < order.size)
-    for key in keys:
-        state.set_order(key[0], key[1], replace(state.orders[key], cancelled=True))
+def cancel_open_orders(state: State, address: bytes, ctx: Context) -> None:
+    """Cancel every open order of ``address`` in every market (through the
+    state's per-owner index of open orders: the cost does not grow with the book)."""
+    for market_id in sorted(ctx.markets or get_market_table(ctx.preset.markets)):
+        for nonce in state.get_open_order_nonces(address, market_id):
+            state.set_order(address, nonce, replace(state.orders[(address, nonce)], cancelled=True))
 
 
 def cancel_pending_triggers(state: State, address: bytes) -> None:
+    """Cancel every pending trigger of ``address`` (scans the triggers table)."""
     keys = sorted(key for key, trigger in state.triggers.items()
                   if key[0] == address and trigger.status == TRIGGER_PENDING)
     for key in keys:
