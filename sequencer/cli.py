@@ -174,7 +174,7 @@ def describe_position(p: dict, market: dict) -> str:
     side = "long" if p["size"] > 0 else "short" if p["size"] < 0 else "flat"
     liquidation = usdc(p["liquidationPrice"]) if p["liquidationPrice"] else "none"
     return (f"position    {market['symbol']} {side} {format_size(abs(p['size']), market)} "
-            f"{market['symbol'].split('-')[0]}, entry {usdc(p['entryPrice'])}, mark {usdc(market['oraclePrice'])}, "
+            f"{market['symbol'].split('-')[0]}, entry {usdc(p['entryPrice'])}, mark {usdc(p['markPrice'])}, "
             f"liquidation {liquidation}, margin {usdc(p['margin'])}, unrealized PnL {usdc(p['unrealizedPnl'])}, "
             f"funding owed {usdc(p['fundingOwed'])}, equity {usdc(p['equity'])}")
 

@@ -19,13 +19,13 @@ def describe_position(position: Position, market: Market, params: MarketParams) 
     """The API.md position fields, integers in market units, valued at the
     committed mark (sequencer.core.rules.mark)."""
     mark = market.mark_price
-    return {"market": params.id, "size": position.size, "margin": position.margin, "markPrice": mark,
+    return {"market": params.id, "size": position.size, "margin": position.margin,
             "entryPrice": compute_entry_price(position, params),
             "unrealizedPnl": compute_unrealized_pnl(position, mark, params) if position.size else 0,
             "liquidationPrice": compute_liquidation_price(position, market, params),
             "fundingOwed": compute_funding_owed(position, market, params),
             "maintenanceMargin": compute_maintenance(position, mark, params),
-            "equity": compute_equity(position, mark, market, params)}
+            "equity": compute_equity(position, mark, market, params), "markPrice": mark}
 
 
 def describe_market(params: MarketParams, market: Market | None) -> dict:
