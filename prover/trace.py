@@ -216,6 +216,8 @@ class TraceRunner:
         nonces = kept.nonces if kept is not None else ()
         account = get_account_key(item.account)
         if isinstance(item, AdjustMargin):
+            if self._empties_position(item):
+                raise PendingKind("AdjustMargin taking a flat position's whole margin (a leaf deletion) is pending")
             position, market = get_position_key(item.account, item.market), get_market_key(item.market)
             return (lambda ok, writes: [(position, False), (market, False), (account, ok)] + (
                 [(position, True)] + [(k, True) for k in (market, GLOBAL_KEY) if k in writes] if ok else [])), nonces
@@ -230,6 +232,17 @@ class TraceRunner:
                 raise PendingKind("CancelOrder of a trigger: its one-step is pending")
             return (lambda ok, writes: [(order, False), (trigger, False)]), nonces
         return (lambda ok, writes: [(order, False), (account, ok)] + ([(order, True)] if ok else [])), nonces
+
+    def _empties_position(self, item: AdjustMargin) -> bool:
+        """onestep_perps.vy cannot delete a leaf yet: an AdjustMargin with a
+        valid amount in a listed market that would take all of a flat
+        position's margin (its leaf emptied) is pending, whatever else holds."""
+        if not 0 < abs(item.amount) <= self.rules.preset.max_amount:
+            return False
+        if get_market_params(self.rules, item.market) is None:
+            return False
+        p = self.state.positions.get((item.account, item.market))
+        return p is not None and p.size == 0 and p.cost == 0 and p.margin > 0 and p.margin + item.amount == 0
 
     def _open(self, pre_tree: SparseMerkleTree, plan: list[tuple[bytes, bool]]) -> Iterable[Opening]:
         tree = pre_tree

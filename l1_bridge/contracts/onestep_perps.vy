@@ -165,7 +165,9 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
                   nonces: DynArray[uint256, MAX_NONCES]) -> bytes32:
     """rules.positions.process_adjust_margin. Witness: position, market,
     account (read); if it applies: account written, position, market (when
-    funding settled a non-zero amount), globals (when dust swept) written."""
+    funding settled a non-zero amount), globals (when dust swept) written.
+    Taking all of a flat position's leftover margin reverts "pending" (the
+    emptied leaf is a deletion)."""
     account: address = lib.addr(item, 2)
     market: uint256 = lib.word(item, 22, 4)
     amount: int256 = lib.int64_at(item, 26)
@@ -189,12 +191,13 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
     lib.verify_leaf(lib.Cursor(root=c0.root, used=2), acct_key, op_acct)
     acct: lib.AccountLeaf = lib.read_account(op_acct)
     struct_hash: bytes32 = keccak256(abi_encode(ADJUST_MARGIN_TYPEHASH, account, market, amount, nonce, expiry))
+    pos: Position = self.read_position(op_pos)
+    # taking a flat position's whole leftover margin empties its leaf: a
+    # deletion from the tree, not ported yet
+    assert not (op_pos.present and pos.size == 0 and pos.cost == 0 and pos.margin + amount == 0), "pending"
     if not lib.user_checks(struct_hash, item, 50, account, nonce, expiry, ctx, acct, nonces):
         return empty(bytes32)
     if not op_pos.present:
-        return empty(bytes32)
-    pos: Position = self.read_position(op_pos)
-    if pos.size == 0:
         return empty(bytes32)
     # settle funding (rules.positions.settle_funding)
     index: int256 = lib.leaf_int(op_mkt.value, MARKET_FUNDING_INDEX)
@@ -217,7 +220,7 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
     pos.margin += amount
     if pos.margin < 0:
         return empty(bytes32)
-    if amount < 0:
+    if amount < 0 and pos.size != 0:
         # the position keeps its initial margin at the mark (funding is settled: nothing owed)
         mark: int256 = self.fresh_mark(op_mkt.value, p, ctx.timestamp_ms)
         if mark == 0:

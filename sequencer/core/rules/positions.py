@@ -114,12 +114,13 @@ def process_adjust_margin(state: State, r: AdjustMargin, timestamp_ms: int, ctx:
     params = require_market_params(ctx, r.market)
     account = process_user_preamble(state, r, timestamp_ms, ctx)
     position = state.positions.get((r.account, r.market))
-    # A flat position is no position: its leaf is empty in the state tree
-    # (commitment.compute_leaf), so a rule that told it apart from an absent one
-    # would depend on state the state root does not commit (the one-step could
-    # not re-execute it).
-    require(position is not None and position.size != 0, "no_position",
-            f"{hex_address(r.account)} has no open position in market {r.market}")
+    # A position with no size, cost or margin is no position: its leaf is empty
+    # in the state tree (commitment.compute_leaf), so a rule that told it apart
+    # from an absent one would depend on state the state root does not commit
+    # (the one-step could not re-execute it).  A flat position holding leftover
+    # margin (after a whole liquidation) is one: its owner takes the margin back.
+    require(position is not None and (position.size != 0 or position.cost != 0 or position.margin != 0),
+            "no_position", f"{hex_address(r.account)} has no position in market {r.market}")
     position = settle_funding(state, r.account, r.market, position, params)
     if r.amount > 0:
         require(account.collateral >= r.amount, "insufficient_collateral",
