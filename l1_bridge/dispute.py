@@ -476,6 +476,8 @@ class _Side:
         if move is None:
             self._finish(record, g.status)
             return False
+        if not self.may_move():
+            return False
         sent = len(self.player.gas)
         try:
             self.player.make(game, g, move, known)
@@ -488,6 +490,10 @@ class _Side:
         log.info("game %d (output %d): %s%s", game, g.output, move.kind,
                  f" agree={move.agree}" if move.kind == "choose" else "")
         self._finish(record, self.games.game(game).status)
+        return True
+
+    def may_move(self) -> bool:
+        """Checked after the game was read and before a move is sent."""
         return True
 
     def _finish(self, record: GameRecord, status: int) -> None:
@@ -528,6 +534,7 @@ class Defender(_Side):
         """Games below this index are over (they never reopen)."""
         self.last_error: str | None = None
         self.won = 0
+        self.stopped = False
 
     def poll(self) -> int:
         """One round over the games; the number of moves made."""
@@ -562,8 +569,17 @@ class Defender(_Side):
     async def poll_once(self) -> int:
         return await asyncio.to_thread(self.poll)
 
+    def may_move(self) -> bool:
+        """Not once the node stops or stands by: a round still running in its
+        thread after the task was cancelled sends nothing more."""
+        return not self.stopped and self.active()
+
     async def run(self) -> None:
-        await poll_forever(self, "defender", log)
+        self.stopped = False
+        try:
+            await poll_forever(self, "defender", log)
+        finally:
+            self.stopped = True
 
 
 class ChallengeRefused(L1Error):
