@@ -233,12 +233,12 @@ class State:
                 self.withdrawals.pop()
             else:
                 store = getattr(self, table)
+                if table == ORDERS:
+                    self._reindex_order(key, store.get(key), None if old is _MISSING else old)
                 if old is _MISSING:
                     store.pop(key, None)
                 else:
                     store[key] = old
-                if table == ORDERS:
-                    self._index_order(key, None if old is _MISSING else old)
 
     def commit(self, snapshot: int) -> None:
         """Keep the changes made since ``snapshot``.  The outermost commit
@@ -275,24 +275,39 @@ class State:
         self._put(POSITIONS, (address, market), position)
 
     def set_order(self, address: bytes, nonce: int, order: Order | None) -> None:
-        self._put(ORDERS, (address, nonce), order)
-        self._index_order((address, nonce), order)
+        """``_put`` spelled out (it runs for every order and every fill) with the
+        ``open_orders`` index kept."""
+        key = (address, nonce)
+        orders = self.orders
+        old = orders.get(key)
+        journal = self._journal
+        journal.append(ORDERS)
+        journal.append(key)
+        journal.append(_MISSING if old is None else old)
+        if order is None:
+            orders.pop(key, None)
+        else:
+            orders[key] = order
+        self.dirty.add((ORDERS, key))
+        self._reindex_order(key, old, order)
 
-    def _index_order(self, key: tuple[bytes, int], order: Order | None) -> None:
-        """Keep ``open_orders`` in step with one order entry (any previous
-        value of it was indexed under the same market: an order's market never changes)."""
-        address, nonce = key
-        if order is not None and not order.cancelled and order.filled < order.size:
-            self.open_orders.setdefault((address, order.market), set()).add(nonce)
+    def _reindex_order(self, key: tuple[bytes, int], before: Order | None, after: Order | None) -> None:
+        """Keep ``open_orders`` in step when an order entry goes from ``before``
+        to ``after``: only a change between open and not open touches it (an
+        order's market never changes)."""
+        was_open = before is not None and not before.cancelled and before.filled < before.size
+        is_open = after is not None and not after.cancelled and after.filled < after.size
+        if was_open == is_open:
             return
-        market = order.market if order is not None else None
-        for index_key in ([(address, market)] if market is not None else
-                          [k for k in self.open_orders if k[0] == address]):
-            nonces = self.open_orders.get(index_key)
-            if nonces is not None:
-                nonces.discard(nonce)
-                if not nonces:
-                    del self.open_orders[index_key]
+        address, nonce = key
+        if is_open:
+            self.open_orders.setdefault((address, after.market), set()).add(nonce)
+            return
+        index_key = (address, before.market)
+        nonces = self.open_orders[index_key]
+        nonces.discard(nonce)
+        if not nonces:
+            del self.open_orders[index_key]
 
     def get_open_order_nonces(self, address: bytes, market: int) -> list[int]:
         """The nonces of the owner's open orders in the market, ascending."""
@@ -360,5 +375,5 @@ class State:
         state.order_schedules = {bytes(k): v for k, v in tables.get("order_schedules", ())}
         state.auctions = {(bytes(k[0]), k[1]): v for k, v in tables.get("auctions", ())}
         for key, order in state.orders.items():
-            state._index_order(key, order)
+            state._reindex_order(key, None, order)
         return state
