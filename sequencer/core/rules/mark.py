@@ -55,14 +55,21 @@ def clamp_basis(basis: int, oracle: int, params: MarketParams) -> int:
 
 def compute_basis_ema(market: Market, price: int, timestamp_ms: int, params: MarketParams) -> int:
     """The basis EMA after a trade at ``price`` at block time ``timestamp_ms``
-    (module docstring), clamped to the band at the current oracle."""
-    oracle = market.oracle_price
-    sample = clamp_basis(price - oracle, oracle, params)
+    (module docstring), clamped to the band at the current oracle.  Written
+    out flat: it runs on every Trade."""
+    oracle, ema = market.oracle_price, market.basis_ema
+    band = oracle * params.mark_basis_band_ppm // PPM
+    sample = price - oracle
+    sample = band if sample > band else -band if sample < -band else sample
     half_life = params.mark_ema_half_life_ms
-    dt = min(timestamp_ms - market.last_trade_time_ms, half_life) if market.last_trade_time_ms else half_life
-    gap = sample - market.basis_ema
-    step = abs(gap) * dt // (dt + half_life)
-    return clamp_basis(market.basis_ema + (step if gap >= 0 else -step), oracle, params)
+    dt = timestamp_ms - market.last_trade_time_ms if market.last_trade_time_ms else half_life
+    if dt > half_life:
+        dt = half_life
+    gap = sample - ema
+    if gap and dt:
+        step = abs(gap) * dt // (dt + half_life)
+        ema += step if gap > 0 else -step
+    return band if ema > band else -band if ema < -band else ema
 
 
 def get_mark_trade_price(market: Market, timestamp_ms: int, params: MarketParams) -> int:
