@@ -95,7 +95,7 @@ class Proposal:
 class Checkpointer:
     def __init__(self, client: BridgeClient, node: Any, proposer: Signer | str | bytes, *,
                  interval_blocks: int = 100, interval_seconds: float = 5.0, poll_interval_s: float = 0.5,
-                 corrupt: Any = None, corrupt_output_at: int | None = None, max_chunks: int = 8) -> None:
+                 corrupt: Any = None, corrupt_output_at: int | None = None, max_chunks: int = 1) -> None:
         self.client = client
         self.node = node
         self.proposer = Signer.of(proposer)
@@ -111,7 +111,9 @@ class Checkpointer:
         self.corrupt_output_at = get_fault_output(corrupt_output_at)
         """Fault injection: post this output index once with a wrong state root."""
         self.max_chunks = max_chunks
-        """An output takes the most blocks whose data fits this many chunks (at least one block)."""
+        """An output takes the most blocks whose data fits this many chunks (at least one block).
+        One by default: a challenger's cost grows with the chunks it must load (~4.4 M gas each),
+        and PROPOSER_BOND, which pays it, is sized for one."""
         if self.corrupt_output_at is not None:
             log.warning("FAULT INJECTION: output %d will be posted once with a wrong state root",
                         self.corrupt_output_at)
