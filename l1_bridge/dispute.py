@@ -210,6 +210,12 @@ class GameContract:
         """A challenger won a game on output (index, epoch): other games on it are moot."""
         return self._call("read lost", self.f.lost(index | (epoch << 64)))
 
+    def output_epoch_of(self, index: int) -> int | None:
+        """The epoch of output `index` while it is live, else None (deleted)."""
+        if index >= self.client.output_count():
+            return None
+        return self.output_epoch(index)
+
     def output_epoch(self, index: int) -> int:
         """The bridge's epoch of output `index` (deletions before it was proposed)."""
         return self.client._call("read outputEpoch", self.client.bridge.functions.outputEpoch(index))
@@ -283,20 +289,21 @@ class OutputTrace:
 
 
 def get_move(g: GameView, proposer: str, me: str, known: OutputTrace | None, clocks: tuple[int, int],
-             lost: bool = False) -> Move | None:
+             moot: bool = False) -> Move | None:
     """The move `me` should make now in game `g` (None: nothing to do).  Pure:
     the challenger loads the output's chunks, the proposer reveals the end of
     its own trace (when its withdrawals root is the output's) and posts its own
     claims, the challenger agrees only with claims of its trace, either side
     steps only from a position it agrees with, takes a win by timeout, and
-    ends a game over an output another game proved wrong (moot)."""
+    ends a game over an output another game proved wrong or that is no longer
+    live (``moot``: both bonds go back)."""
     if g.status != ACTIVE:
         return None
     is_proposer = proposer.lower() == me.lower()
     is_challenger = g.challenger.lower() == me.lower()
     if not (is_proposer or is_challenger):
         return None
-    if lost:
+    if moot:
         return Move("moot")
     if (g.turn == PROPOSER_TURN and clocks[0] == 0 and is_challenger) or \
             (g.turn == CHALLENGER_TURN and clocks[1] == 0 and is_proposer):
@@ -345,8 +352,8 @@ class GamePlayer:
         g = self.games.game(game)
         if g.status != ACTIVE:
             return g, None
-        lost = self.games.is_lost(g.output, g.epoch)
-        return g, get_move(g, self.games.proposer, self.signer.address, known, self.games.clocks(game), lost)
+        moot = self.games.is_lost(g.output, g.epoch) or self.games.output_epoch_of(g.output) != g.epoch
+        return g, get_move(g, self.games.proposer, self.signer.address, known, self.games.clocks(game), moot)
 
     def make(self, game: int, g: GameView, move: Move, known: OutputTrace | None) -> None:
         s, games = self.signer, self.games

@@ -494,12 +494,26 @@ def timeout(game: uint256):
 @external
 def moot(game: uint256):
     """
-    @notice A game over an output that another game has already proven wrong
-        ends at once; each side takes back its bonds (anyone may call).
+    @notice A game over an output that another game has already proven wrong,
+        or that is no longer live (the guardian deleted it, or a won game
+        deleted an earlier one), ends at once; each side takes back its bonds
+        (anyone may call).
     """
     g: Game = self.games[game]
     assert game < self.game_count and g.status == ACTIVE, "game over"
-    assert self.lost[self._output_key(g.output, g.epoch)], "output not proven wrong"
+    assert self._is_moot(g.output, g.epoch), "output not proven wrong nor deleted"
+    self._end_moot(game)
+
+
+@internal
+@view
+def _is_moot(index: uint256, epoch: uint256) -> bool:
+    return self.lost[self._output_key(index, epoch)] or not self._is_live(index, epoch)
+
+
+@internal
+def _end_moot(game: uint256):
+    g: Game = self.games[game]
     self.games[game].status = MOOT
     self.owed[g.challenger] += g.challenger_paid
     self.owed[PROPOSER] += g.proposer_paid
@@ -510,6 +524,13 @@ def moot(game: uint256):
 @internal
 def _finish(game: uint256, status: uint256):
     g: Game = self.games[game]
+    if status == CHALLENGER_WON and self._is_moot(g.output, g.epoch):
+        # The output is gone already (proven wrong by another game, or deleted
+        # by the guardian while this game ran, when its proposer can no longer
+        # rebuild the trace to answer): no second slash, and never a bond paid
+        # for an output the guardian removed; both sides take their bonds back.
+        self._end_moot(game)
+        return
     winner: address = PROPOSER
     if status == CHALLENGER_WON:
         winner = g.challenger

@@ -409,23 +409,40 @@ def test_a_consistent_output_cannot_be_proven_inconsistent(world, honest):
 
 # --- the guardian ------------------------------------------------------------------------------
 
-def test_the_guardian_may_delete_but_pays_nobody_and_blocks_no_game(world, honest):
-    output, liar = propose_liar(world, honest, len(ITEMS))
+def test_the_guardian_may_delete_but_pays_nobody_and_a_game_on_a_deleted_output_is_moot(world, honest):
+    output, _ = propose_liar(world, honest, len(ITEMS))
     who = world.others[0]
     game = world.challenge(who, output, known(honest))
+    paid = game_view(world, game).challenger_paid
     bond = world.client.bond()
     with pytest.raises(L1Reverted, match="only the guardian"):
         world.client.delete_outputs(world.others[1], output)
     world.client.delete_outputs(world.guardian, output)  # the circuit breaker
     assert world.client.output_count() == output and world.client.bond() == bond
     assert eth_owed(world, world.guardian) == 0 and world.bridge.functions.held_from().call() == 0
-    with pytest.raises(L1Reverted, match="output not proven wrong"):  # the game is not moot: it plays on
-        world.games.moot(Signer.of(world.guardian), game)
-    status = world.play_to_end(game, (world.player(who), known(honest)), (world.player(world.proposer), liar))
-    assert status == CHALLENGER_WON and eth_owed(world, who) == PROPOSER_BOND  # the liar is still slashed
+    world.games.moot(Signer.of(world.others[1]), game)  # anyone ends it: both bonds go back, nobody is slashed
+    assert game_view(world, game).status == MOOT and world.games.owed(who) == paid
+    assert world.client.bond() == bond and eth_owed(world, who) == 0
     again, _ = world.propose(honest, CHUNKS)  # the honest output, not touched by the old game
     assert again == output and world.client.output_count() == output + 1
     world.travel(PERIOD)
     assert world.is_final(again)
     with pytest.raises(L1Reverted, match="output already final"):  # and never a final one
         world.client.delete_outputs(world.guardian, again)
+
+
+def test_an_honest_output_deleted_by_the_guardian_mid_game_never_pays_a_bogus_challenger(world, honest):
+    """A guardian that deletes an honest output while a bogus game runs on it
+    (its proposer can no longer answer from the live outputs) must not hand
+    the proposer's bond to the challenger by the clock."""
+    output, _ = world.propose(honest, CHUNKS)
+    bogus = world.others[0]
+    game = world.challenge(bogus, output, known(honest))
+    paid = game_view(world, game).challenger_paid
+    bond = world.client.bond()
+    world.client.delete_outputs(world.guardian, output)
+    world.travel(CLOCK)  # the proposer never answers
+    world.games.timeout(Signer.of(bogus), game)
+    assert game_view(world, game).status == MOOT
+    assert world.client.bond() == bond and eth_owed(world, bogus) == 0  # no slashed bond
+    assert world.games.owed(bogus) == paid  # only its own bond back

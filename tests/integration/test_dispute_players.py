@@ -80,9 +80,9 @@ def test_timeouts_and_moot_games(honest):
     g = game(honest, 0, len(ITEMS), CHALLENGER_TURN, mid_claim=honest.trace.claims[9], challenger=LIAR)
     assert get_move(g, PROPOSER, PROPOSER, None, (50, 0)) == Move("timeout")  # a silent challenger, no trace needed
     assert get_move(g, PROPOSER, BYSTANDER, honest, (50, 0)) is None
-    assert get_move(g, PROPOSER, PROPOSER, honest, TIME, lost=True) == Move("moot")
+    assert get_move(g, PROPOSER, PROPOSER, honest, TIME, moot=True) == Move("moot")
     g.status = CHALLENGER_WON
-    assert get_move(g, PROPOSER, PROPOSER, honest, (0, 0), lost=True) is None  # over: nothing to do
+    assert get_move(g, PROPOSER, PROPOSER, honest, (0, 0), moot=True) is None  # over: nothing to do
 
 
 def test_loading_and_revealing(honest):
