@@ -173,8 +173,8 @@ class Exchange:
         self.markets = markets if markets is not None else get_market_table("devnet")
         self.books: dict[int, Book] = {m: Book(m) for m in self.markets}
         self.orders: dict[tuple[bytes, int], BookOrder] = {}
-        self.owner_orders: dict[bytes, set[tuple[bytes, int]]] = {}
-        """The keys of ``orders`` by owner (what a liquidation drops from the book)."""
+        self.owner_orders: dict[bytes, set[int]] = {}
+        """The nonces of ``orders`` by owner (what a liquidation drops from the book)."""
         self.reserved: dict[bytes, int] = {}
         self.premium_samples: dict[int, list[int]] = {m: [] for m in self.markets}
         """Premiums (ppm) sampled at each oracle price since the market's last funding tick."""
@@ -414,7 +414,11 @@ class Exchange:
                                order.expiry, order.leverage, reserve)
         self.books[order.market].side(order.is_buy).add(book_order, keep_priority)
         self.orders[(account, nonce)] = book_order
-        self.owner_orders.setdefault(account, set()).add((account, nonce))
+        nonces = self.owner_orders.get(account)  # no set made and thrown away per order (setdefault)
+        if nonces is None:
+            self.owner_orders[account] = {nonce}
+        else:
+            nonces.add(nonce)
         if reserve:
             self.reserved[account] = self.reserved.get(account, 0) + reserve
 
@@ -422,10 +426,11 @@ class Exchange:
         book_order = self.orders.pop(key, None)
         if book_order is None:
             return
-        keys = self.owner_orders[key[0]]
-        keys.discard(key)
-        if not keys:
+        nonces = self.owner_orders[key[0]]
+        if len(nonces) == 1:
             del self.owner_orders[key[0]]
+        else:
+            nonces.discard(key[1])
         self.books[book_order.market].side(book_order.is_buy).kill(book_order)
         if book_order.reserve:
             left = self.reserved[book_order.account] - book_order.reserve
@@ -472,18 +477,23 @@ class Exchange:
         """Liquidate each target's position while it is liquidatable (partial
         steps); the orders a liquidation cancels in the state leave the book."""
         params = self.markets[market_id]
+        positions, markets = state.positions, state.markets
         out: list[Record] = []
-        for address in targets:
-            passed_over: set[tuple[bytes, int]] = set()
+        for address in targets:  # after every taker's fills: most have no position at risk, so check cheaply
+            passed_over: set[tuple[bytes, int]] | None = None
             for step in range(MAX_LIQUIDATION_STEPS):
-                position = state.positions.get((address, market_id))
-                market = state.markets[market_id]
+                position = positions.get((address, market_id))
+                if position is None or not position.size:
+                    break
+                market = markets[market_id]
                 try:
                     mark = require_fresh_price(market, params, timestamp_ms)
                 except RuleError:
                     break
-                if position is None or not is_liquidatable(position, mark, market, params):
+                if not is_liquidatable(position, mark, market, params):
                     break
+                if passed_over is None:
+                    passed_over = set()
                 last = step == MAX_LIQUIDATION_STEPS - 1
                 record = self.apply_liquidation(state, address, position, mark, params, passed_over, last,
                                                 timestamp_ms, ctx)
@@ -553,7 +563,8 @@ class Exchange:
     def remove_cancelled_orders(self, state: State, address: bytes, market_id: int) -> None:
         """Drop from the book the owner's orders the state has cancelled (a
         liquidation, a forced close): only the owner's, through ``owner_orders``."""
-        for key in sorted(self.owner_orders.get(address, ())):
+        for nonce in sorted(self.owner_orders.get(address, ())):
+            key = (address, nonce)
             if self.orders[key].market == market_id and state.orders[key].cancelled:
                 self.remove_order(key)
 

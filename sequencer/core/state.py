@@ -182,7 +182,7 @@ class State:
 
     __slots__ = ("accounts", "positions", "orders", "markets", "globals", "withdrawals",
                  "_journal", "dirty", "vault_shares", "triggers", "order_schedules", "auctions",
-                 "open_orders")
+                 "_order_index")
 
     def __init__(self) -> None:
         self.accounts: dict[bytes, Account] = {}
@@ -203,11 +203,15 @@ class State:
         """Backstop vault shares per depositor; the total under the vault's address."""
         self.auctions: dict[tuple[bytes, int], Auction] = {}
         """Liquidation auctions by (owner, market)."""
-        self.open_orders: dict[tuple[bytes, int], set[int]] = {}
-        """Index, not state: the nonces of each (owner, market)'s open orders
-        (not cancelled, not filled), kept by ``set_order`` and ``revert`` and
-        rebuilt by ``from_tables``, so a liquidation cancels an owner's orders
-        without scanning the orders table."""
+        self._order_index: dict[bytes, set[int]] = {}
+        """Index, not state: per owner, the nonces of the orders that may be
+        open, so a liquidation or a cancel-all finds an owner's open orders
+        without scanning the orders table.  Every open order's nonce is in it:
+        ``set_order`` adds an order when it is first written, a ``revert`` that
+        brings back an open order adds it again, ``from_tables`` builds it.  An
+        order that filled or was cancelled leaves at its owner's next lookup
+        (``get_open_order_nonces``), so fills and cancels, most of the writes,
+        never touch the index."""
 
     # --- snapshot / commit / revert -------------------------------------
     def snapshot(self) -> int:
@@ -233,8 +237,8 @@ class State:
                 self.withdrawals.pop()
             else:
                 store = getattr(self, table)
-                if table == ORDERS:
-                    self._reindex_order(key, store.get(key), None if old is _MISSING else old)
+                if table == ORDERS and old is not _MISSING:
+                    self._index_order(key[0], key[1])
                 if old is _MISSING:
                     store.pop(key, None)
                 else:
@@ -275,8 +279,8 @@ class State:
         self._put(POSITIONS, (address, market), position)
 
     def set_order(self, address: bytes, nonce: int, order: Order | None) -> None:
-        """``_put`` spelled out (it runs for every order and every fill) with the
-        ``open_orders`` index kept."""
+        """``_put`` spelled out (it runs for every order and every fill); a new
+        order goes into the owner's index of orders that may be open."""
         key = (address, nonce)
         orders = self.orders
         old = orders.get(key)
@@ -289,30 +293,48 @@ class State:
         else:
             orders[key] = order
         self.dirty.add((ORDERS, key))
-        self._reindex_order(key, old, order)
+        if old is None:  # a new order (nonces are never reused, so only a revert reopens one)
+            self._index_order(address, nonce)
 
-    def _reindex_order(self, key: tuple[bytes, int], before: Order | None, after: Order | None) -> None:
-        """Keep ``open_orders`` in step when an order entry goes from ``before``
-        to ``after``: only a change between open and not open touches it (an
-        order's market never changes)."""
-        was_open = before is not None and not before.cancelled and before.filled < before.size
-        is_open = after is not None and not after.cancelled and after.filled < after.size
-        if was_open == is_open:
-            return
-        address, nonce = key
-        if is_open:
-            self.open_orders.setdefault((address, after.market), set()).add(nonce)
-            return
-        index_key = (address, before.market)
-        nonces = self.open_orders[index_key]
-        nonces.discard(nonce)
-        if not nonces:
-            del self.open_orders[index_key]
+    def _index_order(self, address: bytes, nonce: int) -> None:
+        nonces = self._order_index.get(address)
+        if nonces is None:
+            self._order_index[address] = {nonce}
+        else:
+            nonces.add(nonce)
 
     def get_open_order_nonces(self, address: bytes, market: int) -> list[int]:
-        """The nonces of the owner's open orders in the market, ascending."""
-        return sorted(self.open_orders.get((address, market), ()))
+        """The nonces of the owner's open orders in the market, ascending.  The
+        owner's orders that are no longer open leave the index here."""
+        nonces = self._order_index.get(address)
+        if not nonces:
+            return []
+        orders = self.orders
+        closed = []
+        found = []
+        for nonce in nonces:
+            order = orders.get((address, nonce))
+            if order is None or order.cancelled or order.filled >= order.size:
+                closed.append(nonce)
+            elif order.market == market:
+                found.append(nonce)
+        nonces.difference_update(closed)
+        if not nonces:
+            del self._order_index[address]
+        return sorted(found)
 
+    @property
+    def open_orders(self) -> dict[tuple[bytes, int], set[int]]:
+        """The nonces of each (owner, market)'s open orders (not cancelled, not
+        filled), computed from the index (for checks; the rules use
+        ``get_open_order_nonces``)."""
+        out: dict[tuple[bytes, int], set[int]] = {}
+        for address, nonces in self._order_index.items():
+            for nonce in nonces:
+                order = self.orders.get((address, nonce))
+                if order is not None and not order.cancelled and order.filled < order.size:
+                    out.setdefault((address, order.market), set()).add(nonce)
+        return out
 
     def set_market(self, market: Market) -> None:
         self._put(MARKETS, market.id, market)
@@ -374,6 +396,7 @@ class State:
         state.triggers = {(bytes(k[0]), k[1]): v for k, v in tables.get("triggers", ())}
         state.order_schedules = {bytes(k): v for k, v in tables.get("order_schedules", ())}
         state.auctions = {(bytes(k[0]), k[1]): v for k, v in tables.get("auctions", ())}
-        for key, order in state.orders.items():
-            state._reindex_order(key, None, order)
+        for (address, nonce), order in state.orders.items():
+            if not order.cancelled and order.filled < order.size:
+                state._index_order(address, nonce)
         return state

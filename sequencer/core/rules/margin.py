@@ -32,8 +32,8 @@ def compute_fee(notional: int, fee_ppm: int) -> int:
 
 def compute_funding_owed(position: Position, market: Market, params: MarketParams) -> int:
     """Funding the position owes since its snapshot (negative: is owed), rounded up."""
-    return compute_funding_payment(position.size, market.funding_index - position.funding_snapshot,
-                                   params.scale * PPM)
+    # compute_funding_payment inlined: this runs for both sides of every fill
+    return -(-position.size * (market.funding_index - position.funding_snapshot) // (params.scale * PPM))
 
 
 def compute_funding_payment(size: int, index_change: int, denominator: int) -> int:

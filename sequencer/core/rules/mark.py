@@ -85,11 +85,14 @@ def compute_mark_price(market: Market, timestamp_ms: int, params: MarketParams) 
                            get_mark_trade_price(market, timestamp_ms, params))
 
 
-def record_trade_price(market: Market, price: int, timestamp_ms: int, params: MarketParams) -> Market:
+def record_trade_price(market: Market, price: int, timestamp_ms: int, params: MarketParams,
+                       open_interest_change: int = 0) -> Market:
     """The market after a trade at ``price``: the basis EMA and the last trade
-    (the mark itself moves at the next oracle price)."""
+    (the mark itself moves at the next oracle price), and the trade's change of
+    open interest, so that a Trade writes its market once."""
     return replace(market, basis_ema=compute_basis_ema(market, price, timestamp_ms, params),
-                   last_trade_price=price, last_trade_time_ms=timestamp_ms)
+                   last_trade_price=price, last_trade_time_ms=timestamp_ms,
+                   open_interest=market.open_interest + open_interest_change)
 
 
 def is_oracle_jump(market: Market, price: int, time_ms: int, params: MarketParams) -> bool:

@@ -15,7 +15,7 @@ from sequencer.core.rules.margin import (ceil_div, compute_equity_scaled, comput
                                          is_initial_margin_kept, is_solvent_at)
 from sequencer.core.rules.mark import record_trade_price
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY
-from sequencer.core.rules.positions import add_open_interest, close_and_release, get_position, settle_funding
+from sequencer.core.rules.positions import close_and_release, get_position, settle_funding
 from sequencer.core.state import Market, Order, Position, State
 
 replace = msgspec.structs.replace
@@ -138,11 +138,11 @@ def process_trade(state: State, t: Trade, timestamp_ms: int, ctx: Context) -> No
                                       mark, "maker")
     taker_fee, taker_oi = settle_fill(state, t.taker, taker, -maker_delta, t.price, params.taker_fee_ppm, params,
                                       mark, "taker")
-    if maker_oi + taker_oi:
-        add_open_interest(state, t.market, maker_oi + taker_oi)
     state.set_order(t.maker, t.maker_nonce, replace(maker, filled=maker.filled + t.size))
     state.set_order(t.taker, t.taker_nonce, replace(taker, filled=taker.filled + t.size))
-    state.set_market(record_trade_price(state.markets[t.market], t.price, timestamp_ms, params))
+    # one market write per trade: the trade's price for the mark and the open interest
+    state.set_market(record_trade_price(state.markets[t.market], t.price, timestamp_ms, params,
+                                        maker_oi + taker_oi))
     to_fund, to_pool = compute_fee_split(maker_fee + taker_fee, params)
     g = state.globals
     state.set_globals(replace(g, fee_pool=g.fee_pool + to_pool, insurance_fund=g.insurance_fund + to_fund))
