@@ -11,12 +11,12 @@ Presets (docs/l1-bridge.md has the reasoning and the anchors):
 =========== ================= ============= =========== ============== =========
 preset      CHALLENGE_PERIOD  FORCED_GRACE  FORCED_FEE  ESCAPE_WINDOW  PROPOSER_BOND
 =========== ================= ============= =========== ============== =========
-production  7 days            7 days        0.01 ETH    14 days        1 ETH
+production  7 days            7 days        0.01 ETH    14 days        1.5 ETH
 devnet      60 s              10 s          0.001 ETH   60 s           0.1 ETH
 =========== ================= ============= =========== ============== =========
 
 Dispute games (docs/fraud-proofs.md): production 3.5 days per side, 3 hours of
-extension, CHALLENGE_BOND 0.3 ETH, MOVE_BOND 0.021 ETH; devnet 60 s, 15 s,
+extension, CHALLENGE_BOND 0.4 ETH, MOVE_BOND 0.021 ETH; devnet 60 s, 15 s,
 0.01 ETH, 0.0001 ETH.
 
 Transactions go through the node's unlocked accounts (eth-tester, anvil) or,
@@ -63,7 +63,7 @@ class BridgePreset:
 
 
 PRESETS: dict[str, BridgePreset] = {
-    "production": BridgePreset("production", 7 * DAY, 7 * DAY, 10**16, 14 * DAY, 10**18),
+    "production": BridgePreset("production", 7 * DAY, 7 * DAY, 10**16, 14 * DAY, 15 * 10**17, challenge_bond=4 * 10**17),
     "devnet": BridgePreset("devnet", 60, 10, 10**15, 60, 10**17, game_clock=60, game_extension=15,
                            challenge_bond=10**16, move_bond=10**14),
 }
