@@ -10,7 +10,8 @@
     isoroll l1 freeze [--request N]         freeze the bridge (a forced request past its grace)
     isoroll l1 escape [--account 0x.. | --all] [--wait]
                                             register the escape (window open) or take the payment
-                                            (window over), from L1 data alone
+                                            (window over), from L1 data alone; a backstop vault
+                                            holder also registers its part of the vault's escape
     isoroll l1 refund [--account 0x..]      refund deposits the frozen output never took
     isoroll l1 disputes [--json]            each dispute game: output, claims, whose move, both clocks,
                                             bonds, state
@@ -274,25 +275,77 @@ def cmd_escape(args) -> int:
     if args.all:
         s = c.status()
         registering = s["frozen"] and s["now"] < s["escape_deadline"] and not args.wait
-        done = escape_everyone(replay, key, wait=args.wait)
+        parts: dict[bytes, int] = {}
+        done = escape_everyone(replay, key, wait=args.wait, vault_parts=parts)
         for a, amount in done.items():
             print(f"{'registered' if registering else 'escaped'} 0x{a.hex()}: "
                   f"{'owed' if registering else 'paid'} {_fmt(amount)}")
+        for a, part in (parts.items() if not args.wait else ()):
+            print(f"  of which 0x{a.hex()}'s part of the backstop vault: {_fmt(part)}")
         return 0
     account = _account(args)
     amount = replay.escape_amount(account)
     print(f"0x{account.hex()} is owed {_fmt(amount)} by the last final state (computed from L1 data)")
+    if replay.vault_shares_of(account):
+        return _escape_vault_holder(args, c, replay, key, account)
     step, value = replay.escape(key, account)
     if step == "registered":
-        s = c.status()
-        print(f"registered 0x{account.hex()}: owed {_fmt(value)}; every registered account is paid the same "
-              f"fraction once the window ends in {_duration(max(0, s['escape_deadline'] - s['now']))} "
-              "(run isoroll l1 escape again then)")
+        _print_registered(c, account, value)
         if not args.wait:
             return 0
         replay.wait_escape_window()
         step, value = replay.escape(key, account)
     print(f"escaped 0x{account.hex()}: paid {_fmt(value)}")
+    return 0
+
+
+def _print_registered(c, account: bytes, owed: int) -> None:
+    s = c.status()
+    print(f"registered 0x{account.hex()}: owed {_fmt(owed)}; every registered account is paid the same "
+          f"fraction once the window ends in {_duration(max(0, s['escape_deadline'] - s['now']))} "
+          "(run isoroll l1 escape again then)")
+
+
+def _escape_vault_holder(args, c, replay, key, account: bytes) -> int:
+    """A backstop vault shareholder: within the window, register the account's
+    own escape, the vault's own escape and the account's part of it (each step
+    once; a second run says what is registered already); after it, the payment."""
+    from l1_bridge.client import L1Error
+    from sequencer.core.rules.vault import VAULT_ADDRESS
+    s = c.status()
+    if not s["frozen"] or s["now"] >= s["escape_deadline"]:
+        step, value = replay.escape(key, account)
+        print(f"escaped 0x{account.hex()}: paid {_fmt(value)}")
+        return 0
+    shares = replay.vault_shares_of(account)
+    print(f"0x{account.hex()} holds {shares} backstop vault shares, worth {_fmt(replay.vault_escape_amount(account))} "
+          "of the vault's escape")
+    new = False
+    info = c.escape_info("0x" + account.hex())
+    if info["registered"]:
+        print(f"0x{account.hex()} is registered already (owed {_fmt(info['owed'])})")
+    else:
+        _print_registered(c, account, replay.register_escape(key, account))
+        new = True
+    if replay.is_vault_part_registered(account):
+        print(f"0x{account.hex()}'s part of the backstop vault is registered already")
+    else:
+        vault = c.escape_info("0x" + VAULT_ADDRESS.hex())
+        if not vault["registered"]:
+            print(f"registered the backstop vault 0x{VAULT_ADDRESS.hex()}: owed "
+                  f"{_fmt(replay.register_escape(key, VAULT_ADDRESS))} (shared among its holders)")
+        part = replay.register_vault_escape(key, account)
+        print(f"registered 0x{account.hex()}'s part of the backstop vault: +{_fmt(part)}, owed "
+              f"{_fmt(c.escape_info('0x' + account.hex())['owed'])} in all")
+        new = True
+    if args.wait:
+        replay.wait_escape_window()
+        step, value = replay.escape(key, account)
+        print(f"escaped 0x{account.hex()}: paid {_fmt(value)}")
+    elif not new:
+        raise L1Error(f"0x{account.hex()} and its vault part are registered (owed "
+                      f"{_fmt(info['owed'])}): nothing to do until the window ends in "
+                      f"{_duration(s['escape_deadline'] - s['now'])}")
     return 0
 
 

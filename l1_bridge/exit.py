@@ -222,6 +222,15 @@ class L1Replay:
         self.replay_to_frozen()
         return compute_vault_escape_amount(self.chain.state, account, self.markets())
 
+    def vault_shares_of(self, account: bytes) -> int:
+        """The vault shares `account` holds in the frozen state (0 for the vault itself)."""
+        self.replay_to_frozen()
+        entry = self.chain.state.vault_shares.get(account)
+        return 0 if account == VAULT_ADDRESS or entry is None else entry.shares
+
+    def is_vault_part_registered(self, account: bytes) -> bool:
+        return self.client.bridge.functions.vault_share_registered(to_checksum_address(account)).call()
+
     def register_vault_escape(self, who: Signer | str | bytes, account: bytes) -> int:
         """Within the window: add `account`'s part of the backstop vault's escape
         to its own (registerVaultEscape), registering the vault's own escape and
@@ -231,7 +240,7 @@ class L1Replay:
         if account == VAULT_ADDRESS or entry is None or not entry.shares:
             raise L1Error(f"0x{account.hex()} holds no vault shares in the last final state")
         bridge = self.client.bridge.functions
-        if bridge.vault_share_registered(to_checksum_address(account)).call():
+        if self.is_vault_part_registered(account):
             raise L1Error(f"0x{account.hex()}'s vault shares are registered already")
         for holder in (VAULT_ADDRESS, account):
             if not self.client.escape_info("0x" + holder.hex())["registered"]:
@@ -275,11 +284,14 @@ class L1Replay:
 
 
 def escape_everyone(replay: L1Replay, who: Signer | str | bytes, accounts: Iterable[bytes] | None = None,
-                    wait: bool = True) -> dict[bytes, int]:
+                    wait: bool = True, vault_parts: dict[bytes, int] | None = None) -> dict[bytes, int]:
     """Escape every account of the frozen state (anyone may pay the gas):
-    register each one not yet registered while the window is open, then (with
-    `wait`, or once the window is over) pay each registered one not yet paid.
-    {account: paid} (or {account: owed} when only registering)."""
+    register each one not yet registered while the window is open, and each
+    vault shareholder's part of the vault's escape (registerVaultEscape, into
+    `vault_parts`), then (with `wait`, or once the window is over) pay each
+    registered one not yet paid (never the vault's address: its escape went
+    to its shareholders).  {account: paid} (or {account: owed} when only
+    registering)."""
     replay.replay_to_frozen()
     targets = replay.accounts() if accounts is None else list(accounts)
     owed = {}
@@ -288,11 +300,19 @@ def escape_everyone(replay: L1Replay, who: Signer | str | bytes, accounts: Itera
         for a in targets:
             if not replay.client.escape_info("0x" + a.hex())["registered"]:
                 owed[a] = replay.register_escape(who, a)
+        for a in targets:
+            if replay.vault_shares_of(a) and not replay.is_vault_part_registered(a):
+                part = replay.register_vault_escape(who, a)
+                owed[a] = owed.get(a, 0) + part
+                if vault_parts is not None:
+                    vault_parts[a] = part
         if not wait:
             return owed
         replay.wait_escape_window()
     paid = {}
     for a in targets:
+        if a == VAULT_ADDRESS:
+            continue
         info = replay.client.escape_info("0x" + a.hex())
         if info["registered"] and not info["paid"]:
             paid[a] = replay.client.claim_escape(who, "0x" + a.hex())
