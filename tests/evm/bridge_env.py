@@ -19,18 +19,20 @@ from web3.logs import DISCARD
 from l1_bridge import inbox
 from l1_bridge.compile import compile_contract
 from l1_bridge.deploy import Deployment, MarketConfig, PRESETS, BridgePreset, deploy, load_artifact
-from l1_bridge.proofs import (MarketScale, OutputFields, claim_args, compute_position_equity, encode_withdrawal,
-                              escape_args)
+from l1_bridge.proofs import MarketScale, OutputFields, claim_args, encode_withdrawal, escape_args
 from prover.hashing import EMPTY, keccak
 from prover.records import compute_data_hash
 from prover.output import compute_withdrawals_root, withdrawal_proofs
 from prover.tree import SparseMerkleTree
 from sequencer.core.commitment import compute_dirty_leaves
-from sequencer.core.records import Deposit, ForcedWithdrawal
+from sequencer.core.records import Deposit, ForcedClose, ForcedWithdrawal
 from sequencer.core.state import Market, Position, State, Withdrawal
 from sequencer.core.presets import DEVNET
 from sequencer.core.signing import get_recover
 from sequencer.core.rules.accounts import add_withdrawal, process_deposit, process_forced_withdrawal
+from sequencer.core.rules.liquidation import process_forced_close
+from sequencer.core.rules.margin import compute_long_change
+from sequencer.core.rules.positions import add_open_interest
 from sequencer.core.transition import Context
 
 KIND_FORCED_CLOSE = 3
@@ -223,8 +225,7 @@ class L2:
 
     def apply_inbox(self, record: "Deposit | ForcedWithdrawal | ForcedCloseEntry") -> None:
         if isinstance(record, ForcedCloseEntry):
-            self.apply_forced_close(record.inbox_index, record.account, record.market,
-                                    next(m for m in MARKET_SCALES if m.id == record.market))
+            self.apply_forced_close(record.inbox_index, record.account, record.market)
             return
         if isinstance(record, Deposit):
             process_deposit(self.state, record, 0, L2_CONTEXT)
@@ -250,21 +251,19 @@ class L2:
         add_withdrawal(self.state, who, amount)
         self.state.commit(0)
 
-    def apply_forced_close(self, inbox_index: int, who: bytes, market: int, scale: MarketScale) -> None:
-        """A model of the L2 rule of a forced close: the position closes at the
-        mark (against the insurance fund) and its equity, floored at zero,
-        becomes free collateral; the entry extends the inbox chain."""
+    def apply_forced_close(self, inbox_index: int, who: bytes, market: int) -> None:
+        """The L2 rule of a forced close itself (sequencer.core.rules.liquidation
+        .process_forced_close): the position closes at the mark against the
+        opposite positions (the fund paying bad debt, else deleveraging at the
+        bankruptcy price), its margin becomes free collateral, and whatever
+        cannot be closed stays as it was; the entry extends the inbox chain."""
         assert inbox_index == self.state.globals.inbox_count
-        p = self.state.positions.get((who, market))
-        if p is not None:  # no position: the request is served by doing nothing
-            equity = compute_position_equity(p, self.state.markets[market], scale.size_scale, scale.funding_scale)
-            a = self.state.accounts[who]
-            self.state.set_account(who, msgspec.structs.replace(a, collateral=a.collateral + max(0, equity)))
-            self.state.set_position(who, market, None)
+        m = self.state.markets.get(market)
+        process_forced_close(self.state, ForcedClose(inbox_index, who, market),
+                             0 if m is None else m.oracle_time_ms, L2_CONTEXT)
         entry = bytes([KIND_FORCED_CLOSE]) + inbox_index.to_bytes(8, "big") + who + market.to_bytes(32, "big")
         self.inbox_hash = keccak(self.inbox_hash + entry)
-        g = self.state.globals
-        self.state.set_globals(msgspec.structs.replace(g, inbox_count=g.inbox_count + 1, inbox_hash=self.inbox_hash))
+        assert self.state.globals.inbox_hash == self.inbox_hash, "the rule and the bridge chain the entry alike"
         self.state.commit(0)
 
     def set_market(self, market: Market) -> None:
@@ -272,11 +271,13 @@ class L2:
         self.state.commit(0)
 
     def open_position(self, who: bytes, market: int, position: Position) -> None:
-        """Move `position.margin` from free collateral into a position (no matching here)."""
+        """Move `position.margin` from free collateral into a new position (no
+        matching here); the market's open interest counts a long's size."""
         a = self.state.accounts[who]
-        assert a.collateral >= position.margin
+        assert a.collateral >= position.margin and (who, market) not in self.state.positions
         self.state.set_account(who, msgspec.structs.replace(a, collateral=a.collateral - position.margin))
         self.state.set_position(who, market, position)
+        add_open_interest(self.state, market, compute_long_change(0, position.size))
         self.state.commit(0)
 
     def checkpoint(self, data: bytes | None = None) -> Checkpoint:

@@ -181,8 +181,10 @@ def test_forced_close_served_by_a_covering_output(env: Env) -> None:
     a = env.users[0]
     l2, _ = _all_margin_setup(env)
     idx = env.force_close(a, 1)
-    l2.apply_forced_close(idx, addr(a), 1, MARKET_SCALES[0])
-    assert l2.state.accounts[addr(a)].collateral == 1_100 * UNIT and (addr(a), 1) not in l2.state.positions
+    l2.apply_forced_close(idx, addr(a), 1)
+    b = env.users[1]  # the rule closes A against the opposite position: B's short, at the same mark
+    assert l2.state.accounts[addr(a)].collateral == 1_100 * UNIT and l2.state.accounts[addr(b)].collateral == 900 * UNIT
+    assert l2.state.positions[(addr(a), 1)] == l2.state.positions[(addr(b), 1)] == Position()
     cp = l2.checkpoint()
     env.propose(cp)
     env.travel(GRACE)

@@ -32,6 +32,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from msgspec.structs import replace
 
 from bridge_env import (L2, MARKET_SCALES, TEST_PRESET, UNIT, Checkpoint, Env, ForcedCloseEntry, Reverted, addr,  # noqa: F401
                         bridge_session, claim, claim_escape, register_escape)
@@ -60,13 +61,27 @@ def count(kind: str) -> None:
 
 
 def net_value(state: State) -> int:
-    """Free collateral plus the signed equity of every position at its market's price."""
+    """Free collateral plus the signed equity of every position at its
+    market's mark plus the insurance fund: what the L2 holds, all of which
+    came through the bridge (bad debt of a forced close is paid by the fund
+    or deleveraged, never created)."""
+    assert_balanced(state)
     scales = {m.id: m for m in MARKET_SCALES}
-    total = sum(a.collateral for a in state.accounts.values())
+    total = state.globals.insurance_fund + sum(a.collateral for a in state.accounts.values())
     for (_, market), p in state.positions.items():
         m = scales[market]
         total += compute_position_equity(p, state.markets[market], m.size_scale, m.funding_scale)
     return total
+
+
+def assert_balanced(state: State) -> None:
+    """Every lot an output's state holds has its opposite (no close leaves one
+    side open for a later price to create money), and the open interest counts
+    the longs."""
+    sizes = [p.size for (_, market), p in state.positions.items() if market == 1]
+    assert sum(sizes) == 0, "a position without its opposite"
+    open_interest = state.markets[1].open_interest if 1 in state.markets else 0
+    assert open_interest == sum(s for s in sizes if s > 0), "the open interest is not the longs' sizes"
 
 
 class BridgeMachine(RuleBasedStateMachine):
@@ -91,7 +106,6 @@ class BridgeMachine(RuleBasedStateMachine):
         self.registered: dict[str, int] = {}
         self.escaped: set[str] = set()
         self.refunded: set[int] = set()
-        self.absorbed = 0                        # bad debt of forced closes (the insurance fund's)
         self.paid = 0
         self.deposited = 0
         self.fees = 0
@@ -218,7 +232,7 @@ class BridgeMachine(RuleBasedStateMachine):
         if (u == v or any(accounts.get(x) is None or accounts[x].collateral < margin * UNIT for x in (long, short))
                 or (long, 1) in positions or (short, 1) in positions):
             return
-        price = self.l2.state.markets[1].oracle_price
+        price = self.l2.state.markets[1].mark_price
         cost = SIZE * price // 10**8
         self.l2.open_position(long, 1, Position(size=SIZE, cost=cost, margin=margin * UNIT))
         self.l2.open_position(short, 1, Position(size=-SIZE, cost=-cost, margin=margin * UNIT))
@@ -227,16 +241,10 @@ class BridgeMachine(RuleBasedStateMachine):
     def l2_move_price(self, pct: int) -> None:
         m = self.l2.state.markets[1]
         price = max(UNIT, m.mark_price * (100 + pct) // 100)
-        self.l2.set_market(Market(1, oracle_price=price, oracle_time_ms=m.oracle_time_ms + 1, mark_price=price))
+        self.l2.set_market(replace(m, oracle_price=price, oracle_time_ms=m.oracle_time_ms + 1, mark_price=price))
 
     def l2_take_inbox(self, upto: int) -> None:
         for record in self.records[self.l2.state.globals.inbox_count:upto]:
-            if isinstance(record, ForcedCloseEntry):
-                p = self.l2.state.positions.get((record.account, 1))
-                if p is not None:
-                    m = MARKET_SCALES[0]
-                    equity = compute_position_equity(p, self.l2.state.markets[1], m.size_scale, m.funding_scale)
-                    self.absorbed += max(0, -equity)
             self.l2.apply_inbox(record)
 
     # --- the operator ----------------------------------------------------------------------------
@@ -248,7 +256,6 @@ class BridgeMachine(RuleBasedStateMachine):
         else:
             self.l2_take_inbox(min(len(self.records), self.l2.state.globals.inbox_count + take))
             cp = self.l2.checkpoint()
-            cp.absorbed = self.absorbed
         r = self.expect(not self.frozen, self.env.propose, cp)
         if r is None:
             if not self.deleted:
@@ -350,13 +357,7 @@ class BridgeMachine(RuleBasedStateMachine):
         self.pool = max(0, balance - reserved)
         assert self.env.status()["escape_pool"] == self.pool
         _, state = self.frozen_state()
-        assert self.pool >= net_value(state) - self.absorbed_at_freeze(), "the L2's money is not all there"
-
-    def absorbed_at_freeze(self) -> int:
-        return 0 if self.outputs[self.frozen_output][0] is None else self.absorbed_by(self.frozen_output)
-
-    def absorbed_by(self, i: int) -> int:
-        return getattr(self.outputs[i][0], "absorbed", 0)
+        assert self.pool >= net_value(state), "the L2's money is not all there"
 
     def freeze_call(self, index: int):
         return self.env.send(self.env.bridge.functions.freeze(index), self.users[0])
@@ -514,7 +515,7 @@ class BridgeMachine(RuleBasedStateMachine):
             cp = self.outputs[last][0]
             state = State() if cp is None else State.from_tables(cp.state_tables)
             whole = self.unclaimed(last) + self.not_taken(self.output_inbox_count(last)) + net_value(state)
-            assert balance >= whole - self.absorbed_by(last)
+            assert balance >= whole
         assert balance >= res["unclaimed_withdrawals"] + res["refundable_deposits"] + res["escape_unpaid"]
 
     @invariant()
