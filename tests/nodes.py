@@ -72,6 +72,17 @@ async def logged_record_hashes(config: NodeConfig) -> list[bytes]:
     return hashes
 
 
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``isoroll ARGS`` in a subprocess, off the
+    event loop, with no ISOROLL_* setting of this process leaking into it."""
+    def run():
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ISOROLL_")}
+        proc = subprocess.run([sys.executable, "-m", "isoroll.cli", *args], capture_output=True, text=True,
+                              env=env, timeout=60)
+        return proc.returncode, proc.stdout, proc.stderr
+    return await asyncio.to_thread(run)
+
+
 def dev_clients(url: str, n: int = 4) -> list[Client]:
     return [Client(url, key) for key, _ in get_dev_accounts(n)]
 

@@ -4,18 +4,14 @@ units with the unit shown, the API's integers on --raw and its JSON on --json
 decode with the OpenAPI types."""
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from decimal import Decimal
 
 import msgspec
 import pytest
 
-from nodes import dev_clients, make_config
+from nodes import dev_clients, make_config, run_cli
 from sequencer.core.markets import USDC
 from sequencer.executor.genesis import get_dev_accounts
 from sequencer.node import openapi as oa
@@ -28,14 +24,9 @@ BTC, LOT = 1, 10**8
 
 
 async def isoroll(*args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ISOROLL_")}
-
-    def run():
-        proc = subprocess.run([sys.executable, "-m", "isoroll.cli", *args], capture_output=True, text=True,
-                              env=env, timeout=60)
-        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
-        return proc.stdout
-    return await asyncio.to_thread(run)
+    code, out, err = await run_cli(*args)
+    assert code == 0, (args, out, err)
+    return out
 
 
 def first_row(text: str, word: str) -> list[str]:

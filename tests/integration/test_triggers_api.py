@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 
 import pytest
 
-from nodes import dev_clients, make_config, replay_fresh, wait_until
+from nodes import dev_clients, make_config, replay_fresh, run_cli, wait_until
 from sequencer.core.markets import USDC
 from sequencer.executor.genesis import get_dev_accounts
 from sequencer.node.service import Service
@@ -31,15 +28,6 @@ def usd(x) -> int:
     return int(x * USDC)
 
 
-async def cli(*args: str) -> tuple[int, str, str]:
-    def run():
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ISOROLL_")}
-        proc = subprocess.run([sys.executable, "-m", "isoroll.cli", *args], capture_output=True, text=True,
-                              env=env, timeout=60)
-        return proc.returncode, proc.stdout, proc.stderr
-    return await asyncio.to_thread(run)
-
-
 async def test_stop_loss_modify_and_dead_mans_switch(broker, topic, tmp_path, api_port):
     config = make_config(broker, topic, tmp_path, api_port, sequencer_id="triggers-" + uuid.uuid4().hex[:8])
     async with Service(config) as service:
@@ -53,7 +41,7 @@ async def test_stop_loss_modify_and_dead_mans_switch(broker, topic, tmp_path, ap
             assert (await a.place_order(BTC, True, usd(60_000), LOT // 10, leverage=10))["order"]["status"] == "filled"
 
             # A stop-loss from the CLI in human units: sell 0.1 BTC when the mark falls to 58,000.
-            code, out, err = await cli("order", "place", *url, "--key", key_a, "BTC-USD", "sell", "0.1", "57500",
+            code, out, err = await run_cli("order", "place", *url, "--key", key_a, "BTC-USD", "sell", "0.1", "57500",
                                        "--trigger-price", "58000", "--sl")
             assert code == 0, (out, err)
             assert "stop-loss" in out and "when the mark reaches 58000 USDC, limit 57500 USDC" in out, out
@@ -64,7 +52,7 @@ async def test_stop_loss_modify_and_dead_mans_switch(broker, topic, tmp_path, ap
             assert (await a.account())["openOrders"] == []  # it reserves nothing and is not in the book
 
             # A refused one: its limit above its trigger could never fill when it fires.
-            code, out, err = await cli("order", "place", *url, "--key", key_a, "BTC-USD", "sell", "0.1", "59000",
+            code, out, err = await run_cli("order", "place", *url, "--key", key_a, "BTC-USD", "sell", "0.1", "59000",
                                        "--trigger-price", "58000", "--sl")
             assert code != 0 and "limit_inside_trigger" in out + err, (out, err)
 
@@ -96,18 +84,18 @@ async def test_stop_loss_modify_and_dead_mans_switch(broker, topic, tmp_path, ap
             assert refused.value.code == "order_not_open"
 
             # And from the CLI, in human units.
-            code, out, err = await cli("modify", *url, "--key", key_a, str(moved["order"]["nonce"]),
+            code, out, err = await run_cli("modify", *url, "--key", key_a, str(moved["order"]["nonce"]),
                                        "--price", "51500")
             assert code == 0 and "resting" in out, (out, err)
             (order,) = await a.open_orders()
             assert (order["price"], order["remaining"]) == (usd(51_500), LOT // 50)
 
             # The dead-man's switch: set far in the past is refused; in 6 s it clears the book.
-            code, out, err = await cli("schedule-cancel", *url, "--key", key_a, "--at", "2020-01-01T00:00:00Z")
+            code, out, err = await run_cli("schedule-cancel", *url, "--key", key_a, "--at", "2020-01-01T00:00:00Z")
             assert code != 0 and "schedule_too_soon" in out + err, (out, err)
             await a.place_trigger(BTC, False, usd(45_000), usd(44_000), LOT // 100, tpsl="sl")
             await b.place_order(BTC, False, usd(70_000), LOT // 100, leverage=5)  # someone else's order stays
-            code, out, err = await cli("schedule-cancel", *url, "--key", key_a, "--in", "6s")
+            code, out, err = await run_cli("schedule-cancel", *url, "--key", key_a, "--in", "6s")
             assert code == 0 and "dead-man's switch: 20" in out, (out, err)
             at = (await a.account())["scheduledCancel"]["cancelAtMs"]
             assert at and (await a.account())["scheduledCancel"]["runsLeftToday"] == 10

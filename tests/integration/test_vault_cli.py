@@ -4,16 +4,12 @@ withdrawal refused during the lock-up with its error code, and a fresh
 executor replaying the log to the node's vault shares and state root."""
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 import pytest
 
-from nodes import dev_clients, make_config, replay_fresh
+from nodes import dev_clients, make_config, replay_fresh, run_cli
 from sequencer.core.markets import USDC
 from sequencer.core.rules.vault import VAULT_ADDRESS
 from sequencer.executor.genesis import get_dev_accounts
@@ -26,15 +22,6 @@ pytestmark = pytest.mark.kafka
 BTC = 1
 
 
-async def isoroll(*args: str) -> tuple[int, str, str]:
-    def run():
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ISOROLL_")}
-        proc = subprocess.run([sys.executable, "-m", "isoroll.cli", *args], capture_output=True, text=True,
-                              env=env, timeout=60)
-        return proc.returncode, proc.stdout, proc.stderr
-    return await asyncio.to_thread(run)
-
-
 async def test_vault_deposit_status_and_a_locked_withdrawal(broker, topic, tmp_path, api_port):
     config = make_config(broker, topic, tmp_path, api_port, sequencer_id="vault-" + uuid.uuid4().hex[:8])
     async with Service(config) as service:
@@ -45,16 +32,16 @@ async def test_vault_deposit_status_and_a_locked_withdrawal(broker, topic, tmp_p
             assert (await Feeder(c, source=None).post(BTC, 60_000 * USDC)).receipt["status"] == "ok"
             before = (await a.account())["collateral"]
             assert (await a.vault())["holder"]["shares"] == 0
-            code, out, err = await isoroll("vault", "deposit", *url, "--key", key_a, "1000")
+            code, out, err = await run_cli("vault", "deposit", *url, "--key", key_a, "1000")
             assert code == 0, err
             assert json.loads(out)["status"] == "ok"
             assert (await a.account())["collateral"] == before - 1_000 * USDC
-            code, out, err = await isoroll("vault", "status", *url, "--key", key_a, "--json")
+            code, out, err = await run_cli("vault", "status", *url, "--key", key_a, "--json")
             view = json.loads(out)
             assert view["address"] == "0x" + VAULT_ADDRESS.hex()
             assert view["totalShares"] == view["holder"]["shares"] == 1_000 * USDC
             assert view["equity"] == view["collateral"] == 1_000 * USDC and view["holder"]["value"] == 1_000 * USDC
-            code, out, err = await isoroll("vault", "status", *url, "0x" + a.address.hex())
+            code, out, err = await run_cli("vault", "status", *url, "0x" + a.address.hex())
             assert code == 0 and "1000000000 shares worth 1000 USDC" in out, out
             with pytest.raises(ApiError) as info:
                 await a.vault_withdraw(100 * USDC)
@@ -62,7 +49,7 @@ async def test_vault_deposit_status_and_a_locked_withdrawal(broker, topic, tmp_p
             with pytest.raises(ApiError) as info:
                 await b.vault_deposit(USDC)                     # below the 10 USDC minimum
             assert info.value.code == "vault_deposit_too_small"
-            code, out, err = await isoroll("vault", "withdraw", *url, "--key", key_a, "all")
+            code, out, err = await run_cli("vault", "withdraw", *url, "--key", key_a, "all")
             assert code == 2 and "vault_locked" in err, (out, err)
             node_state = service.node.chain.state
             replica = await replay_fresh(config)
