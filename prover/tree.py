@@ -474,6 +474,30 @@ class SparseMerkleTree:
             return Proof(key, node[32:], bitmap, tuple(sibs))
         return Proof(key, None, bitmap, tuple(sibs), node[:32], keccak_256(node[32:]).digest())
 
+    def deletion_sibling(self, key: bytes) -> bytes:
+        """What removing ``key`` needs beyond its proof: the hash preimage of
+        the deepest non-empty sibling on its path, ``0x00 || key ||
+        value_hash`` for a leaf, ``0x01 || left || right`` for a node; ``b""``
+        when the path has no sibling (the key is the tree's only leaf, or the
+        tree is empty).  See ``compute_root_after_delete``."""
+        ki = int.from_bytes(_check_key(key), "big")
+        node = self._root
+        depth = 0
+        deepest = None
+        while type(node) is _Node:
+            if (ki >> (255 - depth)) & 1:
+                sib, node = node.left, node.right
+            else:
+                sib, node = node.right, node.left
+            if sib is not None:
+                deepest = sib
+            depth += 1
+        if deepest is None:
+            return b""
+        if type(deepest) is bytes:
+            return LEAF_PREFIX + deepest[:32] + keccak_256(deepest[32:]).digest()
+        return deepest.pre
+
     # -- snapshots --------------------------------------------------------
 
     def to_bytes(self) -> bytes:
@@ -632,6 +656,33 @@ def fold_path(key: bytes, terminal: bytes, bitmap: int, siblings: Sequence[bytes
     if idx != len(siblings):
         raise ProofError("unused siblings")
     return h
+
+
+def compute_root_after_delete(key: bytes, bitmap: int, siblings: Sequence[bytes], sibling: bytes) -> bytes:
+    """The root after ``key``'s leaf is removed, from its inclusion proof
+    (``bitmap``, ``siblings``; the caller verifies it against the current
+    root) and ``sibling``, the preimage of the deepest sibling
+    (``SparseMerkleTree.deletion_sibling``).  A node sibling stays, next to
+    an EMPTY slot; a leaf sibling moves up (its hash does not depend on its
+    depth) to just below the next non-empty sibling, or becomes the root.
+    Raises ProofError for a sibling preimage that is not the deepest
+    sibling's, or a leaf that is not next to the key.  Same checks as the
+    Vyper ``smt.delete_root``."""
+    depth = bitmap.bit_length()
+    if depth == 0:
+        if siblings or sibling:
+            raise ProofError("a lone leaf's deletion takes no sibling")
+        return EMPTY_ROOT
+    if not siblings or len(sibling) != 65 or keccak(sibling) != siblings[0]:
+        raise ProofError("not the deepest sibling's preimage")
+    if sibling[:1] == NODE_PREFIX:
+        return fold_path(key, EMPTY, bitmap, siblings)
+    if sibling[:1] != LEAF_PREFIX:
+        raise ProofError("neither a leaf nor a node")
+    other = int.from_bytes(sibling[1:33], "big")
+    if (other ^ int.from_bytes(key, "big")) >> (256 - depth) != 1:
+        raise ProofError("the leaf sibling is not next to the key")
+    return fold_path(key, siblings[0], bitmap ^ (1 << (depth - 1)), siblings[1:])
 
 
 def compute_root_from_proof(proof: Proof) -> bytes:

@@ -100,6 +100,64 @@ def fold(key: bytes32, terminal: bytes32, bitmap: uint256, siblings: DynArray[by
 
 @internal
 @pure
+def fold_from(key: bytes32, terminal: bytes32, bitmap: uint256, siblings: DynArray[bytes32, MAX_DEPTH],
+              first: uint256) -> (bool, bytes32):
+    """
+    @notice `fold` over siblings[first:] (the deletion's collapse skips the
+        deepest sibling); well-formed iff every sibling from `first` is used.
+    """
+    depth: uint256 = self.bit_length(bitmap)
+    n: uint256 = len(siblings)
+    kb: uint256 = convert(key, uint256) >> (256 - depth)
+    h: bytes32 = terminal
+    used: uint256 = first
+    for j: uint256 in range(depth, bound=MAX_DEPTH):
+        s: bytes32 = empty(bytes32)
+        if (bitmap >> (depth - 1 - j)) & 1 == 1:
+            if used >= n:
+                return False, empty(bytes32)
+            s = siblings[used]
+            used += 1
+        if kb & 1 == 1:
+            h = keccak256(concat(b"\x01", s, h))
+        else:
+            h = keccak256(concat(b"\x01", h, s))
+        kb = kb >> 1
+    return used == n, h
+
+
+@internal
+@pure
+def delete_root(key: bytes32, bitmap: uint256, siblings: DynArray[bytes32, MAX_DEPTH], sibling: Bytes[65]) -> (bool, bytes32):
+    """
+    @notice The root after `key`'s leaf is removed, from its inclusion proof
+        (bitmap, siblings: the caller verifies it) and `sibling`, the hash
+        preimage of the deepest sibling siblings[0]: 0x00 || key || value_hash
+        when it is a leaf, 0x01 || left || right when it is a node (domain
+        separation makes the claim binding). A node stays where it is, next
+        to an EMPTY slot. A lone leaf moves up (a leaf's hash does not depend
+        on its depth) to just below the next non-empty sibling, or becomes the
+        root. Returns (well-formed, root); the tree's last leaf leaves root 0.
+    """
+    depth: uint256 = self.bit_length(bitmap)
+    if depth == 0:
+        return len(siblings) == 0 and len(sibling) == 0, empty(bytes32)
+    if len(siblings) == 0 or len(sibling) != 65 or keccak256(sibling) != siblings[0]:
+        return False, empty(bytes32)
+    tag: uint256 = convert(slice(sibling, 0, 1), uint256)
+    if tag == 1:
+        return self.fold_from(key, empty(bytes32), bitmap, siblings, 0)
+    if tag != 0:
+        return False, empty(bytes32)
+    # a leaf at depth `depth` next to the key's: same path above, the other side there
+    other: uint256 = convert(extract32(sibling, 1), uint256)
+    if (other ^ convert(key, uint256)) >> (256 - depth) != 1:
+        return False, empty(bytes32)
+    return self.fold_from(key, siblings[0], bitmap ^ (1 << (depth - 1)), siblings, 1)
+
+
+@internal
+@pure
 def verify(root: bytes32, key: bytes32, value_hash: bytes32, proof: SmtProof) -> bool:
     """
     @notice Inclusion: `key` holds the value whose keccak256 is `value_hash`

@@ -42,6 +42,24 @@ def compute_root(key: bytes32, terminal: bytes32, bitmap: uint256, siblings: Dyn
 
 @external
 @pure
+def delete_root(key: bytes32, bitmap: uint256, siblings: DynArray[bytes32, smt.MAX_DEPTH], sibling: Bytes[65]) -> (bool, bytes32):
+    return smt.delete_root(key, bitmap, siblings, sibling)
+
+
+@external
+@view
+def gas_delete(root: bytes32, key: bytes32, value_hash: bytes32, proof: smt.SmtProof, sibling: Bytes[65]) -> (bool, bytes32, uint256):
+    """(valid, root after the deletion, gas of verifying the leaf and deleting it)"""
+    g: uint256 = msg.gas
+    ok: bool = smt.verify(root, key, value_hash, proof)
+    h: bytes32 = empty(bytes32)
+    if ok:
+        ok, h = smt.delete_root(key, proof.bitmap, proof.siblings, sibling)
+    return ok, h, g - msg.gas
+
+
+@external
+@pure
 def leaf_hash(key: bytes32, value_hash: bytes32) -> bytes32:
     return smt.leaf_hash(key, value_hash)
 
