@@ -35,6 +35,7 @@ from web3 import EthereumTesterProvider, Web3
 from pathlib import Path
 
 from l1_bridge.compile import compile_contract
+from l1_bridge.deploy import deploy_onestep, load_artifact
 from l1_bridge.dispute import LocalTrace, OutputTrace
 from prover import fraud_vectors as fv
 from prover.keys import GLOBAL_KEY
@@ -173,7 +174,7 @@ def measure_derivation(w3: Web3) -> dict:
 
 
 def measure_one_steps(w3: Web3, accounts: int) -> dict:
-    onestep = deploy(w3, "onestep", *fv.ONESTEP_PARAMS, deploy(w3, "onestep_perps", *fv.PERPS_PARAMS).address)
+    onestep = w3.eth.contract(address=deploy_onestep(w3, fv.RULES)[0], abi=load_artifact("onestep")[0])
     a, b, c, d = fv.ADDRESSES
     population = {keccak(b"acct%d" % i)[:20]: Account(10**9, (1, 2, 3)) for i in range(accounts)}
     population.update({a: Account(10**9, tuple(range(1, 101))), b: Account(10**6, ()), c: Account(5, ())})

@@ -28,7 +28,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from prover.tree import EMPTY_ROOT
 from sequencer.executor.genesis import compute_genesis_output_root
@@ -186,11 +186,11 @@ def deploy(
     # the bridge goes first (on a fresh anvil it lands at the well-known first
     # address, 0x5FbDB2315678afecb367f032d93F642f64180aa3, the EIP-712
     # verifyingContract of the devnet); the token's and the games' addresses are
-    # predicted: token, onestep_perps, onestep, dispute follow in that order
+    # predicted: token, the one-step family contracts, onestep, dispute follow in that order
     nonce = w3.eth.get_transaction_count(deployer, "pending")
     if token is None:
         token = compute_create_address(deployer, nonce + 1)
-    dispute = compute_create_address(deployer, nonce + (4 if token_deployed else 3))
+    dispute = compute_create_address(deployer, nonce + int(token_deployed) + len(ONESTEP_FAMILIES) + 2)
     ctor = factory.constructor(
         token, proposer, challenger, dispute, p.challenge_period, p.forced_grace, p.forced_fee,
         p.escape_window, p.proposer_bond, genesis,
@@ -240,24 +240,44 @@ def deploy(
     return d
 
 
+def get_market_table_args(rules: Any) -> tuple:
+    """The constructor extras of a family that needs only the market table."""
+    return ()
+
+
+ONESTEP_FAMILIES: tuple[tuple[str, tuple[int, ...], Callable[[Any], tuple]], ...] = (
+    ("onestep_perps", (3, 4, 5, 17), get_market_table_args),
+)
+"""The one-step family contracts (docs/fraud-proofs.md): (contract, the record
+tags onestep.vy routes to it, its constructor extras after the market table as
+a function of the rule context).  prover.records.ONESTEP_TAGS lists the same
+tags."""
+
+
 def deploy_onestep(w3: Any, rules: Any, *, deployer: str | None = None,
-                   private_key: bytes | str | None = None) -> tuple[str, str]:
-    """Deploy the one-step pair for a rule context (sequencer.core.rules.base.Context):
-    onestep_perps.vy (the perps kinds, with the rules' market table), then
-    onestep.vy pointing at it.  Returns (onestep, onestep_perps) addresses."""
+                   private_key: bytes | str | None = None) -> tuple[str, dict[str, str]]:
+    """Deploy the one-step for a rule context (sequencer.core.rules.base.Context):
+    each family contract of ONESTEP_FAMILIES (with the rules' market table),
+    then onestep.vy routing their tags to them.  Returns (onestep, {family
+    contract name: address})."""
     from prover.trace import get_onestep_markets
     if deployer is None:
         deployer = w3.eth.account.from_key(private_key).address if private_key is not None else w3.eth.accounts[0]
     p = rules.preset
     params = (rules.domain_separator, p.max_amount, p.max_expiry_ahead_ms, p.nonce_window)
-    addresses = []
-    for name, extra in (("onestep_perps", (get_onestep_markets(rules),)), ("onestep", None)):
-        abi, bytecode = load_artifact(name)
-        args = params + (extra if extra is not None else (addresses[0],))
-        receipt = transact(w3, w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args), deployer,
-                           private_key=private_key)
-        addresses.append(w3.to_checksum_address(receipt["contractAddress"]))
-    return addresses[1], addresses[0]
+    markets = get_onestep_markets(rules)
+    families, routes = {}, []
+    for name, tags, extras in ONESTEP_FAMILIES:
+        families[name] = _deploy(w3, name, params + (markets,) + extras(rules), deployer, private_key)
+        routes.append((families[name], list(tags)))
+    return _deploy(w3, "onestep", params + (routes,), deployer, private_key), families
+
+
+def _deploy(w3: Any, name: str, args: tuple, deployer: str, private_key: bytes | str | None) -> str:
+    abi, bytecode = load_artifact(name)
+    receipt = transact(w3, w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args), deployer,
+                       private_key=private_key)
+    return w3.to_checksum_address(receipt["contractAddress"])
 
 
 def bond_proposer(w3: Any, d: Deployment, *, private_key: bytes | str | None = None) -> None:

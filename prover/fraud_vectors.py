@@ -115,8 +115,17 @@ DOMAIN = eip712.Domain(chain_id=DEVNET.chain_id, verifying_contract=bytes.fromhe
 RULES = Context(preset=DEVNET, domain_separator=eip712.compute_domain_separator(DOMAIN),
                 recover=get_recover("coincurve"))
 ONESTEP_PARAMS = (RULES.domain_separator, DEVNET.max_amount, DEVNET.max_expiry_ahead_ms, DEVNET.nonce_window)
-PERPS_PARAMS = ONESTEP_PARAMS + (get_onestep_markets(RULES),)
-"""onestep_perps.vy's constructor; onestep.vy's is ONESTEP_PARAMS and the perps contract's address."""
+"""The constructor parameters every one-step contract starts with."""
+MARKETS = get_onestep_markets(RULES)
+"""The market table every family contract is deployed with (onestep_market.vy)."""
+
+
+def get_family_params() -> list:
+    """[contract, tags, constructor extras after the market table] of each
+    one-step family (l1_bridge.deploy.ONESTEP_FAMILIES) for RULES."""
+    from l1_bridge.deploy import ONESTEP_FAMILIES
+    return [[name, list(tags), [hx(x) if isinstance(x, bytes) else x for x in extras(RULES)]]
+            for name, tags, extras in ONESTEP_FAMILIES]
 KEYS = [keccak(SEED + b"key" + bytes([i])) for i in range(4)]
 ADDRESSES = [address_of(k) for k in KEYS]
 BLOCK_TIME = 1_767_000_000_000
@@ -384,7 +393,8 @@ def make_trace_genesis() -> State:
 
 
 def build_onestep_vectors() -> dict:
-    return {"params": [hx(ONESTEP_PARAMS[0])] + list(PERPS_PARAMS[1:]), "cases": onestep_cases() + perps_cases()}
+    return {"params": [hx(ONESTEP_PARAMS[0])] + list(ONESTEP_PARAMS[1:]), "markets": MARKETS,
+            "families": get_family_params(), "cases": onestep_cases() + perps_cases()}
 
 
 def render(obj: dict) -> str:

@@ -20,8 +20,8 @@ from prover.codec import WithdrawalProof
 from prover.hashing import EMPTY, keccak
 from prover.output import compute_withdrawals_root, prove_withdrawal, verify_withdrawal_proof, withdrawal_leaf
 from sequencer.core.encoding import decode_block, decode_record
-from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, ForcedWithdrawal, FundingTick, PlaceOrder, Record,
-                                    Transfer, Withdraw)
+from sequencer.core.records import (RECORD_TYPES, AdjustMargin, CancelOrder, Deposit, ForcedWithdrawal, FundingTick,
+                                    PlaceOrder, Record, Transfer, Withdraw)
 
 ITEM_BLOCK_START = 1
 ITEM_RECORD = 2
@@ -59,7 +59,11 @@ Item = BlockStart | BlockEnd | Noop | Record
 
 # --- record fields, packed ------------------------------------------------------
 # (attribute, width in bytes, kind): "u" unsigned integer, "i" two's-complement
-# signed integer, "?" a bool (any byte but 0 is true), "b" raw bytes.
+# signed integer, "?" a bool (any byte but 0 is true), "b" raw bytes; and a
+# list (attribute, most elements, "l", element layout): a 1-byte count, then
+# that many elements, each the element layout's fields packed (an element of
+# one field is its bare value, else a tuple), the item's length then fixed by
+# the count.
 
 RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
     Transfer: (1, (("account", 20, "b"), ("to", 20, "b"), ("amount", 8, "u"), ("nonce", 8, "u"),
@@ -78,17 +82,30 @@ RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
     FundingTick: (17, (("market", 4, "u"), ("rate_ppm", 8, "i"), ("timestamp_ms", 8, "u"))),
 }
 PERPS_TAGS = frozenset({3, 4, 5, 17})
-"""Record tags onestep.vy hands to onestep_perps.vy."""
+"""Record tags onestep_perps.vy re-executes."""
 RECORD_BY_TAG: dict[int, type] = {tag: cls for cls, (tag, _) in RECORD_LAYOUTS.items()}
 INBOX_TYPES = (Deposit, ForcedWithdrawal)
-PENDING_TAGS = frozenset({16, 18, 32, 50, 9, 10, 11, 19, 20, 6, 7, 21, 8, 22, 23})
-"""Record tags whose one-step is not written yet (Trade, Liquidate, OraclePrice, ForcedClose,
-trigger orders, modify and the dead-man's switch, the vault, the liquidation
-auction); onestep.vy's PENDING holds the same tags."""
+KNOWN_TAGS = frozenset(cls.__struct_config__.tag for cls in RECORD_TYPES) | {22}
+"""Every record tag (22 is kept for an explicit auction start); onestep.vy's KNOWN_TAGS."""
+ONESTEP_TAGS = frozenset().union(
+    {1, 2, 48, 49},                     # onestep.vy: accounts and the inbox
+    PERPS_TAGS,                         # onestep_perps.vy
+)
+"""Record tags the L1 one-step re-executes: one line per family contract
+(l1_bridge.deploy.ONESTEP_FAMILIES)."""
+PENDING_TAGS = KNOWN_TAGS - ONESTEP_TAGS
+"""Record tags whose one-step is not written yet: onestep.vy reverts "pending"
+on them (a known tag no family contract takes)."""
 
 
-def get_item_size(tag: int) -> int:
-    return 2 + sum(width for _, width, _ in RECORD_LAYOUTS[RECORD_BY_TAG[tag]][1])
+def get_item_size(tag: int, count: int = 0) -> int:
+    """The item length of a record tag (with ``count`` elements in its list, if it has one)."""
+    return 2 + sum(field[1] if field[2] != "l" else 1 + count * _get_element_size(field[3])
+                   for field in RECORD_LAYOUTS[RECORD_BY_TAG[tag]][1])
+
+
+def _get_element_size(layout) -> int:
+    return sum(width for _, width, _ in layout)
 
 
 def _pack_field(value, width: int, kind: str) -> bytes | None:
@@ -113,14 +130,31 @@ def encode_record_item(record: Record) -> bytes | None:
     neither a negative amount nor its residue (both are outside 1..max)."""
     tag, layout = RECORD_LAYOUTS[type(record)]
     out = bytearray((ITEM_RECORD, tag))
-    for attr, width, kind in layout:
+    for field in layout:
+        attr, width, kind = field[:3]
         value = getattr(record, attr)
         if attr == "amount" and isinstance(record, INBOX_TYPES) and isinstance(value, int):
             value %= 2**256
-        packed = _pack_field(value, width, kind)
+        packed = _pack_list(value, width, field[3]) if kind == "l" else _pack_field(value, width, kind)
         if packed is None:
             return None
         out += packed
+    return bytes(out)
+
+
+def _pack_list(values, most: int, layout) -> bytes | None:
+    if not isinstance(values, (tuple, list)) or len(values) > most:
+        return None
+    out = bytearray((len(values),))
+    for element in values:
+        fields = (element,) if len(layout) == 1 else element
+        if not isinstance(fields, (tuple, list)) or len(fields) != len(layout):
+            return None
+        for value, (_, width, kind) in zip(fields, layout):
+            packed = _pack_field(value, width, kind)
+            if packed is None:
+                return None
+            out += packed
     return bytes(out)
 
 
@@ -158,25 +192,44 @@ def decode_item(item: bytes) -> Item:
         tag = item[1]
         if tag in PENDING_TAGS:
             raise PendingKind(f"record tag {tag}: its one-step is pending")
-        cls = RECORD_BY_TAG.get(tag)
-        if cls is not None and len(item) == get_item_size(tag):
-            return _decode_record(cls, item)
+        record = decode_record_item(item)
+        if record is not None:
+            return record
     return Noop(keccak(item))
 
 
-def _decode_record(cls: type, item: bytes) -> Record:
-    values = []
-    pos = 2
-    for _, width, kind in RECORD_LAYOUTS[cls][1]:
-        raw = item[pos:pos + width]
-        if kind == "b":
-            values.append(raw)
-        elif kind == "?":
-            values.append(raw != b"\x00")
+def decode_record_item(item: bytes) -> Record | None:
+    """The record a RECORD item packs (onestep.vy's parser), or None when its
+    tag has no layout or its length does not match the layout."""
+    cls = RECORD_BY_TAG.get(item[1])
+    if cls is None:
+        return None
+    values, pos = [], 2
+    for field in RECORD_LAYOUTS[cls][1]:
+        if field[2] == "l":
+            if pos >= len(item) or item[pos] > field[1]:
+                return None
+            count, pos = item[pos], pos + 1
+            elements = []
+            for _ in range(count):
+                element = []
+                for _, width, kind in field[3]:
+                    element.append(_decode_field(item[pos:pos + width], kind))
+                    pos += width
+                elements.append(element[0] if len(element) == 1 else tuple(element))
+            values.append(tuple(elements))
         else:
-            values.append(int.from_bytes(raw, "big", signed=kind == "i"))
-        pos += width
-    return cls(*values)
+            values.append(_decode_field(item[pos:pos + field[1]], field[2]))
+            pos += field[1]
+    return cls(*values) if pos == len(item) else None
+
+
+def _decode_field(raw: bytes, kind: str):
+    if kind == "b":
+        return raw
+    if kind == "?":
+        return raw != b"\x00"
+    return int.from_bytes(raw, "big", signed=kind == "i")
 
 
 def compute_record_item(raw: bytes) -> bytes:
@@ -217,14 +270,23 @@ def encode_pending_item(record: Record, raw: bytes) -> bytes:
 
 def decode_replay_item(item: bytes) -> Item:
     """The item as an L1 replay applies it: ``decode_item``, and for a pending
-    tag the record its msgpack bytes hold (a NOOP if they do not decode)."""
+    tag the record it packs, or, for a kind with no layout yet, the record its
+    msgpack bytes hold (a NOOP if they do not decode)."""
     try:
         return decode_item(item)
     except PendingKind:
+        item = bytes(item)
+        if type_has_layout(item[1]):
+            record = decode_record_item(item)
+            return record if record is not None else Noop(keccak(item))
         try:
-            return decode_record(bytes(item[2:]))
+            return decode_record(item[2:])
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return Noop(keccak(bytes(item)))
+            return Noop(keccak(item))
+
+
+def type_has_layout(tag: int) -> bool:
+    return tag in RECORD_BY_TAG
 
 
 def compute_block_items(message: bytes) -> list[bytes]:

@@ -17,23 +17,28 @@ from typing import Iterable, Sequence
 
 import msgspec
 
-from prover.records import (BlockEnd, BlockStart, Frontier, Noop, PendingKind, decode_item)
+from prover import plan_perps
+from prover.records import (BlockEnd, BlockStart, Frontier, Noop, decode_item)
 from prover.codec import Proof
 from prover.hashing import keccak
 from prover.tree import SparseMerkleTree
-from prover.keys import (GLOBAL_KEY, compute_key, get_account_key, get_market_key, get_order_key,
-                         get_position_key)
+from prover.keys import GLOBAL_KEY, get_account_key
 from sequencer.core.commitment import compute_dirty_leaves, compute_leaf, encode_withdrawal
-from sequencer.core.records import (AdjustMargin, Block, CancelOrder, Deposit, ForcedWithdrawal, FundingTick,
-                                    PlaceOrder, Transfer, Withdraw)
-from sequencer.core.state import ACCOUNTS, MARKETS, ORDER_SCHEDULES, ORDERS, POSITIONS, TRIGGERS, VAULT_SHARES, State
+from sequencer.core.records import Block, Deposit, ForcedWithdrawal, Transfer, Withdraw
+from sequencer.core.state import ACCOUNTS, AUCTIONS, MARKETS, ORDER_SCHEDULES, ORDERS, POSITIONS, TRIGGERS, VAULT_SHARES, State
 from sequencer.core.markets import get_market_table
 from sequencer.core.rules.base import Context, get_market_params
 from sequencer.core.transition import apply_record, check_block_header, process_block_end
 
 
 TRIGGER_KIND = 8
-"""The key kind of a trigger order (prover.keys): a CancelOrder may name one."""
+"""The key kind of a trigger order (prover.keys.TRIGGER): a CancelOrder may name one."""
+
+PLANNERS = {
+    **plan_perps.PLANNERS,
+}
+"""The witness plan of each record kind a family contract re-executes
+(prover/plan_<family>.py, one line per family; l1_bridge.deploy.ONESTEP_FAMILIES)."""
 
 
 def u256(value: int) -> bytes:
@@ -59,17 +64,23 @@ class TraceContext(msgspec.Struct, frozen=True):
                 (self.withdrawals.count, list(self.withdrawals.branch)))
 
 
+ONESTEP_MARKET_FIELDS = (
+    "id", "scale", "tick_size", "step_size", "initial_margin_ppm", "maintenance_margin_ppm", "max_leverage",
+    "maker_fee_ppm", "taker_fee_ppm", "funding_interval_ms", "funding_cap_ppm", "funding_interest_ppm",
+    "oracle_max_age_ms", "liquidation_fee_ppm", "partial_liquidation_notional", "partial_liquidation_ppm",
+    "min_order_notional", "insurance_fee_share_ppm", "liquidation_policy", "auction_duration_ms",
+    "mark_basis_band_ppm", "mark_ema_half_life_ms", "mark_trade_max_age_ms", "oracle_jump_ppm",
+    "oracle_jump_window_ms", "oracle_confirm_band_ppm")
+"""onestep_market.vy's MarketParams struct, field by field."""
+
+
 def get_onestep_markets(rules: Context) -> list[tuple]:
-    """The market table onestep_perps.vy is deployed with: per market of the
-    rules' table, the MarketParams fields the ported rules read, in its
-    struct's order."""
+    """The market table every family contract is deployed with
+    (onestep_market.vy): per market of the rules' table, every numeric
+    MarketParams field, in the struct's order."""
     table = rules.markets or get_market_table(rules.preset.markets)
-    out = []
-    for market_id in sorted(table):
-        p = get_market_params(rules, market_id)
-        out.append((p.id, p.scale, p.tick_size, p.step_size, p.initial_margin_ppm, p.max_leverage,
-                    p.min_order_notional, p.funding_interval_ms, p.funding_cap_ppm, p.oracle_max_age_ms))
-    return out
+    return [tuple(getattr(get_market_params(rules, market_id), name) for name in ONESTEP_MARKET_FIELDS)
+            for market_id in sorted(table)]
 
 
 def compute_claim(state_root: bytes, ctx: TraceContext) -> bytes:
@@ -106,6 +117,7 @@ def build_tree(state: State) -> SparseMerkleTree:
     entries += [(ORDERS, k) for k in state.orders] + [(MARKETS, k) for k in state.markets]
     entries += [(VAULT_SHARES, k) for k in state.vault_shares]
     entries += [(TRIGGERS, k) for k in state.triggers] + [(ORDER_SCHEDULES, k) for k in state.order_schedules]
+    entries += [(AUCTIONS, k) for k in state.auctions]
     entries.append(("globals", None))
     tree = SparseMerkleTree()
     tree.update(dict(compute_leaf(state, table, key) for table, key in entries))
@@ -189,8 +201,9 @@ class TraceRunner:
             return (lambda ok, writes: [(GLOBAL_KEY, True)] if is_open else []), ()
         if isinstance(item, Noop) or not self.ctx.block_open:
             return (lambda ok, writes: []), ()
-        if isinstance(item, (AdjustMargin, PlaceOrder, CancelOrder, FundingTick)):
-            return self._plan_perps(item)
+        planner = PLANNERS.get(type(item))
+        if planner is not None:
+            return planner(self, item)
         account = get_account_key(item.account)
         if isinstance(item, (Transfer, Withdraw)):
             kept = self.state.accounts.get(item.account)
@@ -204,45 +217,6 @@ class TraceRunner:
             return (lambda ok, writes: [(GLOBAL_KEY, False)] + (
                 [(account, account in writes), (GLOBAL_KEY, True)] if in_order else [])), ()
         raise TypeError(f"no one-step for {type(item).__name__}")
-
-    def _plan_perps(self, item):
-        """The perps kinds (onestep_perps.vy): the leaves the rule reads
-        first, against the pre-state root, then, if it applies, each leaf it
-        writes opened again against the root of the writes before it."""
-        if isinstance(item, FundingTick):
-            market = get_market_key(item.market)
-            return (lambda ok, writes: [(market, ok)]), ()
-        kept = self.state.accounts.get(item.account)
-        nonces = kept.nonces if kept is not None else ()
-        account = get_account_key(item.account)
-        if isinstance(item, AdjustMargin):
-            if self._empties_position(item):
-                raise PendingKind("AdjustMargin taking a flat position's whole margin (a leaf deletion) is pending")
-            position, market = get_position_key(item.account, item.market), get_market_key(item.market)
-            return (lambda ok, writes: [(position, False), (market, False), (account, ok)] + (
-                [(position, True)] + [(k, True) for k in (market, GLOBAL_KEY) if k in writes] if ok else [])), nonces
-        if isinstance(item, PlaceOrder):
-            order = get_order_key(item.account, item.nonce)
-            return (lambda ok, writes: [(order, False), (account, ok)] + (
-                [(GLOBAL_KEY, True), (order, True)] if ok else [])), nonces
-        order = get_order_key(item.account, item.order_nonce)
-        if self.tree.get(order) is None:
-            trigger = compute_key(TRIGGER_KIND, item.account, item.order_nonce.to_bytes(8, "big"))
-            if self.tree.get(trigger) is not None:
-                raise PendingKind("CancelOrder of a trigger: its one-step is pending")
-            return (lambda ok, writes: [(order, False), (trigger, False)]), nonces
-        return (lambda ok, writes: [(order, False), (account, ok)] + ([(order, True)] if ok else [])), nonces
-
-    def _empties_position(self, item: AdjustMargin) -> bool:
-        """onestep_perps.vy cannot delete a leaf yet: an AdjustMargin with a
-        valid amount in a listed market that would take all of a flat
-        position's margin (its leaf emptied) is pending, whatever else holds."""
-        if not 0 < abs(item.amount) <= self.rules.preset.max_amount:
-            return False
-        if get_market_params(self.rules, item.market) is None:
-            return False
-        p = self.state.positions.get((item.account, item.market))
-        return p is not None and p.size == 0 and p.cost == 0 and p.margin > 0 and p.margin + item.amount == 0
 
     def _open(self, pre_tree: SparseMerkleTree, plan: list[tuple[bytes, bool]]) -> Iterable[Opening]:
         tree = pre_tree

@@ -6,11 +6,12 @@
     touches, opened against the root at the moment it is touched, in a fixed
     order per kind, and the sender's kept nonces), compute the next position.
     Here: BLOCK_START, BLOCK_END, NOOP / malformed items, Deposit,
-    ForcedWithdrawal, Transfer, Withdraw. The perps kinds (AdjustMargin,
-    PlaceOrder, CancelOrder, FundingTick) go to onestep_perps.vy by tag (a
-    second contract: both in one would pass the 24 KB code limit).
-    Pending (revert "pending"): the tags of PENDING below. A witness that
-    does not verify reverts: it proves nothing. The shared witness and
+    ForcedWithdrawal, Transfer, Withdraw. Every other record kind goes by
+    its tag to a family contract (onestep_perps.vy and the others listed in
+    l1_bridge/deploy.py ONESTEP_FAMILIES: one contract would pass the 24 KB
+    code limit), each deployed with the same market table
+    (onestep_market.vy). A known record tag with no family reverts
+    "pending". A witness that does not verify reverts: it proves nothing. The shared witness and
     signature code is onestep_lib.vy.
 """
 import records
@@ -35,13 +36,20 @@ MAX_INT64: constant(uint256) = lib.MAX_INT64  # deposits ever credited stay with
 GLOBALS_KEY: constant(bytes32) = lib.GLOBALS_KEY
 TRANSFER_TYPEHASH: constant(bytes32) = keccak256("Transfer(address account,address to,uint256 amount,uint64 nonce,uint64 expiry)")
 WITHDRAW_TYPEHASH: constant(bytes32) = keccak256("Withdraw(address account,uint256 amount,uint64 nonce,uint64 expiry)")
-# record tags re-executed by onestep_perps.vy (prover.records.PERPS_TAGS)
-PERPS_TAGS: constant(uint256[4]) = [3, 4, 5, 17]
-# record tags whose one-step is not written yet (prover.records.PENDING_TAGS)
-PENDING: constant(uint256[15]) = [6, 7, 8, 9, 10, 11, 16, 18, 19, 20, 21, 22, 23, 32, 50]
+MAX_FAMILIES: constant(uint256) = 8
+MAX_FAMILY_TAGS: constant(uint256) = 8
+# every record tag (sequencer/core/records.py; 22 is kept for an explicit
+# auction start): prover.records.KNOWN_TAGS. One with no family is pending.
+KNOWN_TAGS: constant(uint256[23]) = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23, 32, 48, 49, 50]
 
 
-interface OneStepPerps:
+struct Family:
+    # a family contract and the record tags it re-executes (l1_bridge.deploy.ONESTEP_FAMILIES)
+    target: address
+    tags: DynArray[uint256, MAX_FAMILY_TAGS]
+
+
+interface OneStepFamily:
     def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM],
               openings: DynArray[trace.Opening, MAX_OPENINGS],
               nonces: DynArray[uint256, MAX_NONCES]) -> (bytes32, bool): view
@@ -51,19 +59,25 @@ interface OneStepPerps:
     def NONCE_WINDOW() -> uint256: view
 
 
-PERPS: public(immutable(address))
+# the family contract of each record tag it does not re-execute itself
+route: public(HashMap[uint256, address])
 
 
 @deploy
 def __init__(domain_separator: bytes32, max_amount: uint256, max_expiry_ahead_ms: uint256, nonce_window: uint256,
-             perps: address):
+             families: DynArray[Family, MAX_FAMILIES]):
     lib.__init__(domain_separator, max_amount, max_expiry_ahead_ms, nonce_window)
-    # the perps one-step must check the same signatures, amounts and nonces
-    assert staticcall OneStepPerps(perps).DOMAIN_SEPARATOR() == domain_separator, "perps: domain"
-    assert staticcall OneStepPerps(perps).MAX_AMOUNT() == max_amount, "perps: max amount"
-    assert staticcall OneStepPerps(perps).MAX_EXPIRY_AHEAD_MS() == max_expiry_ahead_ms, "perps: expiry"
-    assert staticcall OneStepPerps(perps).NONCE_WINDOW() == nonce_window, "perps: window"
-    PERPS = perps
+    for f: Family in families:
+        # every family must check the same signatures, amounts and nonces
+        assert staticcall OneStepFamily(f.target).DOMAIN_SEPARATOR() == domain_separator, "family: domain"
+        assert staticcall OneStepFamily(f.target).MAX_AMOUNT() == max_amount, "family: max amount"
+        assert staticcall OneStepFamily(f.target).MAX_EXPIRY_AHEAD_MS() == max_expiry_ahead_ms, "family: expiry"
+        assert staticcall OneStepFamily(f.target).NONCE_WINDOW() == nonce_window, "family: window"
+        for tag: uint256 in f.tags:
+            assert tag in KNOWN_TAGS, "family: unknown tag"
+            assert tag not in [TAG_TRANSFER, TAG_WITHDRAW, TAG_DEPOSIT, TAG_FORCED_WITHDRAWAL], "family: own tag"
+            assert self.route[tag] == empty(address), "family: tag routed twice"
+            self.route[tag] = f.target
 
 
 # --- positions ------------------------------------------------------------------
@@ -207,13 +221,14 @@ def _apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings:
     if kind != ITEM_RECORD or n < 2:
         return state_root, ctx, False
     tag: uint256 = lib.word(item, 1, 1)
-    assert tag not in PENDING, "pending"
+    family: address = self.route[tag]
+    assert family != empty(address) or tag not in KNOWN_TAGS or tag in [TAG_TRANSFER, TAG_WITHDRAW, TAG_DEPOSIT, TAG_FORCED_WITHDRAWAL], "pending"
     if ctx.block_open == 0:
         return state_root, ctx, False
-    if tag in PERPS_TAGS:
+    if family != empty(address):
         root: bytes32 = empty(bytes32)
         ok: bool = False
-        root, ok = staticcall OneStepPerps(PERPS).apply(state_root, ctx, item, openings, nonces)
+        root, ok = staticcall OneStepFamily(family).apply(state_root, ctx, item, openings, nonces)
         return root, ctx, ok
     if tag == TAG_TRANSFER and n == 131:
         root: bytes32 = empty(bytes32)

@@ -14,17 +14,18 @@
 import records
 import trace
 import onestep_lib as lib
+import onestep_market as mk
 
 initializes: lib
+initializes: mk
 
-exports: (lib.DOMAIN_SEPARATOR, lib.MAX_AMOUNT, lib.MAX_EXPIRY_AHEAD_MS, lib.NONCE_WINDOW)
+exports: (lib.DOMAIN_SEPARATOR, lib.MAX_AMOUNT, lib.MAX_EXPIRY_AHEAD_MS, lib.NONCE_WINDOW, mk.market_table)
 
 MAX_OPENINGS: constant(uint256) = trace.MAX_OPENINGS
 MAX_NONCES: constant(uint256) = trace.MAX_NONCES
 MAX_ITEM: constant(uint256) = records.MAX_ITEM_SIZE
 MAX_LEAF: constant(uint256) = trace.MAX_LEAF
-MAX_MARKETS: constant(uint256) = 16
-PPM: constant(int256) = 1_000_000
+PPM: constant(int256) = mk.PPM
 MAX_INT64: constant(int256) = 2**63 - 1
 TAG_ADJUST_MARGIN: constant(uint256) = 3
 TAG_PLACE_ORDER: constant(uint256) = 4
@@ -33,128 +34,18 @@ TAG_FUNDING_TICK: constant(uint256) = 17
 ADJUST_MARGIN_TYPEHASH: constant(bytes32) = keccak256("AdjustMargin(address account,uint32 market,int256 amount,uint64 nonce,uint64 expiry)")
 PLACE_ORDER_TYPEHASH: constant(bytes32) = keccak256("PlaceOrder(address account,uint32 market,bool isBuy,uint256 price,uint256 size,uint32 leverage,uint8 timeInForce,bool reduceOnly,uint64 nonce,uint64 expiry)")
 CANCEL_ORDER_TYPEHASH: constant(bytes32) = keccak256("CancelOrder(address account,uint64 orderNonce,uint64 nonce,uint64 expiry)")
-# market leaf words (sequencer/core/commitment.py)
-MARKET_ORACLE_PRICE: constant(uint256) = 0
-MARKET_ORACLE_TIME: constant(uint256) = 1
-MARKET_FUNDING_INDEX: constant(uint256) = 2
-MARKET_FUNDING_TIME: constant(uint256) = 4
-MARKET_FUNDING_DUST: constant(uint256) = 5
-MARKET_MARK_PRICE: constant(uint256) = 6  # the committed median mark (rules.mark)
 # order leaf words
 ORDER_SIZE: constant(uint256) = 1
 ORDER_FILLED: constant(uint256) = 2
 ORDER_CANCELLED: constant(uint256) = 3
 
 
-struct MarketParams:
-    # sequencer.core.markets.MarketParams, the fields the ported rules read
-    id: uint256
-    scale: uint256
-    tick_size: uint256
-    step_size: uint256
-    initial_margin_ppm: uint256
-    max_leverage: uint256
-    min_order_notional: uint256
-    funding_interval_ms: uint256
-    funding_cap_ppm: uint256
-    oracle_max_age_ms: uint256
-
-
-struct Position:
-    size: int256
-    cost: int256
-    margin: int256
-    funding_snapshot: int256
-
-
-# the market table, set once at deployment (storage, not immutables: the
-# table as immutables would pass the 24 KB code limit); scale 0 = no market
-market_table: public(HashMap[uint256, MarketParams])
-
-
 @deploy
 def __init__(domain_separator: bytes32, max_amount: uint256, max_expiry_ahead_ms: uint256, nonce_window: uint256,
-             markets: DynArray[MarketParams, MAX_MARKETS]):
+             markets: DynArray[mk.MarketParams, mk.MAX_MARKETS]):
     lib.__init__(domain_separator, max_amount, max_expiry_ahead_ms, nonce_window)
     assert max_amount <= convert(MAX_INT64, uint256), "max amount"
-    for m: MarketParams in markets:
-        assert m.scale > 0 and m.tick_size > 0 and m.step_size > 0 and m.funding_interval_ms > 0, "market"
-        assert self.market_table[m.id].scale == 0, "market listed twice"
-        self.market_table[m.id] = m
-
-
-# --- keys, parameters, the mark --------------------------------------------------
-
-@internal
-@pure
-def position_key(account: address, market: uint256) -> bytes32:
-    return keccak256(concat(b"\x02", convert(account, bytes20), convert(convert(market, uint32), bytes4)))
-
-
-@internal
-@pure
-def order_key(account: address, nonce: uint256) -> bytes32:
-    return keccak256(concat(b"\x03", convert(account, bytes20), convert(convert(nonce, uint64), bytes8)))
-
-
-@internal
-@pure
-def trigger_key(account: address, nonce: uint256) -> bytes32:
-    return keccak256(concat(b"\x08", convert(account, bytes20), convert(convert(nonce, uint64), bytes8)))
-
-
-@internal
-@pure
-def market_key(market: uint256) -> bytes32:
-    return keccak256(concat(b"\x04", convert(convert(market, uint32), bytes4)))
-
-
-@internal
-@view
-def market_params(market: uint256) -> (bool, MarketParams):
-    m: MarketParams = self.market_table[market]
-    return m.scale != 0, m
-
-
-@internal
-@pure
-def fresh_mark(market: Bytes[MAX_LEAF], params: MarketParams, timestamp_ms: uint256) -> int256:
-    """The mark price (rules.base.require_fresh_price: the committed mark,
-    word 6), 0 when there is no oracle price or mark, or the applied oracle
-    price is older than the market's limit. Every kind that reads
-    the mark reads it here: AdjustMargin (taking margin out) and FundingTick."""
-    mark: uint256 = lib.leaf_word(market, MARKET_MARK_PRICE)
-    if lib.leaf_word(market, MARKET_ORACLE_PRICE) == 0 or mark == 0:
-        return 0
-    if timestamp_ms > lib.leaf_word(market, MARKET_ORACLE_TIME) + params.oracle_max_age_ms:
-        return 0
-    return convert(mark, int256)
-
-
-# --- integer maths (rules.margin: Python's floor division) --------------------------
-
-@internal
-@pure
-def floor_div(a: int256, b: int256) -> int256:
-    """floor(a / b) for b > 0."""
-    if a >= 0:
-        return convert(convert(a, uint256) // convert(b, uint256), int256)
-    return -convert((convert(-a, uint256) + convert(b, uint256) - 1) // convert(b, uint256), int256)
-
-
-@internal
-@pure
-def ceil_div(a: int256, b: int256) -> int256:
-    """ceil(a / b) for b > 0."""
-    return -self.floor_div(-a, b)
-
-
-@internal
-@pure
-def read_position(op: trace.Opening) -> Position:
-    v: Bytes[MAX_LEAF] = op.value
-    return Position(size=lib.leaf_int(v, 0), cost=lib.leaf_int(v, 1), margin=lib.leaf_int(v, 2),
-                    funding_snapshot=lib.leaf_int(v, 3))
+    mk.init_markets(markets)
 
 
 # --- the rules --------------------------------------------------------------------
@@ -176,12 +67,12 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
     if amount == 0 or abs(amount) > convert(lib.MAX_AMOUNT, int256):
         return empty(bytes32)
     found: bool = False
-    p: MarketParams = empty(MarketParams)
-    found, p = self.market_params(market)
+    p: mk.MarketParams = empty(mk.MarketParams)
+    found, p = mk.market_params(market)
     if not found:
         return empty(bytes32)
-    pos_key: bytes32 = self.position_key(account, market)
-    mkt_key: bytes32 = self.market_key(market)
+    pos_key: bytes32 = mk.position_key(account, market)
+    mkt_key: bytes32 = mk.market_key(market)
     op_pos: trace.Opening = openings[lib.at(c0, len(openings))]
     lib.verify_leaf(c0, pos_key, op_pos)
     op_mkt: trace.Opening = openings[lib.at(lib.Cursor(root=c0.root, used=1), len(openings))]
@@ -191,7 +82,7 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
     lib.verify_leaf(lib.Cursor(root=c0.root, used=2), acct_key, op_acct)
     acct: lib.AccountLeaf = lib.read_account(op_acct)
     struct_hash: bytes32 = keccak256(abi_encode(ADJUST_MARGIN_TYPEHASH, account, market, amount, nonce, expiry))
-    pos: Position = self.read_position(op_pos)
+    pos: mk.Position = mk.read_position(op_pos)
     # taking a flat position's whole leftover margin empties its leaf: a
     # deletion from the tree, not ported yet
     assert not (op_pos.present and pos.size == 0 and pos.cost == 0 and pos.margin + amount == 0), "pending"
@@ -199,19 +90,8 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
         return empty(bytes32)
     if not op_pos.present:
         return empty(bytes32)
-    # settle funding (rules.positions.settle_funding)
-    index: int256 = lib.leaf_int(op_mkt.value, MARKET_FUNDING_INDEX)
-    numerator: int256 = pos.size * (index - pos.funding_snapshot)
-    denominator: int256 = convert(p.scale, int256) * PPM
-    dust: int256 = 0
-    sweep: int256 = 0
-    if numerator != 0:
-        owed: int256 = self.ceil_div(numerator, denominator)
-        dust = convert(lib.leaf_word(op_mkt.value, MARKET_FUNDING_DUST), int256) + owed * denominator - numerator
-        sweep = dust // denominator
-        dust -= sweep * denominator
-        pos.margin -= owed
-    pos.funding_snapshot = index
+    f: mk.Funding = mk.settle_funding(pos, op_mkt.value, p)
+    pos = f.position
     if amount > 0:
         if convert(acct.collateral, int256) < amount:
             return empty(bytes32)
@@ -222,7 +102,7 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
         return empty(bytes32)
     if amount < 0 and pos.size != 0:
         # the position keeps its initial margin at the mark (funding is settled: nothing owed)
-        mark: int256 = self.fresh_mark(op_mkt.value, p, ctx.timestamp_ms)
+        mark: int256 = mk.fresh_mark(op_mkt.value, p, ctx.timestamp_ms)
         if mark == 0:
             return empty(bytes32)
         equity: int256 = (pos.margin - pos.cost) * convert(p.scale, int256) + pos.size * mark
@@ -232,18 +112,18 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
     c: lib.Cursor = lib.Cursor(root=lib.write_leaf(c0.root, acct_key, op_acct, lib.account_leaf(collateral, nonce, nonces)),
                                used=3)
     c = lib.rewrite(c, pos_key, abi_encode(pos.size, pos.cost, convert(pos.margin, uint256), pos.funding_snapshot), openings[lib.at(c, len(openings))])
-    if numerator != 0:
-        c = lib.rewrite(c, mkt_key, lib.set_word(op_mkt.value, MARKET_FUNDING_DUST, convert(dust, bytes32)), openings[lib.at(c, len(openings))])
-    if sweep > 0:
+    if f.settled:
+        c = lib.rewrite(c, mkt_key, lib.set_word(op_mkt.value, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32)), openings[lib.at(c, len(openings))])
+    if f.sweep > 0:
         g: lib.Globals = lib.read_globals(c, openings[lib.at(c, len(openings))])
-        g.insurance_fund += convert(sweep, uint256)
+        g.insurance_fund += convert(f.sweep, uint256)
         c = lib.write_globals(c, g, openings[lib.at(c, len(openings))])
     return c.root
 
 
 @internal
 @view
-def order_terms_ok(p: MarketParams, is_buy: bool, price: uint256, size: uint256, leverage: uint256,
+def order_terms_ok(p: mk.MarketParams, is_buy: bool, price: uint256, size: uint256, leverage: uint256,
                    time_in_force: uint256, reduce_only: bool) -> bool:
     """rules.orders.check_order_terms."""
     if price == 0 or price > lib.MAX_AMOUNT or price % p.tick_size != 0:
@@ -277,11 +157,11 @@ def place_order(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings:
     nonce: uint256 = lib.word(item, 49, 8)
     expiry: uint256 = lib.word(item, 57, 8)
     found: bool = False
-    p: MarketParams = empty(MarketParams)
-    found, p = self.market_params(market)
+    p: mk.MarketParams = empty(mk.MarketParams)
+    found, p = mk.market_params(market)
     if not found or not self.order_terms_ok(p, is_buy, price, size, leverage, time_in_force, reduce_only):
         return empty(bytes32)
-    key: bytes32 = self.order_key(account, nonce)
+    key: bytes32 = mk.order_key(account, nonce)
     op_order: trace.Opening = openings[lib.at(c0, len(openings))]
     lib.verify_leaf(c0, key, op_order)
     acct_key: bytes32 = lib.account_key(account)
@@ -316,13 +196,13 @@ def cancel_order(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings
     order_nonce: uint256 = lib.word(item, 22, 8)
     nonce: uint256 = lib.word(item, 30, 8)
     expiry: uint256 = lib.word(item, 38, 8)
-    key: bytes32 = self.order_key(account, order_nonce)
+    key: bytes32 = mk.order_key(account, order_nonce)
     op_order: trace.Opening = openings[lib.at(c0, len(openings))]
     lib.verify_leaf(c0, key, op_order)
     if not op_order.present:
         c1: lib.Cursor = lib.Cursor(root=c0.root, used=1)
         op_trigger: trace.Opening = openings[lib.at(c1, len(openings))]
-        lib.verify_leaf(c1, self.trigger_key(account, order_nonce), op_trigger)
+        lib.verify_leaf(c1, mk.trigger_key(account, order_nonce), op_trigger)
         assert not op_trigger.present, "pending"
         return empty(bytes32)
     acct_key: bytes32 = lib.account_key(account)
@@ -349,25 +229,25 @@ def funding_tick(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings
     rate: int256 = lib.int64_at(item, 6)
     at: uint256 = lib.word(item, 14, 8)
     found: bool = False
-    p: MarketParams = empty(MarketParams)
-    found, p = self.market_params(market)
+    p: mk.MarketParams = empty(mk.MarketParams)
+    found, p = mk.market_params(market)
     if not found or abs(rate) > convert(p.funding_cap_ppm, int256):
         return empty(bytes32)
-    key: bytes32 = self.market_key(market)
+    key: bytes32 = mk.market_key(market)
     op: trace.Opening = openings[lib.at(c0, len(openings))]
     lib.verify_leaf(c0, key, op)
     if at % p.funding_interval_ms != 0:
         return empty(bytes32)
-    if at <= lib.leaf_word(op.value, MARKET_FUNDING_TIME) or at > ctx.timestamp_ms:
+    if at <= lib.leaf_word(op.value, mk.MARKET_FUNDING_TIME) or at > ctx.timestamp_ms:
         return empty(bytes32)
-    mark: int256 = self.fresh_mark(op.value, p, ctx.timestamp_ms)
+    mark: int256 = mk.fresh_mark(op.value, p, ctx.timestamp_ms)
     if mark == 0:
         return empty(bytes32)
-    index: int256 = lib.leaf_int(op.value, MARKET_FUNDING_INDEX) + rate * mark
+    index: int256 = lib.leaf_int(op.value, mk.MARKET_FUNDING_INDEX) + rate * mark
     if abs(index) > MAX_INT64:
         return empty(bytes32)
-    leaf: Bytes[MAX_LEAF] = lib.set_word(op.value, MARKET_FUNDING_INDEX, convert(index, bytes32))
-    return lib.write_leaf(c0.root, key, op, lib.set_word(leaf, MARKET_FUNDING_TIME, convert(at, bytes32)))
+    leaf: Bytes[MAX_LEAF] = lib.set_word(op.value, mk.MARKET_FUNDING_INDEX, convert(index, bytes32))
+    return lib.write_leaf(c0.root, key, op, lib.set_word(leaf, mk.MARKET_FUNDING_TIME, convert(at, bytes32)))
 
 
 @external

@@ -15,7 +15,7 @@
     deepest first. No proof verifies against the zero root.
 """
 
-MAX_DEPTH: constant(uint256) = 256
+MAX_DEPTH: constant(uint256) = 128
 MAX_WITHDRAWAL_DEPTH: constant(uint256) = 32
 
 

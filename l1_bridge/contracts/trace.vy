@@ -9,7 +9,7 @@
 import smt
 import records
 
-MAX_OPENINGS: constant(uint256) = 6
+MAX_OPENINGS: constant(uint256) = 32
 MAX_LEAF: constant(uint256) = 512
 MAX_NONCES: constant(uint256) = 100
 

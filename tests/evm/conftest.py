@@ -45,3 +45,14 @@ def deploy(w3) -> Callable[..., Any]:
         return w3.eth.contract(address=receipt["contractAddress"], abi=abi)
 
     return _deploy
+
+
+@pytest.fixture(scope="session")
+def onestep_contract(w3) -> Any:
+    """onestep.vy with every family contract of l1_bridge.deploy.ONESTEP_FAMILIES,
+    deployed for prover.fraud_vectors.RULES (its market table, domain and limits)."""
+    from l1_bridge.deploy import deploy_onestep, load_artifact
+    from prover import fraud_vectors as fv
+
+    address, _ = deploy_onestep(w3, fv.RULES)
+    return w3.eth.contract(address=address, abi=load_artifact("onestep")[0])

@@ -28,8 +28,8 @@ ADDRESSES = fv.ADDRESSES + [STRANGER]
 
 
 @pytest.fixture(scope="module")
-def onestep(deploy):
-    return deploy("onestep", *fv.ONESTEP_PARAMS, deploy("onestep_perps", *fv.PERPS_PARAMS).address)
+def onestep(onestep_contract):
+    return onestep_contract
 
 
 nonce_lists = st.one_of(

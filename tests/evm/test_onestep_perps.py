@@ -42,8 +42,8 @@ PRICES = {fv.BTC: 60_000 * 10**6, fv.ETH: 3_000 * 10**6}
 
 
 @pytest.fixture(scope="module")
-def onestep(deploy):
-    return deploy("onestep", *fv.ONESTEP_PARAMS, deploy("onestep_perps", *fv.PERPS_PARAMS).address)
+def onestep(onestep_contract):
+    return onestep_contract
 
 
 def params_of(market_id: int):
@@ -330,12 +330,15 @@ def test_perps_items_decode_to_their_records():
 
 
 def test_deploy_onestep_sets_the_market_table(w3):
-    """l1_bridge.deploy.deploy_onestep deploys the pair for a rule context."""
-    onestep_address, perps_address = deploy_onestep(w3, fv.RULES)
-    from l1_bridge.deploy import load_artifact
+    """l1_bridge.deploy.deploy_onestep deploys the families for a rule context
+    and routes their tags; each holds the rules' whole market table."""
+    onestep_address, families = deploy_onestep(w3, fv.RULES)
+    from l1_bridge.deploy import ONESTEP_FAMILIES, load_artifact
     onestep = w3.eth.contract(address=onestep_address, abi=load_artifact("onestep")[0])
-    perps = w3.eth.contract(address=perps_address, abi=load_artifact("onestep_perps")[0])
-    assert onestep.functions.PERPS().call() == perps_address
+    for name, tags, _ in ONESTEP_FAMILIES:
+        assert all(onestep.functions.route(tag).call() == families[name] for tag in tags)
+    assert onestep.functions.route(1).call() == "0x" + "00" * 20
+    perps = w3.eth.contract(address=families["onestep_perps"], abi=load_artifact("onestep_perps")[0])
     for market in get_onestep_markets(fv.RULES):
         assert tuple(perps.functions.market_table(market[0]).call()) == market
     assert perps.functions.market_table(3).call()[1] == 0

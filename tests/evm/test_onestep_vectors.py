@@ -11,7 +11,7 @@ import pytest
 
 from l1_bridge.compile import CONTRACTS_DIR
 from prover import fraud_vectors
-from prover.records import PENDING_TAGS, PERPS_TAGS
+from prover.records import KNOWN_TAGS, ONESTEP_TAGS, PENDING_TAGS
 
 pytestmark = pytest.mark.evm
 
@@ -39,8 +39,9 @@ def call_apply(onestep, case: dict):
 @pytest.fixture(scope="module")
 def onestep(deploy):
     p = VECTORS["params"]
-    perps = deploy("onestep_perps", b(p[0]), p[1], p[2], p[3], [tuple(m) for m in p[4]])
-    return deploy("onestep", b(p[0]), p[1], p[2], p[3], perps.address)
+    params, markets = (b(p[0]), p[1], p[2], p[3]), [tuple(m) for m in VECTORS["markets"]]
+    routes = [(deploy(name, *params, markets, *extras).address, tags) for name, tags, extras in VECTORS["families"]]
+    return deploy("onestep", *params, routes)
 
 
 def test_vectors_are_current():
@@ -73,10 +74,13 @@ def test_pending_kinds_revert(onestep, tag):
         call_apply(onestep, dict(case, item="0x02%02x" % tag + "00" * 40))
 
 
-def test_onestep_pending_list_is_the_python_one():
-    """onestep.vy's PENDING constant holds exactly prover.records.PENDING_TAGS."""
+def test_onestep_tags_are_the_python_ones(onestep):
+    """onestep.vy's KNOWN_TAGS is prover.records.KNOWN_TAGS, and the tags it
+    routes to family contracts are exactly ONESTEP_TAGS less its own kinds:
+    a kind the Python side calls pending reverts pending on L1 and no other."""
     source = (CONTRACTS_DIR / "onestep.vy").read_text()
-    listed = re.search(r"^PENDING: constant\(uint256\[\d+\]\) = \[([^\]]*)\]", source, re.M).group(1)
-    assert {int(t) for t in listed.split(",")} == set(PENDING_TAGS)
-    perps = re.search(r"^PERPS_TAGS: constant\(uint256\[\d+\]\) = \[([^\]]*)\]", source, re.M).group(1)
-    assert {int(t) for t in perps.split(",")} == set(PERPS_TAGS)
+    listed = re.search(r"^KNOWN_TAGS: constant\(uint256\[\d+\]\) = \[([^\]]*)\]", source, re.M).group(1)
+    assert {int(t) for t in listed.split(",")} == set(KNOWN_TAGS)
+    routed = {tag for tag in KNOWN_TAGS if int(onestep.functions.route(tag).call(), 16)}
+    assert routed == set(ONESTEP_TAGS) - {1, 2, 48, 49}
+    assert {tag for _, tags, _ in VECTORS["families"] for tag in tags} == routed
