@@ -22,6 +22,8 @@ from prover.output import compute_withdrawals_root, prove_withdrawal, verify_wit
 from sequencer.core.encoding import decode_block, decode_record
 from sequencer.core.records import (RECORD_TYPES, AdjustMargin, CancelOrder, Deposit, ForcedWithdrawal, FundingTick,
                                     PlaceOrder, Record, Transfer, Withdraw)
+from sequencer.core.records import OraclePrice
+from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
 
 ITEM_BLOCK_START = 1
 ITEM_RECORD = 2
@@ -80,6 +82,10 @@ RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
     CancelOrder: (5, (("account", 20, "b"), ("order_nonce", 8, "u"), ("nonce", 8, "u"), ("expiry", 8, "u"),
                       ("signature", 65, "b"))),
     FundingTick: (17, (("market", 4, "u"), ("rate_ppm", 8, "i"), ("timestamp_ms", 8, "u"))),
+    OraclePrice: (32, (("market", 4, "u"), ("price", 8, "u"), ("timestamp_ms", 8, "u"), ("signatures", 15, "l", ((None, 65, "b"),)))),
+    Liquidate: (18, (("account", 20, "b"), ("market", 4, "u"), ("makers", 8, "l", ((None, 20, "b"), (None, 8, "u"))))),
+    AuctionEnd: (23, (("account", 20, "b"), ("market", 4, "u"))),
+    ForcedClose: (50, (("inbox_index", 8, "u"), ("account", 20, "b"), ("market", 32, "u"))),
 }
 PERPS_TAGS = frozenset({3, 4, 5, 17})
 """Record tags onestep_perps.vy re-executes."""
@@ -90,6 +96,7 @@ KNOWN_TAGS = frozenset(cls.__struct_config__.tag for cls in RECORD_TYPES) | {22}
 ONESTEP_TAGS = frozenset().union(
     {1, 2, 48, 49},                     # onestep.vy: accounts and the inbox
     PERPS_TAGS,                         # onestep_perps.vy
+    {32},                               # onestep_oracle.vy: OraclePrice
 )
 """Record tags the L1 one-step re-executes: one line per family contract
 (l1_bridge.deploy.ONESTEP_FAMILIES)."""

@@ -23,7 +23,7 @@ def test_python_reference_treats_forced_close_as_pending():
     assert ForcedClose.__struct_config__.tag == 50 and 50 in PENDING_TAGS
     raw = encode_record(ForcedClose(0, A, 1))
     item = compute_block_items(encode_block(Block(1, b"\x00" * 32, T, (msgspec.Raw(raw),))))[1]
-    assert item == bytes((ITEM_RECORD, 50)) + raw  # posted with its log bytes, for the L1 replay
+    assert item == ITEM  # posted packed (prover.records.RECORD_LAYOUTS)
     for pending in (item, ITEM):
         with pytest.raises(PendingKind):
             decode_item(pending)
