@@ -223,13 +223,10 @@ def _apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings:
     tag: uint256 = lib.word(item, 1, 1)
     family: address = self.route[tag]
     assert family != empty(address) or tag not in KNOWN_TAGS or tag in [TAG_TRANSFER, TAG_WITHDRAW, TAG_DEPOSIT, TAG_FORCED_WITHDRAWAL], "pending"
-    if ctx.block_open == 0:
+    if ctx.block_open == 0 or family != empty(address):
+        # a family's record in an open block never gets here (apply and step
+        # hand it over first: one copy of the witness fewer in memory)
         return state_root, ctx, False
-    if family != empty(address):
-        root: bytes32 = empty(bytes32)
-        ok: bool = False
-        root, ok = staticcall OneStepFamily(family).apply(state_root, ctx, item, openings, nonces)
-        return root, ctx, ok
     if tag == TAG_TRANSFER and n == 131:
         root: bytes32 = empty(bytes32)
         ok: bool = False
@@ -249,6 +246,12 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     """
     @notice The trace position after `item` and the receipt outcome.
     """
+    family: address = self.family_of(ctx, item)
+    if family != empty(address):
+        root: bytes32 = empty(bytes32)
+        ok: bool = False
+        root, ok = staticcall OneStepFamily(family).apply(state_root, ctx, item, openings, nonces)
+        return root, ctx, ok
     return self._apply(state_root, ctx, item, openings, nonces)
 
 
@@ -262,5 +265,19 @@ def step(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: D
     root: bytes32 = empty(bytes32)
     out: trace.Ctx = ctx
     ok: bool = False
-    root, out, ok = self._apply(state_root, ctx, item, openings, nonces)
+    family: address = self.family_of(ctx, item)
+    if family != empty(address):
+        root, ok = staticcall OneStepFamily(family).apply(state_root, ctx, item, openings, nonces)
+    else:
+        root, out, ok = self._apply(state_root, ctx, item, openings, nonces)
     return trace.claim(state_root, ctx), trace.claim(root, out)
+
+
+@internal
+@view
+def family_of(ctx: trace.Ctx, item: Bytes[MAX_ITEM]) -> address:
+    """The family contract of a record item in an open block (none for the
+    kinds re-executed here, or in a closed block)."""
+    if ctx.block_open == 0 or len(item) < 2 or lib.word(item, 0, 1) != ITEM_RECORD:
+        return empty(address)
+    return self.route[lib.word(item, 1, 1)]
