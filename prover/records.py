@@ -24,6 +24,7 @@ from sequencer.core.records import (RECORD_TYPES, AdjustMargin, CancelOrder, Dep
                                     PlaceOrder, Record, Transfer, Withdraw)
 from sequencer.core.records import OraclePrice
 from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
+from sequencer.core.records import AuctionBid, ModifyOrder
 
 ITEM_BLOCK_START = 1
 ITEM_RECORD = 2
@@ -86,6 +87,11 @@ RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
     Liquidate: (18, (("account", 20, "b"), ("market", 4, "u"), ("makers", 8, "l", ((None, 20, "b"), (None, 8, "u"))))),
     AuctionEnd: (23, (("account", 20, "b"), ("market", 4, "u"))),
     ForcedClose: (50, (("inbox_index", 8, "u"), ("account", 20, "b"), ("market", 32, "u"))),
+    # the limit price is the EIP-712 uint256: the rule bounds it only below (any limit a keeper signs is one)
+    AuctionBid: (8, (("account", 20, "b"), ("owner", 20, "b"), ("market", 4, "u"), ("size", 8, "u"), ("price", 32, "u"),
+                     ("leverage", 4, "u"), ("nonce", 8, "u"), ("expiry", 8, "u"), ("signature", 65, "b"))),
+    ModifyOrder: (10, (("account", 20, "b"), ("order_nonce", 8, "u"), ("price", 8, "u"), ("size", 8, "u"),
+                       ("nonce", 8, "u"), ("expiry", 8, "u"), ("signature", 65, "b"))),
 }
 PERPS_TAGS = frozenset({3, 4, 5, 17})
 """Record tags onestep_perps.vy re-executes."""
