@@ -78,3 +78,28 @@ def test_an_inbox_record_the_bridge_cannot_write_is_refused():
     bad = Deposit(0, A + b"\x00", 5)
     with pytest.raises(ValueError, match="no inbox entry"):
         compute_block_items(encode_block(Block(1, b"\x00" * 32, T, (msgspec.Raw(encode_record(bad)),))))
+
+
+def test_build_tree_commits_every_state_table():
+    """The trace's tree of a whole state (a game starts from the previous
+    output's state) is the node's tree of the same state, leaf for leaf: an
+    omitted table (the auctions were once) would make an honest proposer's
+    trace start from a root its own output never had."""
+    from prover.tree import SparseMerkleTree
+    from sequencer.core.commitment import compute_dirty_leaves
+    from sequencer.core.state import (Auction, OrderSchedule, Position, State, Trigger, VaultShare)
+    state = genesis()
+    state.set_position(A, fv.BTC, Position(size=10_000, cost=600_000_000, margin=60_000_000, funding_snapshot=0))
+    state.set_vault_share(B, VaultShare(shares=5, unlock_ms=T))
+    state.set_trigger(A, 7, Trigger(params_hash=b"\x01" * 32, market=fv.BTC, is_buy=False, trigger_price=1,
+                                    price=1, size=1, leverage=1, tpsl=2, reduce_only=True, placed_ms=T))
+    state.set_order_schedule(A, OrderSchedule(cancel_at_ms=T + 10_000, open_triggers=1, cancel_day=0, cancels=1))
+    state.set_auction(A, fv.BTC, Auction(size=5_000, start_price=2, end_price=1, start_ms=T, end_ms=T + 60_000))
+    incremental = SparseMerkleTree()
+    incremental.update(compute_dirty_leaves(genesis()))
+    incremental.update(compute_dirty_leaves(state))
+    whole = build_tree(State.from_tables(state.to_tables()))
+    assert whole.root == incremental.root
+    state.set_auction(A, fv.BTC, None)
+    incremental.update(compute_dirty_leaves(state))
+    assert whole.root != incremental.root
