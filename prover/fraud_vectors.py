@@ -392,9 +392,92 @@ def make_trace_genesis() -> State:
     return compute_genesis_state([(ADDRESSES[0], 10 * 10**6), (ADDRESSES[1], 10**6)])
 
 
+# --- the backstop vault kinds ----------------------------------------------------------
+
+def make_vault_state(*, free: int = 10**9, positions: dict | None = None, holders: dict | None = None,
+                     extra_total: int = 0, oracle_time_ms: int = BLOCK_TIME - 1000, orders: dict | None = None) -> State:
+    """Two markets with fresh marks, the vault's account, positions (market ->
+    Position) and holders (address -> (shares, unlock_ms)); the total is their
+    sum plus extra_total."""
+    from sequencer.core.rules.vault import VAULT_ADDRESS
+    from sequencer.core.state import VaultShare
+    a, b, c, d = ADDRESSES
+    markets = [make_market(BTC, BTC_PRICE, oracle_time_ms=oracle_time_ms, funding_index=10**9 + 7),
+               make_market(ETH, 3_000 * 10**6, funding_index=-(10**9) - 3)]
+    accounts = {a: Account(5 * 10**8, (3, 8, 9)), b: Account(10**6, ()), VAULT_ADDRESS: Account(free, ())}
+    held = {(VAULT_ADDRESS, m): p for m, p in (positions or {}).items()}
+    state = make_perps_state(accounts, markets, held, orders or {})
+    holders = holders if holders is not None else {a: (10**9, BLOCK_TIME - 1), b: (5 * 10**8, BLOCK_TIME + 1)}
+    for address, (shares, unlock_ms) in holders.items():
+        state.set_vault_share(address, VaultShare(shares, unlock_ms))
+    total = sum(s for s, _ in holders.values()) + extra_total
+    if total:
+        state.set_vault_share(VAULT_ADDRESS, VaultShare(total))
+    state.commit(0)
+    return state
+
+
+def vault_cases() -> list[dict]:
+    from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
+    from sequencer.core.rules.vault import VAULT_ADDRESS, compute_vault_unwind, get_unwind_nonce
+    a, b, c, d = ADDRESSES
+    ka, kb = KEYS[0], KEYS[1]
+    exp = BLOCK_TIME + 60_000
+    long_btc = Position(size=10**6, cost=600 * 10**6, margin=10**8, funding_snapshot=10**9)
+    short_eth = Position(size=-(10**9), cost=-3_010 * 10**6, margin=5 * 10**8, funding_snapshot=-(10**9))
+    flat_btc = Position(size=0, cost=0, margin=7 * 10**6, funding_snapshot=0)
+    both = {BTC: long_btc, ETH: short_eth}
+
+    def deposit(amount: int, min_shares: int = 0, nonce: int = 12, key: bytes = ka, account: bytes = a):
+        return sign(VaultDeposit(account, amount, min_shares, nonce, exp, b""), key)
+
+    def withdraw(shares: int, min_amount: int = 0, nonce: int = 12, key: bytes = ka, account: bytes = a):
+        return sign(VaultWithdraw(account, shares, min_amount, nonce, exp, b""), key)
+
+    def unwind(state: State, market: int) -> VaultUnwind:
+        return compute_vault_unwind(state, market, BLOCK_TIME, RULES)
+
+    placed = make_vault_state(positions=both)
+    nonce = get_unwind_nonce(BTC, BLOCK_TIME, RULES)
+    placed.set_order(VAULT_ADDRESS, nonce, Order(b"\x01" * 32, 10**5, market=BTC, leverage=1, time_in_force=1,
+                                                 reduce_only=True, expiry=BLOCK_TIME, seq=1))
+    placed.commit(0)
+    due = unwind(make_vault_state(positions=both), BTC)
+    cases = [
+        ("vault deposit", make_vault_state(), deposit(10**8)),
+        ("vault deposit, positions in two markets", make_vault_state(positions=both), deposit(10**8)),
+        ("vault deposit, a flat position's leftover margin", make_vault_state(positions={BTC: flat_btc}), deposit(10**8)),
+        ("vault deposit, the first (an empty vault)", make_vault_state(free=0, holders={}), deposit(10**8)),
+        ("vault deposit, donation: no whole share", make_vault_state(free=10**15, holders={}, extra_total=1), deposit(10**7)),
+        ("vault deposit, below the minimum", make_vault_state(), deposit(10**7 - 1)),
+        ("vault deposit, min_shares not met", make_vault_state(), deposit(10**8, min_shares=2 * 10**8)),
+        ("vault deposit, more than the collateral", make_vault_state(), deposit(5 * 10**8 + 1)),
+        ("vault deposit, stale mark", make_vault_state(positions=both, oracle_time_ms=BLOCK_TIME - 61_000), deposit(10**8)),
+        ("vault deposit, from the vault's address", make_vault_state(), deposit(10**8, account=VAULT_ADDRESS)),
+        ("vault deposit, signed by another key", make_vault_state(), deposit(10**8, key=kb)),
+        ("vault withdraw", make_vault_state(), withdraw(10**8)),
+        ("vault withdraw, positions in two markets", make_vault_state(positions=both), withdraw(10**8)),
+        ("vault withdraw, locked", make_vault_state(), withdraw(10**8, account=b, key=kb)),
+        ("vault withdraw, more shares than held", make_vault_state(), withdraw(10**9 + 1)),
+        ("vault withdraw, min_amount not met", make_vault_state(), withdraw(10**8, min_amount=10**9)),
+        ("vault withdraw, more than the vault's free collateral", make_vault_state(free=10**6, positions=both),
+         withdraw(10**8)),
+        ("vault withdraw, no shares", make_vault_state(), withdraw(10**8, account=c, key=KEYS[2])),
+        ("vault unwind, long", make_vault_state(positions=both), due),
+        ("vault unwind, short", make_vault_state(positions=both), unwind(make_vault_state(positions=both), ETH)),
+        ("vault unwind, twice in a minute", placed, due),
+        ("vault unwind, another size", make_vault_state(positions=both),
+         msgspec.structs.replace(due, size=due.size + 10_000)),
+        ("vault unwind, another limit", make_vault_state(positions=both), msgspec.structs.replace(due, price=due.price - 10**6)),
+        ("vault unwind, no position", make_vault_state(), VaultUnwind(BTC, 10**5, 59_400 * 10**6)),
+        ("vault unwind, unknown market", make_vault_state(positions=both), msgspec.structs.replace(due, market=3)),
+    ]
+    return [make_case(name, s, encode_item(record)) for name, s, record in cases]
+
+
 def build_onestep_vectors() -> dict:
     return {"params": [hx(ONESTEP_PARAMS[0])] + list(ONESTEP_PARAMS[1:]), "markets": MARKETS,
-            "families": get_family_params(), "cases": onestep_cases() + perps_cases()}
+            "families": get_family_params(), "cases": onestep_cases() + perps_cases() + vault_cases()}
 
 
 def render(obj: dict) -> str:

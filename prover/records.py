@@ -25,6 +25,7 @@ from sequencer.core.records import (RECORD_TYPES, AdjustMargin, CancelOrder, Dep
 from sequencer.core.records import OraclePrice
 from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
 from sequencer.core.records import AuctionBid, ModifyOrder
+from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
 
 ITEM_BLOCK_START = 1
 ITEM_RECORD = 2
@@ -92,6 +93,12 @@ RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
                      ("leverage", 4, "u"), ("nonce", 8, "u"), ("expiry", 8, "u"), ("signature", 65, "b"))),
     ModifyOrder: (10, (("account", 20, "b"), ("order_nonce", 8, "u"), ("price", 8, "u"), ("size", 8, "u"),
                        ("nonce", 8, "u"), ("expiry", 8, "u"), ("signature", 65, "b"))),
+    # the vault: amounts, shares and their bounds the rule keeps within 2**63 - 1
+    VaultDeposit: (6, (("account", 20, "b"), ("amount", 8, "u"), ("min_shares", 8, "u"), ("nonce", 8, "u"),
+                       ("expiry", 8, "u"), ("signature", 65, "b"))),
+    VaultWithdraw: (7, (("account", 20, "b"), ("shares", 8, "u"), ("min_amount", 8, "u"), ("nonce", 8, "u"),
+                        ("expiry", 8, "u"), ("signature", 65, "b"))),
+    VaultUnwind: (21, (("market", 4, "u"), ("size", 8, "u"), ("price", 8, "u"))),
 }
 PERPS_TAGS = frozenset({3, 4, 5, 17})
 """Record tags onestep_perps.vy re-executes."""
@@ -103,6 +110,7 @@ ONESTEP_TAGS = frozenset().union(
     {1, 2, 48, 49},                     # onestep.vy: accounts and the inbox
     PERPS_TAGS,                         # onestep_perps.vy
     {32},                               # onestep_oracle.vy: OraclePrice
+    {6, 7, 21},                         # onestep_vault.vy: VaultDeposit, VaultWithdraw, VaultUnwind
 )
 """Record tags the L1 one-step re-executes: one line per family contract
 (l1_bridge.deploy.ONESTEP_FAMILIES)."""

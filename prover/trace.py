@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import msgspec
 
 from prover import plan_perps
+from prover import plan_vault
 from prover.records import (BlockEnd, BlockStart, Frontier, Noop, decode_item)
 from prover.codec import Proof
 from prover.hashing import keccak
@@ -36,6 +37,7 @@ TRIGGER_KIND = 8
 
 PLANNERS = {
     **plan_perps.PLANNERS,
+    **plan_vault.PLANNERS,
 }
 """The witness plan of each record kind a family contract re-executes
 (prover/plan_<family>.py, one line per family; l1_bridge.deploy.ONESTEP_FAMILIES)."""

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 from perps_support import ADDR, BTC, BTC_PARAMS, CTX, ETH, ETH_PARAMS, KEYS, ONE_BTC, Sim, sign, sign_oracle, usd
 from prover.keys import get_vault_share_key
-from prover.records import ITEM_RECORD, PENDING_TAGS, PendingKind, compute_block_items, decode_item
+from prover.records import ITEM_RECORD, PENDING_TAGS, compute_block_items, decode_item
 from prover.trace import build_tree
 from sequencer.core.commitment import compute_dirty_leaves, encode_vault_share_leaf
 from sequencer.core.invariants import compute_balance_violations, compute_conservation, compute_negative_balances
@@ -538,19 +538,18 @@ def test_a_liquidation_the_book_cannot_take_goes_to_the_vault_with_its_fee():
     assert sim.replay().to_tables() == sim.state.to_tables()
 
 
-# --- fraud proofs: the vault's kinds are pending in the one-step ---------------------------
+# --- fraud proofs: the vault's kinds are one-step kinds (onestep_vault.vy) ----------------
 
 @pytest.mark.parametrize("record", [VaultDeposit(bytes(range(1, 21)), usd(10), 0, 1, 2, bytes(65)),
                                     VaultWithdraw(bytes(range(1, 21)), usd(10), 0, 1, 2, bytes(65)),
                                     VaultUnwind(BTC, 5_000_000, usd(54_000))],
                          ids=lambda r: type(r).__name__)
-def test_the_vault_records_are_pending_kinds_of_the_one_step(record):
+def test_the_vault_records_are_packed_items_of_the_one_step(record):
     raw = encode_record(record)
     item = compute_block_items(encode_block(Block(1, b"\x00" * 32, 1_700_000_000_000, (msgspec.Raw(raw),))))[1]
-    assert item == bytes((ITEM_RECORD, record.__struct_config__.tag)) + raw
-    assert record.__struct_config__.tag in PENDING_TAGS
-    with pytest.raises(PendingKind):
-        decode_item(item)
+    assert item[:2] == bytes((ITEM_RECORD, record.__struct_config__.tag)) and item[2:] != raw
+    assert record.__struct_config__.tag not in PENDING_TAGS
+    assert decode_item(item) == record
 
 
 def test_a_deposit_cannot_take_collateral_reserved_by_resting_orders():
