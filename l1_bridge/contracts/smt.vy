@@ -15,7 +15,15 @@
     deepest first. No proof verifies against the zero root.
 """
 
-MAX_DEPTH: constant(uint256) = 128
+MAX_DEPTH: constant(uint256) = 256
+# A proof lists only the NON-EMPTY siblings: the loop runs to the leaf's depth
+# (up to MAX_DEPTH; two keys sharing a d-bit prefix, which a birthday search
+# finds in 2**(d/2) hashes, only add one sibling), the array holds the
+# non-empty ones. A path of a tree of n leaves has about log2(n); each more
+# needs a key sharing a longer prefix with that one path (~2**d hashes for d
+# bits), so 128 on one path costs about 2**128. The bound keeps a witness of
+# many openings small in memory (a step's gas is mostly memory).
+MAX_SIBLINGS: constant(uint256) = 128
 MAX_WITHDRAWAL_DEPTH: constant(uint256) = 32
 
 
@@ -23,7 +31,7 @@ struct SmtProof:
     # bit j-1 set = the sibling at depth j is non-empty
     bitmap: uint256
     # the non-empty siblings, deepest first
-    siblings: DynArray[bytes32, MAX_DEPTH]
+    siblings: DynArray[bytes32, MAX_SIBLINGS]
     # exclusion only: the other leaf that ends the path (key, keccak of its
     # value), or both zero when the path ends in an empty slot
     other_key: bytes32
@@ -70,37 +78,17 @@ def leaf_hash(key: bytes32, value_hash: bytes32) -> bytes32:
 
 @internal
 @pure
-def fold(key: bytes32, terminal: bytes32, bitmap: uint256, siblings: DynArray[bytes32, MAX_DEPTH]) -> (bool, bytes32):
+def fold(key: bytes32, terminal: bytes32, bitmap: uint256, siblings: DynArray[bytes32, MAX_SIBLINGS]) -> (bool, bytes32):
     """
     @notice Hash `terminal` (the hash at depth bit_length(bitmap) on the
         path of `key`) up to the root. Returns (well-formed, root).
     """
-    depth: uint256 = self.bit_length(bitmap)
-    n: uint256 = len(siblings)
-    # path bits of the levels still to fold, deepest in the lowest bit
-    # (a shift by 256 gives 0: depth 0 folds nothing)
-    kb: uint256 = convert(key, uint256) >> (256 - depth)
-    h: bytes32 = terminal
-    used: uint256 = 0
-    for j: uint256 in range(depth, bound=MAX_DEPTH):
-        # level depth - j: its sibling is listed iff bitmap bit depth-1-j
-        s: bytes32 = empty(bytes32)
-        if (bitmap >> (depth - 1 - j)) & 1 == 1:
-            if used == n:
-                return False, empty(bytes32)
-            s = siblings[used]
-            used += 1
-        if kb & 1 == 1:
-            h = keccak256(concat(b"\x01", s, h))
-        else:
-            h = keccak256(concat(b"\x01", h, s))
-        kb = kb >> 1
-    return used == n, h
+    return self.fold_from(key, terminal, bitmap, siblings, 0)
 
 
 @internal
 @pure
-def fold_from(key: bytes32, terminal: bytes32, bitmap: uint256, siblings: DynArray[bytes32, MAX_DEPTH],
+def fold_from(key: bytes32, terminal: bytes32, bitmap: uint256, siblings: DynArray[bytes32, MAX_SIBLINGS],
               first: uint256) -> (bool, bytes32):
     """
     @notice `fold` over siblings[first:] (the deletion's collapse skips the
@@ -128,7 +116,7 @@ def fold_from(key: bytes32, terminal: bytes32, bitmap: uint256, siblings: DynArr
 
 @internal
 @pure
-def delete_root(key: bytes32, bitmap: uint256, siblings: DynArray[bytes32, MAX_DEPTH], sibling: Bytes[65]) -> (bool, bytes32):
+def delete_root(key: bytes32, bitmap: uint256, siblings: DynArray[bytes32, MAX_SIBLINGS], sibling: Bytes[65]) -> (bool, bytes32):
     """
     @notice The root after `key`'s leaf is removed, from its inclusion proof
         (bitmap, siblings: the caller verifies it) and `sibling`, the hash
@@ -145,15 +133,22 @@ def delete_root(key: bytes32, bitmap: uint256, siblings: DynArray[bytes32, MAX_D
     if len(siblings) == 0 or len(sibling) != 65 or keccak256(sibling) != siblings[0]:
         return False, empty(bytes32)
     tag: uint256 = convert(slice(sibling, 0, 1), uint256)
-    if tag == 1:
-        return self.fold_from(key, empty(bytes32), bitmap, siblings, 0)
-    if tag != 0:
+    # a node: the slot becomes EMPTY next to it
+    terminal: bytes32 = empty(bytes32)
+    rest: uint256 = bitmap
+    first: uint256 = 0
+    if tag == 0:
+        # a leaf at depth `depth` next to the key's (same path above, the other
+        # side there): it moves up past the levels that held only it
+        other: uint256 = convert(extract32(sibling, 1), uint256)
+        if (other ^ convert(key, uint256)) >> (256 - depth) != 1:
+            return False, empty(bytes32)
+        terminal = siblings[0]
+        rest = bitmap ^ (1 << (depth - 1))
+        first = 1
+    elif tag != 1:
         return False, empty(bytes32)
-    # a leaf at depth `depth` next to the key's: same path above, the other side there
-    other: uint256 = convert(extract32(sibling, 1), uint256)
-    if (other ^ convert(key, uint256)) >> (256 - depth) != 1:
-        return False, empty(bytes32)
-    return self.fold_from(key, siblings[0], bitmap ^ (1 << (depth - 1)), siblings, 1)
+    return self.fold_from(key, terminal, rest, siblings, first)
 
 
 @internal

@@ -36,13 +36,13 @@ def verify_account_and_position(root: bytes32, account_key: bytes32, account_val
 
 @external
 @pure
-def compute_root(key: bytes32, terminal: bytes32, bitmap: uint256, siblings: DynArray[bytes32, smt.MAX_DEPTH]) -> (bool, bytes32):
+def compute_root(key: bytes32, terminal: bytes32, bitmap: uint256, siblings: DynArray[bytes32, smt.MAX_SIBLINGS]) -> (bool, bytes32):
     return smt.fold(key, terminal, bitmap, siblings)
 
 
 @external
 @pure
-def delete_root(key: bytes32, bitmap: uint256, siblings: DynArray[bytes32, smt.MAX_DEPTH], sibling: Bytes[65]) -> (bool, bytes32):
+def delete_root(key: bytes32, bitmap: uint256, siblings: DynArray[bytes32, smt.MAX_SIBLINGS], sibling: Bytes[65]) -> (bool, bytes32):
     return smt.delete_root(key, bitmap, siblings, sibling)
 
 

@@ -182,3 +182,30 @@ def test_fold_matches_python_at_every_depth(harness):
             assert harness.functions.compute_root(key, terminal, bitmap, sibs + [terminal]).call()[0] is False
     ok, root = harness.functions.compute_root(key, terminal, 0, []).call()
     assert ok and root == terminal
+
+
+def test_a_leaf_deeper_than_the_sibling_bound_is_still_provable(harness):
+    """The proof's array holds the non-empty siblings (at most MAX_SIBLINGS,
+    128), the fold runs to the leaf's depth (up to 256): two keys sharing a
+    250-bit prefix (what a birthday search buys an attacker: depth, not
+    siblings) sit at depth 251 with a handful of siblings, and both verify,
+    present and absent, against the same root as the Python tree."""
+    tree = SparseMerkleTree()
+    for i in range(40):
+        tree.set(keccak(b"filler%d" % i), b"v%d" % i)
+    base = keccak(b"deep")
+    twin = (int.from_bytes(base, "big") ^ 0b100000).to_bytes(32, "big")  # differs in bit 250
+    tree.set(base, b"a")
+    tree.set(twin, b"b")
+    for key, value in ((base, b"a"), (twin, b"b")):
+        p = tree.prove(key)
+        assert p.bitmap.bit_length() == 251 and len(p.siblings) < 20
+        proof = (p.bitmap, list(p.siblings), b"\x00" * 32, b"\x00" * 32)
+        assert harness.functions.verify(tree.root, key, keccak(value), proof).call()
+    absent = (int.from_bytes(base, "big") ^ 1).to_bytes(32, "big")  # shares 255 bits with base
+    p = tree.prove(absent)
+    proof = (p.bitmap, list(p.siblings), p.other_key or b"\x00" * 32, p.other_value_hash or b"\x00" * 32)
+    assert harness.functions.verify_exclusion(tree.root, absent, proof).call()
+    with pytest.raises(Exception):  # more non-empty siblings than the bound: not even decoded
+        harness.functions.verify(tree.root, base, keccak(b"a"), (p.bitmap, [base] * 129, b"\x00" * 32,
+                                                                   b"\x00" * 32)).call()
