@@ -46,6 +46,8 @@ from prover.trace import TraceContext, TraceRunner, build_tree, compute_claim
 from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, ForcedWithdrawal, FundingTick, PlaceOrder,
                                     Transfer, Withdraw)
 from sequencer.core.state import Account, Position, State
+from sequencer.core.records import VaultDeposit, VaultWithdraw
+from sequencer.core.rules.vault import VAULT_ADDRESS, compute_vault_unwind
 
 
 def make_chain() -> Web3:
@@ -183,6 +185,7 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
     state = fv.make_perps_state(  # one BTC market, a's long (owing funding since its snapshot) and resting order
         population, [fv.make_market(fv.BTC, price, funding_index=10**9 + 7, funding_time_ms=fv.BLOCK_TIME - 120_000)],
         {(a, fv.BTC): Position(100 * lot, 100 * lot * price // 10**8, 10**8, 0)}, {(a, 20): fv.make_order(resting)})
+    add_vault(state, a, b, 10 * lot, price)
     started = time.perf_counter()
     tree = build_tree(state)
     build_s = time.perf_counter() - started
@@ -201,6 +204,9 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
         "FundingTick": (encode_item(FundingTick(fv.BTC, 50, fv.BLOCK_TIME // 60_000 * 60_000)), None),
         "PlaceOrder, refused (bad signature)": (encode_item(fv.sign(PlaceOrder(a, fv.BTC, False, price, 10 * lot, 10, 0, False, 200, exp, b""), fv.KEYS[1])), None),
         "Transfer, refused (bad signature)": (encode_item(fv.sign(Transfer(a, b, 5, 200, exp, b""), fv.KEYS[1])), None),
+        "VaultDeposit (the vault long in one market)": (encode_item(fv.sign(VaultDeposit(a, 10**8, 0, 200, exp, b""), fv.KEYS[0])), None),
+        "VaultWithdraw (part of the holder's shares)": (encode_item(fv.sign(VaultWithdraw(a, 10**8, 0, 200, exp, b""), fv.KEYS[0])), None),
+        "VaultUnwind": (encode_item(compute_vault_unwind(state, fv.BTC, fv.BLOCK_TIME, fv.RULES)), None),
         "NOOP": (encode_item(Noop(keccak(b"tx"))), None),
         "BLOCK_START": (encode_item(BlockStart(head.block_number + 1, head.block_hash, fv.BLOCK_TIME)), TraceContext()),
         "BLOCK_END": (encode_item(BlockEnd(keccak(b"block"))), None),
@@ -215,6 +221,17 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
         out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
                      "depths": [o.proof.depth for o in witness.openings]}
     return {"accounts": accounts, "tree_build_s": round(build_s, 1), "kinds": out}
+
+
+def add_vault(state: State, holder: bytes, locked: bytes, lots: int, price: int) -> None:
+    """The backstop vault for its kinds: its account, a long in BTC, two holders (one locked)."""
+    from sequencer.core.state import VaultShare
+    state.set_account(VAULT_ADDRESS, Account(10**9, ()))
+    state.set_position(VAULT_ADDRESS, fv.BTC, Position(lots, lots * price // 10**8, 10**8, 10**9))
+    state.set_vault_share(holder, VaultShare(10**9, fv.BLOCK_TIME - 1))
+    state.set_vault_share(locked, VaultShare(5 * 10**8, fv.BLOCK_TIME + 1))
+    state.set_vault_share(VAULT_ADDRESS, VaultShare(15 * 10**8))
+    state.commit(0)
 
 
 def main(argv: list[str]) -> dict:
