@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from prover.tree import EMPTY_ROOT
+from prover.plan_oracle import get_onestep_oracle_args
 from prover.plan_vault import get_onestep_vault_args
 from sequencer.executor.genesis import compute_genesis_output_root
 
@@ -248,6 +249,7 @@ def get_market_table_args(rules: Any) -> tuple:
 
 ONESTEP_FAMILIES: tuple[tuple[str, tuple[int, ...], Callable[[Any], tuple]], ...] = (
     ("onestep_perps", (3, 4, 5, 17), get_market_table_args),
+    ("onestep_oracle", (32,), get_onestep_oracle_args),
     ("onestep_vault", (6, 7, 21), get_onestep_vault_args),
 )
 """The one-step family contracts (docs/fraud-proofs.md): (contract, the record

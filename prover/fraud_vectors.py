@@ -392,6 +392,70 @@ def make_trace_genesis() -> State:
     return compute_genesis_state([(ADDRESSES[0], 10 * 10**6), (ADDRESSES[1], 10**6)])
 
 
+def oracle_cases() -> list[dict]:
+    """OraclePrice (onestep_oracle.vy) under the devnet oracle set (2 of 3):
+    the quorum, each signature flaw, the time and price bounds, the jump held,
+    confirmed, replaced and past its window, the mark with a fresh or stale
+    last trade, and a signature count past 15."""
+    from sequencer.core.markets import DEVNET_ORACLE_KEYS
+    from sequencer.core.records import OraclePrice
+    k0, k1, k2 = DEVNET_ORACLE_KEYS
+    price, t0 = BTC_PRICE, BLOCK_TIME - 30_000
+
+    def signed(record, *keys):
+        digest = eip712.compute_digest(RULES.domain_separator, "OraclePrice", record)
+        return msgspec.structs.replace(record, signatures=tuple(sign_digest(digest, k) for k in keys))
+
+    def state(**kw) -> State:
+        fields = dict(oracle_price=price, oracle_time_ms=t0, mark_price=price, basis_ema=3 * 10**6,
+                      last_trade_price=price + 200 * 10**6, last_trade_time_ms=BLOCK_TIME - 5_000,
+                      funding_index=77, open_interest=10**9, funding_time_ms=BLOCK_TIME - 120_000, funding_dust=5)
+        fields.update(kw)
+        return make_perps_state({}, [Market(BTC, **fields)], {}, {})
+
+    def at(p: int, t: int = BLOCK_TIME - 1000, market: int = BTC) -> OraclePrice:
+        return OraclePrice(market, p, t, ())
+
+    good = signed(at(price + 10**6), k0, k1)
+    jump = price * 108 // 100
+    pending = dict(pending_oracle_price=jump, pending_oracle_time_ms=t0 + 1000)
+    cases = [
+        ("oracle price", state(), good),
+        ("oracle price, all three signers", state(), signed(at(price + 10**6), k2, k0, k1)),
+        ("oracle price, a market with no leaf yet", state(), signed(at(3_000 * 10**6, market=ETH), k0, k2)),
+        ("oracle price, one signature", state(), signed(at(price + 10**6), k1)),
+        ("oracle price, no signature", state(), at(price + 10**6)),
+        ("oracle price, a signer twice", state(), msgspec.structs.replace(good, signatures=good.signatures[:1] * 2)),
+        ("oracle price, a stranger's signature", state(), signed(at(price + 10**6), k0, k1, KEYS[0])),
+        ("oracle price, high s", state(), msgspec.structs.replace(
+            good, signatures=(good.signatures[0], high_s(good.signatures[1])))),
+        ("oracle price, v = 29", state(), msgspec.structs.replace(
+            good, signatures=(good.signatures[0], good.signatures[1][:64] + b"\x1d"))),
+        ("oracle price, time at the applied one", state(), signed(at(price, t0), k0, k1)),
+        ("oracle price, time at the pending one", state(**pending), signed(at(price, t0 + 1000), k0, k1)),
+        ("oracle price, after the block time", state(), signed(at(price, BLOCK_TIME + 1), k0, k1)),
+        ("oracle price, zero", state(), signed(at(0), k0, k1)),
+        ("oracle price, above max amount", state(), signed(at(2**63), k0, k1)),
+        ("oracle price, unknown market", state(), signed(at(price, market=3), k0, k1)),
+        ("oracle price, a jump held pending", state(), signed(at(jump), k0, k1)),
+        ("oracle price, at the jump threshold", state(), signed(at(price * 105 // 100), k0, k1)),
+        ("oracle price, confirming the pending jump", state(**pending), signed(at(jump + jump // 100), k0, k1)),
+        ("oracle price, a second jump replacing the pending one", state(**pending),
+         signed(at(jump + jump // 100 + 1), k0, k1)),
+        ("oracle price, back near the applied price", state(**pending), signed(at(price + 1), k0, k1)),
+        ("oracle price, a jump after the window", state(oracle_time_ms=BLOCK_TIME - 62_000), signed(at(jump), k0, k1)),
+        ("oracle price, the last trade stale", state(last_trade_time_ms=BLOCK_TIME - 61_000),
+         signed(at(price + 10**6), k0, k1)),
+        ("oracle price, the basis past its band", state(basis_ema=-10**12, last_trade_price=10**6),
+         signed(at(price + 10**6), k0, k1)),
+    ]
+    out = [make_case(name, s, encode_item(record)) for name, s, record in cases]
+    fifteen = encode_item(signed(at(price + 10**6), *([k0, k1, k2] * 5)))
+    out.append(make_case("oracle price, a count of 16 (a NOOP item)", state(), fifteen[:22] + b"\x10" + fifteen[23:]))
+    out.append(make_case("oracle price, fifteen signatures repeating signers", state(), fifteen))
+    return out
+
+
 # --- the backstop vault kinds ----------------------------------------------------------
 
 def make_vault_state(*, free: int = 10**9, positions: dict | None = None, holders: dict | None = None,
@@ -477,7 +541,7 @@ def vault_cases() -> list[dict]:
 
 def build_onestep_vectors() -> dict:
     return {"params": [hx(ONESTEP_PARAMS[0])] + list(ONESTEP_PARAMS[1:]), "markets": MARKETS,
-            "families": get_family_params(), "cases": onestep_cases() + perps_cases() + vault_cases()}
+            "families": get_family_params(), "cases": onestep_cases() + perps_cases() + oracle_cases() + vault_cases()}
 
 
 def render(obj: dict) -> str:

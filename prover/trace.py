@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import msgspec
 
 from prover import plan_perps
+from prover import plan_oracle
 from prover import plan_vault
 from prover.records import (BlockEnd, BlockStart, Frontier, Noop, decode_item)
 from prover.codec import Proof
@@ -37,6 +38,7 @@ TRIGGER_KIND = 8
 
 PLANNERS = {
     **plan_perps.PLANNERS,
+    **plan_oracle.PLANNERS,
     **plan_vault.PLANNERS,
 }
 """The witness plan of each record kind a family contract re-executes
