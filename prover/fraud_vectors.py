@@ -178,8 +178,10 @@ def ctx_json(ctx: TraceContext) -> list:
 
 
 def opening_json(o) -> list:
-    present, value, (bitmap, siblings, other_key, other_value_hash) = o.as_arg()
-    return [present, hx(value), [hex(bitmap), [hx(s) for s in siblings], hx(other_key), hx(other_value_hash)]]
+    """[present, value, proof] and, for a deletion, the deepest sibling's preimage last."""
+    present, value, (bitmap, siblings, other_key, other_value_hash), sibling = o.as_arg()
+    return [present, hx(value), [hex(bitmap), [hx(s) for s in siblings], hx(other_key), hx(other_value_hash)]] + (
+        [hx(sibling)] if sibling else [])
 
 
 def onestep_cases() -> list[dict]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 from prover.keys import GLOBAL_KEY, get_account_key, get_market_key, get_order_key, get_position_key, get_trigger_key
 from prover.records import PendingKind
 from sequencer.core.records import AdjustMargin, CancelOrder, FundingTick, PlaceOrder
-from sequencer.core.rules.base import get_market_params
 
 
 def get_kept_nonces(runner, account: bytes) -> tuple[int, ...]:
@@ -31,24 +30,13 @@ def plan_funding_tick(runner, item: FundingTick):
 
 
 def plan_adjust_margin(runner, item: AdjustMargin):
-    if is_emptying_position(runner, item):
-        raise PendingKind("AdjustMargin taking a flat position's whole margin (a leaf deletion) is pending")
+    """Taking all of a flat position's margin deletes its leaf: its written
+    opening carries the deletion witness (TraceRunner._open)."""
     account = get_account_key(item.account)
     position, market = get_position_key(item.account, item.market), get_market_key(item.market)
     return (lambda ok, writes: [(position, False), (market, False), (account, ok)] + (
         [(position, True)] + [(k, True) for k in (market, GLOBAL_KEY) if k in writes] if ok else [])), \
         get_kept_nonces(runner, item.account)
-
-
-def is_emptying_position(runner, item: AdjustMargin) -> bool:
-    """An AdjustMargin with a valid amount in a listed market that would take
-    all of a flat position's margin (its leaf emptied)."""
-    if not 0 < abs(item.amount) <= runner.rules.preset.max_amount:
-        return False
-    if get_market_params(runner.rules, item.market) is None:
-        return False
-    p = runner.state.positions.get((item.account, item.market))
-    return p is not None and p.size == 0 and p.cost == 0 and p.margin > 0 and p.margin + item.amount == 0
 
 
 def plan_place_order(runner, item: PlaceOrder):

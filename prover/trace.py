@@ -93,15 +93,20 @@ def compute_claim(state_root: bytes, ctx: TraceContext) -> bytes:
 
 
 class Opening(msgspec.Struct, frozen=True):
-    """One leaf as the one-step reads it: value (or absent) and its proof."""
+    """One leaf as the one-step reads it: value (or absent) and its proof;
+    when the one-step deletes the leaf, ``sibling`` is the hash preimage of
+    the deepest sibling on its path (``SparseMerkleTree.deletion_sibling``,
+    docs/commitment.md "Deleting a leaf"), else empty."""
     key: bytes
     value: bytes | None
     proof: Proof
+    sibling: bytes = b""
 
     def as_arg(self) -> tuple:
         p = self.proof
         return (self.value is not None, self.value or b"",
-                (p.bitmap, list(p.siblings), p.other_key or b"\x00" * 32, p.other_value_hash or b"\x00" * 32))
+                (p.bitmap, list(p.siblings), p.other_key or b"\x00" * 32, p.other_value_hash or b"\x00" * 32),
+                self.sibling)
 
 
 class Witness(msgspec.Struct, frozen=True):
@@ -223,13 +228,17 @@ class TraceRunner:
         raise TypeError(f"no one-step for {type(item).__name__}")
 
     def _open(self, pre_tree: SparseMerkleTree, plan: list[tuple[bytes, bool]]) -> Iterable[Opening]:
+        """Each planned leaf opened against the root of the writes before it;
+        a written leaf is folded in with its final value, and one whose final
+        value is empty (deleted) carries its deletion witness."""
         tree = pre_tree
         for key, written in plan:
-            yield Opening(key, tree.get(key), tree.prove(key))
+            value = tree.get(key)
+            final = self.tree.get(key) if written else value
+            deleted = written and final is None and value is not None
+            yield Opening(key, value, tree.prove(key), tree.deletion_sibling(key) if deleted else b"")
             if written:
-                value = self.tree.get(key)
-                if value is not None:
-                    tree.set(key, value)
+                tree.set(key, final)
 
 
 def run_items(runner: TraceRunner, items: Sequence[bytes]) -> list[bytes]:

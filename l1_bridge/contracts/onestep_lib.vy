@@ -97,8 +97,29 @@ def verify_leaf(c: Cursor, key: bytes32, op: trace.Opening):
 
 @internal
 @pure
+def delete_leaf(root: bytes32, key: bytes32, op: trace.Opening) -> bytes32:
+    """The root after `key`'s leaf is removed, from its opening (verified
+    against `root`): an absent key leaves `root` as it is; a present one
+    needs `op.sibling`, the hash preimage of the deepest sibling on its path,
+    since a sibling leaf left alone moves up (smt.delete_root,
+    docs/commitment.md "Deleting a leaf"). A wrong sibling reverts."""
+    if not op.present:
+        return root
+    ok: bool = False
+    h: bytes32 = empty(bytes32)
+    ok, h = smt.delete_root(key, op.proof.bitmap, op.proof.siblings, op.sibling)
+    assert ok, "witness: bad deletion"
+    return h
+
+
+@internal
+@pure
 def write_leaf(root: bytes32, key: bytes32, op: trace.Opening, leaf: Bytes[MAX_LEAF]) -> bytes32:
-    """The root after `key` takes the value `leaf`, from its opening (verified against `root`)."""
+    """The root after `key` takes the value `leaf`, from its opening (verified
+    against `root`); an empty `leaf` (b"": no state leaf encodes to it) is the
+    empty leaf: `key` is deleted (delete_leaf)."""
+    if len(leaf) == 0:
+        return self.delete_leaf(root, key, op)
     terminal: bytes32 = smt.leaf_hash(key, keccak256(leaf))
     p: smt.SmtProof = op.proof
     if not op.present and (p.other_key != empty(bytes32) or p.other_value_hash != empty(bytes32)):
@@ -128,7 +149,7 @@ def write_leaf(root: bytes32, key: bytes32, op: trace.Opening, leaf: Bytes[MAX_L
 @pure
 def rewrite(c: Cursor, key: bytes32, leaf: Bytes[MAX_LEAF], op: trace.Opening) -> Cursor:
     """Open `key` again against the current root (`op`) and write `leaf` there
-    (a leaf read earlier, against an older root)."""
+    (a leaf read earlier, against an older root); an empty `leaf` deletes it."""
     self.verify_leaf(c, key, op)
     return Cursor(root=self.write_leaf(c.root, key, op, leaf), used=c.used + 1)
 

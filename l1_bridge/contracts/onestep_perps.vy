@@ -57,8 +57,8 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
     """rules.positions.process_adjust_margin. Witness: position, market,
     account (read); if it applies: account written, position, market (when
     funding settled a non-zero amount), globals (when dust swept) written.
-    Taking all of a flat position's leftover margin reverts "pending" (the
-    emptied leaf is a deletion)."""
+    Taking all of a flat position's leftover margin empties its leaf: the
+    position's opening then carries the deletion witness (lib.delete_leaf)."""
     account: address = lib.addr(item, 2)
     market: uint256 = lib.word(item, 22, 4)
     amount: int256 = lib.int64_at(item, 26)
@@ -83,9 +83,6 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
     acct: lib.AccountLeaf = lib.read_account(op_acct)
     struct_hash: bytes32 = keccak256(abi_encode(ADJUST_MARGIN_TYPEHASH, account, market, amount, nonce, expiry))
     pos: mk.Position = mk.read_position(op_pos)
-    # taking a flat position's whole leftover margin empties its leaf: a
-    # deletion from the tree, not ported yet
-    assert not (op_pos.present and pos.size == 0 and pos.cost == 0 and pos.margin + amount == 0), "pending"
     if not lib.user_checks(struct_hash, item, 50, account, nonce, expiry, ctx, acct, nonces):
         return empty(bytes32)
     if not op_pos.present:
@@ -111,7 +108,8 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
     collateral: uint256 = convert(convert(acct.collateral, int256) - amount, uint256)
     c: lib.Cursor = lib.Cursor(root=lib.write_leaf(c0.root, acct_key, op_acct, lib.account_leaf(collateral, nonce, nonces)),
                                used=3)
-    c = lib.rewrite(c, pos_key, abi_encode(pos.size, pos.cost, convert(pos.margin, uint256), pos.funding_snapshot), openings[lib.at(c, len(openings))])
+    # a flat position left with no margin is the empty leaf: rewrite deletes it
+    c = lib.rewrite(c, pos_key, mk.position_leaf(pos), openings[lib.at(c, len(openings))])
     if f.settled:
         c = lib.rewrite(c, mkt_key, lib.set_word(op_mkt.value, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32)), openings[lib.at(c, len(openings))])
     if f.sweep > 0:

@@ -25,6 +25,9 @@ struct Opening:
     present: bool
     value: Bytes[MAX_LEAF]
     proof: smt.SmtProof
+    # only when the one-step deletes this (present) leaf: the hash preimage
+    # of the deepest sibling on its path (smt.delete_root); else empty
+    sibling: Bytes[65]
 
 
 @internal

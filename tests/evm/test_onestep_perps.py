@@ -134,11 +134,15 @@ def adjust_margins(draw, state, valid: bool):
     index = draw(st.integers(0, 3))
     account = fv.ADDRESSES[index]
     held = [m for (a, m), position in state.positions.items() if a == account and (position.size or position.margin)]
+    flat = [m for m in held if state.positions[(account, m)].size == 0]
+    if flat and valid and draw(st.booleans()):  # a flat position's leftover margin, often all of it
+        held = flat
     market = draw(st.sampled_from(held)) if held and valid else draw(st.sampled_from([1, 2, 3, 0]))
     position = state.positions.get((account, market), Position())
     if valid:
         collateral = fund(draw, state, account).collateral
-        amount = draw(st.one_of(st.integers(1, collateral), st.integers(-max(position.margin // 4, 1), -1)))
+        amount = draw(st.one_of(st.integers(1, collateral), st.integers(-max(position.margin // 4, 1), -1),
+                                st.just(-position.margin)))  # all of it: a flat position's leaf is deleted
     else:
         collateral = state.accounts.get(account, Account()).collateral
         amount = pick(draw, [collateral, collateral + 1, position.margin, -position.margin, -position.margin - 1,
@@ -222,15 +226,23 @@ def perps_cases(draw):
     return state, ctx, item
 
 
-def check_pending_deletion(onestep, runner, item):
-    """An AdjustMargin emptying a flat position's leaf: the reference raised
-    PendingKind; the contract, given the reads, reverts "pending"."""
-    record = decode_item(item)
-    keys = [get_position_key(record.account, record.market), get_market_key(record.market),
-            get_account_key(record.account)]
-    openings = [(runner.tree.get(k) is not None, runner.tree.get(k) or b"", _proof(runner.tree, k)) for k in keys]
-    with pytest.raises(Exception, match="pending"):
-        onestep.functions.apply(runner.state_root, runner.ctx.as_arg(), item, openings, []).call()
+def check_deletion(onestep, pre_root, ctx, item, result, runner):
+    """A record that deletes a leaf (an AdjustMargin taking all of a flat
+    position's margin): the deleted leaf is gone from the Python tree, and
+    the contract refuses the deletion opening with its sibling preimage
+    dropped or lying about the sibling's shape, key or value."""
+    args = [o.as_arg() for o in result.witness.openings]
+    deletions = [i for i, o in enumerate(result.witness.openings) if o.sibling]
+    for i in deletions:
+        assert runner.tree.get(result.witness.openings[i].key) is None
+        pre = result.witness.openings[i].sibling
+        flipped = bytes([1 - pre[0]]) + pre[1:]
+        for lie in (b"", flipped, pre[:1] + bytes([pre[1] ^ 1]) + pre[2:], pre[:-1] + bytes([pre[-1] ^ 1])):
+            forged = list(args)
+            forged[i] = args[i][:3] + (lie,)
+            with pytest.raises(Exception, match="bad deletion"):
+                onestep.functions.apply(pre_root, ctx.as_arg(), item, forged, list(result.witness.nonces)).call()
+    return len(deletions)
 
 
 def run_both(onestep, state, ctx, item):
@@ -247,17 +259,14 @@ def run_both(onestep, state, ctx, item):
 @given(case=perps_cases())
 def test_python_and_vyper_agree_on_perps_kinds(onestep, case):
     state, ctx, item = case
-    try:
-        runner, pre_root, result, (root, ok, post_ctx) = run_both(onestep, state, ctx, item)
-    except PendingKind:
-        event("AdjustMargin emptying a flat position: pending")
-        check_pending_deletion(onestep, TraceRunner(state, fv.RULES, ctx=ctx), item)
-        return
+    runner, pre_root, result, (root, ok, post_ctx) = run_both(onestep, state, ctx, item)
     assert (root, ok) == (runner.state_root, result.ok)
     assert onestep.functions.ctx_hash(post_ctx).call() == runner.ctx.hash()
     if not ok:
         assert root == pre_root  # a failed record changes nothing
     event(f"{type(decode_item(item)).__name__} {'applied' if ok else 'failed'}")
+    if check_deletion(onestep, pre_root, ctx, item, result, runner):
+        event("AdjustMargin deleting a flat position's leaf")
 
 
 def test_valid_records_of_each_kind_apply(onestep):
@@ -283,7 +292,7 @@ def test_a_forged_position_or_market_reverts(onestep):
     forged = list(args)
     position = bytearray(args[0][1])
     position[64:96] = (10**12).to_bytes(32, "big")  # the margin inflated
-    forged[0] = (True, bytes(position), args[0][2])
+    forged[0] = (True, bytes(position), args[0][2], b"")
     with pytest.raises(Exception, match="bad opening"):
         onestep.functions.apply(pre_root, ctx.as_arg(), encode_item(record), forged, []).call()
     assert onestep.functions.apply(pre_root, ctx.as_arg(), encode_item(record), args, []).call()[0] == runner.state_root
@@ -307,7 +316,8 @@ def test_cancel_of_a_trigger_is_pending(onestep):
     runner.tree.set(trigger, b"\x01" * 32)
     with pytest.raises(PendingKind):
         runner.copy().step(item)
-    openings = [(False, b"", _proof(runner.tree, get_order_key(a, 7))), (True, b"\x01" * 32, _proof(runner.tree, trigger))]
+    openings = [(False, b"", _proof(runner.tree, get_order_key(a, 7)), b""),
+                (True, b"\x01" * 32, _proof(runner.tree, trigger), b"")]
     with pytest.raises(Exception, match="pending"):
         onestep.functions.apply(runner.tree.root, runner.ctx.as_arg(), item, openings, []).call()
 
@@ -347,8 +357,8 @@ def test_deploy_onestep_sets_the_market_table(w3):
 def test_leftover_margin_of_a_flat_position(onestep):
     """After a whole liquidation a flat position keeps leftover margin (a
     non-empty leaf): adding to it and taking part of it back re-execute on L1;
-    taking all of it empties the leaf, a deletion the one-step does not do yet:
-    both sides call it pending."""
+    taking all of it deletes the leaf, with the same root on both sides, and
+    a lie about the deleted leaf's sibling reverts."""
     a = fv.ADDRESSES[0]
     state = fv.make_perps_state({a: Account(10**9, ())}, [fv.make_market(fv.BTC, PRICES[fv.BTC])],
                                 {(a, fv.BTC): Position(0, 0, 5 * 10**6, 0)}, {})
@@ -358,7 +368,34 @@ def test_leftover_margin_of_a_flat_position(onestep):
         runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, item)
         assert result.ok and ok and root == runner.state_root != pre_root
     item = encode_item(fv.sign(AdjustMargin(a, fv.BTC, -5 * 10**6, 3, fv.BLOCK_TIME + 1, b""), fv.KEYS[0]))
-    runner = TraceRunner(state, fv.RULES, ctx=ctx)
-    with pytest.raises(PendingKind):
-        runner.copy().step(item)
-    check_pending_deletion(onestep, runner, item)
+    runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, item)
+    assert result.ok and ok and root == runner.state_root != pre_root
+    assert runner.tree.get(get_position_key(a, fv.BTC)) is None
+    assert check_deletion(onestep, pre_root, ctx, item, result, runner) == 1
+
+
+def test_take_all_of_every_tree_shape(onestep):
+    """The take-all deletion with each shape of the position's deepest
+    sibling (a leaf that moves up, a node) and among many positions: the same
+    root on both sides, each deletion checked against forged siblings."""
+    a = fv.ADDRESSES[0]
+    markets = [fv.make_market(fv.BTC, PRICES[fv.BTC]), fv.make_market(fv.ETH, PRICES[fv.ETH])]
+    found = {}
+    for others in range(120):  # the first state of each shape (found in Python, then run on both)
+        held = {(a, fv.BTC): Position(0, 0, 7 * 10**6, 0)}
+        for i in range(others):
+            held[((i + 1).to_bytes(2, "big") * 10, fv.BTC if i % 2 else fv.ETH)] = Position(0, 0, 10**6 + i, 0)
+        state = fv.make_perps_state({a: Account(10**9, ())}, markets, held, {})
+        ctx = fv.open_block_ctx(state)
+        item = encode_item(fv.sign(AdjustMargin(a, fv.BTC, -7 * 10**6, 1, fv.BLOCK_TIME + 1, b""), fv.KEYS[0]))
+        runner = TraceRunner(fv.make_perps_state({a: Account(10**9, ())}, markets, held, {}), fv.RULES, ctx=ctx)
+        result = runner.step(item)
+        deleted = next(o for o in result.witness.openings if o.sibling)
+        depth, rest = deleted.proof.bitmap.bit_length(), deleted.proof.bitmap ^ (1 << (deleted.proof.bitmap.bit_length() - 1))
+        shape = "node" if deleted.sibling[:1] == b"\x01" else "leaf, one level" if depth - rest.bit_length() == 1 else "leaf moving up"
+        found.setdefault(shape, (state, ctx, item))
+    assert set(found) == {"node", "leaf, one level", "leaf moving up"}
+    for shape, (state, ctx, item) in found.items():
+        runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, item)
+        assert result.ok and ok and root == runner.state_root, shape
+        assert check_deletion(onestep, pre_root, ctx, item, result, runner) == 1

@@ -27,8 +27,10 @@ def ctx_arg(c: list) -> tuple:
 
 
 def opening_arg(o: list) -> tuple:
-    present, value, (bitmap, siblings, other_key, other_value_hash) = o
-    return (present, b(value), (int(bitmap, 16), [b(s) for s in siblings], b(other_key), b(other_value_hash)))
+    present, value, (bitmap, siblings, other_key, other_value_hash) = o[:3]
+    sibling = b(o[3]) if len(o) > 3 else b""  # a deletion's deepest sibling preimage
+    return (present, b(value), (int(bitmap, 16), [b(s) for s in siblings], b(other_key), b(other_value_hash)),
+            sibling)
 
 
 def call_apply(onestep, case: dict):
