@@ -48,6 +48,7 @@ from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, ForcedWi
 from sequencer.core.state import Account, Position, State
 from sequencer.core.records import VaultDeposit, VaultWithdraw
 from sequencer.core.rules.vault import VAULT_ADDRESS, compute_vault_unwind
+from sequencer.core.records import OraclePrice
 
 
 def make_chain() -> Web3:
@@ -220,7 +221,36 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
         args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in witness.openings], list(witness.nonces))
         out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
                      "depths": [o.proof.depth for o in witness.openings]}
+    out.update(measure_oracle_price(w3, onestep, state, tree))
     return {"accounts": accounts, "tree_build_s": round(build_s, 1), "kinds": out}
+
+
+def measure_oracle_price(w3: Web3, onestep: Any, state: State, tree: Any) -> dict:
+    """OraclePrice steps (onestep_oracle.vy): the devnet quorum (2 of 3), then
+    under a 15-signer set (8 of 15) one signature (refused: no quorum), the
+    quorum and all 15 (the most an item holds); each one ecrecover a signature."""
+    import msgspec
+    from sequencer.core import eip712
+    from sequencer.core.markets import DEVNET_ORACLE_KEYS
+    from sequencer.core.signing import address_of, sign_digest
+    keys = tuple(keccak(b"isoroll bench oracle %d" % i) for i in range(15))
+    wide = msgspec.structs.replace(fv.RULES, oracle_signers=tuple(address_of(k) for k in keys), oracle_quorum=8)
+    wide_onestep = w3.eth.contract(address=deploy_onestep(w3, wide)[0], abi=load_artifact("onestep")[0])
+    record = OraclePrice(fv.BTC, fv.BTC_PRICE + 10**6, fv.BLOCK_TIME - 500, ())
+    runs = {"OraclePrice (2 of 3 signatures: the devnet quorum)": (onestep, fv.RULES, DEVNET_ORACLE_KEYS[:2])}
+    for count, what in ((1, "refused: no quorum"), (8, "the quorum"), (15, "every signer")):
+        runs[f"OraclePrice ({count} of 15 signatures: {what})"] = (wide_onestep, wide, keys[:count])
+    out = {}
+    for name, (contract, rules, signers) in runs.items():
+        digest = eip712.compute_digest(rules.domain_separator, "OraclePrice", record)
+        item = encode_item(msgspec.structs.replace(record, signatures=tuple(sign_digest(digest, k) for k in signers)))
+        copy = TraceRunner(State.from_tables(state.to_tables()), rules, tree=tree.copy(), ctx=fv.open_block_ctx(state))
+        root, pre_ctx = copy.state_root, copy.ctx
+        witness = copy.step(item).witness
+        args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in witness.openings], list(witness.nonces))
+        out[name] = {"tx_gas": contract.functions.step(*args).estimate_gas(),
+                     "depths": [o.proof.depth for o in witness.openings]}
+    return out
 
 
 def add_vault(state: State, holder: bytes, locked: bytes, lots: int, price: int) -> None:
