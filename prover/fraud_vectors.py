@@ -541,9 +541,28 @@ def vault_cases() -> list[dict]:
     return [make_case(name, s, encode_item(record)) for name, s, record in cases]
 
 
+def deletion_cases() -> list[dict]:
+    """AdjustMargin taking all of a flat position's leftover margin: the
+    position's leaf is deleted (its written opening carries the deepest
+    sibling's preimage), with each shape of that sibling: a leaf one level
+    up, a node, a leaf moving up several levels (found by the number of other
+    flat positions in the tree, docs/commitment.md "Deleting a leaf")."""
+    a = ADDRESSES[0]
+    markets = [make_market(BTC, BTC_PRICE), make_market(ETH, 3_000 * 10**6)]
+    out = []
+    for shape, others in (("a leaf one level up", 0), ("a node", 18), ("a leaf moving up", 66)):
+        held = {(a, BTC): Position(0, 0, 7 * 10**6, 0)}
+        for i in range(others):
+            held[((i + 1).to_bytes(2, "big") * 10, BTC if i % 2 else ETH)] = Position(0, 0, 10**6 + i, 0)
+        state = make_perps_state({a: Account(10**9, ())}, markets, held, {})
+        record = sign(AdjustMargin(a, BTC, -7 * 10**6, 1, BLOCK_TIME + 1, b""), KEYS[0])
+        out.append(make_case(f"adjust margin take all, the sibling {shape}", state, encode_item(record)))
+    return out
+
+
 def build_onestep_vectors() -> dict:
     return {"params": [hx(ONESTEP_PARAMS[0])] + list(ONESTEP_PARAMS[1:]), "markets": MARKETS,
-            "families": get_family_params(), "cases": onestep_cases() + perps_cases() + oracle_cases() + vault_cases()}
+            "families": get_family_params(), "cases": onestep_cases() + perps_cases() + deletion_cases() + oracle_cases() + vault_cases()}
 
 
 def render(obj: dict) -> str:
