@@ -251,6 +251,7 @@ ONESTEP_FAMILIES: tuple[tuple[str, tuple[int, ...], Callable[[Any], tuple]], ...
     ("onestep_perps", (3, 4, 5, 17), get_market_table_args),
     ("onestep_oracle", (32,), get_onestep_oracle_args),
     ("onestep_vault", (6, 7, 21), get_onestep_vault_args),
+    ("onestep_trade", (16,), get_market_table_args),
 )
 """The one-step family contracts (docs/fraud-proofs.md): (contract, the record
 tags onestep.vy routes to it, its constructor extras after the market table as

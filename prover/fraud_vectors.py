@@ -560,9 +560,79 @@ def deletion_cases() -> list[dict]:
     return out
 
 
+def trade_cases() -> list[dict]:
+    """Trade (onestep_trade.vy): a resting maker order of a (a buy at the
+    BTC price) and the taker placed last, b's sell; valid fills opening,
+    reducing, flipping and settling funding, and one broken point each."""
+    from sequencer.core.records import Trade
+    a, b, c, d = ADDRESSES
+    lot, price = 10_000, BTC_PRICE
+    exp = BLOCK_TIME + 60_000
+
+    def order(buy: bool, size: int = 20 * lot, seq: int = 1, **kw) -> Order:
+        fields = dict(filled=0, cancelled=False, market=BTC, is_buy=buy, price=price, leverage=10,
+                      time_in_force=0 if seq == 1 else 1, reduce_only=False, expiry=exp, seq=seq)
+        fields.update(kw)
+        return Order(keccak(b"trade order %d" % seq), size, **fields)
+
+    def book(maker: dict | None = None, taker: dict | None = None, positions: dict | None = None,
+             funding_index: int = 0, oracle_time_ms: int = BLOCK_TIME - 1000, collateral: int = 5 * 10**8) -> State:
+        held = positions or {}
+        market = msgspec.structs.replace(
+            make_market(BTC, price, oracle_time_ms=oracle_time_ms, funding_index=funding_index, funding_dust=7),
+            open_interest=sum(max(p.size, 0) for p in held.values()) + 50 * lot, basis_ema=3 * 10**6,
+            last_trade_price=price - 10**6, last_trade_time_ms=BLOCK_TIME - 20_000)
+        orders = {(a, 20): order(True, **(maker or {})), (b, 30): order(False, **({"seq": 2} | (taker or {}))),
+                  (c, 40): order(False, seq=2), (d, 30): order(False, seq=2)}
+        return make_perps_state({a: Account(collateral, (3,)), b: Account(collateral, ()), c: Account(10**9, ())},
+                                [market], held, orders)
+
+    def trade(size: int = 10 * lot, at: int = price, **kw) -> Trade:
+        fields = dict(market=BTC, maker=a, maker_nonce=20, taker=b, taker_nonce=30, price=at, size=size)
+        fields.update(kw)
+        return Trade(**fields)
+
+    short = Position(-30 * lot, -30 * lot * price // 10**8, 10**8, 0)
+    long5 = Position(5 * lot, 5 * lot * price // 10**8, 10**7, 0)
+    cases = [
+        ("trade, opening both sides", book(), trade()),
+        ("trade, the whole maker order", book(), trade(size=20 * lot)),
+        ("trade, the maker closes part of its short", book(positions={(a, BTC): short}), trade()),
+        ("trade, funding settled on both sides", book(positions={(a, BTC): short, (b, BTC): long5},
+                                                       funding_index=3 * 10**9 + 5), trade()),
+        ("trade, the taker flips long to short", book(positions={(b, BTC): long5}), trade()),
+        ("trade, below the maker's limit", book(maker={"price": price + 10 * 10**6}), trade()),
+        ("trade, unknown maker order", book(), trade(maker_nonce=21)),
+        ("trade, maker order cancelled", book(maker={"cancelled": True}), trade()),
+        ("trade, maker order expired", book(maker={"expiry": BLOCK_TIME - 1}), trade()),
+        ("trade, order of another market", book(maker={"market": ETH}), trade()),
+        ("trade, overfill", book(), trade(size=21 * lot)),
+        ("trade, self trade", book(), trade(taker=a, taker_nonce=20)),
+        ("trade, same side", book(taker={"is_buy": True}), trade()),
+        ("trade, taker not the order placed last", book(taker={"seq": 1}), trade()),
+        ("trade, maker placed after the taker", book(maker={"seq": 3}), trade()),
+        ("trade, maker immediate-or-cancel", book(maker={"time_in_force": 1}), trade()),
+        ("trade, post-only taker", book(taker={"time_in_force": 2}), trade()),
+        ("trade, price above the buy limit", book(), trade(at=price + 10**6)),
+        ("trade, price below the sell limit", book(taker={"price": price + 10**6}), trade()),
+        ("trade, off tick", book(), trade(at=price - 1)),
+        ("trade, off step", book(), trade(size=10 * lot + 1)),
+        ("trade, stale mark", book(oracle_time_ms=BLOCK_TIME - 61_000), trade()),
+        ("trade, unknown market", book(), trade(market=3)),
+        ("trade, reduce-only taker opening", book(taker={"reduce_only": True}), trade()),
+        ("trade, reduce-only maker reducing", book(maker={"reduce_only": True}, positions={(a, BTC): short}), trade()),
+        ("trade, collateral short of the margin", book(collateral=10**6), trade()),
+        ("trade, beyond the maker's bankruptcy price", book(positions={(a, BTC): msgspec.structs.replace(
+            short, cost=-30 * lot * (price - 3000 * 10**6) // 10**8, margin=10**6)}), trade()),
+        ("trade, taker with no account", book(), trade(taker=d, taker_nonce=30)),
+    ]
+    return [make_case(name, s, encode_item(record)) for name, s, record in cases]
+
+
 def build_onestep_vectors() -> dict:
     return {"params": [hx(ONESTEP_PARAMS[0])] + list(ONESTEP_PARAMS[1:]), "markets": MARKETS,
-            "families": get_family_params(), "cases": onestep_cases() + perps_cases() + deletion_cases() + oracle_cases() + vault_cases()}
+            "families": get_family_params(), "cases": onestep_cases() + perps_cases() + deletion_cases() + oracle_cases() + vault_cases()
+            + trade_cases()}
 
 
 def render(obj: dict) -> str:

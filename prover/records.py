@@ -26,6 +26,7 @@ from sequencer.core.records import OraclePrice
 from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
 from sequencer.core.records import AuctionBid, ModifyOrder
 from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
+from sequencer.core.records import Trade
 
 ITEM_BLOCK_START = 1
 ITEM_RECORD = 2
@@ -99,6 +100,9 @@ RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
     VaultWithdraw: (7, (("account", 20, "b"), ("shares", 8, "u"), ("min_amount", 8, "u"), ("nonce", 8, "u"),
                         ("expiry", 8, "u"), ("signature", 65, "b"))),
     VaultUnwind: (21, (("market", 4, "u"), ("size", 8, "u"), ("price", 8, "u"))),
+    # nonces of orders (uint64 when signed), prices and sizes within 1..2**63 - 1 (the rule's bounds)
+    Trade: (16, (("market", 4, "u"), ("maker", 20, "b"), ("maker_nonce", 8, "u"), ("taker", 20, "b"),
+                 ("taker_nonce", 8, "u"), ("price", 8, "u"), ("size", 8, "u"))),
 }
 PERPS_TAGS = frozenset({3, 4, 5, 17})
 """Record tags onestep_perps.vy re-executes."""
@@ -111,6 +115,7 @@ ONESTEP_TAGS = frozenset().union(
     PERPS_TAGS,                         # onestep_perps.vy
     {32},                               # onestep_oracle.vy: OraclePrice
     {6, 7, 21},                         # onestep_vault.vy: VaultDeposit, VaultWithdraw, VaultUnwind
+    {16},                               # onestep_trade.vy: Trade
 )
 """Record tags the L1 one-step re-executes: one line per family contract
 (l1_bridge.deploy.ONESTEP_FAMILIES)."""

@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import msgspec
 
 from prover import plan_perps
+from prover import plan_trade
 from prover import plan_oracle
 from prover import plan_vault
 from prover.records import (BlockEnd, BlockStart, Frontier, Noop, decode_item)
@@ -40,6 +41,7 @@ PLANNERS = {
     **plan_perps.PLANNERS,
     **plan_oracle.PLANNERS,
     **plan_vault.PLANNERS,
+    **plan_trade.PLANNERS,
 }
 """The witness plan of each record kind a family contract re-executes
 (prover/plan_<family>.py, one line per family; l1_bridge.deploy.ONESTEP_FAMILIES)."""
