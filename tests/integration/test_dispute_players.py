@@ -97,13 +97,19 @@ def test_loading_and_revealing(honest):
     assert get_move(g, PROPOSER, PROPOSER, honest, TIME) is None  # its trace cannot end there
 
 
-def test_an_item_with_no_one_step_yet_is_replayed_but_never_stepped():
-    """A pending kind (an oracle price) is posted as RECORD(tag, msgpack): the
-    trace's claims go on through it (the L1 replay's transition), and no side
-    steps a game whose last item it is: a clock decides such a game."""
+def test_an_item_with_no_one_step_yet_is_replayed_but_never_stepped(monkeypatch):
+    """A pending kind is posted as RECORD(tag, msgpack): the trace's claims go
+    on through it (the L1 replay's transition), and no side steps a game whose
+    last item it is: a clock decides such a game.  The oracle price has a
+    one-step now; it stands in for a kind without one (its packed layout and
+    its ONESTEP_TAGS entry taken away)."""
     from sequencer.core.encoding import encode_block, encode_record, make_block
     from sequencer.core.records import OraclePrice
+    from prover import records
     import msgspec
+    monkeypatch.delitem(records.RECORD_LAYOUTS, OraclePrice)
+    monkeypatch.delitem(records.RECORD_BY_TAG, 32)
+    monkeypatch.setattr(records, "PENDING_TAGS", records.PENDING_TAGS | {32})
     messages = fv.make_trace_messages()
     parent = keccak(messages[-1])
     price = OraclePrice(1, 60_000 * 10**6, fv.BLOCK_TIME + 4, (b"\x00" * 65,))
