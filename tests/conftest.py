@@ -7,7 +7,11 @@ import hypothesis  # noqa: F401
 # assertion rewriting ("AST constructor recursion depth mismatch").
 import pytest
 
+import pyevm_gas
+
 pytest_plugins = ("kafka_fixtures",)
+
+pyevm_gas.install()  # eth_estimateGas on py-evm in ~3 runs of the transaction, not ~14 (tests/pyevm_gas.py)
 
 from sequencer.core import eip712
 from sequencer.core.hashing import keccak
