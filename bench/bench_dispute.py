@@ -222,7 +222,30 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
         out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
                      "depths": [o.proof.depth for o in witness.openings]}
     out.update(measure_oracle_price(w3, onestep, state, tree))
+    out.update(measure_take_all(onestep, state, tree))
     return {"accounts": accounts, "tree_build_s": round(build_s, 1), "kinds": out}
+
+
+def measure_take_all(onestep: Any, state: State, tree: Any) -> dict:
+    """AdjustMargin taking all of a flat position's leftover margin: the
+    position's leaf is deleted (the opening carries the deepest sibling's
+    preimage, docs/commitment.md "Deleting a leaf")."""
+    from prover.keys import get_position_key
+    from sequencer.core.commitment import compute_dirty_leaves
+    b = fv.ADDRESSES[1]
+    runner = TraceRunner(State.from_tables(state.to_tables()), fv.RULES, tree=tree.copy(), ctx=fv.open_block_ctx(state))
+    runner.state.dirty.clear()
+    runner.state.set_position(b, fv.BTC, Position(0, 0, 10**6, 0))
+    runner.state.commit(0)
+    runner.tree.update(compute_dirty_leaves(runner.state))
+    runner.state.dirty.clear()
+    item = encode_item(fv.sign(AdjustMargin(b, fv.BTC, -10**6, 200, fv.BLOCK_TIME + 60_000, b""), fv.KEYS[1]))
+    root, pre_ctx = runner.state_root, runner.ctx
+    result = runner.step(item)
+    assert result.ok and runner.tree.get(get_position_key(b, fv.BTC)) is None
+    args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], list(result.witness.nonces))
+    return {"AdjustMargin (out, all of a flat position's margin: its leaf deleted)": {
+        "tx_gas": onestep.functions.step(*args).estimate_gas(), "depths": [o.proof.depth for o in result.witness.openings]}}
 
 
 def measure_oracle_price(w3: Web3, onestep: Any, state: State, tree: Any) -> dict:
