@@ -46,6 +46,7 @@ from prover.trace import TraceContext, TraceRunner, build_tree, compute_claim
 from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, ForcedWithdrawal, FundingTick, PlaceOrder,
                                     Transfer, Withdraw)
 from sequencer.core.state import Account, Position, State
+from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
 from sequencer.core.records import VaultDeposit, VaultWithdraw
 from sequencer.core.rules.vault import VAULT_ADDRESS, compute_vault_unwind
 from sequencer.core.records import OraclePrice
@@ -208,6 +209,9 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
         "VaultDeposit (the vault long in one market)": (encode_item(fv.sign(VaultDeposit(a, 10**8, 0, 200, exp, b""), fv.KEYS[0])), None),
         "VaultWithdraw (part of the holder's shares)": (encode_item(fv.sign(VaultWithdraw(a, 10**8, 0, 200, exp, b""), fv.KEYS[0])), None),
         "VaultUnwind": (encode_item(compute_vault_unwind(state, fv.BTC, fv.BLOCK_TIME, fv.RULES)), None),
+        "Liquidate, refused (healthy, 8 makers named)": (encode_item(Liquidate(a, fv.BTC, tuple((b, n) for n in range(8)))), None),
+        "ForcedClose (unlisted market: served)": (encode_item(ForcedClose(head.inbox_count, a, 9)), None),
+        "AuctionEnd, refused (no auction)": (encode_item(AuctionEnd(a, fv.BTC)), None),
         "NOOP": (encode_item(Noop(keccak(b"tx"))), None),
         "BLOCK_START": (encode_item(BlockStart(head.block_number + 1, head.block_hash, fv.BLOCK_TIME)), TraceContext()),
         "BLOCK_END": (encode_item(BlockEnd(keccak(b"block"))), None),

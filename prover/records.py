@@ -113,6 +113,7 @@ KNOWN_TAGS = frozenset(cls.__struct_config__.tag for cls in RECORD_TYPES) | {22}
 ONESTEP_TAGS = frozenset().union(
     {1, 2, 48, 49},                     # onestep.vy: accounts and the inbox
     PERPS_TAGS,                         # onestep_perps.vy
+    {18, 23, 50},                       # onestep_liquidate.vy: Liquidate, AuctionEnd, ForcedClose (some branches pending)
     {32},                               # onestep_oracle.vy: OraclePrice
     {6, 7, 21},                         # onestep_vault.vy: VaultDeposit, VaultWithdraw, VaultUnwind
     {16},                               # onestep_trade.vy: Trade

@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import msgspec
 
 from prover import plan_perps
+from prover import plan_liquidate
 from prover import plan_trade
 from prover import plan_oracle
 from prover import plan_vault
@@ -39,6 +40,7 @@ TRIGGER_KIND = 8
 
 PLANNERS = {
     **plan_perps.PLANNERS,
+    **plan_liquidate.PLANNERS,
     **plan_oracle.PLANNERS,
     **plan_vault.PLANNERS,
     **plan_trade.PLANNERS,

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from prover import fraud_vectors as fv
 from prover.keys import GLOBAL_KEY, get_auction_key, get_market_key, get_position_key
 from prover.records import PendingKind, decode_item, encode_item
-from prover.trace import TraceContext, TraceRunner, get_onestep_markets
+from prover.trace import Opening, TraceContext, TraceRunner, get_onestep_markets
 from sequencer.core.markets import (DEVNET_MARKETS, LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_FIRST,
                                     LIQUIDATION_LADDER)
 from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
@@ -57,16 +57,6 @@ def onestep(deploy):
     return deploy("onestep", *params, [(family.address, [18, 23, 50])])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    import prover.records as records
-    import prover.trace as trace
-    from prover import plan_liquidate
-    saved = records.PENDING_TAGS
-    records.PENDING_TAGS = saved - {18, 23, 50}
-    trace.PLANNERS.update(plan_liquidate.PLANNERS)
-    yield
-    records.PENDING_TAGS = saved
 
 
 # --- states -------------------------------------------------------------------------
@@ -190,14 +180,9 @@ def cases(draw):
 
 # --- running both sides ----------------------------------------------------------------
 
-def proof_arg(tree, key):
-    p = tree.prove(key)
-    return (p.bitmap, list(p.siblings), p.other_key or bytes(32), p.other_value_hash or bytes(32))
-
-
 def read_openings(tree, keys):
     """Openings of `keys` against the tree as it is (the reads before any write)."""
-    return [(tree.get(k) is not None, tree.get(k) or b"", proof_arg(tree, k), b"") for k in keys]
+    return [Opening(k, tree.get(k), tree.prove(k)).as_arg() for k in keys]
 
 
 def pending_reads(record) -> list[bytes]:
@@ -247,3 +232,144 @@ def test_python_and_vyper_agree_on_the_ladder_records(onestep, case):
     except Exception:
         name = "noop"
     event(f"{name} {'applied' if ok else 'failed'}")
+
+
+# --- fixed cases: each ported branch, each pending branch, forged witnesses ----------------
+
+A, B = fv.ADDRESSES[0], fv.ADDRESSES[1]
+LOT = 10_000  # 0.0001 BTC
+
+
+def fixed_state(position: Position | None = None, *, market_id: int = BTC, fund: Position | None = None,
+                insurance: int = 10**12, age: int = 1000, auction: Auction | None = None) -> "State":
+    """One market at 60,000 with A's position (by default a long of 0.1 BTC
+    bought at 60,000, margin 70 USDC: liquidatable, maintenance 72 USDC)."""
+    market = msgspec.structs.replace(fv.make_market(market_id, PRICES[market_id], oracle_time_ms=fv.BLOCK_TIME - age,
+                                                    funding_index=500, funding_dust=7), open_interest=10**12)
+    held = {(A, market_id): position or Position(10**7, 6_000 * 10**6, 70 * 10**6, 500)}
+    if fund is not None:
+        held[(FUND, market_id)] = fund
+    state = fv.make_perps_state({A: Account(10**9, ())}, [market], held, {})
+    state.set_globals(msgspec.structs.replace(state.globals, insurance_fund=insurance))
+    if auction is not None:
+        state.set_auction(A, market_id, auction)
+    state.commit(0)
+    return state
+
+
+def step_both(onestep, state, record):
+    ctx = fv.open_block_ctx(state)
+    runner, pre_root, result, (root, ok) = run_both(onestep, state, ctx, encode_item(record))
+    assert (root, ok) == (runner.state_root, result.ok)
+    return runner, pre_root, result
+
+
+def assert_pending(onestep, state, record):
+    with pytest.raises(PendingKind):
+        TraceRunner(state, RULES, ctx=fv.open_block_ctx(state)).step(encode_item(record))
+    check_pending(onestep, state, fv.open_block_ctx(state), encode_item(record))
+
+
+def test_the_backstop_takes_a_liquidatable_position_over_at_the_mark(onestep):
+    """Under the backstop policy the fund takes the position over at the mark:
+    the owner keeps what is left of its margin less the capped fee; the fund's
+    own short is reduced, its balance gets the fee."""
+    fund = Position(-3 * 10**8, -183_000 * 10**6, 0, 0)
+    state = fixed_state(fund=fund)
+    runner, pre_root, result = step_both(onestep, state, Liquidate(A, BTC, ()))
+    assert result.ok and runner.state_root != pre_root
+    left = runner.state.positions[(A, BTC)]
+    assert left.size == 0 and 0 < left.margin < 70 * 10**6
+    assert runner.state.positions[(FUND, BTC)].size == fund.size + 10**7
+    assert runner.state.globals.insurance_fund > 10**12
+    assert len(result.witness.openings) == 8
+
+
+def test_a_large_solvent_position_is_taken_over_in_part(onestep):
+    """Above the partial threshold a solvent position loses a step of it, the rest stays open."""
+    big = Position(10**8, 60_000 * 10**6, 700 * 10**6, 500)
+    runner, _, result = step_both(onestep, fixed_state(big), Liquidate(A, BTC, ()))
+    assert result.ok and 0 < runner.state.positions[(A, BTC)].size < big.size
+
+
+@pytest.mark.parametrize("case", ["healthy", "stale", "no position", "the fund", "unlisted", "makers off the book"])
+def test_refused_liquidations_change_nothing(onestep, case):
+    state = fixed_state(Position(10**7, 6_000 * 10**6, 10**8, 500) if case == "healthy" else None,
+                        age=10**6 if case == "stale" else 1000)
+    record = {"no position": Liquidate(B, BTC, ()), "the fund": Liquidate(FUND, BTC, ()),
+              "unlisted": Liquidate(A, UNLISTED, ()),
+              "makers off the book": Liquidate(A, BTC, ((B, 3),))}.get(case, Liquidate(A, BTC, ()))
+    runner, pre_root, result = step_both(onestep, state, record)
+    assert not result.ok and runner.state_root == pre_root
+
+
+def test_forced_close_served_as_a_no_op_or_refused_out_of_order(onestep):
+    count = fixed_state().globals.inbox_count
+    for record, ok in ((ForcedClose(count, A, UNLISTED), True), (ForcedClose(count, FUND, BTC), True),
+                       (ForcedClose(count + 1, A, UNLISTED), False), (ForcedClose(count, A, 2**256 - 1), True)):
+        runner, pre_root, result = step_both(onestep, fixed_state(), record)
+        assert result.ok is ok and (runner.state_root != pre_root) is ok
+        if ok:
+            assert runner.state.globals.inbox_count == count + 1
+
+
+def test_auction_end_refusals(onestep):
+    running = Auction(LOT, 10**9, 9 * 10**8, fv.BLOCK_TIME - 1000, fv.BLOCK_TIME + 1000)
+    ended = msgspec.structs.replace(running, end_ms=fv.BLOCK_TIME)
+    for state in (fixed_state(), fixed_state(auction=running), fixed_state(auction=ended, age=10**6)):
+        runner, pre_root, result = step_both(onestep, state, AuctionEnd(A, BTC))  # the runner steps the state
+        assert not result.ok and runner.state_root == pre_root
+    step_both(onestep, fixed_state(auction=ended), AuctionEnd(A, UNLISTED))
+
+
+def test_each_unported_branch_is_pending_on_both_sides(onestep):
+    """The reference raises PendingKind and the contract reverts "pending"
+    (given honest reads) on: a liquidation under a book policy or the ladder
+    (it cancels the owner's open orders: no index of them in the tree), the
+    backstop with too small a fund (auto-deleveraging ranks every opposite
+    position), a whole close that empties the position leaf, an AuctionEnd
+    past its refusals (the auction leaf deleted), a ForcedClose in a listed
+    market."""
+    ended = Auction(LOT, 10**9, 9 * 10**8, fv.BLOCK_TIME - 60_000, fv.BLOCK_TIME)
+    bankrupt = Position(10**7, 6_600 * 10**6, 10 * 10**6, 500)
+    cases = [(fixed_state(market_id=ETH, position=Position(10**9, 3_000 * 10**6, 30 * 10**6, 500)),
+              Liquidate(A, ETH, ())),
+             (fixed_state(market_id=LADDER),
+              Liquidate(A, LADDER, ())),
+             (fixed_state(bankrupt, insurance=0), Liquidate(A, BTC, ())),
+             (fixed_state(bankrupt, insurance=10**12), Liquidate(A, BTC, ())),
+             (fixed_state(auction=ended), AuctionEnd(A, BTC)),
+             (fixed_state(Position(0, 0, 0, 500), auction=ended), AuctionEnd(A, BTC)),
+             (fixed_state(), ForcedClose(3, A, BTC)),
+             (fixed_state(), ForcedClose(3, B, BTC))]
+    for state, record in cases:
+        assert_pending(onestep, state, record)
+
+
+def test_forged_witnesses_revert(onestep):
+    """A takeover's witness with a leaf lied about (the position's margin, the
+    fund's balance, the fund's position said absent), openings swapped or one
+    missing does not verify: the step reverts, it proves nothing."""
+    state = fixed_state(fund=Position(-3 * 10**8, -183_000 * 10**6, 0, 0))
+    ctx = fv.open_block_ctx(state)
+    item = encode_item(Liquidate(A, BTC, ()))
+    runner = TraceRunner(state, RULES, ctx=ctx)
+    pre_root = runner.state_root
+    result = runner.step(item)
+    args = [o.as_arg() for o in result.witness.openings]
+
+    def call(openings):
+        return onestep.functions.apply(pre_root, ctx.as_arg(), item, openings, []).call()
+
+    assert call(args)[0] == runner.state_root
+    richer = bytearray(args[1][1])
+    richer[64:96] = (10**12).to_bytes(32, "big")
+    fuller = bytearray(args[3][1])
+    fuller[96:128] = (10**15).to_bytes(32, "big")
+    forgeries = [[args[0], (True, bytes(richer)) + args[1][2:]] + args[2:],
+                 args[:3] + [(True, bytes(fuller)) + args[3][2:]] + args[4:],
+                 args[:2] + [(False, b"") + args[2][2:]] + args[3:],
+                 [args[1], args[0]] + args[2:], args[:-1]]
+    for forged in forgeries:
+        with pytest.raises(Exception):
+            call(forged)
