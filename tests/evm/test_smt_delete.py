@@ -229,3 +229,20 @@ def test_deletion_gas(harness):
         gases.setdefault(shape(t, key), []).append(gas)
     print({k: (min(v), max(v), len(v)) for k, v in gases.items()})
     assert max(max(v) for v in gases.values()) < 60_000
+
+
+def test_deep_chain(harness):
+    """Two keys that differ only in their last bit sit at depth 256 below a
+    chain of one-child nodes: deleting one lifts the other 255 levels; a
+    third key's deletion leaves the chain's node in place."""
+    rnd = random.Random(5)
+    a = b"\x5a" * 31 + b"\x10"
+    b = b"\x5a" * 31 + b"\x11"
+    c = b"\xc0" + b"\x00" * 31
+    t = tree_of([a, b, c], rnd)
+    assert t.prove(a).bitmap.bit_length() == 256
+    for key, name in ((a, "sibling leaf moves up"), (b, "sibling leaf moves up"), (c, "sibling node")):
+        assert shape(t, key) == name
+        want = deleted_root(t, key)
+        assert evm_delete(harness, t, key) == (True, want)
+        assert python_delete(t, key) == (True, want)
