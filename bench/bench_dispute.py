@@ -227,6 +227,7 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
                      "depths": [o.proof.depth for o in witness.openings]}
     out.update(measure_oracle_price(w3, onestep, state, tree))
     out.update(measure_take_all(onestep, state, tree))
+    out.update(measure_trades(onestep, state, tree))
     return {"accounts": accounts, "tree_build_s": round(build_s, 1), "kinds": out}
 
 
@@ -289,6 +290,54 @@ def add_vault(state: State, holder: bytes, locked: bytes, lots: int, price: int)
     state.set_vault_share(locked, VaultShare(5 * 10**8, fv.BLOCK_TIME + 1))
     state.set_vault_share(VAULT_ADDRESS, VaultShare(15 * 10**8))
     state.commit(0)
+
+
+def measure_trades(onestep: Any, state: State, tree: Any) -> dict:
+    """Trade steps (onestep_trade.vy): two fresh accounts opening both sides;
+    a long closing part of its position against a fresh short; the long of
+    `a` (owing funding since its snapshot) selling part of it, funding
+    settled; a long closed whole (its position leaf deleted)."""
+    import msgspec
+    from sequencer.core.commitment import compute_dirty_leaves
+    from sequencer.core.records import Trade
+    from sequencer.core.state import Order
+    lot, price = 10_000, fv.BTC_PRICE
+    index = state.markets[fv.BTC].funding_index
+    makers = [keccak(b"trade maker %d" % i)[:20] for i in range(3)]
+    takers = [keccak(b"trade taker %d" % i)[:20] for i in range(3)]
+    a = fv.ADDRESSES[0]
+    cases = {
+        "Trade (opening both sides)": (makers[0], takers[0], None),
+        "Trade (closing part of one side)": (makers[1], takers[1], Position(30 * lot, 30 * lot * price // 10**8, 10**8, index)),
+        "Trade (funding settled: the maker owes since its snapshot)": (a, takers[2], None),
+        "Trade (closing one side whole: its leaf deleted)": (makers[2], takers[0], Position(10 * lot, 10 * lot * price // 10**8, 10**7, index)),
+    }
+    out = {}
+    for name, (maker, taker, held) in cases.items():
+        runner = TraceRunner(State.from_tables(state.to_tables()), fv.RULES, tree=tree.copy(), ctx=fv.open_block_ctx(state))
+        s = runner.state
+        s.dirty.clear()
+        seq = s.globals.order_count + 2
+        for address in (maker, taker):
+            if address not in s.accounts:
+                s.set_account(address, Account(10**9, ()))
+        if held is not None:
+            s.set_position(maker, fv.BTC, held)
+        s.set_order(maker, 900, Order(keccak(b"m" + maker), 20 * lot, 0, False, fv.BTC, False, price, 10, 0, False,
+                                      fv.BLOCK_TIME + 60_000, seq - 1))
+        s.set_order(taker, 901, Order(keccak(b"t" + taker), 20 * lot, 0, False, fv.BTC, True, price, 10, 1, False,
+                                      fv.BLOCK_TIME + 60_000, seq))
+        s.set_globals(msgspec.structs.replace(s.globals, order_count=seq))
+        s.commit(0)
+        runner.tree.update(compute_dirty_leaves(s))
+        item = encode_item(Trade(fv.BTC, maker, 900, taker, 901, price, 10 * lot))
+        root, pre_ctx = runner.state_root, runner.ctx
+        result = runner.step(item)
+        assert result.ok, name
+        args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], [])
+        out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
+                     "depths": [o.proof.depth for o in result.witness.openings]}
+    return out
 
 
 def main(argv: list[str]) -> dict:
