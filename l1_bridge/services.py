@@ -19,6 +19,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from l1_bridge.checkpointer import Checkpointer
 from l1_bridge.client import BridgeClient, L1Error, Signer
 from l1_bridge.dispute import Defender, GameContract, OutputTraces
@@ -75,7 +77,10 @@ def make_defender(node: Any, client: BridgeClient, proposer: Signer, poll_interv
         log.warning("no dispute games on this bridge (%s): outputs are not defended", exc)
         return None
     start = client.deployment.block_number if client.deployment is not None else 0
-    genesis = TraceRunner(build_genesis(load_allocations(node.config)), node.ctx)
+    # the one-step always checks signatures: so must the trace it is defended by,
+    # whatever the node's own replay skips (verify_signatures_on_replay)
+    rules = msgspec.structs.replace(node.ctx, verify_signatures=True)
+    genesis = TraceRunner(build_genesis(load_allocations(node.config)), rules)
     traces = OutputTraces(client, genesis, from_block=max(0, start - 1))
     def is_active() -> bool:
         builder = getattr(node, "builder", None)
