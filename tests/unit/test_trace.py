@@ -61,17 +61,19 @@ def test_claims_and_records_root_of_a_trace():
     assert derive_records_root(encode_data(items)) == (compute_records_root(items), len(items))
 
 
-def test_a_pending_record_is_posted_with_its_log_bytes_and_replayed_from_them():
-    """A kind with no packed layout yet (ForcedClose, tag 50) becomes RECORD(tag,
-    msgpack): the one-step's reference refuses it as pending, the L1 replay
-    applies the record it holds."""
+def test_every_record_kind_is_posted_packed_and_a_pending_tag_is_refused():
+    """Every record kind has a packed item (ForcedClose's carries its market in
+    the inbox entry's 32-byte amount); a RECORD item of a tag with no one-step
+    (22, kept for an explicit auction start) is refused by the one-step's
+    reference as pending and replays as a NOOP."""
     raw = encode_record(ForcedClose(0, A, 1))
     items = compute_block_items(encode_block(Block(1, b"\x00" * 32, T, (msgspec.Raw(raw),))))
-    assert items[1] == bytes((2, 50)) + raw
+    assert items[1] == bytes((2, 50)) + (0).to_bytes(8, "big") + A + (1).to_bytes(32, "big")
+    assert decode_item(items[1]) == decode_replay_item(items[1]) == ForcedClose(0, A, 1)
+    reserved = bytes((2, 22)) + b"\x00" * 24
     with pytest.raises(PendingKind):
-        decode_item(items[1])
-    assert decode_replay_item(items[1]) == ForcedClose(0, A, 1)
-    assert decode_replay_item(bytes((2, 50)) + b"\xc1") == Noop(keccak(bytes((2, 50)) + b"\xc1"))
+        decode_item(reserved)
+    assert decode_replay_item(reserved) == Noop(keccak(reserved))
 
 
 def test_an_inbox_record_the_bridge_cannot_write_is_refused():
