@@ -529,6 +529,8 @@ def vault_cases() -> list[dict]:
         ("vault withdraw, more than the vault's free collateral", make_vault_state(free=10**6, positions=both),
          withdraw(10**8)),
         ("vault withdraw, no shares", make_vault_state(), withdraw(10**8, account=c, key=KEYS[2])),
+        ("vault withdraw, the last shares (both share leaves deleted)",
+         make_vault_state(holders={a: (10**9, BLOCK_TIME - 1)}), withdraw(10**9)),
         ("vault unwind, long", make_vault_state(positions=both), due),
         ("vault unwind, short", make_vault_state(positions=both), unwind(make_vault_state(positions=both), ETH)),
         ("vault unwind, twice in a minute", placed, due),

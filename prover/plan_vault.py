@@ -8,7 +8,12 @@ position with a size, for the mark and the funding index) and the total
 shares, then the holder's share leaf and the account, all against the
 pre-state root; if it applies, the account is written first (its opening is
 the last read), then the vault account, the holder's shares and the total,
-each opened again against the root of the writes before it.
+each opened again against the root of the writes before it. A holder's
+last shares (or the vault's last: its total) empty their share leaf: the
+write is a deletion, listed like any write (prover.trace gives its witness).
+Pending (PendingKind here, "pending" on L1): a witness past trace.vy's 32
+openings (the vault's positions with a size in more than 13 markets), and an
+unwind whose order nonce passes 8 bytes (a block time past the year 10,000).
 
 Pure: no I/O, no clock.
 """
@@ -22,7 +27,6 @@ from sequencer.core.markets import get_market_table
 from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
 from sequencer.core.rules.base import get_market_params
 from sequencer.core.rules.vault import VAULT_ADDRESS, get_unwind_nonce
-from sequencer.core.transition import apply_record
 
 MAX_ORDER_NONCE = 2**64 - 1
 """An order key holds its nonce in 8 bytes (prover.keys.get_order_key)."""
@@ -46,8 +50,6 @@ def get_vault_reads(runner) -> list[tuple[bytes, bool]]:
 
 def plan_share_move(runner, item: VaultDeposit | VaultWithdraw):
     """VaultDeposit and VaultWithdraw read and write the same leaves."""
-    if isinstance(item, VaultWithdraw) and is_emptying_shares(runner, item):
-        raise PendingKind("VaultWithdraw of a holder's (or the vault's) last shares (a leaf deletion) is pending")
     reads = get_vault_reads(runner)
     if len(reads) + 5 > MAX_OPENINGS:   # the holder, the account and three writes
         raise PendingKind(f"a vault record whose witness passes {MAX_OPENINGS} openings (positions with a size in "
@@ -56,21 +58,6 @@ def plan_share_move(runner, item: VaultDeposit | VaultWithdraw):
     holder, account = get_vault_share_key(item.account), get_account_key(item.account)
     return (lambda ok, writes: reads + [(holder, False), (account, ok)] + (
         [(vault, True), (holder, True), (total, True)] if ok else [])), get_kept_nonces(runner, item.account)
-
-
-def is_emptying_shares(runner, item: VaultWithdraw) -> bool:
-    """The withdrawal applies and leaves the holder, or the vault, with no
-    shares (its share leaf emptied): run on the state and taken back."""
-    state = runner.state
-    dirty = set(state.dirty)
-    snapshot = state.snapshot()
-    try:
-        ok = apply_record(state, item, runner.ctx.timestamp_ms, runner.rules) is None
-        return ok and (item.account not in state.vault_shares or VAULT_ADDRESS not in state.vault_shares)
-    finally:
-        state.revert(snapshot)
-        state.dirty.clear()
-        state.dirty.update(dirty)
 
 
 def plan_vault_unwind(runner, item: VaultUnwind):

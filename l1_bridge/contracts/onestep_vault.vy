@@ -215,14 +215,23 @@ def move(item: Bytes[MAX_ITEM], deposit: bool, v: Vault, holder: Bytes[MAX_LEAF]
         paid: uint256 = self.redeem(amount, v.equity, v.total, m.free)
         if paid == 0 or paid < bound or paid > m.free:
             return m
-        # a holder's or the vault's last shares empty their leaf: a deletion
-        assert m.held != amount and m.total != amount, "pending"
         m.collateral += paid
         m.free -= paid
         m.held -= amount
         m.total -= amount
     m.ok = True
     return m
+
+
+@internal
+@pure
+def share_leaf(shares: uint256, unlock_ms: uint256) -> Bytes[MAX_LEAF]:
+    """sequencer/core/commitment.py encode_vault_share_leaf; b"" (the leaf
+    deleted) when no shares are left: a holder's last shares redeemed, or the
+    vault's last (its total)."""
+    if shares == 0:
+        return b""
+    return abi_encode(shares, unlock_ms)
 
 
 # --- unwind ---------------------------------------------------------------------------------
@@ -361,9 +370,8 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
         c.root = lib.write_leaf(state_root, acct_key, op, lib.account_leaf(m.collateral, lib.word(item, 38, 8), nonces))
         c = lib.rewrite(c, lib.account_key(VAULT), abi_encode(m.free, v.account.nonces_hash),
                         openings[lib.at(c, len(openings))])
-        c = lib.rewrite(c, holder_key, abi_encode(m.held, m.unlock_ms), openings[lib.at(c, len(openings))])
-        c = lib.rewrite(c, mk.vault_share_key(VAULT), abi_encode(m.total, empty(uint256)),
-                        openings[lib.at(c, len(openings))])
+        c = lib.rewrite(c, holder_key, self.share_leaf(m.held, m.unlock_ms), openings[lib.at(c, len(openings))])
+        c = lib.rewrite(c, mk.vault_share_key(VAULT), self.share_leaf(m.total, 0), openings[lib.at(c, len(openings))])
         return c.root, True
     if tag == TAG_VAULT_UNWIND and n == 22:
         market_id: uint256 = lib.word(item, 2, 4)

@@ -22,9 +22,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from prover import fraud_vectors as fv
-from prover.keys import get_account_key, get_market_key, get_position_key, get_vault_share_key
-from prover.plan_vault import get_vault_reads
-from prover.records import PendingKind, compute_record_item, decode_item, encode_item, get_item_size
+from prover.keys import get_market_key, get_position_key, get_vault_share_key
+from prover.records import compute_record_item, decode_item, encode_item, get_item_size
 from prover.trace import Opening, TraceContext, TraceRunner
 from sequencer.core.commitment import compute_dirty_leaves
 from sequencer.core.encoding import encode_record
@@ -67,10 +66,14 @@ def params_of(market_id: int):
 # --- states ---------------------------------------------------------------------------------
 
 @st.composite
-def markets(draw, market_id: int):
-    """A market with a fresh, stale or missing mark and any funding index."""
+def markets(draw, market_id: int, fresh: bool = False):
+    """A market with a fresh, stale or missing mark and any funding index
+    (``fresh``: a fresh mark)."""
     p = params_of(market_id)
     price = draw(st.integers(1, 10**5)) * p.tick_size if draw(st.booleans()) else PRICES[market_id]
+    if fresh:
+        return fv.make_market(market_id, price, oracle_time_ms=fv.BLOCK_TIME - draw(st.sampled_from([0, 1000])),
+                              funding_index=draw(st.integers(-10**12, 10**12)), funding_time_ms=fv.BLOCK_TIME - MINUTE)
     age = draw(st.sampled_from([0, 1000, 1000, 1000, p.oracle_max_age_ms, p.oracle_max_age_ms + 1, 10**6]))
     index = draw(st.one_of(st.integers(-10**12, 10**12), st.sampled_from([0, I64 - 1 - 10**9, -(I64 - 1)])))
     market = fv.make_market(market_id, price if draw(st.integers(0, 9)) else 0, oracle_time_ms=fv.BLOCK_TIME - age,
@@ -96,13 +99,16 @@ UNLOCKS = [0, fv.BLOCK_TIME - 1, fv.BLOCK_TIME, fv.BLOCK_TIME + 1, fv.BLOCK_TIME
 
 
 @st.composite
-def vault_states(draw):
+def vault_states(draw, fresh: bool = False):
+    """Any vault state; ``fresh``: both markets listed with fresh marks."""
     accounts = draw(st.dictionaries(st.sampled_from(fv.ADDRESSES),
                                     st.builds(Account, st.integers(0, 10**13), nonce_lists), max_size=4))
     free = draw(st.one_of(st.sampled_from([0, 1, MIN_DEPOSIT, 10**12]), st.integers(0, 10**13)))
+    if fresh:
+        free = draw(st.integers(10**9, 10**13))
     if free or draw(st.booleans()):
         accounts[VAULT] = Account(free, ())
-    listed = [draw(markets(m)) for m in (fv.BTC, fv.ETH) if draw(st.integers(0, 5))]
+    listed = [draw(markets(m, fresh)) for m in (fv.BTC, fv.ETH) if fresh or draw(st.integers(0, 5))]
     index = {m.id: m.funding_index for m in listed}
     held = {}
     for market_id in (fv.BTC, fv.ETH):   # a position in a market with no leaf has no mark
@@ -111,14 +117,14 @@ def vault_states(draw):
     orders = {}
     ts = draw(st.sampled_from([fv.BLOCK_TIME, fv.BLOCK_TIME, fv.BLOCK_TIME + 30_000, fv.BLOCK_TIME + MINUTE]))
     for market_id in (fv.BTC, fv.ETH):
-        if draw(st.integers(0, 5)) == 0:   # this minute's unwind is already placed
+        if not fresh and draw(st.integers(0, 5)) == 0:   # this minute's unwind is already placed
             nonce = get_unwind_nonce(market_id, ts, fv.RULES)
             orders[(VAULT, nonce)] = Order(b"\x01" * 32, 10**4, market=market_id, leverage=1, time_in_force=1,
                                            reduce_only=True, expiry=ts, seq=1)
     state = fv.make_perps_state(accounts, listed, held, orders, order_count=draw(st.integers(0, 100)))
-    shares = draw(st.dictionaries(st.sampled_from(fv.ADDRESSES),
-                                  st.tuples(st.one_of(st.integers(1, 10**12), st.sampled_from([1, 2, 10**6])),
-                                            st.sampled_from(UNLOCKS)), max_size=4))
+    counts = st.integers(10**8, 10**13) if fresh else st.one_of(st.integers(1, 10**12), st.sampled_from([1, 2, 10**6]))
+    shares = draw(st.dictionaries(st.sampled_from(fv.ADDRESSES), st.tuples(counts, st.sampled_from(UNLOCKS)),
+                                  min_size=int(fresh), max_size=4))
     for address, (count, unlock) in shares.items():
         state.set_vault_share(address, VaultShare(count, unlock))
     total = sum(count for count, _ in shares.values()) + draw(st.sampled_from([0, 0, 0, 1, 10**6]))
@@ -239,39 +245,34 @@ def run_both(onestep, state, ctx, item):
     return runner, pre_root, result, (root, ok, post_ctx)
 
 
-def open_reads(runner, keys):
-    """The leaves at ``keys`` opened against the runner's root (reads only)."""
-    return [Opening(k, runner.tree.get(k), runner.tree.prove(k)).as_arg() for k in keys]
-
-
-def check_pending_withdrawal(onestep, state, ctx, item):
-    """A withdrawal of a holder's (or the vault's) last shares: the reference
-    raised PendingKind; the contract, given the reads, reverts "pending"."""
-    runner = TraceRunner(state, fv.RULES, ctx=ctx)
-    record = decode_item(item)
-    keys = [k for k, _ in get_vault_reads(runner)] + [get_vault_share_key(record.account),
-                                                        get_account_key(record.account)]
-    kept = state.accounts.get(record.account, Account()).nonces
-    with pytest.raises(Exception, match="pending"):
-        onestep.functions.apply(runner.state_root, ctx.as_arg(), item, open_reads(runner, keys), list(kept)).call()
-
-
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=vault_cases())
 def test_python_and_vyper_agree_on_vault_kinds(onestep, case):
     state, ctx, item = case
-    try:
-        runner, pre_root, result, (root, ok, post_ctx) = run_both(onestep, state, ctx, item)
-    except PendingKind:
-        event("VaultWithdraw of the last shares: pending")
-        check_pending_withdrawal(onestep, state, ctx, item)
-        return
+    runner, pre_root, result, (root, ok, post_ctx) = run_both(onestep, state, ctx, item)
     assert (root, ok) == (runner.state_root, result.ok)
     assert onestep.functions.ctx_hash(post_ctx).call() == runner.ctx.hash()
     if not ok:
         assert root == pre_root
-    event(f"{type(decode_item(item)).__name__} {'applied' if ok else 'failed'}")
+    record = decode_item(item)
+    deleted = any(o.sibling for o in result.witness.openings)
+    event(f"{type(record).__name__} {'applied' if ok else 'failed'}{' (a share leaf deleted)' if deleted else ''}")
+
+
+@st.composite
+def valid_vault_cases(draw):
+    """Fresh marks and records valid by construction: most apply."""
+    state, ts = draw(vault_states(fresh=True))
+    kind = draw(st.sampled_from([vault_deposits, vault_withdraws, vault_unwinds]))
+    return state, fv.open_block_ctx(state, ts), encode_item(draw(kind(state, ts, True)))
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=valid_vault_cases())
+def test_python_and_vyper_agree_on_valid_vault_records(onestep, case):
+    test_python_and_vyper_agree_on_vault_kinds.hypothesis.inner_test(onestep, case)
 
 
 # --- targeted cases -----------------------------------------------------------------------
@@ -420,15 +421,24 @@ def test_unwind_twice_in_a_minute(onestep):
     assert ok and result.ok and root == runner.state_root
 
 
-def test_withdrawing_the_last_shares_is_pending(onestep):
-    """A withdrawal that empties the holder's share leaf is a deletion from the
-    tree: the reference raises PendingKind, the contract reverts "pending";
-    part of the shares re-executes."""
-    state = fv.make_vault_state()
-    part = encode_item(withdraw(10**9 - 1))
-    runner, result, args, post_root = witness_of(state, part)
-    assert result.ok and call(onestep, runner, part, args, result.witness.nonces)[::2] == [post_root, True]
-    item = encode_item(withdraw(10**9))
-    with pytest.raises(PendingKind):
-        TraceRunner(state, fv.RULES, ctx=fv.open_block_ctx(state)).step(item)
-    check_pending_withdrawal(onestep, state, fv.open_block_ctx(state), item)
+def test_withdrawing_the_last_shares_deletes_the_share_leaf(onestep):
+    """A holder's last shares redeemed empty its share leaf, the vault's last
+    its total: both leaves are deleted on both sides (the deepest sibling's
+    preimage in the witness); a forged sibling reverts."""
+    state = fv.make_vault_state(holders={A: (10**9, fv.BLOCK_TIME - 1)})
+    for item, gone in ((encode_item(withdraw(10**9 - 1)), ()),
+                       (encode_item(withdraw(10**9)), (get_vault_share_key(A), get_vault_share_key(VAULT)))):
+        runner, result, args, post_root = witness_of(state, item)
+        assert result.ok and call(onestep, runner, item, args, result.witness.nonces)[::2] == [post_root, True]
+        after = runner.copy()
+        after.step(item)
+        assert all(after.tree.get(k) is None and runner.tree.get(k) is not None for k in gone)
+    deletions = [i for i, o in enumerate(result.witness.openings) if o.sibling]
+    assert len(deletions) == 2
+    for at in deletions:
+        forged = list(args)
+        sibling = bytearray(args[at][3])
+        sibling[-1] ^= 1
+        forged[at] = tuple(args[at][:3]) + (bytes(sibling),)
+        with pytest.raises(Exception, match="witness"):
+            call(onestep, runner, item, forged, result.witness.nonces)
