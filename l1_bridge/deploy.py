@@ -253,6 +253,8 @@ ONESTEP_FAMILIES: tuple[tuple[str, tuple[int, ...], Callable[[Any], tuple]], ...
     ("onestep_vault", (6, 7, 21), get_onestep_vault_args),
     ("onestep_trade", (16,), get_market_table_args),
     ("onestep_liquidate", (18, 23, 50), get_market_table_args),
+    ("onestep_auction", (8,), get_market_table_args),
+    ("onestep_modify", (10,), get_market_table_args),
 )
 """The one-step family contracts (docs/fraud-proofs.md): (contract, the record
 tags onestep.vy routes to it, its constructor extras after the market table as

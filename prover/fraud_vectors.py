@@ -673,10 +673,421 @@ def liquidate_cases() -> list[dict]:
     ]
 
 
+def auction_cases() -> list[dict]:
+    """AuctionBid (onestep_auction.vy) and ModifyOrder (onestep_modify.vy)."""
+    from sequencer.core.records import AuctionBid, ModifyOrder
+    from sequencer.core.rules.auction import compute_auction_price
+    from sequencer.core.rules.base import get_market_params
+    from sequencer.core.rules.liquidation import compute_auction_prices
+    from sequencer.core.state import Auction, Trigger
+    a, b, c, d = ADDRESSES
+    ka, kb, kc = KEYS[0], KEYS[1], KEYS[2]
+    exp = BLOCK_TIME + 60_000
+    lot = 10_000
+    params = get_market_params(RULES, BTC)
+
+    def bid_state(size: int = 100 * lot, margin: int = 2 * 10**6, ago: int = 30_000, funding_index: int = 0,
+                  keeper: Position | None = None) -> tuple[State, int]:
+        """a's position of `size` lots in auction (half of it for sale), b the
+        keeper with collateral, c a keeper with none; returns (state, price now)."""
+        cost = size * BTC_PRICE // 10**8
+        position = Position(size, cost, margin, 0)
+        market = make_market(BTC, BTC_PRICE, funding_index=funding_index, funding_dust=7)
+        held = {(a, BTC): position} | ({(b, BTC): keeper} if keeper is not None else {})
+        market = msgspec.structs.replace(market, open_interest=sum(max(p.size, 0) for p in held.values()))
+        state = make_perps_state({a: Account(10**6, ()), b: Account(5 * 10**8, (3,)), c: Account(0, ())},
+                                 [market], held, {})
+        start, end = compute_auction_prices(position, BTC_PRICE, market, params)
+        auction = Auction(abs(size) // 2, start, end, BLOCK_TIME - ago, BLOCK_TIME - ago + params.auction_duration_ms)
+        state.set_auction(a, BTC, auction)
+        state.commit(0)
+        return state, compute_auction_price(auction, BLOCK_TIME, params)
+
+    def bid(account=b, owner=a, size=20 * lot, price=None, leverage=5, nonce=12, key=kb, now=0, short=False):
+        limit = price if price is not None else (max(1, now - 2 * params.tick_size) if short else now + 2 * params.tick_size)
+        return sign(AuctionBid(account, owner, BTC, size, limit, leverage, nonce, exp, b""), key)
+
+    now = bid_state()[1]
+    short_now = bid_state(size=-100 * lot)[1]
+    funded_now = bid_state(funding_index=3 * 10**9 + 5)[1]
+    keeper_short = Position(-30 * lot, -30 * lot * BTC_PRICE // 10**8, 10**7, 0)
+    closing_now = bid_state(keeper=keeper_short)[1]
+    cases = [
+        ("auction bid", {}, bid(now=now)),
+        ("auction bid, a short bought back", {"size": -100 * lot}, bid(now=short_now, short=True)),
+        ("auction bid, funding settled on both sides", {"funding_index": 3 * 10**9 + 5}, bid(now=funded_now)),
+        ("auction bid, the keeper reduces its short", {"keeper": keeper_short}, bid(now=closing_now)),
+        ("auction bid, any limit", {}, bid(price=2**256 - 1)),
+        ("auction bid, the last lots (the auction leaf deleted)", {}, bid(size=50 * lot, now=now)),
+        ("auction bid, the price decayed past the limit", {}, bid(price=now - params.tick_size)),
+        ("auction bid, more than is left", {}, bid(size=51 * lot, now=now)),
+        ("auction bid, keeper without collateral", {}, bid(account=c, key=kc, now=now)),
+        ("auction bid, the auction is over", {"ago": 60_000}, bid(now=now)),
+        ("auction bid, no auction", {}, bid(owner=d, now=now)),
+        ("auction bid, the owner bidding on itself", {}, bid(account=a, key=ka, now=now)),
+        ("auction bid, leverage above the market's", {}, bid(leverage=51, now=now)),
+        ("auction bid, off step", {}, bid(size=20 * lot + 1, now=now)),
+        ("auction bid, signed by another key", {}, bid(key=ka, now=now)),
+        ("auction bid, nonce used", {}, bid(nonce=3, now=now)),
+    ]
+    out = [make_case(name, bid_state(**kw)[0], encode_item(record)) for name, kw, record in cases]
+
+    resting = PlaceOrder(a, BTC, True, BTC_PRICE, 10 * lot, 10, 0, False, 20, exp, b"")
+    orders = {(a, 20): make_order(resting), (a, 21): make_order(resting, cancelled=True),
+              (a, 22): make_order(resting, filled=10 * lot),
+              (a, 23): make_order(msgspec.structs.replace(resting, time_in_force=1, nonce=23)),
+              (a, 24): make_order(msgspec.structs.replace(resting, expiry=BLOCK_TIME - 1, nonce=24)),
+              (a, 25): make_order(msgspec.structs.replace(resting, time_in_force=2, is_buy=False, nonce=25)),
+              (b, 20): make_order(resting)}
+
+    def book() -> State:
+        state = make_perps_state({a: Account(5 * 10**8, (3, 8, 9)), b: Account(10**6, ())},
+                                 [make_market(BTC, BTC_PRICE)], {}, orders)
+        state.set_trigger(a, 40, Trigger(bytes(32), BTC, True, BTC_PRICE, BTC_PRICE, lot, 10, 2, False, 0))
+        state.commit(0)
+        return state
+
+    def modify(order_nonce=20, price=BTC_PRICE - 10**6, size=20 * lot, nonce=30, account=a, key=ka):
+        return sign(ModifyOrder(account, order_nonce, price, size, nonce, exp, b""), key)
+
+    mods = [
+        ("modify order", modify()),
+        ("modify order, post-only sell", modify(order_nonce=25, price=BTC_PRICE + 10**6)),
+        ("modify order, cancelled", modify(order_nonce=21)),
+        ("modify order, filled", modify(order_nonce=22)),
+        ("modify order, immediate-or-cancel", modify(order_nonce=23)),
+        ("modify order, expired", modify(order_nonce=24)),
+        ("modify order, someone else's", modify(order_nonce=21, account=b, key=kb)),
+        ("modify order, off tick", modify(price=BTC_PRICE + 1)),
+        ("modify order, off step", modify(size=20 * lot + 1)),
+        ("modify order, below the minimum notional", modify(price=10**6, size=lot)),
+        ("modify order, the nonce of an order", modify(nonce=22)),
+        ("modify order, the nonce of a trigger", modify(nonce=40)),
+        ("modify order, signed by another key", modify(key=kb)),
+    ]
+    return out + [make_case(name, book(), encode_item(record)) for name, record in mods]
+
+
+# --- the backstop vault kinds ----------------------------------------------------------
+
+def make_vault_state(*, free: int = 10**9, positions: dict | None = None, holders: dict | None = None,
+                     extra_total: int = 0, oracle_time_ms: int = BLOCK_TIME - 1000, orders: dict | None = None) -> State:
+    """Two markets with fresh marks, the vault's account, positions (market ->
+    Position) and holders (address -> (shares, unlock_ms)); the total is their
+    sum plus extra_total."""
+    from sequencer.core.rules.vault import VAULT_ADDRESS
+    from sequencer.core.state import VaultShare
+    a, b, c, d = ADDRESSES
+    markets = [make_market(BTC, BTC_PRICE, oracle_time_ms=oracle_time_ms, funding_index=10**9 + 7),
+               make_market(ETH, 3_000 * 10**6, funding_index=-(10**9) - 3)]
+    accounts = {a: Account(5 * 10**8, (3, 8, 9)), b: Account(10**6, ()), VAULT_ADDRESS: Account(free, ())}
+    held = {(VAULT_ADDRESS, m): p for m, p in (positions or {}).items()}
+    state = make_perps_state(accounts, markets, held, orders or {})
+    holders = holders if holders is not None else {a: (10**9, BLOCK_TIME - 1), b: (5 * 10**8, BLOCK_TIME + 1)}
+    for address, (shares, unlock_ms) in holders.items():
+        state.set_vault_share(address, VaultShare(shares, unlock_ms))
+    total = sum(s for s, _ in holders.values()) + extra_total
+    if total:
+        state.set_vault_share(VAULT_ADDRESS, VaultShare(total))
+    state.commit(0)
+    return state
+
+
+def vault_cases() -> list[dict]:
+    from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
+    from sequencer.core.rules.vault import VAULT_ADDRESS, compute_vault_unwind, get_unwind_nonce
+    a, b, c, d = ADDRESSES
+    ka, kb = KEYS[0], KEYS[1]
+    exp = BLOCK_TIME + 60_000
+    long_btc = Position(size=10**6, cost=600 * 10**6, margin=10**8, funding_snapshot=10**9)
+    short_eth = Position(size=-(10**9), cost=-3_010 * 10**6, margin=5 * 10**8, funding_snapshot=-(10**9))
+    flat_btc = Position(size=0, cost=0, margin=7 * 10**6, funding_snapshot=0)
+    both = {BTC: long_btc, ETH: short_eth}
+
+    def deposit(amount: int, min_shares: int = 0, nonce: int = 12, key: bytes = ka, account: bytes = a):
+        return sign(VaultDeposit(account, amount, min_shares, nonce, exp, b""), key)
+
+    def withdraw(shares: int, min_amount: int = 0, nonce: int = 12, key: bytes = ka, account: bytes = a):
+        return sign(VaultWithdraw(account, shares, min_amount, nonce, exp, b""), key)
+
+    def unwind(state: State, market: int) -> VaultUnwind:
+        return compute_vault_unwind(state, market, BLOCK_TIME, RULES)
+
+    placed = make_vault_state(positions=both)
+    nonce = get_unwind_nonce(BTC, BLOCK_TIME, RULES)
+    placed.set_order(VAULT_ADDRESS, nonce, Order(b"\x01" * 32, 10**5, market=BTC, leverage=1, time_in_force=1,
+                                                 reduce_only=True, expiry=BLOCK_TIME, seq=1))
+    placed.commit(0)
+    due = unwind(make_vault_state(positions=both), BTC)
+    cases = [
+        ("vault deposit", make_vault_state(), deposit(10**8)),
+        ("vault deposit, positions in two markets", make_vault_state(positions=both), deposit(10**8)),
+        ("vault deposit, a flat position's leftover margin", make_vault_state(positions={BTC: flat_btc}), deposit(10**8)),
+        ("vault deposit, the first (an empty vault)", make_vault_state(free=0, holders={}), deposit(10**8)),
+        ("vault deposit, donation: no whole share", make_vault_state(free=10**15, holders={}, extra_total=1), deposit(10**7)),
+        ("vault deposit, below the minimum", make_vault_state(), deposit(10**7 - 1)),
+        ("vault deposit, min_shares not met", make_vault_state(), deposit(10**8, min_shares=2 * 10**8)),
+        ("vault deposit, more than the collateral", make_vault_state(), deposit(5 * 10**8 + 1)),
+        ("vault deposit, stale mark", make_vault_state(positions=both, oracle_time_ms=BLOCK_TIME - 61_000), deposit(10**8)),
+        ("vault deposit, from the vault's address", make_vault_state(), deposit(10**8, account=VAULT_ADDRESS)),
+        ("vault deposit, signed by another key", make_vault_state(), deposit(10**8, key=kb)),
+        ("vault withdraw", make_vault_state(), withdraw(10**8)),
+        ("vault withdraw, positions in two markets", make_vault_state(positions=both), withdraw(10**8)),
+        ("vault withdraw, locked", make_vault_state(), withdraw(10**8, account=b, key=kb)),
+        ("vault withdraw, more shares than held", make_vault_state(), withdraw(10**9 + 1)),
+        ("vault withdraw, min_amount not met", make_vault_state(), withdraw(10**8, min_amount=10**9)),
+        ("vault withdraw, more than the vault's free collateral", make_vault_state(free=10**6, positions=both),
+         withdraw(10**8)),
+        ("vault withdraw, no shares", make_vault_state(), withdraw(10**8, account=c, key=KEYS[2])),
+        ("vault withdraw, the last shares (both share leaves deleted)",
+         make_vault_state(holders={a: (10**9, BLOCK_TIME - 1)}), withdraw(10**9)),
+        ("vault unwind, long", make_vault_state(positions=both), due),
+        ("vault unwind, short", make_vault_state(positions=both), unwind(make_vault_state(positions=both), ETH)),
+        ("vault unwind, twice in a minute", placed, due),
+        ("vault unwind, another size", make_vault_state(positions=both),
+         msgspec.structs.replace(due, size=due.size + 10_000)),
+        ("vault unwind, another limit", make_vault_state(positions=both), msgspec.structs.replace(due, price=due.price - 10**6)),
+        ("vault unwind, no position", make_vault_state(), VaultUnwind(BTC, 10**5, 59_400 * 10**6)),
+        ("vault unwind, unknown market", make_vault_state(positions=both), msgspec.structs.replace(due, market=3)),
+    ]
+    return [make_case(name, s, encode_item(record)) for name, s, record in cases]
+
+
+def trade_cases() -> list[dict]:
+    """Trade (onestep_trade.vy): a resting maker order of a (a buy at the
+    BTC price) and the taker placed last, b's sell; valid fills opening,
+    reducing, flipping and settling funding, and one broken point each."""
+    from sequencer.core.records import Trade
+    a, b, c, d = ADDRESSES
+    lot, price = 10_000, BTC_PRICE
+    exp = BLOCK_TIME + 60_000
+
+    def order(buy: bool, size: int = 20 * lot, seq: int = 1, **kw) -> Order:
+        fields = dict(filled=0, cancelled=False, market=BTC, is_buy=buy, price=price, leverage=10,
+                      time_in_force=0 if seq == 1 else 1, reduce_only=False, expiry=exp, seq=seq)
+        fields.update(kw)
+        return Order(keccak(b"trade order %d" % seq), size, **fields)
+
+    def book(maker: dict | None = None, taker: dict | None = None, positions: dict | None = None,
+             funding_index: int = 0, oracle_time_ms: int = BLOCK_TIME - 1000, collateral: int = 5 * 10**8) -> State:
+        held = positions or {}
+        market = msgspec.structs.replace(
+            make_market(BTC, price, oracle_time_ms=oracle_time_ms, funding_index=funding_index, funding_dust=7),
+            open_interest=sum(max(p.size, 0) for p in held.values()) + 50 * lot, basis_ema=3 * 10**6,
+            last_trade_price=price - 10**6, last_trade_time_ms=BLOCK_TIME - 20_000)
+        orders = {(a, 20): order(True, **(maker or {})), (b, 30): order(False, **({"seq": 2} | (taker or {}))),
+                  (c, 40): order(False, seq=2), (d, 30): order(False, seq=2)}
+        return make_perps_state({a: Account(collateral, (3,)), b: Account(collateral, ()), c: Account(10**9, ())},
+                                [market], held, orders)
+
+    def trade(size: int = 10 * lot, at: int = price, **kw) -> Trade:
+        fields = dict(market=BTC, maker=a, maker_nonce=20, taker=b, taker_nonce=30, price=at, size=size)
+        fields.update(kw)
+        return Trade(**fields)
+
+    short = Position(-30 * lot, -30 * lot * price // 10**8, 10**8, 0)
+    long5 = Position(5 * lot, 5 * lot * price // 10**8, 10**7, 0)
+    short20 = Position(-20 * lot, -20 * lot * price // 10**8, 10**7, 0)
+    cases = [
+        ("trade, opening both sides", book(), trade()),
+        ("trade, the whole maker order", book(), trade(size=20 * lot)),
+        ("trade, the maker closes part of its short", book(positions={(a, BTC): short}), trade()),
+        ("trade, funding settled on both sides", book(positions={(a, BTC): short, (b, BTC): long5},
+                                                       funding_index=3 * 10**9 + 5), trade()),
+        ("trade, the taker flips long to short", book(positions={(b, BTC): long5}), trade()),
+        ("trade, the maker closes its short whole (its leaf deleted)", book(positions={(a, BTC): short20}),
+         trade(size=20 * lot)),
+        ("trade, below the maker's limit", book(maker={"price": price + 10 * 10**6}), trade()),
+        ("trade, unknown maker order", book(), trade(maker_nonce=21)),
+        ("trade, maker order cancelled", book(maker={"cancelled": True}), trade()),
+        ("trade, maker order expired", book(maker={"expiry": BLOCK_TIME - 1}), trade()),
+        ("trade, order of another market", book(maker={"market": ETH}), trade()),
+        ("trade, overfill", book(), trade(size=21 * lot)),
+        ("trade, self trade", book(), trade(taker=a, taker_nonce=20)),
+        ("trade, same side", book(taker={"is_buy": True}), trade()),
+        ("trade, taker not the order placed last", book(taker={"seq": 1}), trade()),
+        ("trade, maker placed after the taker", book(maker={"seq": 3}), trade()),
+        ("trade, maker immediate-or-cancel", book(maker={"time_in_force": 1}), trade()),
+        ("trade, post-only taker", book(taker={"time_in_force": 2}), trade()),
+        ("trade, price above the buy limit", book(), trade(at=price + 10**6)),
+        ("trade, price below the sell limit", book(taker={"price": price + 10**6}), trade()),
+        ("trade, off tick", book(), trade(at=price - 1)),
+        ("trade, off step", book(), trade(size=10 * lot + 1)),
+        ("trade, stale mark", book(oracle_time_ms=BLOCK_TIME - 61_000), trade()),
+        ("trade, unknown market", book(), trade(market=3)),
+        ("trade, reduce-only taker opening", book(taker={"reduce_only": True}), trade()),
+        ("trade, reduce-only maker reducing", book(maker={"reduce_only": True}, positions={(a, BTC): short}), trade()),
+        ("trade, collateral short of the margin", book(collateral=10**6), trade()),
+        ("trade, the taker's collateral covers the margin and the fee exactly", book(collateral=6_030_000), trade()),
+        ("trade, the taker's collateral one short of the margin and the fee", book(collateral=6_029_999), trade()),
+        ("trade, beyond the maker's bankruptcy price", book(positions={(a, BTC): msgspec.structs.replace(
+            short, cost=-30 * lot * (price - 3000 * 10**6) // 10**8, margin=10**6)}), trade()),
+        ("trade, taker with no account", book(), trade(taker=d, taker_nonce=30)),
+    ]
+    return [make_case(name, s, encode_item(record)) for name, s, record in cases]
+
+
+def trigger_cases() -> list[dict]:
+    """The trigger kinds (onestep_triggers.vy): PlaceTrigger at each term's
+    edge and the cap, ScheduleCancel's lead and daily limit, TriggerFire
+    before and after the cross and on a stale mark, ScheduledCancelAll due,
+    not due and pending-free, CancelOrder of a pending, fired or someone
+    else's trigger (the last pending one deleting the schedule leaf)."""
+    from sequencer.core.records import PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
+    from sequencer.core.rules.triggers import DAY_MS, STOP_LOSS, TAKE_PROFIT
+    from sequencer.core.state import TRIGGER_CANCELLED, TRIGGER_FIRED, OrderSchedule, Trigger
+    a, b = ADDRESSES[0], ADDRESSES[1]
+    ka, kb = KEYS[0], KEYS[1]
+    exp, lot, today = BLOCK_TIME + 60_000, 100_000, BLOCK_TIME // DAY_MS
+    stop = BTC_PRICE - 1000 * 10**6
+
+    def trigger(nonce: int = 30, account: bytes = a, key: bytes = ka, **kw) -> PlaceTrigger:
+        fields = dict(account=account, market=BTC, is_buy=False, trigger_price=stop, price=stop - 100 * 10**6,
+                      size=lot, leverage=10, tpsl=STOP_LOSS, reduce_only=True, nonce=nonce, expiry=exp, signature=b"")
+        fields.update(kw)
+        return sign(PlaceTrigger(**fields), key)
+
+    def leaf(record: PlaceTrigger, status: int = 0) -> Trigger:
+        return Trigger(eip712.compute_struct_hash("PlaceTrigger", record), record.market, record.is_buy,
+                       record.trigger_price, record.price, record.size, record.leverage, record.tpsl,
+                       record.reduce_only, BLOCK_TIME - 5000, status)
+
+    def state(mark: int = BTC_PRICE, oracle_time_ms: int = BLOCK_TIME - 1000, schedule: OrderSchedule | None = None,
+              pending: int = 1, kept: tuple[int, ...] = (19, 20, 21, 22, 23)) -> State:
+        market = msgspec.structs.replace(make_market(BTC, BTC_PRICE, oracle_time_ms=oracle_time_ms), mark_price=mark)
+        resting = PlaceOrder(a, BTC, True, BTC_PRICE, lot, 10, 0, False, 20, exp, b"")
+        s = make_perps_state({a: Account(10**9, kept), b: Account(10**6, (5, 6))}, [market], {},
+                             {(a, 20): make_order(resting), (a, 21): make_order(resting, cancelled=True)})
+        fired = leaf(trigger(22), TRIGGER_FIRED)
+        s.set_trigger(a, 22, fired)
+        s.set_order(a, 22, Order(fired.params_hash, fired.size, 0, False, BTC, False, fired.price, 10, 1, True,
+                                 BLOCK_TIME - 4000, 3))
+        for nonce in range(23, 23 + pending):
+            s.set_trigger(a, nonce, leaf(trigger(nonce)))
+        s.set_trigger(a, 19, leaf(trigger(19), TRIGGER_CANCELLED))
+        s.set_trigger(b, 6, leaf(trigger(6, b, kb)))
+        s.set_order_schedule(a, schedule or OrderSchedule(0, pending, 0, 0))
+        s.set_order_schedule(b, OrderSchedule(0, 1, 0, 0))
+        s.commit(0)
+        return s
+
+    def cancel(order_nonce: int, nonce: int = 31, account: bytes = a, key: bytes = ka):
+        return sign(CancelOrder(account, order_nonce, nonce, exp, b""), key)
+
+    def schedule(at: int, nonce: int = 31, key: bytes = ka):
+        return sign(ScheduleCancel(a, at, nonce, exp, b""), key)
+
+    lead = DEVNET.schedule_cancel_min_delay_ms
+    due = OrderSchedule(BLOCK_TIME, 1, today, 2)
+    crossed = dict(mark=stop)
+    duplicate = state()  # an order under a nonce the account never used: no rule makes one, the check stays
+    duplicate.set_order(a, 40, make_order(PlaceOrder(a, BTC, True, BTC_PRICE, lot, 10, 0, False, 40, exp, b"")))
+    duplicate.commit(0)
+    cases = [
+        ("place trigger", state(), trigger()),
+        ("place trigger, buy take-profit", state(), trigger(is_buy=True, tpsl=TAKE_PROFIT, price=stop + 10**6,
+                                                            reduce_only=False)),
+        ("place trigger, limit inside the trigger", state(), trigger(price=stop + 10**6)),
+        ("place trigger, tpsl 3", state(), trigger(tpsl=3)),
+        ("place trigger, trigger price off tick", state(), trigger(trigger_price=stop + 1)),
+        ("place trigger, below the minimum notional", state(), trigger(reduce_only=False, size=10_000,
+                                                                       trigger_price=10**6, price=10**6)),
+        ("place trigger, duplicate of an order", duplicate, trigger(nonce=40)),
+        ("place trigger, the cap reached", state(pending=DEVNET.max_open_triggers,
+                                                kept=tuple(range(19, 23 + DEVNET.max_open_triggers))),
+         trigger(nonce=100)),
+        ("place trigger, signed by another key", state(), trigger(key=kb)),
+        ("schedule cancel", state(), schedule(BLOCK_TIME + lead)),
+        ("schedule cancel, too soon", state(), schedule(BLOCK_TIME + lead - 1)),
+        ("schedule cancel, cleared", state(schedule=OrderSchedule(BLOCK_TIME + lead, 1, 0, 0)), schedule(0)),
+        ("schedule cancel, ten ran today", state(schedule=OrderSchedule(0, 1, today, 10)), schedule(BLOCK_TIME + lead)),
+        ("schedule cancel, ten ran yesterday", state(schedule=OrderSchedule(0, 1, today - 1, 10)),
+         schedule(BLOCK_TIME + lead)),
+        ("trigger fire", state(**crossed), TriggerFire(a, 23)),
+        ("trigger fire, not crossed", state(), TriggerFire(a, 23)),
+        ("trigger fire, stale mark", state(oracle_time_ms=BLOCK_TIME - 61_000, **crossed), TriggerFire(a, 23)),
+        ("trigger fire, already fired", state(**crossed), TriggerFire(a, 22)),
+        ("trigger fire, unknown", state(**crossed), TriggerFire(a, 99)),
+        ("trigger fire, the last pending one (schedule deleted)", state(**crossed), TriggerFire(b, 6)),
+        ("scheduled cancel all", state(schedule=due), ScheduledCancelAll(a)),
+        ("scheduled cancel all, not due", state(schedule=OrderSchedule(BLOCK_TIME + 1, 1, 0, 0)),
+         ScheduledCancelAll(a)),
+        ("scheduled cancel all, none scheduled", state(), ScheduledCancelAll(a)),
+        ("cancel order of a trigger", state(pending=2), cancel(23)),
+        ("cancel order of the last pending trigger (schedule deleted)", state(), cancel(6, 7, b, kb)),
+        ("cancel order of a fired trigger's order", state(), cancel(22)),
+        ("cancel order of someone else's trigger", state(), cancel(6)),
+        ("cancel order, trigger already cancelled", state(), cancel(19)),
+    ]
+    return [make_case(name, s, encode_item(record)) for name, s, record in cases]
+
+
+def deletion_cases() -> list[dict]:
+    """AdjustMargin taking all of a flat position's leftover margin: the
+    position's leaf is deleted (its written opening carries the deepest
+    sibling's preimage), with each shape of that sibling: a leaf one level
+    up, a node, a leaf moving up several levels (found by the number of other
+    flat positions in the tree, docs/commitment.md "Deleting a leaf")."""
+    a = ADDRESSES[0]
+    markets = [make_market(BTC, BTC_PRICE), make_market(ETH, 3_000 * 10**6)]
+    out = []
+    for shape, others in (("a leaf one level up", 0), ("a node", 18), ("a leaf moving up", 66)):
+        held = {(a, BTC): Position(0, 0, 7 * 10**6, 0)}
+        for i in range(others):
+            held[((i + 1).to_bytes(2, "big") * 10, BTC if i % 2 else ETH)] = Position(0, 0, 10**6 + i, 0)
+        state = make_perps_state({a: Account(10**9, ())}, markets, held, {})
+        record = sign(AdjustMargin(a, BTC, -7 * 10**6, 1, BLOCK_TIME + 1, b""), KEYS[0])
+        out.append(make_case(f"adjust margin take all, the sibling {shape}", state, encode_item(record)))
+    return out
+
+
+# --- the liquidation ladder (onestep_liquidate.vy) -------------------------------------------
+
+def liquidate_cases() -> list[dict]:
+    """Liquidate, AuctionEnd and ForcedClose under the devnet table (book-first):
+    the refusals and the ForcedClose served as a no-op (the fund's takeover
+    under the backstop policy is in tests/evm/test_onestep_liquidate.py, with
+    its own market table)."""
+    from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
+    from sequencer.core.state import Auction
+    a, b, c, d = ADDRESSES
+    fund = bytes(20)
+    liquidatable = Position(10**7, 6_000 * 10**6, 70 * 10**6, 0)   # 0.1 BTC, margin 70 < maintenance 72 USDC
+    healthy = Position(10**7, 6_000 * 10**6, 700 * 10**6, 0)
+    running = Auction(10**6, 60_000 * 10**6, 59_000 * 10**6, BLOCK_TIME - 1000, BLOCK_TIME + 1000)
+
+    def state(position: Position = liquidatable, oracle_time_ms: int = BLOCK_TIME - 1000, auction=None) -> State:
+        s = make_perps_state({a: Account(10**9, ())}, [make_market(BTC, BTC_PRICE, oracle_time_ms=oracle_time_ms)],
+                             {(a, BTC): position}, {})
+        if auction is not None:
+            s.set_auction(a, BTC, auction)
+            s.commit(0)
+        return s
+
+    count = state().globals.inbox_count
+    ended = msgspec.structs.replace(running, end_ms=BLOCK_TIME)
+    return [
+        make_case("liquidate a healthy position", state(healthy), encode_item(Liquidate(a, BTC, ()))),
+        make_case("liquidate on a stale mark", state(oracle_time_ms=BLOCK_TIME - 10**6),
+                  encode_item(Liquidate(a, BTC, ((b, 1), (c, 2))))),
+        make_case("liquidate no position", state(), encode_item(Liquidate(b, BTC, ()))),
+        make_case("liquidate the fund", state(), encode_item(Liquidate(fund, BTC, ()))),
+        make_case("liquidate in an unlisted market", state(), encode_item(Liquidate(a, 9, ()))),
+        make_case("forced close out of order", state(), encode_item(ForcedClose(count + 1, a, BTC))),
+        make_case("forced close of an unlisted market", state(), encode_item(ForcedClose(count, a, 2**256 - 1))),
+        make_case("forced close of the fund's account", state(), encode_item(ForcedClose(count, fund, BTC))),
+        make_case("auction end with no auction", state(), encode_item(AuctionEnd(a, BTC))),
+        make_case("auction end while it runs", state(auction=running), encode_item(AuctionEnd(a, BTC))),
+        make_case("auction end on a stale mark", state(oracle_time_ms=BLOCK_TIME - 10**6, auction=ended),
+                  encode_item(AuctionEnd(a, BTC))),
+        make_case("auction end of a recovered position", state(healthy, auction=ended), encode_item(AuctionEnd(a, BTC))),
+    ]
+
+
 def build_onestep_vectors() -> dict:
     return {"params": [hx(ONESTEP_PARAMS[0])] + list(ONESTEP_PARAMS[1:]), "markets": MARKETS,
             "families": get_family_params(), "cases": onestep_cases() + liquidate_cases() + perps_cases() + deletion_cases() + oracle_cases() + vault_cases()
-            + trade_cases()}
+            + trade_cases() + auction_cases()}
 
 
 def render(obj: dict) -> str:

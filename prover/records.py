@@ -117,6 +117,8 @@ ONESTEP_TAGS = frozenset().union(
     {32},                               # onestep_oracle.vy: OraclePrice
     {6, 7, 21},                         # onestep_vault.vy: VaultDeposit, VaultWithdraw, VaultUnwind
     {16},                               # onestep_trade.vy: Trade
+    {8},                                # onestep_auction.vy: AuctionBid
+    {10},                               # onestep_modify.vy: ModifyOrder
 )
 """Record tags the L1 one-step re-executes: one line per family contract
 (l1_bridge.deploy.ONESTEP_FAMILIES)."""

@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import msgspec
 
 from prover import plan_perps
+from prover import plan_auction
 from prover import plan_liquidate
 from prover import plan_trade
 from prover import plan_oracle
@@ -44,6 +45,7 @@ PLANNERS = {
     **plan_oracle.PLANNERS,
     **plan_vault.PLANNERS,
     **plan_trade.PLANNERS,
+    **plan_auction.PLANNERS,
 }
 """The witness plan of each record kind a family contract re-executes
 (prover/plan_<family>.py, one line per family; l1_bridge.deploy.ONESTEP_FAMILIES)."""
