@@ -596,6 +596,7 @@ def trade_cases() -> list[dict]:
 
     short = Position(-30 * lot, -30 * lot * price // 10**8, 10**8, 0)
     long5 = Position(5 * lot, 5 * lot * price // 10**8, 10**7, 0)
+    short20 = Position(-20 * lot, -20 * lot * price // 10**8, 10**7, 0)
     cases = [
         ("trade, opening both sides", book(), trade()),
         ("trade, the whole maker order", book(), trade(size=20 * lot)),
@@ -603,6 +604,8 @@ def trade_cases() -> list[dict]:
         ("trade, funding settled on both sides", book(positions={(a, BTC): short, (b, BTC): long5},
                                                        funding_index=3 * 10**9 + 5), trade()),
         ("trade, the taker flips long to short", book(positions={(b, BTC): long5}), trade()),
+        ("trade, the maker closes its short whole (its leaf deleted)", book(positions={(a, BTC): short20}),
+         trade(size=20 * lot)),
         ("trade, below the maker's limit", book(maker={"price": price + 10 * 10**6}), trade()),
         ("trade, unknown maker order", book(), trade(maker_nonce=21)),
         ("trade, maker order cancelled", book(maker={"cancelled": True}), trade()),
@@ -624,14 +627,14 @@ def trade_cases() -> list[dict]:
         ("trade, reduce-only taker opening", book(taker={"reduce_only": True}), trade()),
         ("trade, reduce-only maker reducing", book(maker={"reduce_only": True}, positions={(a, BTC): short}), trade()),
         ("trade, collateral short of the margin", book(collateral=10**6), trade()),
+        ("trade, the taker's collateral covers the margin and the fee exactly", book(collateral=6_030_000), trade()),
+        ("trade, the taker's collateral one short of the margin and the fee", book(collateral=6_029_999), trade()),
         ("trade, beyond the maker's bankruptcy price", book(positions={(a, BTC): msgspec.structs.replace(
             short, cost=-30 * lot * (price - 3000 * 10**6) // 10**8, margin=10**6)}), trade()),
         ("trade, taker with no account", book(), trade(taker=d, taker_nonce=30)),
     ]
     return [make_case(name, s, encode_item(record)) for name, s, record in cases]
 
-
-# --- the liquidation ladder (onestep_liquidate.vy) -------------------------------------------
 
 def liquidate_cases() -> list[dict]:
     """Liquidate, AuctionEnd and ForcedClose under the devnet table (book-first):

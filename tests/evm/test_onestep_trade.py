@@ -41,7 +41,7 @@ MUTATIONS = ("unknown maker order", "unknown taker order", "maker cancelled", "t
              "price below the sell limit", "off tick", "off step", "size 0", "price 0", "size past the maximum",
              "stale mark", "no mark", "unknown market", "market not in the state", "maker unknown account",
              "taker unknown account", "maker reduce-only", "taker reduce-only", "no collateral", "broke maker",
-             "leverage 1")
+             "leverage 1", "taker fee edge")
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +205,12 @@ def trade_cases(draw):
     elif name == "broke maker":
         if held[maker] is not None and held[maker].size:
             held[maker] = r(held[maker], margin=0)
+    elif name == "taker fee edge":  # a fresh taker with the margin and the fee to the unit, or one short
+        held[taker] = None
+        notional = size * price // p.scale
+        margin = -(-notional // taker_order.leverage)
+        fee = -(-notional * p.taker_fee_ppm // 10**6)
+        accounts[taker] = Account(margin + fee - draw(st.integers(0, 1)), ())
     elif name == "leverage 1":
         maker_order, taker_order = r(maker_order, leverage=1), r(taker_order, leverage=1)
     orders = {(maker, maker_nonce): maker_order, (taker, taker_nonce): taker_order}
@@ -236,7 +242,7 @@ def error_code(state: State, item: bytes, ts: int) -> str:
     return "applied" if error is None else error.code
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=trade_cases())
 def test_python_and_vyper_agree_on_trades(family, case):
     state, ctx, item, name = case
