@@ -228,6 +228,7 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
     out.update(measure_oracle_price(w3, onestep, state, tree))
     out.update(measure_take_all(onestep, state, tree))
     out.update(measure_trades(onestep, state, tree))
+    out.update(measure_auction(onestep, state, tree))
     return {"accounts": accounts, "tree_build_s": round(build_s, 1), "kinds": out}
 
 
@@ -335,6 +336,51 @@ def measure_trades(onestep: Any, state: State, tree: Any) -> dict:
         result = runner.step(item)
         assert result.ok, name
         args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], [])
+        out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
+                     "depths": [o.proof.depth for o in result.witness.openings]}
+    return out
+
+
+def measure_auction(onestep: Any, state: State, tree: Any) -> dict:
+    """AuctionBid steps (onestep_auction.vy): a keeper with collateral takes
+    part of a long's auction (funding settled on the owner, the keeper
+    opening), then its last lots (the auction leaf deleted); ModifyOrder
+    (onestep_modify.vy) of a's resting order."""
+    from sequencer.core.commitment import compute_dirty_leaves
+    from sequencer.core.records import AuctionBid, ModifyOrder
+    from sequencer.core.rules.base import get_market_params
+    from sequencer.core.rules.liquidation import compute_auction_prices
+    from sequencer.core.signing import address_of
+    from sequencer.core.state import Auction
+    lot, price, exp = 10_000, fv.BTC_PRICE, fv.BLOCK_TIME + 60_000
+    params = get_market_params(fv.RULES, fv.BTC)
+    owner, key = keccak(b"auction owner")[:20], keccak(b"auction keeper")
+    keeper = address_of(key)
+    cases = {
+        "AuctionBid (part of the lots: the keeper opens, funding settled on the owner)": 20 * lot,
+        "AuctionBid (the last lots: the auction leaf deleted)": 50 * lot,
+        "ModifyOrder": None,
+    }
+    out = {}
+    for name, lots in cases.items():
+        runner = TraceRunner(State.from_tables(state.to_tables()), fv.RULES, tree=tree.copy(), ctx=fv.open_block_ctx(state))
+        s = runner.state
+        s.dirty.clear()
+        position = Position(100 * lot, 100 * lot * price // 10**8, 2 * 10**6, 0)
+        s.set_account(keeper, Account(10**9, ()))
+        s.set_position(owner, fv.BTC, position)
+        start, end = compute_auction_prices(position, price, s.markets[fv.BTC], params)
+        s.set_auction(owner, fv.BTC, Auction(50 * lot, start, end, fv.BLOCK_TIME - 30_000, fv.BLOCK_TIME + 30_000))
+        s.commit(0)
+        runner.tree.update(compute_dirty_leaves(s))
+        if lots is None:
+            item = encode_item(fv.sign(ModifyOrder(fv.ADDRESSES[0], 20, price - 10**6, 20 * lot, 200, exp, b""), fv.KEYS[0]))
+        else:
+            item = encode_item(fv.sign(AuctionBid(keeper, owner, fv.BTC, lots, start, 5, 1, exp, b""), key))
+        root, pre_ctx = runner.state_root, runner.ctx
+        result = runner.step(item)
+        assert result.ok, name
+        args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], list(result.witness.nonces))
         out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
                      "depths": [o.proof.depth for o in result.witness.openings]}
     return out
