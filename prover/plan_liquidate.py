@@ -10,8 +10,10 @@ branch the one-step does not port (it reverts "pending" there):
   (``cancel_open_orders``): the state tree has no per-owner index of orders,
   so no witness can show that it names all of them;
 * a branch that ranks the opposite positions (the close at the mark,
-  auto-deleveraging): the ranking is over every position of the market;
-* a branch that empties a leaf (a deletion from the tree).
+  auto-deleveraging): the ranking is over every position of the market.
+
+A leaf the record empties is planned like any write (``TraceRunner._open``
+adds the deletion witness).
 
 Pure: no I/O.
 """
@@ -25,15 +27,10 @@ from sequencer.core.rules.base import RuleError, get_market, get_market_params, 
 from sequencer.core.rules.liquidation import BOOK_POLICIES, MAX_LIQUIDATION_MAKERS, process_backstop
 from sequencer.core.rules.margin import compute_liquidation_size, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS, settle_funding
-from sequencer.core.state import Position, State
+from sequencer.core.state import State
 
 CANCELS_ORDERS = ("cancels the owner's open orders in the market (rules.liquidation.cancel_open_orders): "
                   "the state tree has no per-owner index of orders")
-
-
-def is_empty(position: Position | None) -> bool:
-    """An empty position leaf (sequencer.core.commitment.compute_leaf)."""
-    return position is None or (position.size == 0 and position.cost == 0 and position.margin == 0)
 
 
 def nothing(ok: bool, writes: set[bytes]) -> list[tuple[bytes, bool]]:
@@ -64,8 +61,7 @@ def is_refused(state: State, r: Liquidate, params, timestamp_ms: int) -> bool:
 
 def check_fund_takeover(state: State, r: Liquidate, params) -> None:
     """Raise PendingKind when the backstop's takeover leaves the fund negative
-    (auto-deleveraging) or empties a position leaf; a dry run of the rule's
-    own steps, undone."""
+    (auto-deleveraging); a dry run of the rule's own steps, undone."""
     snapshot, dirty = state.snapshot(), set(state.dirty)
     try:
         mark = state.markets[r.market].mark_price
@@ -78,9 +74,6 @@ def check_fund_takeover(state: State, r: Liquidate, params) -> None:
         if state.globals.insurance_fund < 0:
             raise PendingKind("Liquidate under the backstop policy with the fund left negative: auto-deleveraging "
                               "ranks every opposite position")
-        if is_empty(state.positions.get((r.account, r.market))) or is_empty(
-                state.positions.get((INSURANCE_ADDRESS, r.market))):
-            raise PendingKind("Liquidate emptying a position leaf (a deletion) is pending")
     finally:
         state.revert(snapshot)
         state.dirty.clear()
@@ -108,22 +101,23 @@ def plan_liquidate(runner, r: Liquidate):
 
 def plan_auction_end(runner, r: AuctionEnd):
     """Witness: nothing for an unlisted market; else the auction (read); for
-    an ended one the position and the market (read): only a stale mark with
-    the position open refuses it there, the rest is pending."""
+    an ended one the position and the market (read), then, when it ends (a
+    closed position, or one no longer liquidatable at a fresh mark), the
+    auction again (deleted). A position still liquidatable is pending."""
     state, params = runner.state, get_market_params(runner.rules, r.market)
     if params is None:
         return nothing, ()
+    auction_key = get_auction_key(r.account, r.market)
     auction = state.auctions.get((r.account, r.market))
-    reads = [(get_auction_key(r.account, r.market), False)]
+    reads = [(auction_key, False)]
     if auction is not None and runner.ctx.timestamp_ms >= auction.end_ms:
         position = state.positions.get((r.account, r.market))
-        if position is None or position.size == 0:
-            raise PendingKind("AuctionEnd of a closed position empties the auction leaf (a deletion)")
-        if has_fresh_mark(state, r.market, params, runner.ctx.timestamp_ms):
-            raise PendingKind("AuctionEnd with a fresh mark empties the auction leaf (a deletion) and, for a "
-                              f"position still liquidatable, {CANCELS_ORDERS}")
+        if position is not None and position.size != 0 and has_fresh_mark(
+                state, r.market, params, runner.ctx.timestamp_ms) and is_liquidatable(
+                position, state.markets[r.market].mark_price, state.markets[r.market], params):
+            raise PendingKind(f"AuctionEnd of a position still liquidatable {CANCELS_ORDERS}")
         reads += [(get_position_key(r.account, r.market), False), (get_market_key(r.market), False)]
-    return (lambda ok, writes: reads), ()
+    return (lambda ok, writes: reads + ([(auction_key, True)] if ok else [])), ()
 
 
 def plan_forced_close(runner, r: ForcedClose):

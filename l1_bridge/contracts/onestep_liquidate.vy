@@ -8,12 +8,13 @@
     record and the receipt outcome. The twin of prover/plan_liquidate.py.
     Ported: every refusal of the three kinds; the backstop policy's fund
     takeover at the mark (the fund charging the capped fee and paying the bad
-    debt); a ForcedClose served as a no-op (an unlisted market, the fund's own
-    account). Every other branch reverts "pending" (docs/fraud-proofs.md,
-    "The liquidation ladder"): what cancels the owner's open orders (the state
-    tree has no per-owner index of them, so no witness can show all of them),
-    what ranks the opposite positions (close at the mark, auto-deleveraging),
-    and what empties a leaf (a deletion).
+    debt, emptied leaves deleted); an AuctionEnd of a closed or recovered
+    position (the auction leaf deleted); a ForcedClose served as a no-op (an
+    unlisted market, the fund's own account). Every other branch reverts
+    "pending" (docs/fraud-proofs.md, "The liquidation ladder"): what cancels
+    the owner's open orders (the state tree has no per-owner index of them,
+    so no witness can show all of them) and what ranks the opposite
+    positions (close at the mark, auto-deleveraging).
 """
 import records
 import trace
@@ -201,7 +202,8 @@ def fund_takeover(t: Takeover, op_fund: trace.Opening, g: lib.Globals) -> Leaves
     over at the mark; the liquidated position keeps its realised PnL less the
     fee (capped by its margin), the fund pays any bad debt. A fund left
     negative deleverages the position instead (ranked over every opposite
-    position): "pending"; so is a leaf emptied (a deletion)."""
+    position): "pending". A position left flat with no margin (a bankrupt
+    one) or the fund's closed flat is an empty leaf: deleted."""
     closed: mk.Position = empty(mk.Position)
     realised: int256 = 0
     closed, realised = self.apply_close(t.position, t.qty, t.notional)
@@ -227,8 +229,6 @@ def fund_takeover(t: Takeover, op_fund: trace.Opening, g: lib.Globals) -> Leaves
     insurance += fee - bad_debt + fund_realised
     total: int256 = convert(g.insurance_fund, int256) + insurance
     assert total >= 0, "pending"  # the fund cannot pay: auto-deleveraging
-    assert not (closed.size == 0 and closed.cost == 0 and closed.margin == 0), "pending"  # deletion
-    assert not (taken.size == 0 and taken.cost == 0 and taken.margin == 0), "pending"  # deletion
     out_g: lib.Globals = g
     out_g.insurance_fund = convert(total, uint256)
     market_leaf: Bytes[MAX_LEAF] = lib.set_word(lib.set_word(t.market_leaf, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32)),
@@ -243,8 +243,7 @@ def fund_takeover(t: Takeover, op_fund: trace.Opening, g: lib.Globals) -> Leaves
 @view
 def auction_end(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], op_auction: trace.Opening) -> bool:
     """rules.auction.process_auction_end's refusals: no auction, one still
-    running. Past them the auction leaf is emptied (a deletion): "pending"
-    (with the position and market read by `auction_end_mark`)."""
+    running (then `auction_end_mark` reads the position and the market)."""
     account: address = lib.addr(item, 2)
     market: uint256 = lib.word(item, 22, 4)
     lib.verify_leaf(c0, mk.auction_key(account, market), op_auction)
@@ -256,17 +255,24 @@ def auction_end(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], op_auctio
 @internal
 @view
 def auction_end_mark(c: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], p: mk.MarketParams,
-                     op_pos: trace.Opening, op_mkt: trace.Opening):
-    """An ended auction: an open position with a stale mark refuses the record
-    (the auction stays); anything else reverts "pending"."""
+                     op_pos: trace.Opening, op_mkt: trace.Opening) -> bool:
+    """An ended auction ends (the auction leaf deleted: True) when the position
+    is closed, or open but no longer liquidatable at a fresh mark; a stale
+    mark refuses the record (False: the auction stays). A position still
+    liquidatable goes down the ladder, which cancels the owner's open orders
+    first: "pending"."""
     account: address = lib.addr(item, 2)
     market: uint256 = lib.word(item, 22, 4)
     lib.verify_leaf(c, mk.position_key(account, market), op_pos)
     lib.verify_leaf(lib.Cursor(root=c.root, used=c.used + 1), mk.market_key(market), op_mkt)
-    # a closed position: the auction leaf is deleted
-    assert mk.read_position(op_pos).size != 0, "pending"
-    # a fresh mark: the auction leaf is deleted (then the ladder if still liquidatable)
-    assert mk.fresh_mark(op_mkt.value, p, ctx.timestamp_ms) == 0, "pending"
+    position: mk.Position = mk.read_position(op_pos)
+    if position.size == 0:
+        return True
+    mark: int256 = mk.fresh_mark(op_mkt.value, p, ctx.timestamp_ms)
+    if mark == 0:
+        return False
+    assert not self.is_liquidatable(position, op_mkt.value, mark, p), "pending"
+    return True
 
 
 # --- ForcedClose -------------------------------------------------------------------------
@@ -339,9 +345,12 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
         if not found or not self.auction_end(c0, ctx, item, openings[lib.at(c0, count)]):
             return state_root, False
         c1: lib.Cursor = lib.Cursor(root=state_root, used=1)
-        self.auction_end_mark(c1, ctx, item, p, openings[lib.at(c1, count)],
-                              openings[lib.at(lib.Cursor(root=state_root, used=2), count)])
-        return state_root, False
+        if not self.auction_end_mark(c1, ctx, item, p, openings[lib.at(c1, count)],
+                                     openings[lib.at(lib.Cursor(root=state_root, used=2), count)]):
+            return state_root, False
+        c3: lib.Cursor = lib.Cursor(root=state_root, used=3)
+        auction: bytes32 = mk.auction_key(lib.addr(item, 2), lib.word(item, 22, 4))
+        return lib.rewrite(c3, auction, b"", openings[lib.at(c3, count)]).root, True
     if tag != TAG_LIQUIDATE or not self.liquidate_length_ok(item):
         return state_root, False
     account: address = lib.addr(item, 2)

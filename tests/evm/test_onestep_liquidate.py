@@ -322,14 +322,42 @@ def test_auction_end_refusals(onestep):
     step_both(onestep, fixed_state(auction=ended), AuctionEnd(A, UNLISTED))
 
 
+@pytest.mark.parametrize("position", [Position(0, 0, 0, 500), Position(0, 0, 5 * 10**6, 500),
+                                      Position(10**7, 6_000 * 10**6, 700 * 10**6, 500)],
+                         ids=["closed", "flat with margin", "recovered"])
+def test_an_ended_auction_of_a_closed_or_recovered_position_is_deleted(onestep, position):
+    ended = Auction(LOT, 10**9, 9 * 10**8, fv.BLOCK_TIME - 60_000, fv.BLOCK_TIME)
+    runner, pre_root, result = step_both(onestep, fixed_state(position, auction=ended), AuctionEnd(A, BTC))
+    assert result.ok and runner.state_root != pre_root and (A, BTC) not in runner.state.auctions
+    last = result.witness.openings[-1]
+    assert last.key == get_auction_key(A, BTC) and last.value is not None and last.sibling  # a deletion
+
+
+def test_a_bankrupt_position_is_taken_over_and_its_leaf_deleted(onestep):
+    """A bankrupt position is taken over whole: the fund pays the bad debt, the
+    position's leaf is emptied (deleted on L1 with the deepest sibling's
+    preimage); a forged sibling reverts."""
+    bankrupt = Position(10**7, 6_600 * 10**6, 10 * 10**6, 500)
+    state = fixed_state(bankrupt, insurance=10**12)
+    ctx = fv.open_block_ctx(state)
+    item = encode_item(Liquidate(A, BTC, ()))
+    runner, pre_root, result = step_both(onestep, fixed_state(bankrupt, insurance=10**12), Liquidate(A, BTC, ()))
+    assert result.ok and runner.tree.get(get_position_key(A, BTC)) is None
+    assert runner.state.globals.insurance_fund < 10**12  # the bad debt paid
+    args = [o.as_arg() for o in result.witness.openings]
+    assert args[4][3]  # the position's rewrite carries the deletion sibling
+    forged = args[:4] + [args[4][:3] + (b"\x00" + bytes(64),)] + args[5:]
+    with pytest.raises(Exception):
+        onestep.functions.apply(pre_root, ctx.as_arg(), item, forged, []).call()
+
+
 def test_each_unported_branch_is_pending_on_both_sides(onestep):
     """The reference raises PendingKind and the contract reverts "pending"
     (given honest reads) on: a liquidation under a book policy or the ladder
     (it cancels the owner's open orders: no index of them in the tree), the
     backstop with too small a fund (auto-deleveraging ranks every opposite
-    position), a whole close that empties the position leaf, an AuctionEnd
-    past its refusals (the auction leaf deleted), a ForcedClose in a listed
-    market."""
+    position), an AuctionEnd of a position still liquidatable (the ladder),
+    a ForcedClose in a listed market."""
     ended = Auction(LOT, 10**9, 9 * 10**8, fv.BLOCK_TIME - 60_000, fv.BLOCK_TIME)
     bankrupt = Position(10**7, 6_600 * 10**6, 10 * 10**6, 500)
     cases = [(fixed_state(market_id=ETH, position=Position(10**9, 3_000 * 10**6, 30 * 10**6, 500)),
@@ -337,9 +365,7 @@ def test_each_unported_branch_is_pending_on_both_sides(onestep):
              (fixed_state(market_id=LADDER),
               Liquidate(A, LADDER, ())),
              (fixed_state(bankrupt, insurance=0), Liquidate(A, BTC, ())),
-             (fixed_state(bankrupt, insurance=10**12), Liquidate(A, BTC, ())),
              (fixed_state(auction=ended), AuctionEnd(A, BTC)),
-             (fixed_state(Position(0, 0, 0, 500), auction=ended), AuctionEnd(A, BTC)),
              (fixed_state(), ForcedClose(3, A, BTC)),
              (fixed_state(), ForcedClose(3, B, BTC))]
     for state, record in cases:
