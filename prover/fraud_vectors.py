@@ -673,6 +673,7 @@ def liquidate_cases() -> list[dict]:
         make_case("auction end while it runs", state(auction=running), encode_item(AuctionEnd(a, BTC))),
         make_case("auction end on a stale mark", state(oracle_time_ms=BLOCK_TIME - 10**6, auction=ended),
                   encode_item(AuctionEnd(a, BTC))),
+        make_case("auction end of a recovered position", state(healthy, auction=ended), encode_item(AuctionEnd(a, BTC))),
     ]
 
 
@@ -772,49 +773,6 @@ def auction_cases() -> list[dict]:
 
 
 # --- the backstop vault kinds ----------------------------------------------------------
-
-
-# --- the liquidation ladder (onestep_liquidate.vy) -------------------------------------------
-
-def liquidate_cases() -> list[dict]:
-    """Liquidate, AuctionEnd and ForcedClose under the devnet table (book-first):
-    the refusals and the ForcedClose served as a no-op (the fund's takeover
-    under the backstop policy is in tests/evm/test_onestep_liquidate.py, with
-    its own market table)."""
-    from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
-    from sequencer.core.state import Auction
-    a, b, c, d = ADDRESSES
-    fund = bytes(20)
-    liquidatable = Position(10**7, 6_000 * 10**6, 70 * 10**6, 0)   # 0.1 BTC, margin 70 < maintenance 72 USDC
-    healthy = Position(10**7, 6_000 * 10**6, 700 * 10**6, 0)
-    running = Auction(10**6, 60_000 * 10**6, 59_000 * 10**6, BLOCK_TIME - 1000, BLOCK_TIME + 1000)
-
-    def state(position: Position = liquidatable, oracle_time_ms: int = BLOCK_TIME - 1000, auction=None) -> State:
-        s = make_perps_state({a: Account(10**9, ())}, [make_market(BTC, BTC_PRICE, oracle_time_ms=oracle_time_ms)],
-                             {(a, BTC): position}, {})
-        if auction is not None:
-            s.set_auction(a, BTC, auction)
-            s.commit(0)
-        return s
-
-    count = state().globals.inbox_count
-    ended = msgspec.structs.replace(running, end_ms=BLOCK_TIME)
-    return [
-        make_case("liquidate a healthy position", state(healthy), encode_item(Liquidate(a, BTC, ()))),
-        make_case("liquidate on a stale mark", state(oracle_time_ms=BLOCK_TIME - 10**6),
-                  encode_item(Liquidate(a, BTC, ((b, 1), (c, 2))))),
-        make_case("liquidate no position", state(), encode_item(Liquidate(b, BTC, ()))),
-        make_case("liquidate the fund", state(), encode_item(Liquidate(fund, BTC, ()))),
-        make_case("liquidate in an unlisted market", state(), encode_item(Liquidate(a, 9, ()))),
-        make_case("forced close out of order", state(), encode_item(ForcedClose(count + 1, a, BTC))),
-        make_case("forced close of an unlisted market", state(), encode_item(ForcedClose(count, a, 2**256 - 1))),
-        make_case("forced close of the fund's account", state(), encode_item(ForcedClose(count, fund, BTC))),
-        make_case("auction end with no auction", state(), encode_item(AuctionEnd(a, BTC))),
-        make_case("auction end while it runs", state(auction=running), encode_item(AuctionEnd(a, BTC))),
-        make_case("auction end on a stale mark", state(oracle_time_ms=BLOCK_TIME - 10**6, auction=ended),
-                  encode_item(AuctionEnd(a, BTC))),
-        make_case("auction end of a recovered position", state(healthy, auction=ended), encode_item(AuctionEnd(a, BTC))),
-    ]
 
 
 def build_onestep_vectors() -> dict:
