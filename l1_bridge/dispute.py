@@ -42,9 +42,10 @@ CHECKPOINT_EVERY = 64
 """A copy of the replay is kept every this many items; a witness replays from the nearest."""
 GAS_MARGIN = 20_000
 """Gas added to a move's estimate (plus a fifth of it)."""
-STEP_GAS = 3_000_000
-"""Gas limit of a step (the one-step measures 175-402 k; estimation on some nodes is off by the
-memory expansion of the witness copies)."""
+STEP_GAS = 6_000_000
+"""Gas limit of a step: the one-step of the heaviest kinds measures ~1.9 M as a call of onestep.step
+(a Trade, a vault deposit; docs/fraud-proofs.md), and the game's own copy of the witness adds to it;
+mostly memory, which estimation on some nodes gets wrong. Unused gas is not paid."""
 
 
 def advance(runner: TraceRunner, item: bytes) -> bool:
