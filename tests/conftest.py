@@ -1,17 +1,20 @@
 """Shared fixtures.  Keep this small; test modules own their helpers."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import hypothesis  # noqa: F401
 # Imported here, at collection time: imported lazily by hypothesis' pytest
 # plugin at session end, CPython 3.11.7's compiler fails inside pytest's
 # assertion rewriting ("AST constructor recursion depth mismatch").
 import pytest
 
+import early_start
 import pyevm_gas
 
 pytest_plugins = ("kafka_fixtures",)
 
-pyevm_gas.install()  # eth_estimateGas on py-evm in ~3 runs of the transaction, not ~14 (tests/pyevm_gas.py)
+pyevm_gas.install()  # eth_estimateGas on py-evm in ~2 runs of the transaction, not ~14 (tests/pyevm_gas.py)
 
 from sequencer.core import eip712
 from sequencer.core.hashing import keccak
@@ -24,6 +27,24 @@ BRIDGE = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
 def make_key(i: int) -> bytes:
     """A deterministic secp256k1 private key (never use outside tests)."""
     return keccak(b"isoroll test key %d" % i)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The three-node cluster's tests (tests/cluster) run last: their cluster
+    boots in the background meanwhile (pytest_collection_finish)."""
+    tests = Path(__file__).resolve().parent
+    items[:] = sorted(items, key=lambda item: Path(item.path).parent == tests / "cluster")
+
+
+def pytest_collection_finish(session):
+    """Start the Kafka broker and the cluster the collected tests need in the
+    background (tests/early_start.py); their fixtures wait for those starts."""
+    if not (session.config.option.collectonly or getattr(session.config.option, "setupplan", False)):
+        early_start.launch_for(session.items)
+
+
+def pytest_sessionfinish(session):
+    early_start.finish_unused()
 
 
 @pytest.fixture(scope="session")

@@ -7,15 +7,29 @@ import uuid
 
 import pytest
 
+import early_start
 from kafka_broker import TEST_PORT, Broker
 
 
 @pytest.fixture(scope="session")
 def broker():
     """The session's broker: started here unless it is running already, then
-    stopped again only if started here."""
-    with Broker(TEST_PORT) as broker:
+    stopped again only if started here (or in the background right after
+    collection, tests/early_start.py: then this waits for that start)."""
+    pending = early_start.take("broker")
+    if pending is None:
+        with Broker(TEST_PORT) as broker:
+            early_start.launch_deferred()
+            yield broker
+        return
+    broker = Broker(TEST_PORT)
+    broker.started_here = True
+    try:
+        pending.wait()
+        early_start.launch_deferred()
         yield broker
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+import early_start
 from kafka_cluster import test_cluster
 from sequencer.log.local_cluster import NODE_IDS
 
@@ -19,7 +20,12 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def cluster_session():
     cluster = test_cluster()
-    started_here = not cluster.running_nodes()
+    pending = early_start.take("cluster")  # started in the background after collection (tests/early_start.py)
+    if pending is not None:
+        started_here = True
+        pending.wait()
+    else:
+        started_here = not cluster.running_nodes()
     cluster.start()  # starts whatever is down; a no-op when all three run
     yield cluster
     if started_here:
