@@ -312,21 +312,6 @@ def basis_ema(market: Bytes[MAX_LEAF], price: uint256, timestamp_ms: uint256, p:
     return max(-band, min(band, ema))
 
 
-@internal
-@pure
-def set_words(leaf: Bytes[MAX_LEAF], i: DynArray[uint256, 8], w: DynArray[bytes32, 8]) -> Bytes[MAX_LEAF]:
-    """The leaf with words i[k] (each < its length in words) replaced by w[k]."""
-    n: uint256 = len(leaf) // 32
-    assert len(leaf) % 32 == 0, "witness: leaf"
-    words: bytes32[lib.MAX_LEAF_WORDS] = empty(bytes32[lib.MAX_LEAF_WORDS])
-    for k: uint256 in range(n, bound=lib.MAX_LEAF_WORDS):
-        words[k] = extract32(leaf, 32 * k)
-    for k: uint256 in range(len(i), bound=8):
-        assert i[k] < n, "witness: leaf too short"
-        words[i[k]] = w[k]
-    return slice(abi_encode(words), 0, len(leaf))
-
-
 # --- the writes --------------------------------------------------------------------
 
 @internal
@@ -385,11 +370,11 @@ def execute(t: Trade, maker: Side, taker: Side, market: Bytes[MAX_LEAF], g: lib.
     out.taker_position = mk.position_leaf(tf.position)
     # record_trade_price with the trade's change of open interest, and the funding dust of both sides
     oi: int256 = convert(lib.leaf_word(market, mk.MARKET_OPEN_INTEREST), int256) + mf.long_change + tf.long_change
-    out.market = self.set_words(market, [mk.MARKET_OPEN_INTEREST, mk.MARKET_FUNDING_DUST, mk.MARKET_BASIS_EMA,
-                                         mk.MARKET_LAST_TRADE_PRICE, mk.MARKET_LAST_TRADE_TIME],
-                                [convert(oi, bytes32), convert(tf.dust, bytes32),
-                                 convert(self.basis_ema(market, t.price, timestamp_ms, p), bytes32),
-                                 convert(t.price, bytes32), convert(timestamp_ms, bytes32)])
+    leaf: Bytes[MAX_LEAF] = lib.set_word(market, mk.MARKET_OPEN_INTEREST, convert(oi, bytes32))
+    leaf = lib.set_word(leaf, mk.MARKET_FUNDING_DUST, convert(tf.dust, bytes32))
+    leaf = lib.set_word(leaf, mk.MARKET_BASIS_EMA, convert(self.basis_ema(market, t.price, timestamp_ms, p), bytes32))
+    leaf = lib.set_word(leaf, mk.MARKET_LAST_TRADE_PRICE, convert(t.price, bytes32))
+    out.market = lib.set_word(leaf, mk.MARKET_LAST_TRADE_TIME, convert(timestamp_ms, bytes32))
     # the fees (compute_fee_split): the fund's share rounded down, the pool the rest
     fees: int256 = mf.fee + tf.fee
     to_fund: int256 = fees * convert(p.insurance_fee_share_ppm, int256) // PPM
