@@ -7,6 +7,7 @@ Tests that stop the broker get a broker of their own on another port.
 from __future__ import annotations
 
 import os
+import signal
 
 from sequencer.log.local_broker import REPO, LocalBroker
 
@@ -16,3 +17,14 @@ TEST_PORT = int(os.environ.get("ISOROLL_TEST_KAFKA_PORT", "19092"))
 class Broker(LocalBroker):
     def __init__(self, port: int) -> None:
         super().__init__(port, REPO / ".devnet" / f"test-kafka-{port}")
+
+    def discard(self) -> None:
+        """kill -9 and delete the data: a broker whose data goes needs no clean
+        shutdown (kafka.sh stop waits up to 30 s for one)."""
+        pid = self.pid
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.wipe()  # waits until the process is gone, then deletes the data dir

@@ -25,7 +25,7 @@ def own_broker():
     broker.wipe()
     broker.start()
     yield broker
-    broker.wipe()
+    broker.discard()
 
 
 async def test_no_acks_while_the_broker_is_down_and_automatic_recovery(own_broker, tmp_path, api_port):

@@ -27,14 +27,25 @@ OWN_PORT = TEST_PORT + 2  # the shared test broker's controller takes TEST_PORT 
 SHUTDOWN_BOUND_S = 5.0
 
 
-@pytest.fixture
-def own_broker():
-    """A broker of this test's own, so stopping it disturbs no other test."""
+@pytest.fixture(scope="module")
+def module_broker():
+    """A broker of this module's own (one boot for its tests), so stopping it
+    disturbs no other test; each test writes to a topic of its own."""
     broker = Broker(OWN_PORT)
     broker.wipe()
     broker.start()
     yield broker
-    broker.wipe()
+    broker.discard()
+
+
+@pytest.fixture
+def own_broker(module_broker):
+    """The module's broker, up: a test that crashed it and failed before
+    bringing it back leaves it down, and the next test starts it again."""
+    if not module_broker.is_running():
+        module_broker.stop()  # clears a dead broker's pid file
+        module_broker.start()
+    return module_broker
 
 
 def crash(broker: Broker) -> float:
