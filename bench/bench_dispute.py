@@ -48,6 +48,7 @@ from sequencer.core.records import (AdjustMargin, CancelOrder, Deposit, ForcedWi
 from sequencer.core.state import Account, Position, State
 from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
 from sequencer.core.records import VaultDeposit, VaultWithdraw
+from sequencer.core.records import PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
 from sequencer.core.rules.vault import VAULT_ADDRESS, compute_vault_unwind
 from sequencer.core.records import OraclePrice
 
@@ -188,6 +189,7 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
         population, [fv.make_market(fv.BTC, price, funding_index=10**9 + 7, funding_time_ms=fv.BLOCK_TIME - 120_000)],
         {(a, fv.BTC): Position(100 * lot, 100 * lot * price // 10**8, 10**8, 0)}, {(a, 20): fv.make_order(resting)})
     add_vault(state, a, b, 10 * lot, price)
+    add_triggers(state, c, 10 * lot, price)
     started = time.perf_counter()
     tree = build_tree(state)
     build_s = time.perf_counter() - started
@@ -212,6 +214,11 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
         "Liquidate, refused (healthy, 8 makers named)": (encode_item(Liquidate(a, fv.BTC, tuple((b, n) for n in range(8)))), None),
         "ForcedClose (unlisted market: served)": (encode_item(ForcedClose(head.inbox_count, a, 9)), None),
         "AuctionEnd, refused (no auction)": (encode_item(AuctionEnd(a, fv.BTC)), None),
+        "PlaceTrigger": (encode_item(fv.sign(PlaceTrigger(c, fv.BTC, False, price - 10**9, price - 11 * 10**8, 10 * lot, 10, 1, True, 200, exp, b""), fv.KEYS[2])), None),
+        "ScheduleCancel": (encode_item(fv.sign(ScheduleCancel(c, fv.BLOCK_TIME + 10_000, 200, exp, b""), fv.KEYS[2])), None),
+        "CancelOrder (a pending trigger)": (encode_item(fv.sign(CancelOrder(c, 4, 200, exp, b""), fv.KEYS[2])), None),
+        "TriggerFire": (encode_item(TriggerFire(c, 4)), None),
+        "ScheduledCancelAll (10 kept nonces: 3 orders, 2 triggers)": (encode_item(ScheduledCancelAll(c)), None),
         "NOOP": (encode_item(Noop(keccak(b"tx"))), None),
         "BLOCK_START": (encode_item(BlockStart(head.block_number + 1, head.block_hash, fv.BLOCK_TIME)), TraceContext()),
         "BLOCK_END": (encode_item(BlockEnd(keccak(b"block"))), None),
@@ -384,6 +391,25 @@ def measure_auction(onestep: Any, state: State, tree: Any) -> dict:
         out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
                      "depths": [o.proof.depth for o in result.witness.openings]}
     return out
+
+
+def add_triggers(state: State, owner: bytes, lots: int, price: int) -> None:
+    """The trigger kinds: the owner's 10 kept nonces, 3 resting orders, 2
+    pending sell take-profits below the mark (crossed) and a due cancel-all."""
+    from sequencer.core import eip712
+    from sequencer.core.state import OrderSchedule, Trigger
+    state.set_account(owner, Account(5, tuple(range(1, 11))))
+    for nonce in (1, 2, 3):
+        state.set_order(owner, nonce, fv.make_order(PlaceOrder(owner, fv.BTC, True, price - 10**8, lots, 10, 0, False,
+                                                               nonce, fv.BLOCK_TIME + 60_000, b"")))
+    for nonce in (4, 5):
+        r = PlaceTrigger(owner, fv.BTC, False, price - 10**9, price - 11 * 10**8, lots, 10, 1, True, nonce,
+                         fv.BLOCK_TIME + 60_000, b"")
+        state.set_trigger(owner, nonce, Trigger(eip712.compute_struct_hash("PlaceTrigger", r), r.market, r.is_buy,
+                                                r.trigger_price, r.price, r.size, r.leverage, r.tpsl, r.reduce_only,
+                                                fv.BLOCK_TIME - 5000))
+    state.set_order_schedule(owner, OrderSchedule(fv.BLOCK_TIME - 1, 2, 0, 0))
+    state.commit(0)
 
 
 def main(argv: list[str]) -> dict:

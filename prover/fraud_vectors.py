@@ -775,10 +775,105 @@ def auction_cases() -> list[dict]:
 # --- the backstop vault kinds ----------------------------------------------------------
 
 
+def trigger_cases() -> list[dict]:
+    """The trigger kinds (onestep_triggers.vy): PlaceTrigger at each term's
+    edge and the cap, ScheduleCancel's lead and daily limit, TriggerFire
+    before and after the cross and on a stale mark, ScheduledCancelAll due,
+    not due and pending-free, CancelOrder of a pending, fired or someone
+    else's trigger (the last pending one deleting the schedule leaf)."""
+    from sequencer.core.records import PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
+    from sequencer.core.rules.triggers import DAY_MS, STOP_LOSS, TAKE_PROFIT
+    from sequencer.core.state import TRIGGER_CANCELLED, TRIGGER_FIRED, OrderSchedule, Trigger
+    a, b = ADDRESSES[0], ADDRESSES[1]
+    ka, kb = KEYS[0], KEYS[1]
+    exp, lot, today = BLOCK_TIME + 60_000, 100_000, BLOCK_TIME // DAY_MS
+    stop = BTC_PRICE - 1000 * 10**6
+
+    def trigger(nonce: int = 30, account: bytes = a, key: bytes = ka, **kw) -> PlaceTrigger:
+        fields = dict(account=account, market=BTC, is_buy=False, trigger_price=stop, price=stop - 100 * 10**6,
+                      size=lot, leverage=10, tpsl=STOP_LOSS, reduce_only=True, nonce=nonce, expiry=exp, signature=b"")
+        fields.update(kw)
+        return sign(PlaceTrigger(**fields), key)
+
+    def leaf(record: PlaceTrigger, status: int = 0) -> Trigger:
+        return Trigger(eip712.compute_struct_hash("PlaceTrigger", record), record.market, record.is_buy,
+                       record.trigger_price, record.price, record.size, record.leverage, record.tpsl,
+                       record.reduce_only, BLOCK_TIME - 5000, status)
+
+    def state(mark: int = BTC_PRICE, oracle_time_ms: int = BLOCK_TIME - 1000, schedule: OrderSchedule | None = None,
+              pending: int = 1, kept: tuple[int, ...] = (19, 20, 21, 22, 23)) -> State:
+        market = msgspec.structs.replace(make_market(BTC, BTC_PRICE, oracle_time_ms=oracle_time_ms), mark_price=mark)
+        resting = PlaceOrder(a, BTC, True, BTC_PRICE, lot, 10, 0, False, 20, exp, b"")
+        s = make_perps_state({a: Account(10**9, kept), b: Account(10**6, (5, 6))}, [market], {},
+                             {(a, 20): make_order(resting), (a, 21): make_order(resting, cancelled=True)})
+        fired = leaf(trigger(22), TRIGGER_FIRED)
+        s.set_trigger(a, 22, fired)
+        s.set_order(a, 22, Order(fired.params_hash, fired.size, 0, False, BTC, False, fired.price, 10, 1, True,
+                                 BLOCK_TIME - 4000, 3))
+        for nonce in range(23, 23 + pending):
+            s.set_trigger(a, nonce, leaf(trigger(nonce)))
+        s.set_trigger(a, 19, leaf(trigger(19), TRIGGER_CANCELLED))
+        s.set_trigger(b, 6, leaf(trigger(6, b, kb)))
+        s.set_order_schedule(a, schedule or OrderSchedule(0, pending, 0, 0))
+        s.set_order_schedule(b, OrderSchedule(0, 1, 0, 0))
+        s.commit(0)
+        return s
+
+    def cancel(order_nonce: int, nonce: int = 31, account: bytes = a, key: bytes = ka):
+        return sign(CancelOrder(account, order_nonce, nonce, exp, b""), key)
+
+    def schedule(at: int, nonce: int = 31, key: bytes = ka):
+        return sign(ScheduleCancel(a, at, nonce, exp, b""), key)
+
+    lead = DEVNET.schedule_cancel_min_delay_ms
+    due = OrderSchedule(BLOCK_TIME, 1, today, 2)
+    crossed = dict(mark=stop)
+    duplicate = state()  # an order under a nonce the account never used: no rule makes one, the check stays
+    duplicate.set_order(a, 40, make_order(PlaceOrder(a, BTC, True, BTC_PRICE, lot, 10, 0, False, 40, exp, b"")))
+    duplicate.commit(0)
+    cases = [
+        ("place trigger", state(), trigger()),
+        ("place trigger, buy take-profit", state(), trigger(is_buy=True, tpsl=TAKE_PROFIT, price=stop + 10**6,
+                                                            reduce_only=False)),
+        ("place trigger, limit inside the trigger", state(), trigger(price=stop + 10**6)),
+        ("place trigger, tpsl 3", state(), trigger(tpsl=3)),
+        ("place trigger, trigger price off tick", state(), trigger(trigger_price=stop + 1)),
+        ("place trigger, below the minimum notional", state(), trigger(reduce_only=False, size=10_000,
+                                                                       trigger_price=10**6, price=10**6)),
+        ("place trigger, duplicate of an order", duplicate, trigger(nonce=40)),
+        ("place trigger, the cap reached", state(pending=DEVNET.max_open_triggers,
+                                                kept=tuple(range(19, 23 + DEVNET.max_open_triggers))),
+         trigger(nonce=100)),
+        ("place trigger, signed by another key", state(), trigger(key=kb)),
+        ("schedule cancel", state(), schedule(BLOCK_TIME + lead)),
+        ("schedule cancel, too soon", state(), schedule(BLOCK_TIME + lead - 1)),
+        ("schedule cancel, cleared", state(schedule=OrderSchedule(BLOCK_TIME + lead, 1, 0, 0)), schedule(0)),
+        ("schedule cancel, ten ran today", state(schedule=OrderSchedule(0, 1, today, 10)), schedule(BLOCK_TIME + lead)),
+        ("schedule cancel, ten ran yesterday", state(schedule=OrderSchedule(0, 1, today - 1, 10)),
+         schedule(BLOCK_TIME + lead)),
+        ("trigger fire", state(**crossed), TriggerFire(a, 23)),
+        ("trigger fire, not crossed", state(), TriggerFire(a, 23)),
+        ("trigger fire, stale mark", state(oracle_time_ms=BLOCK_TIME - 61_000, **crossed), TriggerFire(a, 23)),
+        ("trigger fire, already fired", state(**crossed), TriggerFire(a, 22)),
+        ("trigger fire, unknown", state(**crossed), TriggerFire(a, 99)),
+        ("trigger fire, the last pending one (schedule deleted)", state(**crossed), TriggerFire(b, 6)),
+        ("scheduled cancel all", state(schedule=due), ScheduledCancelAll(a)),
+        ("scheduled cancel all, not due", state(schedule=OrderSchedule(BLOCK_TIME + 1, 1, 0, 0)),
+         ScheduledCancelAll(a)),
+        ("scheduled cancel all, none scheduled", state(), ScheduledCancelAll(a)),
+        ("cancel order of a trigger", state(pending=2), cancel(23)),
+        ("cancel order of the last pending trigger (schedule deleted)", state(), cancel(6, 7, b, kb)),
+        ("cancel order of a fired trigger's order", state(), cancel(22)),
+        ("cancel order of someone else's trigger", state(), cancel(6)),
+        ("cancel order, trigger already cancelled", state(), cancel(19)),
+    ]
+    return [make_case(name, s, encode_item(record)) for name, s, record in cases]
+
+
 def build_onestep_vectors() -> dict:
     return {"params": [hx(ONESTEP_PARAMS[0])] + list(ONESTEP_PARAMS[1:]), "markets": MARKETS,
             "families": get_family_params(), "cases": onestep_cases() + liquidate_cases() + perps_cases() + deletion_cases() + oracle_cases() + vault_cases()
-            + trade_cases() + auction_cases()}
+            + trade_cases() + auction_cases() + trigger_cases()}
 
 
 def render(obj: dict) -> str:

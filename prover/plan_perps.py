@@ -1,5 +1,6 @@
 """The witness plans of the perps kinds onestep_perps.vy re-executes
-(AdjustMargin, PlaceOrder, CancelOrder, FundingTick; docs/fraud-proofs.md).
+(AdjustMargin, PlaceOrder, FundingTick; docs/fraud-proofs.md; CancelOrder's is
+prover/plan_triggers.py).
 
 A planner ``plan_x(runner, record)`` reads what it needs from the pre-state
 (``runner.state``, ``runner.tree``, ``runner.rules``) and returns
@@ -13,9 +14,9 @@ Pure: no I/O, no clock.
 """
 from __future__ import annotations
 
-from prover.keys import GLOBAL_KEY, get_account_key, get_market_key, get_order_key, get_position_key, get_trigger_key
+from prover.keys import GLOBAL_KEY, get_account_key, get_market_key, get_order_key, get_position_key
 from prover.records import PendingKind
-from sequencer.core.records import AdjustMargin, CancelOrder, FundingTick, PlaceOrder
+from sequencer.core.records import AdjustMargin, FundingTick, PlaceOrder
 
 
 def get_kept_nonces(runner, account: bytes) -> tuple[int, ...]:
@@ -45,20 +46,8 @@ def plan_place_order(runner, item: PlaceOrder):
         [(GLOBAL_KEY, True), (order, True)] if ok else [])), get_kept_nonces(runner, item.account)
 
 
-def plan_cancel_order(runner, item: CancelOrder):
-    account, order = get_account_key(item.account), get_order_key(item.account, item.order_nonce)
-    nonces = get_kept_nonces(runner, item.account)
-    if runner.tree.get(order) is None:
-        trigger = get_trigger_key(item.account, item.order_nonce)
-        if runner.tree.get(trigger) is not None:
-            raise PendingKind("CancelOrder of a trigger: its one-step is pending")
-        return (lambda ok, writes: [(order, False), (trigger, False)]), nonces
-    return (lambda ok, writes: [(order, False), (account, ok)] + ([(order, True)] if ok else [])), nonces
-
-
 PLANNERS = {
     AdjustMargin: plan_adjust_margin,
     PlaceOrder: plan_place_order,
-    CancelOrder: plan_cancel_order,
     FundingTick: plan_funding_tick,
 }

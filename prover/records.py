@@ -26,6 +26,7 @@ from sequencer.core.records import OraclePrice
 from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
 from sequencer.core.records import AuctionBid, ModifyOrder
 from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
+from sequencer.core.records import PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
 from sequencer.core.records import Trade
 
 ITEM_BLOCK_START = 1
@@ -103,8 +104,16 @@ RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
     # nonces of orders (uint64 when signed), prices and sizes within 1..2**63 - 1 (the rule's bounds)
     Trade: (16, (("market", 4, "u"), ("maker", 20, "b"), ("maker_nonce", 8, "u"), ("taker", 20, "b"),
                  ("taker_nonce", 8, "u"), ("price", 8, "u"), ("size", 8, "u"))),
+    # triggers: prices and sizes within 1..2**63 - 1, tpsl and time the EIP-712 uint8 / uint64 (the rule's bounds)
+    PlaceTrigger: (9, (("account", 20, "b"), ("market", 4, "u"), ("is_buy", 1, "?"), ("trigger_price", 8, "u"),
+                       ("price", 8, "u"), ("size", 8, "u"), ("leverage", 4, "u"), ("tpsl", 1, "u"),
+                       ("reduce_only", 1, "?"), ("nonce", 8, "u"), ("expiry", 8, "u"), ("signature", 65, "b"))),
+    ScheduleCancel: (11, (("account", 20, "b"), ("cancel_at_ms", 8, "u"), ("nonce", 8, "u"), ("expiry", 8, "u"),
+                          ("signature", 65, "b"))),
+    TriggerFire: (19, (("account", 20, "b"), ("nonce", 8, "u"))),
+    ScheduledCancelAll: (20, (("account", 20, "b"),)),
 }
-PERPS_TAGS = frozenset({3, 4, 5, 17})
+PERPS_TAGS = frozenset({3, 4, 17})
 """Record tags onestep_perps.vy re-executes."""
 RECORD_BY_TAG: dict[int, type] = {tag: cls for cls, (tag, _) in RECORD_LAYOUTS.items()}
 INBOX_TYPES = (Deposit, ForcedWithdrawal)
@@ -119,6 +128,7 @@ ONESTEP_TAGS = frozenset().union(
     {16},                               # onestep_trade.vy: Trade
     {8},                                # onestep_auction.vy: AuctionBid
     {10},                               # onestep_modify.vy: ModifyOrder
+    {5, 9, 11, 19, 20},                 # onestep_triggers.vy: CancelOrder, PlaceTrigger, ScheduleCancel, TriggerFire, ScheduledCancelAll
 )
 """Record tags the L1 one-step re-executes: one line per family contract
 (l1_bridge.deploy.ONESTEP_FAMILIES)."""

@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import msgspec
 
 from prover import plan_perps
+from prover import plan_triggers
 from prover import plan_auction
 from prover import plan_liquidate
 from prover import plan_trade
@@ -41,6 +42,7 @@ TRIGGER_KIND = 8
 
 PLANNERS = {
     **plan_perps.PLANNERS,
+    **plan_triggers.PLANNERS,
     **plan_liquidate.PLANNERS,
     **plan_oracle.PLANNERS,
     **plan_vault.PLANNERS,

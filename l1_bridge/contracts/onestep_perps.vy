@@ -2,7 +2,8 @@
 """
 @title isoroll one-step, the perps kinds
 @notice onestep.vy hands this contract the record items of AdjustMargin (3),
-    PlaceOrder (4), CancelOrder (5) and FundingTick (17) in an open block; it
+    PlaceOrder (4) and FundingTick (17) in an open block (CancelOrder, of an
+    order or of a trigger, is onestep_triggers.vy's); it
     re-executes the rule (sequencer/core/rules: positions, orders, funding)
     against the witness, in the order of docs/fraud-proofs.md, and returns
     the state root after it and the receipt outcome. The twin of
@@ -29,15 +30,9 @@ PPM: constant(int256) = mk.PPM
 MAX_INT64: constant(int256) = 2**63 - 1
 TAG_ADJUST_MARGIN: constant(uint256) = 3
 TAG_PLACE_ORDER: constant(uint256) = 4
-TAG_CANCEL_ORDER: constant(uint256) = 5
 TAG_FUNDING_TICK: constant(uint256) = 17
 ADJUST_MARGIN_TYPEHASH: constant(bytes32) = keccak256("AdjustMargin(address account,uint32 market,int256 amount,uint64 nonce,uint64 expiry)")
 PLACE_ORDER_TYPEHASH: constant(bytes32) = keccak256("PlaceOrder(address account,uint32 market,bool isBuy,uint256 price,uint256 size,uint32 leverage,uint8 timeInForce,bool reduceOnly,uint64 nonce,uint64 expiry)")
-CANCEL_ORDER_TYPEHASH: constant(bytes32) = keccak256("CancelOrder(address account,uint64 orderNonce,uint64 nonce,uint64 expiry)")
-# order leaf words
-ORDER_SIZE: constant(uint256) = 1
-ORDER_FILLED: constant(uint256) = 2
-ORDER_CANCELLED: constant(uint256) = 3
 
 
 @deploy
@@ -184,43 +179,6 @@ def place_order(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings:
 
 @internal
 @view
-def cancel_order(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: DynArray[trace.Opening, MAX_OPENINGS],
-                 nonces: DynArray[uint256, MAX_NONCES]) -> bytes32:
-    """rules.orders.process_cancel_order. Witness: order (read); with no
-    order, the trigger of that nonce (read: a pending trigger's cancel is not
-    ported yet, it reverts "pending"); else account (read; written if it
-    applies), then the order written (cancelled)."""
-    account: address = lib.addr(item, 2)
-    order_nonce: uint256 = lib.word(item, 22, 8)
-    nonce: uint256 = lib.word(item, 30, 8)
-    expiry: uint256 = lib.word(item, 38, 8)
-    key: bytes32 = mk.order_key(account, order_nonce)
-    op_order: trace.Opening = openings[lib.at(c0, len(openings))]
-    lib.verify_leaf(c0, key, op_order)
-    if not op_order.present:
-        c1: lib.Cursor = lib.Cursor(root=c0.root, used=1)
-        op_trigger: trace.Opening = openings[lib.at(c1, len(openings))]
-        lib.verify_leaf(c1, mk.trigger_key(account, order_nonce), op_trigger)
-        assert not op_trigger.present, "pending"
-        return empty(bytes32)
-    acct_key: bytes32 = lib.account_key(account)
-    op_acct: trace.Opening = openings[lib.at(lib.Cursor(root=c0.root, used=1), len(openings))]
-    lib.verify_leaf(lib.Cursor(root=c0.root, used=1), acct_key, op_acct)
-    acct: lib.AccountLeaf = lib.read_account(op_acct)
-    struct_hash: bytes32 = keccak256(abi_encode(CANCEL_ORDER_TYPEHASH, account, order_nonce, nonce, expiry))
-    if not lib.user_checks(struct_hash, item, 46, account, nonce, expiry, ctx, acct, nonces):
-        return empty(bytes32)
-    if lib.leaf_word(op_order.value, ORDER_CANCELLED) != 0:
-        return empty(bytes32)
-    if lib.leaf_word(op_order.value, ORDER_FILLED) >= lib.leaf_word(op_order.value, ORDER_SIZE):
-        return empty(bytes32)
-    c: lib.Cursor = lib.Cursor(root=lib.write_leaf(c0.root, acct_key, op_acct, lib.account_leaf(acct.collateral, nonce, nonces)),
-                               used=2)
-    return lib.rewrite(c, key, lib.set_word(op_order.value, ORDER_CANCELLED, convert(1, bytes32)), openings[lib.at(c, len(openings))]).root
-
-
-@internal
-@view
 def funding_tick(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: DynArray[trace.Opening, MAX_OPENINGS]) -> bytes32:
     """rules.funding.process_funding_tick. Witness: the market (written if it applies)."""
     market: uint256 = lib.word(item, 2, 4)
@@ -267,8 +225,6 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
         root = self.adjust_margin(c0, ctx, item, openings, nonces)
     elif tag == TAG_PLACE_ORDER and n == 130:
         root = self.place_order(c0, ctx, item, openings, nonces)
-    elif tag == TAG_CANCEL_ORDER and n == 111:
-        root = self.cancel_order(c0, ctx, item, openings, nonces)
     elif tag == TAG_FUNDING_TICK and n == 22:
         root = self.funding_tick(c0, ctx, item, openings)
     if root == empty(bytes32):

@@ -298,30 +298,6 @@ def test_a_forged_position_or_market_reverts(onestep):
     assert onestep.functions.apply(pre_root, ctx.as_arg(), encode_item(record), args, []).call()[0] == runner.state_root
 
 
-def test_cancel_of_a_trigger_is_pending(onestep):
-    """A CancelOrder naming a pending trigger (no order of that nonce) is not
-    ported: the Python reference raises PendingKind and the contract reverts
-    "pending", rather than both calling it an unknown order."""
-    a = fv.ADDRESSES[0]
-    state = fv.make_perps_state({a: Account(10**9, ())}, [fv.make_market(fv.BTC, PRICES[fv.BTC])], {}, {})
-    runner = TraceRunner(state, fv.RULES, ctx=fv.open_block_ctx(state))
-    trigger = compute_key(TRIGGER_KIND, a, (7).to_bytes(8, "big"))
-    item = encode_item(fv.sign(CancelOrder(a, 7, 1, fv.BLOCK_TIME + 1, b""), fv.KEYS[0]))
-    plain = runner.copy()
-    pre_root = plain.state_root
-    result = plain.step(item)  # pre: without the trigger it is an unknown order, failed on both sides
-    assert not result.ok
-    assert onestep.functions.apply(pre_root, runner.ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings],
-                                   []).call()[2] is False
-    runner.tree.set(trigger, b"\x01" * 32)
-    with pytest.raises(PendingKind):
-        runner.copy().step(item)
-    openings = [(False, b"", _proof(runner.tree, get_order_key(a, 7)), b""),
-                (True, b"\x01" * 32, _proof(runner.tree, trigger), b"")]
-    with pytest.raises(Exception, match="pending"):
-        onestep.functions.apply(runner.tree.root, runner.ctx.as_arg(), item, openings, []).call()
-
-
 def _proof(tree, key):
     p = tree.prove(key)
     return (p.bitmap, list(p.siblings), p.other_key or bytes(32), p.other_value_hash or bytes(32))
