@@ -29,7 +29,10 @@ def cluster_session():
     cluster.start()  # starts whatever is down; a no-op when all three run
     yield cluster
     if started_here:
-        cluster.stop()
+        # kill -9 rather than a clean stop (11-18 s for the three at the end of the
+        # session): these tests crash its nodes all along, and the next start
+        # recovers the tests' data as after any of those crashes
+        cluster.kill(*NODE_IDS)
 
 
 async def _start_missing(cluster) -> None:
