@@ -1,5 +1,5 @@
-"""eth_estimateGas for the in-process py-evm chains of the tests, in three or
-four executions of the transaction instead of about fourteen.
+"""eth_estimateGas for the in-process py-evm chains of the tests, in two or
+three executions of the transaction instead of about fourteen.
 
 py-evm's default estimator (``eth.estimators.gas.binary_gas_search_intrinsic_tolerance``)
 runs the transaction at the intrinsic gas, at the block gas limit, and then
@@ -9,12 +9,13 @@ an estimate for every transaction sent without a gas limit.  Most of the EVM
 tests' time went there.
 
 This one makes the same two first runs (so it fails the same way, with the same
-revert reason, and returns the intrinsic gas for a plain transfer), then starts
-the bisection from what the run at the block gas limit consumed: the first
-limit tried is that consumption plus a fiftieth (a call passes on at most 63/64
-of the gas left), doubling the excess until a run succeeds, then bisecting down
-to the same 21,000-gas tolerance.  Like the default, it returns a limit at which
-the transaction was seen to succeed.
+revert reason, and returns the intrinsic gas for a plain transfer), then tries
+what the run at the block gas limit consumed plus a 32nd (a call passes on at
+most 63/64 of the gas left); if that fails it doubles the excess until a run
+succeeds and bisects down to 21,000 gas or a 32nd of the estimate, whichever is
+more.  So an estimate is usually two full runs, and like the default's it is a
+limit at which the transaction was seen to succeed, at most a 32nd (or 21,000
+gas) above the least that does.
 
 ``install()`` makes it the estimator of every py-evm chain created afterwards in
 this process (tests/conftest.py calls it); the deployed code and the chains'
@@ -54,7 +55,7 @@ def estimate_gas(state: Any, transaction: Any) -> int:
     if error is not None:
         raise error
     out_of_gas = intrinsic + used - 1  # the run at the limit consumed `used` beyond the intrinsic gas
-    excess = max(used // 50, 1)
+    excess = max(used // 32, 1)
     viable = None
     while viable is None:
         candidate = min(intrinsic + used + excess, state.gas_limit)
@@ -62,7 +63,7 @@ def estimate_gas(state: Any, transaction: Any) -> int:
             viable = candidate  # (the block gas limit was seen to succeed above)
         else:
             out_of_gas, excess = candidate, excess * 2
-    while viable - out_of_gas > TOLERANCE:
+    while viable - out_of_gas > max(TOLERANCE, viable // 32):
         midpoint = (viable + out_of_gas) // 2
         if _run(state, transaction, midpoint)[0] is None:
             viable = midpoint
