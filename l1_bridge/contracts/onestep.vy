@@ -246,7 +246,7 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     """
     @notice The trace position after `item` and the receipt outcome.
     """
-    family: address = self.family_of(ctx, item)
+    family: address = self._family_of(ctx, item)
     if family != empty(address):
         root: bytes32 = empty(bytes32)
         ok: bool = False
@@ -265,7 +265,7 @@ def step(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: D
     root: bytes32 = empty(bytes32)
     out: trace.Ctx = ctx
     ok: bool = False
-    family: address = self.family_of(ctx, item)
+    family: address = self._family_of(ctx, item)
     if family != empty(address):
         root, ok = staticcall OneStepFamily(family).apply(state_root, ctx, item, openings, nonces)
     else:
@@ -275,9 +275,18 @@ def step(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: D
 
 @internal
 @view
-def family_of(ctx: trace.Ctx, item: Bytes[MAX_ITEM]) -> address:
-    """The family contract of a record item in an open block (none for the
-    kinds re-executed here, or in a closed block)."""
+def _family_of(ctx: trace.Ctx, item: Bytes[MAX_ITEM]) -> address:
     if ctx.block_open == 0 or len(item) < 2 or lib.word(item, 0, 1) != ITEM_RECORD:
         return empty(address)
     return self.route[lib.word(item, 1, 1)]
+
+
+@external
+@view
+def family_of(ctx: trace.Ctx, item: Bytes[MAX_ITEM]) -> address:
+    """
+    @notice The family contract that re-executes a record item in an open
+        block (none for the kinds re-executed here, or in a closed block): a
+        game hands such an item to it directly, one copy of the witness fewer.
+    """
+    return self._family_of(ctx, item)
