@@ -221,6 +221,8 @@ class TraceRunner:
         planner = PLANNERS.get(type(item))
         if planner is not None:
             return planner(self, item)
+        if not isinstance(item, (Transfer, Withdraw, Deposit, ForcedWithdrawal)):
+            raise TypeError(f"{type(item).__name__} has a one-step tag but no planner in prover.trace.PLANNERS")
         account = get_account_key(item.account)
         if isinstance(item, (Transfer, Withdraw)):
             kept = self.state.accounts.get(item.account)
@@ -233,7 +235,6 @@ class TraceRunner:
             in_order = item.inbox_index == g.inbox_count
             return (lambda ok, writes: [(GLOBAL_KEY, False)] + (
                 [(account, account in writes), (GLOBAL_KEY, True)] if in_order else [])), ()
-        raise TypeError(f"no one-step for {type(item).__name__}")
 
     def _open(self, pre_tree: SparseMerkleTree, plan: list[tuple[bytes, bool]]) -> Iterable[Opening]:
         """Each planned leaf opened against the root of the writes before it;
