@@ -28,12 +28,10 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from prover.tree import EMPTY_ROOT
-from prover.plan_oracle import get_onestep_oracle_args
-from prover.plan_vault import get_onestep_vault_args
-from prover.plan_triggers import get_onestep_triggers_args
+from prover.families import ONESTEP_FAMILIES
 from sequencer.executor.genesis import compute_genesis_output_root
 
 DAY = 24 * 3600
@@ -241,27 +239,6 @@ def deploy(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(d.to_json() + "\n")
     return d
-
-
-def get_market_table_args(rules: Any) -> tuple:
-    """The constructor extras of a family that needs only the market table."""
-    return ()
-
-
-ONESTEP_FAMILIES: tuple[tuple[str, tuple[int, ...], Callable[[Any], tuple]], ...] = (
-    ("onestep_perps", (3, 4, 17), get_market_table_args),
-    ("onestep_oracle", (32,), get_onestep_oracle_args),
-    ("onestep_vault", (6, 7, 21), get_onestep_vault_args),
-    ("onestep_trade", (16,), get_market_table_args),
-    ("onestep_liquidate", (18, 23, 50), get_market_table_args),
-    ("onestep_auction", (8,), get_market_table_args),
-    ("onestep_modify", (10,), get_market_table_args),
-    ("onestep_triggers", (5, 9, 11, 19, 20), get_onestep_triggers_args),
-)
-"""The one-step family contracts (docs/fraud-proofs.md): (contract, the record
-tags onestep.vy routes to it, its constructor extras after the market table as
-a function of the rule context).  prover.records.ONESTEP_TAGS lists the same
-tags."""
 
 
 def deploy_onestep(w3: Any, rules: Any, *, deployer: str | None = None,

@@ -122,8 +122,8 @@ MARKETS = get_onestep_markets(RULES)
 
 def get_family_params() -> list:
     """[contract, tags, constructor extras after the market table] of each
-    one-step family (l1_bridge.deploy.ONESTEP_FAMILIES) for RULES."""
-    from l1_bridge.deploy import ONESTEP_FAMILIES
+    one-step family (prover.families.ONESTEP_FAMILIES) for RULES."""
+    from prover.families import ONESTEP_FAMILIES
     return [[name, list(tags), [hx(x) if isinstance(x, bytes) else x for x in extras(RULES)]]
             for name, tags, extras in ONESTEP_FAMILIES]
 KEYS = [keccak(SEED + b"key" + bytes([i])) for i in range(4)]

@@ -78,7 +78,7 @@ PLANNERS = {VaultDeposit: plan_share_move, VaultWithdraw: plan_share_move, Vault
 
 def get_onestep_vault_args(rules) -> tuple:
     """onestep_vault.vy's constructor extras after the market table: the
-    preset's vault constants (l1_bridge.deploy.ONESTEP_FAMILIES)."""
+    preset's vault constants (prover.families.ONESTEP_FAMILIES)."""
     p = rules.preset
     return (p.vault_min_deposit, p.vault_lockup_ms, p.vault_unwind_interval_ms, p.vault_unwind_ppm,
             p.vault_unwind_slippage_ppm)

@@ -131,7 +131,7 @@ ONESTEP_TAGS = frozenset().union(
     {5, 9, 11, 19, 20},                 # onestep_triggers.vy: CancelOrder, PlaceTrigger, ScheduleCancel, TriggerFire, ScheduledCancelAll
 )
 """Record tags the L1 one-step re-executes: one line per family contract
-(l1_bridge.deploy.ONESTEP_FAMILIES)."""
+(prover.families.ONESTEP_FAMILIES)."""
 PENDING_TAGS = KNOWN_TAGS - ONESTEP_TAGS
 """Record tags whose one-step is not written yet: onestep.vy reverts "pending"
 on them (a known tag no family contract takes)."""

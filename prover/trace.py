@@ -50,7 +50,7 @@ PLANNERS = {
     **plan_auction.PLANNERS,
 }
 """The witness plan of each record kind a family contract re-executes
-(prover/plan_<family>.py, one line per family; l1_bridge.deploy.ONESTEP_FAMILIES)."""
+(prover/plan_<family>.py, one line per family; prover.families.ONESTEP_FAMILIES)."""
 
 
 def u256(value: int) -> bytes:

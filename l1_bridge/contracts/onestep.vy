@@ -8,7 +8,7 @@
     Here: BLOCK_START, BLOCK_END, NOOP / malformed items, Deposit,
     ForcedWithdrawal, Transfer, Withdraw. Every other record kind goes by
     its tag to a family contract (onestep_perps.vy and the others listed in
-    l1_bridge/deploy.py ONESTEP_FAMILIES: one contract would pass the 24 KB
+    prover/families.py ONESTEP_FAMILIES: one contract would pass the 24 KB
     code limit), each deployed with the same market table
     (onestep_market.vy). A known record tag with no family reverts
     "pending". A witness that does not verify reverts: it proves nothing. The shared witness and
@@ -44,7 +44,7 @@ KNOWN_TAGS: constant(uint256[23]) = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 
 
 
 struct Family:
-    # a family contract and the record tags it re-executes (l1_bridge.deploy.ONESTEP_FAMILIES)
+    # a family contract and the record tags it re-executes (prover.families.ONESTEP_FAMILIES)
     target: address
     tags: DynArray[uint256, MAX_FAMILY_TAGS]
 

@@ -49,7 +49,7 @@ def deploy(w3) -> Callable[..., Any]:
 
 @pytest.fixture(scope="session")
 def onestep_contract(w3) -> Any:
-    """onestep.vy with every family contract of l1_bridge.deploy.ONESTEP_FAMILIES,
+    """onestep.vy with every family contract of prover.families.ONESTEP_FAMILIES,
     deployed for prover.fraud_vectors.RULES (its market table, domain and limits)."""
     from l1_bridge.deploy import deploy_onestep, load_artifact
     from prover import fraud_vectors as fv

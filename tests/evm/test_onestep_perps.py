@@ -319,7 +319,8 @@ def test_deploy_onestep_sets_the_market_table(w3):
     """l1_bridge.deploy.deploy_onestep deploys the families for a rule context
     and routes their tags; each holds the rules' whole market table."""
     onestep_address, families = deploy_onestep(w3, fv.RULES)
-    from l1_bridge.deploy import ONESTEP_FAMILIES, load_artifact
+    from l1_bridge.deploy import load_artifact
+    from prover.families import ONESTEP_FAMILIES
     onestep = w3.eth.contract(address=onestep_address, abi=load_artifact("onestep")[0])
     for name, tags, _ in ONESTEP_FAMILIES:
         assert all(onestep.functions.route(tag).call() == families[name] for tag in tags)

@@ -1,13 +1,13 @@
 """The one-step's three registries agree (docs/fraud-proofs.md, "Family
 contracts"): the record tags with a one-step (prover.records.ONESTEP_TAGS),
 the witness planners (prover.trace.PLANNERS) and the family contracts that
-onestep.vy routes tags to (l1_bridge.deploy.ONESTEP_FAMILIES).  A tag in one
+onestep.vy routes tags to (prover.families.ONESTEP_FAMILIES).  A tag in one
 and not the others is either a kind the L1 reverts "pending" on while Python
 builds a witness for it (an honest step that cannot be made), or a kind L1
 re-executes while Python calls it pending (a position nobody defends)."""
 from __future__ import annotations
 
-from l1_bridge.deploy import ONESTEP_FAMILIES
+from prover.families import ONESTEP_FAMILIES
 from prover.records import KNOWN_TAGS, ONESTEP_TAGS, PENDING_TAGS, RECORD_BY_TAG, RECORD_LAYOUTS
 from prover.trace import PLANNERS
 from sequencer.core.records import RECORD_TYPES

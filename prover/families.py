@@ -1,0 +1,35 @@
+"""The one-step family contracts (docs/fraud-proofs.md, "Family contracts"):
+which contract re-executes which record tags on L1, and the constructor
+arguments each takes after the shared market table, as a function of the rule
+context.  ``l1_bridge.deploy.deploy_onestep`` deploys them; the shared vectors
+(prover.fraud_vectors) carry the same table; prover.records.ONESTEP_TAGS lists
+the same tags and prover.trace.PLANNERS the same kinds (a test checks).
+
+Pure: no I/O, no clock.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from prover.plan_oracle import get_onestep_oracle_args
+from prover.plan_triggers import get_onestep_triggers_args
+from prover.plan_vault import get_onestep_vault_args
+
+
+def get_market_table_args(rules: Any) -> tuple:
+    """The constructor extras of a family that needs only the market table."""
+    return ()
+
+
+ONESTEP_FAMILIES: tuple[tuple[str, tuple[int, ...], Callable[[Any], tuple]], ...] = (
+    ("onestep_perps", (3, 4, 17), get_market_table_args),
+    ("onestep_oracle", (32,), get_onestep_oracle_args),
+    ("onestep_vault", (6, 7, 21), get_onestep_vault_args),
+    ("onestep_trade", (16,), get_market_table_args),
+    ("onestep_liquidate", (18, 23, 50), get_market_table_args),
+    ("onestep_auction", (8,), get_market_table_args),
+    ("onestep_modify", (10,), get_market_table_args),
+    ("onestep_triggers", (5, 9, 11, 19, 20), get_onestep_triggers_args),
+)
+"""(contract, the record tags onestep.vy routes to it, its constructor extras
+after the market table)."""
