@@ -274,16 +274,17 @@ def _decode_field(raw: bytes, kind: str):
 def compute_record_item(raw: bytes) -> bytes:
     """The item of one logged record: its packed form, or NOOP(tx hash) when
     it does not decode or a field does not fit (the rules fail such a record
-    with no state change); a kind with no packed layout yet is
-    ``encode_pending_item``.  Raises ValueError for an inbox record the bridge
-    cannot have written (no item replays it faithfully)."""
+    with no state change).  Raises ValueError for an inbox record the bridge
+    cannot have written (no item replays it faithfully), and for a record kind
+    with no packed layout (a new kind must come with its layout: no item could
+    replay it on L1)."""
     raw = bytes(raw)
     try:
         record = decode_record(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return encode_item(Noop(keccak(raw)))
     if type(record) not in RECORD_LAYOUTS:
-        return encode_pending_item(record, raw)
+        raise ValueError(f"{type(record).__name__} has no packed item layout (prover.records.RECORD_LAYOUTS)")
     item = encode_record_item(record)
     if item is not None:
         return item
@@ -292,40 +293,14 @@ def compute_record_item(raw: bytes) -> bytes:
     return encode_item(Noop(keccak(raw)))
 
 
-def encode_pending_item(record: Record, raw: bytes) -> bytes:
-    """A record whose kind has no packed layout yet: RECORD(tag, the log's own
-    msgpack bytes).  The one-step reverts ``pending`` on its tag; an L1 replay
-    (``decode_replay_item``) still applies it.  Its tag must be in PENDING_TAGS,
-    else the one-step would read it as a no-op and an honest output would lose
-    its game."""
-    tag = type(record).__struct_config__.tag
-    if tag not in PENDING_TAGS:
-        raise PendingKind(f"{type(record).__name__} (tag {tag}) has neither an item layout nor a PENDING_TAGS entry")
-    item = bytes((ITEM_RECORD, tag)) + raw
-    if len(item) > MAX_ITEM_SIZE:
-        raise ValueError(f"{type(record).__name__}: {len(item)} bytes, above the {MAX_ITEM_SIZE}-byte item limit")
-    return item
-
-
 def decode_replay_item(item: bytes) -> Item:
-    """The item as an L1 replay applies it: ``decode_item``, and for a pending
-    tag the record it packs, or, for a kind with no layout yet, the record its
-    msgpack bytes hold (a NOOP if they do not decode)."""
+    """The item as an L1 replay applies it: ``decode_item``, and for a tag
+    with no one-step the record it packs (a NOOP if it packs none)."""
     try:
         return decode_item(item)
     except PendingKind:
-        item = bytes(item)
-        if type_has_layout(item[1]):
-            record = decode_record_item(item)
-            return record if record is not None else Noop(keccak(item))
-        try:
-            return decode_record(item[2:])
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return Noop(keccak(item))
-
-
-def type_has_layout(tag: int) -> bool:
-    return tag in RECORD_BY_TAG
+        record = decode_record_item(bytes(item))
+        return record if record is not None else Noop(keccak(bytes(item)))
 
 
 def compute_block_items(message: bytes) -> list[bytes]:

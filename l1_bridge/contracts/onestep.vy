@@ -36,7 +36,7 @@ MAX_INT64: constant(uint256) = lib.MAX_INT64  # deposits ever credited stay with
 GLOBALS_KEY: constant(bytes32) = lib.GLOBALS_KEY
 TRANSFER_TYPEHASH: constant(bytes32) = keccak256("Transfer(address account,address to,uint256 amount,uint64 nonce,uint64 expiry)")
 WITHDRAW_TYPEHASH: constant(bytes32) = keccak256("Withdraw(address account,uint256 amount,uint64 nonce,uint64 expiry)")
-MAX_FAMILIES: constant(uint256) = 8
+MAX_FAMILIES: constant(uint256) = 16
 MAX_FAMILY_TAGS: constant(uint256) = 8
 # every record tag (sequencer/core/records.py; 22 is kept for an explicit
 # auction start): prover.records.KNOWN_TAGS. One with no family is pending.

@@ -7,6 +7,10 @@ builds a witness for it (an honest step that cannot be made), or a kind L1
 re-executes while Python calls it pending (a position nobody defends)."""
 from __future__ import annotations
 
+import msgspec
+import pytest
+
+from prover import records
 from prover.families import ONESTEP_FAMILIES
 from prover.records import KNOWN_TAGS, ONESTEP_TAGS, PENDING_TAGS, RECORD_BY_TAG, RECORD_LAYOUTS
 from prover.trace import PLANNERS
@@ -32,3 +36,16 @@ def test_pending_is_exactly_what_has_no_one_step():
     assert KNOWN_TAGS == {tag_of(cls) for cls in RECORD_TYPES} | {22}
     assert PENDING_TAGS == KNOWN_TAGS - ONESTEP_TAGS and not PENDING_TAGS & ONESTEP_TAGS
     assert all(RECORD_BY_TAG[tag] in RECORD_LAYOUTS for tag in ONESTEP_TAGS)
+
+
+def test_every_record_kind_has_a_packed_item(monkeypatch):
+    """The checkpointer posts every record as its packed item: a kind without
+    one could not be replayed from L1 data, so posting refuses it by name."""
+    assert set(RECORD_TYPES) <= set(RECORD_LAYOUTS)
+
+    class Unposted(msgspec.Struct, frozen=True, array_like=True, tag=99):
+        x: int
+
+    monkeypatch.setattr(records, "decode_record", lambda raw: Unposted(1))
+    with pytest.raises(ValueError, match="Unposted has no packed item layout"):
+        records.compute_record_item(b"\x91\x01")

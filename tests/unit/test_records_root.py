@@ -90,4 +90,4 @@ def test_malformed_items_are_noops_and_pending_tags_raise():
     for bad in (transfer[:-1], transfer + b"\x00", b"\x09" + transfer[1:], b"", b"\x02\x63"):
         assert decode_item(bad) == Noop(keccak(bad))
     with pytest.raises(PendingKind):
-        decode_item(b"\x02\x12" + b"\x00" * 10)  # Liquidate (tag 18)
+        decode_item(b"\x02\x16" + b"\x00" * 10)  # tag 22: kept for an explicit auction start, no one-step
