@@ -21,13 +21,13 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
+from onestep_support import BTC, ETH, params_of, run_both
 from prover import fraud_vectors as fv
 from prover.keys import get_auction_key
 from prover.records import PendingKind, decode_item, encode_item
 from prover.trace import TraceContext, TraceRunner, get_onestep_markets
 from sequencer.core.records import AuctionBid, ModifyOrder, PlaceOrder
 from sequencer.core.rules.auction import compute_auction_price
-from sequencer.core.rules.base import get_market_params
 from sequencer.core.rules.liquidation import compute_auction_prices
 from sequencer.core.state import Account, Auction, Order, Position, Trigger
 from test_onestep_differential import nonce_lists, nonces_for, pick, signature
@@ -37,8 +37,6 @@ pytestmark = pytest.mark.evm
 U64 = 2**64 - 1
 MAX = fv.RULES.preset.max_amount
 AHEAD = fv.RULES.preset.max_expiry_ahead_ms
-BTC = get_market_params(fv.RULES, fv.BTC)
-ETH = get_market_params(fv.RULES, fv.ETH)
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +45,6 @@ def onestep(deploy):
     auction = deploy("onestep_auction", *fv.ONESTEP_PARAMS, markets)
     modify = deploy("onestep_modify", *fv.ONESTEP_PARAMS, markets)
     return deploy("onestep", *fv.ONESTEP_PARAMS, [(auction.address, [8]), (modify.address, [10])])
-
-
-def params_of(market_id: int):
-    return BTC if market_id == fv.BTC else ETH
 
 
 def user_fields(draw, kept: tuple[int, ...], valid: bool, ts: int):
@@ -200,18 +194,6 @@ def auction_cases(draw):
     return case[0], ctx, item
 
 
-def run_both(onestep, state, ctx, item):
-    """Python's step and the contract's on the same pre-state: (runner, pre root, result, (root, ok))."""
-    runner = TraceRunner(state, fv.RULES, ctx=ctx)
-    pre_root = runner.state_root
-    result = runner.step(item)
-    root, post_ctx, ok = onestep.functions.apply(
-        pre_root, ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings],
-        list(result.witness.nonces)).call()
-    assert onestep.functions.ctx_hash(post_ctx).call() == runner.ctx.hash()
-    return runner, pre_root, result, (root, ok)
-
-
 def check_deletions(onestep, pre_root, ctx, item, witness) -> int:
     """Each deleted leaf's opening with a forged sibling (another preimage)
     makes the step revert; returns how many leaves the step deleted."""
@@ -227,7 +209,8 @@ def check_deletions(onestep, pre_root, ctx, item, witness) -> int:
 
 
 def check_agree(onestep, state, ctx, item) -> str:
-    runner, pre_root, result, (root, ok) = run_both(onestep, state, ctx, item)
+    runner, pre_root, result, (root, ok, post_ctx) = run_both(onestep, state, ctx, item)
+    assert onestep.functions.ctx_hash(post_ctx).call() == runner.ctx.hash()
     assert (root, ok) == (runner.state_root, result.ok)
     if not ok:
         assert root == pre_root  # a failed record changes nothing
@@ -439,7 +422,7 @@ def test_a_bid_that_sells_the_auction_out_deletes_its_leaf(onestep):
         ctx = fv.open_block_ctx(state)
         item = encode_item(fv.sign(AuctionBid(fv.ADDRESSES[1], fv.ADDRESSES[0], fv.BTC, lots, 2**200 if size > 0 else 1,
                                               5, 1, fv.BLOCK_TIME + 60_000, b""), fv.KEYS[1]))
-        runner, pre_root, result, (root, ok) = run_both(onestep, State_copy(state), ctx, item)
+        runner, pre_root, result, (root, ok, _) = run_both(onestep, State_copy(state), ctx, item)
         assert ok and result.ok and root == runner.state_root
         assert runner.tree.get(get_auction_key(fv.ADDRESSES[0], fv.BTC)) is None
         assert check_deletions(onestep, pre_root, ctx, item, result.witness) >= 1

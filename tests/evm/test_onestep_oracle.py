@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from l1_bridge.deploy import deploy_onestep, load_artifact
+from onestep_support import run_both
 from prover import fraud_vectors as fv
 from prover.plan_oracle import MAX_ORACLE_SIGNERS, get_onestep_oracle_args
 from prover.records import MAX_ITEM_SIZE, Noop, compute_record_item, decode_item, encode_item
@@ -187,16 +188,6 @@ def oracle_cases(draw):
     return set_name, rules, state, ctx, item
 
 
-def run_both(onestep, rules, state, ctx, item):
-    runner = TraceRunner(state, rules, ctx=ctx)
-    pre_root = runner.state_root
-    result = runner.step(item)
-    root, post_ctx, ok = onestep.functions.apply(
-        pre_root, ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings],
-        list(result.witness.nonces)).call()
-    return runner, pre_root, result, (root, ok, post_ctx)
-
-
 def refusal(rules, state, ctx, item) -> str:
     """The rule's error code for the item (the Python side's reason), for the statistics."""
     record = decode_item(item)
@@ -214,7 +205,7 @@ def test_python_and_vyper_agree_on_oracle_price(contracts, case):
     set_name, rules, state, ctx, item = case
     before = dict(state.markets)
     reason = refusal(rules, state, ctx, item)
-    runner, pre_root, result, (root, ok, post_ctx) = run_both(contracts[set_name], rules, state, ctx, item)
+    runner, pre_root, result, (root, ok, post_ctx) = run_both(contracts[set_name], state, ctx, item, rules)
     assert (root, ok) == (runner.state_root, result.ok)
     assert contracts[set_name].functions.ctx_hash(post_ctx).call() == runner.ctx.hash()
     if not ok:
@@ -237,8 +228,8 @@ def quorum_signed(record: OraclePrice, keys=DEVNET_ORACLE_KEYS, count: int = 2) 
 
 def step_both(onestep, state: State, record: OraclePrice, rules=fv.RULES, ts: int = fv.BLOCK_TIME):
     """One OraclePrice through both sides; the state after it (Python's) and the outcome."""
-    runner, pre_root, result, (root, ok, _) = run_both(onestep, rules, state, fv.open_block_ctx(state, ts),
-                                                       encode_item(record))
+    runner, pre_root, result, (root, ok, _) = run_both(onestep, state, fv.open_block_ctx(state, ts),
+                                                       encode_item(record), rules)
     assert (root, ok) == (runner.state_root, result.ok)
     return runner.state, ok
 
@@ -307,8 +298,8 @@ def test_more_than_fifteen_signatures_is_a_noop_the_rule_refuses(contracts):
     _, ok = step_both(contracts["wide"], state, msgspec.structs.replace(record, signatures=sigs), rules=WIDE_RULES)
     assert ok and len(fifteen) == 23 + 15 * 65
     raw = fifteen[:22] + bytes([16]) + fifteen[23:]
-    runner, pre_root, result, (root, ok, _) = run_both(contracts["wide"], WIDE_RULES, state,
-                                                       fv.open_block_ctx(state), raw)
+    runner, pre_root, result, (root, ok, _) = run_both(contracts["wide"], state, fv.open_block_ctx(state), raw,
+                                                       WIDE_RULES)
     assert not ok and not result.ok and root == pre_root == runner.state_root
 
 
@@ -374,6 +365,6 @@ def test_a_context_that_skips_signatures_cannot_agree(onestep_contract):
     state = fv.make_perps_state({}, [fv.make_market(fv.BTC, PRICES[fv.BTC])], {}, {})
     unsigned = OraclePrice(fv.BTC, PRICES[fv.BTC] + 10**6, fv.BLOCK_TIME - 500, ())
     trusting = msgspec.structs.replace(fv.RULES, verify_signatures=False)
-    runner, pre_root, result, (root, ok, _) = run_both(onestep_contract, trusting, state, fv.open_block_ctx(state),
-                                                       encode_item(unsigned))
+    runner, pre_root, result, (root, ok, _) = run_both(onestep_contract, state, fv.open_block_ctx(state),
+                                                       encode_item(unsigned), trusting)
     assert result.ok and not ok and root == pre_root != runner.state_root

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from l1_bridge.deploy import deploy_onestep
+from onestep_support import BTC, ETH, PRICES, params_of, run_both
 from prover import fraud_vectors as fv
 from prover.keys import compute_key, get_account_key, get_market_key, get_order_key, get_position_key
 from prover.records import PendingKind, decode_item, encode_item
 from prover.trace import TRIGGER_KIND, TraceContext, TraceRunner, get_onestep_markets
 from sequencer.core.presets import DEVNET
 from sequencer.core.records import AdjustMargin, CancelOrder, FundingTick, PlaceOrder
-from sequencer.core.rules.base import get_market_params
 from sequencer.core.state import Account, Position
 from test_onestep_differential import nonce_lists, nonces_for, pick, signature
 
@@ -36,18 +36,11 @@ I64 = 2**63
 MAX = DEVNET.max_amount
 AHEAD = DEVNET.max_expiry_ahead_ms
 MINUTE = 60_000
-BTC = get_market_params(fv.RULES, fv.BTC)
-ETH = get_market_params(fv.RULES, fv.ETH)
-PRICES = {fv.BTC: 60_000 * 10**6, fv.ETH: 3_000 * 10**6}
 
 
 @pytest.fixture(scope="module")
 def onestep(onestep_contract):
     return onestep_contract
-
-
-def params_of(market_id: int):
-    return BTC if market_id == fv.BTC else ETH
 
 
 @st.composite
@@ -243,16 +236,6 @@ def check_deletion(onestep, pre_root, ctx, item, result, runner):
             with pytest.raises(Exception, match="bad deletion"):
                 onestep.functions.apply(pre_root, ctx.as_arg(), item, forged, list(result.witness.nonces)).call()
     return len(deletions)
-
-
-def run_both(onestep, state, ctx, item):
-    runner = TraceRunner(state, fv.RULES, ctx=ctx)
-    pre_root = runner.state_root
-    result = runner.step(item)
-    root, post_ctx, ok = onestep.functions.apply(
-        pre_root, ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings],
-        list(result.witness.nonces)).call()
-    return runner, pre_root, result, (root, ok, post_ctx)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from l1_bridge.compile import CONTRACTS_DIR
+from onestep_support import BTC, ETH, PRICES, params_of, run_both
 from prover import fraud_vectors as fv
 from prover import plan_triggers
 from prover.keys import get_account_key, get_order_schedule_key
@@ -32,7 +33,6 @@ from sequencer.core import eip712
 from sequencer.core.presets import DEVNET
 from sequencer.core.records import (CancelOrder, PlaceOrder, PlaceTrigger, ScheduleCancel, ScheduledCancelAll,
                                     TriggerFire)
-from sequencer.core.rules.base import get_market_params
 from sequencer.core.rules.triggers import DAY_MS, STOP_LOSS, TAKE_PROFIT
 from sequencer.core.state import (TRIGGER_CANCELLED, TRIGGER_FIRED, TRIGGER_PENDING, Account, Order, OrderSchedule,
                                   State, Trigger)
@@ -49,18 +49,11 @@ LEAD = DEVNET.schedule_cancel_min_delay_ms
 PER_DAY = DEVNET.max_scheduled_cancels_per_day
 TS = fv.BLOCK_TIME
 TODAY = TS // DAY_MS
-BTC = get_market_params(fv.RULES, fv.BTC)
-ETH = get_market_params(fv.RULES, fv.ETH)
-PRICES = {fv.BTC: 60_000 * 10**6, fv.ETH: 3_000 * 10**6}
 
 
 @pytest.fixture(scope="module")
 def onestep(onestep_contract):
     return onestep_contract
-
-
-def params_of(market_id: int):
-    return BTC if market_id == fv.BTC else ETH
 
 
 # --- building reachable states -----------------------------------------------------
@@ -267,16 +260,6 @@ def trigger_cases(draw):
 
 
 # --- running both ---------------------------------------------------------------------
-
-def run_both(onestep, state, ctx, item):
-    runner = TraceRunner(state, fv.RULES, ctx=ctx)
-    pre_root = runner.state_root
-    result = runner.step(item)
-    root, post_ctx, ok = onestep.functions.apply(
-        pre_root, ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings],
-        list(result.witness.nonces)).call()
-    return runner, pre_root, result, (root, ok, post_ctx)
-
 
 def opening_arg(tree, key: bytes) -> tuple:
     p = tree.prove(key)

@@ -21,6 +21,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
+from onestep_support import BTC, ETH, PRICES, params_of, run_both
 from prover import fraud_vectors as fv
 from prover.keys import get_market_key, get_position_key, get_vault_share_key
 from prover.records import compute_record_item, decode_item, encode_item, get_item_size
@@ -29,7 +30,7 @@ from sequencer.core.commitment import compute_dirty_leaves
 from sequencer.core.encoding import encode_record
 from sequencer.core.presets import DEVNET, MAX_INT64
 from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
-from sequencer.core.rules.base import RuleError, get_market_params
+from sequencer.core.rules.base import RuleError
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.rules.vault import (VAULT_ADDRESS, compute_amount_for_shares, compute_shares_for_deposit,
                                         compute_vault_equity, compute_vault_unwind, get_total_shares,
@@ -48,19 +49,12 @@ MIN_DEPOSIT = DEVNET.vault_min_deposit
 LOCKUP = DEVNET.vault_lockup_ms
 MINUTE = 60_000
 VAULT = VAULT_ADDRESS
-BTC = get_market_params(fv.RULES, fv.BTC)
-ETH = get_market_params(fv.RULES, fv.ETH)
-PRICES = {fv.BTC: 60_000 * 10**6, fv.ETH: 3_000 * 10**6}
 EXAMPLES = 250
 
 
 @pytest.fixture(scope="module")
 def onestep(onestep_contract):
     return onestep_contract
-
-
-def params_of(market_id: int):
-    return BTC if market_id == fv.BTC else ETH
 
 
 # --- states ---------------------------------------------------------------------------------
@@ -234,16 +228,6 @@ def vault_cases(draw):
 
 
 # --- running both ---------------------------------------------------------------------------
-
-def run_both(onestep, state, ctx, item):
-    runner = TraceRunner(state, fv.RULES, ctx=ctx)
-    pre_root = runner.state_root
-    result = runner.step(item)
-    root, post_ctx, ok = onestep.functions.apply(
-        pre_root, ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings],
-        list(result.witness.nonces)).call()
-    return runner, pre_root, result, (root, ok, post_ctx)
-
 
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
