@@ -24,7 +24,7 @@ run: install
 	$(BIN)/isoroll devnet
 
 test: install
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=25
 
 test-fast: install
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit

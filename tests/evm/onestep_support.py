@@ -3,6 +3,8 @@ generated states use, and running one item through the Python reference and
 the contract from the same pre-state."""
 from __future__ import annotations
 
+import os
+
 from prover import fraud_vectors as fv
 from prover.trace import TraceRunner
 from sequencer.core.rules.base import get_market_params
@@ -10,6 +12,16 @@ from sequencer.core.rules.base import get_market_params
 BTC = get_market_params(fv.RULES, fv.BTC)
 ETH = get_market_params(fv.RULES, fv.ETH)
 PRICES = {fv.BTC: 60_000 * 10**6, fv.ETH: 3_000 * 10**6}
+
+
+EXAMPLES_SCALE = float(os.environ.get("ISOROLL_ONESTEP_EXAMPLES_SCALE", "0.4"))
+"""The share of each differential test's example count a run makes: 0.4 in the
+suite (it must fit the CI's time on 2 cores), 1 or more for a deep run."""
+
+
+def get_examples(full: int) -> int:
+    """The Hypothesis examples of a differential test whose full run is ``full``."""
+    return max(10, round(full * EXAMPLES_SCALE))
 
 
 def params_of(market_id: int):

@@ -21,7 +21,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from onestep_support import BTC, ETH, params_of, run_both
+from onestep_support import BTC, ETH, get_examples, params_of, run_both
 from prover import fraud_vectors as fv
 from prover.keys import get_auction_key
 from prover.records import PendingKind, decode_item, encode_item
@@ -223,7 +223,7 @@ def State_copy(state):
     return State.from_tables(state.to_tables())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=get_examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=auction_cases())
 def test_python_and_vyper_agree_on_auction_bids(onestep, case):
     state, ctx, item = case
@@ -308,7 +308,7 @@ def modify_cases(draw):
     return state, ctx, item
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=get_examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=modify_cases())
 def test_python_and_vyper_agree_on_modify_orders(onestep, case):
     state, ctx, item = case

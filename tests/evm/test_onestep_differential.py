@@ -11,6 +11,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from onestep_support import get_examples
 from prover import fraud_vectors as fv
 from prover.records import PENDING_TAGS, BlockEnd, BlockStart, Noop, encode_item
 from prover.trace import TraceContext, TraceRunner
@@ -147,7 +148,7 @@ def cases(draw):
 PENDING_PREFIXES = {bytes([2, tag]) for tag in PENDING_TAGS}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=get_examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=cases())
 def test_python_and_vyper_agree(onestep, case):
     state, ctx, item = case

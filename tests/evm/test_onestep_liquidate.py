@@ -22,6 +22,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
+from onestep_support import get_examples
 from prover import fraud_vectors as fv
 from prover.keys import GLOBAL_KEY, get_auction_key, get_market_key, get_position_key
 from prover.records import PendingKind, decode_item, encode_item
@@ -46,7 +47,7 @@ RULES = msgspec.structs.replace(fv.RULES, markets=MARKETS)
 PRICES = {BTC: 60_000 * 10**6, ETH: 3_000 * 10**6, LADDER: 60_000 * 10**6}
 I64 = 2**63
 FUND = INSURANCE_ADDRESS
-EXAMPLES = int(os.environ.get("ISOROLL_LIQUIDATE_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("ISOROLL_LIQUIDATE_EXAMPLES", get_examples(300)))
 
 
 @pytest.fixture(scope="module")

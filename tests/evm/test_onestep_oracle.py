@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from l1_bridge.deploy import deploy_onestep, load_artifact
-from onestep_support import run_both
+from onestep_support import get_examples, run_both
 from prover import fraud_vectors as fv
 from prover.plan_oracle import MAX_ORACLE_SIGNERS, get_onestep_oracle_args
 from prover.records import MAX_ITEM_SIZE, Noop, compute_record_item, decode_item, encode_item
@@ -199,7 +199,7 @@ def refusal(rules, state, ctx, item) -> str:
     return error.code if error is not None else "applied"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=get_examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=oracle_cases())
 def test_python_and_vyper_agree_on_oracle_price(contracts, case):
     set_name, rules, state, ctx, item = case

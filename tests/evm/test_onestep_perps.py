@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from l1_bridge.deploy import deploy_onestep
-from onestep_support import BTC, ETH, PRICES, params_of, run_both
+from onestep_support import BTC, ETH, PRICES, get_examples, params_of, run_both
 from prover import fraud_vectors as fv
 from prover.keys import compute_key, get_account_key, get_market_key, get_order_key, get_position_key
 from prover.records import PendingKind, decode_item, encode_item
@@ -238,7 +238,7 @@ def check_deletion(onestep, pre_root, ctx, item, result, runner):
     return len(deletions)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=get_examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=perps_cases())
 def test_python_and_vyper_agree_on_perps_kinds(onestep, case):
     state, ctx, item = case

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from l1_bridge.compile import CONTRACTS_DIR
-from onestep_support import BTC, ETH, PRICES, params_of, run_both
+from onestep_support import BTC, ETH, PRICES, get_examples, params_of, run_both
 from prover import fraud_vectors as fv
 from prover import plan_triggers
 from prover.keys import get_account_key, get_order_schedule_key
@@ -295,7 +295,7 @@ def check(onestep, state, ctx, item):
     return runner, result
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=get_examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=trigger_cases())
 def test_python_and_vyper_agree_on_trigger_kinds(onestep, case):
     state, ctx, item = case

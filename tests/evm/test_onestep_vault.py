@@ -21,7 +21,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from onestep_support import BTC, ETH, PRICES, params_of, run_both
+from onestep_support import BTC, ETH, PRICES, get_examples, params_of, run_both
 from prover import fraud_vectors as fv
 from prover.keys import get_market_key, get_position_key, get_vault_share_key
 from prover.records import compute_record_item, decode_item, encode_item, get_item_size
@@ -49,7 +49,7 @@ MIN_DEPOSIT = DEVNET.vault_min_deposit
 LOCKUP = DEVNET.vault_lockup_ms
 MINUTE = 60_000
 VAULT = VAULT_ADDRESS
-EXAMPLES = 250
+EXAMPLES = get_examples(250)
 
 
 @pytest.fixture(scope="module")

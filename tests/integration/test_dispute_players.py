@@ -98,17 +98,15 @@ def test_loading_and_revealing(honest):
 
 
 def test_an_item_with_no_one_step_yet_is_replayed_but_never_stepped(monkeypatch):
-    """A pending kind is posted as RECORD(tag, msgpack): the trace's claims go
-    on through it (the L1 replay's transition), and no side steps a game whose
-    last item it is: a clock decides such a game.  The oracle price has a
-    one-step now; it stands in for a kind without one (its packed layout and
-    its ONESTEP_TAGS entry taken away)."""
+    """An item the one-step cannot re-execute (a pending tag; a pending branch
+    is the same to the players): the trace's claims go on through it (the L1
+    replay's transition), and no side steps a game whose last item it is: a
+    clock decides such a game.  Every kind has a one-step now; the oracle
+    price stands in for one without (its tag made pending)."""
     from sequencer.core.encoding import encode_block, encode_record, make_block
     from sequencer.core.records import OraclePrice
     from prover import records
     import msgspec
-    monkeypatch.delitem(records.RECORD_LAYOUTS, OraclePrice)
-    monkeypatch.delitem(records.RECORD_BY_TAG, 32)
     monkeypatch.setattr(records, "PENDING_TAGS", records.PENDING_TAGS | {32})
     messages = fv.make_trace_messages()
     parent = keccak(messages[-1])
