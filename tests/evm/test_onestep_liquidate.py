@@ -22,7 +22,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from onestep_support import get_examples
+from onestep_support import get_examples, run_both
 from prover import fraud_vectors as fv
 from prover.keys import GLOBAL_KEY, get_auction_key, get_market_key, get_position_key
 from prover.records import PendingKind, decode_item, encode_item
@@ -197,16 +197,6 @@ def pending_reads(record) -> list[bytes]:
     return [GLOBAL_KEY]
 
 
-def run_both(onestep, state, ctx, item):
-    runner = TraceRunner(state, RULES, ctx=ctx)
-    pre_root = runner.state_root
-    result = runner.step(item)
-    root, post_ctx, ok = onestep.functions.apply(
-        pre_root, ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings],
-        list(result.witness.nonces)).call()
-    return runner, pre_root, result, (root, ok)
-
-
 def check_pending(onestep, state, ctx, item):
     """The reference raised PendingKind: the contract, given honest reads, reverts "pending"."""
     runner = TraceRunner(state, RULES, ctx=ctx)
@@ -220,7 +210,7 @@ def check_pending(onestep, state, ctx, item):
 def test_python_and_vyper_agree_on_the_ladder_records(onestep, case):
     state, ctx, item = case
     try:
-        runner, pre_root, result, (root, ok) = run_both(onestep, state, ctx, item)
+        runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, item, RULES)
     except PendingKind as e:
         event(f"pending: {str(e)[:60]}")
         check_pending(onestep, state, ctx, item)
@@ -260,7 +250,7 @@ def fixed_state(position: Position | None = None, *, market_id: int = BTC, fund:
 
 def step_both(onestep, state, record):
     ctx = fv.open_block_ctx(state)
-    runner, pre_root, result, (root, ok) = run_both(onestep, state, ctx, encode_item(record))
+    runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, encode_item(record), RULES)
     assert (root, ok) == (runner.state_root, result.ok)
     return runner, pre_root, result
 
