@@ -115,8 +115,7 @@ def value_of(op: trace.Opening) -> Bytes[MAX_LEAF]:
 @pure
 def position_of(leaf: Bytes[MAX_LEAF]) -> mk.Position:
     """The position leaf's fields (all zero when empty)."""
-    return mk.Position(size=lib.leaf_int(leaf, 0), cost=lib.leaf_int(leaf, 1), margin=lib.leaf_int(leaf, 2),
-                       funding_snapshot=lib.leaf_int(leaf, 3))
+    return mk.position_of(leaf)
 
 
 @internal

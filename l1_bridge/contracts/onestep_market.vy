@@ -67,6 +67,7 @@ struct Position:
     cost: int256
     margin: int256
     funding_snapshot: int256
+    order_epoch: uint256   # rules v2: the owner's orders here with seq <= it are cancelled
 
 
 struct Funding:
@@ -181,20 +182,29 @@ def ceil_div(a: int256, b: int256) -> int256:
 @internal
 @pure
 def read_position(op: trace.Opening) -> Position:
-    """The position leaf (size, cost, margin, funding snapshot); all zero when absent."""
-    v: Bytes[MAX_LEAF] = op.value
+    """The position leaf (size, cost, margin, funding snapshot, order epoch); all zero when absent."""
+    return self.position_of(op.value)
+
+
+@internal
+@pure
+def position_of(v: Bytes[MAX_LEAF]) -> Position:
+    """A position leaf's fields (the order epoch 0 in a four-word leaf; all zero when empty)."""
     return Position(size=lib.leaf_int(v, 0), cost=lib.leaf_int(v, 1), margin=lib.leaf_int(v, 2),
-                    funding_snapshot=lib.leaf_int(v, 3))
+                    funding_snapshot=lib.leaf_int(v, 3), order_epoch=lib.leaf_word(v, 4))
 
 
 @internal
 @pure
 def position_leaf(p: Position) -> Bytes[MAX_LEAF]:
     """sequencer/core/commitment.py encode_position_leaf (empty for a flat
-    position with no margin: the leaf is deleted)."""
-    if p.size == 0 and p.cost == 0 and p.margin == 0:
+    position with no margin and no order epoch: the leaf is deleted; the
+    epoch is a fifth word only once set)."""
+    if p.size == 0 and p.cost == 0 and p.margin == 0 and p.order_epoch == 0:
         return b""
-    return abi_encode(p.size, p.cost, convert(p.margin, uint256), p.funding_snapshot)
+    if p.order_epoch == 0:
+        return abi_encode(p.size, p.cost, convert(p.margin, uint256), p.funding_snapshot)
+    return abi_encode(p.size, p.cost, convert(p.margin, uint256), p.funding_snapshot, p.order_epoch)
 
 
 @internal

@@ -48,6 +48,7 @@ ORDER_TIME_IN_FORCE: constant(uint256) = 8
 ORDER_REDUCE_ONLY: constant(uint256) = 9
 ORDER_EXPIRY: constant(uint256) = 10
 ORDER_SEQ: constant(uint256) = 11
+POSITION_ORDER_EPOCH: constant(uint256) = 4   # the position leaf's fifth word (rules v2)
 
 
 struct Trade:
@@ -126,14 +127,17 @@ def parse(item: Bytes[MAX_ITEM]) -> Trade:
 
 @internal
 @pure
-def is_live(order: Bytes[MAX_LEAF], t: Trade, timestamp_ms: uint256) -> bool:
-    """get_live_order: registered, not cancelled, not expired, of the trade's
-    market, with the trade's size left."""
+def is_live(order: Bytes[MAX_LEAF], position: Bytes[MAX_LEAF], t: Trade, timestamp_ms: uint256) -> bool:
+    """get_live_order: registered, not cancelled (by its flag or by its
+    owner's order epoch, the position's fifth word), not expired, of the
+    trade's market, with the trade's size left."""
     if len(order) == 0:
         return False
     if lib.leaf_word(order, ORDER_CANCELLED) != 0 or lib.leaf_word(order, ORDER_EXPIRY) < timestamp_ms:
         return False
     if lib.leaf_word(order, ORDER_MARKET) != t.market:
+        return False
+    if lib.leaf_word(order, ORDER_SEQ) <= lib.leaf_word(position, POSITION_ORDER_EPOCH):
         return False
     return t.size + lib.leaf_word(order, ORDER_FILLED) <= lib.leaf_word(order, ORDER_SIZE)
 
@@ -176,8 +180,7 @@ def terms_ok(t: Trade, maker: Bytes[MAX_LEAF], taker: Bytes[MAX_LEAF], p: mk.Mar
 @internal
 @pure
 def read_position(leaf: Bytes[MAX_LEAF]) -> mk.Position:
-    return mk.Position(size=lib.leaf_int(leaf, 0), cost=lib.leaf_int(leaf, 1), margin=lib.leaf_int(leaf, 2),
-                       funding_snapshot=lib.leaf_int(leaf, 3))
+    return mk.position_of(leaf)
 
 
 @internal
@@ -341,7 +344,8 @@ def execute(t: Trade, maker: Side, taker: Side, market: Bytes[MAX_LEAF], g: lib.
     found, p = mk.market_params(t.market)
     if not found:
         return out
-    if not self.is_live(maker.order, t, timestamp_ms) or not self.is_live(taker.order, t, timestamp_ms):
+    if (not self.is_live(maker.order, maker.position, t, timestamp_ms)
+            or not self.is_live(taker.order, taker.position, t, timestamp_ms)):
         return out
     if not self.roles_ok(t, maker.order, taker.order, g.order_count):
         return out

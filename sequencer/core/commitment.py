@@ -5,6 +5,7 @@ Leaf values are ABI-style 32-byte words so the L1 contracts can read them with
 plain slicing (the escape hatch decodes accounts, positions and markets):
 - account:  collateral (uint256) || nonces_hash (bytes32)
 - position: size (int256) || cost (int256) || margin (uint256) || funding_snapshot (int256)
+            [|| order_epoch, only when non-zero (rules v2)]
 - order:    params_hash (bytes32) || size (uint256) || filled (uint256) || cancelled (uint256 0/1) ||
             market || is_buy (0/1) || price || leverage || time_in_force || reduce_only (0/1) ||
             expiry || seq
@@ -21,7 +22,8 @@ plain slicing (the escape hatch decodes accounts, positions and markets):
             leverage || tpsl || reduce_only (0/1) || placed_ms || status (0 pending, 1 fired, 2 cancelled)
 - order schedule: cancel_at_ms || open_triggers || cancel_day || cancels (all zero: an empty leaf)
 - auction:  size || start_price || end_price || start_ms || end_ms (sequencer.core.rules.auction)
-An absent entry (or a position of size 0 with no margin, or a vault entry with no shares) is an empty leaf.
+An absent entry (or a position of size 0 with no cost, no margin and no order epoch, or a vault entry with
+no shares) is an empty leaf.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from prover.output import compute_withdrawals_root
 from sequencer.core.state import (AUCTIONS, Auction, ACCOUNTS, MARKETS, ORDERS, POSITIONS, VAULT_SHARES, Account, Globals, Market,
                                   Order, Position, State, VaultShare, Withdrawal)
 
-from sequencer.core.state import ORDER_SCHEDULES, TRIGGERS, OrderSchedule, Trigger
+from sequencer.core.state import ORDER_SCHEDULES, TRIGGERS, OrderSchedule, Trigger, is_empty_position
 
 
 def u256(value: int) -> bytes:
@@ -57,8 +59,10 @@ def encode_account_leaf(account: Account) -> bytes:
 
 
 def encode_position_leaf(position: Position) -> bytes:
-    return (i256(position.size) + i256(position.cost) + u256(position.margin)
-            + i256(position.funding_snapshot))
+    """Four words; a fifth, the order epoch, only once it is set (rules v2), so
+    every leaf written before it keeps its value."""
+    leaf = i256(position.size) + i256(position.cost) + u256(position.margin) + i256(position.funding_snapshot)
+    return leaf + u256(position.order_epoch) if position.order_epoch else leaf
 
 
 def encode_order_leaf(order: Order) -> bytes:
@@ -109,8 +113,7 @@ def compute_leaf(state: State, table: str, key: Any) -> tuple[bytes, bytes | Non
         return get_account_key(key), None if account is None else encode_account_leaf(account)
     if table == POSITIONS:
         position = state.positions.get(key)
-        empty = position is None or (position.size == 0 and position.margin == 0 and position.cost == 0)
-        return get_position_key(*key), None if empty else encode_position_leaf(position)
+        return get_position_key(*key), None if is_empty_position(position) else encode_position_leaf(position)
     if table == ORDERS:
         order = state.orders.get(key)
         return get_order_key(*key), None if order is None else encode_order_leaf(order)

@@ -37,13 +37,13 @@ from sequencer.core.presets import PPM
 from sequencer.core.records import (AuctionBid, AuctionEnd, AdjustMargin, CancelOrder, ForcedClose, FundingTick, Liquidate, OraclePrice,
                                     PlaceOrder, Record, Trade, Transfer, Withdraw)
 from sequencer.core.rules.base import TradeError, get_market_params, require_fresh_price
-from sequencer.core.rules.liquidation import (BOOK_POLICIES, MAX_LIQUIDATION_MAKERS, compute_liquidation_limit,
-                                              is_within_limit)
+from sequencer.core.rules.liquidation import (BOOK_POLICIES, MAX_LIQUIDATION_MAKERS_V2, compute_liquidation_limit,
+                                              get_max_liquidation_makers, is_within_limit)
 from sequencer.core.rules.funding import get_due_funding_time
 from sequencer.core.rules.margin import compute_liquidation_size, compute_order_margin, is_liquidatable
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY, check_order_terms
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
-from sequencer.core.state import Order, State
+from sequencer.core.state import Order, State, get_order_epoch, is_order_open
 from sequencer.core.transition import Context, RuleError, apply_record
 from sequencer.core.records import ModifyOrder, PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
 from sequencer.core.rules.orders import as_replacement
@@ -453,7 +453,8 @@ class Exchange:
         self.reserved.clear()
         self.triggers.rebuild(state)
         now = state.globals.timestamp_ms
-        resting = [(o.seq, k, o) for k, o in state.orders.items() if is_resting(o, now) and o.market in self.books]
+        resting = [(o.seq, k, o) for k, o in state.orders.items()
+                   if is_resting(o, now) and o.market in self.books and o.seq > get_order_epoch(state, k[0], o.market)]
         for _, (account, nonce), order in sorted(resting, key=lambda item: item[0]):
             self.add_order(account, nonce, order, self.markets[order.market])
 
@@ -508,15 +509,16 @@ class Exchange:
         """Apply one Liquidate naming the makers the liquidation order meets in
         this book (book-first policies; none on the last step, so what is left
         goes down the ladder); a maker that could not fill is passed over and
-        the record made again without it (after MAX_LIQUIDATION_MAKERS tries,
+        the record made again without it (after as many tries as the rules' maker cap,
         with none).  None if the rule refused it."""
         market_id = params.id
-        for attempt in range(MAX_LIQUIDATION_MAKERS + 1):
-            if last or attempt == MAX_LIQUIDATION_MAKERS:     # the ladder takes the step
+        max_makers = get_max_liquidation_makers(ctx)
+        for attempt in range(max_makers + 1):
+            if last or attempt == max_makers:     # the ladder takes the step
                 makers = ()
             else:
                 makers = self.find_liquidation_makers(state, address, position, mark, params, passed_over,
-                                                      timestamp_ms)
+                                                      timestamp_ms, max_makers)
             record = Liquidate(address, market_id, makers)
             before = {key: state.orders[key].filled for key in makers}
             snapshot = state.snapshot()
@@ -538,10 +540,11 @@ class Exchange:
         return None
 
     def find_liquidation_makers(self, state: State, address: bytes, position, mark: int, params: MarketParams,
-                                passed_over: set, timestamp_ms: int) -> tuple[tuple[bytes, int], ...]:
+                                passed_over: set, timestamp_ms: int,
+                                max_makers: int = MAX_LIQUIDATION_MAKERS_V2) -> tuple[tuple[bytes, int], ...]:
         """The resting orders a liquidation order of this step meets, best first
         (price-time priority, the book's own order), within the position's
-        bankruptcy price, at most MAX_LIQUIDATION_MAKERS; () for a policy
+        bankruptcy price, at most ``max_makers``; () for a policy
         without the book or a position in auction."""
         if params.liquidation_policy not in BOOK_POLICIES or (address, params.id) in state.auctions:
             return ()
@@ -551,7 +554,7 @@ class Exchange:
         need = compute_liquidation_size(position, mark, market, params)
         makers = []
         for order in self.books[params.id].side(long).iter_live():
-            if need <= 0 or len(makers) == MAX_LIQUIDATION_MAKERS or not is_within_limit(long, order.price, limit):
+            if need <= 0 or len(makers) == max_makers or not is_within_limit(long, order.price, limit):
                 break
             key = (order.account, order.nonce)
             if order.expiry < timestamp_ms or order.account == address or key in passed_over:
@@ -565,7 +568,7 @@ class Exchange:
         liquidation, a forced close): only the owner's, through ``owner_orders``."""
         for nonce in sorted(self.owner_orders.get(address, ())):
             key = (address, nonce)
-            if self.orders[key].market == market_id and state.orders[key].cancelled:
+            if self.orders[key].market == market_id and not is_order_open(state, address, nonce):
                 self.remove_order(key)
 
     def due_auction_ends(self, state: State, timestamp_ms: int, ctx: Context) -> list[Record]:

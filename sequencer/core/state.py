@@ -38,6 +38,34 @@ class Position(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """Collateral isolated in this position."""
     funding_snapshot: int = 0
     """The market's cumulative funding index when the position last settled."""
+    # Appended for the bounded cancel-all (rules v2, docs/engine.md "Liquidation"):
+    order_epoch: int = 0
+    """Every order of the owner in this market placed at or before this
+    placement sequence number (``Globals.order_count`` then) is cancelled: a
+    liquidation or a forced close cancels them all with this one write
+    (0x's ``cancelOrdersUpTo``), so the state transition's cost, and its
+    fraud proof's witness, do not grow with the owner's orders."""
+
+
+def is_empty_position(position: Position | None) -> bool:
+    """A position the state tree does not hold: flat, no cost, no margin, and
+    no cancelled orders to remember (its leaf is empty; sequencer.core.commitment)."""
+    return position is None or (position.size == 0 and position.cost == 0 and position.margin == 0
+                                and position.order_epoch == 0)
+
+
+def get_order_epoch(state: "State", address: bytes, market: int) -> int:
+    """The owner's order epoch in the market: its orders with ``seq`` at or below it are cancelled."""
+    position = state.positions.get((address, market))
+    return 0 if position is None else position.order_epoch
+
+
+def is_order_open(state: "State", address: bytes, nonce: int) -> bool:
+    """Neither filled nor cancelled (by its flag or by its owner's order epoch
+    in its market): what the book and the API show."""
+    order = state.orders.get((address, nonce))
+    return (order is not None and not order.cancelled and order.filled < order.size
+            and order.seq > get_order_epoch(state, address, order.market))
 
 
 class Order(msgspec.Struct, frozen=True, array_like=True, gc=False):

@@ -36,6 +36,7 @@ from sequencer.core.presets import MAX_INT64
 from sequencer.core.records import (CancelOrder, Liquidate, ModifyOrder, OraclePrice, PlaceOrder, ScheduledCancelAll,
                                     Trade)
 from sequencer.core.rules import funding, orders
+from sequencer.core.state import is_order_open
 from sequencer.core.transition import RuleError
 from sequencer.node import views
 from sequencer.node.api import ApiError, json_response, parse_address_param, read_body
@@ -161,8 +162,8 @@ class TradingRoutes:
             return {}
         if order.filled >= order.size:
             status = "filled"
-        elif order.cancelled:
-            status = "cancelled"
+        elif not is_order_open(self.node.chain.state, record.account, record.nonce):
+            status = "cancelled"  # its flag, or its owner's liquidation or forced close (the order epoch)
         elif order.time_in_force == orders.IMMEDIATE_OR_CANCEL:
             status = "expired"  # an IOC remainder never rests
         else:

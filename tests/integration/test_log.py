@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from sequencer.core.presets import SCHEMA_VERSION
 from sequencer.log.kafka import BlockReader, BlockWriter, Fenced, LogConfig, ensure_topic
 
 pytestmark = pytest.mark.kafka
@@ -30,7 +31,7 @@ async def test_committed_blocks_are_read_in_order_with_offsets(broker, topic):
     messages = await read_all(config)
     assert [m.value for m in messages] == [b"block-%d" % i for i in range(5)]
     assert [m.offset for m in messages] == offsets
-    assert all(m.schema == 1 for m in messages)
+    assert all(m.schema == SCHEMA_VERSION for m in messages)
 
 
 async def test_read_committed_hides_aborted_and_open_transactions(broker, topic):

@@ -20,6 +20,7 @@ from sequencer.lab.checks import (INSURANCE_ADDRESS, compute_position_equity, co
                                   get_crossed_books, get_fund_positions, get_negative_equity_positions,
                                   get_stuck_liquidations)
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY
+from sequencer.core.state import is_order_open
 from sequencer.lab.venue import Venue
 
 BTC = 1
@@ -341,7 +342,7 @@ def test_orders_of_a_liquidated_position_are_cancelled():
     venue.submit(resting)
     assert liquidations(venue.set_price(usd(54_000))) == [Liquidate(venue.address("a"), BTC)]
     assert venue.size("a") == 0
-    assert venue.state.orders[(venue.address("a"), resting.nonce)].cancelled
+    assert not is_order_open(venue.state, venue.address("a"), resting.nonce)   # by the order epoch
     venue.place("seller", False, usd(50_000), ONE_BTC // 10, tif=IMMEDIATE_OR_CANCEL)
     assert venue.size("a") == 0
 

@@ -19,16 +19,17 @@ from sequencer.core.encoding import encode_block, make_block
 from sequencer.core.records import OraclePrice, PlaceOrder, Withdraw
 from sequencer.core.rules.accounts import process_withdraw
 from sequencer.core.rules.base import RuleError
-from sequencer.core.rules.table import RULES_V1
+from sequencer.core.presets import SCHEMA_VERSION
+from sequencer.core.rules.table import RULE_TABLES, RULES_V1, get_rules
 from sequencer.core.transition import apply_block_bytes, apply_record
 
 replace = msgspec.structs.replace
 
 
 def plant(monkeypatch, kind: type, rule) -> None:
-    """Schema version 1's table as RULES_V1 with ``kind`` handled by ``rule``."""
-    table = MappingProxyType({**RULES_V1, kind: rule})
-    monkeypatch.setattr(transition, "RULE_TABLES", MappingProxyType({1: table}))
+    """The current schema version's table with ``kind`` handled by ``rule``."""
+    table = MappingProxyType({**get_rules(SCHEMA_VERSION), kind: rule})
+    monkeypatch.setattr(transition, "RULE_TABLES", MappingProxyType({SCHEMA_VERSION: table}))
 
 
 def withdraw_then_fail(exc: Exception):
@@ -106,8 +107,9 @@ def test_a_broken_signature_backend_stops_instead_of_refusing_the_tx():
 def test_an_unknown_schema_version_stops_before_any_record():
     sim, message = funded()
     before = sim.state.to_tables()
-    with pytest.raises(ValueError, match="no rules for log schema version 2"):
-        apply_block_bytes(sim.state, message, replace(CTX, schema_version=2))
+    unknown = max(RULE_TABLES) + 1
+    with pytest.raises(ValueError, match=f"no rules for log schema version {unknown}"):
+        apply_block_bytes(sim.state, message, replace(CTX, schema_version=unknown))
     assert sim.state.to_tables() == before
 
 

@@ -17,7 +17,8 @@ from sequencer.core.matching import Exchange
 from sequencer.core.records import ForcedClose, ForcedWithdrawal
 from sequencer.core.rules.margin import compute_fee, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
-from sequencer.core.rules.table import RULES_V1
+from sequencer.core.rules.table import RULES_V1, RULES_V2
+from sequencer.core.state import Position, is_order_open
 from l1_bridge.watcher import event_to_record
 
 PRICE = usd(60_000)
@@ -58,8 +59,9 @@ def served_only(before: dict, after: dict) -> bool:
     return keep(before) == keep(after)
 
 
-def test_forced_close_is_a_v1_rule():
+def test_forced_close_is_a_v1_rule_and_v2_cancels_by_the_order_epoch():
     assert RULES_V1[ForcedClose].__name__ == "process_forced_close"
+    assert RULES_V2[ForcedClose].__name__ == "process_forced_close_v2"
 
 
 def test_healthy_long_closed_at_the_mark_margin_freed_conservation_exact():
@@ -84,7 +86,7 @@ def test_healthy_long_closed_at_the_mark_margin_freed_conservation_exact():
     assert sim.state.markets[BTC].open_interest == 0
     assert (INSURANCE_ADDRESS, BTC) not in sim.state.positions
     assert sim.position("alice", ETH) == eth_before               # isolation: the ETH position untouched
-    assert sim.state.orders[bid].cancelled and bid not in sim.exchange.orders
+    assert not is_order_open(sim.state, *bid) and bid not in sim.exchange.orders   # by the order epoch
     assert ALICE not in sim.exchange.reserved
     check_books_equal_a_rebuild(sim)
     g = sim.state.globals
@@ -136,17 +138,21 @@ def test_bankrupt_position_fund_pays_the_bad_debt_nothing_freed():
     assert sim.replay().to_tables() == sim.state.to_tables()
 
 
-def test_no_position_unknown_market_unknown_account_and_the_fund_are_served_no_ops():
+def test_unknown_market_unknown_account_and_the_fund_are_served_no_ops():
     sim = long_alice()
-    requests = [ForcedClose(0, ADDR["dave"], BTC), ForcedClose(1, ALICE, 99), ForcedClose(2, b"\x07" * 20, BTC),
-                ForcedClose(3, INSURANCE_ADDRESS, BTC), ForcedClose(4, b"\x01\x02", BTC)]
+    requests = [ForcedClose(0, ALICE, 99), ForcedClose(1, b"\x07" * 20, ETH),
+                ForcedClose(2, INSURANCE_ADDRESS, BTC), ForcedClose(3, b"\x01\x02", BTC)]
     before = sim.state.to_tables()
     for record in requests:
         assert sim.submit(record) == [record]
-    assert served_only(before, sim.state.to_tables())
+    tables = sim.state.to_tables()
+    stranger = dict(tables["positions"]).pop((b"\x07" * 20, ETH))
+    assert stranger == Position(order_epoch=sim.state.globals.order_count)   # rules v2: its orders cancelled
+    tables["positions"] = [item for item in tables["positions"] if item[0] != (b"\x07" * 20, ETH)]
+    assert served_only(before, tables)
     assert sim.state.globals.inbox_count == len(requests)
     # the malformed account still extends the chain (written as given), so no bridge chain can match it
-    expected = compute_next_inbox_hash(compute_inbox_hash(requests[:4]), encode_inbox_record_lenient(requests[4]))
+    expected = compute_next_inbox_hash(compute_inbox_hash(requests[:3]), encode_inbox_record_lenient(requests[3]))
     assert sim.state.globals.inbox_hash == expected
     check_books_equal_a_rebuild(sim)
 

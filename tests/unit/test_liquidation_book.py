@@ -15,11 +15,13 @@ import pytest
 from sequencer.core.invariants import compute_balance_violations, compute_conservation, compute_negative_balances
 from sequencer.core.markets import (DEVNET_MARKETS, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_FIRST,
                                     LIQUIDATION_LADDER, USDC)
-from sequencer.core.records import AuctionBid, AuctionEnd, Liquidate, OraclePrice
+from sequencer.core.records import AuctionBid, AuctionEnd, Liquidate, OraclePrice, Trade
+from sequencer.core.rules.base import TradeError
+from sequencer.core.rules.trades import get_live_order
 from sequencer.core.rules.auction import compute_auction_price
-from sequencer.core.rules.liquidation import MAX_LIQUIDATION_MAKERS, compute_liquidation_limit
+from sequencer.core.rules.liquidation import MAX_LIQUIDATION_MAKERS_V2, compute_liquidation_limit
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
-from sequencer.core.state import Auction, State
+from sequencer.core.state import Auction, State, is_order_open
 from sequencer.lab.checks import get_crossed_books, get_fund_positions, get_stuck_liquidations
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL
 from sequencer.lab.venue import Venue
@@ -112,7 +114,7 @@ def test_a_record_naming_a_maker_beyond_bankruptcy_or_out_of_order_is_refused():
                          (((carol, 1), (dave, 1)), "makers_out_of_order"),
                          (((alice, 2),), "invalid_maker"),
                          (((carol, 99),), "invalid_maker"),
-                         (((carol, 1),) * (MAX_LIQUIDATION_MAKERS + 1), "invalid_makers")):
+                         (((carol, 1),) * (MAX_LIQUIDATION_MAKERS_V2 + 1), "invalid_makers")):
         error = venue.apply(Liquidate(alice, BTC, makers))
         assert error is not None and error.code == code, (makers, error)
         assert venue.state.to_tables() == before
@@ -138,7 +140,7 @@ def test_a_spoofed_bid_that_cannot_fill_is_passed_over_and_the_honest_one_fills(
 
 def test_makers_are_bounded_per_record_and_the_next_records_continue():
     """Twelve small bids at or above the mark: the first Liquidate names
-    MAX_LIQUIDATION_MAKERS of them best first, the next the rest; alice is
+    MAX_LIQUIDATION_MAKERS_V2 of them best first, the next ones the rest; alice is
     closed by the book alone.  (Fills below the mark move the bankruptcy
     price of what is left toward the mark: bids beyond it are then not met.)"""
     venue = Venue({"alice": usd(10_000), "mm": usd(10_000_000), **{f"b{i}": usd(10_000) for i in range(12)}},
@@ -150,7 +152,7 @@ def test_makers_are_bounded_per_record_and_the_next_records_continue():
         venue.place(f"b{i}", True, usd(54_410 - 10 * i), ONE_BTC // 100, leverage=5)
     mm = venue.position("mm")
     out = liquidations(venue.set_price(usd(54_300)))
-    assert [len(r.makers) for r in out] == [MAX_LIQUIDATION_MAKERS, 12 - MAX_LIQUIDATION_MAKERS]
+    assert [len(r.makers) for r in out] == [MAX_LIQUIDATION_MAKERS_V2] * (12 // MAX_LIQUIDATION_MAKERS_V2)
     assert [m for r in out for m in r.makers] == [(venue.address(f"b{i}"), 1) for i in range(12)]
     assert venue.size("alice") == 0 and venue.position("mm") == mm
     check(venue)
@@ -175,15 +177,27 @@ def test_the_ladder_policy_never_looks_at_the_book():
     check(venue)
 
 
-def test_liquidate_cancels_the_owners_orders_through_the_index():
+def test_liquidate_cancels_the_owners_orders_by_its_order_epoch():
+    """Rules v2: one write (the position's order epoch) cancels them all; the
+    order leaves keep their flags, the book and the API see them cancelled,
+    and a Trade naming one is refused."""
     venue = alice_long()
+    alice = venue.address("alice")
     venue.place("alice", False, usd(70_000), TENTH // 100, leverage=10)
     venue.place("alice", True, usd(50_000), TENTH // 100, leverage=10)
-    assert venue.state.get_open_order_nonces(venue.address("alice"), BTC) == [2, 3]
+    assert venue.state.get_open_order_nonces(alice, BTC) == [2, 3]
+    count = venue.state.globals.order_count
     venue.set_price(usd(54_300))
-    assert venue.state.get_open_order_nonces(venue.address("alice"), BTC) == []
-    assert all(venue.state.orders[(venue.address("alice"), n)].cancelled for n in (2, 3))
-    assert not any(k[0] == venue.address("alice") for k in venue.exchange.orders)
+    assert venue.state.positions[(alice, BTC)].order_epoch == count
+    assert not any(is_order_open(venue.state, alice, n) for n in (2, 3))
+    assert not any(venue.state.orders[(alice, n)].cancelled for n in (2, 3))
+    assert not any(k[0] == alice for k in venue.exchange.orders)
+    venue.exchange.rebuild(venue.state)
+    assert not any(k[0] == alice for k in venue.exchange.orders)
+    trade = Trade(BTC, alice, 2, venue.address("bob"), 9, usd(70_000), TENTH // 100)
+    with pytest.raises(TradeError) as refused:
+        get_live_order(venue.state, alice, 2, "maker", trade, venue.state.globals.timestamp_ms)
+    assert refused.value.code == "order_cancelled"
     rebuilt = State.from_tables(venue.state.to_tables())
     assert rebuilt.open_orders == venue.state.open_orders
     check(venue)

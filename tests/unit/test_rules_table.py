@@ -125,7 +125,10 @@ def test_version_1_covers_every_record_kind_with_a_real_rule():
 
 def test_the_tables_are_immutable_and_keyed_by_schema_version():
     assert isinstance(table.RULE_TABLES, MappingProxyType) and isinstance(table.RULES_V1, MappingProxyType)
-    assert table.get_rules(SCHEMA_VERSION) is table.RULES_V1
+    assert table.get_rules(1) is table.RULES_V1 and table.get_rules(SCHEMA_VERSION) is table.RULES_V2
+    assert isinstance(table.RULES_V2, MappingProxyType) and set(table.RULES_V2) == set(table.RULES_V1)
+    changed = {kind.__name__ for kind in table.RULES_V1 if table.RULES_V1[kind] is not table.RULES_V2[kind]}
+    assert changed == {"Liquidate", "AuctionEnd", "ForcedClose"}
     assert Context(preset=DEVNET, domain_separator=bytes(32), recover=None).schema_version == SCHEMA_VERSION
     with pytest.raises(TypeError):
         table.RULES_V1[R.Transfer] = None  # type: ignore[index]

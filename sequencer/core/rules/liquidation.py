@@ -46,14 +46,17 @@ from sequencer.core.rules.positions import (INSURANCE_ADDRESS, add_insurance, ad
                                             apply_fill, close_and_release, get_position, settle_funding)
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL
 from sequencer.core.rules.trades import settle_fill
-from sequencer.core.state import Auction, Market, Order, Position, State
+from sequencer.core.state import Auction, Market, Order, Position, State, get_order_epoch, is_empty_position
 
 replace = msgspec.structs.replace
 
 MAX_LIQUIDATION_MAKERS = 8
-"""Resting orders one Liquidate record may fill (its witnesses in a fraud
-proof's one step are bounded); a liquidation that needs more continues in
-the next record."""
+"""Resting orders one Liquidate record may fill under rules v1; a liquidation
+that needs more continues in the next record."""
+MAX_LIQUIDATION_MAKERS_V2 = 4
+"""The same under rules v2: the one step that re-executes a Liquidate on L1
+opens three leaves a maker (its order, account and position), read and
+written, within the trace's 32 openings (docs/fraud-proofs.md)."""
 BOOK_POLICIES = frozenset({2, 3, 4})
 """The policies that send the liquidation order into the book first."""
 
@@ -135,6 +138,24 @@ def cancel_open_orders(state: State, address: bytes, market_id: int) -> None:
     state's per-owner index: the cost does not grow with the book)."""
     for nonce in state.get_open_order_nonces(address, market_id):
         state.set_order(address, nonce, replace(state.orders[(address, nonce)], cancelled=True))
+
+
+def cancel_orders_v1(state: State, address: bytes, market_id: int, position: Position | None) -> Position | None:
+    """Rules v1: every open order's cancelled flag is set, one leaf an order."""
+    cancel_open_orders(state, address, market_id)
+    return position
+
+
+def cancel_orders_v2(state: State, address: bytes, market_id: int, position: Position | None) -> Position:
+    """Rules v2: one write cancels every order of the owner in the market
+    placed so far: the position's ``order_epoch`` becomes the last placement
+    sequence number.  A position the tree does not hold (absent, or flat and
+    empty in memory) starts from the empty leaf, as L1 reads it."""
+    if is_empty_position(position):
+        position = Position()
+    position = replace(position, order_epoch=state.globals.order_count)
+    state.set_position(address, market_id, position)
+    return position
 
 
 def rank_by_profit_and_leverage(state: State, market_id: int, long: bool, mark: int,
@@ -257,7 +278,8 @@ def process_fund_takeover(state: State, address: bytes, position: Position, qty:
     require(state.globals.insurance_fund >= 0, "insolvent", "the insurance fund would go negative")
 
 
-def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Context) -> None:
+def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Context,
+                      max_makers: int = MAX_LIQUIDATION_MAKERS, cancel_orders=cancel_orders_v1) -> None:
     params = require_market_params(ctx, r.market)
     require(r.account != INSURANCE_ADDRESS, "not_liquidatable", "the insurance fund is not liquidated")
     mark = require_fresh_price(get_market(state, r.market), params, timestamp_ms)
@@ -268,15 +290,14 @@ def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Contex
     require(is_liquidatable(position, mark, market, params), "not_liquidatable",
             f"equity {compute_equity(position, mark, market, params)} is not below maintenance "
             f"{compute_maintenance(position, mark, params)}")
-    require(len(r.makers) <= MAX_LIQUIDATION_MAKERS and (not r.makers or params.liquidation_policy in BOOK_POLICIES),
-            "invalid_makers", f"a Liquidate names at most {MAX_LIQUIDATION_MAKERS} makers, and only under a "
-                              "book-first policy")
+    require(len(r.makers) <= max_makers and (not r.makers or params.liquidation_policy in BOOK_POLICIES),
+            "invalid_makers", f"a Liquidate names at most {max_makers} makers, and only under a book-first policy")
     position = settle_funding(state, r.account, r.market, position, params)
     qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
     if params.liquidation_policy == LIQUIDATION_BACKSTOP:
         process_fund_takeover(state, r.account, position, qty, mark, params)
         return
-    cancel_open_orders(state, r.account, r.market)
+    position = cancel_orders(state, r.account, r.market, position)
     if (r.account, r.market) in state.auctions:
         process_liquidate_in_auction(state, r.account, position, mark, params)
         return
@@ -284,8 +305,19 @@ def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Contex
         process_ladder(state, r.account, position, qty, mark, params)
         return
     position, rest = process_book_step(state, r, position, qty, mark, params, timestamp_ms)
-    if rest and position.size and len(r.makers) < MAX_LIQUIDATION_MAKERS:
+    if rest and position.size and len(r.makers) < max_makers:
         process_unfilled(state, ctx, r.account, position, min(rest, abs(position.size)), mark, params, timestamp_ms)
+
+
+def process_liquidate_v2(state: State, r: Liquidate, timestamp_ms: int, ctx: Context) -> None:
+    """Rules v2: at most ``MAX_LIQUIDATION_MAKERS_V2`` makers, the owner's
+    orders in the market cancelled by its order epoch."""
+    process_liquidate(state, r, timestamp_ms, ctx, MAX_LIQUIDATION_MAKERS_V2, cancel_orders_v2)
+
+
+def get_max_liquidation_makers(ctx: Context) -> int:
+    """The makers one Liquidate may name under the context's rules."""
+    return MAX_LIQUIDATION_MAKERS if ctx.schema_version == 1 else MAX_LIQUIDATION_MAKERS_V2
 
 
 def process_liquidate_in_auction(state: State, address: bytes, position: Position, mark: int,
@@ -332,6 +364,8 @@ def get_liquidation_maker(state: State, r: Liquidate, key: tuple[bytes, int], lo
             "invalid_maker", f"{what} is not an open resting order")
     require(order.market == r.market and order.is_buy == long and key[0] != r.account, "invalid_maker",
             f"{what} is not on the other side of the liquidated position in market {r.market}")
+    require(order.seq > get_order_epoch(state, key[0], r.market), "invalid_maker",
+            f"{what} was cancelled by its owner's liquidation or forced close")
     require(is_within_limit(long, order.price, limit), "maker_beyond_bankruptcy",
             f"{what} at {order.price} is beyond the position's bankruptcy price {limit}")
     if previous is not None:
@@ -469,7 +503,8 @@ def start_auction(state: State, address: bytes, position: Position, lots: int, m
 
 # --- forced close (the bridge's forceClose, inbox kind 3) -------------------------------
 
-def process_forced_close(state: State, r: ForcedClose, timestamp_ms: int, ctx: Context) -> None:
+def process_forced_close(state: State, r: ForcedClose, timestamp_ms: int, ctx: Context,
+                         cancel_orders=cancel_orders_v1) -> None:
     """Close the account's whole position in the market at the mark and free
     its margin (docs/engine.md, "Forced close").  In inbox order, once each;
     it never fails once in order and never blocks the inbox: whatever cannot
@@ -478,7 +513,7 @@ def process_forced_close(state: State, r: ForcedClose, timestamp_ms: int, ctx: C
     process_inbox_index(state, r.inbox_index)
     snapshot = state.snapshot()
     try:
-        close_forced_position(state, r.account, r.market, timestamp_ms, ctx)
+        close_forced_position(state, r.account, r.market, timestamp_ms, ctx, cancel_orders)
     except RuleError:
         state.revert(snapshot)
     else:
@@ -486,17 +521,24 @@ def process_forced_close(state: State, r: ForcedClose, timestamp_ms: int, ctx: C
     advance_inbox(state, r)
 
 
-def close_forced_position(state: State, address: bytes, market_id: int, timestamp_ms: int, ctx: Context) -> None:
+def process_forced_close_v2(state: State, r: ForcedClose, timestamp_ms: int, ctx: Context) -> None:
+    """Rules v2: the owner's orders in the market are cancelled by its order
+    epoch, whether or not the tree holds a position there."""
+    process_forced_close(state, r, timestamp_ms, ctx, cancel_orders_v2)
+
+
+def close_forced_position(state: State, address: bytes, market_id: int, timestamp_ms: int, ctx: Context,
+                          cancel_orders=cancel_orders_v1) -> None:
     """Cancel the owner's orders in the market, close the position whole
     through the ladder (a liquidatable one with the liquidation fee, a healthy
     one without a fee), then move what margin is left to free collateral."""
     params = get_market_params(ctx, market_id) if isinstance(market_id, int) else None
-    if params is None or not isinstance(address, bytes) or address == INSURANCE_ADDRESS:
+    if params is None or not isinstance(address, bytes) or len(address) != 20 or address == INSURANCE_ADDRESS:
         return
     position = state.positions.get((address, market_id))
-    if position is None:
+    if position is None and cancel_orders is cancel_orders_v1:
         return
-    cancel_open_orders(state, address, market_id)
+    position = cancel_orders(state, address, market_id, position)
     if position.size:
         market = state.markets[market_id]
         mark = require_fresh_price(market, params, timestamp_ms)
@@ -512,7 +554,7 @@ def close_forced_position(state: State, address: bytes, market_id: int, timestam
 
 def release_margin(state: State, address: bytes, market_id: int) -> None:
     """Move the margin of a closed (size 0) position to free collateral."""
-    position = state.positions[(address, market_id)]
+    position = state.positions.get((address, market_id)) or Position()
     if position.size == 0 and position.margin > 0:
         account = get_account_or_empty(state, address)
         state.set_account(address, replace(account, collateral=account.collateral + position.margin))

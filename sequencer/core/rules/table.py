@@ -63,7 +63,21 @@ RULES_V1: RuleTable = MappingProxyType({
     ScheduledCancelAll: process_scheduled_cancel_all,
 })
 
-RULE_TABLES: Mapping[int, RuleTable] = MappingProxyType({1: RULES_V1})
+from sequencer.core.rules.auction import process_auction_end_v2
+from sequencer.core.rules.liquidation import process_forced_close_v2, process_liquidate_v2
+
+RULES_V2: RuleTable = MappingProxyType({
+    **RULES_V1,
+    # A liquidation, an auction's end and a forced close cancel the owner's
+    # orders in the market with one write (the position's order epoch) instead
+    # of one an order, and a Liquidate names at most 4 makers: the witness of
+    # each is bounded, so L1 re-executes them (docs/fraud-proofs.md).
+    Liquidate: process_liquidate_v2,
+    AuctionEnd: process_auction_end_v2,
+    ForcedClose: process_forced_close_v2,
+})
+
+RULE_TABLES: Mapping[int, RuleTable] = MappingProxyType({1: RULES_V1, 2: RULES_V2})
 
 
 def get_rules(schema_version: int) -> RuleTable:

@@ -16,7 +16,7 @@ from sequencer.core.rules.margin import (ceil_div, compute_equity_scaled, comput
 from sequencer.core.rules.mark import record_trade_price
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY
 from sequencer.core.rules.positions import close_and_release, get_position, settle_funding
-from sequencer.core.state import Market, Order, Position, State
+from sequencer.core.state import Market, Order, Position, State, get_order_epoch
 
 replace = msgspec.structs.replace
 
@@ -31,6 +31,9 @@ def get_live_order(state: State, address: bytes, nonce: int, side: str, t: Trade
         raise TradeError(side, "order_expired", f"order {nonce} expired at {order.expiry} ms")
     if order.market != t.market:
         raise TradeError(side, "wrong_market", f"order {nonce} is for market {order.market}")
+    if order.seq <= get_order_epoch(state, address, t.market):
+        raise TradeError(side, "order_cancelled", f"order {nonce} was cancelled by its owner's liquidation "
+                                                  "or forced close")
     if t.size > order.size - order.filled:
         raise TradeError(side, "overfill",
                          f"order {nonce} has {order.size - order.filled} lots left, the trade is for {t.size}")
