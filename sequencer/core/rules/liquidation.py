@@ -305,13 +305,18 @@ def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Contex
         process_ladder(state, r.account, position, qty, mark, params)
         return
     position, rest = process_book_step(state, r, position, qty, mark, params, timestamp_ms)
-    if rest and position.size and len(r.makers) < max_makers:
+    book_exhausted = len(r.makers) < max_makers if cancel_orders is cancel_orders_v1 else not r.makers
+    if rest and position.size and book_exhausted:
         process_unfilled(state, ctx, r.account, position, min(rest, abs(position.size)), mark, params, timestamp_ms)
 
 
 def process_liquidate_v2(state: State, r: Liquidate, timestamp_ms: int, ctx: Context) -> None:
     """Rules v2: at most ``MAX_LIQUIDATION_MAKERS_V2`` makers, the owner's
-    orders in the market cancelled by its order epoch."""
+    orders in the market cancelled by its order epoch, and what the book did
+    not take goes on (auction, vault, ladder) only in a record naming no
+    makers: a record fills makers or goes down the ladder, never both, so the
+    witness of either stays bounded.  The engine writes the next record while
+    the position is still liquidatable."""
     process_liquidate(state, r, timestamp_ms, ctx, MAX_LIQUIDATION_MAKERS_V2, cancel_orders_v2)
 
 
