@@ -375,3 +375,19 @@ def test_the_block_builder_writes_the_book_liquidation_and_a_follower_agrees():
     assert chain.state.positions[(ADDR["alice"], BTC)].size == 0
     assert chain.state.positions[(ADDR["bob"], BTC)].size == TENTH
     assert follower.compute_state_root() == chain.compute_state_root()
+
+
+def test_a_log_replays_under_the_rules_of_its_schema_version():
+    """The same log under rules v1 (a log written before v2) cancels by each
+    order's flag and leaves no epoch; under v2 it replays to the same state."""
+    venue = alice_long()
+    alice = venue.address("alice")
+    venue.place("alice", False, usd(70_000), TENTH // 100, leverage=10)
+    venue.place("alice", True, usd(50_000), TENTH // 100, leverage=10)
+    count = venue.state.globals.order_count
+    assert liquidations(venue.set_price(usd(54_300)))
+    assert venue.replay().to_tables() == venue.state.to_tables()
+    v1 = venue.replay(msgspec.structs.replace(venue.ctx, schema_version=1))
+    assert all(v1.orders[(alice, n)].cancelled for n in (2, 3))
+    assert all(p.order_epoch == 0 for p in v1.positions.values())
+    assert venue.state.positions[(alice, BTC)].order_epoch == count
