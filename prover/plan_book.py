@@ -1,0 +1,124 @@
+"""The witness plan of a Liquidate in a market whose liquidation policy puts
+the position into the book first (book-first, book+auction, book+vault),
+under rules v2: the twin of l1_bridge/contracts/onestep_book.vy, reached from
+prover/plan_liquidate.py (as onestep_liquidate.vy forwards these records to
+onestep_book.vy).
+
+Reads, against the pre-state root: the market and the position (a record
+refused there, by its mark, its position or more than 4 makers, stops);
+then the auction, the globals, and per maker its order and, for an owner not
+named before, its account and its position.  Writes, each leaf once with its
+final value: the position, the market, the globals, then per maker whose
+fill held its order and, at its owner's first held fill, the owner's
+account and position, or (a record naming no makers) the auction it started.
+
+Pending (``PendingKind``; the contract reverts "pending"): what the book did
+not take going down the ladder (a close at the mark or auto-deleveraging
+ranks every opposite position of the market: no bounded witness) or to the
+vault, a bankrupt position whose auction runs (the ladder), a maker order of
+the insurance fund, and any record under rules v1 (its cancel-all has no
+bounded witness).
+
+Pure: no I/O.
+"""
+from __future__ import annotations
+
+from prover.keys import GLOBAL_KEY, get_account_key, get_auction_key, get_market_key, get_order_key, get_position_key
+from prover.records import PendingKind
+from sequencer.core.records import Liquidate
+from sequencer.core.rules.base import RuleError, get_market, require_fresh_price
+from sequencer.core.rules.liquidation import (LIQUIDATION_BOOK_AUCTION, MAX_LIQUIDATION_MAKERS_V2,
+                                              cancel_orders_v2, compute_auction_prices, process_book_step)
+from sequencer.core.rules.margin import compute_equity_scaled, compute_liquidation_size, is_liquidatable
+from sequencer.core.rules.positions import INSURANCE_ADDRESS, settle_funding
+from sequencer.core.state import State
+
+
+def is_refused_early(state: State, r: Liquidate, params, timestamp_ms: int) -> bool:
+    """The refusals the contract decides on the market and the position
+    alone: no fresh mark, no position, a healthy one, more than 4 makers."""
+    try:
+        mark = require_fresh_price(get_market(state, r.market), params, timestamp_ms)
+    except RuleError:
+        return True
+    position = state.positions.get((r.account, r.market))
+    if position is None or position.size == 0:
+        return True
+    return not is_liquidatable(position, mark, state.markets[r.market], params) \
+        or len(r.makers) > MAX_LIQUIDATION_MAKERS_V2
+
+
+def get_pending_reason(state: State, r: Liquidate, params, timestamp_ms: int) -> str | None:
+    """Why the record takes a branch the contract does not port (None: it is
+    refused or proven); a dry run of the rule's own steps, undone."""
+    snapshot, dirty = state.snapshot(), set(state.dirty)
+    try:
+        market = state.markets[r.market]
+        mark = market.mark_price
+        position = settle_funding(state, r.account, r.market, state.positions[(r.account, r.market)], params)
+        qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
+        position = cancel_orders_v2(state, r.account, r.market, position)
+        if (r.account, r.market) in state.auctions:
+            if compute_equity_scaled(position, mark, state.markets[r.market], params) < 0:
+                return "a bankrupt position whose auction runs goes down the ladder"
+            return None
+        if any(owner == INSURANCE_ADDRESS and (owner, nonce) in state.orders for owner, nonce in r.makers):
+            return "a maker order of the insurance fund's address (the rules never place one)"
+        try:
+            position, rest = process_book_step(state, r, position, qty, mark, params, timestamp_ms)
+        except RuleError:
+            return None
+        if not (rest and position.size and not r.makers):
+            return None     # v2: only a record naming no makers sends the lots on
+        start, end = compute_auction_prices(position, mark, state.markets[r.market], params)
+        solvent = compute_equity_scaled(position, mark, state.markets[r.market], params) >= 0
+        if params.liquidation_policy == LIQUIDATION_BOOK_AUCTION and solvent and start != end:
+            return None
+        return (f"what the book did not take under policy {params.liquidation_policy} goes to the vault or down "
+                "the ladder (a close at the mark or auto-deleveraging ranks every opposite position)")
+    finally:
+        state.revert(snapshot)
+        state.dirty.clear()
+        state.dirty.update(dirty)
+
+
+def plan_book(runner, r: Liquidate, params):
+    """(plan, nonces) of a Liquidate in a book-first market (the market listed
+    and the account not the fund's: prover.plan_liquidate checks)."""
+    state, timestamp_ms = runner.state, runner.ctx.timestamp_ms
+    if runner.rules.schema_version == 1:
+        raise PendingKind("Liquidate in a book-first market under rules v1: it cancels every open order of the "
+                          "owner in the market, one leaf each, with no index")
+    market, position = get_market_key(r.market), get_position_key(r.account, r.market)
+    if is_refused_early(state, r, params, timestamp_ms):
+        reads = [(market, False), (position, False)]
+        return (lambda ok, writes: reads), ()
+    reason = get_pending_reason(state, r, params, timestamp_ms)
+    if reason is not None:
+        raise PendingKind(f"Liquidate in the book: {reason}")
+    auction = get_auction_key(r.account, r.market)
+    reads = [(market, False), (position, False), (auction, False), (GLOBAL_KEY, False)]
+    owners: list[bytes] = []
+    for owner, nonce in r.makers:
+        reads.append((get_order_key(owner, nonce), False))
+        if owner not in owners:
+            owners.append(owner)
+            reads += [(get_account_key(owner), False), (get_position_key(owner, r.market), False)]
+
+    def plan(ok: bool, writes) -> list[tuple[bytes, bool]]:
+        if not ok:
+            return reads
+        out = reads + [(position, True), (market, True), (GLOBAL_KEY, True)]
+        done: set[bytes] = set()
+        for owner, nonce in r.makers:
+            order = get_order_key(owner, nonce)
+            if order not in writes:
+                continue    # passed over (or nothing left for it): unchanged
+            out.append((order, True))
+            if owner not in done:
+                done.add(owner)
+                out += [(get_account_key(owner), True), (get_position_key(owner, r.market), True)]
+        if auction in writes:
+            out.append((auction, True))
+        return out
+    return plan, ()
