@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from prover.tree import EMPTY_ROOT
-from prover.families import ONESTEP_FAMILIES
+from prover.families import ONESTEP_FAMILIES, resolve_family_args
 from sequencer.executor.genesis import compute_genesis_output_root
 
 DAY = 24 * 3600
@@ -255,7 +255,8 @@ def deploy_onestep(w3: Any, rules: Any, *, deployer: str | None = None,
     markets = get_onestep_markets(rules)
     families, routes = {}, []
     for name, tags, extras in ONESTEP_FAMILIES:
-        families[name] = _deploy(w3, name, params + (markets,) + extras(rules), deployer, private_key)
+        families[name] = _deploy(w3, name, params + (markets,) + resolve_family_args(extras(rules), families),
+                                 deployer, private_key)
         routes.append((families[name], list(tags)))
     return _deploy(w3, "onestep", params + (routes,), deployer, private_key), families
 

@@ -21,12 +21,27 @@ def get_market_table_args(rules: Any) -> tuple:
     return ()
 
 
+def get_onestep_liquidate_args(rules: Any) -> tuple:
+    """onestep_liquidate.vy's constructor extras: the address of onestep_book.vy
+    (a family listed before it, routed no tag of its own), which it forwards a
+    Liquidate under a book policy to; "@name" is resolved at deployment
+    (resolve_family_args)."""
+    return ("@onestep_book",)
+
+
+def resolve_family_args(args: tuple, deployed: dict[str, str]) -> tuple:
+    """Constructor extras with each "@name" replaced by the address of the
+    family contract ``name`` deployed before."""
+    return tuple(deployed[a[1:]] if isinstance(a, str) and a.startswith("@") else a for a in args)
+
+
 ONESTEP_FAMILIES: tuple[tuple[str, tuple[int, ...], Callable[[Any], tuple]], ...] = (
     ("onestep_perps", (3, 4, 17), get_market_table_args),
     ("onestep_oracle", (32,), get_onestep_oracle_args),
     ("onestep_vault", (6, 7, 21), get_onestep_vault_args),
     ("onestep_trade", (16,), get_market_table_args),
-    ("onestep_liquidate", (18, 23, 50), get_market_table_args),
+    ("onestep_book", (), get_market_table_args),
+    ("onestep_liquidate", (18, 23, 50), get_onestep_liquidate_args),
     ("onestep_auction", (8,), get_market_table_args),
     ("onestep_modify", (10,), get_market_table_args),
     ("onestep_triggers", (5, 9, 11, 19, 20), get_onestep_triggers_args),

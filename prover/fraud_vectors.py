@@ -637,10 +637,12 @@ def trade_cases() -> list[dict]:
 
 
 def liquidate_cases() -> list[dict]:
-    """Liquidate, AuctionEnd and ForcedClose under the devnet table (book-first):
-    the refusals and the ForcedClose served as a no-op (the fund's takeover
-    under the backstop policy is in tests/evm/test_onestep_liquidate.py, with
-    its own market table)."""
+    """Liquidate, AuctionEnd and ForcedClose under the devnet table (book-first;
+    rules v2): the refusals (more than 4 makers too), the ForcedClose served
+    as a no-op, its order epoch written (a position leaf created when there
+    was none), a flat position's margin released, an open one on a stale mark
+    left as it was (the fund's takeover under the backstop policy is in
+    tests/evm/test_onestep_liquidate.py, with its own market table)."""
     from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
     from sequencer.core.state import Auction
     a, b, c, d = ADDRESSES
@@ -674,6 +676,19 @@ def liquidate_cases() -> list[dict]:
         make_case("auction end on a stale mark", state(oracle_time_ms=BLOCK_TIME - 10**6, auction=ended),
                   encode_item(AuctionEnd(a, BTC))),
         make_case("auction end of a recovered position", state(healthy, auction=ended), encode_item(AuctionEnd(a, BTC))),
+        make_case("liquidate naming five makers", state(),
+                  encode_item(Liquidate(a, BTC, tuple((b, n) for n in range(5))))),
+        make_case("liquidate naming eight makers", state(),
+                  encode_item(Liquidate(a, BTC, tuple((c, n) for n in range(8))))),
+        make_case("forced close with no position: the order epoch", state(), encode_item(ForcedClose(count, b, BTC))),
+        make_case("forced close of a flat position: its margin released", state(Position(0, 0, 5 * 10**6, 0, 1)),
+                  encode_item(ForcedClose(count, a, BTC))),
+        make_case("forced close of a flat position with no account leaf",
+                  make_perps_state({a: Account(10**9, ())}, [make_market(BTC, BTC_PRICE)],
+                                   {(d, BTC): Position(0, 0, 5 * 10**6, 0)}, {}),
+                  encode_item(ForcedClose(count, d, BTC))),
+        make_case("forced close on a stale mark", state(oracle_time_ms=BLOCK_TIME - 10**6),
+                  encode_item(ForcedClose(count, a, BTC))),
     ]
 
 
@@ -870,10 +885,61 @@ def trigger_cases() -> list[dict]:
     return [make_case(name, s, encode_item(record)) for name, s, record in cases]
 
 
+def book_cases() -> list[dict]:
+    """A Liquidate in the book under the devnet table (book-first; rules v2,
+    onestep_book.vy): a's long of 0.1 BTC at 60,000 with margin 70 USDC
+    (maintenance 72, bankruptcy price 59,300) against resting bids; the
+    makers filled, passed over, refused; the order epoch written."""
+    from sequencer.core.records import Liquidate
+    from sequencer.core.state import Auction
+    a, b, c, d = ADDRESSES
+    lot = 10_000
+    position = Position(1000 * lot, 6_000 * 10**6, 70 * 10**6, 0)
+    exp = BLOCK_TIME + 60_000
+
+    def bid(size: int, price: int, seq: int, *, leverage: int = 10, market: int = BTC, buy: bool = True) -> Order:
+        return make_order(PlaceOrder(b, market, buy, price * 10**6, size * lot, leverage, 0, False, 1, exp, b""),
+                          seq=seq)
+
+    def state(orders: dict, *, poor: tuple = (), epochs: dict | None = None, auction=None) -> State:
+        accounts = {a: Account(10**9, ())} | {m: Account(10 if m in poor else 10**10, ()) for m in (b, c, d)}
+        held = {(a, BTC): position} | {(m, BTC): Position(0, 0, 1, 0, e) for m, e in (epochs or {}).items()}
+        s = make_perps_state(accounts, [make_market(BTC, BTC_PRICE, funding_index=3)], held, orders,
+                             order_count=20)
+        if auction is not None:
+            s.set_auction(a, BTC, auction)
+            s.commit(0)
+        return s
+
+    two = {(b, 1): bid(600, 59_900, 3), (c, 2): bid(1000, 59_800, 4)}
+    four = {(b, 1): bid(100, 59_900, 3), (c, 2): bid(100, 59_800, 4), (d, 3): bid(100, 59_800, 5),
+            (b, 4): bid(100, 59_700, 6)}
+    cases = [
+        ("book: two makers take the whole position", state(two), Liquidate(a, BTC, ((b, 1), (c, 2)))),
+        ("book: a maker with no collateral passed over", state(two, poor=(b,)), Liquidate(a, BTC, ((b, 1), (c, 2)))),
+        ("book: four makers (one owner twice) take part, the rest stays", state(four),
+         Liquidate(a, BTC, ((b, 1), (c, 2), (d, 3), (b, 4)))),
+        ("book: makers out of order", state(two), Liquidate(a, BTC, ((c, 2), (b, 1)))),
+        ("book: a maker cancelled by its owner's epoch", state(two, epochs={c: 4}),
+         Liquidate(a, BTC, ((b, 1), (c, 2)))),
+        ("book: the owner as a maker", state({(a, 1): bid(600, 59_900, 3)}), Liquidate(a, BTC, ((a, 1),))),
+        ("book: a maker beyond the bankruptcy price", state({(b, 1): bid(600, 59_200, 3)}),
+         Liquidate(a, BTC, ((b, 1),))),
+        ("book: a maker on the wrong side", state({(b, 1): bid(600, 59_900, 3, buy=False)}),
+         Liquidate(a, BTC, ((b, 1),))),
+        ("book: five makers", state(four), Liquidate(a, BTC, ((b, 1), (c, 2), (d, 3), (b, 4), (b, 5)))),
+        ("book: a solvent position in auction", state(two, auction=Auction(lot, BTC_PRICE, 59_300 * 10**6,
+                                                                           BLOCK_TIME - 1000, BLOCK_TIME + 10**4)),
+         Liquidate(a, BTC, ((b, 1),))),
+    ]
+    return [make_case(name, s, encode_item(record)) for name, s, record in cases]
+
+
 def build_onestep_vectors() -> dict:
     return {"params": [hx(ONESTEP_PARAMS[0])] + list(ONESTEP_PARAMS[1:]), "markets": MARKETS,
             "families": get_family_params(), "cases": onestep_cases() + liquidate_cases() + perps_cases() + deletion_cases() + oracle_cases() + vault_cases()
-            + trade_cases() + auction_cases() + trigger_cases()}
+            + trade_cases() + auction_cases() + trigger_cases()
+            + book_cases()}
 
 
 def render(obj: dict) -> str:

@@ -82,6 +82,21 @@ def get_pending_reason(state: State, r: Liquidate, params, timestamp_ms: int) ->
         state.dirty.update(dirty)
 
 
+def get_book_reads(r: Liquidate) -> list[bytes]:
+    """The leaves onestep_book.vy reads past the early refusals, in its order:
+    the market, the position, the auction, the globals, then per maker its
+    order and, for an owner not named before, its account and position."""
+    keys = [get_market_key(r.market), get_position_key(r.account, r.market), get_auction_key(r.account, r.market),
+            GLOBAL_KEY]
+    owners: list[bytes] = []
+    for owner, nonce in r.makers:
+        keys.append(get_order_key(owner, nonce))
+        if owner not in owners:
+            owners.append(owner)
+            keys += [get_account_key(owner), get_position_key(owner, r.market)]
+    return keys
+
+
 def plan_book(runner, r: Liquidate, params):
     """(plan, nonces) of a Liquidate in a book-first market (the market listed
     and the account not the fund's: prover.plan_liquidate checks)."""
@@ -97,13 +112,7 @@ def plan_book(runner, r: Liquidate, params):
     if reason is not None:
         raise PendingKind(f"Liquidate in the book: {reason}")
     auction = get_auction_key(r.account, r.market)
-    reads = [(market, False), (position, False), (auction, False), (GLOBAL_KEY, False)]
-    owners: list[bytes] = []
-    for owner, nonce in r.makers:
-        reads.append((get_order_key(owner, nonce), False))
-        if owner not in owners:
-            owners.append(owner)
-            reads += [(get_account_key(owner), False), (get_position_key(owner, r.market), False)]
+    reads = [(key, False) for key in get_book_reads(r)]
 
     def plan(ok: bool, writes) -> list[tuple[bytes, bool]]:
         if not ok:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from prover.keys import GLOBAL_KEY, get_auction_key, get_market_key, get_position_key
 from prover.records import PendingKind
+from prover.plan_book import plan_book
 from sequencer.core.markets import LIQUIDATION_BACKSTOP
 from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
 from sequencer.core.rules.base import RuleError, get_market, get_market_params, require_fresh_price
@@ -88,6 +89,8 @@ def plan_liquidate(runner, r: Liquidate):
     state, params = runner.state, get_market_params(runner.rules, r.market)
     if params is None or r.account == INSURANCE_ADDRESS:
         return nothing, ()
+    if params.liquidation_policy in BOOK_POLICIES:
+        return plan_book(runner, r, params)  # onestep_liquidate.vy forwards these to onestep_book.vy
     market, position = get_market_key(r.market), get_position_key(r.account, r.market)
     reads = [(market, False), (position, False)]
     if not is_refused(state, r, params, runner.ctx.timestamp_ms):

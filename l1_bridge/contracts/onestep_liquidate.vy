@@ -26,6 +26,17 @@ initializes: mk
 
 exports: (lib.DOMAIN_SEPARATOR, lib.MAX_AMOUNT, lib.MAX_EXPIRY_AHEAD_MS, lib.NONCE_WINDOW, mk.market_table)
 
+
+interface OneStepBook:
+    def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[records.MAX_ITEM_SIZE],
+              openings: DynArray[trace.Opening, trace.MAX_OPENINGS],
+              nonces: DynArray[uint256, trace.MAX_NONCES]) -> (bytes32, bool): view
+
+
+# onestep_book.vy: a Liquidate under a book policy (2 book-first, 3 book+auction,
+# 4 book+vault) is re-executed there, whole (prover/plan_book.py); empty: pending
+BOOK: immutable(address)
+
 MAX_OPENINGS: constant(uint256) = trace.MAX_OPENINGS
 MAX_NONCES: constant(uint256) = trace.MAX_NONCES
 MAX_ITEM: constant(uint256) = records.MAX_ITEM_SIZE
@@ -63,9 +74,10 @@ struct Leaves:
 
 @deploy
 def __init__(domain_separator: bytes32, max_amount: uint256, max_expiry_ahead_ms: uint256, nonce_window: uint256,
-             markets: DynArray[mk.MarketParams, mk.MAX_MARKETS]):
+             markets: DynArray[mk.MarketParams, mk.MAX_MARKETS], book: address):
     lib.__init__(domain_separator, max_amount, max_expiry_ahead_ms, nonce_window)
     mk.init_markets(markets)
+    BOOK = book
 
 
 # --- position maths (rules.positions, rules.margin) ------------------------------
@@ -358,6 +370,11 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     found, p = mk.market_params(market)
     if not found or account == INSURANCE:
         return state_root, False
+    if p.liquidation_policy >= 2 and p.liquidation_policy <= 4 and BOOK != empty(address):
+        book_root: bytes32 = empty(bytes32)
+        book_ok: bool = False
+        book_root, book_ok = staticcall OneStepBook(BOOK).apply(state_root, ctx, item, openings, nonces)
+        return book_root, book_ok
     t: Takeover = self.liquidate_reads(c0, ctx, item, openings[lib.at(c0, count)],
                                        openings[lib.at(lib.Cursor(root=state_root, used=1), count)])
     if t.refused:

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from onestep_support import get_examples, run_both
 from prover import fraud_vectors as fv
 from prover.keys import GLOBAL_KEY, get_auction_key, get_market_key, get_position_key
+from prover.plan_book import get_book_reads
 from prover.records import PendingKind, decode_item, encode_item
 from prover.trace import Opening, TraceContext, TraceRunner, get_onestep_markets
 from sequencer.core.markets import (DEVNET_MARKETS, LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_FIRST,
@@ -54,7 +55,8 @@ EXAMPLES = int(os.environ.get("ISOROLL_LIQUIDATE_EXAMPLES", get_examples(300)))
 def onestep(deploy):
     """onestep.vy routing the three tags to onestep_liquidate.vy, deployed with RULES' market table."""
     params = (RULES.domain_separator, DEVNET.max_amount, DEVNET.max_expiry_ahead_ms, DEVNET.nonce_window)
-    family = deploy("onestep_liquidate", *params, get_onestep_markets(RULES))
+    book = deploy("onestep_book", *params, get_onestep_markets(RULES))  # ETH's Liquidate: tests/evm/test_onestep_book.py
+    family = deploy("onestep_liquidate", *params, get_onestep_markets(RULES), book.address)
     return deploy("onestep", *params, [(family.address, [18, 23, 50])])
 
 
@@ -188,6 +190,8 @@ def read_openings(tree, keys):
 
 def pending_reads(record) -> list[bytes]:
     """The leaves the contract reads before it reverts "pending" (they are a superset)."""
+    if isinstance(record, Liquidate) and record.market == ETH:
+        return get_book_reads(record)  # forwarded to onestep_book.vy
     if isinstance(record, Liquidate):
         return [get_market_key(record.market), get_position_key(record.account, record.market),
                 get_position_key(FUND, record.market), GLOBAL_KEY]

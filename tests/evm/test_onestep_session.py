@@ -10,9 +10,10 @@ takes deposits, funding is paid. Its log becomes blocks, the blocks become
 trace items (``prover.records.compute_block_items``), and every item is
 re-executed by onestep.vy with the witness the Python reference builds: the
 same state root, context and outcome at every position, so any item of the
-session can be the one a game ends on. An item whose kind (or branch) is not
-ported raises PendingKind in Python and, for a pending tag, reverts "pending"
-on L1; the test reports how many of each kind were proven.
+session can be the one a game ends on (all 49 items, the book-first
+Liquidate included). An item whose kind (or branch) is not ported would raise
+PendingKind in Python and, for a pending tag, revert "pending" on L1; the
+test reports how many of each kind were proven and requires none pending.
 """
 from __future__ import annotations
 
@@ -136,3 +137,6 @@ def test_every_item_of_the_session_agrees_on_l1(session, onestep_contract):
     assert runner.state_root == build_tree(replayed).root
     print("proven on L1:", dict(proven), "pending:", dict(pending))
     assert proven["Transfer"] and proven["PlaceOrder"] and proven["BlockStart"]
+    # rules v2: the book-first Liquidate (its maker filled, the owner's orders
+    # cancelled by the order epoch) re-executes on onestep_book.vy: every item
+    assert proven["Liquidate"] >= 1 and not pending, pending

@@ -11,6 +11,7 @@ import pytest
 
 from l1_bridge.compile import CONTRACTS_DIR
 from prover import fraud_vectors
+from prover.families import resolve_family_args
 from prover.records import KNOWN_TAGS, ONESTEP_TAGS, PENDING_TAGS
 
 pytestmark = pytest.mark.evm
@@ -42,7 +43,10 @@ def call_apply(onestep, case: dict):
 def onestep(deploy):
     p = VECTORS["params"]
     params, markets = (b(p[0]), p[1], p[2], p[3]), [tuple(m) for m in VECTORS["markets"]]
-    routes = [(deploy(name, *params, markets, *extras).address, tags) for name, tags, extras in VECTORS["families"]]
+    deployed, routes = {}, []
+    for name, tags, extras in VECTORS["families"]:
+        deployed[name] = deploy(name, *params, markets, *resolve_family_args(extras, deployed)).address
+        routes.append((deployed[name], tags))
     return deploy("onestep", *params, routes)
 
 

@@ -1,0 +1,216 @@
+"""The differential test of a Liquidate in the book (onestep_book.vy, rules v2).
+
+Hypothesis generates a liquidated position (healthy, liquidatable, bankrupt;
+funding owed or due; an order epoch already set or not), resting makers
+around its bankruptcy price (on both sides, in other markets, expired,
+cancelled, IOC, reduce-only, filled, placed before their owner's order
+epoch, of owners with no account or too little collateral, with positions
+of their own) and Liquidate records naming up to 5 of them (in price-time
+order, shuffled, repeated, the liquidated owner among them, orders that do
+not exist), a running auction now and then, and raw item bytes; it runs the
+Python rule (RULES_V2, prover.trace with prover.plan_book) and the contract
+on py-evm from the same pre-state and requires the same post-state root and
+receipt outcome.  A record whose branch is not ported raises PendingKind in
+Python and reverts "pending" on L1 with the reads it makes.  The rules'
+market table here has one market per book policy (BTC book-first, ETH
+book+auction, a BTC twin book+vault).  Forged witnesses must revert.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import msgspec
+import pytest
+from eth_tester.exceptions import TransactionFailed
+from hypothesis import HealthCheck, event, given, settings, strategies as st
+
+from onestep_support import get_examples, run_both
+from prover import fraud_vectors as fv
+from prover.keys import GLOBAL_KEY, get_account_key, get_auction_key, get_market_key, get_order_key, get_position_key
+from prover.plan_book import get_book_reads
+from prover.records import PendingKind, encode_item
+from prover.trace import Opening, TraceRunner, get_onestep_markets
+from sequencer.core.markets import (DEVNET_MARKETS, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_FIRST,
+                                    LIQUIDATION_BOOK_VAULT)
+from sequencer.core.presets import DEVNET
+from sequencer.core.records import Liquidate
+from sequencer.core.rules.liquidation import compute_liquidation_limit
+from sequencer.core.rules.positions import INSURANCE_ADDRESS
+from sequencer.core.transition import apply_record
+from sequencer.core.state import Account, Auction, Order, Position, State
+
+pytestmark = pytest.mark.evm
+
+BOOK, AUCTION, VAULT, UNLISTED = 1, 2, 3, 9
+MARKETS = {
+    BOOK: msgspec.structs.replace(DEVNET_MARKETS[1], liquidation_policy=LIQUIDATION_BOOK_FIRST),
+    AUCTION: msgspec.structs.replace(DEVNET_MARKETS[2], liquidation_policy=LIQUIDATION_BOOK_AUCTION),
+    VAULT: msgspec.structs.replace(DEVNET_MARKETS[1], id=VAULT, symbol="BTC2-USD",
+                                   liquidation_policy=LIQUIDATION_BOOK_VAULT),
+}
+RULES = msgspec.structs.replace(fv.RULES, markets=MARKETS)
+PRICES = {BOOK: 60_000 * 10**6, AUCTION: 3_000 * 10**6, VAULT: 60_000 * 10**6}
+OWNER = fv.ADDRESSES[0]
+MAKERS = fv.ADDRESSES[1:]
+EXAMPLES = int(os.environ.get("ISOROLL_BOOK_EXAMPLES", get_examples(200)))
+
+
+@pytest.fixture(scope="module")
+def onestep(deploy):
+    """onestep.vy routing Liquidate straight to onestep_book.vy, deployed with RULES' market table."""
+    params = (RULES.domain_separator, DEVNET.max_amount, DEVNET.max_expiry_ahead_ms, DEVNET.nonce_window)
+    family = deploy("onestep_book", *params, get_onestep_markets(RULES))
+    return deploy("onestep", *params, [(family.address, [18])])
+
+
+# --- states -------------------------------------------------------------------------
+
+often = st.sampled_from([True] * 9 + [False])
+
+
+@st.composite
+def markets(draw, market_id: int):
+    p = MARKETS[market_id]
+    price = PRICES[market_id]
+    age = draw(st.sampled_from([1000] * 8 + [p.oracle_max_age_ms + 1]))
+    index = draw(st.sampled_from([0, 0, draw(st.integers(-10**12, 10**12))]))
+    market = fv.make_market(market_id, price, oracle_time_ms=fv.BLOCK_TIME - age, funding_index=index,
+                            funding_dust=draw(st.integers(0, p.scale * 10**6 - 1)))
+    return msgspec.structs.replace(market, open_interest=draw(st.integers(10**12, 10**15)))
+
+
+@st.composite
+def positions(draw, market, epoch: int):
+    """A position around its maintenance line at the mark."""
+    p = MARKETS[market.id]
+    mark = market.mark_price
+    lots = draw(st.one_of(st.integers(1, 100), st.integers(1, 3000))) * p.step_size * draw(st.sampled_from([1, -1]))
+    entry = max(p.tick_size, mark + draw(st.integers(-mark // 20, mark // 20)) // p.tick_size * p.tick_size)
+    cost = lots * entry // p.scale
+    maintenance = abs(lots) * mark * p.maintenance_margin_ppm // (p.scale * 10**6)
+    pnl = lots * mark // p.scale - cost
+    shape = draw(st.sampled_from(["liquidatable"] * 6 + ["bankrupt", "edge", "healthy"]))
+    offset = {"liquidatable": st.integers(-maintenance, -1), "bankrupt": st.integers(-maintenance - 10**9, -1),
+              "edge": st.integers(-10**3, 10**3), "healthy": st.integers(0, 10**12)}[shape]
+    margin = max(0, maintenance - pnl + draw(offset))
+    snapshot = market.funding_index + draw(st.sampled_from([0, 0, 0, 1, -1, 10**9, -(10**9) - 3]))
+    return Position(lots, cost, margin, snapshot, epoch)
+
+
+@st.composite
+def maker_orders(draw, market, long: bool, limit: int, order_count: int, lots: int):
+    """A resting order meant to take the liquidation order, with now and then
+    one thing wrong with it."""
+    p = MARKETS[market.id]
+    mark = market.mark_price
+    gap = max(abs(mark - limit) // p.tick_size, 1)
+    k = draw(st.integers(0, gap)) if draw(often) else draw(st.integers(0, 3 * gap + 3))
+    price = max(p.tick_size, mark - k * p.tick_size if long else mark + k * p.tick_size - gap * p.tick_size)
+    steps = max(1, lots // p.step_size)
+    size = draw(st.sampled_from([draw(st.integers(1, max(1, steps // 2))), draw(st.integers(1, 2 * steps))])) * p.step_size
+    wrong = "none" if draw(often) else draw(st.sampled_from(["side", "market", "cancelled", "expired", "ioc",
+                                                             "filled", "reduce_only"]))
+    filled = draw(st.sampled_from([0, 0, 0, size // 2 // p.step_size * p.step_size]))
+    return Order(fv.keccak(b"order%d" % draw(st.integers(0, 10**6))), size,
+                 size if wrong == "filled" else filled, wrong == "cancelled",
+                 (market.id % 3) + 1 if wrong == "market" else market.id,
+                 long != (wrong == "side"), price, draw(st.integers(1, p.max_leverage)),
+                 1 if wrong == "ioc" else draw(st.sampled_from([0, 0, 2])), wrong == "reduce_only",
+                 fv.BLOCK_TIME - 1 if wrong == "expired" else fv.BLOCK_TIME + 10**6,
+                 draw(st.integers(1, order_count)))
+
+
+def price_time_key(long: bool):
+    return lambda item: ((-item[1].price if long else item[1].price), item[1].seq)
+
+
+@st.composite
+def book_cases(draw):
+    """(state, Liquidate) around one market of the table."""
+    market_id = draw(st.sampled_from([BOOK, BOOK, AUCTION, AUCTION, VAULT]))
+    market = draw(markets(market_id))
+    order_count = draw(st.integers(5, 40))
+    epoch = draw(st.sampled_from([0, 0, 0, 3, order_count]))
+    position = draw(positions(market, epoch))
+    p = MARKETS[market_id]
+    long = position.size > 0
+    limit = compute_liquidation_limit(msgspec.structs.replace(position, funding_snapshot=market.funding_index),
+                                      market, p)
+    held = {(OWNER, market_id): position}
+    accounts = {OWNER: Account(10**9, ())}
+    for maker in MAKERS:
+        shape = draw(st.sampled_from(["rich"] * 5 + ["poor", "absent", "rich_with_position"]))
+        if shape != "absent":
+            accounts[maker] = Account(10**14 if shape.startswith("rich") else draw(st.integers(0, 10**4)), ())
+        maker_epoch = 0 if draw(often) else draw(st.integers(0, order_count))
+        if shape == "rich_with_position" or maker_epoch:
+            size = draw(st.integers(-500, 500)) * p.step_size
+            held[(maker, market_id)] = Position(size, size * PRICES[market_id] // p.scale,
+                                                draw(st.integers(0, 10**10)), market.funding_index, maker_epoch)
+    orders = {}
+    for i in range(draw(st.integers(0, 6))):
+        owner = draw(st.sampled_from(MAKERS * 9 + [OWNER]))
+        orders[(owner, 100 + i)] = draw(maker_orders(market, long, limit, order_count, abs(position.size)))
+    named = sorted(orders.items(), key=price_time_key(long))
+    how = draw(st.sampled_from(["ordered"] * 12 + ["shuffled", "repeated", "missing"]))
+    keys = [key for key, _ in named]
+    if how == "shuffled":
+        random.Random(draw(st.integers(0, 99))).shuffle(keys)
+    elif how == "repeated" and keys:
+        keys.insert(draw(st.integers(0, len(keys))), draw(st.sampled_from(keys)))
+    elif how == "missing":
+        keys.insert(draw(st.integers(0, len(keys))), (draw(st.sampled_from(MAKERS)), 9999))
+    keys = keys[:draw(st.sampled_from([4, 4, 4, 5, 3, 2, 1, 0]))]
+    state = fv.make_perps_state(accounts, [market], held, orders, order_count=order_count)
+    g = state.globals
+    state.set_globals(msgspec.structs.replace(g, insurance_fund=draw(st.sampled_from([0, 11, 10**6, 10**12]))))
+    if draw(st.sampled_from([False] * 7 + [True])):
+        end = fv.BLOCK_TIME + 60_000
+        state.set_auction(OWNER, market_id, Auction(abs(position.size), 10**9, 9 * 10**8, end - 60_000, end))
+    state.commit(0)
+    account = OWNER if draw(often) else draw(st.sampled_from([INSURANCE_ADDRESS, MAKERS[0]]))
+    market_field = market_id if draw(often) else UNLISTED
+    return state, Liquidate(account, market_field, tuple(keys))
+
+
+# --- running both ---------------------------------------------------------------------
+
+def read_openings(state, r: Liquidate) -> list[tuple]:
+    """The reads the contract makes past the early refusals (the pending
+    branches revert before any write)."""
+    tree = TraceRunner(state, RULES).tree
+    keys = get_book_reads(r)
+    return [Opening(key, tree.get(key), tree.prove(key)).as_arg() for key in keys]
+
+
+def check(onestep, state, r: Liquidate) -> str:
+    """Python and the contract agree on the record; returns what happened."""
+    ctx = fv.open_block_ctx(state)
+    item = encode_item(r)
+    pre = state.to_tables()
+    try:
+        runner, pre_root, result, (root, ok, post_ctx) = run_both(onestep, state, ctx, item, rules=RULES)
+    except PendingKind:
+        state = State.from_tables(pre)
+        pre_root = TraceRunner(state, RULES).state_root
+        with pytest.raises(TransactionFailed, match="pending"):
+            onestep.functions.apply(pre_root, ctx.as_arg(), item, read_openings(state, r), []).call()
+        return "pending"
+    assert (root, ok) == (runner.state_root, result.ok), "the contract and the rule disagree"
+    assert len(result.witness.openings) <= 32
+    if not ok:
+        assert root == pre_root
+        error = apply_record(State.from_tables(pre), r, ctx.timestamp_ms, RULES)
+        return f"refused ({error.code if error is not None else '?'})"
+    held = sum(runner.tree.get(get_order_key(*key)) != TraceRunner(State.from_tables(pre), RULES).tree.get(
+        get_order_key(*key)) for key in set(r.makers))
+    return f"proven ({held} of {len(r.makers)} makers filled)"
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(book_cases())
+def test_liquidate_in_the_book_agrees(onestep, case):
+    state, r = case
+    outcome = check(onestep, state, r)
+    event(f"{outcome} policy {MARKETS.get(r.market, MARKETS[BOOK]).liquidation_policy}")
