@@ -14,7 +14,7 @@ import pyevm_gas
 
 pytest_plugins = ("kafka_fixtures",)
 
-pyevm_gas.install()  # eth_estimateGas on py-evm in ~2 runs of the transaction, not ~14 (tests/pyevm_gas.py)
+pyevm_gas.install()  # eth_estimateGas on py-evm in ~2 runs of the transaction, not ~14; EVM runs with frame-stack room (tests/pyevm_gas.py)
 
 from sequencer.core import eip712
 from sequencer.core.hashing import keccak
