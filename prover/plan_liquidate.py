@@ -2,15 +2,21 @@
 AuctionEnd, ForcedClose), the twin of l1_bridge/contracts/onestep_liquidate.vy.
 
 Each planner decides from the pre-state which branch of the rule the record
-takes (sequencer/core/rules/liquidation.py, auction.py) and either returns
-the leaves the one-step opens, in its order, or raises ``PendingKind`` for a
-branch the one-step does not port (it reverts "pending" there):
+takes (rules v2: sequencer/core/rules/liquidation.py, auction.py) and either
+returns the leaves the one-step opens, in its order, or raises
+``PendingKind`` for a branch the one-step does not port (it reverts
+"pending" there):
 
-* a branch that cancels the owner's open orders in the market
-  (``cancel_open_orders``): the state tree has no per-owner index of orders,
-  so no witness can show that it names all of them;
 * a branch that ranks the opposite positions (the close at the mark,
-  auto-deleveraging): the ranking is over every position of the market.
+  auto-deleveraging): the ranking is over every position of the market;
+* under rules v1 (a log replayed with schema 1), a branch that cancels the
+  owner's open orders one leaf each (``cancel_open_orders``): the state tree
+  has no per-owner index of orders, so no witness can show all of them; the
+  one-step re-executes rules v2, which cancel them with one write (the
+  position's order epoch).
+
+A Liquidate under a book policy (2, 3, 4) is planned whole by
+prover.plan_book (the one-step forwards it to onestep_book.vy).
 
 A leaf the record empties is planned like any write (``TraceRunner._open``
 adds the deletion witness).
@@ -19,19 +25,20 @@ Pure: no I/O.
 """
 from __future__ import annotations
 
-from prover.keys import GLOBAL_KEY, get_auction_key, get_market_key, get_position_key
+from prover.keys import GLOBAL_KEY, get_account_key, get_auction_key, get_market_key, get_position_key
 from prover.records import PendingKind
 from prover.plan_book import plan_book
 from sequencer.core.markets import LIQUIDATION_BACKSTOP
 from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
 from sequencer.core.rules.base import RuleError, get_market, get_market_params, require_fresh_price
-from sequencer.core.rules.liquidation import BOOK_POLICIES, MAX_LIQUIDATION_MAKERS, process_backstop
+from sequencer.core.rules.liquidation import BOOK_POLICIES, get_max_liquidation_makers, process_backstop
 from sequencer.core.rules.margin import compute_liquidation_size, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS, settle_funding
 from sequencer.core.state import State
 
-CANCELS_ORDERS = ("cancels the owner's open orders in the market (rules.liquidation.cancel_open_orders): "
+CANCELS_ORDERS = ("cancels the owner's open orders in the market one leaf each (rules v1 cancel_open_orders): "
                   "the state tree has no per-owner index of orders")
+RANKS = "ranks every opposite position of the market (the close at the mark, auto-deleveraging)"
 
 
 def nothing(ok: bool, writes: set[bytes]) -> list[tuple[bytes, bool]]:
@@ -46,9 +53,10 @@ def has_fresh_mark(state: State, market_id: int, params, timestamp_ms: int) -> b
     return True
 
 
-def is_refused(state: State, r: Liquidate, params, timestamp_ms: int) -> bool:
+def is_refused(state: State, r: Liquidate, params, timestamp_ms: int, max_makers: int) -> bool:
     """The refusals of rules.liquidation.process_liquidate after the market and
-    the account (stale mark, no position, a healthy one, makers out of policy)."""
+    the account (stale mark, no position, a healthy one, more makers than
+    ``max_makers``, makers out of policy)."""
     if not has_fresh_mark(state, r.market, params, timestamp_ms):
         return True
     position = state.positions.get((r.account, r.market))
@@ -57,24 +65,27 @@ def is_refused(state: State, r: Liquidate, params, timestamp_ms: int) -> bool:
     mark = state.markets[r.market].mark_price
     if not is_liquidatable(position, mark, state.markets[r.market], params):
         return True
-    return len(r.makers) > MAX_LIQUIDATION_MAKERS or bool(r.makers) and params.liquidation_policy not in BOOK_POLICIES
+    return len(r.makers) > max_makers or bool(r.makers) and params.liquidation_policy not in BOOK_POLICIES
 
 
-def check_fund_takeover(state: State, r: Liquidate, params) -> None:
-    """Raise PendingKind when the backstop's takeover leaves the fund negative
-    (auto-deleveraging); a dry run of the rule's own steps, undone."""
+def try_fund_takeover(state: State, account: bytes, market_id: int, params, whole: bool) -> bool:
+    """A dry run (undone) of the backstop's takeover of the account's position
+    (``process_backstop``: its liquidation size, or ``whole``): False when its
+    notional leaves 64 bits (the rule refuses it); PendingKind when it leaves
+    the fund negative (auto-deleveraging ranks every opposite position)."""
     snapshot, dirty = state.snapshot(), set(state.dirty)
     try:
-        mark = state.markets[r.market].mark_price
-        position = settle_funding(state, r.account, r.market, state.positions[(r.account, r.market)], params)
-        qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
+        mark = state.markets[market_id].mark_price
+        position = settle_funding(state, account, market_id, state.positions[(account, market_id)], params)
+        qty = abs(position.size) if whole else compute_liquidation_size(position, mark, state.markets[market_id],
+                                                                        params)
         try:
-            process_backstop(state, r.account, position, qty, mark, params)
+            process_backstop(state, account, position, qty, mark, params)
         except RuleError:
-            return  # a notional past 64 bits: refused
+            return False
         if state.globals.insurance_fund < 0:
-            raise PendingKind("Liquidate under the backstop policy with the fund left negative: auto-deleveraging "
-                              "ranks every opposite position")
+            raise PendingKind(f"the backstop's takeover leaves the fund negative: auto-deleveraging {RANKS}")
+        return True
     finally:
         state.revert(snapshot)
         state.dirty.clear()
@@ -82,31 +93,33 @@ def check_fund_takeover(state: State, r: Liquidate, params) -> None:
 
 
 def plan_liquidate(runner, r: Liquidate):
-    """Witness: nothing for an unlisted market or the fund's account; else the
-    market and the position (read); if the fund takes the lots over: the
-    fund's position and the globals (read), then the position, the market,
-    the fund's position and the globals written."""
+    """Witness: nothing for an unlisted market or the fund's account; a book
+    policy's is prover.plan_book's (onestep_liquidate.vy forwards the record
+    to onestep_book.vy); else the globals, the market and the position
+    (read); if the fund takes the lots over: the fund's position (read), then
+    the position, the market, the fund's position and the globals written."""
     state, params = runner.state, get_market_params(runner.rules, r.market)
     if params is None or r.account == INSURANCE_ADDRESS:
         return nothing, ()
     if params.liquidation_policy in BOOK_POLICIES:
         return plan_book(runner, r, params)  # onestep_liquidate.vy forwards these to onestep_book.vy
     market, position = get_market_key(r.market), get_position_key(r.account, r.market)
-    reads = [(market, False), (position, False)]
-    if not is_refused(state, r, params, runner.ctx.timestamp_ms):
+    reads = [(GLOBAL_KEY, False), (market, False), (position, False)]
+    if not is_refused(state, r, params, runner.ctx.timestamp_ms, get_max_liquidation_makers(runner.rules)):
         if params.liquidation_policy != LIQUIDATION_BACKSTOP:
-            raise PendingKind(f"Liquidate under policy {params.liquidation_policy} {CANCELS_ORDERS}")
-        check_fund_takeover(state, r, params)
+            raise PendingKind(f"Liquidate under the ladder {RANKS}")
+        try_fund_takeover(state, r.account, r.market, params, whole=False)
     fund = get_position_key(INSURANCE_ADDRESS, r.market)
-    return (lambda ok, writes: reads + ([(fund, False), (GLOBAL_KEY, False), (position, True), (market, True),
-                                         (fund, True), (GLOBAL_KEY, True)] if ok else [])), ()
+    return (lambda ok, writes: reads + ([(fund, False), (position, True), (market, True), (fund, True),
+                                         (GLOBAL_KEY, True)] if ok else [])), ()
 
 
 def plan_auction_end(runner, r: AuctionEnd):
     """Witness: nothing for an unlisted market; else the auction (read); for
     an ended one the position and the market (read), then, when it ends (a
     closed position, or one no longer liquidatable at a fresh mark), the
-    auction again (deleted). A position still liquidatable is pending."""
+    auction again (deleted). A position still liquidatable goes down the
+    ladder (its order epoch written first): pending."""
     state, params = runner.state, get_market_params(runner.rules, r.market)
     if params is None:
         return nothing, ()
@@ -118,19 +131,49 @@ def plan_auction_end(runner, r: AuctionEnd):
         if position is not None and position.size != 0 and has_fresh_mark(
                 state, r.market, params, runner.ctx.timestamp_ms) and is_liquidatable(
                 position, state.markets[r.market].mark_price, state.markets[r.market], params):
-            raise PendingKind(f"AuctionEnd of a position still liquidatable {CANCELS_ORDERS}")
+            raise PendingKind(f"AuctionEnd of a position still liquidatable: the ladder {RANKS}")
         reads += [(get_position_key(r.account, r.market), False), (get_market_key(r.market), False)]
     return (lambda ok, writes: reads + ([(auction_key, True)] if ok else [])), ()
 
 
 def plan_forced_close(runner, r: ForcedClose):
-    """Witness: the globals (read; written when the entry is served). A listed
-    market of another account than the fund's is pending."""
-    state = runner.state
-    if r.inbox_index == state.globals.inbox_count and r.account != INSURANCE_ADDRESS \
-            and get_market_params(runner.rules, r.market) is not None:
-        raise PendingKind(f"ForcedClose in a listed market {CANCELS_ORDERS}")
-    return (lambda ok, writes: [(GLOBAL_KEY, ok)]), ()
+    """Witness: the globals (read; written when the entry is served as a
+    no-op: out of inbox order it is refused). In a listed market of a user
+    (rules v2): the globals and the position (read); a flat position: the
+    position (written: its order epoch, its margin 0), the account when
+    margin is released, the globals; an open one: the market (read), then on
+    a stale mark the globals (the close undone); taken over by the fund:
+    the fund's position (read), the position, the market, the fund's
+    position, the account when margin is left, the globals (written). The
+    ladder (a healthy position, a policy other than the backstop, a fund
+    left negative) is pending."""
+    state, rules, timestamp_ms = runner.state, runner.rules, runner.ctx.timestamp_ms
+    if r.inbox_index != state.globals.inbox_count:
+        return (lambda ok, writes: [(GLOBAL_KEY, False)]), ()
+    params = get_market_params(rules, r.market) if isinstance(r.market, int) else None
+    if params is None or r.account == INSURANCE_ADDRESS:
+        return (lambda ok, writes: [(GLOBAL_KEY, True)]), ()
+    if rules.schema_version == 1:
+        raise PendingKind(f"ForcedClose in a listed market under rules v1 {CANCELS_ORDERS}")
+    position_key, account_key = get_position_key(r.account, r.market), get_account_key(r.account)
+    position = state.positions.get((r.account, r.market))
+    reads = [(GLOBAL_KEY, False), (position_key, False)]
+    if position is None or position.size == 0:
+        released = [(account_key, True)] if position is not None and position.margin > 0 else []
+        return (lambda ok, writes: reads + [(position_key, True)] + released + [(GLOBAL_KEY, True)]), ()
+    market_key = get_market_key(r.market)
+    reads.append((market_key, False))
+    if not has_fresh_mark(state, r.market, params, timestamp_ms):
+        return (lambda ok, writes: reads + [(GLOBAL_KEY, True)]), ()
+    market = state.markets[r.market]
+    if params.liquidation_policy != LIQUIDATION_BACKSTOP or not is_liquidatable(position, market.mark_price,
+                                                                                 market, params):
+        raise PendingKind(f"ForcedClose of an open position through the ladder {RANKS}")
+    if not try_fund_takeover(state, r.account, r.market, params, whole=True):
+        return (lambda ok, writes: reads + [(GLOBAL_KEY, True)]), ()
+    fund = get_position_key(INSURANCE_ADDRESS, r.market)
+    return (lambda ok, writes: reads + [(fund, False), (position_key, True), (market_key, True), (fund, True)]
+            + ([(account_key, True)] if account_key in writes else []) + [(GLOBAL_KEY, True)]), ()
 
 
 PLANNERS = {Liquidate: plan_liquidate, AuctionEnd: plan_auction_end, ForcedClose: plan_forced_close}

@@ -3,18 +3,22 @@
 @title isoroll one-step, the liquidation ladder's records
 @notice onestep.vy hands this contract the record items of Liquidate (18),
     AuctionEnd (23) and ForcedClose (50) in an open block; it re-executes the
-    ported branches of the rules (sequencer/core/rules/liquidation.py,
+    ported branches of rules v2 (sequencer/core/rules/liquidation.py,
     auction.py) against the witness and returns the state root after the
     record and the receipt outcome. The twin of prover/plan_liquidate.py.
-    Ported: every refusal of the three kinds; the backstop policy's fund
-    takeover at the mark (the fund charging the capped fee and paying the bad
-    debt, emptied leaves deleted); an AuctionEnd of a closed or recovered
-    position (the auction leaf deleted); a ForcedClose served as a no-op (an
-    unlisted market, the fund's own account). Every other branch reverts
-    "pending" (docs/fraud-proofs.md, "The liquidation ladder"): what cancels
-    the owner's open orders (the state tree has no per-owner index of them,
-    so no witness can show all of them) and what ranks the opposite
-    positions (close at the mark, auto-deleveraging).
+    Ported: every refusal of the three kinds (a Liquidate names at most 4
+    makers); the backstop policy's fund takeover at the mark (the fund
+    charging the capped fee and paying the bad debt, emptied leaves deleted);
+    an AuctionEnd of a closed or recovered position (the auction leaf
+    deleted); a ForcedClose served as a no-op (an unlisted market, the fund's
+    own account, an open position on a stale mark, a close whose notional
+    leaves 64 bits) and, in a listed market, its order epoch written (rules
+    v2 cancel the owner's orders there with that one write), a flat
+    position's margin released to free collateral, an open one taken over by
+    the fund under the backstop policy. Every other branch reverts "pending"
+    (docs/fraud-proofs.md, "The liquidation ladder"): what ranks the opposite
+    positions (the close at the mark, auto-deleveraging) and, until its own
+    one-step forwards from here, a Liquidate under a book policy.
 """
 import records
 import trace
@@ -46,7 +50,8 @@ MAX_INT64: constant(int256) = 2**63 - 1
 TAG_LIQUIDATE: constant(uint256) = 18
 TAG_AUCTION_END: constant(uint256) = 23
 TAG_FORCED_CLOSE: constant(uint256) = 50
-MAX_MAKERS: constant(uint256) = 8      # rules.liquidation.MAX_LIQUIDATION_MAKERS
+MAX_MAKERS: constant(uint256) = 8      # the item layout's bound (rules v1's MAX_LIQUIDATION_MAKERS)
+MAX_MAKERS_V2: constant(uint256) = 4   # rules.liquidation.MAX_LIQUIDATION_MAKERS_V2: more is refused
 MAKER_SIZE: constant(uint256) = 28     # owner (20) || nonce (8)
 POLICY_BACKSTOP: constant(uint256) = 1
 AUCTION_END_MS: constant(uint256) = 4  # auction leaf: size, start price, end price, start ms, end ms
@@ -69,7 +74,8 @@ struct Leaves:
     position: Bytes[MAX_LEAF]
     market: Bytes[MAX_LEAF]
     fund: Bytes[MAX_LEAF]
-    globals: Bytes[MAX_LEAF]
+    globals: lib.Globals
+    released: uint256       # margin moved to free collateral (a forced close)
 
 
 @deploy
@@ -160,13 +166,13 @@ def is_liquidatable(position: mk.Position, market: Bytes[MAX_LEAF], mark: int256
 
 @internal
 @view
-def liquidate_reads(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], op_mkt: trace.Opening,
+def liquidate_reads(c: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], op_mkt: trace.Opening,
                     op_pos: trace.Opening) -> Takeover:
     """rules.liquidation.process_liquidate up to the ladder: the market and the
-    position (read), the refusals (stale mark, no position, a healthy one,
-    makers under a policy without the book); then the backstop's funding
-    settlement, size and notional (a notional past 64 bits refuses it). The
-    other policies cancel the owner's open orders first: "pending"."""
+    position (read after the globals), the refusals (stale mark, no position, a healthy one,
+    more than 4 makers, makers under a policy without the book); then the
+    backstop's takeover terms (make_takeover). The ladder ranks the opposite
+    positions: "pending"."""
     account: address = lib.addr(item, 2)
     market: uint256 = lib.word(item, 22, 4)
     count: uint256 = lib.word(item, 26, 1)
@@ -176,27 +182,45 @@ def liquidate_reads(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], op_mk
     p: mk.MarketParams = empty(mk.MarketParams)
     found, p = mk.market_params(market)
     out.p = p
-    lib.verify_leaf(c0, mk.market_key(market), op_mkt)
-    lib.verify_leaf(lib.Cursor(root=c0.root, used=1), mk.position_key(account, market), op_pos)
+    lib.verify_leaf(c, mk.market_key(market), op_mkt)
+    lib.verify_leaf(lib.Cursor(root=c.root, used=c.used + 1), mk.position_key(account, market), op_pos)
     out.mark = mk.fresh_mark(op_mkt.value, out.p, ctx.timestamp_ms)
     if out.mark == 0:
         return out
     position: mk.Position = mk.read_position(op_pos)
     if not self.is_liquidatable(position, op_mkt.value, out.mark, out.p):
         return out
-    if count > 0 and out.p.liquidation_policy != 2 and out.p.liquidation_policy != 3 and out.p.liquidation_policy != 4:
+    if count > MAX_MAKERS_V2 or (count > 0 and out.p.liquidation_policy != 2 and out.p.liquidation_policy != 3
+                                 and out.p.liquidation_policy != 4):
         return out
-    # book-first, book+auction, book+vault and the ladder cancel the owner's
-    # open orders in the market (rules.liquidation.cancel_open_orders): no
-    # witness can show all of them
+    # the ladder closes at the mark against the opposite positions ranked by
+    # profit x leverage (after the owner's order epoch is written); the book
+    # policies are re-executed by their own one-step, forwarded from `apply`
     assert out.p.liquidation_policy == POLICY_BACKSTOP, "pending"
-    f: mk.Funding = mk.settle_funding(position, op_mkt.value, out.p)
+    return self.make_takeover(out.p, out.mark, position, op_mkt.value, False)
+
+
+@internal
+@pure
+def make_takeover(p: mk.MarketParams, mark: int256, position: mk.Position, market: Bytes[MAX_LEAF],
+                  whole: bool) -> Takeover:
+    """The backstop's funding settlement, size (the liquidation size, or the
+    whole position for a forced close) and notional at the mark, rounded
+    against the account; a notional past 64 bits refuses it."""
+    out: Takeover = empty(Takeover)
+    out.refused = True
+    out.p = p
+    out.mark = mark
+    f: mk.Funding = mk.settle_funding(position, market, p)
     out.position = f.position
-    out.market_leaf = lib.set_word(op_mkt.value, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32))
+    out.market_leaf = lib.set_word(market, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32))
     out.insurance = f.sweep
-    out.qty = self.liquidation_size(out.position, out.mark, out.p)
-    gross: int256 = out.qty * out.mark
-    scale: int256 = convert(out.p.scale, int256)
+    if whole:
+        out.qty = abs(out.position.size)
+    else:
+        out.qty = self.liquidation_size(out.position, mark, p)
+    gross: int256 = out.qty * mark
+    scale: int256 = convert(p.scale, int256)
     if out.position.size > 0:
         out.notional = -(gross // scale)
     else:
@@ -209,13 +233,15 @@ def liquidate_reads(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], op_mk
 
 @internal
 @pure
-def fund_takeover(t: Takeover, op_fund: trace.Opening, g: lib.Globals) -> Leaves:
+def fund_takeover(t: Takeover, op_fund: trace.Opening, g: lib.Globals, release: bool) -> Leaves:
     """rules.liquidation.process_backstop: the insurance fund takes the lots
     over at the mark; the liquidated position keeps its realised PnL less the
     fee (capped by its margin), the fund pays any bad debt. A fund left
     negative deleverages the position instead (ranked over every opposite
     position): "pending". A position left flat with no margin (a bankrupt
-    one) or the fund's closed flat is an empty leaf: deleted."""
+    one) or the fund's closed flat is an empty leaf: deleted. `release`
+    (a forced close, closed whole): what margin is left moves to free
+    collateral (rules.liquidation.release_margin)."""
     closed: mk.Position = empty(mk.Position)
     realised: int256 = 0
     closed, realised = self.apply_close(t.position, t.qty, t.notional)
@@ -223,6 +249,10 @@ def fund_takeover(t: Takeover, op_fund: trace.Opening, g: lib.Globals) -> Leaves
     fee: int256 = min(mk.ceil_div(abs(t.notional) * convert(t.p.liquidation_fee_ppm, int256), PPM), max(0, margin))
     bad_debt: int256 = max(0, -margin)
     closed.margin = margin - fee + bad_debt
+    released: uint256 = 0
+    if release and closed.size == 0 and closed.margin > 0:
+        released = convert(closed.margin, uint256)
+        closed.margin = 0
     oi: int256 = convert(lib.leaf_word(t.market_leaf, mk.MARKET_OPEN_INTEREST), int256)
     oi += self.long_change(t.position.size, closed.size)
     # the fund's own position: its funding settles into the fund, not a margin
@@ -246,7 +276,7 @@ def fund_takeover(t: Takeover, op_fund: trace.Opening, g: lib.Globals) -> Leaves
     market_leaf: Bytes[MAX_LEAF] = lib.set_word(lib.set_word(t.market_leaf, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32)),
                                                 mk.MARKET_OPEN_INTEREST, convert(oi, bytes32))
     return Leaves(position=mk.position_leaf(closed), market=market_leaf, fund=mk.position_leaf(taken),
-                  globals=abi_encode(out_g))
+                  globals=out_g, released=released)
 
 
 # --- AuctionEnd ------------------------------------------------------------------------
@@ -291,28 +321,52 @@ def auction_end_mark(c: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], p: mk
 
 @internal
 @view
-def forced_close(c0: lib.Cursor, item: Bytes[MAX_ITEM], op_g: trace.Opening) -> bytes32:
-    """rules.liquidation.process_forced_close: in inbox order (else refused,
-    nothing changes); served as a no-op for an unlisted market or the fund's
-    account (the inbox entry counted). A listed market of another account
-    reverts "pending": the rule cancels the owner's open orders in it (no
-    witness can show all of them), and whether it does so for an account
-    with no position leaf depends on a flat position the tree does not hold."""
-    index: uint256 = lib.word(item, 2, 8)
-    account: address = lib.addr(item, 10)
-    market: uint256 = lib.word(item, 30, 32)
-    g: lib.Globals = lib.read_globals(c0, op_g)
-    if index != g.inbox_count:
-        return empty(bytes32)
+def forced_close_kind(item: Bytes[MAX_ITEM], g: lib.Globals) -> uint256:
+    """rules.liquidation.process_forced_close: 0 refused (out of inbox order:
+    nothing changes), 1 served as a no-op (an unlisted market, the fund's
+    account: the inbox entry counted), 2 a close in a listed market."""
+    if lib.word(item, 2, 8) != g.inbox_count:
+        return 0
     found: bool = False
     p: mk.MarketParams = empty(mk.MarketParams)
-    found, p = mk.market_params(market)
-    assert not found or account == INSURANCE, "pending"
-    entry: Bytes[61] = concat(b"\x03", convert(convert(index, uint64), bytes8), convert(account, bytes20),
-                              convert(market, bytes32))
-    g.inbox_hash = keccak256(concat(g.inbox_hash, entry))
-    g.inbox_count += 1
-    return lib.write_leaf(c0.root, lib.GLOBALS_KEY, op_g, abi_encode(g))
+    found, p = mk.market_params(lib.word(item, 30, 32))
+    if not found or lib.addr(item, 10) == INSURANCE:
+        return 1
+    return 2
+
+
+@internal
+@pure
+def served(item: Bytes[MAX_ITEM], g: lib.Globals) -> lib.Globals:
+    """rules.accounts.advance_inbox: the entry 0x03 || index || account || market chained, the count + 1."""
+    out: lib.Globals = g
+    out.inbox_hash = keccak256(concat(g.inbox_hash, b"\x03", slice(item, 2, 60)))
+    out.inbox_count = g.inbox_count + 1
+    return out
+
+
+@internal
+@pure
+def credit(c: lib.Cursor, account: address, amount: uint256, op: trace.Opening) -> lib.Cursor:
+    """rules.liquidation.release_margin's account write: `amount` more free
+    collateral (an absent account starts empty), opened against the current root."""
+    acct: lib.AccountLeaf = lib.read_account(op)
+    return lib.rewrite(c, lib.account_key(account), abi_encode(acct.collateral + amount, acct.nonces_hash), op)
+
+
+@internal
+@view
+def forced_takeover(ctx: trace.Ctx, p: mk.MarketParams, position: mk.Position, op_mkt: trace.Opening) -> Takeover:
+    """close_forced_position of an open position: a stale mark refuses the
+    close (served as a no-op); the backstop policy's fund takes a
+    liquidatable one over whole; the ladder (a healthy position, or another
+    policy) ranks the opposite positions: "pending"."""
+    mark: int256 = mk.fresh_mark(op_mkt.value, p, ctx.timestamp_ms)
+    if mark == 0:
+        return Takeover(refused=True, p=p, mark=0, position=empty(mk.Position), market_leaf=b"", insurance=0, qty=0,
+                        notional=0)
+    assert p.liquidation_policy == POLICY_BACKSTOP and self.is_liquidatable(position, op_mkt.value, mark, p), "pending"
+    return self.make_takeover(p, mark, position, op_mkt.value, True)
 
 
 # --- the entry ------------------------------------------------------------------------------
@@ -320,7 +374,8 @@ def forced_close(c0: lib.Cursor, item: Bytes[MAX_ITEM], op_g: trace.Opening) -> 
 @internal
 @pure
 def liquidate_length_ok(item: Bytes[MAX_ITEM]) -> bool:
-    """account (20) || market (4) || makers: a count (<= 8) and that many (owner, nonce)."""
+    """account (20) || market (4) || makers: a count (<= 8, the layout's
+    bound; the rule refuses more than 4) and that many (owner, nonce)."""
     n: uint256 = len(item)
     if n < 27:
         return False
@@ -347,11 +402,6 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     count: uint256 = len(openings)
     found: bool = False
     p: mk.MarketParams = empty(mk.MarketParams)
-    if tag == TAG_FORCED_CLOSE and n == 62:
-        root: bytes32 = self.forced_close(c0, item, openings[lib.at(c0, count)])
-        if root == empty(bytes32):
-            return state_root, False
-        return root, True
     if tag == TAG_AUCTION_END and n == 26:
         found, p = mk.market_params(lib.word(item, 22, 4))
         if not found or not self.auction_end(c0, ctx, item, openings[lib.at(c0, count)]):
@@ -363,32 +413,81 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
         c3: lib.Cursor = lib.Cursor(root=state_root, used=3)
         auction: bytes32 = mk.auction_key(lib.addr(item, 2), lib.word(item, 22, 4))
         return lib.rewrite(c3, auction, b"", openings[lib.at(c3, count)]).root, True
-    if tag != TAG_LIQUIDATE or not self.liquidate_length_ok(item):
+    forced: bool = tag == TAG_FORCED_CLOSE and n == 62
+    if not forced and (tag != TAG_LIQUIDATE or not self.liquidate_length_ok(item)):
         return state_root, False
     account: address = lib.addr(item, 2)
     market: uint256 = lib.word(item, 22, 4)
-    found, p = mk.market_params(market)
-    if not found or account == INSURANCE:
-        return state_root, False
-    if p.liquidation_policy >= 2 and p.liquidation_policy <= 4 and BOOK != empty(address):
-        book_root: bytes32 = empty(bytes32)
-        book_ok: bool = False
-        book_root, book_ok = staticcall OneStepBook(BOOK).apply(state_root, ctx, item, openings, nonces)
-        return book_root, book_ok
-    t: Takeover = self.liquidate_reads(c0, ctx, item, openings[lib.at(c0, count)],
-                                       openings[lib.at(lib.Cursor(root=state_root, used=1), count)])
-    if t.refused:
-        return state_root, False
-    fund_key: bytes32 = mk.position_key(INSURANCE, market)
-    c: lib.Cursor = lib.Cursor(root=state_root, used=2)
-    op_fund: trace.Opening = openings[lib.at(c, count)]
-    lib.verify_leaf(c, fund_key, op_fund)
-    c.used = 3
-    g: lib.Globals = lib.read_globals(c, openings[lib.at(c, count)])
-    w: Leaves = self.fund_takeover(t, op_fund, g)
-    c.used = 4
-    c = lib.rewrite(c, mk.position_key(account, market), w.position, openings[lib.at(c, count)])
-    c = lib.rewrite(c, mk.market_key(market), w.market, openings[lib.at(c, count)])
-    c = lib.rewrite(c, fund_key, w.fund, openings[lib.at(c, count)])
-    c = lib.rewrite(c, lib.GLOBALS_KEY, w.globals, openings[lib.at(c, count)])
-    return c.root, True
+    if forced:
+        account = lib.addr(item, 10)
+        market = lib.word(item, 30, 32)
+    else:
+        found, p = mk.market_params(market)
+        if not found or account == INSURANCE:
+            return state_root, False
+        # book-first, book+auction and book+vault (policies 2, 3, 4): their own
+        # one-step re-executes the whole Liquidate
+        if p.liquidation_policy >= 2 and p.liquidation_policy <= 4 and BOOK != empty(address):
+            book_root: bytes32 = empty(bytes32)
+            book_ok: bool = False
+            book_root, book_ok = staticcall OneStepBook(BOOK).apply(state_root, ctx, item, openings, nonces)
+            return book_root, book_ok
+    g: lib.Globals = lib.read_globals(c0, openings[lib.at(c0, count)])
+    c: lib.Cursor = lib.Cursor(root=state_root, used=1)
+    t: Takeover = empty(Takeover)
+    t.refused = True
+    released: uint256 = 0
+    flat: Bytes[MAX_LEAF] = b""           # a flat position's leaf (its epoch written, margin released)
+    flat_close: bool = False
+    if forced:
+        kind: uint256 = self.forced_close_kind(item, g)
+        if kind == 0:
+            return state_root, False
+        if kind == 1:
+            c.used = 0  # the globals opened again, written
+        else:  # a listed market: the order epoch is written (rules v2), then the close
+            op_pos: trace.Opening = openings[lib.at(c, count)]
+            lib.verify_leaf(c, mk.position_key(account, market), op_pos)
+            c.used = 2
+            position: mk.Position = mk.read_position(op_pos)
+            position.order_epoch = g.order_count
+            if position.size == 0:  # release_margin
+                if position.margin > 0:
+                    released = convert(position.margin, uint256)
+                    position.margin = 0
+                flat = mk.position_leaf(position)
+                flat_close = True
+            else:  # a stale mark, or a notional past 64 bits, undoes the close: served as a no-op
+                found, p = mk.market_params(market)
+                op_mkt: trace.Opening = openings[lib.at(c, count)]
+                lib.verify_leaf(c, mk.market_key(market), op_mkt)
+                c.used = 3
+                t = self.forced_takeover(ctx, p, position, op_mkt)
+    else:
+        t = self.liquidate_reads(c, ctx, item, openings[lib.at(c, count)],
+                                 openings[lib.at(lib.Cursor(root=state_root, used=2), count)])
+        if t.refused:
+            return state_root, False
+        c.used = 3
+    keys: DynArray[bytes32, 3] = []
+    leaves: DynArray[Bytes[MAX_LEAF], 3] = []
+    if flat_close:
+        keys = [mk.position_key(account, market)]
+        leaves = [flat]
+    if not t.refused:  # the fund takes the lots over (read its position)
+        fund_key: bytes32 = mk.position_key(INSURANCE, market)
+        op_fund: trace.Opening = openings[lib.at(c, count)]
+        lib.verify_leaf(c, fund_key, op_fund)
+        c.used += 1
+        w: Leaves = self.fund_takeover(t, op_fund, g, forced)
+        keys = [mk.position_key(account, market), mk.market_key(market), fund_key]
+        leaves = [w.position, w.market, w.fund]
+        g = w.globals
+        released = w.released
+    for i: uint256 in range(len(keys), bound=3):  # each opened again against the root so far
+        c = lib.rewrite(c, keys[i], leaves[i], openings[lib.at(c, count)])
+    if released > 0:
+        c = self.credit(c, account, released, openings[lib.at(c, count)])
+    if forced:
+        g = self.served(item, g)
+    return lib.write_globals(c, g, openings[lib.at(c, count)]).root, True

@@ -1,19 +1,23 @@
 """The differential test of the liquidation ladder's one-steps (onestep.vy
-handing Liquidate, AuctionEnd and ForcedClose to onestep_liquidate.vy).
+handing Liquidate, AuctionEnd and ForcedClose to onestep_liquidate.vy),
+under rules v2 (the owner's orders cancelled by the position's order epoch).
 
 Hypothesis generates states (markets with fresh, stale and missing marks,
 any funding index and dust; positions long and short, healthy, liquidatable
-and bankrupt, with funding owed or due, flat ones left in the dict; the
-insurance fund's own position absent, long or short, and its balance from 0
-up; orders resting; auctions running and ended) and records (valid and
-adversarial: the fund's account, unlisted markets, makers named under a
-policy without the book, up to 8 makers, inbox indexes out of order, raw item
-bytes), runs the Python rules (prover.trace with prover.plan_liquidate) and
-the contracts on py-evm from the same pre-state, and requires the same
-post-state root and receipt outcome; a record whose branch is not ported
-raises PendingKind in Python and reverts "pending" on L1 with the reads it
-makes. The rules' market table here has one market per liquidation policy
-(BTC backstop, ETH book-first, a BTC twin under the ladder)."""
+and bankrupt, with funding owed or due, flat ones left in the dict, flat
+ones holding margin, some with an order epoch (five-word leaves); accounts
+present or absent; the insurance fund's own position absent, long or short,
+and its balance from 0 up; the order count from 0; orders resting; auctions
+running and ended) and records (valid and adversarial: the fund's account,
+unlisted markets, makers named under a policy without the book, up to 8
+makers (more than 4 refused), inbox indexes out of order, forced closes of
+held and absent positions, raw item bytes), runs the Python rules
+(prover.trace with prover.plan_liquidate) and the contracts on py-evm from
+the same pre-state, and requires the same post-state root and receipt
+outcome; a record whose branch is not ported raises PendingKind in Python
+and reverts "pending" on L1 with the reads it makes. The rules' market table
+here has one market per liquidation policy (BTC backstop, ETH book-first, a
+BTC twin under the ladder)."""
 from __future__ import annotations
 
 import os
@@ -24,7 +28,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from onestep_support import get_examples, run_both
 from prover import fraud_vectors as fv
-from prover.keys import GLOBAL_KEY, get_auction_key, get_market_key, get_position_key
+from prover.keys import GLOBAL_KEY, get_account_key, get_auction_key, get_market_key, get_position_key
 from prover.plan_book import get_book_reads
 from prover.records import PendingKind, decode_item, encode_item
 from prover.trace import Opening, TraceContext, TraceRunner, get_onestep_markets
@@ -49,6 +53,7 @@ PRICES = {BTC: 60_000 * 10**6, ETH: 3_000 * 10**6, LADDER: 60_000 * 10**6}
 I64 = 2**63
 FUND = INSURANCE_ADDRESS
 EXAMPLES = int(os.environ.get("ISOROLL_LIQUIDATE_EXAMPLES", get_examples(300)))
+FORCED_EXAMPLES = int(os.environ.get("ISOROLL_FORCED_CLOSE_EXAMPLES", get_examples(150)))
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +103,8 @@ def positions(draw, market, fund: bool = False):
                   "edge": st.integers(-10**3, 10**3), "healthy": st.integers(0, 10**12)}[shape]
         margin = max(0, maintenance - pnl + draw(offset))
     snapshot = market.funding_index + draw(st.sampled_from([0, 0, 1, -1, 10**9, -(10**9) - 3]))
-    return Position(lots, cost, margin, snapshot)
+    epoch = 0 if fund else draw(st.sampled_from([0, 0, 0, 1, 5, 2**40]))
+    return Position(lots, cost, margin, snapshot, epoch)
 
 
 @st.composite
@@ -107,11 +113,14 @@ def liquidation_states(draw):
     held = {}
     for market in listed:
         for address in draw(st.lists(st.sampled_from(fv.ADDRESSES), max_size=3, unique=True)):
-            shape = draw(st.sampled_from(range(2, 12)))
+            shape = draw(st.sampled_from(range(2, 13)))
             if shape == 10:  # a position closed whole stays in the dict, empty in the tree
                 held[(address, market.id)] = Position(0, 0, 0, market.funding_index)
-            elif shape == 11:  # flat with leftover margin
-                held[(address, market.id)] = Position(0, 0, draw(st.integers(1, 10**9)), market.funding_index)
+            elif shape == 11:  # flat with leftover margin, maybe an order epoch
+                held[(address, market.id)] = Position(0, 0, draw(st.integers(1, 10**9)), market.funding_index,
+                                                      draw(st.sampled_from([0, 0, 3])))
+            elif shape == 12:  # flat, no margin, its orders cancelled before: a five-word leaf
+                held[(address, market.id)] = Position(0, 0, 0, market.funding_index, draw(st.integers(1, 9)))
             else:
                 held[(address, market.id)] = draw(positions(market))
         if draw(st.booleans()):
@@ -121,8 +130,10 @@ def liquidation_states(draw):
                                                       st.sampled_from([BTC, ETH, LADDER])), max_size=3, unique=True)):
         end = fv.BLOCK_TIME + draw(st.sampled_from([-1, 0, 1, -60_000, 60_000]))
         auctions[(address, market_id)] = Auction(draw(st.integers(1, 10**6)), 10**9, 9 * 10**8, end - 60_000, end)
-    state = fv.make_perps_state({a: Account(10**9, ()) for a in fv.ADDRESSES}, listed, held, {},
-                                inbox_count=draw(st.integers(0, 9)))
+    accounts = {a: Account(draw(st.sampled_from([10**9, 0, 2**64])), draw(st.sampled_from([(), (3, 8)])))
+                for a in fv.ADDRESSES if draw(often)}
+    state = fv.make_perps_state(accounts, listed, held, {}, inbox_count=draw(st.integers(0, 9)),
+                                order_count=draw(st.sampled_from([0, 2, 7, 2**40])))
     g = state.globals
     state.set_globals(msgspec.structs.replace(g, insurance_fund=draw(st.sampled_from(
         [0, 11, 10**6, 10**9, 10**12, 10**15]))))
@@ -162,18 +173,22 @@ def auction_ends(draw, state):
 @st.composite
 def forced_closes(draw, state):
     count = state.globals.inbox_count
-    index = draw(st.sampled_from([count, count, count, count + 1, max(count - 1, 0), 2**64 - 1]))
-    account = draw(st.sampled_from(fv.ADDRESSES + [FUND]))
-    market = draw(st.sampled_from([BTC, ETH, UNLISTED, 2**32, 2**40 + 1, 2**256 - 1]))
+    index = draw(st.sampled_from([count] * 6 + [count + 1, max(count - 1, 0), 2**64 - 1]))
+    held = [(a, m) for (a, m) in state.positions if a != FUND]
+    if held and draw(often):
+        account, market = draw(st.sampled_from(held))
+    else:
+        account = draw(st.sampled_from(fv.ADDRESSES + [FUND]))
+        market = draw(st.sampled_from([BTC, ETH, LADDER, UNLISTED, 2**32, 2**32 + 1, 2**256 - 1]))
     return ForcedClose(index, account, market)
 
 
 @st.composite
-def cases(draw):
+def cases(draw, kinds=(liquidates, liquidates, liquidates, auction_ends, forced_closes, forced_closes, "raw")):
     state = draw(liquidation_states())
-    kind = draw(st.sampled_from([liquidates, liquidates, liquidates, auction_ends, forced_closes, "raw"]))
+    kind = draw(st.sampled_from(kinds))
     if kind == "raw":  # any bytes of the kinds' lengths
-        tag, size = draw(st.sampled_from([(18, 27), (18, 55), (18, 251), (23, 26), (50, 62)]))
+        tag, size = draw(st.sampled_from([(18, 27), (18, 55), (18, 167), (18, 251), (23, 26), (50, 62)]))
         item = bytes((2, tag)) + draw(st.binary(min_size=size - 2, max_size=size - 2))
     else:
         item = encode_item(draw(kind(state)))
@@ -193,12 +208,13 @@ def pending_reads(record) -> list[bytes]:
     if isinstance(record, Liquidate) and record.market == ETH:
         return get_book_reads(record)  # forwarded to onestep_book.vy
     if isinstance(record, Liquidate):
-        return [get_market_key(record.market), get_position_key(record.account, record.market),
-                get_position_key(FUND, record.market), GLOBAL_KEY]
+        return [GLOBAL_KEY, get_market_key(record.market), get_position_key(record.account, record.market),
+                get_position_key(FUND, record.market)]
     if isinstance(record, AuctionEnd):
         return [get_auction_key(record.account, record.market), get_position_key(record.account, record.market),
                 get_market_key(record.market)]
-    return [GLOBAL_KEY]
+    return [GLOBAL_KEY, get_position_key(record.account, record.market), get_market_key(record.market),
+            get_position_key(FUND, record.market)]
 
 
 def check_pending(onestep, state, ctx, item):
@@ -212,6 +228,19 @@ def check_pending(onestep, state, ctx, item):
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=cases())
 def test_python_and_vyper_agree_on_the_ladder_records(onestep, case):
+    check_both(onestep, case)
+
+
+@settings(max_examples=FORCED_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=cases(kinds=(forced_closes,)))
+def test_python_and_vyper_agree_on_forced_closes(onestep, case):
+    """Rules v2's ForcedClose branches: the order epoch of a held or absent
+    position, a flat one's margin released, a stale mark, the fund's takeover."""
+    check_both(onestep, case)
+
+
+def check_both(onestep, case):
     state, ctx, item = case
     try:
         runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, item, RULES)
@@ -223,10 +252,25 @@ def test_python_and_vyper_agree_on_the_ladder_records(onestep, case):
     if not ok:
         assert root == pre_root
     try:
-        name = type(decode_item(item)).__name__
+        record = decode_item(item)
+        name = type(record).__name__
     except Exception:
-        name = "noop"
-    event(f"{name} {'applied' if ok else 'failed'}")
+        record, name = None, "noop"
+    event(f"{name} {'applied' if ok else 'failed'}{describe_forced_close(record, result) if ok else ''}")
+
+
+def describe_forced_close(record, result) -> str:
+    """Which branch an applied ForcedClose took, from its witness."""
+    if not isinstance(record, ForcedClose):
+        return ""
+    keys = [o.key for o in result.witness.openings]
+    if len(keys) == 1:
+        return ": served as a no-op"
+    if get_position_key(FUND, record.market) in keys:
+        return ": the fund's takeover" + (", margin released" if get_account_key(record.account) in keys else "")
+    if get_market_key(record.market) in keys:
+        return ": stale mark or past 64 bits, served"
+    return ": order epoch" + (", margin released" if get_account_key(record.account) in keys else "")
 
 
 # --- fixed cases: each ported branch, each pending branch, forged witnesses ----------------
@@ -348,23 +392,148 @@ def test_a_bankrupt_position_is_taken_over_and_its_leaf_deleted(onestep):
 
 def test_each_unported_branch_is_pending_on_both_sides(onestep):
     """The reference raises PendingKind and the contract reverts "pending"
-    (given honest reads) on: a liquidation under a book policy or the ladder
-    (it cancels the owner's open orders: no index of them in the tree), the
-    backstop with too small a fund (auto-deleveraging ranks every opposite
-    position), an AuctionEnd of a position still liquidatable (the ladder),
-    a ForcedClose in a listed market."""
+    (given honest reads) on: a liquidation under the ladder policy (a book
+    policy's is onestep_book.vy's: test_onestep_book.py), the backstop with too small
+    a fund (auto-deleveraging), an AuctionEnd of a position still
+    liquidatable, a ForcedClose of an open position through the ladder (a
+    healthy one, one under the ladder policy, a takeover the fund cannot pay):
+    each ranks every opposite position of the market."""
     ended = Auction(LOT, 10**9, 9 * 10**8, fv.BLOCK_TIME - 60_000, fv.BLOCK_TIME)
     bankrupt = Position(10**7, 6_600 * 10**6, 10 * 10**6, 500)
-    cases = [(fixed_state(market_id=ETH, position=Position(10**9, 3_000 * 10**6, 30 * 10**6, 500)),
-              Liquidate(A, ETH, ())),
-             (fixed_state(market_id=LADDER),
+    healthy = Position(10**7, 6_000 * 10**6, 700 * 10**6, 500)
+    count = fixed_state().globals.inbox_count
+    cases = [(fixed_state(market_id=LADDER),
               Liquidate(A, LADDER, ())),
              (fixed_state(bankrupt, insurance=0), Liquidate(A, BTC, ())),
              (fixed_state(auction=ended), AuctionEnd(A, BTC)),
-             (fixed_state(), ForcedClose(3, A, BTC)),
-             (fixed_state(), ForcedClose(3, B, BTC))]
+             (fixed_state(healthy), ForcedClose(count, A, BTC)),
+             (fixed_state(market_id=LADDER), ForcedClose(count, A, LADDER)),
+             (fixed_state(bankrupt, insurance=0), ForcedClose(count, A, BTC))]
     for state, record in cases:
         assert_pending(onestep, state, record)
+
+
+def test_more_than_four_makers_are_refused_on_both_sides(onestep):
+    """Rules v2 name at most 4 makers: 5 to 8 (what the item layout holds)
+    refuse the Liquidate, under the book policy too, with nothing changed."""
+    state = fixed_state(market_id=ETH, position=Position(10**9, 3_000 * 10**6, 30 * 10**6, 500))
+    for n in (5, 8):
+        runner, pre_root, result = step_both(onestep, state, Liquidate(A, ETH, tuple((B, k) for k in range(n))))
+        assert not result.ok and runner.state_root == pre_root
+
+
+# --- ForcedClose under rules v2: the order epoch ---------------------------------------------
+
+def forced(onestep, state, account=A, market=BTC):
+    count = state.globals.inbox_count
+    runner, pre_root, result = step_both(onestep, state, ForcedClose(count, account, market))
+    assert result.ok and runner.state.globals.inbox_count == count + 1
+    return runner, result
+
+
+def test_a_forced_close_with_no_position_writes_the_order_epoch(onestep):
+    """No position leaf: the leaf (0, 0, 0, 0, epoch = the order count) is
+    created, so every order of the owner placed so far is dead; with no order
+    ever placed (count 0) the epoch is 0 and the leaf stays empty."""
+    state = fixed_state()
+    state.set_globals(msgspec.structs.replace(state.globals, order_count=41))
+    state.commit(0)
+    runner, result = forced(onestep, state, B)
+    assert runner.tree.get(get_position_key(B, BTC)) == bytes(128) + (41).to_bytes(32, "big")
+    assert [o.key for o in result.witness.openings] == [GLOBAL_KEY, get_position_key(B, BTC),
+                                                        get_position_key(B, BTC), GLOBAL_KEY]
+    state.set_globals(msgspec.structs.replace(state.globals, order_count=0))
+    state.commit(0)
+    runner, _ = forced(onestep, state, B)
+    assert runner.tree.get(get_position_key(B, BTC)) is None
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["account", "no account leaf"])
+def test_a_forced_close_of_a_flat_position_releases_its_margin(onestep, known):
+    """A flat position holding margin: the margin moves to free collateral
+    (the account created when it has no leaf), the position keeps its epoch
+    and its funding snapshot, margin 0."""
+    state = fixed_state(Position(0, 0, 5 * 10**6, 500, 3))
+    if not known:
+        state.set_account(A, None)
+        state.commit(0)
+    before = state.accounts[A].collateral if known else 0
+    runner, result = forced(onestep, state)
+    assert runner.state.accounts[A].collateral == before + 5 * 10**6
+    assert runner.state.positions[(A, BTC)] == Position(0, 0, 0, 500, state.globals.order_count)
+    assert len(result.witness.openings) == 5
+
+
+def test_a_forced_close_on_a_stale_mark_is_served_as_a_no_op(onestep):
+    """An open position needs a fresh mark: the whole close is undone, its
+    epoch too; the request is served (the inbox entry counted)."""
+    state = fixed_state(age=10**6)
+    position = state.positions[(A, BTC)]
+    runner, result = forced(onestep, state)
+    assert runner.state.positions[(A, BTC)] == position
+    assert [o.key for o in result.witness.openings][-1] == GLOBAL_KEY and len(result.witness.openings) == 4
+
+
+@pytest.mark.parametrize("position", [Position(10**7, 6_000 * 10**6, 70 * 10**6, 500, 2),
+                                      Position(-10**7, -5_990 * 10**6, 50 * 10**6, 400),
+                                      Position(10**7, 6_600 * 10**6, 10 * 10**6, 500)],
+                         ids=["liquidatable long", "liquidatable short", "bankrupt"])
+def test_a_forced_close_of_a_liquidatable_position_is_a_whole_fund_takeover(onestep, position):
+    """Under the backstop policy the fund takes the whole position over at the
+    mark; what margin is left moves to free collateral; the position keeps
+    its new epoch (a five-word leaf, size 0)."""
+    state = fixed_state(position, fund=Position(-3 * 10**8, -183_000 * 10**6, 0, 0))
+    runner, result = forced(onestep, state)
+    left = runner.state.positions[(A, BTC)]
+    assert left.size == 0 and left.margin == 0 and left.order_epoch == state.globals.order_count
+    assert runner.state.positions[(FUND, BTC)].size == -3 * 10**8 + position.size
+    assert runner.state.accounts[A].collateral >= state.accounts[A].collateral
+    assert len(result.witness.openings) == (9 if runner.state.accounts[A].collateral > 10**9 else 8)
+
+
+def test_a_forced_close_past_64_bits_is_served_as_a_no_op(onestep):
+    """A notional past 2**63 - 1 refuses the takeover: the close is undone, served."""
+    huge = Position(10**17, 6 * 10**19, 10**9, 500)
+    state = fixed_state(huge)
+    runner, result = forced(onestep, state)
+    assert runner.state.positions[(A, BTC)] == huge
+
+
+def test_forged_forced_close_witnesses_revert(onestep):
+    """A flat position's margin lied about, an account leaf with more
+    collateral, a position said absent, a missing opening: no proof."""
+    state = fixed_state(Position(0, 0, 5 * 10**6, 500))
+    ctx = fv.open_block_ctx(state)
+    item = encode_item(ForcedClose(state.globals.inbox_count, A, BTC))
+    runner = TraceRunner(state, RULES, ctx=ctx)
+    pre_root = runner.state_root
+    result = runner.step(item)
+    args = [o.as_arg() for o in result.witness.openings]
+
+    def call(openings):
+        return onestep.functions.apply(pre_root, ctx.as_arg(), item, openings, []).call()
+
+    assert call(args)[0] == runner.state_root
+    richer = bytearray(args[1][1])
+    richer[64:96] = (10**12).to_bytes(32, "big")
+    fuller = bytearray(args[3][1])
+    fuller[0:32] = (10**15).to_bytes(32, "big")
+    forgeries = [args[:1] + [(True, bytes(richer)) + args[1][2:]] + args[2:],
+                 args[:3] + [(True, bytes(fuller)) + args[3][2:]] + args[4:],
+                 args[:1] + [(False, b"") + args[1][2:]] + args[2:],
+                 args[:3] + args[4:], args[:-1]]
+    for forged in forgeries:
+        with pytest.raises(Exception):
+            call(forged)
+
+
+def test_a_liquidation_keeps_the_order_epoch_of_the_position(onestep):
+    """A position with an order epoch (a five-word leaf) taken over by the
+    fund keeps it: the leaf stays (size 0, no margin, the epoch)."""
+    bankrupt = Position(10**7, 6_600 * 10**6, 10 * 10**6, 500, 9)
+    runner, _, result = step_both(onestep, fixed_state(bankrupt), Liquidate(A, BTC, ()))
+    assert result.ok and runner.state.positions[(A, BTC)].order_epoch == 9
+    assert len(runner.tree.get(get_position_key(A, BTC))) == 160
 
 
 def test_forged_witnesses_revert(onestep):
@@ -383,14 +552,14 @@ def test_forged_witnesses_revert(onestep):
         return onestep.functions.apply(pre_root, ctx.as_arg(), item, openings, []).call()
 
     assert call(args)[0] == runner.state_root
-    richer = bytearray(args[1][1])
+    richer = bytearray(args[2][1])
     richer[64:96] = (10**12).to_bytes(32, "big")
-    fuller = bytearray(args[3][1])
+    fuller = bytearray(args[0][1])
     fuller[96:128] = (10**15).to_bytes(32, "big")
-    forgeries = [[args[0], (True, bytes(richer)) + args[1][2:]] + args[2:],
-                 args[:3] + [(True, bytes(fuller)) + args[3][2:]] + args[4:],
-                 args[:2] + [(False, b"") + args[2][2:]] + args[3:],
-                 [args[1], args[0]] + args[2:], args[:-1]]
+    forgeries = [args[:2] + [(True, bytes(richer)) + args[2][2:]] + args[3:],
+                 [(True, bytes(fuller)) + args[0][2:]] + args[1:],
+                 args[:3] + [(False, b"") + args[3][2:]] + args[4:],
+                 [args[0], args[2], args[1]] + args[3:], args[:-1]]
     for forged in forgeries:
         with pytest.raises(Exception):
             call(forged)
