@@ -236,7 +236,50 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
     out.update(measure_take_all(onestep, state, tree))
     out.update(measure_trades(onestep, state, tree))
     out.update(measure_auction(onestep, state, tree))
+    out.update(measure_book(onestep, state, tree))
     return {"accounts": accounts, "tree_build_s": round(build_s, 1), "kinds": out}
+
+
+def measure_book(onestep: Any, state: State, tree: Any) -> dict:
+    """Liquidate steps in the book (rules v2; onestep.vy -> onestep_liquidate.vy
+    -> onestep_book.vy): a fresh long of 1 BTC at 60,000 just below its
+    maintenance margin, its partial step (0.2 BTC) sold to 1, 2 or 4 resting
+    bids of fresh makers, each filled (4 makers of 4 owners: the 32-opening
+    worst case); the owner's orders cancelled by the order epoch."""
+    import msgspec
+    from sequencer.core.commitment import compute_dirty_leaves
+    from sequencer.core.state import Order
+    lot, price = 10_000, fv.BTC_PRICE
+    index = state.markets[fv.BTC].funding_index
+    owner = keccak(b"book owner")[:20]
+    makers = [keccak(b"book maker %d" % i)[:20] for i in range(4)]
+    size = 10_000 * lot  # 1 BTC: a partial step of 0.2 BTC (its notional is above the partial threshold)
+    step = 2_000 * lot
+    out = {}
+    for count in (1, 2, 4):
+        runner = TraceRunner(State.from_tables(state.to_tables()), fv.RULES, tree=tree.copy(), ctx=fv.open_block_ctx(state))
+        s = runner.state
+        s.dirty.clear()
+        s.set_account(owner, Account(10**9, ()))
+        s.set_position(owner, fv.BTC, Position(size, size * price // 10**8, 700 * 10**6, index, 1))  # maintenance 720
+        seq = s.globals.order_count
+        for i, maker in enumerate(makers[:count]):
+            s.set_account(maker, Account(10**10, ()))
+            s.set_order(maker, 900, Order(keccak(b"bid" + maker), step // count, 0, False, fv.BTC, True,
+                                          price - (i + 1) * 10**6, 10, 0, False, fv.BLOCK_TIME + 60_000, seq + i + 1))
+        s.set_globals(msgspec.structs.replace(s.globals, order_count=seq + count))
+        s.commit(0)
+        runner.tree.update(compute_dirty_leaves(s))
+        s.dirty.clear()
+        item = encode_item(Liquidate(owner, fv.BTC, tuple((m, 900) for m in makers[:count])))
+        root, pre_ctx = runner.state_root, runner.ctx
+        result = runner.step(item)
+        assert result.ok, count
+        args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], [])
+        name = f"Liquidate in the book ({count} maker{'s' if count > 1 else ''}, {len(result.witness.openings)} openings)"
+        out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
+                     "depths": [o.proof.depth for o in result.witness.openings]}
+    return out
 
 
 def measure_take_all(onestep: Any, state: State, tree: Any) -> dict:

@@ -214,3 +214,105 @@ def test_liquidate_in_the_book_agrees(onestep, case):
     state, r = case
     outcome = check(onestep, state, r)
     event(f"{outcome} policy {MARKETS.get(r.market, MARKETS[BOOK]).liquidation_policy}")
+
+
+# --- fixed cases: each branch by name, forged witnesses ------------------------------------
+
+A, B, C, D = fv.ADDRESSES
+LOT = 10_000  # 0.0001 BTC
+EXP = fv.BLOCK_TIME + 60_000
+
+
+def bid(size: int, price_usd: int, seq: int, *, market: int = BOOK, buy: bool = True) -> Order:
+    return Order(fv.keccak(b"bid%d" % seq), size, 0, False, market, buy, price_usd * 10**6, 10, 0, False, EXP, seq)
+
+
+def fixed_state(orders: dict, *, market_id: int = BOOK, margin: int = 70 * 10**6, auction: Auction | None = None,
+                poor: tuple = (), cost: int = 6_000 * 10**6) -> State:
+    """A's long (0.1 BTC at 60,000, or 2 ETH at 3,000: the same notional) with
+    margin 70 USDC (maintenance 72) against `orders`; B, C, D rich makers."""
+    size = 10**7 if market_id != AUCTION else 2 * 10**9
+    position = Position(size, cost, margin, 0)
+    accounts = {A: Account(10**9, ())} | {m: Account(10 if m in poor else 10**10, ()) for m in (B, C, D)}
+    market = fv.make_market(market_id, PRICES[market_id])
+    state = fv.make_perps_state(accounts, [market], {(A, market_id): position}, orders, order_count=20)
+    if auction is not None:
+        state.set_auction(A, market_id, auction)
+        state.commit(0)
+    return state
+
+
+RUNNING = Auction(10**6, 60_000 * 10**6, 59_000 * 10**6, fv.BLOCK_TIME - 1000, fv.BLOCK_TIME + 1000)
+def fixed_cases() -> dict:
+    """name -> (a fresh pre-state, the record, the expected outcome)."""
+    return {
+        "two makers take the whole position": (
+            fixed_state({(B, 1): bid(6 * 10**6, 59_900, 3), (C, 2): bid(10**7, 59_800, 4)}),
+            Liquidate(A, BOOK, ((B, 1), (C, 2))), "proven"),
+        "a maker with no collateral passed over, the next fills": (
+            fixed_state({(B, 1): bid(6 * 10**6, 59_900, 3), (C, 2): bid(10**7, 59_800, 4)}, poor=(B,)),
+            Liquidate(A, BOOK, ((B, 1), (C, 2))), "proven"),
+        "four makers, one owner twice, part of the position": (
+            fixed_state({(B, 1): bid(10**6, 59_900, 3), (C, 2): bid(10**6, 59_800, 4), (D, 3): bid(10**6, 59_800, 5),
+                         (B, 4): bid(10**6, 59_700, 6)}),
+            Liquidate(A, BOOK, ((B, 1), (C, 2), (D, 3), (B, 4))), "proven"),
+        "book+auction, no makers: an auction for the position": (
+            fixed_state({}, market_id=AUCTION), Liquidate(A, AUCTION, ()), "proven"),
+        "book+auction, a maker: the book only": (
+            fixed_state({(B, 1): bid(10**9, 2_990, 3, market=AUCTION)}, market_id=AUCTION),
+            Liquidate(A, AUCTION, ((B, 1),)), "proven"),
+        "book-first, no makers: the ladder": (fixed_state({}), Liquidate(A, BOOK, ()), "pending"),
+        "book+vault, no makers: the vault": (fixed_state({}, market_id=VAULT), Liquidate(A, VAULT, ()), "pending"),
+        "a solvent position in auction": (fixed_state({}, auction=RUNNING), Liquidate(A, BOOK, ()), "refused"),
+        "a bankrupt position in auction: the ladder": (
+            fixed_state({}, auction=RUNNING, margin=0, cost=6_100 * 10**6), Liquidate(A, BOOK, ()), "pending"),
+        "a maker order of the insurance fund's address": (
+            fixed_state({(INSURANCE_ADDRESS, 1): bid(10**7, 59_900, 3)}), Liquidate(A, BOOK, ((INSURANCE_ADDRESS, 1),)),
+            "pending"),
+        "makers out of order": (
+            fixed_state({(B, 1): bid(6 * 10**6, 59_900, 3), (C, 2): bid(10**7, 59_800, 4)}),
+            Liquidate(A, BOOK, ((C, 2), (B, 1))), "refused"),
+        "five makers": (fixed_state({}), Liquidate(A, BOOK, tuple((B, n) for n in range(5))), "refused"),
+    }
+
+
+FIXED = sorted(fixed_cases())
+
+
+@pytest.mark.parametrize("name", FIXED)
+def test_each_branch(onestep, name):
+    state, r, expected = fixed_cases()[name]
+    outcome = check(onestep, state, r)
+    assert outcome.split(" ")[0] == expected, outcome
+
+
+def witness_of(state, r: Liquidate):
+    runner = TraceRunner(State.from_tables(state.to_tables()), RULES, ctx=fv.open_block_ctx(state))
+    pre_root, ctx = runner.state_root, runner.ctx
+    result = runner.step(encode_item(r))
+    assert result.ok
+    return pre_root, ctx, [o.as_arg() for o in result.witness.openings], runner.state_root
+
+
+@pytest.mark.parametrize("name", ["four makers, one owner twice, part of the position",
+                                  "book+auction, no makers: an auction for the position"])
+def test_forged_witnesses_revert(onestep, name):
+    """Every opening altered (a value, a presence, its proof), one missing,
+    two swapped: each reverts; the honest one gives the reference root."""
+    state, r, _ = fixed_cases()[name]
+    pre_root, ctx, openings, post_root = witness_of(state, r)
+    item = encode_item(r)
+    apply = lambda ops: onestep.functions.apply(pre_root, ctx.as_arg(), item, ops, []).call()
+    assert apply(openings)[0] == post_root
+    for i, (present, value, proof, sibling) in enumerate(openings):
+        lies = [(not present, value or b"\x00" * 31 + b"\x01", proof, sibling),   # present <-> absent
+                (present, value, (proof[0] ^ 1,) + tuple(proof[1:]), sibling)]        # a sibling's place
+        if present:  # (an absent leaf's value is not read)
+            lies.append((present, value[:-1] + bytes([value[-1] ^ 1]), proof, sibling))
+        for bad in lies:
+            with pytest.raises(TransactionFailed, match="witness"):
+                apply(openings[:i] + [bad] + openings[i + 1:])
+    with pytest.raises(TransactionFailed, match="witness"):
+        apply(openings[:-1])
+    with pytest.raises(TransactionFailed, match="witness"):
+        apply([openings[1], openings[0]] + openings[2:])
