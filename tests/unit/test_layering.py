@@ -16,6 +16,7 @@ added, and show that it reports each of them.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import shutil
 import subprocess
@@ -96,9 +97,18 @@ def named_modules(tree: ast.AST) -> list[tuple[int, str]]:
 
 def get_imports(root: Path, path: Path) -> list[tuple[int, str]]:
     """(line, module) for every module this file imports or names for importlib."""
-    module = module_name(root, path)
-    is_package = path.name == "__init__.py"
-    tree = ast.parse(path.read_text(), str(path))
+    return list(_imports(path.read_text(), str(path), module_name(root, path), path.name == "__init__.py"))
+
+
+def get_calls(path: Path) -> list[tuple[int, str]]:
+    return list(_calls(path.read_text(), str(path)))
+
+
+# The scans are cached by the file's text (and what names it): the checker runs
+# over the whole tree many times below, on a copy with one file edited each time.
+@functools.lru_cache(maxsize=None)
+def _imports(text: str, filename: str, module: str, is_package: bool) -> tuple[tuple[int, str], ...]:
+    tree = ast.parse(text, filename)
     found = named_modules(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -108,13 +118,14 @@ def get_imports(root: Path, path: Path) -> list[tuple[int, str]]:
             found.append((node.lineno, base))
             # ``from sequencer import node`` imports the module sequencer.node
             found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names if alias.name != "*"]
-    return found
+    return tuple(found)
 
 
-def get_calls(path: Path) -> list[tuple[int, str]]:
-    tree = ast.parse(path.read_text(), str(path))
-    return [(node.lineno, node.func.id) for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in IO_CALLS]
+@functools.lru_cache(maxsize=None)
+def _calls(text: str, filename: str) -> tuple[tuple[int, str], ...]:
+    tree = ast.parse(text, filename)
+    return tuple((node.lineno, node.func.id) for node in ast.walk(tree)
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in IO_CALLS)
 
 
 def find_violations(root: Path) -> list[str]:
