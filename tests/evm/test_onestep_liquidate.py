@@ -15,7 +15,8 @@ held and absent positions, raw item bytes), runs the Python rules
 (prover.trace with prover.plan_liquidate) and the contracts on py-evm from
 the same pre-state, and requires the same post-state root and receipt
 outcome; a record whose branch is not ported raises PendingKind in Python
-and reverts "pending" on L1 with the reads it makes. The rules' market table
+and reverts "pending" on L1 with the reads it makes; an honest witness with
+one opening forged, dropped or swapped reverts on every branch. The rules' market table
 here has one market per liquidation policy (BTC backstop, ETH book-first, a
 BTC twin under the ladder)."""
 from __future__ import annotations
@@ -54,6 +55,7 @@ I64 = 2**63
 FUND = INSURANCE_ADDRESS
 EXAMPLES = int(os.environ.get("ISOROLL_LIQUIDATE_EXAMPLES", get_examples(300)))
 FORCED_EXAMPLES = int(os.environ.get("ISOROLL_FORCED_CLOSE_EXAMPLES", get_examples(150)))
+FORGED_EXAMPLES = int(os.environ.get("ISOROLL_LIQUIDATE_FORGED_EXAMPLES", get_examples(100)))
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +240,40 @@ def test_python_and_vyper_agree_on_forced_closes(onestep, case):
     """Rules v2's ForcedClose branches: the order epoch of a held or absent
     position, a flat one's margin released, a stale mark, the fund's takeover."""
     check_both(onestep, case)
+
+
+@settings(max_examples=FORGED_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=cases(kinds=(liquidates, auction_ends, forced_closes, forced_closes)), data=st.data())
+def test_a_forged_witness_reverts_on_every_branch(onestep, case, data):
+    """An honest witness with one opening lied about (a byte of its value
+    changed, said absent or present), dropped, or swapped with the next one
+    (when they differ): the step reverts, whatever branch the record takes."""
+    state, ctx, item = case
+    runner = TraceRunner(state, RULES, ctx=ctx)
+    pre_root = runner.state_root
+    try:
+        result = runner.step(item)
+    except PendingKind:
+        return
+    args = [o.as_arg() for o in result.witness.openings]
+    if not args:
+        return
+    i = data.draw(st.integers(0, len(args) - 1))
+    present, value, proof, sibling = args[i]
+    how = data.draw(st.sampled_from(["value", "presence", "drop", "swap"]))
+    if how == "value" and value:
+        k = data.draw(st.integers(0, len(value) - 1))
+        forged = args[:i] + [(present, value[:k] + bytes([value[k] ^ 1]) + value[k + 1:], proof, sibling)] + args[i + 1:]
+    elif how in ("value", "presence"):
+        forged = args[:i] + [(not present, value, proof, sibling)] + args[i + 1:]
+    elif how == "swap" and i + 1 < len(args) and args[i] != args[i + 1]:
+        forged = args[:i] + [args[i + 1], args[i]] + args[i + 2:]
+    else:
+        forged = args[:i] + args[i + 1:]
+    event(f"{type(decode_item(item)).__name__} {'applied' if result.ok else 'failed'}: {how}")
+    with pytest.raises(Exception):
+        onestep.functions.apply(pre_root, ctx.as_arg(), item, forged, []).call()
 
 
 def check_both(onestep, case):
