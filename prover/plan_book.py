@@ -62,12 +62,12 @@ def get_pending_reason(state: State, r: Liquidate, params, timestamp_ms: int) ->
             if compute_equity_scaled(position, mark, state.markets[r.market], params) < 0:
                 return "a bankrupt position whose auction runs goes down the ladder"
             return None
-        if any(owner == INSURANCE_ADDRESS and (owner, nonce) in state.orders for owner, nonce in r.makers):
-            return "a maker order of the insurance fund's address (the rules never place one)"
         try:
             position, rest = process_book_step(state, r, position, qty, mark, params, timestamp_ms)
         except RuleError:
-            return None
+            return None     # a maker refused: the record is
+        if any(owner == INSURANCE_ADDRESS for owner, _ in r.makers):
+            return "a maker order of the insurance fund's address (the rules never place one)"
         if not (rest and position.size and not r.makers):
             return None     # v2: only a record naming no makers sends the lots on
         start, end = compute_auction_prices(position, mark, state.markets[r.market], params)

@@ -269,6 +269,12 @@ def fixed_cases() -> dict:
         "a maker order of the insurance fund's address": (
             fixed_state({(INSURANCE_ADDRESS, 1): bid(10**7, 59_900, 3)}), Liquidate(A, BOOK, ((INSURANCE_ADDRESS, 1),)),
             "pending"),
+        "a refused maker named before a fund's maker": (
+            fixed_state({(B, 1): bid(10**6, 59_900, 3, buy=False), (INSURANCE_ADDRESS, 1): bid(10**7, 59_800, 4)}),
+            Liquidate(A, BOOK, ((B, 1), (INSURANCE_ADDRESS, 1))), "refused"),
+        "a fund's maker named before a refused maker": (
+            fixed_state({(INSURANCE_ADDRESS, 1): bid(10**6, 59_900, 3), (B, 1): bid(10**7, 59_800, 4, buy=False)}),
+            Liquidate(A, BOOK, ((INSURANCE_ADDRESS, 1), (B, 1))), "refused"),
         "makers out of order": (
             fixed_state({(B, 1): bid(6 * 10**6, 59_900, 3), (C, 2): bid(10**7, 59_800, 4)}),
             Liquidate(A, BOOK, ((C, 2), (B, 1))), "refused"),
