@@ -85,7 +85,9 @@ def estimate_gas(state: Any, transaction: Any) -> int:
 def install() -> None:
     """Every py-evm chain created from now on in this process estimates with
     estimate_gas (Chain.__init__ keeps a class-level estimator), and its EVM
-    runs through web3 get the frame-stack room (install_stack_room)."""
+    runs through web3 get the frame-stack room (install_stack_room), and
+    eth_hash hashes with pysha3 (use_pysha3)."""
+    use_pysha3()
     install_stack_room()
     if os.environ.get("ISOROLL_PYEVM_DEFAULT_GAS"):
         return
@@ -143,3 +145,18 @@ def install_stack_room() -> None:
 
     make_request_with_room.stack_room = True
     EthereumTesterProvider.make_request = make_request_with_room
+
+
+def use_pysha3() -> None:
+    """Unless ETH_HASH_BACKEND says otherwise, eth_hash (py-evm's state tries,
+    web3, eth-account) hashes with pysha3 (a dependency of isoroll): with both
+    installed it picks pycryptodome, about 9 us per keccak through its Python
+    wrapper against about 1 us, for the same digests.  Set before the first
+    hash, when eth_hash reads it; the processes the tests start inherit it."""
+    if "ETH_HASH_BACKEND" in os.environ:
+        return
+    try:
+        import sha3  # noqa: F401  (safe-pysha3)
+    except ImportError:
+        return
+    os.environ["ETH_HASH_BACKEND"] = "pysha3"
