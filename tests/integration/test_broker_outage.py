@@ -8,24 +8,19 @@ import uuid
 import httpx
 import pytest
 
-from kafka_broker import Broker
 from nodes import dev_clients, logged_record_hashes, make_config, replay_fresh, wait_until
 from sequencer.node.service import Service
 from sequencer.sdk import ApiError
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-OUTAGE_PORT = 19192
-
 
 @pytest.fixture
-def own_broker():
-    """A broker of this test's own, so stopping it disturbs no other test."""
-    broker = Broker(OUTAGE_PORT)
-    broker.wipe()
-    broker.start()
-    yield broker
-    broker.discard()
+def own_broker(disposable_broker):
+    """A broker apart from the session's (tests/kafka_fixtures.py, booted once
+    for this test and test_readiness_and_shutdown.py), so stopping it disturbs
+    no other test; the test writes to a topic of its own."""
+    return disposable_broker
 
 
 async def test_no_acks_while_the_broker_is_down_and_automatic_recovery(own_broker, tmp_path, api_port):

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kafka_broker import TEST_PORT, Broker
+from kafka_broker import Broker
 from nodes import (dev_clients, free_port, logged_record_hashes, make_config, start_node_process, wait_ready,
                    wait_until)
 from sequencer.node.service import Service
@@ -23,29 +23,15 @@ from sequencer.sdk import ApiError
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-OWN_PORT = TEST_PORT + 2  # the shared test broker's controller takes TEST_PORT + 1
 SHUTDOWN_BOUND_S = 5.0
 
 
-@pytest.fixture(scope="module")
-def module_broker():
-    """A broker of this module's own (one boot for its tests), so stopping it
-    disturbs no other test; each test writes to a topic of its own."""
-    broker = Broker(OWN_PORT)
-    broker.wipe()
-    broker.start()
-    yield broker
-    broker.discard()
-
-
 @pytest.fixture
-def own_broker(module_broker):
-    """The module's broker, up: a test that crashed it and failed before
-    bringing it back leaves it down, and the next test starts it again."""
-    if not module_broker.is_running():
-        module_broker.stop()  # clears a dead broker's pid file
-        module_broker.start()
-    return module_broker
+def own_broker(disposable_broker):
+    """A broker apart from the session's (tests/kafka_fixtures.py, booted once
+    for this module and test_broker_outage.py), so crashing it disturbs no
+    other test; each test writes to a topic of its own."""
+    return disposable_broker
 
 
 def crash(broker: Broker) -> float:
