@@ -76,3 +76,74 @@ def test_a_forged_witness_cannot_apply_a_refused_adjust_margin(onestep, monkeypa
     runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, item)
     assert result.ok and runner.state.positions[(a, fv.BTC)].margin == 10**6   # the dishonest claim
     assert not ok and root == pre_root, "L1 applied the AdjustMargin the rule refuses"
+
+
+# --- Trade: the epoch's boundary on both sides ----------------------------------------------
+
+LOT, PRICE = 10_000, PRICES[fv.BTC]
+
+
+def trade_state(maker_epoch: int, taker_epoch: int, maker_position: Position | None, taker_position: Position | None):
+    """a's resting buy (seq 1, nonce 20) and b's sell placed last (seq 2 = order_count, nonce 30);
+    each owner's BTC position leaf carries the given epoch (an epoch-only leaf when no position)."""
+    from prover.hashing import keccak
+    from sequencer.core.state import Order
+    a, b = fv.ADDRESSES[0], fv.ADDRESSES[1]
+    exp = fv.BLOCK_TIME + 60_000
+
+    def order(buy: bool, seq: int) -> Order:
+        return Order(keccak(b"epoch order %d" % seq), 20 * LOT, 0, False, fv.BTC, buy, PRICE, 10,
+                     0 if seq == 1 else 1, False, exp, seq)
+
+    positions = {}
+    for owner, epoch, held in ((a, maker_epoch, maker_position), (b, taker_epoch, taker_position)):
+        if held is not None or epoch:
+            positions[(owner, fv.BTC)] = Position(**{**((held and {f: getattr(held, f) for f in held.__struct_fields__})
+                                                        or {}), "order_epoch": epoch})
+    market = fv.make_market(fv.BTC, PRICE)
+    return fv.make_perps_state({a: Account(5 * 10**8, ()), b: Account(5 * 10**8, ())}, [market], positions,
+                               {(a, 20): order(True, 1), (b, 30): order(False, 2)})
+
+
+SHORT = Position(-30 * LOT, -30 * LOT * PRICE // 10**8, 10**8, 0)
+
+
+@pytest.mark.parametrize("maker_epoch,taker_epoch,held", [
+    (0, 0, None), (1, 0, None), (2, 0, None), (0, 1, None), (0, 2, None), (0, 3, None), (1, 2, None),
+    (1, 0, SHORT), (0, 2, SHORT), (2**64 - 1, 0, SHORT), (2**255, 0, None),
+])
+def test_trade_refuses_dead_orders_at_the_epoch_boundary_on_both_sides(onestep, maker_epoch, taker_epoch, held):
+    """Pre: the maker (seq 1) and the taker (seq 2 == order_count) with their
+    owners' epochs around their seqs; the maker's leaf a short or epoch-only.
+    Op: the Trade.  Post: refused iff seq <= epoch on either side
+    (order_cancelled), Python and L1 agree on the outcome and the root."""
+    from sequencer.core.records import Trade
+    a, b = fv.ADDRESSES[0], fv.ADDRESSES[1]
+    state = trade_state(maker_epoch, taker_epoch, held, None)
+    ctx = fv.open_block_ctx(state)
+    item = encode_item(Trade(fv.BTC, a, 20, b, 30, PRICE, 10 * LOT))
+    runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, item)
+    assert result.ok == (maker_epoch < 1 and taker_epoch < 2)
+    assert (ok, root) == (result.ok, runner.state_root)
+    if result.ok:
+        assert runner.state.positions[(a, fv.BTC)].order_epoch == maker_epoch
+        assert runner.state.positions[(b, fv.BTC)].order_epoch == taker_epoch
+
+
+@pytest.mark.parametrize("amount", [10**6, -10**6, -5 * 10**6, -5 * 10**6 - 1])
+def test_adjust_margin_of_a_flat_position_with_an_epoch_keeps_its_leaf(onestep, amount):
+    """Pre: alice's flat BTC position holds 5 USDC of leftover margin and epoch
+    7 (a whole liquidation).  Op: AdjustMargin.  Post: Python and L1 agree;
+    taking all the margin leaves (0, 0, 0, snapshot, 7), not an empty leaf
+    (the epoch must outlive the margin, or her dead orders would revive)."""
+    a = fv.ADDRESSES[0]
+    state = epoch_only_state(Position(0, 0, 5 * 10**6, 0, 7))
+    ctx = fv.open_block_ctx(state)
+    item = encode_item(fv.sign(AdjustMargin(a, fv.BTC, amount, 1, fv.BLOCK_TIME + 1, b""), fv.KEYS[0]))
+    runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, item)
+    assert result.ok == (amount >= -5 * 10**6)
+    assert (ok, root) == (result.ok, runner.state_root)
+    if result.ok:
+        leaf = runner.tree.get(get_position_key(a, fv.BTC))
+        assert len(leaf) == 160 and int.from_bytes(leaf[128:], "big") == 7
+        assert runner.state.positions[(a, fv.BTC)].margin == 5 * 10**6 + amount
