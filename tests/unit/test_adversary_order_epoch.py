@@ -433,3 +433,37 @@ def test_a_forced_close_on_a_stale_mark_keeps_the_orders_live():
     assert venue.state.positions[(alice, BTC)].order_epoch == 0 and venue.size("alice") == TENTH
     assert is_order_open(venue.state, alice, bid.nonce) and (alice, bid.nonce) in venue.exchange.orders
     check(venue)
+
+
+def test_an_auctions_end_kills_the_orders_placed_during_the_auction():
+    """Pre: alice's position is auctioned (book+auction, no bids near), her
+    orders cancelled by the Liquidate's epoch; during the auction she places
+    a new bid (live: seq above that epoch).  Op: the auction ends with the
+    position still liquidatable.  Post: the AuctionEnd's epoch kills the new
+    bid too, the engine drops it with its reserve, the rest goes down the
+    ladder, and the books equal a rebuild."""
+    from sequencer.core.markets import LIQUIDATION_BOOK_AUCTION
+    from sequencer.core.records import AuctionEnd
+    venue = Venue({"alice": usd(1_000), "mm": usd(10_000_000)}, fund=usd(10_000),
+                  markets=markets_with(LIQUIDATION_BOOK_AUCTION))
+    venue.set_price(usd(60_000))
+    venue.place("mm", False, usd(60_000), TENTH, leverage=2)
+    venue.place("alice", True, usd(60_000), TENTH, leverage=10)
+    venue.place("alice", True, usd(45_000), SMALL, leverage=10)                    # nonce 2
+    alice = venue.address("alice")
+    venue.set_price(usd(54_300))
+    auction = venue.state.auctions[(alice, BTC)]
+    first = venue.state.positions[(alice, BTC)].order_epoch
+    assert first and not is_order_open(venue.state, alice, 2)
+    during = venue.order("alice", True, usd(40_000), SMALL, leverage=10)
+    venue.submit(during)
+    assert is_order_open(venue.state, alice, during.nonce) and alice in venue.exchange.reserved
+    venue.now = auction.end_ms
+    venue.set_price(usd(54_300), advance_ms=0)
+    out = venue.exchange.due_auction_ends(venue.state, venue.now, venue.ctx)
+    venue.log.extend((venue.now, r) for r in out)
+    assert AuctionEnd(alice, BTC) in out
+    assert venue.state.positions[(alice, BTC)].order_epoch > first
+    assert not is_order_open(venue.state, alice, during.nonce) and not venue.state.orders[(alice, during.nonce)].cancelled
+    assert not any(key[0] == alice for key in venue.exchange.orders) and alice not in venue.exchange.reserved
+    check(venue)
