@@ -467,3 +467,33 @@ def test_an_auctions_end_kills_the_orders_placed_during_the_auction():
     assert not is_order_open(venue.state, alice, during.nonce) and not venue.state.orders[(alice, during.nonce)].cancelled
     assert not any(key[0] == alice for key in venue.exchange.orders) and alice not in venue.exchange.reserved
     check(venue)
+
+
+@pytest.mark.xfail(strict=True, reason="design limit of rules v2 (4 makers a Liquidate, a record naming makers "
+                                       "never goes down the ladder, MAX_LIQUIDATION_STEPS = 64 a price): 252 dust "
+                                       "bids at the top of the book (one step each, ~5 USDC) push the 64th step "
+                                       "to the ladder's close at the mark against the most profitable opposite "
+                                       "position while a real bid within the bankruptcy price is left; v1 "
+                                       "needed 8 x 63 = 504")
+def test_dust_bids_cannot_push_a_liquidation_to_the_ladder_past_real_liquidity():
+    """Pre: alice 10x long 1 BTC at 60,000 (mm the short); bob bids 1 BTC at
+    54,200 (within her bankruptcy price 54,000); eve rests 4 x 63 one-step
+    bids at 54,300 ahead of it.  Op: the mark falls to 54,300.  Post wanted:
+    bob's bid takes the rest before anyone is closed at the mark (mm's short
+    untouched)."""
+    from sequencer.core.matching import MAX_LIQUIDATION_STEPS
+    from sequencer.core.rules.liquidation import MAX_LIQUIDATION_MAKERS_V2
+    step = DEVNET_MARKETS[BTC].step_size
+    venue = Venue({"alice": usd(10_000), "mm": usd(10_000_000), "bob": usd(100_000), "eve": usd(100_000)},
+                  fund=usd(100_000), markets=markets_with(LIQUIDATION_BOOK_FIRST))
+    venue.set_price(usd(60_000))
+    venue.place("mm", False, usd(60_000), ONE_BTC, leverage=2)
+    venue.place("alice", True, usd(60_000), ONE_BTC, leverage=10)
+    venue.place("bob", True, usd(54_200), ONE_BTC, leverage=5)
+    dust = MAX_LIQUIDATION_MAKERS_V2 * (MAX_LIQUIDATION_STEPS - 1)
+    for _ in range(dust):
+        venue.place("eve", True, usd(54_300), step, leverage=10)
+    out = [r for r in venue.set_price(usd(54_300)) if isinstance(r, Liquidate)]
+    check(venue)
+    assert len(out) < MAX_LIQUIDATION_STEPS or out[-1].makers, "the last step went down the ladder"
+    assert venue.size("mm") == -ONE_BTC, "mm's short was closed at the mark with bob's bid left in the book"
