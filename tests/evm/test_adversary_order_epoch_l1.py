@@ -83,7 +83,8 @@ def test_a_forged_witness_cannot_apply_a_refused_adjust_margin(onestep, monkeypa
 LOT, PRICE = 10_000, PRICES[fv.BTC]
 
 
-def trade_state(maker_epoch: int, taker_epoch: int, maker_position: Position | None, taker_position: Position | None):
+def trade_state(maker_epoch: int, taker_epoch: int, maker_position: Position | None, taker_position: Position | None,
+                funding_index: int = 0):
     """a's resting buy (seq 1, nonce 20) and b's sell placed last (seq 2 = order_count, nonce 30);
     each owner's BTC position leaf carries the given epoch (an epoch-only leaf when no position)."""
     from prover.hashing import keccak
@@ -100,7 +101,7 @@ def trade_state(maker_epoch: int, taker_epoch: int, maker_position: Position | N
         if held is not None or epoch:
             positions[(owner, fv.BTC)] = Position(**{**((held and {f: getattr(held, f) for f in held.__struct_fields__})
                                                         or {}), "order_epoch": epoch})
-    market = fv.make_market(fv.BTC, PRICE)
+    market = fv.make_market(fv.BTC, PRICE, funding_index=funding_index)
     return fv.make_perps_state({a: Account(5 * 10**8, ()), b: Account(5 * 10**8, ())}, [market], positions,
                                {(a, 20): order(True, 1), (b, 30): order(False, 2)})
 
@@ -112,14 +113,18 @@ SHORT = Position(-30 * LOT, -30 * LOT * PRICE // 10**8, 10**8, 0)
     (0, 0, None), (1, 0, None), (2, 0, None), (0, 1, None), (0, 2, None), (0, 3, None), (1, 2, None),
     (1, 0, SHORT), (0, 2, SHORT), (2**64 - 1, 0, SHORT), (2**255, 0, None),
 ])
-def test_trade_refuses_dead_orders_at_the_epoch_boundary_on_both_sides(onestep, maker_epoch, taker_epoch, held):
+@pytest.mark.parametrize("funding_index", [0, 3 * 10**9 + 5])
+def test_trade_refuses_dead_orders_at_the_epoch_boundary_on_both_sides(onestep, maker_epoch, taker_epoch, held,
+                                                                        funding_index):
     """Pre: the maker (seq 1) and the taker (seq 2 == order_count) with their
     owners' epochs around their seqs; the maker's leaf a short or epoch-only.
     Op: the Trade.  Post: refused iff seq <= epoch on either side
-    (order_cancelled), Python and L1 agree on the outcome and the root."""
+    (order_cancelled), Python and L1 agree on the outcome and the root; a
+    live side opening from an epoch-only leaf (funding snapshot 0) starts at
+    the market's funding index, as from an absent leaf."""
     from sequencer.core.records import Trade
     a, b = fv.ADDRESSES[0], fv.ADDRESSES[1]
-    state = trade_state(maker_epoch, taker_epoch, held, None)
+    state = trade_state(maker_epoch, taker_epoch, held, None, funding_index)
     ctx = fv.open_block_ctx(state)
     item = encode_item(Trade(fv.BTC, a, 20, b, 30, PRICE, 10 * LOT))
     runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, item)
@@ -128,6 +133,7 @@ def test_trade_refuses_dead_orders_at_the_epoch_boundary_on_both_sides(onestep, 
     if result.ok:
         assert runner.state.positions[(a, fv.BTC)].order_epoch == maker_epoch
         assert runner.state.positions[(b, fv.BTC)].order_epoch == taker_epoch
+        assert runner.state.positions[(b, fv.BTC)].funding_snapshot == funding_index
 
 
 @pytest.mark.parametrize("amount", [10**6, -10**6, -5 * 10**6, -5 * 10**6 - 1])
@@ -147,3 +153,29 @@ def test_adjust_margin_of_a_flat_position_with_an_epoch_keeps_its_leaf(onestep, 
         leaf = runner.tree.get(get_position_key(a, fv.BTC))
         assert len(leaf) == 160 and int.from_bytes(leaf[128:], "big") == 7
         assert runner.state.positions[(a, fv.BTC)].margin == 5 * 10**6 + amount
+
+
+@pytest.mark.parametrize("held", [
+    None,                                           # no leaf: (0, 0, 0, 0, count) created
+    Position(0, 0, 0, 123, 0),                      # flat, no margin, a funding snapshot: an empty leaf
+    Position(0, 0, 0, 123, 9),                      # epoch-only with a snapshot (a whole liquidation)
+    Position(0, 0, 0, 0, 17),                       # the epoch already at the order count
+    Position(0, 0, 5 * 10**6, 123, 9),              # flat with leftover margin: released
+    Position(0, 0, 5 * 10**6, 123, 0),
+])
+def test_forced_close_of_a_flat_or_absent_position_agrees(onestep, held):
+    """Pre: alice's BTC leaf flat or absent, order count 17.  Op: her forced
+    close.  Post: Python and L1 agree; the leaf ends (0, 0, 0, snapshot, 17)
+    (snapshot 0 when the tree held no leaf), her margin in free collateral."""
+    from sequencer.core.records import ForcedClose
+    a = fv.ADDRESSES[0]
+    positions = {} if held is None else {(a, fv.BTC): held}
+    state = fv.make_perps_state({a: Account(10**9, ())}, [fv.make_market(fv.BTC, PRICES[fv.BTC])], positions, {},
+                                inbox_count=0, order_count=17)
+    ctx = fv.open_block_ctx(state)
+    runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, encode_item(ForcedClose(0, a, fv.BTC)))
+    assert result.ok and (ok, root) == (True, runner.state_root)
+    position = runner.state.positions[(a, fv.BTC)]
+    kept = held if held is not None and (held.margin or held.order_epoch) else Position()
+    assert position == Position(0, 0, 0, kept.funding_snapshot, 17)
+    assert runner.state.accounts[a].collateral == 10**9 + kept.margin
