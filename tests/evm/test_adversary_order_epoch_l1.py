@@ -179,3 +179,24 @@ def test_forced_close_of_a_flat_or_absent_position_agrees(onestep, held):
     kept = held if held is not None and (held.margin or held.order_epoch) else Position()
     assert position == Position(0, 0, 0, kept.funding_snapshot, 17)
     assert runner.state.accounts[a].collateral == 10**9 + kept.margin
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 5])
+def test_modify_of_an_order_below_its_owners_epoch_agrees(onestep, epoch):
+    """Pre: alice's resting buy (seq 1, flag clear) and her BTC epoch 0, 1
+    (the order dead) or 5.  Op: a ModifyOrder of it.  Post: both sides accept
+    it alike (the rule reads the flag only): the old order flagged, the
+    replacement seq order_count + 1, above any epoch (live)."""
+    from prover.hashing import keccak
+    from sequencer.core.records import ModifyOrder
+    from sequencer.core.state import Order
+    a = fv.ADDRESSES[0]
+    old = Order(keccak(b"resting"), 20 * LOT, 0, False, fv.BTC, True, PRICE, 10, 0, False, fv.BLOCK_TIME + 60_000, 1)
+    positions = {(a, fv.BTC): Position(order_epoch=epoch)} if epoch else {}
+    state = fv.make_perps_state({a: Account(10**9, ())}, [fv.make_market(fv.BTC, PRICE)], positions,
+                                {(a, 20): old}, order_count=5)
+    ctx = fv.open_block_ctx(state)
+    record = fv.sign(ModifyOrder(a, 20, PRICE - 10**6, 10 * LOT, 21, fv.BLOCK_TIME + 60_000, b""), fv.KEYS[0])
+    runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, encode_item(record))
+    assert result.ok and (ok, root) == (True, runner.state_root)
+    assert runner.state.orders[(a, 20)].cancelled and runner.state.orders[(a, 21)].seq == 6 > epoch
