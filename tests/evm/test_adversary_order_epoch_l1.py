@@ -15,6 +15,8 @@ from prover.records import encode_item
 from sequencer.core.records import AdjustMargin
 from sequencer.core.state import Account, Position
 
+pytestmark = pytest.mark.evm
+
 
 @pytest.fixture(scope="module")
 def onestep(onestep_contract):

@@ -21,7 +21,7 @@ from sequencer.core.commitment import encode_position_leaf
 from sequencer.core.invariants import compute_balance_violations, compute_conservation, compute_negative_balances
 from sequencer.core.markets import DEVNET_MARKETS, LIQUIDATION_BOOK_FIRST, USDC
 from sequencer.core.matching import Exchange
-from sequencer.core.records import (AdjustMargin, ForcedClose, FundingTick, Liquidate, ModifyOrder, PlaceTrigger, ScheduleCancel,
+from sequencer.core.records import (ForcedClose, FundingTick, Liquidate, ModifyOrder, PlaceTrigger, ScheduleCancel,
                                     Trade)
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL
 from sequencer.core.rules.triggers import STOP_LOSS, TAKE_PROFIT, fires_above
@@ -57,10 +57,11 @@ def check(venue: Venue) -> None:
     assert venue.replay().to_tables() == venue.state.to_tables()
 
 
-def liquidated_alice(policy: int = LIQUIDATION_BOOK_FIRST) -> tuple[Venue, dict]:
+def liquidated_alice(policy: int = LIQUIDATION_BOOK_FIRST, before=None) -> tuple[Venue, dict]:
     """Pre: alice 10x long 0.1 BTC at 60,000 (bankruptcy 54,000) with a resting
     ask at 70,000 (nonce 2) and bid at 50,000 (nonce 3); bob's bid at 54,200
-    takes her liquidation at 54,300.  Returns the venue and facts about it."""
+    takes her liquidation at 54,300 (``before(venue)`` runs just before the
+    price falls).  Returns the venue and facts about it."""
     venue = Venue({"alice": usd(1_000), "mm": usd(10_000_000), "bob": usd(100_000), "carol": usd(100_000),
                    "dave": usd(100_000)}, fund=usd(10_000), markets=markets_with(policy))
     venue.set_price(usd(60_000))
@@ -72,6 +73,8 @@ def liquidated_alice(policy: int = LIQUIDATION_BOOK_FIRST) -> tuple[Venue, dict]
     venue.place("bob", True, usd(54_200), TENTH, leverage=5)
     alice = venue.address("alice")
     assert venue.exchange.reserved[alice] > 0
+    if before is not None:
+        before(venue)
     count = venue.state.globals.order_count
     out = venue.set_price(usd(54_300))
     assert [r for r in out if isinstance(r, Liquidate)] == [Liquidate(alice, BTC, ((venue.address("bob"), 1),))]
@@ -265,13 +268,19 @@ def test_a_trigger_placed_before_the_liquidation_fires_after_it_with_a_live_orde
     Acceptable: the owner signed the trigger; it is not one of the orders the
     epoch cancels.  Say so to the owner (API: pending triggers survive a
     liquidation)."""
-    venue, facts = liquidated_alice()
-    alice = facts["alice"]
-    # placed before the liquidation would be the same trigger: triggers are keyed by nonce, not seq
     assert not fires_above(True, TAKE_PROFIT) and fires_above(True, STOP_LOSS)
-    trigger = venue.sign(PlaceTrigger(alice, BTC, True, usd(52_000), usd(52_500), SMALL, 10, TAKE_PROFIT, False,
-                                      venue.next_nonce("alice"), venue.now + 3_600_000, b""), "alice")
-    venue.submit(trigger)
+    placed = []
+
+    def place_trigger(venue: Venue) -> None:
+        trigger = venue.sign(PlaceTrigger(venue.address("alice"), BTC, True, usd(52_000), usd(52_500), SMALL, 10,
+                                          TAKE_PROFIT, False, venue.next_nonce("alice"), venue.now + 3_600_000, b""),
+                             "alice")
+        venue.submit(trigger)
+        placed.append(trigger)
+
+    venue, facts = liquidated_alice(before=place_trigger)
+    alice, trigger = facts["alice"], placed[0]
+    assert (alice, trigger.nonce) in venue.state.triggers          # the liquidation left it pending
     venue.place("carol", False, usd(52_500), SMALL, leverage=5)
     venue.set_price(usd(52_000))
     out = venue.exchange.fire_trigger(venue.state, (alice, trigger.nonce), venue.now, venue.ctx)
