@@ -80,7 +80,8 @@ def adjust_margin(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], opening
     pos: mk.Position = mk.read_position(op_pos)
     if not lib.user_checks(struct_hash, item, 50, account, nonce, expiry, ctx, acct, nonces):
         return empty(bytes32)
-    if not op_pos.present:
+    if pos.size == 0 and pos.cost == 0 and pos.margin == 0:
+        # no position: absent, or a leaf holding only its order epoch (rules v2)
         return empty(bytes32)
     f: mk.Funding = mk.settle_funding(pos, op_mkt.value, p)
     pos = f.position

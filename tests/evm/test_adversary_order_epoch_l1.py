@@ -29,10 +29,6 @@ def epoch_only_state(position: Position):
                                {(a, fv.BTC): position}, {})
 
 
-@pytest.mark.xfail(strict=True, reason="onestep_perps.vy AdjustMargin refuses only an ABSENT position leaf "
-                                       "(`if not op_pos.present`); the rule (positions.process_adjust_margin) "
-                                       "refuses size == cost == margin == 0, so an epoch-only leaf "
-                                       "(0,0,0,0,epoch) is accepted on L1 and refused in Python")
 def test_adjust_margin_into_an_epoch_only_position_agrees(onestep):
     """Pre: alice's BTC leaf is (0, 0, 0, 0, 5) (her orders cancelled by a
     forced close, no position).  Op: AdjustMargin +1 USDC into it.  Post: the
@@ -61,9 +57,6 @@ def apply_margin_as_l1_does(state, r: AdjustMargin, timestamp_ms: int, ctx) -> N
     state.set_position(r.account, r.market, replace(position, margin=position.margin + r.amount))
 
 
-@pytest.mark.xfail(strict=True, reason="onestep_perps.vy AdjustMargin applies a positive amount to an epoch-only "
-                                       "position leaf the rule refuses (no_position): a dishonest proposer's "
-                                       "witness makes L1 agree with an output that applied it")
 def test_a_forged_witness_cannot_apply_a_refused_adjust_margin(onestep, monkeypatch):
     """Pre: alice's BTC leaf is (0, 0, 0, 0, 5).  Op: a dishonest proposer
     steps the AdjustMargin +1 USDC the rule refuses with the witness of the

@@ -82,8 +82,12 @@ def perps_states(draw):
                 held[(address, market.id)] = Position(0, 0, 0, market.funding_index)
             elif shape == 1:  # closed whole by a liquidation, leftover margin kept
                 held[(address, market.id)] = Position(0, 0, draw(st.integers(1, 10**9)), market.funding_index)
+            elif shape == 2:  # rules v2: only the order epoch of a forced close or a liquidation left
+                held[(address, market.id)] = Position(0, 0, 0, draw(st.sampled_from([0, market.funding_index])),
+                                                      order_epoch=draw(st.integers(1, 50)))
             else:
-                held[(address, market.id)] = draw(positions(market))
+                epoch = draw(st.sampled_from([0, 0, 0, 7]))     # an epoch set by an earlier liquidation
+                held[(address, market.id)] = msgspec.structs.replace(draw(positions(market)), order_epoch=epoch)
     orders = {}
     for address, nonce in draw(st.lists(st.tuples(st.sampled_from(fv.ADDRESSES), st.integers(0, 40)), max_size=4,
                                         unique=True)):
