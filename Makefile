@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench clean kafka-start kafka-stop
+.PHONY: install run test test-deep test-fast bench clean kafka-start kafka-stop
 
 $(STAMP): pyproject.toml web/package-lock.json $(wildcard web/src/*)
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ run: install
 
 test: install
 	$(BIN)/pytest -q -p no:cacheprovider --durations=25
+
+# The Hypothesis tests of tests/evm at their full example counts (make test runs a
+# share of them, README "Tests"): the one-step differentials in full, the bridge
+# invariants with 30 sequences.
+test-deep: install
+	ISOROLL_ONESTEP_EXAMPLES_SCALE=1 ISOROLL_BRIDGE_EXAMPLES=30 $(BIN)/pytest -q -p no:cacheprovider --durations=25 tests/evm
 
 test-fast: install
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit

@@ -30,17 +30,26 @@ def make_key(i: int) -> bytes:
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The three-node cluster's tests (tests/cluster) run last: their cluster
-    boots in the background meanwhile (pytest_collection_finish)."""
+    """The unit tests (tests/unit: no broker, no contract) run first and the
+    three-node cluster's tests (tests/cluster) last: the broker, the cluster and
+    the contracts' compilation start in the background meanwhile
+    (pytest_collection_finish)."""
     tests = Path(__file__).resolve().parent
-    items[:] = sorted(items, key=lambda item: Path(item.path).parent == tests / "cluster")
+
+    def order(item) -> int:
+        folder = Path(item.path).parent
+        return 0 if folder == tests / "unit" else 2 if folder == tests / "cluster" else 1
+
+    items[:] = sorted(items, key=order)
 
 
 def pytest_collection_finish(session):
-    """Start the Kafka broker and the cluster the collected tests need in the
-    background (tests/early_start.py); their fixtures wait for those starts."""
+    """Start the Kafka broker and the cluster the collected tests need, and the
+    compilation of the contracts, in the background (tests/early_start.py);
+    their fixtures wait for those starts."""
     if not (session.config.option.collectonly or getattr(session.config.option, "setupplan", False)):
         early_start.launch_for(session.items)
+        early_start.launch_precompile(session.items)
 
 
 def pytest_sessionfinish(session):

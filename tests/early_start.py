@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from sequencer.log.local_broker import KAFKA_SCRIPT
 
@@ -83,9 +85,62 @@ def launch_for(items) -> None:
                 launch("cluster", *start)
 
 
+TESTS = Path(__file__).resolve().parent
+
+PRECOMPILE = """
+from l1_bridge.compile import CONTRACTS_DIR, compile_contract
+for path in sorted(CONTRACTS_DIR.glob("*.vy"), key=lambda p: -p.stat().st_size):
+    try:
+        compile_contract(path.stem)
+    except Exception:  # a test compiling it itself reports the error
+        pass
+"""
+"""Compiles every contract of l1_bridge/contracts into the disk cache (largest first)."""
+
+PRECOMPILING: list[subprocess.Popen] = []
+
+
+def uncompiled_contracts() -> list[str]:
+    """The contracts with no entry in l1_bridge.compile's disk cache."""
+    try:
+        from l1_bridge.compile import CONTRACTS_DIR, _cache_dir, source_hash
+    except ImportError:  # no vyper: nothing to compile
+        return []
+    out = []
+    for path in CONTRACTS_DIR.glob("*.vy"):
+        if not (_cache_dir() / f"{path.stem}-{source_hash(path.stem)[:32]}.json").is_file():
+            out.append(path.stem)
+    return out
+
+
+def launch_precompile(items) -> None:
+    """When the run has tests/unit (first, tests/conftest.py) and tests that
+    deploy contracts, compile the contracts whose disk cache is cold in a
+    process of its own meanwhile: on a fresh machine compiling them took ~60 s
+    of CPU inside the first tests that deployed them, while the unit tests
+    need none.  A test that needs a contract before it is cached compiles it
+    itself, as without this."""
+    if os.environ.get("ISOROLL_NO_COMPILE_CACHE") or PRECOMPILING:
+        return
+    folders = {Path(item.path).parent.relative_to(TESTS).parts[:1] for item in items
+               if Path(item.path).is_relative_to(TESTS)}
+    if ("unit",) not in folders or not folders - {("unit",), ("cluster",), ()}:
+        return
+    if not uncompiled_contracts():
+        return
+    PRECOMPILING.append(subprocess.Popen([sys.executable, "-c", PRECOMPILE], cwd=TESTS.parent,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+
 def finish_unused() -> None:
     """At the end of the session: a start no fixture took (its tests were
-    deselected or skipped) is waited for and stopped again."""
+    deselected or skipped) is waited for and stopped again; a precompile
+    still running is stopped."""
+    while PRECOMPILING:
+        process = PRECOMPILING.pop()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
     DEFERRED.clear()
     for key in list(LAUNCHES):
         launch_ = LAUNCHES.pop(key)
