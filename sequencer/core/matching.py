@@ -51,7 +51,8 @@ from sequencer.core.trigger_book import TriggerBook
 from sequencer.core.records import VaultDeposit
 
 MAX_LIQUIDATION_STEPS = 64
-"""Partial liquidations of one position after one price update, at most."""
+"""Partial liquidations of one position after one price update, at most
+(what is left goes on at the next update, or with the next fills)."""
 
 EIGHT_HOURS_MS = 8 * 3_600_000
 IMPACT_MARGIN = 500 * 10**6
@@ -495,8 +496,7 @@ class Exchange:
                     break
                 if passed_over is None:
                     passed_over = set()
-                last = step == MAX_LIQUIDATION_STEPS - 1
-                record = self.apply_liquidation(state, address, position, mark, params, passed_over, last,
+                record = self.apply_liquidation(state, address, position, mark, params, passed_over,
                                                 timestamp_ms, ctx)
                 if record is None:
                     break
@@ -505,16 +505,21 @@ class Exchange:
         return out
 
     def apply_liquidation(self, state: State, address: bytes, position, mark: int, params: MarketParams,
-                          passed_over: set, last: bool, timestamp_ms: int, ctx: Context) -> Liquidate | None:
+                          passed_over: set, timestamp_ms: int, ctx: Context) -> Liquidate | None:
         """Apply one Liquidate naming the makers the liquidation order meets in
-        this book (book-first policies; none on the last step, so what is left
-        goes down the ladder); a maker that could not fill is passed over and
-        the record made again without it (after as many tries as the rules' maker cap,
-        with none).  None if the rule refused it."""
+        this book (book-first policies; none when the book has none within the
+        bankruptcy price, so what is left goes down the ladder); a maker that
+        could not fill is passed over and the record made again without it
+        (after as many tries as the rules' maker cap, with none).  None if the
+        rule refused it.  The steps of one price update are bounded
+        (``MAX_LIQUIDATION_STEPS``): when they run out while the book still
+        has makers, the rest waits for the next update rather than going down
+        the ladder, so dust orders at the top of the book cannot push a
+        position past real liquidity to a close at the mark."""
         market_id = params.id
         max_makers = get_max_liquidation_makers(ctx)
         for attempt in range(max_makers + 1):
-            if last or attempt == max_makers:     # the ladder takes the step
+            if attempt == max_makers:     # the ladder takes the step
                 makers = ()
             else:
                 makers = self.find_liquidation_makers(state, address, position, mark, params, passed_over,

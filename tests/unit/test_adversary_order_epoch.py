@@ -478,12 +478,6 @@ def test_an_auctions_end_kills_the_orders_placed_during_the_auction():
     check(venue)
 
 
-@pytest.mark.xfail(strict=True, reason="design limit of rules v2 (4 makers a Liquidate, a record naming makers "
-                                       "never goes down the ladder, MAX_LIQUIDATION_STEPS = 64 a price): 252 dust "
-                                       "bids at the top of the book (one step each, ~5 USDC) push the 64th step "
-                                       "to the ladder's close at the mark against the most profitable opposite "
-                                       "position while a real bid within the bankruptcy price is left; v1 "
-                                       "needed 8 x 63 = 504")
 def test_dust_bids_cannot_push_a_liquidation_to_the_ladder_past_real_liquidity():
     """Pre: alice 10x long 1 BTC at 60,000 (mm the short); bob bids 1 BTC at
     54,200 (within her bankruptcy price 54,000); eve rests 4 x 63 one-step
