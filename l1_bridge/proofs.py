@@ -24,7 +24,7 @@ from prover.keys import get_account_key, get_market_key, get_position_key, get_v
 from prover.tree import SparseMerkleTree
 from sequencer.core.rules.margin import compute_funding_payment
 from sequencer.core.rules.vault import VAULT_ADDRESS
-from sequencer.core.state import Market, Position, State, Withdrawal
+from sequencer.core.state import Market, Position, State, Withdrawal, is_empty_position
 from sequencer.executor.output import OutputFields
 
 
@@ -71,10 +71,6 @@ def compute_position_equity(p: Position, m: Market, size_scale: int, funding_sca
     value = p.size * m.mark_price // size_scale
     funding = compute_funding_payment(p.size, m.funding_index - p.funding_snapshot, funding_scale)
     return p.margin + value - p.cost - funding
-
-
-def is_empty_position(p: Position | None) -> bool:
-    return p is None or (p.size == 0 and p.margin == 0 and p.cost == 0)
 
 
 def compute_escape_amount(state: State, address: bytes, markets: Sequence[MarketScale]) -> int:
