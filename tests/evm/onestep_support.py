@@ -15,8 +15,8 @@ PRICES = {fv.BTC: 60_000 * 10**6, fv.ETH: 3_000 * 10**6}
 
 
 EXAMPLES_SCALE = float(os.environ.get("ISOROLL_ONESTEP_EXAMPLES_SCALE", "0.25"))
-"""The share of each differential test's example count a run makes: 0.4 in the
-suite (it must fit the CI's time on 2 cores), 1 or more for a deep run."""
+"""The share of each differential test's example count a run makes: 0.25 in the
+suite (it must fit the CI's time on 2 cores), 1 or more for a deep run (`make test-deep`)."""
 
 
 def get_examples(full: int) -> int:
