@@ -535,12 +535,11 @@ def test_a_forced_close_past_64_bits_is_served_as_a_no_op(onestep):
     assert runner.state.positions[(A, BTC)] == huge
 
 
-def test_forged_forced_close_witnesses_revert(onestep):
-    """A flat position's margin lied about, an account leaf with more
-    collateral, a position said absent, a missing opening: no proof."""
-    state = fixed_state(Position(0, 0, 5 * 10**6, 500))
+def get_honest_witness(onestep, state, item: bytes):
+    """The honest witness of ``item`` (its openings as call arguments) and a
+    call of the contract's apply on any list of openings; the honest one
+    gives the reference's root."""
     ctx = fv.open_block_ctx(state)
-    item = encode_item(ForcedClose(state.globals.inbox_count, A, BTC))
     runner = TraceRunner(state, RULES, ctx=ctx)
     pre_root = runner.state_root
     result = runner.step(item)
@@ -550,6 +549,14 @@ def test_forged_forced_close_witnesses_revert(onestep):
         return onestep.functions.apply(pre_root, ctx.as_arg(), item, openings, []).call()
 
     assert call(args)[0] == runner.state_root
+    return args, call
+
+
+def test_forged_forced_close_witnesses_revert(onestep):
+    """A flat position's margin lied about, an account leaf with more
+    collateral, a position said absent, a missing opening: no proof."""
+    state = fixed_state(Position(0, 0, 5 * 10**6, 500))
+    args, call = get_honest_witness(onestep, state, encode_item(ForcedClose(state.globals.inbox_count, A, BTC)))
     richer = bytearray(args[1][1])
     richer[64:96] = (10**12).to_bytes(32, "big")
     fuller = bytearray(args[3][1])
@@ -577,17 +584,7 @@ def test_forged_witnesses_revert(onestep):
     fund's balance, the fund's position said absent), openings swapped or one
     missing does not verify: the step reverts, it proves nothing."""
     state = fixed_state(fund=Position(-3 * 10**8, -183_000 * 10**6, 0, 0))
-    ctx = fv.open_block_ctx(state)
-    item = encode_item(Liquidate(A, BTC, ()))
-    runner = TraceRunner(state, RULES, ctx=ctx)
-    pre_root = runner.state_root
-    result = runner.step(item)
-    args = [o.as_arg() for o in result.witness.openings]
-
-    def call(openings):
-        return onestep.functions.apply(pre_root, ctx.as_arg(), item, openings, []).call()
-
-    assert call(args)[0] == runner.state_root
+    args, call = get_honest_witness(onestep, state, encode_item(Liquidate(A, BTC, ())))
     richer = bytearray(args[2][1])
     richer[64:96] = (10**12).to_bytes(32, "big")
     fuller = bytearray(args[0][1])
