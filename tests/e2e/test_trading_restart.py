@@ -97,6 +97,14 @@ def without_funding(view: dict) -> dict:
     return {**view, "accounts": accounts, "fundingIndex": None}
 
 
+def snapshot_written(tmp_path):
+    """A wait_until predicate: the node has written a snapshot (the restart
+    then loads it and replays only what came after)."""
+    async def written() -> bool:
+        return bool(list((tmp_path / "node" / "snapshots").glob("snapshot-*.bin")))
+    return written
+
+
 def assert_same(before: dict, after: dict) -> None:
     if before["fundingIndex"] != after["fundingIndex"]:
         before, after = without_funding(before), without_funding(after)
@@ -112,7 +120,7 @@ async def test_books_and_positions_survive_kill_9_and_restart(broker, tmp_path):
     # broker must not fence this node.
     run_id = uuid.uuid4().hex[:8]
     config = make_config(broker, "trade-restart-" + run_id, tmp_path, port, genesis_dev_accounts=5,
-                         sequencer_id="trade-restart-" + run_id)
+                         sequencer_id="trade-restart-" + run_id, snapshot_interval_blocks=20)
     url = f"http://127.0.0.1:{port}"
     process = start_node_process(config, tmp_path / "node.log")
     try:
@@ -130,7 +138,7 @@ async def test_books_and_positions_survive_kill_9_and_restart(broker, tmp_path):
         assert any(before["books"][m]["bids"] and before["books"][m]["asks"] for m in (BTC, ETH))
         assert sum(len(a["positions"]) for a in before["accounts"].values()) >= 2
         assert any(before["fills"].values())
-        assert list((tmp_path / "node" / "snapshots").glob("snapshot-*.bin"))
+        await wait_until(snapshot_written(tmp_path), timeout=15)   # the node snapshots once a second, when due
         kill_9(process)
         for c in bots:
             await c.stop()
