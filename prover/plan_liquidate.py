@@ -31,7 +31,7 @@ from prover.plan_book import plan_book
 from sequencer.core.markets import LIQUIDATION_BACKSTOP
 from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
 from sequencer.core.rules.base import RuleError, get_market, get_market_params, require_fresh_price
-from sequencer.core.rules.liquidation import BOOK_POLICIES, get_max_liquidation_makers, process_backstop
+from sequencer.core.rules.liquidation import BOOK_POLICIES, get_liquidation_rules, process_backstop
 from sequencer.core.rules.margin import compute_liquidation_size, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS, settle_funding
 from sequencer.core.state import State
@@ -105,7 +105,7 @@ def plan_liquidate(runner, r: Liquidate):
         return plan_book(runner, r, params)  # onestep_liquidate.vy forwards these to onestep_book.vy
     market, position = get_market_key(r.market), get_position_key(r.account, r.market)
     reads = [(GLOBAL_KEY, False), (market, False), (position, False)]
-    if not is_refused(state, r, params, runner.ctx.timestamp_ms, get_max_liquidation_makers(runner.rules)):
+    if not is_refused(state, r, params, runner.ctx.timestamp_ms, get_liquidation_rules(runner.rules).max_makers):
         if params.liquidation_policy != LIQUIDATION_BACKSTOP:
             raise PendingKind(f"Liquidate under the ladder {RANKS}")
         try_fund_takeover(state, r.account, r.market, params, whole=False)

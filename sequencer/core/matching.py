@@ -38,12 +38,12 @@ from sequencer.core.records import (AuctionBid, AuctionEnd, AdjustMargin, Cancel
                                     PlaceOrder, Record, Trade, Transfer, Withdraw)
 from sequencer.core.rules.base import TradeError, get_market_params, require_fresh_price
 from sequencer.core.rules.liquidation import (BOOK_POLICIES, MAX_LIQUIDATION_MAKERS_V2, compute_liquidation_limit,
-                                              get_max_liquidation_makers, is_within_limit)
+                                              get_liquidation_rules, is_within_limit)
 from sequencer.core.rules.funding import get_due_funding_time
 from sequencer.core.rules.margin import compute_liquidation_size, compute_order_margin, is_liquidatable
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY, check_order_terms
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
-from sequencer.core.state import Order, State, get_order_epoch, is_order_open
+from sequencer.core.state import Order, State, is_order_open
 from sequencer.core.transition import Context, RuleError, apply_record
 from sequencer.core.records import ModifyOrder, PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
 from sequencer.core.rules.orders import as_replacement
@@ -455,7 +455,7 @@ class Exchange:
         self.triggers.rebuild(state)
         now = state.globals.timestamp_ms
         resting = [(o.seq, k, o) for k, o in state.orders.items()
-                   if is_resting(o, now) and o.market in self.books and o.seq > get_order_epoch(state, k[0], o.market)]
+                   if is_resting(o, now) and o.market in self.books and is_order_open(state, *k)]
         for _, (account, nonce), order in sorted(resting, key=lambda item: item[0]):
             self.add_order(account, nonce, order, self.markets[order.market])
 
@@ -517,7 +517,7 @@ class Exchange:
         the ladder, so dust orders at the top of the book cannot push a
         position past real liquidity to a close at the mark."""
         market_id = params.id
-        max_makers = get_max_liquidation_makers(ctx)
+        max_makers = get_liquidation_rules(ctx).max_makers
         for attempt in range(max_makers + 1):
             if attempt == max_makers:     # the ladder takes the step
                 makers = ()

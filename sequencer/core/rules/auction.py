@@ -19,7 +19,8 @@ from sequencer.core.markets import MarketParams
 from sequencer.core.records import AuctionBid, AuctionEnd
 from sequencer.core.rules.base import (Context, get_market, hex_address, process_user_preamble, require,
                                        require_fresh_price, require_market_params)
-from sequencer.core.rules.liquidation import cancel_orders_v1, cancel_orders_v2, close_liquidated_slice, process_ladder
+from sequencer.core.rules.liquidation import (LIQUIDATION_V1, LIQUIDATION_V2, LiquidationRules, close_liquidated_slice,
+                                              process_ladder)
 from sequencer.core.rules.margin import ceil_div, compute_equity_scaled, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS, add_open_interest, settle_funding
 from sequencer.core.rules.trades import settle_fill
@@ -76,7 +77,7 @@ def process_auction_bid(state: State, r: AuctionBid, timestamp_ms: int, ctx: Con
 
 
 def process_auction_end(state: State, r: AuctionEnd, timestamp_ms: int, ctx: Context,
-                        cancel_orders=cancel_orders_v1) -> None:
+                        rules: LiquidationRules = LIQUIDATION_V1) -> None:
     """After the auction's end: what it did not sell goes down the ladder (the
     whole position if it went bankrupt) while the position is still
     liquidatable at a fresh mark; a position that recovered keeps it."""
@@ -93,7 +94,7 @@ def process_auction_end(state: State, r: AuctionEnd, timestamp_ms: int, ctx: Con
     if not is_liquidatable(position, mark, market, params):
         return
     position = settle_funding(state, r.account, r.market, position, params)
-    position = cancel_orders(state, r.account, r.market, position)
+    position = rules.cancel_orders(state, r.account, r.market, position)
     bankrupt = compute_equity_scaled(position, mark, market, params) < 0
     lots = abs(position.size) if bankrupt else min(auction.size, abs(position.size))
     process_ladder(state, r.account, position, lots, mark, params)
@@ -101,4 +102,4 @@ def process_auction_end(state: State, r: AuctionEnd, timestamp_ms: int, ctx: Con
 
 def process_auction_end_v2(state: State, r: AuctionEnd, timestamp_ms: int, ctx: Context) -> None:
     """Rules v2: the owner's orders in the market are cancelled by its order epoch."""
-    process_auction_end(state, r, timestamp_ms, ctx, cancel_orders_v2)
+    process_auction_end(state, r, timestamp_ms, ctx, LIQUIDATION_V2)

@@ -27,6 +27,7 @@ fund's own position last), kept so the liquidation lab can compare them."""
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Callable
 
 import msgspec
 
@@ -158,6 +159,28 @@ def cancel_orders_v2(state: State, address: bytes, market_id: int, position: Pos
     return position
 
 
+class LiquidationRules(msgspec.Struct, frozen=True):
+    """What changed in the liquidation rules between log schema versions."""
+    max_makers: int
+    """Resting orders one Liquidate may name."""
+    cancel_orders: Callable[[State, bytes, int, Position | None], Position | None]
+    """Cancels the owner's orders in the market; returns the position to go on with."""
+    ladder_after_makers: bool
+    """v1: a record naming fewer than ``max_makers`` sends what the book left
+    on in the same record; v2: only a record naming none does."""
+    cancel_without_position: bool
+    """v2: a forced close cancels the owner's orders even where the tree holds no position."""
+
+
+LIQUIDATION_V1 = LiquidationRules(MAX_LIQUIDATION_MAKERS, cancel_orders_v1, True, False)
+LIQUIDATION_V2 = LiquidationRules(MAX_LIQUIDATION_MAKERS_V2, cancel_orders_v2, False, True)
+
+
+def get_liquidation_rules(ctx: Context) -> LiquidationRules:
+    """The liquidation rules of the context's log schema version."""
+    return LIQUIDATION_V1 if ctx.schema_version == 1 else LIQUIDATION_V2
+
+
 def rank_by_profit_and_leverage(state: State, market_id: int, long: bool, mark: int,
                                 params: MarketParams) -> list[tuple[bytes, Position, int]]:
     """User positions on the ``long`` side with equity of at least one quote
@@ -279,7 +302,7 @@ def process_fund_takeover(state: State, address: bytes, position: Position, qty:
 
 
 def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Context,
-                      max_makers: int = MAX_LIQUIDATION_MAKERS, cancel_orders=cancel_orders_v1) -> None:
+                      rules: LiquidationRules = LIQUIDATION_V1) -> None:
     params = require_market_params(ctx, r.market)
     require(r.account != INSURANCE_ADDRESS, "not_liquidatable", "the insurance fund is not liquidated")
     mark = require_fresh_price(get_market(state, r.market), params, timestamp_ms)
@@ -290,14 +313,15 @@ def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Contex
     require(is_liquidatable(position, mark, market, params), "not_liquidatable",
             f"equity {compute_equity(position, mark, market, params)} is not below maintenance "
             f"{compute_maintenance(position, mark, params)}")
-    require(len(r.makers) <= max_makers and (not r.makers or params.liquidation_policy in BOOK_POLICIES),
-            "invalid_makers", f"a Liquidate names at most {max_makers} makers, and only under a book-first policy")
+    require(len(r.makers) <= rules.max_makers and (not r.makers or params.liquidation_policy in BOOK_POLICIES),
+            "invalid_makers", f"a Liquidate names at most {rules.max_makers} makers, and only under a book-first "
+                              "policy")
     position = settle_funding(state, r.account, r.market, position, params)
     qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
     if params.liquidation_policy == LIQUIDATION_BACKSTOP:
         process_fund_takeover(state, r.account, position, qty, mark, params)
         return
-    position = cancel_orders(state, r.account, r.market, position)
+    position = rules.cancel_orders(state, r.account, r.market, position)
     if (r.account, r.market) in state.auctions:
         process_liquidate_in_auction(state, r.account, position, mark, params)
         return
@@ -305,7 +329,7 @@ def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Contex
         process_ladder(state, r.account, position, qty, mark, params)
         return
     position, rest = process_book_step(state, r, position, qty, mark, params, timestamp_ms)
-    book_exhausted = len(r.makers) < max_makers if cancel_orders is cancel_orders_v1 else not r.makers
+    book_exhausted = len(r.makers) < rules.max_makers if rules.ladder_after_makers else not r.makers
     if rest and position.size and book_exhausted:
         process_unfilled(state, ctx, r.account, position, min(rest, abs(position.size)), mark, params, timestamp_ms)
 
@@ -317,12 +341,7 @@ def process_liquidate_v2(state: State, r: Liquidate, timestamp_ms: int, ctx: Con
     makers: a record fills makers or goes down the ladder, never both, so the
     witness of either stays bounded.  The engine writes the next record while
     the position is still liquidatable."""
-    process_liquidate(state, r, timestamp_ms, ctx, MAX_LIQUIDATION_MAKERS_V2, cancel_orders_v2)
-
-
-def get_max_liquidation_makers(ctx: Context) -> int:
-    """The makers one Liquidate may name under the context's rules."""
-    return MAX_LIQUIDATION_MAKERS if ctx.schema_version == 1 else MAX_LIQUIDATION_MAKERS_V2
+    process_liquidate(state, r, timestamp_ms, ctx, LIQUIDATION_V2)
 
 
 def process_liquidate_in_auction(state: State, address: bytes, position: Position, mark: int,
@@ -509,7 +528,7 @@ def start_auction(state: State, address: bytes, position: Position, lots: int, m
 # --- forced close (the bridge's forceClose, inbox kind 3) -------------------------------
 
 def process_forced_close(state: State, r: ForcedClose, timestamp_ms: int, ctx: Context,
-                         cancel_orders=cancel_orders_v1) -> None:
+                         rules: LiquidationRules = LIQUIDATION_V1) -> None:
     """Close the account's whole position in the market at the mark and free
     its margin (docs/engine.md, "Forced close").  In inbox order, once each;
     it never fails once in order and never blocks the inbox: whatever cannot
@@ -518,7 +537,7 @@ def process_forced_close(state: State, r: ForcedClose, timestamp_ms: int, ctx: C
     process_inbox_index(state, r.inbox_index)
     snapshot = state.snapshot()
     try:
-        close_forced_position(state, r.account, r.market, timestamp_ms, ctx, cancel_orders)
+        close_forced_position(state, r.account, r.market, timestamp_ms, ctx, rules)
     except RuleError:
         state.revert(snapshot)
     else:
@@ -529,11 +548,11 @@ def process_forced_close(state: State, r: ForcedClose, timestamp_ms: int, ctx: C
 def process_forced_close_v2(state: State, r: ForcedClose, timestamp_ms: int, ctx: Context) -> None:
     """Rules v2: the owner's orders in the market are cancelled by its order
     epoch, whether or not the tree holds a position there."""
-    process_forced_close(state, r, timestamp_ms, ctx, cancel_orders_v2)
+    process_forced_close(state, r, timestamp_ms, ctx, LIQUIDATION_V2)
 
 
 def close_forced_position(state: State, address: bytes, market_id: int, timestamp_ms: int, ctx: Context,
-                          cancel_orders=cancel_orders_v1) -> None:
+                          rules: LiquidationRules = LIQUIDATION_V1) -> None:
     """Cancel the owner's orders in the market, close the position whole
     through the ladder (a liquidatable one with the liquidation fee, a healthy
     one without a fee), then move what margin is left to free collateral."""
@@ -541,9 +560,9 @@ def close_forced_position(state: State, address: bytes, market_id: int, timestam
     if params is None or not isinstance(address, bytes) or len(address) != 20 or address == INSURANCE_ADDRESS:
         return
     position = state.positions.get((address, market_id))
-    if position is None and cancel_orders is cancel_orders_v1:
+    if position is None and not rules.cancel_without_position:
         return
-    position = cancel_orders(state, address, market_id, position)
+    position = rules.cancel_orders(state, address, market_id, position)
     if position.size:
         market = state.markets[market_id]
         mark = require_fresh_price(market, params, timestamp_ms)
