@@ -118,39 +118,6 @@ def __init__(domain_separator: bytes32, max_amount: uint256, max_expiry_ahead_ms
 
 @internal
 @pure
-def equity_scaled(p: mk.Position, price: int256, scale: int256) -> int256:
-    """S x equity at `price` of a settled position (nothing owed)."""
-    return (p.margin - p.cost) * scale + p.size * price
-
-
-@internal
-@pure
-def is_liquidatable(position: mk.Position, market: Bytes[MAX_LEAF], mark: int256, p: mk.MarketParams) -> bool:
-    """rules.margin.is_liquidatable: equity (funding owed counted) below maintenance at the mark."""
-    if position.size == 0:
-        return False
-    scale: int256 = convert(p.scale, int256)
-    index: int256 = lib.leaf_int(market, mk.MARKET_FUNDING_INDEX)
-    owed: int256 = mk.ceil_div(position.size * (index - position.funding_snapshot), scale * PPM)
-    equity: int256 = (position.margin - owed - position.cost) * scale + position.size * mark
-    return equity * PPM < abs(position.size) * mark * convert(p.maintenance_margin_ppm, int256)
-
-
-@internal
-@pure
-def liquidation_size(position: mk.Position, mark: int256, p: mk.MarketParams) -> int256:
-    """rules.margin.compute_liquidation_size of a settled position."""
-    size: int256 = abs(position.size)
-    scale: int256 = convert(p.scale, int256)
-    if size * mark // scale <= convert(p.partial_liquidation_notional, int256) or self.equity_scaled(position, mark, scale) < 0:
-        return size
-    step: int256 = convert(p.step_size, int256)
-    part: int256 = mk.ceil_div(mk.ceil_div(size * convert(p.partial_liquidation_ppm, int256), PPM), step) * step
-    return min(part, size)
-
-
-@internal
-@pure
 def liquidation_limit(position: mk.Position, p: mk.MarketParams) -> int256:
     """rules.liquidation.compute_liquidation_limit of a settled position: its
     bankruptcy price rounded to the tick on the safe side (0: a short that
@@ -275,7 +242,7 @@ def start_auction(b: Book, mark: int256, p: mk.MarketParams, timestamp_ms: uint2
         start = max(mk.ceil_div(mark, tick) * tick, end)
     else:
         start = min(max(tick, mk.floor_div(mark, tick) * tick), end)
-    solvent: bool = self.equity_scaled(b.position, mark, convert(p.scale, int256)) >= 0
+    solvent: bool = fill.equity_scaled(b.position, mark, convert(p.scale, int256)) >= 0
     assert p.liquidation_policy == POLICY_BOOK_AUCTION and solvent and start != end, "pending"
     lots: int256 = min(b.rest, abs(b.position.size))
     return abi_encode(convert(lots, uint256), convert(start, uint256), convert(end, uint256), timestamp_ms,
@@ -334,7 +301,7 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     if mark == 0:
         return state_root, False
     b.position = mk.read_position(openings[1])
-    if not self.is_liquidatable(b.position, b.market, mark, p) or count > MAX_MAKERS:
+    if not mk.is_liquidatable(b.position, b.market, mark, p) or count > MAX_MAKERS:
         return state_root, False
     # the reads past the early refusals: the auction, the globals, the makers
     for i: uint256 in range(2, len(keys), bound=MAX_OPENINGS):
@@ -356,12 +323,12 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     b.position = f.position
     b.market = lib.set_word(b.market, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32))
     b.insurance = f.sweep
-    qty: int256 = self.liquidation_size(b.position, mark, p)
+    qty: int256 = mk.liquidation_size(b.position, mark, p)
     b.position.order_epoch = g.order_count
     if openings[2].present:
         # process_liquidate_in_auction: left to its auction unless bankrupt
         # (then the ladder)
-        assert self.equity_scaled(b.position, mark, convert(p.scale, int256)) >= 0, "pending"
+        assert fill.equity_scaled(b.position, mark, convert(p.scale, int256)) >= 0, "pending"
         return state_root, False
     # process_book_step: every maker checked, then filled in order
     long: bool = b.position.size > 0

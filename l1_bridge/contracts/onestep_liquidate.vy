@@ -134,34 +134,6 @@ def long_change(old_size: int256, new_size: int256) -> int256:
     return max(new_size, 0) - max(old_size, 0)
 
 
-@internal
-@pure
-def liquidation_size(position: mk.Position, mark: int256, p: mk.MarketParams) -> int256:
-    """rules.margin.compute_liquidation_size of a settled position: the whole
-    of it, or a partial step (up to the step size) of a large solvent one."""
-    size: int256 = abs(position.size)
-    scale: int256 = convert(p.scale, int256)
-    equity: int256 = (position.margin - position.cost) * scale + position.size * mark
-    if size * mark // scale <= convert(p.partial_liquidation_notional, int256) or equity < 0:
-        return size
-    step: int256 = convert(p.step_size, int256)
-    part: int256 = mk.ceil_div(mk.ceil_div(size * convert(p.partial_liquidation_ppm, int256), PPM), step) * step
-    return min(part, size)
-
-
-@internal
-@pure
-def is_liquidatable(position: mk.Position, market: Bytes[MAX_LEAF], mark: int256, p: mk.MarketParams) -> bool:
-    """rules.margin.is_liquidatable: equity (funding owed counted) below maintenance at the mark."""
-    if position.size == 0:
-        return False
-    scale: int256 = convert(p.scale, int256)
-    index: int256 = lib.leaf_int(market, mk.MARKET_FUNDING_INDEX)
-    owed: int256 = mk.ceil_div(position.size * (index - position.funding_snapshot), scale * PPM)
-    equity: int256 = (position.margin - owed - position.cost) * scale + position.size * mark
-    return equity * PPM < abs(position.size) * mark * convert(p.maintenance_margin_ppm, int256)
-
-
 # --- Liquidate ----------------------------------------------------------------------
 
 @internal
@@ -188,7 +160,7 @@ def liquidate_reads(c: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], op_mkt
     if out.mark == 0:
         return out
     position: mk.Position = mk.read_position(op_pos)
-    if not self.is_liquidatable(position, op_mkt.value, out.mark, out.p):
+    if not mk.is_liquidatable(position, op_mkt.value, out.mark, out.p):
         return out
     if count > MAX_MAKERS_V2 or (count > 0 and out.p.liquidation_policy != 2 and out.p.liquidation_policy != 3
                                  and out.p.liquidation_policy != 4):
@@ -218,7 +190,7 @@ def make_takeover(p: mk.MarketParams, mark: int256, position: mk.Position, marke
     if whole:
         out.qty = abs(out.position.size)
     else:
-        out.qty = self.liquidation_size(out.position, mark, p)
+        out.qty = mk.liquidation_size(out.position, mark, p)
     gross: int256 = out.qty * mark
     scale: int256 = convert(p.scale, int256)
     if out.position.size > 0:
@@ -313,7 +285,7 @@ def auction_end_mark(c: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], p: mk
     mark: int256 = mk.fresh_mark(op_mkt.value, p, ctx.timestamp_ms)
     if mark == 0:
         return False
-    assert not self.is_liquidatable(position, op_mkt.value, mark, p), "pending"
+    assert not mk.is_liquidatable(position, op_mkt.value, mark, p), "pending"
     return True
 
 
@@ -365,7 +337,7 @@ def forced_takeover(ctx: trace.Ctx, p: mk.MarketParams, position: mk.Position, o
     if mark == 0:
         return Takeover(refused=True, p=p, mark=0, position=empty(mk.Position), market_leaf=b"", insurance=0, qty=0,
                         notional=0)
-    assert p.liquidation_policy == POLICY_BACKSTOP and self.is_liquidatable(position, op_mkt.value, mark, p), "pending"
+    assert p.liquidation_policy == POLICY_BACKSTOP and mk.is_liquidatable(position, op_mkt.value, mark, p), "pending"
     return self.make_takeover(p, mark, position, op_mkt.value, True)
 
 

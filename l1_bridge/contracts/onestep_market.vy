@@ -227,3 +227,31 @@ def settle_funding(p: Position, market: Bytes[MAX_LEAF], params: MarketParams) -
         out.settled = True
     out.position.funding_snapshot = index
     return out
+
+
+@internal
+@pure
+def is_liquidatable(position: Position, market: Bytes[MAX_LEAF], mark: int256, p: MarketParams) -> bool:
+    """rules.margin.is_liquidatable: equity (funding owed counted) below maintenance at the mark."""
+    if position.size == 0:
+        return False
+    scale: int256 = convert(p.scale, int256)
+    index: int256 = lib.leaf_int(market, MARKET_FUNDING_INDEX)
+    owed: int256 = self.ceil_div(position.size * (index - position.funding_snapshot), scale * PPM)
+    equity: int256 = (position.margin - owed - position.cost) * scale + position.size * mark
+    return equity * PPM < abs(position.size) * mark * convert(p.maintenance_margin_ppm, int256)
+
+
+@internal
+@pure
+def liquidation_size(position: Position, mark: int256, p: MarketParams) -> int256:
+    """rules.margin.compute_liquidation_size of a settled position: the whole
+    of it, or a partial step (up to the step size) of a large solvent one."""
+    size: int256 = abs(position.size)
+    scale: int256 = convert(p.scale, int256)
+    equity: int256 = (position.margin - position.cost) * scale + position.size * mark
+    if size * mark // scale <= convert(p.partial_liquidation_notional, int256) or equity < 0:
+        return size
+    step: int256 = convert(p.step_size, int256)
+    part: int256 = self.ceil_div(self.ceil_div(size * convert(p.partial_liquidation_ppm, int256), PPM), step) * step
+    return min(part, size)
