@@ -23,7 +23,7 @@ from sequencer.core.encoding import decode_block, decode_record
 from sequencer.core.records import (RECORD_TYPES, AdjustMargin, CancelOrder, Deposit, ForcedWithdrawal, FundingTick,
                                     PlaceOrder, Record, Transfer, Withdraw)
 from sequencer.core.records import OraclePrice
-from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
+from sequencer.core.records import AuctionEnd, Deleverage, ForcedClose, Liquidate
 from sequencer.core.records import AuctionBid, ModifyOrder
 from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
 from sequencer.core.records import PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
@@ -89,6 +89,7 @@ RECORD_LAYOUTS: dict[type, tuple[int, tuple[tuple[str, int, str], ...]]] = {
     OraclePrice: (32, (("market", 4, "u"), ("price", 8, "u"), ("timestamp_ms", 8, "u"), ("signatures", 15, "l", ((None, 65, "b"),)))),
     Liquidate: (18, (("account", 20, "b"), ("market", 4, "u"), ("makers", 8, "l", ((None, 20, "b"), (None, 8, "u"))))),
     AuctionEnd: (23, (("account", 20, "b"), ("market", 4, "u"))),
+    Deleverage: (24, (("account", 20, "b"), ("market", 4, "u"), ("counterparties", 6, "l", ((None, 20, "b"),)))),
     ForcedClose: (50, (("inbox_index", 8, "u"), ("account", 20, "b"), ("market", 32, "u"))),
     # the limit price is the EIP-712 uint256: the rule bounds it only below (any limit a keeper signs is one)
     AuctionBid: (8, (("account", 20, "b"), ("owner", 20, "b"), ("market", 4, "u"), ("size", 8, "u"), ("price", 32, "u"),

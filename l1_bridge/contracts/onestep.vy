@@ -40,7 +40,7 @@ MAX_FAMILIES: constant(uint256) = 16
 MAX_FAMILY_TAGS: constant(uint256) = 8
 # every record tag (sequencer/core/records.py; 22 is kept for an explicit
 # auction start): prover.records.KNOWN_TAGS. One with no family is pending.
-KNOWN_TAGS: constant(uint256[23]) = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23, 32, 48, 49, 50]
+KNOWN_TAGS: constant(uint256[24]) = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23, 24, 32, 48, 49, 50]
 
 
 struct Family:

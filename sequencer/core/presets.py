@@ -28,13 +28,16 @@ becomes at most n + 6 (msgpack framing) + 5 per 16 KiB deflate stored block + 6
 (zlib header and checksum) bytes, 96,042 for n = 96,000 random bytes, which
 leaves a fifth of a proposal spare.  So every block the rules accept can be posted on its own."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the log encoding and of its rules (sequencer.core.records,
 sequencer.core.rules.table): written into every Kafka message header and into
 the L1 batch data header.  The rules are the table of ``Context.schema_version``
 (this by default; a log written under v1 replays with ``schema_version=1``).
 2: a liquidation, an auction's end and a forced close cancel the owner's orders
-in the market by its order epoch, and a Liquidate names at most 4 makers."""
+in the market by its order epoch, and a Liquidate names at most 4 makers.
+3: the ladder closes only against the opposite positions a Deleverage record
+(tag 24) names, at most 6; a Liquidate and an AuctionEnd stop where v2 ranked
+every opposite position, and a forced close goes to the insurance fund."""
 
 
 class Preset(msgspec.Struct, frozen=True, kw_only=True):

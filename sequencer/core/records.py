@@ -220,6 +220,19 @@ class AuctionEnd(_Record, tag=23):
 
 # --- oracle ---------------------------------------------------------------
 
+class Deleverage(_Record, tag=24):
+    """Rules v3: the ladder step of a liquidation.  The liquidatable position
+    of ``account`` in ``market`` closes against the opposite positions
+    ``counterparties`` names (at most rules.liquidation.MAX_DELEVERAGE_COUNTERPARTIES,
+    in the engine's ranking by profit x leverage): at the mark with the
+    insurance fund paying any bad debt, or, when the fund cannot, at the
+    position's bankruptcy price (auto-deleveraging).  What they cannot take
+    waits for the next record (docs/engine.md)."""
+    account: Address
+    market: int
+    counterparties: tuple[Address, ...]
+
+
 class OraclePrice(_Record, tag=32):
     market: int
     price: int
@@ -257,13 +270,13 @@ Record = Union[
     Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal, ForcedClose,
     VaultDeposit, VaultWithdraw, VaultUnwind,
     PlaceTrigger, ModifyOrder, ScheduleCancel, TriggerFire, ScheduledCancelAll,
-    AuctionBid, AuctionEnd,
+    AuctionBid, AuctionEnd, Deleverage,
 ]
 USER_RECORD_TYPES: tuple[type, ...] = (Transfer, Withdraw, AdjustMargin, PlaceOrder, CancelOrder, VaultDeposit,
                                        VaultWithdraw, PlaceTrigger, ModifyOrder, ScheduleCancel, AuctionBid)
 RECORD_TYPES: tuple[type, ...] = USER_RECORD_TYPES + (
     Trade, FundingTick, Liquidate, OraclePrice, Deposit, ForcedWithdrawal, ForcedClose, VaultUnwind,
-    TriggerFire, ScheduledCancelAll, AuctionEnd)
+    TriggerFire, ScheduledCancelAll, AuctionEnd, Deleverage)
 
 
 class Block(msgspec.Struct, frozen=True, array_like=True, gc=False):

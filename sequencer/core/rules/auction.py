@@ -19,8 +19,8 @@ from sequencer.core.markets import MarketParams
 from sequencer.core.records import AuctionBid, AuctionEnd
 from sequencer.core.rules.base import (Context, get_market, hex_address, process_user_preamble, require,
                                        require_fresh_price, require_market_params)
-from sequencer.core.rules.liquidation import (LIQUIDATION_V1, LIQUIDATION_V2, LiquidationRules, close_liquidated_slice,
-                                              process_ladder)
+from sequencer.core.rules.liquidation import (LIQUIDATION_V1, LIQUIDATION_V2, LIQUIDATION_V3, LiquidationRules,
+                                              close_liquidated_slice, process_ladder_step)
 from sequencer.core.rules.margin import ceil_div, compute_equity_scaled, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS, add_open_interest, settle_funding
 from sequencer.core.rules.trades import settle_fill
@@ -97,9 +97,16 @@ def process_auction_end(state: State, r: AuctionEnd, timestamp_ms: int, ctx: Con
     position = rules.cancel_orders(state, r.account, r.market, position)
     bankrupt = compute_equity_scaled(position, mark, market, params) < 0
     lots = abs(position.size) if bankrupt else min(auction.size, abs(position.size))
-    process_ladder(state, r.account, position, lots, mark, params)
+    process_ladder_step(state, rules, r.account, position, lots, mark, params)
 
 
 def process_auction_end_v2(state: State, r: AuctionEnd, timestamp_ms: int, ctx: Context) -> None:
     """Rules v2: the owner's orders in the market are cancelled by its order epoch."""
     process_auction_end(state, r, timestamp_ms, ctx, LIQUIDATION_V2)
+
+
+def process_auction_end_v3(state: State, r: AuctionEnd, timestamp_ms: int, ctx: Context) -> None:
+    """Rules v3: what the auction did not sell stays in the position, whose
+    orders are cancelled; the engine's next Liquidate (a new auction, or
+    Deleverage records down the ladder) goes on from there."""
+    process_auction_end(state, r, timestamp_ms, ctx, LIQUIDATION_V3)

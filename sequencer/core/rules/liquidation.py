@@ -34,7 +34,7 @@ import msgspec
 from sequencer.core.markets import (LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_VAULT,
                                     LIQUIDATION_LADDER, MarketParams)
 from sequencer.core.presets import MAX_INT64, PPM
-from sequencer.core.records import ForcedClose, Liquidate
+from sequencer.core.records import Deleverage, ForcedClose, Liquidate
 from sequencer.core.rules.accounts import advance_inbox, process_inbox_index
 from sequencer.core.rules.base import (Context, RuleError, TradeError, get_account_or_empty, get_market,
                                        get_market_params, hex_address, require, require_fresh_price,
@@ -58,21 +58,27 @@ MAX_LIQUIDATION_MAKERS_V2 = 4
 """The same under rules v2: the one step that re-executes a Liquidate on L1
 opens three leaves a maker (its order, account and position), read and
 written, within the trace's 32 openings (docs/fraud-proofs.md)."""
+MAX_DELEVERAGE_COUNTERPARTIES = 6
+"""Opposite positions one Deleverage record may name (rules v3): the one step
+that re-executes it on L1 reads and writes each one's position and account
+leaf, four openings each, within the trace's 32 (docs/fraud-proofs.md)."""
 BOOK_POLICIES = frozenset({2, 3, 4})
 """The policies that send the liquidation order into the book first."""
 
 
 def process_backstop(state: State, address: bytes, position: Position, qty: int, mark: int,
-                     params: MarketParams) -> None:
+                     params: MarketParams, fee_ppm: int | None = None) -> None:
     """The insurance fund takes ``qty`` lots over at the mark price (rounded
-    against the liquidated account), charges the capped fee and pays any bad debt."""
+    against the liquidated account), charges the capped fee (``fee_ppm``, the
+    liquidation fee unless given) and pays any bad debt."""
     long = position.size > 0
     gross = qty * mark
     notional = -(gross // params.scale) if long else ceil_div(gross, params.scale)
     require(abs(notional) <= MAX_INT64, "notional_overflow", "the liquidation notional leaves the 64-bit range")
     closed, realised = apply_close(position, qty, notional)
     margin = position.margin + realised
-    fee = min(compute_fee(abs(notional), params.liquidation_fee_ppm), max(0, margin))
+    fee_ppm = params.liquidation_fee_ppm if fee_ppm is None else fee_ppm
+    fee = min(compute_fee(abs(notional), fee_ppm), max(0, margin))
     bad_debt = max(0, -margin)
     state.set_position(address, params.id, replace(closed, margin=margin - fee + bad_debt))
     add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
@@ -170,15 +176,21 @@ class LiquidationRules(msgspec.Struct, frozen=True):
     on in the same record; v2: only a record naming none does."""
     cancel_without_position: bool
     """v2: a forced close cancels the owner's orders even where the tree holds no position."""
+    named_ladder: bool = False
+    """v3: the ladder closes only against the opposite positions a Deleverage
+    record names; a Liquidate or an AuctionEnd stops where v1 and v2 ranked
+    every opposite position, and a forced close goes to the insurance fund."""
 
 
 LIQUIDATION_V1 = LiquidationRules(MAX_LIQUIDATION_MAKERS, cancel_orders_v1, True, False)
 LIQUIDATION_V2 = LiquidationRules(MAX_LIQUIDATION_MAKERS_V2, cancel_orders_v2, False, True)
+LIQUIDATION_V3 = LiquidationRules(MAX_LIQUIDATION_MAKERS_V2, cancel_orders_v2, False, True, named_ladder=True)
+LIQUIDATION_RULES = {1: LIQUIDATION_V1, 2: LIQUIDATION_V2, 3: LIQUIDATION_V3}
 
 
 def get_liquidation_rules(ctx: Context) -> LiquidationRules:
     """The liquidation rules of the context's log schema version."""
-    return LIQUIDATION_V1 if ctx.schema_version == 1 else LIQUIDATION_V2
+    return LIQUIDATION_RULES[ctx.schema_version]
 
 
 def rank_by_profit_and_leverage(state: State, market_id: int, long: bool, mark: int,
@@ -223,9 +235,11 @@ def close_against(state: State, counterparties: list[tuple[bytes, Position, int]
 
 
 def process_close_at_mark(state: State, address: bytes, position: Position, qty: int, mark: int,
-                          params: MarketParams, fee_ppm: int | None = None) -> None:
+                          params: MarketParams, fee_ppm: int | None = None,
+                          counterparties: list[tuple[bytes, Position, int]] | None = None) -> None:
     """Close ``qty`` lots at the mark (rounded against the account) against
-    the opposite positions ranked by profit x leverage; fee (``fee_ppm``, the
+    ``counterparties`` in order (by default the opposite positions ranked by
+    profit x leverage); fee (``fee_ppm``, the
     liquidation fee unless given) to the insurance fund, capped by the margin
     left and by the equity at the mark of what is left (a partial step never
     leaves the rest below 0); bad debt paid by the fund."""
@@ -242,8 +256,28 @@ def process_close_at_mark(state: State, address: bytes, position: Position, qty:
     state.set_position(address, params.id, replace(closed, margin=margin - fee + bad_debt))
     add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
     add_insurance(state, fee - bad_debt)
-    counterparties = rank_by_profit_and_leverage(state, params.id, not long, mark, params)
+    if counterparties is None:
+        counterparties = rank_by_profit_and_leverage(state, params.id, not long, mark, params)
     close_against(state, counterparties, qty, -notional, params)
+
+
+def make_deleverage_cap(position: Position, mark: int, market: Market, params: MarketParams) -> Callable[[Position], int]:
+    """The lots one counterparty may take when ``position`` is closed at its
+    bankruptcy price: ``t`` with t x gap / (S x qty) <= margin - 1 + t x
+    profit per lot, so its margin stays >= 0 (never more than its equity)."""
+    qty = abs(position.size)
+    gap = abs(abs(position.margin - position.cost) * params.scale - mark * qty)  # S x qty x |bankruptcy - mark|
+
+    def cap(counter: Position) -> int:
+        size = abs(counter.size)
+        profit = counter.size * mark - counter.cost * params.scale      # S x unrealised PnL
+        excess = gap * size - profit * qty
+        if excess <= 0:
+            return size
+        margin = counter.margin - compute_funding_owed(counter, market, params) - 1
+        return max(0, margin) * params.scale * qty * size // excess // params.step_size * params.step_size
+
+    return cap
 
 
 def process_deleverage_bankrupt(state: State, address: bytes, position: Position, mark: int,
@@ -258,19 +292,7 @@ def process_deleverage_bankrupt(state: State, address: bytes, position: Position
     closed, _ = apply_close(position, qty, bankrupt_notional)
     state.set_position(address, params.id, replace(closed, margin=0))
     add_open_interest(state, params.id, compute_long_change(position.size, 0))
-    gap = abs(abs(bankrupt_notional) * params.scale - mark * qty)   # S x qty x |bankruptcy price - mark|
-    market = state.markets[params.id]
-
-    def cap(counter: Position) -> int:
-        """Lots ``t`` with t x gap / (S x qty) <= margin - 1 + t x profit per lot: its margin stays >= 0."""
-        size = abs(counter.size)
-        profit = counter.size * mark - counter.cost * params.scale      # S x unrealised PnL
-        excess = gap * size - profit * qty
-        if excess <= 0:
-            return size
-        margin = counter.margin - compute_funding_owed(counter, market, params) - 1
-        return max(0, margin) * params.scale * qty * size // excess // params.step_size * params.step_size
-
+    cap = make_deleverage_cap(position, mark, state.markets[params.id], params)
     counterparties = rank_by_profit_and_leverage(state, params.id, not long, mark, params)
     close_against(state, counterparties, qty, -bankrupt_notional, params, cap)
 
@@ -288,15 +310,31 @@ def process_ladder(state: State, address: bytes, position: Position, qty: int, m
     process_deleverage_bankrupt(state, address, position, mark, params)
 
 
+def process_ladder_step(state: State, rules: LiquidationRules, address: bytes, position: Position, qty: int,
+                        mark: int, params: MarketParams) -> None:
+    """Where a Liquidate or an AuctionEnd reaches the ladder: rules v1 and v2
+    run it here against every opposite position, ranked; rules v3 leave the
+    lots in the position for Deleverage records, each naming its
+    counterparties (process_deleverage), so that no record's witness grows
+    with the market."""
+    if not rules.named_ladder:
+        process_ladder(state, address, position, qty, mark, params)
+
+
 def process_fund_takeover(state: State, address: bytes, position: Position, qty: int, mark: int,
-                          params: MarketParams) -> None:
-    """The rules before issue 10 (``MarketParams.fund_takes_over``)."""
+                          params: MarketParams, rules: LiquidationRules = LIQUIDATION_V1) -> None:
+    """The rules before issue 10 (``MarketParams.fund_takes_over``).  Under
+    rules v3 a takeover the fund cannot pay for is not made: the position
+    waits for Deleverage records."""
     snapshot = state.snapshot()
     process_backstop(state, address, position, qty, mark, params)
     if state.globals.insurance_fund >= 0:
         state.commit(snapshot)
         return
     state.revert(snapshot)
+    if rules.named_ladder:
+        state.set_position(address, params.id, position)   # its funding is settled all the same
+        return
     process_auto_deleverage(state, address, position, mark, params)
     require(state.globals.insurance_fund >= 0, "insolvent", "the insurance fund would go negative")
 
@@ -319,19 +357,20 @@ def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Contex
     position = settle_funding(state, r.account, r.market, position, params)
     qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
     if params.liquidation_policy == LIQUIDATION_BACKSTOP:
-        process_fund_takeover(state, r.account, position, qty, mark, params)
+        process_fund_takeover(state, r.account, position, qty, mark, params, rules)
         return
     position = rules.cancel_orders(state, r.account, r.market, position)
     if (r.account, r.market) in state.auctions:
-        process_liquidate_in_auction(state, r.account, position, mark, params)
+        process_liquidate_in_auction(state, r.account, position, mark, params, rules)
         return
     if params.liquidation_policy == LIQUIDATION_LADDER:
-        process_ladder(state, r.account, position, qty, mark, params)
+        process_ladder_step(state, rules, r.account, position, qty, mark, params)
         return
     position, rest = process_book_step(state, r, position, qty, mark, params, timestamp_ms)
     book_exhausted = len(r.makers) < rules.max_makers if rules.ladder_after_makers else not r.makers
     if rest and position.size and book_exhausted:
-        process_unfilled(state, ctx, r.account, position, min(rest, abs(position.size)), mark, params, timestamp_ms)
+        process_unfilled(state, ctx, r.account, position, min(rest, abs(position.size)), mark, params, timestamp_ms,
+                         rules)
 
 
 def process_liquidate_v2(state: State, r: Liquidate, timestamp_ms: int, ctx: Context) -> None:
@@ -344,8 +383,15 @@ def process_liquidate_v2(state: State, r: Liquidate, timestamp_ms: int, ctx: Con
     process_liquidate(state, r, timestamp_ms, ctx, LIQUIDATION_V2)
 
 
+def process_liquidate_v3(state: State, r: Liquidate, timestamp_ms: int, ctx: Context) -> None:
+    """Rules v3: as v2, but a Liquidate stops where the ladder would close
+    against ranked opposite positions (and a backstop takeover the fund
+    cannot pay for is not made): Deleverage records go on from there."""
+    process_liquidate(state, r, timestamp_ms, ctx, LIQUIDATION_V3)
+
+
 def process_liquidate_in_auction(state: State, address: bytes, position: Position, mark: int,
-                                 params: MarketParams) -> None:
+                                 params: MarketParams, rules: LiquidationRules = LIQUIDATION_V1) -> None:
     """A position whose auction is running is left to it unless it went
     bankrupt at the mark meanwhile: then the auction ends and the whole
     position goes down the ladder (fund, ADL)."""
@@ -353,7 +399,112 @@ def process_liquidate_in_auction(state: State, address: bytes, position: Positio
     require(compute_equity_scaled(position, mark, market, params) < 0, "in_auction",
             f"{hex_address(address)}'s position is being auctioned (AuctionBid, AuctionEnd)")
     state.set_auction(address, params.id, None)
-    process_ladder(state, address, position, abs(position.size), mark, params)
+    process_ladder_step(state, rules, address, position, abs(position.size), mark, params)
+
+
+# --- rules v3: the ladder against named counterparties (Deleverage) --------------------
+
+def get_deleverage_counterparties(state: State, r: Deleverage, long: bool, mark: int,
+                                  params: MarketParams) -> list[tuple[bytes, Position, int]]:
+    """The positions the record names, checked as witnesses: each on the
+    ``long`` side of the market, and a user's with equity of at least one
+    quote unit at the mark (the insurance fund's own position may be named:
+    a close at the mark unwinds what it took over).  Anything else refuses
+    the record.  Their order is the engine's ranking (profit x leverage);
+    the rule does not re-rank them."""
+    count = len(r.counterparties)
+    require(isinstance(r.counterparties, tuple) and 1 <= count <= MAX_DELEVERAGE_COUNTERPARTIES
+            and all(isinstance(a, bytes) and len(a) == 20 for a in r.counterparties)
+            and len(set(r.counterparties)) == count and r.account not in r.counterparties,
+            "invalid_counterparties", f"a Deleverage names 1 to {MAX_DELEVERAGE_COUNTERPARTIES} distinct 20-byte "
+                                      "counterparties, not the liquidated account")
+    market = state.markets[params.id]
+    named = []
+    for address in r.counterparties:
+        position = state.positions.get((address, params.id))
+        what = f"counterparty {hex_address(address)}"
+        require(position is not None and position.size != 0 and (position.size > 0) == long,
+                "invalid_counterparty", f"{what} has no position on the other side in market {params.id}")
+        equity = compute_equity_scaled(position, mark, market, params)
+        require(address == INSURANCE_ADDRESS or equity >= params.scale, "invalid_counterparty",
+                f"{what} has less than one quote unit of equity at the mark")
+        named.append((address, position, equity))
+    return named
+
+
+def compute_takes(counterparties: list[tuple[bytes, Position, int]], qty: int, cap=None) -> int:
+    """The lots ``close_against`` would close of ``qty``: each counterparty in
+    order takes what is left, at most its size and ``cap``."""
+    remaining = qty
+    for _, position, _ in counterparties:
+        take = min(remaining, abs(position.size))
+        if cap is not None:
+            take = min(take, cap(position))
+        remaining -= max(0, take)
+    return qty - remaining
+
+
+def process_deleverage_slice(state: State, address: bytes, position: Position, mark: int, params: MarketParams,
+                             counterparties: list[tuple[bytes, Position, int]]) -> None:
+    """Auto-deleveraging against named counterparties: the lots they can take
+    (each capped as in ``make_deleverage_cap``) close at the position's
+    bankruptcy price.  Whole, the margin ends at exactly 0; a part closes for
+    its share of the bankruptcy notional, rounded down, so the margin left is
+    never below the part's share of it and the rest keeps its bankruptcy
+    price.  The insurance fund's position takes no part (the fund is short)."""
+    qty = abs(position.size)
+    cap = make_deleverage_cap(position, mark, state.markets[params.id], params)
+    users = [c for c in counterparties if c[0] != INSURANCE_ADDRESS]
+    lots = compute_takes(users, qty, cap)
+    require(lots > 0, "deleverage_failed", "the named counterparties can take no lot at the bankruptcy price")
+    require(lots == qty or position.margin >= 0, "deleverage_failed",
+            "a position whose margin is negative after funding is deleveraged whole")
+    notional = (position.margin - position.cost) * lots // qty   # the account's share of its bankruptcy notional
+    closed, realised = apply_close(position, lots, notional)
+    margin = 0 if lots == qty else position.margin + realised
+    state.set_position(address, params.id, replace(closed, margin=margin))
+    add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
+    close_against(state, users, lots, -notional, params, cap)
+
+
+def process_named_ladder(state: State, address: bytes, position: Position, qty: int, mark: int,
+                         params: MarketParams, counterparties: list[tuple[bytes, Position, int]]) -> None:
+    """The ladder over named counterparties: close at the mark what they can
+    take of ``qty`` (the fund paying any bad debt); if the fund cannot pay,
+    auto-deleverage instead (``process_deleverage_slice``)."""
+    snapshot = state.snapshot()
+    lots = compute_takes(counterparties, qty)
+    process_close_at_mark(state, address, position, lots, mark, params, None, counterparties)
+    if state.globals.insurance_fund >= 0:
+        state.commit(snapshot)
+        return
+    state.revert(snapshot)
+    process_deleverage_slice(state, address, position, mark, params, counterparties)
+
+
+def process_deleverage(state: State, r: Deleverage, timestamp_ms: int, ctx: Context) -> None:
+    """Rules v3: one step of a liquidation's ladder against the counterparties
+    the record names.  The position must be liquidatable at a fresh mark and
+    not in auction; its funding settles and its orders in the market are
+    cancelled (its order epoch), then its liquidation size (the whole of a
+    bankrupt one) closes against them as far as they can take it."""
+    params = require_market_params(ctx, r.market)
+    require(r.account != INSURANCE_ADDRESS, "not_liquidatable", "the insurance fund is not liquidated")
+    mark = require_fresh_price(get_market(state, r.market), params, timestamp_ms)
+    position = state.positions.get((r.account, r.market))
+    require(position is not None and position.size != 0, "no_position",
+            f"{hex_address(r.account)} has no open position in market {r.market}")
+    market = state.markets[r.market]
+    require(is_liquidatable(position, mark, market, params), "not_liquidatable",
+            f"equity {compute_equity(position, mark, market, params)} is not below maintenance "
+            f"{compute_maintenance(position, mark, params)}")
+    counterparties = get_deleverage_counterparties(state, r, position.size < 0, mark, params)
+    require((r.account, r.market) not in state.auctions, "in_auction",
+            f"{hex_address(r.account)}'s position is being auctioned (AuctionBid, AuctionEnd)")
+    position = settle_funding(state, r.account, r.market, position, params)
+    position = cancel_orders_v2(state, r.account, r.market, position)
+    qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
+    process_named_ladder(state, r.account, position, qty, mark, params, counterparties)
 
 
 # --- step 2: the liquidation order into the book ---------------------------------------
@@ -470,7 +621,7 @@ def close_liquidated_slice(state: State, address: bytes, position: Position, lot
 # --- step 3: what the book did not take --------------------------------------------------
 
 def process_unfilled(state: State, ctx: Context, address: bytes, position: Position, lots: int, mark: int,
-                     params: MarketParams, timestamp_ms: int) -> None:
+                     params: MarketParams, timestamp_ms: int, rules: LiquidationRules = LIQUIDATION_V1) -> None:
     """The lots the book did not take, by policy: the auction (a solvent
     position), the vault, or the ladder's close at the mark (fund, ADL)."""
     policy = params.liquidation_policy
@@ -485,7 +636,7 @@ def process_unfilled(state: State, ctx: Context, address: bytes, position: Posit
         position, lots = state.positions[(address, params.id)], lots - taken
         if not lots or not position.size:
             return
-    process_ladder(state, address, position, min(lots, abs(position.size)), mark, params)
+    process_ladder_step(state, rules, address, position, min(lots, abs(position.size)), mark, params)
 
 
 def process_vault_step(state: State, ctx: Context, address: bytes, position: Position, lots: int, mark: int,
@@ -551,6 +702,15 @@ def process_forced_close_v2(state: State, r: ForcedClose, timestamp_ms: int, ctx
     process_forced_close(state, r, timestamp_ms, ctx, LIQUIDATION_V2)
 
 
+def process_forced_close_v3(state: State, r: ForcedClose, timestamp_ms: int, ctx: Context) -> None:
+    """Rules v3: the insurance fund takes the whole position over at the mark
+    (a healthy one without a fee, a liquidatable one with the liquidation
+    fee), so that a forced close depends on no choice of counterparties the
+    operator could leave empty; when the fund cannot pay its bad debt the
+    request is served with the state as it was."""
+    process_forced_close(state, r, timestamp_ms, ctx, LIQUIDATION_V3)
+
+
 def close_forced_position(state: State, address: bytes, market_id: int, timestamp_ms: int, ctx: Context,
                           rules: LiquidationRules = LIQUIDATION_V1) -> None:
     """Cancel the owner's orders in the market, close the position whole
@@ -568,7 +728,10 @@ def close_forced_position(state: State, address: bytes, market_id: int, timestam
         mark = require_fresh_price(market, params, timestamp_ms)
         liquidatable = is_liquidatable(position, mark, market, params)
         position = settle_funding(state, address, market_id, position, params)
-        if liquidatable and params.liquidation_policy == LIQUIDATION_BACKSTOP:
+        if rules.named_ladder:
+            process_backstop(state, address, position, abs(position.size), mark, params, None if liquidatable else 0)
+            require(state.globals.insurance_fund >= 0, "insolvent", "the insurance fund cannot pay the bad debt")
+        elif liquidatable and params.liquidation_policy == LIQUIDATION_BACKSTOP:
             process_fund_takeover(state, address, position, abs(position.size), mark, params)
         else:
             process_ladder(state, address, position, abs(position.size), mark, params,

@@ -77,7 +77,23 @@ RULES_V2: RuleTable = MappingProxyType({
     ForcedClose: process_forced_close_v2,
 })
 
-RULE_TABLES: Mapping[int, RuleTable] = MappingProxyType({1: RULES_V1, 2: RULES_V2})
+from sequencer.core.records import Deleverage
+from sequencer.core.rules.auction import process_auction_end_v3
+from sequencer.core.rules.liquidation import process_deleverage, process_forced_close_v3, process_liquidate_v3
+
+RULES_V3: RuleTable = MappingProxyType({
+    **RULES_V2,
+    # The ladder closes only against the opposite positions a Deleverage record
+    # names (at most 6), never against every position ranked: a Liquidate and
+    # an AuctionEnd stop where it starts, and a forced close goes to the
+    # insurance fund at the mark.  Every witness is bounded (docs/fraud-proofs.md).
+    Liquidate: process_liquidate_v3,
+    AuctionEnd: process_auction_end_v3,
+    ForcedClose: process_forced_close_v3,
+    Deleverage: process_deleverage,
+})
+
+RULE_TABLES: Mapping[int, RuleTable] = MappingProxyType({1: RULES_V1, 2: RULES_V2, 3: RULES_V3})
 
 
 def get_rules(schema_version: int) -> RuleTable:
