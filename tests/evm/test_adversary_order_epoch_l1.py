@@ -62,12 +62,14 @@ def test_a_forged_witness_cannot_apply_a_refused_adjust_margin(onestep, monkeypa
     steps the AdjustMargin +1 USDC the rule refuses with the witness of the
     output it claims (the margin moved).  Post: L1 must not reach that root."""
     from sequencer.core import transition
-    from sequencer.core.rules.table import RULES_V2
+    from sequencer.core.rules.table import get_rules
     a = fv.ADDRESSES[0]
     state = epoch_only_state(Position(order_epoch=5))
     ctx = fv.open_block_ctx(state)
     item = encode_item(fv.sign(AdjustMargin(a, fv.BTC, 10**6, 1, fv.BLOCK_TIME + 1, b""), fv.KEYS[0]))
-    monkeypatch.setattr(transition, "RULE_TABLES", {2: {**RULES_V2, AdjustMargin: apply_margin_as_l1_does}})
+    version = fv.RULES.schema_version  # the dishonest rule replaces the current version's (the one-step's twin)
+    monkeypatch.setattr(transition, "RULE_TABLES",
+                        {version: {**get_rules(version), AdjustMargin: apply_margin_as_l1_does}})
     runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, item)
     assert result.ok and runner.state.positions[(a, fv.BTC)].margin == 10**6   # the dishonest claim
     assert not ok and root == pre_root, "L1 applied the AdjustMargin the rule refuses"
