@@ -41,10 +41,12 @@ ONESTEP_FAMILIES: tuple[tuple[str, tuple[int, ...], Callable[[Any], tuple]], ...
     ("onestep_vault", (6, 7, 21), get_onestep_vault_args),
     ("onestep_trade", (16,), get_market_table_args),
     ("onestep_book", (), get_market_table_args),
-    ("onestep_liquidate", (18, 23, 50), get_onestep_liquidate_args),
+    ("onestep_liquidate", (18, 50), get_onestep_liquidate_args),
+    ("onestep_auction_end", (23,), get_market_table_args),
     ("onestep_auction", (8,), get_market_table_args),
     ("onestep_modify", (10,), get_market_table_args),
     ("onestep_triggers", (5, 9, 11, 19, 20), get_onestep_triggers_args),
+    ("onestep_ladder", (24,), get_market_table_args),
 )
 """(contract, the record tags onestep.vy routes to it, its constructor extras
 after the market table)."""

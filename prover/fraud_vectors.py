@@ -935,11 +935,79 @@ def book_cases() -> list[dict]:
     return [make_case(name, s, encode_item(record)) for name, s, record in cases]
 
 
+
+def ladder_cases() -> list[dict]:
+    """Deleverage (rules v3, onestep_ladder.vy): a's long of 0.1 BTC at
+    60,000 (margin 70 USDC: maintenance 72) against named shorts: closed at
+    the mark against one, three, six counterparties (each one closed whole:
+    its leaf deleted) and the fund's own position, a partial step of 1 BTC,
+    bad debt the fund pays; the fund short: auto-deleveraged whole, the caps
+    cutting, the fund's position taking no part; the refusals."""
+    from sequencer.core.records import Deleverage
+    from sequencer.core.state import Auction
+    a = ADDRESSES[0]
+    users = [keccak(SEED + b"ladder user %d" % i)[:20] for i in range(6)]
+    b, c, d = users[:3]
+    fund = bytes(20)
+    lot = 10_000
+
+    def short(lots: int, *, entry: int = 60_000, margin: int = 10**9) -> Position:
+        return Position(-lots * lot, -lots * lot * entry * 10**6 // 10**8, margin, 0)
+
+    def state(counters: dict, *, size: int = 1000, margin: int = 70 * 10**6, cost: int = 6_000 * 10**6,
+              insurance: int = 10**12, auction: bool = False) -> State:
+        accounts = {a: Account(10**9, ())} | {u: Account(10**6, (1, 2)) for u in users}
+        held = {(a, BTC): Position(size * lot, cost, margin, 0)} | {(u, BTC): p for u, p in counters.items()}
+        market = msgspec.structs.replace(make_market(BTC, BTC_PRICE, funding_index=3), open_interest=10**14)
+        s = make_perps_state(accounts, [market], held, {}, order_count=20)
+        s.set_globals(msgspec.structs.replace(s.globals, insurance_fund=insurance))
+        if auction:
+            s.set_auction(a, BTC, Auction(size * lot, BTC_PRICE, 59_300 * 10**6, BLOCK_TIME - 1000, BLOCK_TIME + 10**4))
+        s.commit(0)
+        return s
+
+    three = {b: short(400), c: short(400), d: short(400)}
+    bankrupt = dict(margin=0, cost=6_100 * 10**6)
+    fund_short = Position(-500 * lot, -3_000 * 10**6, 0, 0)
+    cases = [
+        ("deleverage: one user takes the position at the mark", state({b: short(2000)}), Deleverage(a, BTC, (b,))),
+        ("deleverage: three users at the mark", state(three), Deleverage(a, BTC, (b, c, d))),
+        ("deleverage: six users at the mark, each closed whole",
+         state({u: short(200) for u in users}, size=1200, cost=7_200 * 10**6, margin=84 * 10**6),
+         Deleverage(a, BTC, tuple(users))),
+        ("deleverage: the fund's own position, then a user", state({fund: fund_short, b: short(2000)}),
+         Deleverage(a, BTC, (fund, b))),
+        ("deleverage: a partial step", state({b: short(20_000)}, size=10_000, cost=60_000 * 10**6,
+                                             margin=700 * 10**6), Deleverage(a, BTC, (b,))),
+        ("deleverage: bad debt the fund pays", state(three, **bankrupt), Deleverage(a, BTC, (b, c, d))),
+        ("deleverage: the fund short, auto-deleveraged whole", state(three, insurance=10, **bankrupt),
+         Deleverage(a, BTC, (b, c, d))),
+        ("deleverage: the fund short, the caps leave part",
+         state({b: short(300, entry=60_500, margin=3 * 10**6)}, insurance=10, **bankrupt), Deleverage(a, BTC, (b,))),
+        ("deleverage: the fund short, its own position takes no part",
+         state({fund: fund_short, b: short(2000)}, insurance=10, **bankrupt), Deleverage(a, BTC, (fund, b))),
+        ("deleverage: the fund short, only its own position named", state({fund: fund_short}, insurance=10, **bankrupt),
+         Deleverage(a, BTC, (fund,))),
+        ("deleverage: a healthy position", state(three, margin=700 * 10**6), Deleverage(a, BTC, (b,))),
+        ("deleverage: in auction", state(three, auction=True), Deleverage(a, BTC, (b,))),
+        ("deleverage: a counterparty on the same side", state({b: Position(400 * lot, 2_400 * 10**6, 10**9, 0)}),
+         Deleverage(a, BTC, (b,))),
+        ("deleverage: a counterparty with no equity", state({b: short(400, entry=55_000, margin=20 * 10**6)}),
+         Deleverage(a, BTC, (b,))),
+        ("deleverage: a counterparty named twice", state(three), Deleverage(a, BTC, (b, c, b))),
+        ("deleverage: the fund liquidated", state(three), Deleverage(fund, BTC, (b,))),
+    ]
+    out = [make_case(name, s, encode_item(record)) for name, s, record in cases]
+    seven = bytes((2, 24)) + a + BTC.to_bytes(4, "big") + bytes([7]) + b"".join(users) + b
+    out.append(make_case("deleverage: seven counterparties (a NOOP)", state(three), seven))
+    return out
+
 def build_onestep_vectors() -> dict:
     return {"params": [hx(ONESTEP_PARAMS[0])] + list(ONESTEP_PARAMS[1:]), "markets": MARKETS,
             "families": get_family_params(), "cases": onestep_cases() + liquidate_cases() + perps_cases() + deletion_cases() + oracle_cases() + vault_cases()
             + trade_cases() + auction_cases() + trigger_cases()
-            + book_cases()}
+            + book_cases()
+            + ladder_cases()}
 
 
 def render(obj: dict) -> str:

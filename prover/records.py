@@ -123,13 +123,15 @@ KNOWN_TAGS = frozenset(cls.__struct_config__.tag for cls in RECORD_TYPES) | {22}
 ONESTEP_TAGS = frozenset().union(
     {1, 2, 48, 49},                     # onestep.vy: accounts and the inbox
     PERPS_TAGS,                         # onestep_perps.vy
-    {18, 23, 50},                       # onestep_liquidate.vy: Liquidate, AuctionEnd, ForcedClose (some branches pending)
+    {18, 50},                           # onestep_liquidate.vy: Liquidate, ForcedClose (book+vault's vault step pending)
+    {23},                               # onestep_auction_end.vy: AuctionEnd
     {32},                               # onestep_oracle.vy: OraclePrice
     {6, 7, 21},                         # onestep_vault.vy: VaultDeposit, VaultWithdraw, VaultUnwind
     {16},                               # onestep_trade.vy: Trade
     {8},                                # onestep_auction.vy: AuctionBid
     {10},                               # onestep_modify.vy: ModifyOrder
     {5, 9, 11, 19, 20},                 # onestep_triggers.vy: CancelOrder, PlaceTrigger, ScheduleCancel, TriggerFire, ScheduledCancelAll
+    {24},                               # onestep_ladder.vy: Deleverage (rules v3)
 )
 """Record tags the L1 one-step re-executes: one line per family contract
 (prover.families.ONESTEP_FAMILIES)."""

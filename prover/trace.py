@@ -24,6 +24,7 @@ from prover import plan_liquidate
 from prover import plan_trade
 from prover import plan_oracle
 from prover import plan_vault
+from prover import plan_ladder
 from prover.records import (BlockEnd, BlockStart, Frontier, Noop, decode_item)
 from prover.codec import Proof
 from prover.hashing import keccak
@@ -48,6 +49,7 @@ PLANNERS = {
     **plan_vault.PLANNERS,
     **plan_trade.PLANNERS,
     **plan_auction.PLANNERS,
+    **plan_ladder.PLANNERS,
 }
 """The witness plan of each record kind a family contract re-executes
 (prover/plan_<family>.py, one line per family; prover.families.ONESTEP_FAMILIES)."""
