@@ -30,7 +30,7 @@ from sequencer.core.state import Market, Position, State, Withdrawal
 from sequencer.core.presets import DEVNET
 from sequencer.core.signing import get_recover
 from sequencer.core.rules.accounts import add_withdrawal, process_deposit, process_forced_withdrawal
-from sequencer.core.rules.liquidation import process_forced_close
+from sequencer.core.rules.table import get_rules
 from sequencer.core.rules.margin import compute_long_change
 from sequencer.core.rules.positions import add_open_interest
 from sequencer.core.transition import Context
@@ -252,15 +252,16 @@ class L2:
         self.state.commit(0)
 
     def apply_forced_close(self, inbox_index: int, who: bytes, market: int) -> None:
-        """The L2 rule of a forced close itself (sequencer.core.rules.liquidation
-        .process_forced_close): the position closes at the mark against the
-        opposite positions (the fund paying bad debt, else deleveraging at the
-        bankruptcy price), its margin becomes free collateral, and whatever
-        cannot be closed stays as it was; the entry extends the inbox chain."""
+        """The L2 rule of a forced close itself, the current schema version's
+        (rules v3, sequencer.core.rules.liquidation.process_forced_close_v3):
+        the insurance fund takes the position over at the mark (paying any bad
+        debt), its margin becomes free collateral, and whatever cannot be
+        closed (the fund unable to pay) stays as it was; the entry extends
+        the inbox chain."""
         assert inbox_index == self.state.globals.inbox_count
         m = self.state.markets.get(market)
-        process_forced_close(self.state, ForcedClose(inbox_index, who, market),
-                             0 if m is None else m.oracle_time_ms, L2_CONTEXT)
+        rule = get_rules(L2_CONTEXT.schema_version)[ForcedClose]
+        rule(self.state, ForcedClose(inbox_index, who, market), 0 if m is None else m.oracle_time_ms, L2_CONTEXT)
         entry = bytes([KIND_FORCED_CLOSE]) + inbox_index.to_bytes(8, "big") + who + market.to_bytes(32, "big")
         self.inbox_hash = keccak(self.inbox_hash + entry)
         assert self.state.globals.inbox_hash == self.inbox_hash, "the rule and the bridge chain the entry alike"

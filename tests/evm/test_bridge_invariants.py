@@ -63,8 +63,9 @@ def count(kind: str) -> None:
 def net_value(state: State) -> int:
     """Free collateral plus the signed equity of every position at its
     market's mark plus the insurance fund: what the L2 holds, all of which
-    came through the bridge (bad debt of a forced close is paid by the fund
-    or deleveraged, never created)."""
+    came through the bridge (rules v3: a forced close hands the position to
+    the fund at the mark, the fund paying any bad debt, or is not made: bad
+    debt is never created; the fund's own positions count like any)."""
     assert_balanced(state)
     scales = {m.id: m for m in MARKET_SCALES}
     total = state.globals.insurance_fund + sum(a.collateral for a in state.accounts.values())
