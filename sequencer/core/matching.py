@@ -37,10 +37,16 @@ from sequencer.core.presets import PPM
 from sequencer.core.records import (AuctionBid, AuctionEnd, AdjustMargin, CancelOrder, ForcedClose, FundingTick, Liquidate, OraclePrice,
                                     PlaceOrder, Record, Trade, Transfer, Withdraw)
 from sequencer.core.rules.base import TradeError, get_market_params, require_fresh_price
-from sequencer.core.rules.liquidation import (BOOK_POLICIES, MAX_LIQUIDATION_MAKERS_V2, compute_liquidation_limit,
-                                              get_liquidation_rules, is_within_limit)
+from sequencer.core.markets import LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_VAULT
+from sequencer.core.records import Deleverage
+from sequencer.core.rules.liquidation import (BOOK_POLICIES, MAX_DELEVERAGE_COUNTERPARTIES, MAX_LIQUIDATION_MAKERS_V2,
+                                              compute_liquidation_limit, get_liquidation_rules, is_within_limit,
+                                              make_deleverage_cap, process_close_at_mark,
+                                              rank_by_profit_and_leverage)
+from sequencer.core.rules.positions import settle_funding
 from sequencer.core.rules.funding import get_due_funding_time
-from sequencer.core.rules.margin import compute_liquidation_size, compute_order_margin, is_liquidatable
+from sequencer.core.rules.margin import (compute_equity_scaled, compute_liquidation_size, compute_order_margin,
+                                         is_liquidatable)
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL, POST_ONLY, check_order_terms
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.state import Order, State, is_order_open
@@ -496,16 +502,22 @@ class Exchange:
                     break
                 if passed_over is None:
                     passed_over = set()
+                was_in_auction = (address, market_id) in state.auctions
                 record = self.apply_liquidation(state, address, position, mark, params, passed_over,
                                                 timestamp_ms, ctx)
                 if record is None:
                     break
                 out.append(record)
                 self.remove_cancelled_orders(state, address, market_id)
+                if (was_in_auction and (address, market_id) not in state.auctions and isinstance(record, Liquidate)
+                        and get_liquidation_rules(ctx).named_ladder):
+                    # a position gone bankrupt in auction (only a zero-maker Liquidate ends one): v3
+                    # sends it down the ladder whole, as v1 and v2 did inside the Liquidate
+                    out += self.ladder_lots(state, address, market_id, abs(position.size), timestamp_ms, ctx)
         return out
 
     def apply_liquidation(self, state: State, address: bytes, position, mark: int, params: MarketParams,
-                          passed_over: set, timestamp_ms: int, ctx: Context) -> Liquidate | None:
+                          passed_over: set, timestamp_ms: int, ctx: Context) -> Liquidate | Deleverage | None:
         """Apply one Liquidate naming the makers the liquidation order meets in
         this book (book-first policies; none when the book has none within the
         bankruptcy price, so what is left goes down the ladder); a maker that
@@ -517,13 +529,16 @@ class Exchange:
         the ladder, so dust orders at the top of the book cannot push a
         position past real liquidity to a close at the mark."""
         market_id = params.id
-        max_makers = get_liquidation_rules(ctx).max_makers
+        rules = get_liquidation_rules(ctx)
+        max_makers = rules.max_makers
         for attempt in range(max_makers + 1):
             if attempt == max_makers:     # the ladder takes the step
                 makers = ()
             else:
                 makers = self.find_liquidation_makers(state, address, position, mark, params, passed_over,
                                                       timestamp_ms, max_makers)
+            if not makers and rules.named_ladder:
+                return self.apply_named_ladder_step(state, address, position, mark, params, timestamp_ms, ctx)
             record = Liquidate(address, market_id, makers)
             before = {key: state.orders[key].filled for key in makers}
             snapshot = state.snapshot()
@@ -543,6 +558,73 @@ class Exchange:
                                        self.books[market_id].side(book_order.is_buy))
             return record
         return None
+
+    def apply_named_ladder_step(self, state: State, address: bytes, position, mark: int, params: MarketParams,
+                                timestamp_ms: int, ctx: Context) -> Liquidate | Deleverage | None:
+        """Rules v3, a step the book does not take: a Liquidate naming no makers
+        where it acts (the fund takes the step over under backstop, an auction
+        starts under book+auction, the vault takes lots under book+vault, the
+        auction of a position gone bankrupt ends), else a Deleverage naming the
+        counterparties (``choose_deleverage_counterparties``).  A zero-maker
+        Liquidate that would only settle funding and cancel orders is not
+        written: the Deleverage does both.  None if the rule refused the record
+        or no opposite position can take the step (it waits for the next update)."""
+        key = (address, params.id)
+        if params.liquidation_policy in ZERO_MAKER_POLICIES or key in state.auctions:
+            record = Liquidate(address, params.id, ())
+            was_in_auction = key in state.auctions
+            snapshot = state.snapshot()
+            if apply_record(state, record, timestamp_ms, ctx) is not None:
+                state.revert(snapshot)
+                return None
+            after = state.positions.get(key)
+            if (after.size if after else 0) != position.size or (key in state.auctions) != was_in_auction:
+                state.commit(snapshot)
+                return record
+            state.revert(snapshot)
+        return self.apply_deleverage(state, address, position, mark, params, timestamp_ms, ctx)
+
+    def apply_deleverage(self, state: State, address: bytes, position, mark: int, params: MarketParams,
+                         timestamp_ms: int, ctx: Context) -> Deleverage | None:
+        """Apply one Deleverage of the position naming the counterparties the
+        engine chooses; None when there are none or the rule refused it."""
+        counterparties = choose_deleverage_counterparties(state, address, position, mark, params)
+        if not counterparties:
+            return None
+        record = Deleverage(address, params.id, counterparties)
+        if apply_record(state, record, timestamp_ms, ctx) is not None:
+            return None
+        return record
+
+    def ladder_lots(self, state: State, address: bytes, market_id: int, lots: int, timestamp_ms: int,
+                    ctx: Context) -> list[Record]:
+        """Rules v3: Deleverage records (no book, no new auction) while the
+        position is liquidatable at a fresh mark, until ``lots`` of it have
+        closed: what an auction did not sell, or the whole of a position whose
+        auction ended because it went bankrupt (v1 and v2 closed them against
+        the ranked opposite positions inside the AuctionEnd or the Liquidate)."""
+        params = self.markets[market_id]
+        key = (address, market_id)
+        out: list[Record] = []
+        start = state.positions.get(key)
+        start_size = abs(start.size) if start else 0
+        for _ in range(MAX_LIQUIDATION_STEPS):
+            position = state.positions.get(key)
+            if position is None or not position.size or start_size - abs(position.size) >= lots:
+                break
+            market = state.markets[market_id]
+            try:
+                mark = require_fresh_price(market, params, timestamp_ms)
+            except RuleError:
+                break
+            if key in state.auctions or not is_liquidatable(position, mark, market, params):
+                break
+            record = self.apply_deleverage(state, address, position, mark, params, timestamp_ms, ctx)
+            if record is None:
+                break
+            out.append(record)
+            self.remove_cancelled_orders(state, address, market_id)
+        return out
 
     def find_liquidation_makers(self, state: State, address: bytes, position, mark: int, params: MarketParams,
                                 passed_over: set, timestamp_ms: int,
@@ -588,9 +670,30 @@ class Exchange:
                 if auction.end_ms <= timestamp_ms and apply_record(state, record, timestamp_ms, ctx) is None:
                     out.append(record)
                     self.remove_cancelled_orders(state, address, market_id)
+                    if get_liquidation_rules(ctx).named_ladder:     # v3: the unsold lots down the ladder
+                        out += self.ladder_lots(state, address, market_id,
+                                                self.compute_unsold_lots(state, address, market_id, auction.size,
+                                                                         timestamp_ms), timestamp_ms, ctx)
                     out += self.liquidate_accounts(state, market_id, [address], timestamp_ms, ctx)  # the rest
             return out
         return self.run_atomically(state, apply_ends)
+
+    def compute_unsold_lots(self, state: State, address: bytes, market_id: int, unsold: int,
+                            timestamp_ms: int) -> int:
+        """The lots v1 and v2 sent down the ladder at an auction's end: what it
+        did not sell, or the whole position if it went bankrupt (0 when there
+        is no fresh mark: nothing goes on)."""
+        position = state.positions.get((address, market_id))
+        if position is None or not position.size:
+            return 0
+        params, market = self.markets[market_id], state.markets[market_id]
+        try:
+            mark = require_fresh_price(market, params, timestamp_ms)
+        except RuleError:
+            return 0
+        if compute_equity_scaled(position, mark, market, params) < 0:
+            return abs(position.size)
+        return min(unsold, abs(position.size))
 
     def due_funding(self, state: State, timestamp_ms: int, ctx: Context) -> list[Record]:
         """FundingTick records due at this block time (applied), each followed
@@ -707,6 +810,61 @@ class Exchange:
         return {m: {name: [(o.price, o.account, o.nonce, o.remaining, o.seq) for o in side.iter_live()]
                     for name, side in (("bids", b.bids), ("asks", b.asks))}
                 for m, b in sorted(self.books.items())}
+
+
+ZERO_MAKER_POLICIES = frozenset({LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_VAULT})
+"""Rules v3: the policies under which a Liquidate naming no makers may act
+(the fund's takeover, an auction's start, the vault's step)."""
+
+
+def choose_deleverage_counterparties(state: State, address: bytes, position, mark: int,
+                                     params: MarketParams) -> tuple[bytes, ...]:
+    """The opposite positions a Deleverage of this step names, at most
+    ``MAX_DELEVERAGE_COUNTERPARTIES``: when the insurance fund can pay what a
+    close at the mark costs it, the fund's own opposite position first (it
+    unwinds what it took over), then the users ranked by profit x leverage
+    (``rank_by_profit_and_leverage``), as many as cover the step's size;
+    when it cannot (the rule then auto-deleverages the whole position at its
+    bankruptcy price, the fund taking no part), the ranked users alone, as
+    many as cover the position with each one's cap.  Decided by running the
+    rule's close at the mark on a snapshot of the state, undone after."""
+    long, market_id = position.size > 0, params.id
+    users = [(a, p, e) for a, p, e in rank_by_profit_and_leverage(state, market_id, not long, mark, params)]
+    fund = state.positions.get((INSURANCE_ADDRESS, market_id))
+    holders = [(INSURANCE_ADDRESS, fund, 0)] if fund is not None and fund.size and (fund.size > 0) != long else []
+    snapshot = state.snapshot()
+    try:
+        settled = settle_funding(state, address, market_id, position, params)
+        market = state.markets[market_id]
+        cap = make_deleverage_cap(settled, mark, market, params)
+        at_mark = select_covering(holders + users, compute_liquidation_size(settled, mark, market, params))
+        try:
+            lots = sum(taken for _, taken in at_mark)
+            process_close_at_mark(state, address, settled, lots, mark, params, None, [c for c, _ in at_mark])
+            fund_pays = state.globals.insurance_fund >= 0
+        except RuleError:
+            fund_pays = False
+    finally:
+        state.revert(snapshot)
+    chosen = at_mark if fund_pays else select_covering(users, abs(settled.size), cap)
+    return tuple(address for (address, _, _), _ in chosen)
+
+
+def select_covering(candidates: list, qty: int, cap=None) -> list:
+    """The first candidates, in order, that take ``qty`` lots between them
+    (each at most its size and ``cap``; one that can take none is passed
+    over), at most ``MAX_DELEVERAGE_COUNTERPARTIES``; with the lots each takes."""
+    chosen, rest = [], qty
+    for candidate in candidates:
+        if rest <= 0 or len(chosen) == MAX_DELEVERAGE_COUNTERPARTIES:
+            break
+        take = min(rest, abs(candidate[1].size))
+        if cap is not None:
+            take = min(take, cap(candidate[1]))
+        if take > 0:
+            chosen.append((candidate, take))
+            rest -= take
+    return chosen
 
 
 def compute_impact_price(side: Side, notional: int, scale: int) -> int:

@@ -42,7 +42,11 @@ class BlockResult(msgspec.Struct):
 def process_record(state: State, record: Record, timestamp_ms: int, ctx: Context) -> None:
     """Apply one decoded record or raise RuleError (changes may be half made:
     callers go through ``apply_record``)."""
-    RULE_TABLES[ctx.schema_version][type(record)](state, record, timestamp_ms, ctx)
+    rule = RULE_TABLES[ctx.schema_version].get(type(record))
+    if rule is None:   # a kind of a later schema (Deleverage under v1/v2): refused, never a crash
+        raise RuleError("record_not_enabled", f"{type(record).__name__} is not a record of log schema version "
+                                              f"{ctx.schema_version}")
+    rule(state, record, timestamp_ms, ctx)
 
 
 def apply_record(state: State, record: Record, timestamp_ms: int, ctx: Context) -> RuleError | None:

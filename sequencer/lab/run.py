@@ -15,7 +15,7 @@ import msgspec
 from sequencer.core.markets import (DEVNET_MARKETS, LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTION,
                                     LIQUIDATION_BOOK_FIRST, LIQUIDATION_BOOK_VAULT, LIQUIDATION_LADDER, USDC,
                                     MarketParams, check_market_params)
-from sequencer.core.records import AuctionBid, Liquidate, OraclePrice
+from sequencer.core.records import AuctionBid, Deleverage, Liquidate, OraclePrice
 from sequencer.core.rules.auction import compute_auction_price
 from sequencer.core.rules.margin import compute_equity, compute_unrealized_pnl
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
@@ -285,7 +285,7 @@ class Lab:
         new = state.positions.get((address, MARKET)) or Position()
         equity_before = compute_equity(old, price, market, params)
         equity_after = compute_equity(new, price, market, params)
-        result.liquidations += sum(isinstance(r, Liquidate) for r in records)
+        result.liquidations += sum(isinstance(r, (Liquidate, Deleverage)) for r in records)
         result.liquidated_notional += (abs(old.size) - abs(new.size)) * price // params.scale
         result.bad_debt += max(0, -equity_before)
         result.liquidation_cost += max(0, equity_before - max(0, equity_after))

@@ -33,7 +33,7 @@ from starlette.routing import Route
 from sequencer.core import wire
 from sequencer.core.encoding import decode_record
 from sequencer.core.presets import MAX_INT64
-from sequencer.core.records import (CancelOrder, Liquidate, ModifyOrder, OraclePrice, PlaceOrder, ScheduledCancelAll,
+from sequencer.core.records import (CancelOrder, Deleverage, Liquidate, ModifyOrder, OraclePrice, PlaceOrder, ScheduledCancelAll,
                                     Trade)
 from sequencer.core.rules import funding, orders
 from sequencer.core.state import is_order_open
@@ -194,9 +194,11 @@ class TradingRoutes:
             raise ApiError(exc.code, exc.message) from None
         outcome = await api.submit_for_outcome(tx)
         receipt = api.render_outcome(record, outcome)
-        # The liquidations this price triggered: the records its admission derived.
+        # The liquidations this price triggered: the records its admission derived
+        # (Liquidate, and under rules v3 the Deleverage records of the ladder).
         receipt["liquidations"] = [{"account": wire.hex0x(r.account), "market": r.market}
-                                   for r in takewhile(lambda r: type(r) is Liquidate, outcome.derived)]
+                                   for r in takewhile(lambda r: type(r) in (Liquidate, Deleverage),
+                                                      outcome.derived)]
         return json_response(receipt)
 
     async def get_market(self, request: Request) -> Response:

@@ -41,9 +41,9 @@ from sequencer.node import views
 
 INTERVALS_MS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
 _TAGS = {16, 17, 32}  # Trade, FundingTick, OraclePrice: the msgpack array's first element
-LIQUIDATION_TAGS = frozenset({8, 18, 21, 22, 23, 50})
+LIQUIDATION_TAGS = frozenset({8, 18, 21, 22, 23, 24, 50})
 """Records whose block's fund change (besides fee shares) counts as ``liquidation``:
-AuctionBid, Liquidate, VaultUnwind, tag 22, AuctionEnd, ForcedClose."""
+AuctionBid, Liquidate, VaultUnwind, tag 22, AuctionEnd, Deleverage (rules v3), ForcedClose."""
 
 SCHEMA_VERSION = 1
 """The file's layout (SQLite ``user_version``); a file of another layout is

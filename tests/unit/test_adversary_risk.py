@@ -13,8 +13,8 @@ import pytest
 
 from sequencer.core.invariants import compute_conservation
 from sequencer.core.markets import DEVNET_MARKETS, PRODUCTION_MARKETS, USDC
-from sequencer.core.matching import Exchange
-from sequencer.core.records import Deposit, Liquidate, OraclePrice, Trade
+from sequencer.core.matching import Exchange, choose_deleverage_counterparties
+from sequencer.core.records import Deleverage, Deposit, Liquidate, OraclePrice, Trade
 from sequencer.core.transition import RuleError
 from sequencer.lab.checks import (INSURANCE_ADDRESS, compute_position_equity, compute_solvency_gap,
                                   get_crossed_books, get_fund_positions, get_negative_equity_positions,
@@ -36,8 +36,18 @@ def equity(venue: Venue, name: str) -> int:
     return compute_position_equity(venue.state, venue.markets, BTC, venue.position(name))
 
 
-def liquidations(records) -> list[Liquidate]:
-    return [r for r in records if isinstance(r, Liquidate)]
+def liquidations(records) -> list[Liquidate | Deleverage]:
+    """The liquidation steps (rules v3: a step down the ladder is a Deleverage)."""
+    return [r for r in records if isinstance(r, (Liquidate, Deleverage))]
+
+
+def engine_deleverage(venue: Venue, name: str, market: int = None) -> Deleverage:
+    """The Deleverage the engine writes for ``name``'s position now (rules v3)."""
+    market = BTC if market is None else market
+    address, params = venue.address(name), venue.markets[market]
+    position = venue.state.positions[(address, market)]
+    mark = venue.state.markets[market].oracle_price
+    return Deleverage(address, market, choose_deleverage_counterparties(venue.state, address, position, mark, params))
 
 
 def check_conserved(venue: Venue) -> None:
@@ -303,7 +313,7 @@ def test_liquidatable_but_solvent_position_is_reduced_partially_not_deleveraged(
     venue.now += 1
     assert venue.apply(OraclePrice(BTC, usd(86_500), venue.now, ())) is None      # the price alone, no scan
     assert equity(venue, "d") == usd(10_000)
-    assert venue.apply(Liquidate(venue.address("d"), BTC)) is None
+    assert venue.apply(engine_deleverage(venue, "d")) is None           # rules v3: the ladder step
     assert venue.size("d") == 8 * ONE_BTC
     kept = equity(venue, "d") + venue.free("d") - free_before
     assert kept == usd(10_000) - usd(865)
@@ -340,7 +350,7 @@ def test_orders_of_a_liquidated_position_are_cancelled():
     venue.place("a", True, usd(60_000), ONE_BTC // 10, leverage=10)
     resting = venue.order("a", True, usd(50_000), ONE_BTC // 10, leverage=10)
     venue.submit(resting)
-    assert liquidations(venue.set_price(usd(54_000))) == [Liquidate(venue.address("a"), BTC)]
+    assert liquidations(venue.set_price(usd(54_000))) == [Deleverage(venue.address("a"), BTC, (venue.address("mm"),))]
     assert venue.size("a") == 0
     assert not is_order_open(venue.state, venue.address("a"), resting.nonce)   # by the order epoch
     venue.place("seller", False, usd(50_000), ONE_BTC // 10, tif=IMMEDIATE_OR_CANCEL)
@@ -403,7 +413,9 @@ def test_auto_deleverage_takes_no_more_from_a_counterparty_than_its_margin_and_p
     assert venue.apply_price(usd(50_000)) is None
     carol_equity = equity(venue, "carol")
     carol_free = venue.free("carol")
-    assert venue.apply(Liquidate(venue.address("alice"), BTC)) is None
+    record = engine_deleverage(venue, "alice")         # rules v3: the engine names them, ranked
+    assert record.counterparties == (venue.address("carol"), venue.address("bob"), venue.address("mm"))
+    assert venue.apply(record) is None
     assert venue.size("alice") == 0 and venue.position("alice").margin == 0
     assert venue.size("carol") == -(ONE_BTC - 33_990_000)                     # 0.3399 BTC taken
     assert venue.size("bob") == 0

@@ -13,7 +13,7 @@ from perps_support import ADDR, BTC, KEYS, ONE_BTC, T0, Sim, sign, sign_oracle, 
 from sequencer.core.encoding import compute_record_hash, decode_block, encode_record
 from sequencer.core.matching import Exchange
 from sequencer.core.markets import DEVNET_MARKETS
-from sequencer.core.records import Liquidate, Trade, Transfer
+from sequencer.core.records import Deleverage, Liquidate, Trade, Transfer
 from sequencer.core.transition import RuleError, apply_block_bytes
 from sequencer.executor.chain import Chain
 from sequencer.node.assembler import BlockAssembler, BuiltBlock, CheckedRecord, Outcome
@@ -116,8 +116,8 @@ def test_a_price_that_liquidates_reports_the_liquidations():
     confirmation = checked(sign_oracle(BTC, PRICE // 2, T0 + 1_000))
     assembly = asm.assemble([crash, confirmation], T0 + 1_000)
     pending, outcome = assembly.outcomes
-    assert not any(isinstance(r, Liquidate) for r in pending.derived)
-    liquidations = [r for r in outcome.derived if isinstance(r, Liquidate)]
+    assert not any(isinstance(r, (Liquidate, Deleverage)) for r in pending.derived)
+    liquidations = [r for r in outcome.derived if isinstance(r, (Liquidate, Deleverage))]   # v3: Deleverage
     assert [(r.account, r.market) for r in liquidations] == [(ADDR["alice"], BTC)]
 
 

@@ -1,7 +1,7 @@
-"""ForcedClose (the bridge's forceClose, inbox kind 3) in pre/op/post form: a
-healthy position closed whole at the mark against the opposite positions with
-its margin freed, a liquidatable or bankrupt one through the liquidation
-ladder, the served no-ops, the inbox order, the books after it, and the inbox
+"""ForcedClose (the bridge's forceClose, inbox kind 3) in pre/op/post form
+(rules v3: the insurance fund takes the whole position over at the mark): a
+healthy position without a fee and its margin freed, a liquidatable one with
+the liquidation fee, a bankrupt one with the fund paying the bad debt, the served no-ops, the inbox order, the books after it, and the inbox
 encoding the bridge hashes."""
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_forced_close_is_a_v1_rule_and_v2_cancels_by_the_order_epoch():
     assert RULES_V2[ForcedClose].__name__ == "process_forced_close_v2"
 
 
-def test_healthy_long_closed_at_the_mark_margin_freed_conservation_exact():
+def test_healthy_long_taken_over_by_the_fund_at_the_mark_margin_freed_conservation_exact():
     sim = long_alice()
     sim.set_price(usd(61_000))
     assert not is_liquidatable(sim.position("alice"), usd(61_000), sim.state.markets[BTC], BTC_PARAMS)
@@ -80,11 +80,12 @@ def test_healthy_long_closed_at_the_mark_margin_freed_conservation_exact():
     assert (alice.size, alice.cost, alice.margin) == (0, 0, 0)
     # margin 6,000 + profit 1,000 at the mark: free collateral, no fee on a healthy close
     assert sim.free("alice") == alice_free + usd(6_000) + usd(1_000)
-    assert sim.size("bob") == 0                                   # closed against bob's short
-    assert sim.free("bob") == bob_free + usd(6_000) - usd(1_000)
+    # rules v3: the insurance fund takes the long over at the mark; bob's short is untouched
+    assert sim.size("bob") == -ONE_BTC and sim.free("bob") == bob_free
     assert sim.state.globals.insurance_fund == fund
-    assert sim.state.markets[BTC].open_interest == 0
-    assert (INSURANCE_ADDRESS, BTC) not in sim.state.positions
+    taken = sim.state.positions[(INSURANCE_ADDRESS, BTC)]
+    assert (taken.size, taken.cost, taken.margin) == (ONE_BTC, usd(61_000), 0)
+    assert sim.state.markets[BTC].open_interest == ONE_BTC          # the fund's long against bob's short
     assert sim.position("alice", ETH) == eth_before               # isolation: the ETH position untouched
     assert not is_order_open(sim.state, *bid) and bid not in sim.exchange.orders   # by the order epoch
     assert ALICE not in sim.exchange.reserved
@@ -102,7 +103,7 @@ def test_healthy_long_closed_at_the_mark_margin_freed_conservation_exact():
     check_invariants(sim)
 
 
-def test_liquidatable_position_closed_whole_through_the_ladder_with_the_liquidation_fee():
+def test_liquidatable_position_taken_over_whole_by_the_fund_with_the_liquidation_fee():
     sim = long_alice()
     sim.now += 1
     assert sim.apply_price(usd(54_600)) is None   # applied directly: no liquidation scan
@@ -116,7 +117,9 @@ def test_liquidatable_position_closed_whole_through_the_ladder_with_the_liquidat
     assert (sim.size("alice"), sim.position("alice").margin) == (0, 0)   # whole, not a partial step
     assert sim.free("alice") == alice_free + usd(6_000) - usd(5_400) - fee
     assert sim.state.globals.insurance_fund == fund + fee
-    assert sim.size("bob") == 0 and (INSURANCE_ADDRESS, BTC) not in sim.state.positions
+    # rules v3: the fund holds the long at the mark, bob's short stays
+    assert sim.size("bob") == -ONE_BTC and sim.state.positions[(INSURANCE_ADDRESS, BTC)].size == ONE_BTC
+    assert sim.state.positions[(INSURANCE_ADDRESS, BTC)].cost == usd(54_600)
     check_books_equal_a_rebuild(sim)
     check_invariants(sim)
     assert sim.replay().to_tables() == sim.state.to_tables()
@@ -133,7 +136,9 @@ def test_bankrupt_position_fund_pays_the_bad_debt_nothing_freed():
     assert (sim.size("alice"), sim.position("alice").margin) == (0, 0)
     assert sim.free("alice") == alice_free
     assert sim.state.globals.insurance_fund == fund - usd(4_000)
-    assert sim.size("bob") == 0
+    assert sim.size("bob") == -ONE_BTC                            # rules v3: the fund took the long at the mark
+    assert sim.state.positions[(INSURANCE_ADDRESS, BTC)] == Position(size=ONE_BTC, cost=usd(50_000),
+                                                                     funding_snapshot=0)
     check_invariants(sim)
     assert sim.replay().to_tables() == sim.state.to_tables()
 

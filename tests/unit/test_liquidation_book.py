@@ -15,7 +15,7 @@ import pytest
 from sequencer.core.invariants import compute_balance_violations, compute_conservation, compute_negative_balances
 from sequencer.core.markets import (DEVNET_MARKETS, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_FIRST,
                                     LIQUIDATION_LADDER, USDC)
-from sequencer.core.records import AuctionBid, AuctionEnd, Liquidate, OraclePrice, Trade
+from sequencer.core.records import AuctionBid, AuctionEnd, Deleverage, Liquidate, OraclePrice, Trade
 from sequencer.core.rules.base import TradeError
 from sequencer.core.rules.trades import get_live_order
 from sequencer.core.rules.auction import compute_auction_price
@@ -49,12 +49,14 @@ def check(venue: Venue) -> None:
     assert venue.replay().to_tables() == venue.state.to_tables()
 
 
-def alice_long(policy: int = LIQUIDATION_BOOK_FIRST, fund: int = usd(10_000)) -> Venue:
+def alice_long(policy: int = LIQUIDATION_BOOK_FIRST, fund: int = usd(10_000), schema_version: int | None = None) -> Venue:
     """alice 10x long 0.1 BTC at 60,000 against mm (margin 600, bankruptcy price
-    54,000, liquidatable below 54,655.87)."""
+    54,000, liquidatable below 54,655.87); under the current rules unless ``schema_version`` is given."""
     venue = Venue({"alice": usd(1_000), "mm": usd(10_000_000), "bob": usd(100_000), "carol": usd(100_000),
                    "dave": usd(1_000), "keeper": usd(100_000), "poor": usd(50)}, fund=fund,
                   markets=markets_with(policy))
+    if schema_version is not None:
+        venue.ctx = msgspec.structs.replace(venue.ctx, schema_version=schema_version)
     venue.set_price(usd(60_000))
     venue.place("mm", False, usd(60_000), TENTH, leverage=2)
     venue.place("alice", True, usd(60_000), TENTH, leverage=10)
@@ -64,6 +66,11 @@ def alice_long(policy: int = LIQUIDATION_BOOK_FIRST, fund: int = usd(10_000)) ->
 
 def liquidations(records) -> list[Liquidate]:
     return [r for r in records if isinstance(r, Liquidate)]
+
+
+def ladder_steps(records) -> list[Deleverage]:
+    """Rules v3: the ladder's steps, each a Deleverage naming its counterparties."""
+    return [r for r in records if isinstance(r, Deleverage)]
 
 
 def test_the_liquidation_order_fills_the_best_bid_above_the_bankruptcy_price():
@@ -171,8 +178,10 @@ def test_what_the_book_does_not_take_goes_down_the_ladder():
 def test_the_ladder_policy_never_looks_at_the_book():
     venue = alice_long(policy=LIQUIDATION_LADDER)
     venue.place("bob", True, usd(54_200), TENTH, leverage=5)
-    out = liquidations(venue.set_price(usd(54_300)))
-    assert [r.makers for r in out] == [()]
+    out = venue.set_price(usd(54_300))
+    # rules v3: no zero-maker Liquidate (it would only settle funding and cancel orders): one Deleverage
+    assert liquidations(out) == []
+    assert ladder_steps(out) == [Deleverage(venue.address("alice"), BTC, (venue.address("mm"),))]
     assert venue.size("bob") == 0 and venue.size("mm") == 0
     check(venue)
 
@@ -286,7 +295,9 @@ def test_an_auction_that_does_not_sell_ends_down_the_ladder():
     venue.set_price(usd(54_300))
     out = venue.exchange.due_auction_ends(venue.state, venue.now, venue.ctx)
     venue.log.extend((venue.now, r) for r in out)
-    assert out == [AuctionEnd(venue.address("alice"), BTC)]
+    # rules v3: the AuctionEnd keeps the lots; the engine's Deleverage closes them at the mark against mm
+    assert out == [AuctionEnd(venue.address("alice"), BTC), Deleverage(venue.address("alice"), BTC,
+                                                                       (venue.address("mm"),))]
     assert venue.size("alice") == 0 and venue.size("mm") == 0             # closed at the mark against mm
     assert venue.state.auctions == {}
     assert get_stuck_liquidations(venue.state, venue.markets, venue.now) == []
@@ -378,14 +389,17 @@ def test_the_block_builder_writes_the_book_liquidation_and_a_follower_agrees():
 
 
 def test_a_log_replays_under_the_rules_of_its_schema_version():
-    """The same log under rules v1 (a log written before v2) cancels by each
-    order's flag and leaves no epoch; under v2 it replays to the same state."""
-    venue = alice_long()
+    """A log written under rules v2 (pinned: its liquidation is a Liquidate down
+    the ranked ladder) replays to the same state under v2; under rules v1 (a
+    log written before v2) it cancels by each order's flag and leaves no epoch."""
+    venue = alice_long(schema_version=2)
     alice = venue.address("alice")
     venue.place("alice", False, usd(70_000), TENTH // 100, leverage=10)
     venue.place("alice", True, usd(50_000), TENTH // 100, leverage=10)
     count = venue.state.globals.order_count
-    assert liquidations(venue.set_price(usd(54_300)))
+    out = venue.set_price(usd(54_300))
+    assert liquidations(out) == [Liquidate(alice, BTC)] and ladder_steps(out) == []
+    assert venue.size("alice") == 0
     assert venue.replay().to_tables() == venue.state.to_tables()
     v1 = venue.replay(msgspec.structs.replace(venue.ctx, schema_version=1))
     assert all(v1.orders[(alice, n)].cancelled for n in (2, 3))

@@ -17,7 +17,7 @@ from perps_support import ADDR, BTC, BTC_PARAMS, ONE_BTC, Sim, sign_oracle, usd
 from prover.tree import SparseMerkleTree
 from sequencer.core.commitment import compute_dirty_leaves, encode_market_leaf
 from sequencer.core.presets import PPM
-from sequencer.core.records import FundingTick, Liquidate, Trade
+from sequencer.core.records import Deleverage, FundingTick, Liquidate, Trade
 from sequencer.core.rules.funding import get_due_funding_time
 from sequencer.core.rules.margin import compute_equity, is_liquidatable
 from sequencer.core.rules.mark import (compute_basis_band, compute_mark_price, compute_median3,
@@ -38,8 +38,9 @@ def trades(out) -> list[Trade]:
     return [r for r in out if isinstance(r, Trade)]
 
 
-def liquidations(out) -> list[Liquidate]:
-    return [r for r in out if isinstance(r, Liquidate)]
+def liquidations(out) -> list[Liquidate | Deleverage]:
+    """The liquidation steps (rules v3: a step down the ladder is a Deleverage)."""
+    return [r for r in out if isinstance(r, (Liquidate, Deleverage))]
 
 
 def victim_short_at_20x() -> Sim:
@@ -158,7 +159,7 @@ def test_a_jump_confirmed_by_the_next_print_is_applied_and_liquidates():
     out = sim.post_price(usd(50_400))                            # within 1% of it: confirmed
     m = market(sim)
     assert (m.oracle_price, m.pending_oracle_price) == (usd(50_400), 0) and m.mark_price == usd(50_400)
-    assert liquidations(out) == [Liquidate(ADDR["alice"], BTC)] and sim.size("alice") == 0
+    assert liquidations(out) == [Deleverage(ADDR["alice"], BTC, (ADDR["bob"],))] and sim.size("alice") == 0
     assert sim.replay().to_tables() == sim.state.to_tables()
 
 

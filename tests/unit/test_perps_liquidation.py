@@ -13,7 +13,7 @@ from sequencer.core.markets import DEVNET_MARKETS, LIQUIDATION_BACKSTOP
 from sequencer.core.matching import Exchange
 from sequencer.core.rules.margin import compute_liquidation_price, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
-from sequencer.core.records import Liquidate
+from sequencer.core.records import Deleverage, Liquidate
 from sequencer.core.state import Market, Position
 
 PRICE = usd(60_000)
@@ -43,8 +43,9 @@ def owner_view(sim: Sim, name: str = "alice"):
     return sim.free(name), sim.position(name, ETH), sim.state.accounts[ADDR[name]].nonces
 
 
-def liquidations(records) -> list[Liquidate]:
-    return [r for r in records if isinstance(r, Liquidate)]
+def liquidations(records) -> list[Liquidate | Deleverage]:
+    """The liquidation steps (rules v3: a step down the ladder is a Deleverage naming its counterparties)."""
+    return [r for r in records if isinstance(r, (Liquidate, Deleverage))]
 
 
 def test_ten_x_long_liquidated_on_the_move_that_crosses_and_not_one_unit_earlier():
@@ -85,7 +86,7 @@ def test_stale_oracle_blocks_the_liquidation():
     error = sim.apply(Liquidate(ADDR["alice"], BTC))
     assert error.code == "stale_oracle_price"
     assert sim.state.to_tables() == before
-    assert liquidations(sim.set_price(usd(50_000))) == [Liquidate(ADDR["alice"], BTC)]
+    assert liquidations(sim.set_price(usd(50_000))) == [Deleverage(ADDR["alice"], BTC, (ADDR["bob"],))]
 
 
 def test_healthy_position_is_not_liquidated():
@@ -101,7 +102,7 @@ def test_small_position_closed_whole_leftover_margin_stays_isolated():
     sim = long_alice(size=ONE_BTC // 10)                       # 6,000 notional: below the partial threshold
     before, fund = owner_view(sim), sim.state.globals.insurance_fund  # 100,000 + its share of the fees
     out = sim.set_price(usd(54_600))
-    assert liquidations(out) == [Liquidate(ADDR["alice"], BTC)]
+    assert liquidations(out) == [Deleverage(ADDR["alice"], BTC, (ADDR["bob"],))]
     position = sim.position("alice")
     # closed at the mark: margin 600 - loss 540 - fee 0.5% of 5,460 = 32.7 left in the empty position
     assert (position.size, position.cost, position.margin) == (0, 0, usd(600) - usd(540) - 27_300_000)
@@ -118,7 +119,7 @@ def test_bad_debt_paid_by_the_insurance_fund():
     sim = long_alice()
     before, fund = owner_view(sim), sim.state.globals.insurance_fund  # 100,000 + its share of the fees
     out = sim.set_price(usd(50_000))                           # equity 6,000 - 10,000 < 0: bankrupt
-    assert liquidations(out) == [Liquidate(ADDR["alice"], BTC)]
+    assert liquidations(out) == [Deleverage(ADDR["alice"], BTC, (ADDR["bob"],))]
     assert (sim.position("alice").size, sim.position("alice").margin) == (0, 0)
     assert sim.state.globals.insurance_fund == fund - usd(4_000)
     assert sim.size("bob") == 0 and (INSURANCE_ADDRESS, BTC) not in sim.state.positions  # closed at the mark
@@ -135,14 +136,14 @@ def test_insurance_fund_exhausted_auto_deleverages_the_most_profitable_opposite_
     bob_free, carol_free, dave_free = sim.free("bob"), sim.free("carol"), sim.free("dave")
     before, fund = owner_view(sim), sim.state.globals.insurance_fund  # its share of the fees: < the debt
     out = sim.set_price(usd(50_000))
-    assert liquidations(out) == [Liquidate(ADDR["alice"], BTC)]
+    first, second = sorted(["bob", "dave"], key=lambda n: ADDR[n])
+    assert liquidations(out) == [Deleverage(ADDR["alice"], BTC, (ADDR[first],))]   # the first ranked covers her
     assert (sim.position("alice").size, sim.position("alice").margin, sim.position("alice").cost) == (0, 0, 0)
     assert owner_view(sim) == before
     assert sim.state.globals.insurance_fund == fund                # deleveraging does not touch the fund
     assert (INSURANCE_ADDRESS, BTC) not in sim.state.positions
     # Ranked by unrealised PnL at the mark: bob and dave (+10,000 each on 1 BTC; bob first by address
     # order if tied) ahead of carol (+6,000 on 0.5).  Closed at alice's bankruptcy price 54,000.
-    first, second = sorted(["bob", "dave"], key=lambda n: ADDR[n])
     assert sim.size(first) == 0 and sim.size(second) == -ONE_BTC and sim.size("carol") == -ONE_BTC // 2
     gain = usd(60_000) - usd(54_000)
     released = usd(6_000) + gain
@@ -173,12 +174,14 @@ def test_liquidation_price_is_the_exact_threshold(size, entry, leverage, funding
 LEGACY_MARKETS = {m: msgspec.structs.replace(p, liquidation_policy=LIQUIDATION_BACKSTOP) for m, p in DEVNET_MARKETS.items()}
 
 
-def fund_short_then_alice_long(fund: int) -> Sim:
+def fund_short_then_alice_long(fund: int, schema_version: int = 2) -> Sim:
     """The liquidation rules before issue 10 (``liquidation_policy`` backstop, kept for the
-    liquidation lab): the insurance fund holds a short of its own (it
+    liquidation lab), under rules v2 by default (v3 never deleverages the fund's own position,
+    tests/unit/test_deleverage.py): the insurance fund holds a short of its own (it
     backstopped frank's 10x short when BTC rose from 40,000 to 45,000); then
     alice goes 10x long 1 BTC at 60,000 against bob's 0.9 short and the fund's 0.1."""
-    sim = Sim(fund=fund, ctx=msgspec.structs.replace(CTX, markets=LEGACY_MARKETS), alice=usd(20_000),
+    sim = Sim(fund=fund, ctx=msgspec.structs.replace(CTX, markets=LEGACY_MARKETS, schema_version=schema_version),
+              alice=usd(20_000),
               bob=usd(1_000_000), erin=usd(1_000_000), frank=usd(1_000))
     sim.exchange = Exchange(LEGACY_MARKETS)
     sim.set_price(usd(40_000))

@@ -61,6 +61,10 @@ PINNED = [
      f"9a08c4140102030405060708090a0b0c0d0e0f1011121314c4140102030405060708090a0b0c0d0e0f101112131401cd2710cf0000000c92a69c00050dcf0000018bcfe65260c441{S}"),
     (R.AuctionEnd(A, 1),
      "9317c4140102030405060708090a0b0c0d0e0f101112131401"),
+    # [24, account, market, [counterparty, ...]]: tag 24 (rules v3), two 20-byte counterparties
+    (R.Deleverage(A, 1, (B, A[::-1])),
+     "9418c4140102030405060708090a0b0c0d0e0f10111213140192c41465666768696a6b6c6d6e6f707172737475767778"
+     "c41414131211100f0e0d0c0b0a090807060504030201"),
 ]
 PINNED_BLOCK = (
     "9401c4200000000000000000000000000000000000000000000000000000000000000000cf0000018bcfe5680094"
@@ -75,7 +79,8 @@ TAGS = {R.Transfer: 1, R.Withdraw: 2, R.AdjustMargin: 3, R.PlaceOrder: 4, R.Canc
         R.Trade: 16, R.FundingTick: 17, R.Liquidate: 18, R.OraclePrice: 32,
         R.Deposit: 48, R.ForcedWithdrawal: 49, R.ForcedClose: 50,
         R.PlaceTrigger: 9, R.ModifyOrder: 10, R.ScheduleCancel: 11, R.TriggerFire: 19, R.ScheduledCancelAll: 20,
-        R.VaultDeposit: 6, R.VaultWithdraw: 7, R.VaultUnwind: 21, R.AuctionBid: 8, R.AuctionEnd: 23}
+        R.VaultDeposit: 6, R.VaultWithdraw: 7, R.VaultUnwind: 21, R.AuctionBid: 8, R.AuctionEnd: 23,
+        R.Deleverage: 24}
 
 
 def _pinned_block() -> R.Block:

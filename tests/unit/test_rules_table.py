@@ -115,9 +115,10 @@ def test_each_module_imports_alone_and_no_import_changes_the_tables(module):
 
 def test_version_1_covers_every_record_kind_with_a_real_rule():
     kinds = set(typing.get_args(R.Record))
-    assert kinds == set(R.RECORD_TYPES) and len(kinds) == 22  # ForcedClose (tag 50) joined v1; the vault's 6, 7, 21; triggers 9, 10, 11, 19, 20; the auction's 8, 23
+    assert kinds == set(R.RECORD_TYPES) and len(kinds) == 23  # ForcedClose (tag 50) joined v1; the vault's 6, 7, 21; triggers 9, 10, 11, 19, 20; the auction's 8, 23; Deleverage 24 (v3)
     rules = table.get_rules(1)
-    assert set(rules) == kinds
+    # Deleverage (tag 24) is a rules v3 kind only: it replaces v1/v2's ranked ladder, which those logs replay
+    assert set(rules) == kinds - {R.Deleverage} and set(table.get_rules(3)) == kinds
     for kind, rule in rules.items():
         assert rule.__module__.startswith("sequencer.core.rules."), (kind, rule)
         assert rule.__name__.startswith("process_") and rule.__name__ != "process_not_enabled", (kind, rule)
@@ -125,10 +126,14 @@ def test_version_1_covers_every_record_kind_with_a_real_rule():
 
 def test_the_tables_are_immutable_and_keyed_by_schema_version():
     assert isinstance(table.RULE_TABLES, MappingProxyType) and isinstance(table.RULES_V1, MappingProxyType)
-    assert table.get_rules(1) is table.RULES_V1 and table.get_rules(SCHEMA_VERSION) is table.RULES_V2
+    assert table.get_rules(1) is table.RULES_V1 and table.get_rules(2) is table.RULES_V2
+    assert SCHEMA_VERSION == 3 and table.get_rules(SCHEMA_VERSION) is table.RULES_V3
     assert isinstance(table.RULES_V2, MappingProxyType) and set(table.RULES_V2) == set(table.RULES_V1)
     changed = {kind.__name__ for kind in table.RULES_V1 if table.RULES_V1[kind] is not table.RULES_V2[kind]}
     assert changed == {"Liquidate", "AuctionEnd", "ForcedClose"}
+    assert isinstance(table.RULES_V3, MappingProxyType) and set(table.RULES_V3) == set(table.RULES_V2) | {R.Deleverage}
+    changed = {kind.__name__ for kind in table.RULES_V3 if table.RULES_V2.get(kind) is not table.RULES_V3[kind]}
+    assert changed == {"Liquidate", "AuctionEnd", "ForcedClose", "Deleverage"}
     assert Context(preset=DEVNET, domain_separator=bytes(32), recover=None).schema_version == SCHEMA_VERSION
     with pytest.raises(TypeError):
         table.RULES_V1[R.Transfer] = None  # type: ignore[index]
