@@ -1,0 +1,459 @@
+"""Deleverage (tag 24, rules v3) in pre/op/post form, one branch of
+``process_deleverage`` at a time: each refusal (nothing moves), the close at
+the mark over 1 to 6 named counterparties (whole and partial), bad debt paid
+by the fund, auto-deleveraging when the fund cannot pay (whole: margin exactly
+0; partial: each counterparty within its cap, the rest's margin >= 0), the
+fund's own position named at the mark and passed over in ADL, a negative
+margin after funding; then what else v3 changed (Liquidate and AuctionEnd
+stop, the backstop writes the funding-settled position, a forced close goes
+to the fund) and Hypothesis properties over random markets, positions and
+named lists (conservation exact, no negative balance, determinism, open
+interest = the longs)."""
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from deleverage_support import (BTC, CENT_BTC, FUND, ONE_BTC, alice_long, check_invariants, equity_at_mark,
+                                fund_position, move_price, state_of, usd)
+from sequencer.core.markets import (LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_FIRST,
+                                    LIQUIDATION_LADDER)
+from sequencer.core.matching import choose_deleverage_counterparties
+from sequencer.core.records import AuctionEnd, Deleverage, ForcedClose, Liquidate
+from sequencer.core.rules.liquidation import (MAX_DELEVERAGE_COUNTERPARTIES, compute_liquidation_size,
+                                              make_deleverage_cap)
+from sequencer.core.rules.margin import compute_fee, compute_equity_scaled, is_liquidatable
+from sequencer.core.rules.positions import settle_funding
+from sequencer.core.state import Position
+
+SIX = {f"s{i}": (CENT_BTC, 10) for i in range(1, 7)}
+"""Six 10x shorts of 0.01 BTC at 60,000 against alice's 10x long of 0.06 BTC
+(margin 360, bankruptcy price 54,000, liquidatable below about 54,656; 3,240
+of notional at 54,000 is below the partial threshold: a step is the whole)."""
+
+
+def names(venue, *who: str) -> tuple[bytes, ...]:
+    return tuple(venue.address(n) if n != "fund" else FUND for n in who)
+
+
+def deleverage(venue, *who: str, account: str = "alice") -> Deleverage:
+    return Deleverage(venue.address(account), BTC, names(venue, *who))
+
+
+def refused(venue, record, code: str) -> None:
+    before = state_of(venue)
+    error = venue.apply(record)
+    assert error is not None and error.code == code, error
+    assert state_of(venue) == before
+
+
+def liquidatable_alice(fund: int = usd(10_000), price: int = usd(54_300), shorts=None, **kw):
+    venue = alice_long(SIX if shorts is None else shorts, fund=fund, **kw)
+    move_price(venue, price)
+    return venue
+
+
+# --- refusals: each leaves the state as it was ---------------------------------------------------
+
+def test_a_market_not_listed_is_refused():
+    venue = liquidatable_alice()
+    refused(venue, Deleverage(venue.address("alice"), 99, names(venue, "s1")), "unknown_market")
+
+
+def test_the_insurance_fund_is_not_deleveraged():
+    venue = liquidatable_alice()
+    refused(venue, Deleverage(FUND, BTC, names(venue, "s1")), "not_liquidatable")
+
+
+def test_a_stale_mark_is_refused():
+    venue = liquidatable_alice()
+    venue.now += venue.markets[BTC].oracle_max_age_ms + 1
+    refused(venue, deleverage(venue, "s1"), "stale_oracle_price")
+
+
+def test_an_account_without_a_position_is_refused():
+    venue = liquidatable_alice(mm=usd(1))
+    refused(venue, deleverage(venue, "s1", account="erin"), "no_position")
+
+
+def test_a_healthy_position_is_refused():
+    venue = alice_long(SIX)
+    move_price(venue, usd(54_700))                          # just above the threshold
+    refused(venue, deleverage(venue, "s1"), "not_liquidatable")
+
+
+@pytest.mark.parametrize("who", [(), ("s1",) * 2, tuple(f"s{i}" for i in range(1, 7)) + ("erin",),
+                                 ("s1", "alice")])
+def test_a_list_that_is_empty_too_long_repeated_or_names_the_account_is_refused(who):
+    venue = liquidatable_alice()
+    refused(venue, deleverage(venue, *who), "invalid_counterparties")
+
+
+def test_an_address_that_is_not_20_bytes_is_refused():
+    venue = liquidatable_alice()
+    refused(venue, Deleverage(venue.address("alice"), BTC, (venue.address("s1")[:19],)), "invalid_counterparties")
+
+
+def test_a_counterparty_on_the_same_side_or_without_a_position_is_refused():
+    venue = liquidatable_alice()
+    venue.place("mm", False, usd(54_300), 2 * CENT_BTC, leverage=2)
+    venue.place("erin", True, usd(54_300), CENT_BTC, leverage=2)    # erin long, like alice
+    venue.place("s1", True, usd(54_300), CENT_BTC, leverage=10)      # s1 buys its short back: flat
+    assert venue.size("erin") == CENT_BTC and venue.size("s1") == 0
+    refused(venue, deleverage(venue, "erin"), "invalid_counterparty")
+    refused(venue, deleverage(venue, "s2", "s1"), "invalid_counterparty")      # s1 has no position any more
+    refused(venue, deleverage(venue, "s2", "nobody"), "invalid_counterparty")  # never had one
+
+
+def test_a_counterparty_with_less_than_one_quote_unit_of_equity_is_refused():
+    """frank went short 0.01 at 50,000 at 50x (margin 10): at 54,300 he has
+    lost 43, his equity is below 0 (no scan has liquidated him)."""
+    venue = alice_long(SIX, frank=usd(1_000_000))
+    move_price(venue, usd(50_000))
+    venue.place("erin", True, usd(50_000), CENT_BTC, leverage=1)
+    venue.place("frank", False, usd(50_000), CENT_BTC, leverage=50)
+    move_price(venue, usd(54_300))
+    market, params = venue.state.markets[BTC], venue.markets[BTC]
+    assert compute_equity_scaled(venue.position("frank"), venue.mark(), market, params) < params.scale
+    refused(venue, deleverage(venue, "s1", "frank"), "invalid_counterparty")
+
+
+def test_a_position_in_auction_is_refused():
+    venue = alice_long(SIX, policy=LIQUIDATION_BOOK_AUCTION)
+    move_price(venue, usd(54_300))
+    assert venue.apply(Liquidate(venue.address("alice"), BTC)) is None      # no makers: the auction starts
+    assert (venue.address("alice"), BTC) in venue.state.auctions
+    refused(venue, deleverage(venue, "s1"), "in_auction")
+
+
+# --- close at the mark ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("count", range(1, MAX_DELEVERAGE_COUNTERPARTIES + 1))
+def test_close_at_the_mark_against_one_to_six_named_counterparties(count):
+    """Each named short closes whole in order (0.01 each), the others are
+    untouched; alice's equity at the mark drops by exactly the fee, which the
+    fund gets; whole with six, partial with fewer."""
+    venue = liquidatable_alice()
+    named = [f"s{i}" for i in range(1, count + 1)]
+    free = {n: venue.free(n) for n in SIX}
+    equity, fund = equity_at_mark(venue, "alice"), venue.state.globals.insurance_fund
+    order_count = venue.state.globals.order_count
+    assert venue.apply(deleverage(venue, *named)) is None
+    closed = count * CENT_BTC
+    fee = compute_fee(closed * usd(54_300) // ONE_BTC, venue.markets[BTC].liquidation_fee_ppm)
+    assert venue.size("alice") == 6 * CENT_BTC - closed
+    assert venue.state.globals.insurance_fund == fund + fee
+    assert equity_at_mark(venue, "alice") == equity - fee * venue.markets[BTC].scale
+    assert venue.position("alice").order_epoch == order_count                  # its orders cancelled
+    for name in SIX:
+        if name in named:   # margin 60 + profit (60,000 - 54,300) x 0.01 = 57 released to free collateral
+            assert venue.position(name) == Position() and venue.free(name) == free[name] + usd(60) + usd(57)
+        else:
+            assert venue.size(name) == -CENT_BTC and venue.free(name) == free[name]
+    check_invariants(venue)
+
+
+def test_a_counterparty_larger_than_the_step_takes_only_what_is_left():
+    venue = alice_long({"big": (5 * CENT_BTC, 10), "s1": (CENT_BTC, 10)})
+    venue.place("big", False, usd(60_000), 5 * CENT_BTC, leverage=10)
+    venue.place("erin", True, usd(60_000), 5 * CENT_BTC, leverage=2)       # big is short 0.10 in all
+    move_price(venue, usd(54_300))
+    assert venue.apply(deleverage(venue, "s1", "big")) is None               # s1 first: the engine's order
+    assert venue.size("alice") == 0 and venue.size("s1") == 0 and venue.size("big") == -5 * CENT_BTC
+    check_invariants(venue)
+
+
+def test_a_partial_liquidation_step_closes_only_the_step():
+    """1 BTC at 54,300 is above the 10,000 partial threshold and solvent: the
+    step is 20% (0.2 BTC), though the named short could take it all."""
+    venue = liquidatable_alice(shorts={"s1": (ONE_BTC, 10)})
+    position, market = venue.position("alice"), venue.state.markets[BTC]
+    step = compute_liquidation_size(position, venue.mark(), market, venue.markets[BTC])
+    assert step == ONE_BTC // 5
+    assert venue.apply(deleverage(venue, "s1")) is None
+    assert venue.size("alice") == ONE_BTC - step and venue.size("s1") == -(ONE_BTC - step)
+    check_invariants(venue)
+
+
+def test_bad_debt_is_paid_by_the_fund():
+    """At 53,000 alice's 0.06 has lost 420 against a margin of 360: the fund pays 60."""
+    venue = liquidatable_alice(price=usd(53_000))
+    fund = venue.state.globals.insurance_fund
+    assert venue.apply(deleverage(venue, *SIX)) is None
+    assert venue.position("alice") == Position(order_epoch=venue.state.globals.order_count)
+    assert venue.state.globals.insurance_fund == fund - usd(60)
+    assert all(venue.size(n) == 0 for n in SIX)
+    check_invariants(venue)
+
+
+# --- the fund cannot pay: auto-deleveraging -----------------------------------------------------
+
+def test_fund_short_deleverages_the_whole_position_at_its_bankruptcy_price():
+    """Fund 0, alice bankrupt at 53,000: closed at 54,000 against the six,
+    her margin exactly 0; the fund does not move."""
+    venue = liquidatable_alice(fund=0, price=usd(53_000))
+    free = {n: venue.free(n) for n in SIX}
+    assert venue.apply(deleverage(venue, *SIX)) is None
+    alice = venue.position("alice")
+    assert (alice.size, alice.cost, alice.margin) == (0, 0, 0)
+    assert venue.state.globals.insurance_fund == 0
+    for name in SIX:     # margin 60 + (60,000 - 54,000) x 0.01 = 60 of profit at the bankruptcy price
+        assert venue.position(name) == Position() and venue.free(name) == free[name] + usd(60) + usd(60)
+    check_invariants(venue)
+
+
+def test_a_bankrupt_position_partly_closed_at_the_mark_keeps_its_bad_debt_for_the_last_step():
+    """At 53,000 two of the six (0.02) lose 140 against 360 of margin: no bad
+    debt yet, so the close at the mark stands (the fund, 0, pays nothing) and
+    the rest carries the whole deficit (equity -60, as before)."""
+    venue = liquidatable_alice(fund=0, price=usd(53_000))
+    equity = equity_at_mark(venue, "alice")
+    assert venue.apply(deleverage(venue, "s1", "s2")) is None
+    assert venue.size("alice") == 4 * CENT_BTC and venue.position("alice").margin == usd(220)
+    assert equity_at_mark(venue, "alice") == equity == -usd(60) * venue.markets[BTC].scale
+    assert venue.state.globals.insurance_fund == 0
+    check_invariants(venue)
+
+
+def test_fund_short_partial_deleverage_leaves_the_rest_with_its_margin_and_bankruptcy_price():
+    """At 50,000 four of the six (0.04) lose 400 at the mark against alice's
+    360 of margin: the fund (0) cannot pay, so they take 0.04 at her bankruptcy price."""
+    venue = liquidatable_alice(fund=0, price=usd(50_000))
+    before = venue.position("alice")
+    assert venue.apply(deleverage(venue, "s1", "s2", "s3", "s4")) is None
+    alice = venue.position("alice")
+    assert alice.size == 2 * CENT_BTC and alice.margin >= 0
+    assert alice.margin == usd(120)                         # 2/6 of 360: the rest keeps its bankruptcy price
+    assert alice.cost * before.margin == before.cost * alice.margin
+    assert venue.state.globals.insurance_fund == 0 and venue.size("s5") == -CENT_BTC
+    assert all(venue.size(n) == 0 for n in ("s1", "s2", "s3", "s4"))
+    check_invariants(venue)
+
+
+def test_auto_deleverage_takes_no_more_from_a_counterparty_than_its_cap():
+    """At 45,000 (alice bankrupt by 540 on 0.06) the late short (opened at
+    45,000 at 50x: margin 9, no profit) can pay the 9,000 gap per BTC for
+    about 0.001 BTC only: its cap, not its size, bounds it; the six take the rest."""
+    venue = alice_long(SIX, fund=0, late=usd(1_000_000))
+    move_price(venue, usd(45_000))
+    venue.place("erin", True, usd(45_000), CENT_BTC, leverage=1)
+    venue.place("late", False, usd(45_000), CENT_BTC, leverage=50)
+    alice, late = venue.position("alice"), venue.position("late")
+    cap = make_deleverage_cap(alice, venue.mark(), venue.state.markets[BTC], venue.markets[BTC])
+    assert 0 < cap(late) < CENT_BTC
+    assert venue.apply(deleverage(venue, "late", "s1", "s2", "s3", "s4", "s5")) is None
+    assert venue.size("late") == -(CENT_BTC - cap(late)) and venue.position("late").margin >= 0
+    assert venue.size("alice") == CENT_BTC - cap(late)                   # s1..s5 took 0.05
+    assert venue.position("alice").margin >= 0 and venue.state.globals.insurance_fund == 0
+    check_invariants(venue)
+
+
+def test_a_negative_margin_after_funding_is_deleveraged_whole_or_not_at_all():
+    """Funding owed beyond alice's margin: a partial ADL would leave a
+    negative margin, refused; the whole is accepted and ends at exactly 0."""
+    venue = liquidatable_alice(fund=0, price=usd(53_000))
+    market = venue.state.markets[BTC]
+    # alice (and the shorts' mirror image) owe 400 of funding per 0.06 BTC: more than her 360 of margin
+    index = usd(400) * venue.markets[BTC].scale * 1_000_000 // (6 * CENT_BTC)
+    venue.state.set_market(msgspec.structs.replace(market, funding_index=market.funding_index + index))
+    assert settled(venue, "alice").margin < 0
+    refused(venue, deleverage(venue, "s1", "s2"), "deleverage_failed")
+    assert venue.apply(deleverage(venue, *SIX)) is None
+    assert (venue.size("alice"), venue.position("alice").margin) == (0, 0)
+    assert 0 <= venue.state.globals.insurance_fund <= 7     # whole units of funding dust the settlements swept
+    check_invariants(venue)
+
+
+def settled(venue, name: str) -> Position:
+    """The position with its funding settled (computed on the state, then undone)."""
+    snapshot = venue.state.snapshot()
+    position = settle_funding(venue.state, venue.address(name), BTC, venue.position(name), venue.markets[BTC])
+    venue.state.revert(snapshot)
+    return position
+
+
+# --- the fund's own position -----------------------------------------------------------------------
+
+def fund_holds_a_short(fund: int, price: int = usd(60_000)):
+    """s6 asks for a forced close at ``price`` (healthy: fee 0): the fund takes
+    its 0.01 short over at the mark (rules v3)."""
+    venue = alice_long(SIX, fund=fund)
+    if price != usd(60_000):
+        move_price(venue, price)
+    venue.submit(ForcedClose(0, venue.address("s6"), BTC))
+    assert fund_position(venue).size == -CENT_BTC and venue.state.globals.insurance_fund == fund
+    return venue
+
+
+def test_the_funds_own_position_named_first_closes_at_the_mark_into_the_fund():
+    venue = fund_holds_a_short(usd(10_000))
+    move_price(venue, usd(54_300))
+    chosen = choose_deleverage_counterparties(venue.state, venue.address("alice"), venue.position("alice"),
+                                              venue.mark(), venue.markets[BTC])
+    assert chosen[0] == FUND and set(chosen[1:]) == set(names(venue, "s1", "s2", "s3", "s4", "s5"))
+    record = Deleverage(venue.address("alice"), BTC, chosen)
+    fee = compute_fee(usd(54_300) * 6 // 100, venue.markets[BTC].liquidation_fee_ppm)
+    assert venue.apply(record) is None
+    assert fund_position(venue).size == 0 and venue.size("alice") == 0
+    # the fund's short (60,000 -> 54,300 on 0.01) realises 57 into the fund, with the fee
+    assert venue.state.globals.insurance_fund == usd(10_000) + usd(57) + fee
+    check_invariants(venue)
+
+
+def test_the_funds_own_position_is_passed_over_in_auto_deleveraging():
+    """Fund 0 with a short of 0.01 taken over at 52,000: at 45,000 alice's bad
+    debt (540) is more than the fund's short earns (70), so the record
+    deleverages; the fund's position takes no part; the five users take 0.05
+    (a part: margin >= 0).  Named alone, the fund cannot pay the last 0.01's
+    bad debt (90 > 70) and takes no lot in ADL: refused."""
+    venue = fund_holds_a_short(0, usd(52_000))
+    move_price(venue, usd(45_000))
+    assert venue.apply(Deleverage(venue.address("alice"), BTC,
+                                  names(venue, "fund", "s1", "s2", "s3", "s4", "s5"))) is None
+    assert fund_position(venue).size == -CENT_BTC and venue.state.globals.insurance_fund == 0
+    assert venue.size("alice") == CENT_BTC and venue.position("alice").margin >= 0
+    refused(venue, Deleverage(venue.address("alice"), BTC, (FUND,)), "deleverage_failed")   # the fund alone: no lot
+    check_invariants(venue)
+
+
+# --- what else rules v3 changed -------------------------------------------------------------------
+
+@pytest.mark.parametrize("policy", [LIQUIDATION_LADDER, LIQUIDATION_BOOK_FIRST])
+def test_a_v3_liquidate_stops_where_the_ladder_starts(policy):
+    """Ladder policy, or book-first with no makers: the record settles funding
+    and cancels the owner's orders; no lot moves, the fund does not move."""
+    venue = liquidatable_alice(policy=policy)
+    before, fund = venue.position("alice"), venue.state.globals.insurance_fund
+    assert venue.apply(Liquidate(venue.address("alice"), BTC)) is None
+    after = venue.position("alice")
+    assert (after.size, after.cost, after.margin) == (before.size, before.cost, before.margin)
+    assert after.order_epoch == venue.state.globals.order_count
+    assert venue.state.globals.insurance_fund == fund and all(venue.size(n) == -CENT_BTC for n in SIX)
+    check_invariants(venue)
+
+
+def test_a_v3_auction_end_keeps_the_unsold_lots_in_the_position():
+    venue = liquidatable_alice(policy=LIQUIDATION_BOOK_AUCTION)
+    assert venue.apply(Liquidate(venue.address("alice"), BTC)) is None
+    auction = venue.state.auctions[(venue.address("alice"), BTC)]
+    venue.now = auction.end_ms
+    assert venue.apply_price(usd(54_300)) is None
+    assert venue.apply(AuctionEnd(venue.address("alice"), BTC)) is None
+    assert venue.state.auctions == {} and venue.size("alice") == 6 * CENT_BTC
+    assert all(venue.size(n) == -CENT_BTC for n in SIX)
+    assert venue.position("alice").order_epoch == venue.state.globals.order_count
+    assert venue.apply(deleverage(venue, *SIX)) is None and venue.size("alice") == 0     # the ladder goes on
+    check_invariants(venue)
+
+
+def test_a_v3_backstop_the_fund_cannot_pay_writes_only_the_funding_settled_position():
+    venue = liquidatable_alice(fund=0, price=usd(50_000), policy=LIQUIDATION_BACKSTOP)
+    market = venue.state.markets[BTC]
+    venue.state.set_market(msgspec.structs.replace(market, funding_index=market.funding_index + 10**12))
+    expected = settled(venue, "alice")
+    assert expected.margin < venue.position("alice").margin
+    assert venue.apply(Liquidate(venue.address("alice"), BTC)) is None
+    assert venue.position("alice") == expected and fund_position(venue).size == 0
+    assert venue.state.globals.insurance_fund == 0
+    check_invariants(venue)
+
+
+@pytest.mark.parametrize("price, fee", [(usd(60_000), False), (usd(54_300), True)])
+def test_a_v3_forced_close_goes_to_the_fund_at_the_mark(price, fee):
+    venue = liquidatable_alice(price=price)
+    assert is_liquidatable(venue.position("alice"), price, venue.state.markets[BTC], venue.markets[BTC]) == fee
+    fund, free = venue.state.globals.insurance_fund, venue.free("alice")
+    equity = equity_at_mark(venue, "alice") // venue.markets[BTC].scale
+    venue.submit(ForcedClose(0, venue.address("alice"), BTC))
+    charged = compute_fee(6 * CENT_BTC * price // ONE_BTC, venue.markets[BTC].liquidation_fee_ppm) if fee else 0
+    assert venue.size("alice") == 0 and venue.free("alice") == free + equity - charged
+    assert fund_position(venue).size == 6 * CENT_BTC and venue.state.globals.insurance_fund == fund + charged
+    assert all(venue.size(n) == -CENT_BTC for n in SIX)
+    check_invariants(venue)
+
+
+def test_a_v3_forced_close_the_fund_cannot_pay_is_served_with_nothing_moved():
+    venue = liquidatable_alice(fund=0, price=usd(50_000))
+    before = state_of(venue)
+    venue.submit(ForcedClose(0, venue.address("alice"), BTC))
+    after = state_of(venue)
+    assert after["globals"].inbox_count == before["globals"].inbox_count + 1          # served
+    assert after["positions"] == before["positions"] and after["accounts"] == before["accounts"]
+    assert after["globals"].insurance_fund == 0
+
+
+# --- properties ------------------------------------------------------------------------------------
+
+CANDIDATES = ("s0", "s1", "s2", "s3", "s4", "s5", "s6", "alice", "erin", "fund", "nobody")
+
+
+@st.composite
+def scenarios(draw):
+    count = draw(st.integers(1, 7))
+    shorts = {f"s{i}": (draw(st.integers(1, 40)) * CENT_BTC // 10, draw(st.integers(1, 50))) for i in range(count)}
+    fund = draw(st.sampled_from([0, usd(10), usd(1_000), usd(1_000_000)]))
+    leverage = draw(st.integers(2, 20))
+    price = draw(st.integers(40_000, 60_000)) * usd(1)
+    named = draw(st.lists(st.sampled_from(CANDIDATES), min_size=0, max_size=8))
+    forced = draw(st.booleans())       # the fund takes s0's short over first
+    return shorts, fund, leverage, price, named, forced
+
+
+def run_scenario(shorts, fund, leverage, price, named, forced):
+    venue = alice_long(shorts, fund=fund, alice_leverage=leverage)
+    if forced:
+        venue.submit(ForcedClose(0, venue.address("s0"), BTC))
+    move_price(venue, price)
+    record = Deleverage(venue.address("alice"), BTC, names(venue, *named))
+    before = state_of(venue)
+    error = venue.apply(record)
+    return venue, before, error
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenario=scenarios())
+def test_any_deleverage_conserves_money_keeps_balances_and_is_deterministic(scenario):
+    venue, before, error = run_scenario(*scenario)
+    if error is not None:
+        assert state_of(venue) == before
+    else:
+        old = before["positions"]
+        alice_before = dict(old)[(venue.address("alice"), BTC)]
+        assert 0 <= venue.size("alice") < alice_before.size
+        named = set(names(venue, *scenario[4]))
+        for (address, market), position in dict(old).items():      # only the named counterparties move
+            if address not in named and address != venue.address("alice"):
+                now = venue.state.positions.get((address, market))
+                assert now is not None and now.size == position.size
+            elif address in named:
+                now = venue.state.positions.get((address, market)) or Position()
+                assert abs(now.size) <= abs(position.size) and now.size * position.size >= 0
+    check_invariants(venue)
+    again, _, error_again = run_scenario(*scenario)
+    assert state_of(again) == state_of(venue) and (error_again is None) == (error is None)
+
+
+@settings(max_examples=40, deadline=None)
+@given(scenario=scenarios())
+def test_the_engines_choice_is_accepted_whenever_it_names_someone(scenario):
+    """The engine's named list (fund first, then the ranking; users alone with
+    their caps when the fund cannot pay) is a valid record for a liquidatable
+    position, and each one closes at least one lot."""
+    shorts, fund, leverage, price, _, forced = scenario
+    venue = alice_long(shorts, fund=fund, alice_leverage=leverage)
+    if forced:
+        venue.submit(ForcedClose(0, venue.address("s0"), BTC))
+    move_price(venue, price)
+    position, market, params = venue.position("alice"), venue.state.markets[BTC], venue.markets[BTC]
+    if not is_liquidatable(position, venue.mark(), market, params):
+        return
+    chosen = choose_deleverage_counterparties(venue.state, venue.address("alice"), position, venue.mark(), params)
+    assert len(chosen) <= MAX_DELEVERAGE_COUNTERPARTIES
+    if not chosen:
+        return
+    error = venue.apply(Deleverage(venue.address("alice"), BTC, chosen))
+    if error is not None:        # only a partial ADL of a negative margin may be refused (no funding here)
+        pytest.fail(f"the engine's choice was refused: {error}")
+    assert abs(venue.size("alice")) < abs(position.size)
+    check_invariants(venue)
