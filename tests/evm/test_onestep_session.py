@@ -5,15 +5,21 @@ a sequencer really writes: an in-process exchange (tests/unit/perps_support
 ``Sim``: signed orders through the block builder's matching, quorum-signed
 oracle prices, funding ticks and the other block-start records of the node's
 assembler) trades for a while: prices move, orders rest, cross, are modified
-and cancelled, margin moves, stops fire, a position is liquidated, the vault
-takes deposits, funding is paid. Its log becomes blocks, the blocks become
-trace items (``prover.records.compute_block_items``), and every item is
-re-executed by onestep.vy with the witness the Python reference builds: the
-same state root, context and outcome at every position, so any item of the
-session can be the one a game ends on (all 49 items, the book-first
-Liquidate included). An item whose kind (or branch) is not ported would raise
-PendingKind in Python and, for a pending tag, revert "pending" on L1; the
-test reports how many of each kind were proven and requires none pending.
+and cancelled, margin moves, stops fire, a position is liquidated into the
+book, the vault takes deposits, funding is paid; then (rules v3) an ETH long
+with no bid left is liquidated down the ladder (a Deleverage naming the
+profitable short, the fund paying the bad debt), the L1 inbox forces bob's
+BTC short closed (the insurance fund takes it over at the mark), and a BTC
+drop sends two longs down the ladder against the fund's own short (Deleverage
+records naming the fund). Its log becomes blocks, the blocks become trace
+items (``prover.records.compute_block_items``), and every item is re-executed
+by onestep.vy with the witness the Python reference builds: the same state
+root, context and outcome at every position, so any item of the session can
+be the one a game ends on (all 67 items: the book-first Liquidate, the three
+Deleverage records and the ForcedClose included). An item whose kind (or
+branch) is not ported would raise PendingKind in Python and, for a pending
+tag, revert "pending" on L1; the test reports how many of each kind were
+proven and requires none pending.
 """
 from __future__ import annotations
 
@@ -27,7 +33,8 @@ from prover.hashing import keccak
 from prover.records import PENDING_TAGS, PendingKind, compute_block_items, decode_replay_item
 from prover.trace import TraceRunner, build_tree
 from sequencer.core.encoding import encode_block, make_block
-from sequencer.core.records import ModifyOrder, PlaceTrigger, Trade, VaultDeposit
+from sequencer.core.records import Deleverage, ForcedClose, ModifyOrder, PlaceTrigger, Trade, VaultDeposit
+from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.rules.triggers import STOP_LOSS
 from sequencer.core.transition import apply_block_bytes
 from sequencer.node.assembler import BlockAssembler
@@ -44,7 +51,10 @@ def start_block(sim: Sim, advance_ms: int) -> None:
     sim.log.extend((sim.now, r) for r in assembler.block_start_records(sim.now))
 
 
-def run_session() -> Sim:
+def run_session(forced_close: bool = False) -> Sim:
+    """The session; ``forced_close``: with the L1 inbox's forced close of
+    bob's BTC position (an output of it then needs that inbox entry on the
+    bridge: the dispute-game tests leave it out)."""
     sim = Sim(alice=usd(100_000), bob=usd(100_000), carol=usd(100_000), dave=usd(20_000), erin=usd(50_000),
               fund=usd(1_000_000))
     sim.set_price(usd(60_000))
@@ -75,6 +85,12 @@ def run_session() -> Sim:
     sim.set_price(usd(2_990), market=ETH)
     start_block(sim, 1_000)                                                   # funding is due
     sim.place("bob", True, usd(57_600), 2 * STEP)
+    sim.set_price(usd(2_650), market=ETH)     # carol's ETH long bankrupt, no bid: Deleverage against erin's short
+    start_block(sim, 1_000)
+    if forced_close:                          # the fund takes bob's short over at the mark (his bid cancelled)
+        sim.submit(ForcedClose(sim.state.globals.inbox_count, ADDR["bob"], BTC))
+        start_block(sim, 1_000)
+    sim.set_price(usd(53_000))                # dave's and carol's longs down the ladder (the fund's short, or bob's)
     return sim
 
 
@@ -93,7 +109,7 @@ def get_blocks(sim: Sim) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def session():
-    sim = run_session()
+    sim = run_session(forced_close=True)
     messages = get_blocks(sim)
     replayed = sim.make_genesis()
     for message in messages:
@@ -106,6 +122,13 @@ def test_the_session_does_what_it_says(session):
     kinds = collections.Counter(type(r).__name__ for _, r in sim.log)
     assert kinds["Trade"] >= 4 and kinds["OraclePrice"] >= 5 and kinds["FundingTick"] >= 1
     assert kinds["Liquidate"] >= 1 and kinds["TriggerFire"] >= 1 and kinds["ModifyOrder"] == 1
+    assert kinds["ForcedClose"] == 1 and kinds["Deleverage"] == 3
+    named = [(r.account, r.market, r.counterparties) for _, r in sim.log if isinstance(r, Deleverage)]
+    assert named == [(ADDR["carol"], ETH, (ADDR["erin"],)), (ADDR["dave"], BTC, (INSURANCE_ADDRESS,)),
+                     (ADDR["carol"], BTC, (INSURANCE_ADDRESS,))]
+    assert sim.size("erin", ETH) == sim.size("bob") == sim.size("dave") == sim.size("carol") == 0
+    assert sim.size("carol", ETH) == 0
+    assert -sim.state.positions[(INSURANCE_ADDRESS, BTC)].size == 20 * STEP - 10 * STEP - 5 * STEP  # took bob's, gave back
     blockless = lambda state: {k: v for k, v in state.to_tables().items() if k not in ("globals", "withdrawals")}
     assert blockless(replayed) == blockless(sim.state)  # the blocks hold what the exchange applied
 
@@ -137,6 +160,10 @@ def test_every_item_of_the_session_agrees_on_l1(session, onestep_contract):
     assert runner.state_root == build_tree(replayed).root
     print("proven on L1:", dict(proven), "pending:", dict(pending))
     assert proven["Transfer"] and proven["PlaceOrder"] and proven["BlockStart"]
-    # rules v2: the book-first Liquidate (its maker filled, the owner's orders
-    # cancelled by the order epoch) re-executes on onestep_book.vy: every item
-    assert proven["Liquidate"] >= 1 and not pending, pending
+    # the book-first Liquidate (its maker filled, the owner's orders cancelled
+    # by the order epoch) re-executes on onestep_book.vy, the Deleverage
+    # records on onestep_ladder.vy, the forced close (rules v3: the fund takes
+    # the position over) on onestep_liquidate.vy: every item
+    assert proven["Liquidate"] >= 1 and proven["Deleverage"] == 3 and proven["ForcedClose"] == 1
+    assert not pending, pending
+    assert sum(proven.values()) == 67
