@@ -1,0 +1,219 @@
+"""What an attacker would try with Deleverage (rules v3): a sequencer naming
+counterparties it should not (the same side, no equity, twice, the liquidated
+account itself, the fund in ADL, seven, another market's position, a
+healthy position, a position in auction): each refused with nothing moved; a
+reordered list (the rule does not re-rank) still conserves money and closes
+every counterparty at the mark; a whale needing more than six counterparties
+(the engine continues over records); dust counterparties (their number slows
+a liquidation down, never breaks one); and the engine under v3 against v2 on
+the same scenario: the same end state when six counterparties suffice."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import event, given, settings, strategies as st
+
+from deleverage_support import (BTC, CENT_BTC, FUND, ONE_BTC, alice_long, check_invariants, equity_at_mark,
+                                fund_position, move_price, state_of, usd)
+from sequencer.core.markets import LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_FIRST, LIQUIDATION_LADDER
+from sequencer.core.matching import MAX_LIQUIDATION_STEPS
+from sequencer.core.records import Deleverage, ForcedClose, Liquidate
+from sequencer.core.rules.liquidation import MAX_DELEVERAGE_COUNTERPARTIES
+from sequencer.lab.checks import get_stuck_liquidations
+
+SIX = {f"s{i}": (CENT_BTC, 10) for i in range(1, 7)}
+
+
+def named(venue, *who: str) -> tuple[bytes, ...]:
+    return tuple(FUND if n == "fund" else venue.address(n) for n in who)
+
+
+def forge(venue, *who: str, account: str = "alice", market: int = BTC) -> Deleverage:
+    return Deleverage(venue.address(account), market, named(venue, *who))
+
+
+def assert_refused(venue, record, code: str) -> None:
+    before = state_of(venue)
+    error = venue.apply(record)
+    assert error is not None and error.code == code, (record, error)
+    assert state_of(venue) == before
+
+
+def bankrupt_alice(fund: int = usd(10_000), price: int = usd(53_000)):
+    venue = alice_long(SIX, fund=fund, eve=usd(1_000_000))
+    move_price(venue, price)
+    return venue
+
+
+# --- forged lists ---------------------------------------------------------------------------------
+
+def test_a_counterparty_on_the_same_side_is_refused():
+    venue = bankrupt_alice()
+    venue.place("mm", False, usd(53_000), CENT_BTC, leverage=2)
+    venue.place("eve", True, usd(53_000), CENT_BTC, leverage=2)             # eve long, as alice
+    assert_refused(venue, forge(venue, "s1", "eve"), "invalid_counterparty")
+    assert venue.apply(forge(venue, *SIX)) is None                          # the honest one goes through
+
+
+def test_a_counterparty_without_equity_is_refused():
+    """eve shorts 0.01 at 50,000 at 50x (margin 10); at 53,000 she has lost 30."""
+    venue = alice_long(SIX, eve=usd(1_000_000))
+    move_price(venue, usd(50_000))
+    venue.place("mm", True, usd(50_000), CENT_BTC, leverage=2)
+    venue.place("eve", False, usd(50_000), CENT_BTC, leverage=50)
+    move_price(venue, usd(53_000))
+    assert equity_at_mark(venue, "eve") < 0
+    assert_refused(venue, forge(venue, "eve", "s1"), "invalid_counterparty")
+
+
+@pytest.mark.parametrize("who", [("s1", "s1"), ("s1", "s2", "s1"), ("alice",), ("s1", "alice"),
+                                 ("s1", "s2", "s3", "s4", "s5", "s6", "mm"), ()])
+def test_a_repeated_self_naming_too_long_or_empty_list_is_refused(who):
+    venue = bankrupt_alice()
+    assert_refused(venue, forge(venue, *who), "invalid_counterparties")
+
+
+def test_the_fund_without_a_position_or_a_position_in_another_market_is_refused():
+    venue = bankrupt_alice()
+    assert_refused(venue, forge(venue, "fund"), "invalid_counterparty")
+    venue.set_price(3_000 * 10**6, market=2)
+    venue.place("eve", False, 3_000 * 10**6, 10**8, market=2, leverage=2)
+    venue.place("mm", True, 3_000 * 10**6, 10**8, market=2, leverage=2)
+    assert venue.position("eve", 2).size < 0                                # short ETH, not BTC
+    assert_refused(venue, forge(venue, "eve"), "invalid_counterparty")
+
+
+def test_the_fund_named_alone_in_auto_deleveraging_takes_nothing():
+    """The fund took s6's short over at 52,000; at 45,000 with an empty fund
+    it cannot pay alice's bad debt, and in ADL its position takes no part: a
+    list naming only the fund deleverages nothing."""
+    venue = alice_long(SIX, fund=0)
+    move_price(venue, usd(52_000))
+    venue.submit(ForcedClose(0, venue.address("s6"), BTC))
+    assert fund_position(venue).size == -CENT_BTC
+    move_price(venue, usd(45_000))
+    assert venue.apply(forge(venue, "fund", "s1", "s2", "s3", "s4", "s5")) is None
+    assert fund_position(venue).size == -CENT_BTC                            # passed over
+    assert venue.size("alice") == CENT_BTC                                   # the five took 0.05
+    # the last 0.01's bad debt (150 - 60 = 90) is more than the fund's short earns at the mark (70)
+    assert_refused(venue, forge(venue, "fund"), "deleverage_failed")
+    check_invariants(venue)
+
+
+def test_a_healthy_position_is_refused():
+    venue = alice_long(SIX)
+    move_price(venue, usd(57_000))
+    assert_refused(venue, forge(venue, *SIX), "not_liquidatable")
+
+
+def test_a_position_in_auction_is_refused():
+    venue = alice_long(SIX, policy=LIQUIDATION_BOOK_AUCTION)
+    move_price(venue, usd(54_300))
+    assert venue.apply(Liquidate(venue.address("alice"), BTC)) is None
+    assert_refused(venue, forge(venue, *SIX), "in_auction")
+
+
+def test_a_position_closed_whole_cannot_be_deleveraged_again():
+    venue = bankrupt_alice()
+    record = forge(venue, *SIX)
+    assert venue.apply(record) is None
+    assert_refused(venue, record, "no_position")
+
+
+@settings(max_examples=30, deadline=None)
+@given(order=st.permutations(list(SIX)), count=st.integers(1, 6), price=st.integers(53_000, 54_600))
+def test_any_order_the_sequencer_picks_closes_each_named_counterparty_at_the_mark_or_better(order, count, price):
+    """The rule does not re-rank: a sequencer may pick whom to close.  At the
+    mark (the fund paying any bad debt) a counterparty gives nothing up: its
+    value at the mark (free collateral + equity) never falls."""
+    venue = alice_long(SIX)
+    move_price(venue, usd(price))
+    who = order[:count]
+    value = {n: venue.free(n) * venue.markets[BTC].scale + equity_at_mark(venue, n) for n in SIX}
+    assert venue.apply(forge(venue, *who)) is None
+    for name in SIX:
+        now = venue.free(name) * venue.markets[BTC].scale + equity_at_mark(venue, name)
+        assert now >= value[name] if name in who else now == value[name]
+        assert venue.size(name) == (0 if name in who else -CENT_BTC)
+    check_invariants(venue)
+
+
+# --- more than six counterparties -----------------------------------------------------------------
+
+WHALE = {f"w{i}": (ONE_BTC // 10, 10) for i in range(10)}
+
+
+@pytest.mark.parametrize("fund", [usd(1_000_000), 0])
+def test_a_whale_needing_ten_counterparties_is_closed_over_several_records(fund):
+    """alice's 1 BTC against ten shorts of 0.1, bankrupt at 50,000: each
+    Deleverage names at most six; the engine writes the next while she is
+    liquidatable.  With a rich fund the whole closes at the mark and the fund
+    pays the 4,000 of bad debt; with an empty fund the first six close at
+    the mark (her margin absorbs their loss) and the last four are
+    deleveraged at the rest's bankruptcy price (its entry, 60,000): the loss
+    falls on the counterparties named last (docs/engine.md)."""
+    venue = alice_long(WHALE, fund=fund)
+    free = {venue.address(n): venue.free(n) for n in WHALE}
+    out = venue.set_price(usd(50_000))
+    steps = [r for r in out if isinstance(r, Deleverage)]
+    assert len(steps) >= 2 and all(1 <= len(r.counterparties) <= MAX_DELEVERAGE_COUNTERPARTIES for r in steps)
+    assert not any(isinstance(r, Liquidate) for r in out)                  # the ladder policy writes none
+    assert venue.size("alice") == 0 and all(venue.size(n) == 0 for n in WHALE)
+    assert venue.position("alice").margin == 0
+    if fund:
+        assert venue.state.globals.insurance_fund == fund - usd(4_000)
+    else:
+        assert venue.state.globals.insurance_fund == 0
+        first, last = set(steps[0].counterparties), set(steps[-1].counterparties)
+        assert len(first) == 6 and len(last) == 4
+        gains = {venue.address(n): venue.free(n) - free[venue.address(n)] for n in WHALE}
+        assert all(gains[a] == usd(600) for a in last)                   # margin 600 back, no profit
+        assert all(gains[a] == usd(600) + usd(1_000) for a in first)     # + 1,000 of profit at the mark
+    check_invariants(venue)
+    assert venue.replay().to_tables() == venue.state.to_tables()
+
+
+def test_dust_counterparties_slow_a_liquidation_down_but_never_break_it():
+    """Forty 50x shorts of 0.001 BTC (the smallest with a quote unit of
+    equity) rank first by profit x leverage; alice's 0.1 needs them all plus
+    the big one: the engine writes Deleverage records (six names each) and
+    the liquidation ends within one update's steps; money is conserved and
+    no balance is negative."""
+    dust = {f"d{i}": (CENT_BTC // 10, 50) for i in range(40)}
+    venue = alice_long({**dust, "big": (6 * CENT_BTC, 2)}, fund=usd(10_000))
+    out = venue.set_price(usd(53_000))
+    steps = [r for r in out if isinstance(r, Deleverage)]
+    assert 7 <= len(steps) <= MAX_LIQUIDATION_STEPS
+    assert venue.size("alice") == 0
+    assert get_stuck_liquidations(venue.state, venue.markets, venue.now) == []
+    check_invariants(venue)
+
+
+# --- v3 against v2 on the same scenario ------------------------------------------------------------
+
+def run_engine(schema_version: int, shorts: dict, fund: int, leverage: int, price: int, policy: int):
+    venue = alice_long(shorts, fund=fund, alice_leverage=leverage, schema_version=schema_version, policy=policy)
+    out = venue.set_price(price)
+    return venue, out
+
+
+def end_state(venue) -> tuple:
+    positions = {k: (p.size, p.cost, p.margin) for k, p in venue.state.positions.items()}
+    positions = {k: v for k, v in positions.items() if v != (0, 0, 0)}
+    accounts = {a: acc.collateral for a, acc in venue.state.accounts.items()}
+    return positions, accounts, venue.state.globals.insurance_fund
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.tuples(st.integers(1, 30), st.integers(1, 50)), min_size=1, max_size=6),
+       fund=st.sampled_from([0, usd(50), usd(100_000)]), leverage=st.integers(5, 20),
+       price=st.integers(45_000, 57_000), policy=st.sampled_from([LIQUIDATION_LADDER, LIQUIDATION_BOOK_FIRST]))
+def test_v3_ends_where_v2_ends_when_six_counterparties_suffice(sizes, fund, leverage, price, policy):
+    shorts = {f"s{i}": (lots * CENT_BTC // 2, lev) for i, (lots, lev) in enumerate(sizes)}
+    v2, out2 = run_engine(2, shorts, fund, leverage, usd(price), policy)
+    v3, out3 = run_engine(3, shorts, fund, leverage, usd(price), policy)
+    assert not any(isinstance(r, Deleverage) for r in out2)
+    steps = sum(isinstance(r, Liquidate) for r in out2)
+    event("no liquidation" if not steps else "one step" if steps == 1 else "several steps")
+    event("the fund paid bad debt" if v2.state.globals.insurance_fund < fund else f"the fund did not pay (fund {fund})")
+    assert end_state(v3) == end_state(v2)
+    check_invariants(v3)
