@@ -1,8 +1,8 @@
 """The witness plan of a Liquidate in a market whose liquidation policy puts
 the position into the book first (book-first, book+auction, book+vault),
-under rules v2: the twin of l1_bridge/contracts/onestep_book.vy, reached from
-prover/plan_liquidate.py (as onestep_liquidate.vy forwards these records to
-onestep_book.vy).
+under rules v3: the twin of l1_bridge/contracts/onestep_book.vy, reached
+from prover/plan_liquidate.py (as onestep_liquidate.vy forwards these
+records to onestep_book.vy).
 
 Reads, against the pre-state root: the market and the position (a record
 refused there, by its mark, its position or more than 4 makers, stops);
@@ -10,14 +10,21 @@ then the auction, the globals, and per maker its order and, for an owner not
 named before, its account and its position.  Writes, each leaf once with its
 final value: the position, the market, the globals, then per maker whose
 fill held its order and, at its owner's first held fill, the owner's
-account and position, or (a record naming no makers) the auction it started.
+account and position, or (a record naming no makers) the auction it started,
+or (a bankrupt position whose auction ran) the auction ended (deleted).
+
+Where rules v1 and v2 went down the ladder (a close at the mark or
+auto-deleveraging over every opposite position, ranked), rules v3 stop
+after the funding settlement and the order epoch: what the book left in a
+record naming no makers under book-first, or under book+auction when the
+position is insolvent or has nothing to decay; a bankrupt position whose
+auction runs (its auction ends).  Deleverage records go on from there.
 
 Pending (``PendingKind``; the contract reverts "pending"): what the book did
-not take going down the ladder (a close at the mark or auto-deleveraging
-ranks every opposite position of the market: no bounded witness) or to the
-vault, a bankrupt position whose auction runs (the ladder), a maker order of
-the insurance fund, and any record under rules v1 (its cancel-all has no
-bounded witness).
+not take going to the vault (book+vault: the vault step reads the vault's
+equity over every market), a maker order of the insurance fund, and any
+record under rules v1 (its cancel-all has no bounded witness); under rules
+v2 (a log replayed with schema 2), where v3 stop and v2 went down the ladder.
 
 Pure: no I/O.
 """
@@ -27,11 +34,15 @@ from prover.keys import GLOBAL_KEY, get_account_key, get_auction_key, get_market
 from prover.records import PendingKind
 from sequencer.core.records import Liquidate
 from sequencer.core.rules.base import RuleError, get_market, require_fresh_price
-from sequencer.core.rules.liquidation import (LIQUIDATION_BOOK_AUCTION, MAX_LIQUIDATION_MAKERS_V2,
-                                              cancel_orders_v2, compute_auction_prices, process_book_step)
+from sequencer.core.markets import LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_VAULT
+from sequencer.core.rules.liquidation import (MAX_LIQUIDATION_MAKERS_V2, cancel_orders_v2, compute_auction_prices,
+                                              get_liquidation_rules, process_book_step)
 from sequencer.core.rules.margin import compute_equity_scaled, compute_liquidation_size, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS, settle_funding
 from sequencer.core.state import State
+
+RANKED = ("rules v2 send it down the ladder (a close at the mark or auto-deleveraging ranks every opposite "
+          "position); the one-step is the twin of rules v3, which stop there")
 
 
 def is_refused_early(state: State, r: Liquidate, params, timestamp_ms: int) -> bool:
@@ -48,9 +59,12 @@ def is_refused_early(state: State, r: Liquidate, params, timestamp_ms: int) -> b
         or len(r.makers) > MAX_LIQUIDATION_MAKERS_V2
 
 
-def get_pending_reason(state: State, r: Liquidate, params, timestamp_ms: int) -> str | None:
+def get_pending_reason(state: State, r: Liquidate, params, timestamp_ms: int,
+                       named_ladder: bool = True) -> str | None:
     """Why the record takes a branch the contract does not port (None: it is
-    refused or proven); a dry run of the rule's own steps, undone."""
+    refused or proven); a dry run of the rule's own steps, undone.  Where
+    rules v3 stop, a log under rules v2 (``named_ladder`` False) went down
+    the ranked ladder: pending there."""
     snapshot, dirty = state.snapshot(), set(state.dirty)
     try:
         market = state.markets[r.market]
@@ -59,9 +73,8 @@ def get_pending_reason(state: State, r: Liquidate, params, timestamp_ms: int) ->
         qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
         position = cancel_orders_v2(state, r.account, r.market, position)
         if (r.account, r.market) in state.auctions:
-            if compute_equity_scaled(position, mark, state.markets[r.market], params) < 0:
-                return "a bankrupt position whose auction runs goes down the ladder"
-            return None
+            bankrupt = compute_equity_scaled(position, mark, state.markets[r.market], params) < 0
+            return RANKED if bankrupt and not named_ladder else None  # refused, or its auction ends (v3 stop)
         try:
             position, rest = process_book_step(state, r, position, qty, mark, params, timestamp_ms)
         except RuleError:
@@ -70,12 +83,12 @@ def get_pending_reason(state: State, r: Liquidate, params, timestamp_ms: int) ->
             return "a maker order of the insurance fund's address (the rules never place one)"
         if not (rest and position.size and not r.makers):
             return None     # v2: only a record naming no makers sends the lots on
+        if params.liquidation_policy == LIQUIDATION_BOOK_VAULT:
+            return "what the book did not take goes to the vault (its equity is read over every market)"
         start, end = compute_auction_prices(position, mark, state.markets[r.market], params)
         solvent = compute_equity_scaled(position, mark, state.markets[r.market], params) >= 0
-        if params.liquidation_policy == LIQUIDATION_BOOK_AUCTION and solvent and start != end:
-            return None
-        return (f"what the book did not take under policy {params.liquidation_policy} goes to the vault or down "
-                "the ladder (a close at the mark or auto-deleveraging ranks every opposite position)")
+        auction = params.liquidation_policy == LIQUIDATION_BOOK_AUCTION and solvent and start != end
+        return RANKED if not auction and not named_ladder else None  # an auction started, or v3 stop
     finally:
         state.revert(snapshot)
         state.dirty.clear()
@@ -108,7 +121,7 @@ def plan_book(runner, r: Liquidate, params):
     if is_refused_early(state, r, params, timestamp_ms):
         reads = [(market, False), (position, False)]
         return (lambda ok, writes: reads), ()
-    reason = get_pending_reason(state, r, params, timestamp_ms)
+    reason = get_pending_reason(state, r, params, timestamp_ms, get_liquidation_rules(runner.rules).named_ladder)
     if reason is not None:
         raise PendingKind(f"Liquidate in the book: {reason}")
     auction = get_auction_key(r.account, r.market)

@@ -1,19 +1,25 @@
 """The witness plans of the liquidation ladder's records (Liquidate,
-AuctionEnd, ForcedClose), the twin of l1_bridge/contracts/onestep_liquidate.vy.
+AuctionEnd, ForcedClose), the twin of l1_bridge/contracts/onestep_liquidate.vy
+(Liquidate, ForcedClose) and onestep_auction_end.vy (AuctionEnd).
 
 Each planner decides from the pre-state which branch of the rule the record
-takes (rules v2: sequencer/core/rules/liquidation.py, auction.py) and either
+takes (rules v3: sequencer/core/rules/liquidation.py, auction.py) and either
 returns the leaves the one-step opens, in its order, or raises
 ``PendingKind`` for a branch the one-step does not port (it reverts
-"pending" there):
+"pending" there).  The one-step is the twin of rules v3, where no branch of
+these kinds ranks the opposite positions: a Liquidate under the ladder
+policy, a position in auction gone bankrupt, an AuctionEnd of a position
+still liquidatable stop after the funding settlement and the order epoch
+(Deleverage records name the counterparties, prover.plan_ladder); a
+backstop takeover the fund cannot pay is not made; a ForcedClose goes to
+the insurance fund under every policy.  Pending:
 
-* a branch that ranks the opposite positions (the close at the mark,
-  auto-deleveraging): the ranking is over every position of the market;
-* under rules v1 (a log replayed with schema 1), a branch that cancels the
-  owner's open orders one leaf each (``cancel_open_orders``): the state tree
-  has no per-owner index of orders, so no witness can show all of them; the
-  one-step re-executes rules v2, which cancel them with one write (the
-  position's order epoch).
+* under rules v2 (a log replayed with schema 2), where v3 stop and v2 go
+  down the ladder (a close at the mark or auto-deleveraging ranks every
+  opposite position of the market: no bounded witness);
+* under rules v1 (schema 1), a branch that cancels the owner's open orders
+  one leaf each (``cancel_open_orders``): the state tree has no per-owner
+  index of orders, so no witness can show all of them.
 
 A Liquidate under a book policy (2, 3, 4) is planned whole by
 prover.plan_book (the one-step forwards it to onestep_book.vy).
@@ -68,11 +74,16 @@ def is_refused(state: State, r: Liquidate, params, timestamp_ms: int, max_makers
     return len(r.makers) > max_makers or bool(r.makers) and params.liquidation_policy not in BOOK_POLICIES
 
 
-def try_fund_takeover(state: State, account: bytes, market_id: int, params, whole: bool) -> bool:
+TAKEN, SHORT, REFUSED = "taken", "short", "refused"
+
+
+def try_fund_takeover(state: State, account: bytes, market_id: int, params, whole: bool,
+                      fee_ppm: int | None = None) -> str:
     """A dry run (undone) of the backstop's takeover of the account's position
-    (``process_backstop``: its liquidation size, or ``whole``): False when its
-    notional leaves 64 bits (the rule refuses it); PendingKind when it leaves
-    the fund negative (auto-deleveraging ranks every opposite position)."""
+    (``process_backstop``: its liquidation size, or ``whole``; the
+    liquidation fee unless ``fee_ppm``): REFUSED when its notional leaves 64
+    bits (the rule refuses it), SHORT when it leaves the fund negative (rules
+    v3 do not make it), else TAKEN."""
     snapshot, dirty = state.snapshot(), set(state.dirty)
     try:
         mark = state.markets[market_id].mark_price
@@ -80,12 +91,10 @@ def try_fund_takeover(state: State, account: bytes, market_id: int, params, whol
         qty = abs(position.size) if whole else compute_liquidation_size(position, mark, state.markets[market_id],
                                                                         params)
         try:
-            process_backstop(state, account, position, qty, mark, params)
+            process_backstop(state, account, position, qty, mark, params, fee_ppm)
         except RuleError:
-            return False
-        if state.globals.insurance_fund < 0:
-            raise PendingKind(f"the backstop's takeover leaves the fund negative: auto-deleveraging {RANKS}")
-        return True
+            return REFUSED
+        return TAKEN if state.globals.insurance_fund >= 0 else SHORT
     finally:
         state.revert(snapshot)
         state.dirty.clear()
@@ -96,57 +105,80 @@ def plan_liquidate(runner, r: Liquidate):
     """Witness: nothing for an unlisted market or the fund's account; a book
     policy's is prover.plan_book's (onestep_liquidate.vy forwards the record
     to onestep_book.vy); else the globals, the market and the position
-    (read); if the fund takes the lots over: the fund's position (read), then
-    the position, the market, the fund's position and the globals written."""
+    (read; a refused record stops there). The backstop: the fund's position
+    (read), then if the fund takes the lots over the position, the market,
+    the fund's position and the globals written; if it cannot pay, the
+    position (its funding settled), the market and the globals written.
+    The ladder policy: the auction (read; a position in auction that is not
+    bankrupt is refused there), then the auction (deleted, if there was
+    one), the position (its funding settled, its order epoch), the market
+    and the globals written."""
     state, params = runner.state, get_market_params(runner.rules, r.market)
     if params is None or r.account == INSURANCE_ADDRESS:
         return nothing, ()
     if params.liquidation_policy in BOOK_POLICIES:
         return plan_book(runner, r, params)  # onestep_liquidate.vy forwards these to onestep_book.vy
+    rules = get_liquidation_rules(runner.rules)
     market, position = get_market_key(r.market), get_position_key(r.account, r.market)
     reads = [(GLOBAL_KEY, False), (market, False), (position, False)]
-    if not is_refused(state, r, params, runner.ctx.timestamp_ms, get_liquidation_rules(runner.rules).max_makers):
-        if params.liquidation_policy != LIQUIDATION_BACKSTOP:
-            raise PendingKind(f"Liquidate under the ladder {RANKS}")
-        try_fund_takeover(state, r.account, r.market, params, whole=False)
-    fund = get_position_key(INSURANCE_ADDRESS, r.market)
-    return (lambda ok, writes: reads + ([(fund, False), (position, True), (market, True), (fund, True),
-                                         (GLOBAL_KEY, True)] if ok else [])), ()
+    if is_refused(state, r, params, runner.ctx.timestamp_ms, rules.max_makers):
+        return (lambda ok, writes: reads), ()
+    if params.liquidation_policy == LIQUIDATION_BACKSTOP:
+        outcome = try_fund_takeover(state, r.account, r.market, params, whole=False)
+        if outcome == SHORT and not rules.named_ladder:
+            raise PendingKind(f"the backstop's takeover leaves the fund negative: auto-deleveraging {RANKS}")
+        fund = get_position_key(INSURANCE_ADDRESS, r.market)
+        written = [(position, True), (market, True)] + ([(fund, True)] if outcome == TAKEN else [])
+        return (lambda ok, writes: reads + ([(fund, False)] + written + [(GLOBAL_KEY, True)] if ok else [])), ()
+    if not rules.named_ladder:
+        raise PendingKind(f"Liquidate under the ladder policy (rules v{runner.rules.schema_version}) {RANKS}")
+    auction = get_auction_key(r.account, r.market)
+    return (lambda ok, writes: reads + [(auction, False)] + (
+        ([(auction, True)] if auction in writes else []) + [(position, True), (market, True), (GLOBAL_KEY, True)]
+        if ok else [])), ()
 
 
 def plan_auction_end(runner, r: AuctionEnd):
-    """Witness: nothing for an unlisted market; else the auction (read); for
-    an ended one the position and the market (read), then, when it ends (a
-    closed position, or one no longer liquidatable at a fresh mark), the
-    auction again (deleted). A position still liquidatable goes down the
-    ladder (its order epoch written first): pending."""
+    """Witness (onestep_auction_end.vy): nothing for an unlisted market; else
+    the auction (read); for an ended one the position and the market (read);
+    then, when it ends, the auction again (deleted); a position still
+    liquidatable (rules v3: its lots stay, its funding settles, its orders
+    are cancelled) reads the globals and writes the auction (deleted), the
+    position, the market and the globals."""
     state, params = runner.state, get_market_params(runner.rules, r.market)
     if params is None:
         return nothing, ()
     auction_key = get_auction_key(r.account, r.market)
     auction = state.auctions.get((r.account, r.market))
     reads = [(auction_key, False)]
+    kept: list[tuple[bytes, bool]] = []
     if auction is not None and runner.ctx.timestamp_ms >= auction.end_ms:
+        position_key, market_key = get_position_key(r.account, r.market), get_market_key(r.market)
+        reads += [(position_key, False), (market_key, False)]
         position = state.positions.get((r.account, r.market))
         if position is not None and position.size != 0 and has_fresh_mark(
                 state, r.market, params, runner.ctx.timestamp_ms) and is_liquidatable(
                 position, state.markets[r.market].mark_price, state.markets[r.market], params):
-            raise PendingKind(f"AuctionEnd of a position still liquidatable: the ladder {RANKS}")
-        reads += [(get_position_key(r.account, r.market), False), (get_market_key(r.market), False)]
-    return (lambda ok, writes: reads + ([(auction_key, True)] if ok else [])), ()
+            if not get_liquidation_rules(runner.rules).named_ladder:
+                raise PendingKind(f"AuctionEnd of a position still liquidatable under rules "
+                                  f"v{runner.rules.schema_version}: the ladder {RANKS}")
+            reads.append((GLOBAL_KEY, False))
+            kept = [(position_key, True), (market_key, True), (GLOBAL_KEY, True)]
+    return (lambda ok, writes: reads + ([(auction_key, True)] + kept if ok else [])), ()
 
 
 def plan_forced_close(runner, r: ForcedClose):
     """Witness: the globals (read; written when the entry is served as a
-    no-op: out of inbox order it is refused). In a listed market of a user
-    (rules v2): the globals and the position (read); a flat position: the
-    position (written: its order epoch, its margin 0), the account when
-    margin is released, the globals; an open one: the market (read), then on
-    a stale mark the globals (the close undone); taken over by the fund:
-    the fund's position (read), the position, the market, the fund's
-    position, the account when margin is left, the globals (written). The
-    ladder (a healthy position, a policy other than the backstop, a fund
-    left negative) is pending."""
+    no-op: out of inbox order it is refused). In a listed market of a user:
+    the globals and the position (read); a flat position: the position
+    (written: its order epoch, its margin 0), the account when margin is
+    released, the globals; an open one: the market (read), then on a stale
+    mark (or a notional past 64 bits) the globals (the close undone); else
+    the fund's position (read) and, when the fund cannot pay (rules v3: the
+    close undone), the globals; taken over by the fund (every policy; the
+    liquidation fee if liquidatable, none if healthy): the position, the
+    market, the fund's position, the account when margin is left, the
+    globals (written)."""
     state, rules, timestamp_ms = runner.state, runner.rules, runner.ctx.timestamp_ms
     if r.inbox_index != state.globals.inbox_count:
         return (lambda ok, writes: [(GLOBAL_KEY, False)]), ()
@@ -166,12 +198,19 @@ def plan_forced_close(runner, r: ForcedClose):
     if not has_fresh_mark(state, r.market, params, timestamp_ms):
         return (lambda ok, writes: reads + [(GLOBAL_KEY, True)]), ()
     market = state.markets[r.market]
-    if params.liquidation_policy != LIQUIDATION_BACKSTOP or not is_liquidatable(position, market.mark_price,
-                                                                                 market, params):
-        raise PendingKind(f"ForcedClose of an open position through the ladder {RANKS}")
-    if not try_fund_takeover(state, r.account, r.market, params, whole=True):
+    liquidatable = is_liquidatable(position, market.mark_price, market, params)
+    named = get_liquidation_rules(rules).named_ladder
+    if not named and (params.liquidation_policy != LIQUIDATION_BACKSTOP or not liquidatable):
+        raise PendingKind(f"ForcedClose of an open position through the ladder (rules v{rules.schema_version}) "
+                          f"{RANKS}")
+    outcome = try_fund_takeover(state, r.account, r.market, params, True, None if liquidatable or not named else 0)
+    if outcome == REFUSED:
         return (lambda ok, writes: reads + [(GLOBAL_KEY, True)]), ()
     fund = get_position_key(INSURANCE_ADDRESS, r.market)
+    if outcome == SHORT:
+        if not named:
+            raise PendingKind(f"the backstop's takeover leaves the fund negative: auto-deleveraging {RANKS}")
+        return (lambda ok, writes: reads + [(fund, False), (GLOBAL_KEY, True)]), ()
     return (lambda ok, writes: reads + [(fund, False), (position_key, True), (market_key, True), (fund, True)]
             + ([(account_key, True)] if account_key in writes else []) + [(GLOBAL_KEY, True)]), ()
 

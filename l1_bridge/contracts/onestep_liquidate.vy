@@ -1,24 +1,25 @@
 # pragma version ~=0.4.1
 """
 @title isoroll one-step, the liquidation ladder's records
-@notice onestep.vy hands this contract the record items of Liquidate (18),
-    AuctionEnd (23) and ForcedClose (50) in an open block; it re-executes the
-    ported branches of rules v2 (sequencer/core/rules/liquidation.py,
-    auction.py) against the witness and returns the state root after the
-    record and the receipt outcome. The twin of prover/plan_liquidate.py.
-    Ported: every refusal of the three kinds (a Liquidate names at most 4
-    makers); the backstop policy's fund takeover at the mark (the fund
-    charging the capped fee and paying the bad debt, emptied leaves deleted);
-    an AuctionEnd of a closed or recovered position (the auction leaf
-    deleted); a ForcedClose served as a no-op (an unlisted market, the fund's
-    own account, an open position on a stale mark, a close whose notional
-    leaves 64 bits) and, in a listed market, its order epoch written (rules
-    v2 cancel the owner's orders there with that one write), a flat
-    position's margin released to free collateral, an open one taken over by
-    the fund under the backstop policy. Every other branch reverts "pending"
-    (docs/fraud-proofs.md, "The liquidation ladder"): what ranks the opposite
-    positions (the close at the mark, auto-deleveraging) and, until its own
-    one-step forwards from here, a Liquidate under a book policy.
+@notice onestep.vy hands this contract the record items of Liquidate (18)
+    and ForcedClose (50) in an open block (AuctionEnd, 23: onestep_auction_end.vy);
+    it re-executes rules v3 (sequencer/core/rules/liquidation.py) against the
+    witness and returns the state root after the record and the receipt
+    outcome. The twin of prover/plan_liquidate.py. Every refusal of the
+    two kinds (a Liquidate names at most 4 makers). Liquidate: the
+    backstop policy's fund takeover at the mark (the fund charging the
+    capped fee and paying the bad debt, emptied leaves deleted; a takeover
+    the fund cannot pay is not made: only the funding-settled position is
+    written); the ladder policy stops after the funding settlement and the
+    order epoch (Deleverage records name the counterparties), a position in
+    auction is refused unless bankrupt (then its auction ends too).
+    ForcedClose: served as a no-op (an unlisted market, the fund's own
+    account, a stale mark, a notional past 64 bits, a fund that cannot pay);
+    in a listed market its order epoch written, a flat position's margin
+    released to free collateral, an open one taken over whole by the fund
+    at the mark under every policy (the liquidation fee if liquidatable, no
+    fee if healthy), the margin left released. A Liquidate under a book
+    policy is forwarded to onestep_book.vy.
 """
 import records
 import trace
@@ -38,7 +39,7 @@ interface OneStepBook:
 
 
 # onestep_book.vy: a Liquidate under a book policy (2 book-first, 3 book+auction,
-# 4 book+vault) is re-executed there, whole (prover/plan_book.py); empty: pending
+# 4 book+vault) is re-executed there, whole (prover/plan_book.py)
 BOOK: immutable(address)
 
 MAX_OPENINGS: constant(uint256) = trace.MAX_OPENINGS
@@ -48,13 +49,11 @@ MAX_LEAF: constant(uint256) = trace.MAX_LEAF
 PPM: constant(int256) = mk.PPM
 MAX_INT64: constant(int256) = 2**63 - 1
 TAG_LIQUIDATE: constant(uint256) = 18
-TAG_AUCTION_END: constant(uint256) = 23
 TAG_FORCED_CLOSE: constant(uint256) = 50
 MAX_MAKERS: constant(uint256) = 8      # the item layout's bound (rules v1's MAX_LIQUIDATION_MAKERS)
 MAX_MAKERS_V2: constant(uint256) = 4   # rules.liquidation.MAX_LIQUIDATION_MAKERS_V2: more is refused
 MAKER_SIZE: constant(uint256) = 28     # owner (20) || nonce (8)
 POLICY_BACKSTOP: constant(uint256) = 1
-AUCTION_END_MS: constant(uint256) = 4  # auction leaf: size, start price, end price, start ms, end ms
 INSURANCE: constant(address) = empty(address)  # rules.positions.INSURANCE_ADDRESS
 
 
@@ -68,6 +67,8 @@ struct Takeover:
     insurance: int256       # what the fund got so far (the dust swept)
     qty: int256
     notional: int256        # the account's signed notional for the qty lots
+    stop: bool              # no takeover: the settled position, market and globals written
+    auction: bool           # the auction leaf deleted as well
 
 
 struct Leaves:
@@ -76,6 +77,7 @@ struct Leaves:
     fund: Bytes[MAX_LEAF]
     globals: lib.Globals
     released: uint256       # margin moved to free collateral (a forced close)
+    short: bool             # the fund would go negative: the takeover is not made
 
 
 @deploy
@@ -140,11 +142,12 @@ def long_change(old_size: int256, new_size: int256) -> int256:
 @view
 def liquidate_reads(c: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], op_mkt: trace.Opening,
                     op_pos: trace.Opening) -> Takeover:
-    """rules.liquidation.process_liquidate up to the ladder: the market and the
-    position (read after the globals), the refusals (stale mark, no position, a healthy one,
-    more than 4 makers, makers under a policy without the book); then the
-    backstop's takeover terms (make_takeover). The ladder ranks the opposite
-    positions: "pending"."""
+    """rules.liquidation.process_liquidate (policies ladder and backstop): the
+    market and the position (read after the globals), the refusals (stale
+    mark, no position, a healthy one, more than 4 makers, makers under a
+    policy without the book); then the funding settlement and the
+    backstop's takeover terms (make_takeover). The ladder policy stops there
+    (`stop`: no notional to refuse)."""
     account: address = lib.addr(item, 2)
     market: uint256 = lib.word(item, 22, 4)
     count: uint256 = lib.word(item, 26, 1)
@@ -165,11 +168,11 @@ def liquidate_reads(c: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], op_mkt
     if count > MAX_MAKERS_V2 or (count > 0 and out.p.liquidation_policy != 2 and out.p.liquidation_policy != 3
                                  and out.p.liquidation_policy != 4):
         return out
-    # the ladder closes at the mark against the opposite positions ranked by
-    # profit x leverage (after the owner's order epoch is written); the book
-    # policies are re-executed by their own one-step, forwarded from `apply`
-    assert out.p.liquidation_policy == POLICY_BACKSTOP, "pending"
-    return self.make_takeover(out.p, out.mark, position, op_mkt.value, False)
+    out = self.make_takeover(out.p, out.mark, position, op_mkt.value, False)
+    if out.p.liquidation_policy != POLICY_BACKSTOP:  # the ladder (the book policies went to onestep_book.vy)
+        out.refused = False
+        out.stop = True
+    return out
 
 
 @internal
@@ -209,8 +212,7 @@ def fund_takeover(t: Takeover, op_fund: trace.Opening, g: lib.Globals, release: 
     """rules.liquidation.process_backstop: the insurance fund takes the lots
     over at the mark; the liquidated position keeps its realised PnL less the
     fee (capped by its margin), the fund pays any bad debt. A fund left
-    negative deleverages the position instead (ranked over every opposite
-    position): "pending". A position left flat with no margin (a bankrupt
+    negative: `short` (rules v3 make no takeover). A position left flat with no margin (a bankrupt
     one) or the fund's closed flat is an empty leaf: deleted. `release`
     (a forced close, closed whole): what margin is left moves to free
     collateral (rules.liquidation.release_margin)."""
@@ -242,51 +244,12 @@ def fund_takeover(t: Takeover, op_fund: trace.Opening, g: lib.Globals, release: 
     oi += self.long_change(settled.size, taken.size)
     insurance += fee - bad_debt + fund_realised
     total: int256 = convert(g.insurance_fund, int256) + insurance
-    assert total >= 0, "pending"  # the fund cannot pay: auto-deleveraging
     out_g: lib.Globals = g
-    out_g.insurance_fund = convert(total, uint256)
+    out_g.insurance_fund = convert(max(total, 0), uint256)
     market_leaf: Bytes[MAX_LEAF] = lib.set_word(lib.set_word(t.market_leaf, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32)),
                                                 mk.MARKET_OPEN_INTEREST, convert(oi, bytes32))
     return Leaves(position=mk.position_leaf(closed), market=market_leaf, fund=mk.position_leaf(taken),
-                  globals=out_g, released=released)
-
-
-# --- AuctionEnd ------------------------------------------------------------------------
-
-@internal
-@view
-def auction_end(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], op_auction: trace.Opening) -> bool:
-    """rules.auction.process_auction_end's refusals: no auction, one still
-    running (then `auction_end_mark` reads the position and the market)."""
-    account: address = lib.addr(item, 2)
-    market: uint256 = lib.word(item, 22, 4)
-    lib.verify_leaf(c0, mk.auction_key(account, market), op_auction)
-    if not op_auction.present:
-        return False
-    return ctx.timestamp_ms >= lib.leaf_word(op_auction.value, AUCTION_END_MS)
-
-
-@internal
-@view
-def auction_end_mark(c: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], p: mk.MarketParams,
-                     op_pos: trace.Opening, op_mkt: trace.Opening) -> bool:
-    """An ended auction ends (the auction leaf deleted: True) when the position
-    is closed, or open but no longer liquidatable at a fresh mark; a stale
-    mark refuses the record (False: the auction stays). A position still
-    liquidatable goes down the ladder, which cancels the owner's open orders
-    first: "pending"."""
-    account: address = lib.addr(item, 2)
-    market: uint256 = lib.word(item, 22, 4)
-    lib.verify_leaf(c, mk.position_key(account, market), op_pos)
-    lib.verify_leaf(lib.Cursor(root=c.root, used=c.used + 1), mk.market_key(market), op_mkt)
-    position: mk.Position = mk.read_position(op_pos)
-    if position.size == 0:
-        return True
-    mark: int256 = mk.fresh_mark(op_mkt.value, p, ctx.timestamp_ms)
-    if mark == 0:
-        return False
-    assert not mk.is_liquidatable(position, op_mkt.value, mark, p), "pending"
-    return True
+                  globals=out_g, released=released, short=total < 0)
 
 
 # --- ForcedClose -------------------------------------------------------------------------
@@ -329,16 +292,19 @@ def credit(c: lib.Cursor, account: address, amount: uint256, op: trace.Opening) 
 @internal
 @view
 def forced_takeover(ctx: trace.Ctx, p: mk.MarketParams, position: mk.Position, op_mkt: trace.Opening) -> Takeover:
-    """close_forced_position of an open position: a stale mark refuses the
-    close (served as a no-op); the backstop policy's fund takes a
-    liquidatable one over whole; the ladder (a healthy position, or another
-    policy) ranks the opposite positions: "pending"."""
+    """close_forced_position of an open position (rules v3, every policy): a
+    stale mark refuses the close (served as a no-op); else the fund's terms
+    for the whole position, with the liquidation fee if it is liquidatable,
+    none if healthy."""
     mark: int256 = mk.fresh_mark(op_mkt.value, p, ctx.timestamp_ms)
     if mark == 0:
-        return Takeover(refused=True, p=p, mark=0, position=empty(mk.Position), market_leaf=b"", insurance=0, qty=0,
-                        notional=0)
-    assert p.liquidation_policy == POLICY_BACKSTOP and mk.is_liquidatable(position, op_mkt.value, mark, p), "pending"
-    return self.make_takeover(p, mark, position, op_mkt.value, True)
+        out: Takeover = empty(Takeover)
+        out.refused = True
+        return out
+    q: mk.MarketParams = p
+    if not mk.is_liquidatable(position, op_mkt.value, mark, p):
+        q.liquidation_fee_ppm = 0
+    return self.make_takeover(q, mark, position, op_mkt.value, True)
 
 
 # --- the entry ------------------------------------------------------------------------------
@@ -360,7 +326,7 @@ def liquidate_length_ok(item: Bytes[MAX_ITEM]) -> bool:
 def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: DynArray[trace.Opening, MAX_OPENINGS],
           nonces: DynArray[uint256, MAX_NONCES]) -> (bytes32, bool):
     """
-    @notice The state root after a Liquidate, AuctionEnd or ForcedClose item in
+    @notice The state root after a Liquidate or ForcedClose item in
         an open block, and the receipt outcome (a failed record changes
         nothing). A wrong length is a NOOP, as in onestep.vy. The openings are
         read one at a time here (an internal call taking the array would copy
@@ -370,21 +336,7 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     tag: uint256 = lib.word(item, 1, 1)
     if ctx.block_open == 0 or n < 2 or lib.word(item, 0, 1) != 2:
         return state_root, False
-    c0: lib.Cursor = lib.Cursor(root=state_root, used=0)
     count: uint256 = len(openings)
-    found: bool = False
-    p: mk.MarketParams = empty(mk.MarketParams)
-    if tag == TAG_AUCTION_END and n == 26:
-        found, p = mk.market_params(lib.word(item, 22, 4))
-        if not found or not self.auction_end(c0, ctx, item, openings[lib.at(c0, count)]):
-            return state_root, False
-        c1: lib.Cursor = lib.Cursor(root=state_root, used=1)
-        if not self.auction_end_mark(c1, ctx, item, p, openings[lib.at(c1, count)],
-                                     openings[lib.at(lib.Cursor(root=state_root, used=2), count)]):
-            return state_root, False
-        c3: lib.Cursor = lib.Cursor(root=state_root, used=3)
-        auction: bytes32 = mk.auction_key(lib.addr(item, 2), lib.word(item, 22, 4))
-        return lib.rewrite(c3, auction, b"", openings[lib.at(c3, count)]).root, True
     forced: bool = tag == TAG_FORCED_CLOSE and n == 62
     if not forced and (tag != TAG_LIQUIDATE or not self.liquidate_length_ok(item)):
         return state_root, False
@@ -393,24 +345,28 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     if forced:
         account = lib.addr(item, 10)
         market = lib.word(item, 30, 32)
-    else:
-        found, p = mk.market_params(market)
+    found: bool = False
+    p: mk.MarketParams = empty(mk.MarketParams)
+    found, p = mk.market_params(market)
+    c: lib.Cursor = lib.Cursor(root=state_root, used=0)
+    g: lib.Globals = empty(lib.Globals)
+    t: Takeover = empty(Takeover)
+    t.refused = True
+    released: uint256 = 0
+    keys: DynArray[bytes32, 3] = []
+    leaves: DynArray[Bytes[MAX_LEAF], 3] = []
+    if not forced:
         if not found or account == INSURANCE:
             return state_root, False
         # book-first, book+auction and book+vault (policies 2, 3, 4): their own
         # one-step re-executes the whole Liquidate
-        if p.liquidation_policy >= 2 and p.liquidation_policy <= 4 and BOOK != empty(address):
+        if p.liquidation_policy >= 2:
             book_root: bytes32 = empty(bytes32)
             book_ok: bool = False
             book_root, book_ok = staticcall OneStepBook(BOOK).apply(state_root, ctx, item, openings, nonces)
             return book_root, book_ok
-    g: lib.Globals = lib.read_globals(c0, openings[lib.at(c0, count)])
-    c: lib.Cursor = lib.Cursor(root=state_root, used=1)
-    t: Takeover = empty(Takeover)
-    t.refused = True
-    released: uint256 = 0
-    flat: Bytes[MAX_LEAF] = b""           # a flat position's leaf (its epoch written, margin released)
-    flat_close: bool = False
+    g = lib.read_globals(c, openings[lib.at(c, count)])
+    c.used = 1
     if forced:
         kind: uint256 = self.forced_close_kind(item, g)
         if kind == 0:
@@ -427,10 +383,9 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
                 if position.margin > 0:
                     released = convert(position.margin, uint256)
                     position.margin = 0
-                flat = mk.position_leaf(position)
-                flat_close = True
-            else:  # a stale mark, or a notional past 64 bits, undoes the close: served as a no-op
-                found, p = mk.market_params(market)
+                keys = [mk.position_key(account, market)]
+                leaves = [mk.position_leaf(position)]
+            else:  # a stale mark, a notional past 64 bits or a fund short undo the close: served as a no-op
                 op_mkt: trace.Opening = openings[lib.at(c, count)]
                 lib.verify_leaf(c, mk.market_key(market), op_mkt)
                 c.used = 3
@@ -441,21 +396,37 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
         if t.refused:
             return state_root, False
         c.used = 3
-    keys: DynArray[bytes32, 3] = []
-    leaves: DynArray[Bytes[MAX_LEAF], 3] = []
-    if flat_close:
-        keys = [mk.position_key(account, market)]
-        leaves = [flat]
-    if not t.refused:  # the fund takes the lots over (read its position)
+        if t.stop:  # the ladder policy: the orders cancelled (the epoch); a position in auction
+            t.position.order_epoch = g.order_count
+            op_auction: trace.Opening = openings[lib.at(c, count)]
+            lib.verify_leaf(c, mk.auction_key(account, market), op_auction)
+            c.used = 4
+            if op_auction.present:  # left to its auction unless bankrupt (then the auction ends)
+                if (t.position.margin - t.position.cost) * convert(p.scale, int256) + t.position.size * t.mark >= 0:
+                    return state_root, False
+                t.auction = True
+    if not t.refused and not t.stop:  # the fund takes the lots over (read its position)
         fund_key: bytes32 = mk.position_key(INSURANCE, market)
         op_fund: trace.Opening = openings[lib.at(c, count)]
         lib.verify_leaf(c, fund_key, op_fund)
         c.used += 1
         w: Leaves = self.fund_takeover(t, op_fund, g, forced)
-        keys = [mk.position_key(account, market), mk.market_key(market), fund_key]
-        leaves = [w.position, w.market, w.fund]
-        g = w.globals
-        released = w.released
+        if not w.short:
+            keys = [mk.position_key(account, market), mk.market_key(market), fund_key]
+            leaves = [w.position, w.market, w.fund]
+            g = w.globals
+            released = w.released
+        elif not forced:  # the backstop's Liquidate: its funding settled all the same (no epoch)
+            t.stop = True
+    if t.stop:  # no takeover: the settled position (and its auction ended)
+        if t.auction:
+            keys = [mk.auction_key(account, market)]
+            leaves = [b""]
+        keys.append(mk.position_key(account, market))
+        keys.append(mk.market_key(market))
+        leaves.append(mk.position_leaf(t.position))
+        leaves.append(t.market_leaf)
+        g.insurance_fund = convert(convert(g.insurance_fund, int256) + t.insurance, uint256)
     for i: uint256 in range(len(keys), bound=3):  # each opened again against the root so far
         c = lib.rewrite(c, keys[i], leaves[i], openings[lib.at(c, count)])
     if released > 0:

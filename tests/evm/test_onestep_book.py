@@ -1,4 +1,4 @@
-"""The differential test of a Liquidate in the book (onestep_book.vy, rules v2).
+"""The differential test of a Liquidate in the book (onestep_book.vy, rules v3).
 
 Hypothesis generates a liquidated position (healthy, liquidatable, bankrupt;
 funding owed or due; an order epoch already set or not), resting makers
@@ -8,10 +8,15 @@ epoch, of owners with no account or too little collateral, with positions
 of their own) and Liquidate records naming up to 5 of them (in price-time
 order, shuffled, repeated, the liquidated owner among them, orders that do
 not exist), a running auction now and then, and raw item bytes; it runs the
-Python rule (RULES_V2, prover.trace with prover.plan_book) and the contract
+Python rule (RULES_V3, prover.trace with prover.plan_book) and the contract
 on py-evm from the same pre-state and requires the same post-state root and
-receipt outcome.  A record whose branch is not ported raises PendingKind in
-Python and reverts "pending" on L1 with the reads it makes.  The rules'
+receipt outcome.  Where rules v2 went down the ladder (what the book left in
+a record naming no makers under book-first, or book+auction when insolvent
+or with nothing to decay; a bankrupt position in auction), rules v3 stop
+after the funding settlement and the order epoch (and the auction's end).
+A record whose branch is not ported (book+vault's vault step, a maker order
+of the fund's address) raises PendingKind in Python and reverts "pending"
+on L1 with the reads it makes.  The rules'
 market table here has one market per book policy (BTC book-first, ETH
 book+auction, a BTC twin book+vault).  Forged witnesses must revert.
 """
@@ -165,7 +170,7 @@ def book_cases(draw):
     state = fv.make_perps_state(accounts, [market], held, orders, order_count=order_count)
     g = state.globals
     state.set_globals(msgspec.structs.replace(g, insurance_fund=draw(st.sampled_from([0, 11, 10**6, 10**12]))))
-    if draw(st.sampled_from([False] * 7 + [True])):
+    if draw(st.sampled_from([False] * 6 + [True] * 2)):
         end = fv.BLOCK_TIME + 60_000
         state.set_auction(OWNER, market_id, Auction(abs(position.size), 10**9, 9 * 10**8, end - 60_000, end))
     state.commit(0)
@@ -203,9 +208,13 @@ def check(onestep, state, r: Liquidate) -> str:
         assert root == pre_root
         error = apply_record(State.from_tables(pre), r, ctx.timestamp_ms, RULES)
         return f"refused ({error.code if error is not None else '?'})"
-    held = sum(runner.tree.get(get_order_key(*key)) != TraceRunner(State.from_tables(pre), RULES).tree.get(
-        get_order_key(*key)) for key in set(r.makers))
-    return f"proven ({held} of {len(r.makers)} makers filled)"
+    pre_tree = TraceRunner(State.from_tables(pre), RULES).tree
+    held = sum(runner.tree.get(get_order_key(*key)) != pre_tree.get(get_order_key(*key)) for key in set(r.makers))
+    auction = get_auction_key(r.account, r.market)
+    after = {(True, False): ", its auction ended", (False, True): ", an auction started"}.get(
+        (pre_tree.get(auction) is not None, runner.tree.get(auction) is not None),
+        ", the ladder stops" if not r.makers else "")
+    return f"proven ({held} of {len(r.makers)} makers filled{after})"
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -261,11 +270,18 @@ def fixed_cases() -> dict:
         "book+auction, a maker: the book only": (
             fixed_state({(B, 1): bid(10**9, 2_990, 3, market=AUCTION)}, market_id=AUCTION),
             Liquidate(A, AUCTION, ((B, 1),)), "proven"),
-        "book-first, no makers: the ladder": (fixed_state({}), Liquidate(A, BOOK, ()), "pending"),
+        "book-first, no makers: the ladder stops": (fixed_state({}), Liquidate(A, BOOK, ()), "proven"),
+        "book+auction, no makers, insolvent: the ladder stops": (
+            fixed_state({}, market_id=AUCTION, margin=0, cost=6_100 * 10**6), Liquidate(A, AUCTION, ()), "proven"),
+        "book+auction, no makers, nothing to decay: the ladder stops": (
+            fixed_state({}, market_id=AUCTION, margin=0, cost=6_000 * 10**6), Liquidate(A, AUCTION, ()), "proven"),
         "book+vault, no makers: the vault": (fixed_state({}, market_id=VAULT), Liquidate(A, VAULT, ()), "pending"),
         "a solvent position in auction": (fixed_state({}, auction=RUNNING), Liquidate(A, BOOK, ()), "refused"),
-        "a bankrupt position in auction: the ladder": (
-            fixed_state({}, auction=RUNNING, margin=0, cost=6_100 * 10**6), Liquidate(A, BOOK, ()), "pending"),
+        "a bankrupt position in auction: its auction ends": (
+            fixed_state({}, auction=RUNNING, margin=0, cost=6_100 * 10**6), Liquidate(A, BOOK, ()), "proven"),
+        "a bankrupt position in auction, makers named: its auction ends": (
+            fixed_state({(B, 1): bid(10**7, 59_900, 3)}, auction=RUNNING, margin=0, cost=6_100 * 10**6),
+            Liquidate(A, BOOK, ((B, 1),)), "proven"),
         "a maker order of the insurance fund's address": (
             fixed_state({(INSURANCE_ADDRESS, 1): bid(10**7, 59_900, 3)}), Liquidate(A, BOOK, ((INSURANCE_ADDRESS, 1),)),
             "pending"),
@@ -301,7 +317,9 @@ def witness_of(state, r: Liquidate):
 
 
 @pytest.mark.parametrize("name", ["four makers, one owner twice, part of the position",
-                                  "book+auction, no makers: an auction for the position"])
+                                  "book+auction, no makers: an auction for the position",
+                                  "book-first, no makers: the ladder stops",
+                                  "a bankrupt position in auction, makers named: its auction ends"])
 def test_forged_witnesses_revert(onestep, name):
     """Every opening altered (a value, a presence, its proof), one missing,
     two swapped: each reverts; the honest one gives the reference root."""
