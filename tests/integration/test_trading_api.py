@@ -122,8 +122,10 @@ async def test_two_bots_trade_fills_positions_and_liquidation(broker, topic, tmp
             block = await a.block(crossed.receipt["block"])
             kinds = [r["type"] for r in block["records"]]
             i = crossed.receipt["index"]
-            assert kinds[i:i + 2] == ["OraclePrice", "Liquidate"]
+            # rules v3: the ladder's step is a Deleverage naming the opposite position (B's short)
+            assert kinds[i:i + 2] == ["OraclePrice", "Deleverage"]
             assert block["records"][i + 1]["account"] == "0x" + a.address.hex()
+            assert block["records"][i + 1]["counterparties"] == ["0x" + b.address.hex()]
             assert all(r["status"] == "ok" for r in block["receipts"])
             after = await a.account()
             assert after["collateral"] == free_before  # isolation: not one unit
