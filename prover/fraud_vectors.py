@@ -638,11 +638,15 @@ def trade_cases() -> list[dict]:
 
 def liquidate_cases() -> list[dict]:
     """Liquidate, AuctionEnd and ForcedClose under the devnet table (book-first;
-    rules v2): the refusals (more than 4 makers too), the ForcedClose served
+    rules v3): the refusals (more than 4 makers too), the ForcedClose served
     as a no-op, its order epoch written (a position leaf created when there
     was none), a flat position's margin released, an open one on a stale mark
-    left as it was (the fund's takeover under the backstop policy is in
-    tests/evm/test_onestep_liquidate.py, with its own market table)."""
+    left as it was, an open one taken over whole by the fund (a liquidatable
+    one with the liquidation fee, a healthy one without), a bankrupt one the
+    fund (11 units) cannot pay for served as a no-op; an AuctionEnd of a
+    position still liquidatable (its funding settled, its epoch written).
+    The ladder and backstop policies' Liquidate is in
+    tests/evm/test_onestep_liquidate.py, with its own market table."""
     from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
     from sequencer.core.state import Auction
     a, b, c, d = ADDRESSES
@@ -689,6 +693,14 @@ def liquidate_cases() -> list[dict]:
                   encode_item(ForcedClose(count, d, BTC))),
         make_case("forced close on a stale mark", state(oracle_time_ms=BLOCK_TIME - 10**6),
                   encode_item(ForcedClose(count, a, BTC))),
+        make_case("forced close of a liquidatable position: the fund takes it over", state(),
+                  encode_item(ForcedClose(count, a, BTC))),
+        make_case("forced close of a healthy position: the fund takes it over, no fee", state(healthy),
+                  encode_item(ForcedClose(count, a, BTC))),
+        make_case("forced close the fund cannot pay for: served as a no-op",
+                  state(Position(10**7, 6_600 * 10**6, 10 * 10**6, 0)), encode_item(ForcedClose(count, a, BTC))),
+        make_case("auction end of a position still liquidatable: its lots kept", state(auction=ended),
+                  encode_item(AuctionEnd(a, BTC))),
     ]
 
 
@@ -886,10 +898,11 @@ def trigger_cases() -> list[dict]:
 
 
 def book_cases() -> list[dict]:
-    """A Liquidate in the book under the devnet table (book-first; rules v2,
+    """A Liquidate in the book under the devnet table (book-first; rules v3,
     onestep_book.vy): a's long of 0.1 BTC at 60,000 with margin 70 USDC
     (maintenance 72, bankruptcy price 59,300) against resting bids; the
-    makers filled, passed over, refused; the order epoch written."""
+    makers filled, passed over, refused; the order epoch written; no makers
+    (the ladder stops), a bankrupt position in auction (its auction ends)."""
     from sequencer.core.records import Liquidate
     from sequencer.core.state import Auction
     a, b, c, d = ADDRESSES
@@ -901,9 +914,10 @@ def book_cases() -> list[dict]:
         return make_order(PlaceOrder(b, market, buy, price * 10**6, size * lot, leverage, 0, False, 1, exp, b""),
                           seq=seq)
 
-    def state(orders: dict, *, poor: tuple = (), epochs: dict | None = None, auction=None) -> State:
+    def state(orders: dict, *, poor: tuple = (), epochs: dict | None = None, auction=None,
+              owner: Position = position) -> State:
         accounts = {a: Account(10**9, ())} | {m: Account(10 if m in poor else 10**10, ()) for m in (b, c, d)}
-        held = {(a, BTC): position} | {(m, BTC): Position(0, 0, 1, 0, e) for m, e in (epochs or {}).items()}
+        held = {(a, BTC): owner} | {(m, BTC): Position(0, 0, 1, 0, e) for m, e in (epochs or {}).items()}
         s = make_perps_state(accounts, [make_market(BTC, BTC_PRICE, funding_index=3)], held, orders,
                              order_count=20)
         if auction is not None:
@@ -930,6 +944,11 @@ def book_cases() -> list[dict]:
         ("book: five makers", state(four), Liquidate(a, BTC, ((b, 1), (c, 2), (d, 3), (b, 4), (b, 5)))),
         ("book: a solvent position in auction", state(two, auction=Auction(lot, BTC_PRICE, 59_300 * 10**6,
                                                                            BLOCK_TIME - 1000, BLOCK_TIME + 10**4)),
+         Liquidate(a, BTC, ((b, 1),))),
+        ("book: no makers, the ladder stops (rules v3)", state(two), Liquidate(a, BTC, ())),
+        ("book: a bankrupt position in auction, its auction ends (rules v3)",
+         state(two, auction=Auction(lot, BTC_PRICE, 59_300 * 10**6, BLOCK_TIME - 1000, BLOCK_TIME + 10**4),
+               owner=Position(1000 * lot, 6_100 * 10**6, 5 * 10**6, 0)),
          Liquidate(a, BTC, ((b, 1),))),
     ]
     return [make_case(name, s, encode_item(record)) for name, s, record in cases]
