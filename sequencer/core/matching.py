@@ -6,7 +6,9 @@ post-only, self-trade prevention, reduce-only, pre-trade risk) and emits
 Trade records; every record goes through ``transition.apply_record`` like any
 replica applies it, so the state here is exactly the state an executor
 rebuilds from the log.  After an oracle price (or a funding tick) it emits a
-Liquidate record for every position that is liquidatable.
+Liquidate record for every position that is liquidatable (rules v3: and the
+Deleverage records that take its ladder steps against named counterparties,
+docs/engine.md "Rules v3").
 
 Pure and deterministic: no I/O, no clock (block time is passed in), no
 randomness.  The books are a cache of the open orders in the state:
