@@ -457,3 +457,15 @@ def test_the_engines_choice_is_accepted_whenever_it_names_someone(scenario):
         pytest.fail(f"the engine's choice was refused: {error}")
     assert abs(venue.size("alice")) < abs(position.size)
     check_invariants(venue)
+
+
+@pytest.mark.parametrize("schema_version", [1, 2])
+def test_a_deleverage_in_a_log_of_schema_1_or_2_is_refused_and_nothing_moves(schema_version):
+    """The kind is rules v3 only: an older log holding one (only a dishonest
+    sequencer writes it there) gets a failed receipt, not a crash."""
+    venue = liquidatable_alice(schema_version=schema_version)
+    refused(venue, deleverage(venue, *SIX), "record_not_enabled")
+    # and under those rules the engine liquidates with a Liquidate down the ranked ladder, no Deleverage
+    out = venue.exchange.liquidate_accounts(venue.state, BTC, [venue.address("alice")], venue.now, venue.ctx)
+    assert [type(r) for r in out] == [Liquidate] and venue.size("alice") == 0
+    check_invariants(venue)
