@@ -287,6 +287,9 @@ def fixed_cases() -> dict:
         "negative margin after funding, partly deleveraged: refused": (
             fixed_state({B: short(300 * BTC_LOT, entry=60_500, margin=3 * 10**6)}, insurance=10, margin=10**6,
                         cost=6_100 * 10**6, funding_index=10**15), Deleverage(A_, fv.BTC, (B,)), "refused"),
+        "a notional past 64 bits": (
+            fixed_state({B: Position(-2 * 10**16, -12 * 10**18, 10**18, 0)}, size=2 * 10**16, cost=13 * 10**18,
+                        margin=0), Deleverage(A_, fv.BTC, (B,)), "refused"),
         "a healthy position": (fixed_state(three, margin=700 * 10**6), Deleverage(A_, fv.BTC, (B,)), "refused"),
         "no position": (fixed_state(three), Deleverage(E, fv.BTC, (B,)), "refused"),
         "a stale mark": (fixed_state(three, oracle_age=10**6), Deleverage(A_, fv.BTC, (B,)), "refused"),
