@@ -1,10 +1,10 @@
 # pragma version ~=0.4.1
 """
-@title isoroll one-step, a Liquidate in the book (rules v2)
+@title isoroll one-step, a Liquidate in the book (rules v3)
 @notice onestep_liquidate.vy hands this contract a Liquidate item (tag 18)
     whose market's liquidation policy puts the position into the book first:
     book-first (2), book+auction (3), book+vault (4). It re-executes
-    rules.liquidation.process_liquidate_v2 there, refusals included, against
+    rules.liquidation.process_liquidate_v3 there, refusals included, against
     the witness (prover/plan_book.py) and returns the state root after the
     record and the receipt outcome:
     the refusals (no fresh mark, no position, a healthy one, more than 4
@@ -13,16 +13,18 @@
     by its owner's order epoch, in price-time order); the funding settled;
     the owner's orders cancelled by ONE write (the position's order epoch
     becomes the globals' order count); a position whose auction runs refused
-    unless bankrupt; the book step over the named makers (each maker's side
-    a settle_fill with the maker fee split between the fee pool and the fund,
-    the liquidated slice closed at the maker's price with the capped
-    liquidation fee; a maker whose side fails is passed over); a record
-    naming no makers sends the position on: under book+auction, solvent and
-    with a price to decay, an auction is started for the lots.
+    unless bankrupt (then its auction ends and the record stops); the book
+    step over the named makers (each maker's side a settle_fill with the
+    maker fee split between the fee pool and the fund, the liquidated slice
+    closed at the maker's price with the capped liquidation fee; a maker
+    whose side fails is passed over); a record naming no makers sends the
+    position on: under book+auction, solvent and with a price to decay, an
+    auction is started for the lots; else (book-first, or book+auction
+    insolvent or with nothing to decay) rules v3 stop where v2 went down
+    the ranked ladder (Deleverage records go on).
     Pending (reverts "pending", prover.records.PendingKind in Python): the
-    ladder (a close at the mark or auto-deleveraging ranks every opposite
-    position), the vault step, a bankrupt position whose auction runs (the
-    ladder again), a maker order of the insurance fund's address.
+    vault step (book+vault, no makers: the vault's equity is read over
+    every market), a maker order of the insurance fund's address.
     Witness: read against the pre-state root the market, the position (a
     refused record stops here when the refusal needs no more), the auction,
     the globals, then per maker its order and, for an owner not named
