@@ -237,6 +237,7 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
     out.update(measure_trades(onestep, state, tree))
     out.update(measure_auction(onestep, state, tree))
     out.update(measure_book(onestep, state, tree))
+    out.update(measure_ladder(onestep, state, tree))
     return {"accounts": accounts, "tree_build_s": round(build_s, 1), "kinds": out}
 
 
@@ -281,6 +282,52 @@ def measure_book(onestep: Any, state: State, tree: Any) -> dict:
                      "depths": [o.proof.depth for o in result.witness.openings]}
     return out
 
+
+
+def measure_ladder(onestep: Any, state: State, tree: Any) -> dict:
+    """Deleverage steps (rules v3; onestep.vy -> onestep_ladder.vy): a fresh
+    long of 0.12 BTC at 60,000 just below its maintenance margin closed at
+    the mark against 1, 3 or 6 named shorts of fresh users (6: each closed
+    whole, its leaf deleted; 31 openings); then the same long bankrupt with
+    the fund short: the close undone and the 3 or 6 users auto-deleveraged
+    at its bankruptcy price."""
+    import msgspec
+    from sequencer.core.commitment import compute_dirty_leaves
+    from sequencer.core.records import Deleverage
+    lot, price = 10_000, fv.BTC_PRICE
+    index = state.markets[fv.BTC].funding_index
+    owner = keccak(b"ladder owner")[:20]
+    users = [keccak(b"ladder user %d" % i)[:20] for i in range(6)]
+    size = 1_200 * lot
+    out = {}
+    for count, bankrupt in ((1, False), (3, False), (6, False), (3, True), (6, True)):
+        runner = TraceRunner(State.from_tables(state.to_tables()), fv.RULES, tree=tree.copy(), ctx=fv.open_block_ctx(state))
+        s = runner.state
+        s.dirty.clear()
+        s.set_account(owner, Account(10**9, ()))
+        cost = size * (61_000 if bankrupt else 60_000) * 10**6 // 10**8
+        s.set_position(owner, fv.BTC, Position(size, cost, 0 if bankrupt else 84 * 10**6, index, 1))  # maintenance 86.4
+        for user in users[:count]:
+            lots = size // count
+            s.set_account(user, Account(10**6, (1, 2)))
+            s.set_position(user, fv.BTC, Position(-lots, -lots * price // 10**8, 10**9, index))
+        market = s.markets[fv.BTC]
+        s.set_market(msgspec.structs.replace(market, open_interest=market.open_interest + size))  # the owner's long
+        if bankrupt:
+            s.set_globals(msgspec.structs.replace(s.globals, insurance_fund=10))
+        s.commit(0)
+        runner.tree.update(compute_dirty_leaves(s))
+        s.dirty.clear()
+        item = encode_item(Deleverage(owner, fv.BTC, tuple(users[:count])))
+        root, pre_ctx = runner.state_root, runner.ctx
+        result = runner.step(item)
+        assert result.ok, count
+        args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], [])
+        branch = "the fund short: auto-deleveraged" if bankrupt else "closed at the mark"
+        name = f"Deleverage, {branch} ({count} counterpart{'ies' if count > 1 else 'y'}, {len(result.witness.openings)} openings)"
+        out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
+                     "depths": [o.proof.depth for o in result.witness.openings]}
+    return out
 
 def measure_take_all(onestep: Any, state: State, tree: Any) -> dict:
     """AdjustMargin taking all of a flat position's leftover margin: the
