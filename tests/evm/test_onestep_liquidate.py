@@ -66,6 +66,7 @@ FUND = INSURANCE_ADDRESS
 EXAMPLES = int(os.environ.get("ISOROLL_LIQUIDATE_EXAMPLES", get_examples(300)))
 FORCED_EXAMPLES = int(os.environ.get("ISOROLL_FORCED_CLOSE_EXAMPLES", get_examples(150)))
 FORGED_EXAMPLES = int(os.environ.get("ISOROLL_LIQUIDATE_FORGED_EXAMPLES", get_examples(100)))
+STOP_EXAMPLES = int(os.environ.get("ISOROLL_LIQUIDATE_STOP_EXAMPLES", get_examples(200)))
 
 
 @pytest.fixture(scope="module")
@@ -251,9 +252,65 @@ def test_python_and_vyper_agree_on_forced_closes(onestep, case):
     check_both(onestep, case)
 
 
+@st.composite
+def bankrupt_positions(draw, market):
+    """A position whose equity at the mark is below 0 (its loss passes its
+    margin), long or short, with funding owed or due now and then."""
+    p = MARKETS[market.id]
+    lots = draw(st.integers(1, 1000)) * p.step_size * draw(st.sampled_from([1, -1]))
+    notional = abs(lots) * market.mark_price // p.scale
+    margin = draw(st.integers(0, notional // 10))
+    cost = lots * market.mark_price // p.scale + margin + draw(st.integers(1, notional // 10 + 1))
+    snapshot = market.funding_index + draw(st.sampled_from([0, 0, 1, -1, 10**9]))
+    return Position(lots, cost, margin, snapshot, draw(st.sampled_from([0, 0, 5])))
+
+
+@st.composite
+def stop_cases(draw):
+    """One position, around its maintenance line, in a market under the
+    ladder, the backstop or a book policy, a running or ended auction now and
+    then, the fund's position and balance drawn: a Liquidate naming no makers
+    or an AuctionEnd of it (the branches where rules v3 stop, the backstop's
+    fund short)."""
+    market_id = draw(st.sampled_from([LADDER, LADDER, BTC, BTC, ETH, AUCTION]))
+    p = MARKETS[market_id]
+    age = draw(st.sampled_from([1000] * 5 + [p.oracle_max_age_ms + 1]))
+    market = msgspec.structs.replace(fv.make_market(
+        market_id, PRICES[market_id], oracle_time_ms=fv.BLOCK_TIME - age,
+        funding_index=draw(st.sampled_from([0, draw(st.integers(-10**12, 10**12))])),
+        funding_dust=draw(st.integers(0, p.scale * 10**6 - 1))), open_interest=draw(st.integers(10**12, 10**15)))
+    account = draw(st.sampled_from(fv.ADDRESSES))
+    held = {(account, market_id): draw(positions(market) if draw(st.booleans()) else bankrupt_positions(market))}
+    if draw(st.booleans()):
+        held[(FUND, market_id)] = draw(positions(market, fund=True))
+    state = fv.make_perps_state({account: Account(10**9, ())}, [market], held, {},
+                                order_count=draw(st.sampled_from([0, 7, 2**40])))
+    state.set_globals(msgspec.structs.replace(state.globals, insurance_fund=draw(st.sampled_from(
+        [0, 11, 10**6, 10**12]))))
+    in_auction = draw(st.booleans())
+    if in_auction:
+        end = fv.BLOCK_TIME + draw(st.sampled_from([-1, 0, 60_000]))
+        state.set_auction(account, market_id, Auction(draw(st.integers(1, 10**6)), 10**9, 9 * 10**8, end - 60_000, end))
+    state.commit(0)
+    ended = draw(st.booleans() if in_auction else st.sampled_from([False] * 5 + [True]))
+    record = AuctionEnd(account, market_id) if ended else Liquidate(account, market_id, ())
+    return state, fv.open_block_ctx(state), encode_item(record)
+
+
+@settings(max_examples=STOP_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=stop_cases())
+def test_python_and_vyper_agree_where_rules_v3_stop(onestep, case):
+    """The ladder policy's stop, a position in auction (bankrupt: its auction
+    ends; solvent: refused), the backstop's takeover and its fund short, an
+    AuctionEnd keeping the lots or ending the auction."""
+    check_both(onestep, case)
+
+
 @settings(max_examples=FORGED_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(case=cases(kinds=(liquidates, auction_ends, forced_closes, forced_closes)), data=st.data())
+@given(case=st.one_of(cases(kinds=(liquidates, auction_ends, forced_closes, forced_closes)), stop_cases()),
+       data=st.data())
 def test_a_forged_witness_reverts_on_every_branch(onestep, case, data):
     """An honest witness with one opening lied about (a byte of its value
     changed, said absent or present), dropped, or swapped with the next one
