@@ -469,3 +469,40 @@ def test_a_deleverage_in_a_log_of_schema_1_or_2_is_refused_and_nothing_moves(sch
     out = venue.exchange.liquidate_accounts(venue.state, BTC, [venue.address("alice")], venue.now, venue.ctx)
     assert [type(r) for r in out] == [Liquidate] and venue.size("alice") == 0
     check_invariants(venue)
+
+
+# --- what the engine writes (sequencer.core.matching) ----------------------------------------------
+
+@pytest.mark.parametrize("fund", [usd(10_000), 0])
+def test_the_engine_under_backstop_writes_the_takeover_or_when_the_fund_cannot_pay_a_deleverage(fund):
+    """Backstop policy, alice bankrupt at 53,000 (60 of bad debt): a fund that
+    can pay takes the position over in a zero-maker Liquidate; an empty one
+    cannot, and the engine writes no Liquidate that would only settle funding
+    but a Deleverage that deleverages her against the six."""
+    venue = alice_long(SIX, fund=fund, policy=LIQUIDATION_BACKSTOP)
+    out = venue.set_price(usd(53_000))
+    steps = [r for r in out if isinstance(r, (Liquidate, Deleverage))]
+    assert venue.size("alice") == 0
+    if fund:
+        assert steps == [Liquidate(venue.address("alice"), BTC)]
+        assert fund_position(venue).size == 6 * CENT_BTC and venue.state.globals.insurance_fund == fund - usd(60)
+    else:
+        assert [type(r) for r in steps] == [Deleverage] and len(steps[0].counterparties) == 6
+        assert fund_position(venue).size == 0 and venue.state.globals.insurance_fund == 0
+        assert venue.position("alice").margin == 0
+    check_invariants(venue)
+    assert venue.replay().to_tables() == venue.state.to_tables()
+
+
+def test_the_engine_under_book_auction_starts_an_auction_then_deleverages_what_it_did_not_sell():
+    venue = alice_long(SIX, policy=LIQUIDATION_BOOK_AUCTION)
+    out = venue.set_price(usd(54_300))
+    assert [r for r in out if isinstance(r, (Liquidate, Deleverage))] == [Liquidate(venue.address("alice"), BTC)]
+    auction = venue.state.auctions[(venue.address("alice"), BTC)]
+    venue.now = auction.end_ms
+    venue.apply_price(usd(54_300))
+    out = venue.exchange.due_auction_ends(venue.state, venue.now, venue.ctx)
+    venue.log.extend((venue.now, r) for r in out)
+    assert [type(r) for r in out] == [AuctionEnd, Deleverage] and venue.size("alice") == 0
+    check_invariants(venue)
+    assert venue.replay().to_tables() == venue.state.to_tables()
