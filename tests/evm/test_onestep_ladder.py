@@ -82,12 +82,21 @@ def owner_positions(draw, market, epoch: int):
     cost = lots * entry // p.scale
     maintenance = abs(lots) * mark * p.maintenance_margin_ppm // (p.scale * PPM)
     pnl = lots * mark // p.scale - cost
-    shape = draw(st.sampled_from(["liquidatable"] * 5 + ["bankrupt"] * 3 + ["edge", "healthy"]))
+    shape = draw(st.sampled_from(["liquidatable"] * 4 + ["bankrupt"] * 4 + ["edge", "healthy", "owes"]))
     offset = {"liquidatable": st.integers(-maintenance, -1),
-              "bankrupt": st.integers(-maintenance - abs(lots) * mark // p.scale // 10, -maintenance - 1),
-              "edge": st.integers(-10**3, 10**3), "healthy": st.integers(0, 10**12)}[shape]
+              "bankrupt": st.just(0),
+              "edge": st.integers(-10**3, 10**3), "healthy": st.integers(0, 10**12),
+              "owes": st.integers(-maintenance, maintenance)}[shape]
     margin = max(0, maintenance - pnl + draw(offset))
-    return Position(lots, cost, margin, draw_snapshot(draw, market.funding_index), epoch)
+    if shape == "bankrupt":  # equity -x at the mark, whatever the entry
+        margin = draw(st.integers(0, maintenance))
+        cost = lots * mark // p.scale + margin + draw(st.integers(1, max(1, abs(lots) * mark // p.scale // 10)))
+    if shape == "owes":  # funding owed past its margin: negative after settling
+        owed = margin + draw(st.integers(1, 10**8))
+        snapshot = market.funding_index - owed * p.scale * PPM // lots
+        return Position(lots, cost, margin, snapshot, epoch)
+    snapshot = draw_snapshot(draw, market.funding_index) if draw(st.booleans()) else market.funding_index
+    return Position(lots, cost, margin, snapshot, epoch)
 
 
 @st.composite
@@ -143,7 +152,7 @@ def ladder_cases(draw):
     if fund is not None:
         held[(FUND, market_id)] = fund
     state = fv.make_perps_state(accounts, [market], held, {}, order_count=order_count)
-    insurance = draw(st.sampled_from([0, 0, 0, 11, 10**6, 10**9, 10**12]))
+    insurance = draw(st.sampled_from([0, 0, 0, 0, 11, 10**6, 10**9, 10**12]))
     state.set_globals(msgspec.structs.replace(state.globals, insurance_fund=insurance))
     if draw(st.sampled_from([False] * 12 + [True])):
         state.set_auction(OWNER, market_id, Auction(abs(position.size), 10**9, 9 * 10**8, fv.BLOCK_TIME - 1000,
