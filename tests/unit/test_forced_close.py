@@ -202,3 +202,22 @@ def test_inbox_entry_of_a_forced_close():
     assert entry == bytes([KIND_FORCED_CLOSE]) + (9).to_bytes(8, "big") + ALICE + (2).to_bytes(32, "big")
     assert decode_inbox_entry(entry) == record
     assert msgspec.structs.astuple(record) == (9, ALICE, 2)
+
+
+def test_under_rules_v2_a_healthy_forced_close_went_against_the_ranked_opposite_positions():
+    """Pinned to schema 2 (its logs replay so): the close at the mark took
+    bob's short, the fund held nothing.  Rules v3 hand it to the fund (above)."""
+    from perps_support import CTX
+    sim = Sim(fund=usd(100_000), ctx=msgspec.structs.replace(CTX, schema_version=2), alice=usd(20_000),
+              bob=usd(1_000_000))
+    sim.set_price(PRICE)
+    sim.place("bob", False, PRICE, ONE_BTC)
+    sim.place("alice", True, PRICE, ONE_BTC, leverage=10)
+    sim.set_price(usd(61_000))
+    alice_free, bob_free, fund = sim.free("alice"), sim.free("bob"), sim.state.globals.insurance_fund
+    sim.submit(ForcedClose(0, ALICE, BTC))
+    assert sim.size("alice") == 0 and sim.free("alice") == alice_free + usd(6_000) + usd(1_000)
+    assert sim.size("bob") == 0 and sim.free("bob") == bob_free + usd(6_000) - usd(1_000)
+    assert sim.state.globals.insurance_fund == fund and (INSURANCE_ADDRESS, BTC) not in sim.state.positions
+    check_invariants(sim)
+    assert sim.replay().to_tables() == sim.state.to_tables()
