@@ -182,9 +182,12 @@ def test_forced_close_served_by_a_covering_output(env: Env) -> None:
     l2, _ = _all_margin_setup(env)
     idx = env.force_close(a, 1)
     l2.apply_forced_close(idx, addr(a), 1)
-    b = env.users[1]  # the rule closes A against the opposite position: B's short, at the same mark
-    assert l2.state.accounts[addr(a)].collateral == 1_100 * UNIT and l2.state.accounts[addr(b)].collateral == 900 * UNIT
-    assert l2.state.positions[(addr(a), 1)] == l2.state.positions[(addr(b), 1)] == Position()
+    b = env.users[1]  # rules v3: the insurance fund takes A's healthy long over at the mark (no fee); B's short stays
+    assert l2.state.accounts[addr(a)].collateral == 1_100 * UNIT and l2.state.accounts[addr(b)].collateral == 0
+    assert l2.state.positions[(addr(a), 1)] == Position()
+    assert l2.state.positions[(addr(b), 1)] == Position(size=-BTC // 10, cost=-6_000 * UNIT, margin=1_000 * UNIT)
+    assert l2.state.positions[(bytes(20), 1)] == Position(size=BTC // 10, cost=6_100 * UNIT)
+    assert l2.state.globals.insurance_fund == 0
     cp = l2.checkpoint()
     env.propose(cp)
     env.travel(GRACE)
