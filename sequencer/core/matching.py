@@ -831,7 +831,7 @@ def choose_deleverage_counterparties(state: State, address: bytes, position, mar
     many as cover the position with each one's cap.  Decided by running the
     rule's close at the mark on a snapshot of the state, undone after."""
     long, market_id = position.size > 0, params.id
-    users = [(a, p, e) for a, p, e in rank_by_profit_and_leverage(state, market_id, not long, mark, params)]
+    users = rank_by_profit_and_leverage(state, market_id, not long, mark, params)
     fund = state.positions.get((INSURANCE_ADDRESS, market_id))
     holders = [(INSURANCE_ADDRESS, fund, 0)] if fund is not None and fund.size and (fund.size > 0) != long else []
     snapshot = state.snapshot()
