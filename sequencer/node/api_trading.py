@@ -33,7 +33,7 @@ from starlette.routing import Route
 from sequencer.core import wire
 from sequencer.core.encoding import decode_record
 from sequencer.core.presets import MAX_INT64
-from sequencer.core.records import (CancelOrder, Deleverage, Liquidate, ModifyOrder, OraclePrice, PlaceOrder, ScheduledCancelAll,
+from sequencer.core.records import (AuctionEnd, CancelOrder, Deleverage, ForcedClose, Liquidate, ModifyOrder, OraclePrice, PlaceOrder, ScheduledCancelAll,
                                     Trade)
 from sequencer.core.rules import funding, orders
 from sequencer.core.state import is_order_open
@@ -132,6 +132,8 @@ class TradingRoutes:
                 touched.add(record.market)
             elif isinstance(record, (CancelOrder, ModifyOrder, ScheduledCancelAll)):
                 touched.update(exchange.books)  # the record does not name the market
+            elif isinstance(record, (Liquidate, Deleverage, AuctionEnd, ForcedClose)) and isinstance(record.market, int):
+                touched.add(record.market)      # the owner's orders in the market were cancelled (order epoch)
         return [{"type": "book", "block": info.number, **exchange.book(m, BOOK_EVENT_DEPTH)}
                 for m in sorted(touched) if m in exchange.books]
 
