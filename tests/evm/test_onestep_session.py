@@ -128,7 +128,8 @@ def test_the_session_does_what_it_says(session):
                      (ADDR["carol"], BTC, (INSURANCE_ADDRESS,))]
     assert sim.size("erin", ETH) == sim.size("bob") == sim.size("dave") == sim.size("carol") == 0
     assert sim.size("carol", ETH) == 0
-    assert -sim.state.positions[(INSURANCE_ADDRESS, BTC)].size == 20 * STEP - 10 * STEP - 5 * STEP  # took bob's, gave back
+    # the fund took bob's 0.2 BTC short over and gave dave's 0.1 and carol's 0.05 back
+    assert -sim.state.positions[(INSURANCE_ADDRESS, BTC)].size == 20 * STEP - 10 * STEP - 5 * STEP
     blockless = lambda state: {k: v for k, v in state.to_tables().items() if k not in ("globals", "withdrawals")}
     assert blockless(replayed) == blockless(sim.state)  # the blocks hold what the exchange applied
 
