@@ -262,3 +262,26 @@ TestAdversaryAuction.settings = settings(max_examples=60, stateful_step_count=50
 TestAdversaryLadder = AdversaryLadder.TestCase
 TestAdversaryLadder.settings = settings(max_examples=30, stateful_step_count=50, deadline=None, database=None,
                                         derandomize=True, suppress_health_check=list(HealthCheck))
+
+
+class AdversaryForcedClose(AdversaryChecked):
+    """Rules v3 (the current schema): the same playbook under book-first plus
+    forced closes, which hand positions to the insurance fund at the mark;
+    the engine's Deleverage records then name the fund's position first.
+    The fund may hold positions here (no ``fund_holds_no_position``); every
+    other invariant holds after every step."""
+
+    def fund_holds_no_position(self):   # not an invariant here: v3 forced closes go to the fund
+        pass
+
+    @rule(name=st.sampled_from(TRADERS))
+    def forced_close(self, name):
+        from sequencer.core.records import ForcedClose
+        venue = self.venue
+        venue.submit(ForcedClose(venue.state.globals.inbox_count, venue.address(name), BTC))
+        event(f"fund holds a position: {bool(get_fund_positions(venue.state))}")
+
+
+TestAdversaryForcedClose = AdversaryForcedClose.TestCase
+TestAdversaryForcedClose.settings = settings(max_examples=60, stateful_step_count=50, deadline=None, database=None,
+                                             derandomize=True, suppress_health_check=list(HealthCheck))
