@@ -296,6 +296,9 @@ def fixed_cases() -> dict:
         "negative margin after funding, partly deleveraged: refused": (
             fixed_state({B: short(300 * BTC_LOT, entry=60_500, margin=3 * 10**6)}, insurance=10, margin=10**6,
                         cost=6_100 * 10**6, funding_index=10**15), Deleverage(A_, fv.BTC, (B,)), "refused"),
+        "a counterparty's margin left negative (funding owed past it, a small take)": (
+            fixed_state({C: short(999 * BTC_LOT), B: Position(-2 * 10**8, -140_000 * 10**6, 10 * 10**6, 25 * 10**12)}),
+            Deleverage(A_, fv.BTC, (C, B)), "refused"),
         "a notional past 64 bits": (
             fixed_state({B: Position(-2 * 10**16, -12 * 10**18, 10**18, 0)}, size=2 * 10**16, cost=13 * 10**18,
                         margin=0), Deleverage(A_, fv.BTC, (B,)), "refused"),
