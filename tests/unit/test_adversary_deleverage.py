@@ -217,3 +217,25 @@ def test_v3_ends_where_v2_ends_when_six_counterparties_suffice(sizes, fund, leve
     event("the fund paid bad debt" if v2.state.globals.insurance_fund < fund else f"the fund did not pay (fund {fund})")
     assert end_state(v3) == end_state(v2)
     check_invariants(v3)
+
+
+# --- the fund's market risk (rules v3) ------------------------------------------------------------
+
+def test_a_forced_close_gives_the_fund_market_risk_and_the_bridge_can_fall_short_by_its_loss():
+    """Found by the stateful adversary: with an empty fund, t0's healthy 2x
+    long of 0.01 is forced closed (the fund takes it over at 60,000, no fee),
+    then the price falls 45%.  No rule liquidates or unwinds the fund's
+    position (only a Deleverage naming it does, and nobody on the other side
+    is liquidatable), so its loss at the mark is a shortfall: users' claims
+    exceed what the bridge holds by exactly that loss."""
+    from sequencer.lab.checks import compute_position_equity, compute_solvency_gap
+    venue = alice_long({"s1": (CENT_BTC, 2)}, fund=0, alice_leverage=2)
+    assert compute_solvency_gap(venue.state, venue.markets) <= 0
+    venue.submit(ForcedClose(0, venue.address("alice"), BTC))
+    assert fund_position(venue).size == CENT_BTC and venue.state.globals.insurance_fund == 0
+    out = venue.set_price(usd(33_000))
+    assert not any(isinstance(r, (Liquidate, Deleverage)) for r in out)     # the short side is healthy
+    loss = -compute_position_equity(venue.state, venue.markets, BTC, fund_position(venue))
+    assert loss == usd(270)                                                  # 0.01 x (60,000 - 33,000)
+    assert compute_solvency_gap(venue.state, venue.markets) == loss
+    check_invariants(venue)                                                  # money is conserved all the same
