@@ -322,6 +322,9 @@ def test_a_forged_witness_reverts_on_every_branch(onestep, case, data):
         result = runner.step(item)
     except PendingKind:
         return
+    except OverflowError as e:  # the rule's known gap: no honest witness to forge
+        assert "negative int to unsigned" in str(e)
+        return
     args = [o.as_arg() for o in result.witness.openings]
     if not args:
         return
