@@ -43,7 +43,7 @@ from sequencer.core.markets import LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTIO
 from sequencer.core.records import Deleverage
 from sequencer.core.rules.liquidation import (BOOK_POLICIES, MAX_DELEVERAGE_COUNTERPARTIES, MAX_LIQUIDATION_MAKERS_V2,
                                               compute_liquidation_limit, get_liquidation_rules, is_within_limit,
-                                              make_deleverage_cap, process_close_at_mark,
+                                              absorb_funding_deficit, make_deleverage_cap, process_close_at_mark,
                                               rank_by_profit_and_leverage)
 from sequencer.core.rules.positions import settle_funding
 from sequencer.core.rules.funding import get_due_funding_time
@@ -836,13 +836,14 @@ def choose_deleverage_counterparties(state: State, address: bytes, position, mar
     holders = [(INSURANCE_ADDRESS, fund, 0)] if fund is not None and fund.size and (fund.size > 0) != long else []
     snapshot = state.snapshot()
     try:
-        settled = settle_funding(state, address, market_id, position, params)
+        settled = absorb_funding_deficit(settle_funding(state, address, market_id, position, params))
         market = state.markets[market_id]
         cap = make_deleverage_cap(settled, mark, market, params)
         at_mark = select_covering(holders + users, compute_liquidation_size(settled, mark, market, params))
         try:
             lots = sum(taken for _, taken in at_mark)
-            process_close_at_mark(state, address, settled, lots, mark, params, None, [c for c, _ in at_mark])
+            process_close_at_mark(state, address, settled, lots, mark, params, None, [c for c, _ in at_mark],
+                                      absorb_deficit=True)
             fund_pays = state.globals.insurance_fund >= 0
         except RuleError:
             fund_pays = False

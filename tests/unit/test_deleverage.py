@@ -21,7 +21,7 @@ from sequencer.core.markets import (LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTI
                                     LIQUIDATION_LADDER)
 from sequencer.core.matching import choose_deleverage_counterparties
 from sequencer.core.records import AuctionEnd, Deleverage, ForcedClose, Liquidate
-from sequencer.core.rules.liquidation import (MAX_DELEVERAGE_COUNTERPARTIES, compute_liquidation_size,
+from sequencer.core.rules.liquidation import (MAX_DELEVERAGE_COUNTERPARTIES, absorb_funding_deficit, compute_liquidation_size,
                                               make_deleverage_cap)
 from sequencer.core.rules.margin import compute_fee, compute_equity_scaled, is_liquidatable
 from sequencer.core.rules.positions import settle_funding
@@ -249,19 +249,25 @@ def test_auto_deleverage_takes_no_more_from_a_counterparty_than_its_cap():
     check_invariants(venue)
 
 
-def test_a_negative_margin_after_funding_is_deleveraged_whole_or_not_at_all():
-    """Funding owed beyond alice's margin: a partial ADL would leave a
-    negative margin, refused; the whole is accepted and ends at exactly 0."""
+def test_a_negative_margin_after_funding_moves_into_the_cost():
+    """Funding owed beyond alice's margin: the deficit moves into her cost
+    (absorb_funding_deficit), so her margin is never negative, her equity and
+    bankruptcy price are as before, a partial ADL leaves the rest with a
+    margin of 0 or more and the whole ends at exactly 0."""
     venue = liquidatable_alice(fund=0, price=usd(53_000))
     market = venue.state.markets[BTC]
     # alice (and the shorts' mirror image) owe 400 of funding per 0.06 BTC: more than her 360 of margin
     index = usd(400) * venue.markets[BTC].scale * 1_000_000 // (6 * CENT_BTC)
     venue.state.set_market(msgspec.structs.replace(market, funding_index=market.funding_index + index))
-    assert settled(venue, "alice").margin < 0
-    refused(venue, deleverage(venue, "s1", "s2"), "deleverage_failed")
-    assert venue.apply(deleverage(venue, *SIX)) is None
+    owing = settled(venue, "alice")
+    assert owing.margin < 0
+    absorbed = absorb_funding_deficit(owing)
+    assert (absorbed.margin, absorbed.margin - absorbed.cost) == (0, owing.margin - owing.cost)
+    assert venue.apply(deleverage(venue, "s1", "s2")) is None
+    rest = venue.position("alice")
+    assert 0 < abs(rest.size) < abs(owing.size) and rest.margin >= 0
+    assert venue.apply(deleverage(venue, "s3", "s4", "s5", "s6")) is None
     assert (venue.size("alice"), venue.position("alice").margin) == (0, 0)
-    assert 0 <= venue.state.globals.insurance_fund <= 7     # whole units of funding dust the settlements swept
     check_invariants(venue)
 
 

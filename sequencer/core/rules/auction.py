@@ -20,7 +20,8 @@ from sequencer.core.records import AuctionBid, AuctionEnd
 from sequencer.core.rules.base import (Context, get_market, hex_address, process_user_preamble, require,
                                        require_fresh_price, require_market_params)
 from sequencer.core.rules.liquidation import (LIQUIDATION_V1, LIQUIDATION_V2, LIQUIDATION_V3, LiquidationRules,
-                                              close_liquidated_slice, process_ladder_step)
+                                              close_liquidated_slice, process_ladder_step,
+                                              settle_liquidation_funding)
 from sequencer.core.rules.margin import ceil_div, compute_equity_scaled, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS, add_open_interest, settle_funding
 from sequencer.core.rules.trades import settle_fill
@@ -93,7 +94,7 @@ def process_auction_end(state: State, r: AuctionEnd, timestamp_ms: int, ctx: Con
     mark = require_fresh_price(market, params, timestamp_ms)
     if not is_liquidatable(position, mark, market, params):
         return
-    position = settle_funding(state, r.account, r.market, position, params)
+    position = settle_liquidation_funding(state, rules, r.account, r.market, position, params)
     position = rules.cancel_orders(state, r.account, r.market, position)
     bankrupt = compute_equity_scaled(position, mark, market, params) < 0
     lots = abs(position.size) if bankrupt else min(auction.size, abs(position.size))

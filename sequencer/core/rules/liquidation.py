@@ -123,9 +123,31 @@ def process_auto_deleverage(state: State, address: bytes, position: Position, ma
                   failure=RuleError("deleverage_failed", "not enough opposite positions to deleverage against"))
 
 
+def absorb_funding_deficit(position: Position) -> Position:
+    """Rules v3: funding owed beyond a position's margin moves into its cost.
+    Its margin stays >= 0 (a position leaf holds no negative margin), while
+    its equity, its bankruptcy price (margin - cost) and the money in the
+    system are exactly as before: the deficit lowers its unrealised PnL
+    instead, and the close that follows realises it (bad debt paid by the
+    fund, or auto-deleveraging)."""
+    if position.margin >= 0:
+        return position
+    return replace(position, cost=position.cost - position.margin, margin=0)
+
+
+def settle_liquidation_funding(state: State, rules: LiquidationRules, address: bytes, market_id: int,
+                               position: Position, params: MarketParams) -> Position:
+    """Settle the funding of the position a liquidation record acts on (v3:
+    with any deficit moved into its cost, ``absorb_funding_deficit``)."""
+    position = settle_funding(state, address, market_id, position, params)
+    return absorb_funding_deficit(position) if rules.named_ladder else position
+
+
 def deleverage_position(state: State, address: bytes, position: Position, qty: int, notional: int,
-                        params: MarketParams) -> None:
+                        params: MarketParams, absorb_deficit: bool = False) -> None:
     position = settle_funding(state, address, params.id, position, params)
+    if absorb_deficit:
+        position = absorb_funding_deficit(position)
     old_size = position.size
     if address == INSURANCE_ADDRESS:
         position, realised = apply_close(position, qty, notional)
@@ -214,11 +236,13 @@ def rank_by_profit_and_leverage(state: State, market_id: int, long: bool, mark: 
 
 
 def close_against(state: State, counterparties: list[tuple[bytes, Position, int]], qty: int, total: int,
-                  params: MarketParams, cap=None, failure: RuleError | None = None) -> None:
+                  params: MarketParams, cap=None, failure: RuleError | None = None,
+                  absorb_deficit: bool = False) -> None:
     """Close ``qty`` lots of the counterparties' positions, in order, for
     ``total`` (their signed notional together); ``cap(position)`` bounds the
-    lots one counterparty takes.  Refused (``failure``, by default
-    ``insolvent``) if they cannot take it all."""
+    lots one counterparty takes (rules v3, ``absorb_deficit``: each one's
+    funding deficit moves into its cost first).  Refused (``failure``, by
+    default ``insolvent``) if they cannot take it all."""
     remaining, remaining_notional = qty, total
     for address, position, equity in counterparties:
         take = min(remaining, abs(position.size))
@@ -227,7 +251,7 @@ def close_against(state: State, counterparties: list[tuple[bytes, Position, int]
         if take <= 0:
             continue
         notional = remaining_notional if take == remaining else total * take // qty
-        deleverage_position(state, address, position, take, notional, params)
+        deleverage_position(state, address, position, take, notional, params, absorb_deficit)
         remaining, remaining_notional = remaining - take, remaining_notional - notional
         if remaining == 0:
             return
@@ -236,7 +260,8 @@ def close_against(state: State, counterparties: list[tuple[bytes, Position, int]
 
 def process_close_at_mark(state: State, address: bytes, position: Position, qty: int, mark: int,
                           params: MarketParams, fee_ppm: int | None = None,
-                          counterparties: list[tuple[bytes, Position, int]] | None = None) -> None:
+                          counterparties: list[tuple[bytes, Position, int]] | None = None,
+                          absorb_deficit: bool = False) -> None:
     """Close ``qty`` lots at the mark (rounded against the account) against
     ``counterparties`` in order (by default the opposite positions ranked by
     profit x leverage); fee (``fee_ppm``, the
@@ -258,7 +283,7 @@ def process_close_at_mark(state: State, address: bytes, position: Position, qty:
     add_insurance(state, fee - bad_debt)
     if counterparties is None:
         counterparties = rank_by_profit_and_leverage(state, params.id, not long, mark, params)
-    close_against(state, counterparties, qty, -notional, params)
+    close_against(state, counterparties, qty, -notional, params, absorb_deficit=absorb_deficit)
 
 
 def make_deleverage_cap(position: Position, mark: int, market: Market, params: MarketParams) -> Callable[[Position], int]:
@@ -354,7 +379,7 @@ def process_liquidate(state: State, r: Liquidate, timestamp_ms: int, ctx: Contex
     require(len(r.makers) <= rules.max_makers and (not r.makers or params.liquidation_policy in BOOK_POLICIES),
             "invalid_makers", f"a Liquidate names at most {rules.max_makers} makers, and only under a book-first "
                               "policy")
-    position = settle_funding(state, r.account, r.market, position, params)
+    position = settle_liquidation_funding(state, rules, r.account, r.market, position, params)
     qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
     if params.liquidation_policy == LIQUIDATION_BACKSTOP:
         process_fund_takeover(state, r.account, position, qty, mark, params, rules)
@@ -457,29 +482,72 @@ def process_deleverage_slice(state: State, address: bytes, position: Position, m
     users = [c for c in counterparties if c[0] != INSURANCE_ADDRESS]
     lots = compute_takes(users, qty, cap)
     require(lots > 0, "deleverage_failed", "the named counterparties can take no lot at the bankruptcy price")
-    require(lots == qty or position.margin >= 0, "deleverage_failed",
-            "a position whose margin is negative after funding is deleveraged whole")
     notional = (position.margin - position.cost) * lots // qty   # the account's share of its bankruptcy notional
     closed, realised = apply_close(position, lots, notional)
     margin = 0 if lots == qty else position.margin + realised
     state.set_position(address, params.id, replace(closed, margin=margin))
     add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
-    close_against(state, users, lots, -notional, params, cap)
+    close_against(state, users, lots, -notional, params, cap, absorb_deficit=True)
+
+
+def can_fund_pay_shortfall(state: State, position: Position, mark: int, params: MarketParams) -> bool:
+    """Whether the insurance fund holds the whole position's bad debt at the
+    mark (its negative equity).  Decided on the whole position, not on the
+    step: a bankrupt position closed at the mark in several records would
+    otherwise leave its margin to the first counterparties named and its bad
+    debt to the last, so the order the sequencer names them in would decide
+    who loses; at the bankruptcy price every lot loses alike."""
+    shortfall = -compute_equity_scaled(position, mark, state.markets[params.id], params)
+    return state.globals.insurance_fund * params.scale >= shortfall
 
 
 def process_named_ladder(state: State, address: bytes, position: Position, qty: int, mark: int,
                          params: MarketParams, counterparties: list[tuple[bytes, Position, int]]) -> None:
-    """The ladder over named counterparties: close at the mark what they can
-    take of ``qty`` (the fund paying any bad debt); if the fund cannot pay,
-    auto-deleverage instead (``process_deleverage_slice``)."""
+    """The ladder over named counterparties: when the fund can pay the whole
+    position's bad debt at the mark (``can_fund_pay_shortfall``), close at the
+    mark what they can take of ``qty`` (the fund paying what this step
+    leaves); else, or if the fund still ends short, auto-deleverage instead
+    (``process_deleverage_slice``)."""
+    if can_fund_pay_shortfall(state, position, mark, params):
+        snapshot = state.snapshot()
+        lots = compute_takes(counterparties, qty)
+        process_close_at_mark(state, address, position, lots, mark, params, None, counterparties,
+                              absorb_deficit=True)
+        if state.globals.insurance_fund >= 0:
+            state.commit(snapshot)
+            return
+        state.revert(snapshot)
+    process_deleverage_slice(state, address, position, mark, params, counterparties)
+
+
+def process_fund_unwind(state: State, position: Position, mark: int, params: MarketParams,
+                        counterparties: list[tuple[bytes, Position, int]]) -> None:
+    """The insurance fund's own position (what forced closes handed it) closes
+    against the named users: at the mark, rounded in the fund's favour, its
+    PnL into the fund; when the fund cannot pay the loss, at the fund's
+    bankruptcy price (the insurance fund standing as its margin) within each
+    one's cap, as a liquidated position is auto-deleveraged."""
+    lots = compute_takes(counterparties, abs(position.size))
+    long = position.size > 0
+    gross = lots * mark
+    notional = -ceil_div(gross, params.scale) if long else gross // params.scale
+    require(abs(notional) <= MAX_INT64, "notional_overflow", "the unwind notional leaves the 64-bit range")
     snapshot = state.snapshot()
-    lots = compute_takes(counterparties, qty)
-    process_close_at_mark(state, address, position, lots, mark, params, None, counterparties)
+    closed, realised = apply_close(position, lots, notional)
+    state.set_position(INSURANCE_ADDRESS, params.id, closed)
+    add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
+    add_insurance(state, realised)
+    close_against(state, counterparties, lots, -notional, params, absorb_deficit=True)
     if state.globals.insurance_fund >= 0:
         state.commit(snapshot)
         return
     state.revert(snapshot)
-    process_deleverage_slice(state, address, position, mark, params, counterparties)
+    fund = absorb_funding_deficit(replace(position, margin=state.globals.insurance_fund))
+    process_deleverage_slice(state, INSURANCE_ADDRESS, fund, mark, params, counterparties)
+    left = state.positions[(INSURANCE_ADDRESS, params.id)]
+    state.set_position(INSURANCE_ADDRESS, params.id, replace(left, margin=0))
+    g = state.globals
+    state.set_globals(replace(g, insurance_fund=left.margin))
 
 
 def process_deleverage(state: State, r: Deleverage, timestamp_ms: int, ctx: Context) -> None:
@@ -487,21 +555,27 @@ def process_deleverage(state: State, r: Deleverage, timestamp_ms: int, ctx: Cont
     the record names.  The position must be liquidatable at a fresh mark and
     not in auction; its funding settles and its orders in the market are
     cancelled (its order epoch), then its liquidation size (the whole of a
-    bankrupt one) closes against them as far as they can take it."""
+    bankrupt one) closes against them as far as they can take it.  A record
+    of the insurance fund's own position unwinds it instead, at any time
+    (``process_fund_unwind``): forced closes hand the fund positions, and
+    this is how it gives them back rather than carry their risk."""
     params = require_market_params(ctx, r.market)
-    require(r.account != INSURANCE_ADDRESS, "not_liquidatable", "the insurance fund is not liquidated")
     mark = require_fresh_price(get_market(state, r.market), params, timestamp_ms)
     position = state.positions.get((r.account, r.market))
     require(position is not None and position.size != 0, "no_position",
             f"{hex_address(r.account)} has no open position in market {r.market}")
     market = state.markets[r.market]
-    require(is_liquidatable(position, mark, market, params), "not_liquidatable",
+    require(r.account == INSURANCE_ADDRESS or is_liquidatable(position, mark, market, params), "not_liquidatable",
             f"equity {compute_equity(position, mark, market, params)} is not below maintenance "
             f"{compute_maintenance(position, mark, params)}")
     counterparties = get_deleverage_counterparties(state, r, position.size < 0, mark, params)
+    if r.account == INSURANCE_ADDRESS:
+        position = settle_funding(state, r.account, r.market, position, params)
+        process_fund_unwind(state, position, mark, params, counterparties)
+        return
     require((r.account, r.market) not in state.auctions, "in_auction",
             f"{hex_address(r.account)}'s position is being auctioned (AuctionBid, AuctionEnd)")
-    position = settle_funding(state, r.account, r.market, position, params)
+    position = settle_liquidation_funding(state, LIQUIDATION_V3, r.account, r.market, position, params)
     position = cancel_orders_v2(state, r.account, r.market, position)
     qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
     process_named_ladder(state, r.account, position, qty, mark, params, counterparties)
@@ -727,7 +801,7 @@ def close_forced_position(state: State, address: bytes, market_id: int, timestam
         market = state.markets[market_id]
         mark = require_fresh_price(market, params, timestamp_ms)
         liquidatable = is_liquidatable(position, mark, market, params)
-        position = settle_funding(state, address, market_id, position, params)
+        position = settle_liquidation_funding(state, rules, address, market_id, position, params)
         if rules.named_ladder:
             process_backstop(state, address, position, abs(position.size), mark, params, None if liquidatable else 0)
             require(state.globals.insurance_fund >= 0, "insolvent", "the insurance fund cannot pay the bad debt")
