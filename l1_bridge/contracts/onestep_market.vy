@@ -231,6 +231,20 @@ def settle_funding(p: Position, market: Bytes[MAX_LEAF], params: MarketParams) -
 
 @internal
 @pure
+def absorb_funding_deficit(p: Position) -> Position:
+    """rules.liquidation.absorb_funding_deficit (rules v3): funding owed
+    beyond the margin of the position a liquidation record acts on moves
+    into its cost; its margin stays >= 0 (no position leaf holds less), its
+    equity and bankruptcy price (margin - cost) are unchanged."""
+    out: Position = p
+    if p.margin < 0:
+        out.cost = p.cost - p.margin
+        out.margin = 0
+    return out
+
+
+@internal
+@pure
 def is_liquidatable(position: Position, market: Bytes[MAX_LEAF], mark: int256, p: MarketParams) -> bool:
     """rules.margin.is_liquidatable: equity (funding owed counted) below maintenance at the mark."""
     if position.size == 0:
