@@ -34,6 +34,8 @@ from bisect import bisect_left, insort
 from collections import deque
 from typing import Any
 
+from msgspec.structs import replace
+
 from sequencer.core.markets import MarketParams, get_market_table
 from sequencer.core.presets import PPM
 from sequencer.core.records import (AuctionBid, AuctionEnd, AdjustMargin, CancelOrder, ForcedClose, FundingTick, Liquidate, OraclePrice,
@@ -43,9 +45,11 @@ from sequencer.core.markets import LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTIO
 from sequencer.core.records import Deleverage
 from sequencer.core.rules.liquidation import (BOOK_POLICIES, MAX_DELEVERAGE_COUNTERPARTIES, MAX_LIQUIDATION_MAKERS_V2,
                                               compute_liquidation_limit, get_liquidation_rules, is_within_limit,
-                                              absorb_funding_deficit, make_deleverage_cap, process_close_at_mark,
+                                              absorb_funding_deficit, can_fund_pay_shortfall, close_against,
+                                              make_deleverage_cap, process_close_at_mark,
                                               rank_by_profit_and_leverage)
-from sequencer.core.rules.positions import settle_funding
+from sequencer.core.rules.margin import ceil_div
+from sequencer.core.rules.positions import add_insurance, apply_close, settle_funding
 from sequencer.core.rules.funding import get_due_funding_time
 from sequencer.core.rules.margin import (compute_equity_scaled, compute_liquidation_size, compute_order_margin,
                                          is_liquidatable)
@@ -61,6 +65,11 @@ from sequencer.core.records import VaultDeposit
 MAX_LIQUIDATION_STEPS = 64
 """Partial liquidations of one position after one price update, at most
 (what is left goes on at the next update, or with the next fills)."""
+
+MAX_FUND_UNWIND_STEPS = 8
+"""Deleverage records that unwind the insurance fund's position in one
+market after one event, at most (6 counterparties each; what is left goes
+on after the next price update or funding tick)."""
 
 EIGHT_HOURS_MS = 8 * 3_600_000
 IMPACT_MARGIN = 500 * 10**6
@@ -221,7 +230,8 @@ class Exchange:
             return self.admit_order(state, record, timestamp_ms, ctx)
         if isinstance(record, OraclePrice):
             apply_or_raise(state, record, timestamp_ms, ctx)
-            return [record, *self.liquidate_market(state, record.market, timestamp_ms, ctx)]
+            return [record, *self.liquidate_market(state, record.market, timestamp_ms, ctx),
+                    *self.unwind_fund(state, record.market, timestamp_ms, ctx)]
         if isinstance(record, ModifyOrder):
             return self.admit_modify(state, record, timestamp_ms, ctx)
         self.check_reserve(state, record)
@@ -236,6 +246,8 @@ class Exchange:
         elif isinstance(record, ForcedClose):
             # like a Liquidate: the orders the rule cancelled in the state leave the book
             self.remove_cancelled_orders(state, record.account, record.market)
+            # rules v3: the fund took the position over; it hands it back at once
+            return [record, *self.unwind_fund(state, record.market, timestamp_ms, ctx)]
         elif isinstance(record, AuctionBid):
             # a bid that sold the lot ends the auction: a position still liquidatable goes on at once
             touched = sorted({record.account, record.owner})
@@ -472,7 +484,8 @@ class Exchange:
         """Apply a price, then liquidate every position it made liquidatable."""
         def apply_price() -> list[Record]:
             apply_or_raise(state, record, timestamp_ms, ctx)
-            return [record, *self.liquidate_market(state, record.market, timestamp_ms, ctx)]
+            return [record, *self.liquidate_market(state, record.market, timestamp_ms, ctx),
+                    *self.unwind_fund(state, record.market, timestamp_ms, ctx)]
         out = self.run_atomically(state, apply_price)
         self.sample_premium(record.market, record.price)
         return out
@@ -628,6 +641,37 @@ class Exchange:
             self.remove_cancelled_orders(state, address, market_id)
         return out
 
+    def unwind_fund(self, state: State, market_id: int, timestamp_ms: int, ctx: Context) -> list[Record]:
+        """Rules v3: Deleverage records naming the insurance fund as the account,
+        while it holds a position in the market (what forced closes handed
+        it) and the rule accepts them, each naming the users on the other side
+        the engine picks (``choose_unwind_counterparties``); at most
+        ``MAX_FUND_UNWIND_STEPS``.  Not under the backstop policy, where the
+        fund holds positions by design.  The users closed at the fund's
+        bankruptcy price (the fund short) keep the rest of their positions:
+        any of them now liquidatable is liquidated after."""
+        params = self.markets.get(market_id) if isinstance(market_id, int) else None
+        if (params is None or params.liquidation_policy == LIQUIDATION_BACKSTOP
+                or not get_liquidation_rules(ctx).named_ladder):
+            return []
+        key = (INSURANCE_ADDRESS, market_id)
+        out: list[Record] = []
+        for _ in range(MAX_FUND_UNWIND_STEPS):
+            position = state.positions.get(key)
+            if position is None or not position.size:
+                break
+            try:
+                mark = require_fresh_price(state.markets[market_id], params, timestamp_ms)
+            except RuleError:
+                break
+            counterparties = choose_unwind_counterparties(state, position, mark, params)
+            record = Deleverage(INSURANCE_ADDRESS, market_id, counterparties)
+            if not counterparties or apply_record(state, record, timestamp_ms, ctx) is not None:
+                break
+            out.append(record)
+        touched = sorted({address for record in out for address in record.counterparties})
+        return out + self.liquidate_accounts(state, market_id, touched, timestamp_ms, ctx) if touched else out
+
     def find_liquidation_makers(self, state: State, address: bytes, position, mark: int, params: MarketParams,
                                 passed_over: set, timestamp_ms: int,
                                 max_makers: int = MAX_LIQUIDATION_MAKERS_V2) -> tuple[tuple[bytes, int], ...]:
@@ -715,6 +759,7 @@ class Exchange:
                 self.premium_samples[market_id] = []
                 out.append(tick)
                 out.extend(self.liquidate_market(state, market_id, timestamp_ms, ctx))
+                out.extend(self.unwind_fund(state, market_id, timestamp_ms, ctx))
         return out
 
     # --- triggers and scheduled cancels ------------------------------------------------
@@ -822,14 +867,19 @@ ZERO_MAKER_POLICIES = frozenset({LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTION,
 def choose_deleverage_counterparties(state: State, address: bytes, position, mark: int,
                                      params: MarketParams) -> tuple[bytes, ...]:
     """The opposite positions a Deleverage of this step names, at most
-    ``MAX_DELEVERAGE_COUNTERPARTIES``: when the insurance fund can pay what a
-    close at the mark costs it, the fund's own opposite position first (it
-    unwinds what it took over), then the users ranked by profit x leverage
-    (``rank_by_profit_and_leverage``), as many as cover the step's size;
-    when it cannot (the rule then auto-deleverages the whole position at its
-    bankruptcy price, the fund taking no part), the ranked users alone, as
-    many as cover the position with each one's cap.  Decided by running the
-    rule's close at the mark on a snapshot of the state, undone after."""
+    ``MAX_DELEVERAGE_COUNTERPARTIES``, suited to the branch the rule will take
+    (``process_named_ladder``), decided on a snapshot of the state (undone
+    after) with the position's funding settled as the rule settles it:
+
+    - when the fund holds the whole position's bad debt at the mark
+      (``can_fund_pay_shortfall``) and the close at the mark of the step leaves
+      it >= 0: the fund's own opposite position first (it unwinds what forced
+      closes gave it), then the users ranked by profit x leverage
+      (``rank_by_profit_and_leverage``), as many as cover the step; if the
+      fund's position made the close cost too much, the ranked users alone;
+    - otherwise (the rule auto-deleverages at the bankruptcy price, the fund
+      taking no part): the ranked users alone, as many as cover the whole
+      position with each one's cap."""
     long, market_id = position.size > 0, params.id
     users = rank_by_profit_and_leverage(state, market_id, not long, mark, params)
     fund = state.positions.get((INSURANCE_ADDRESS, market_id))
@@ -838,19 +888,75 @@ def choose_deleverage_counterparties(state: State, address: bytes, position, mar
     try:
         settled = absorb_funding_deficit(settle_funding(state, address, market_id, position, params))
         market = state.markets[market_id]
+        if can_fund_pay_shortfall(state, settled, mark, params):
+            step = compute_liquidation_size(settled, mark, market, params)
+            for candidates in ([holders + users, users] if holders else [users]):
+                at_mark = select_covering(candidates, step)
+                if at_mark and can_close_at_mark(state, address, settled, at_mark, mark, params):
+                    return tuple(address for (address, _, _), _ in at_mark)
         cap = make_deleverage_cap(settled, mark, market, params)
-        at_mark = select_covering(holders + users, compute_liquidation_size(settled, mark, market, params))
-        try:
-            lots = sum(taken for _, taken in at_mark)
-            process_close_at_mark(state, address, settled, lots, mark, params, None, [c for c, _ in at_mark],
-                                      absorb_deficit=True)
-            fund_pays = state.globals.insurance_fund >= 0
-        except RuleError:
-            fund_pays = False
+        chosen = select_covering(users, abs(settled.size), cap)
     finally:
         state.revert(snapshot)
-    chosen = at_mark if fund_pays else select_covering(users, abs(settled.size), cap)
     return tuple(address for (address, _, _), _ in chosen)
+
+
+def can_close_at_mark(state: State, address: bytes, position, chosen: list, mark: int,
+                      params: MarketParams) -> bool:
+    """Whether the rule's close at the mark of the lots ``chosen`` take leaves
+    the fund >= 0 (run on a snapshot, undone after)."""
+    snapshot = state.snapshot()
+    try:
+        lots = sum(taken for _, taken in chosen)
+        process_close_at_mark(state, address, position, lots, mark, params, None, [c for c, _ in chosen],
+                              absorb_deficit=True)
+        return state.globals.insurance_fund >= 0
+    except RuleError:
+        return False
+    finally:
+        state.revert(snapshot)
+
+
+def choose_unwind_counterparties(state: State, position, mark: int, params: MarketParams) -> tuple[bytes, ...]:
+    """The users a Deleverage of the insurance fund's own position names
+    (``process_fund_unwind``), at most ``MAX_DELEVERAGE_COUNTERPARTIES``: those
+    on the other side ranked by profit x leverage, as many as cover the
+    position; when the fund cannot pay the close at the mark (decided on a
+    snapshot, as the rule decides it), as many as cover it within each one's
+    cap at the fund's bankruptcy price (the insurance fund as its margin)."""
+    users = rank_by_profit_and_leverage(state, params.id, position.size < 0, mark, params)
+    if not users:
+        return ()
+    snapshot = state.snapshot()
+    try:
+        settled = settle_funding(state, INSURANCE_ADDRESS, params.id, position, params)
+        chosen = select_covering(users, abs(settled.size))
+        if not can_unwind_at_mark(state, settled, chosen, mark, params):
+            fund = absorb_funding_deficit(replace(settled, margin=state.globals.insurance_fund))
+            cap = make_deleverage_cap(fund, mark, state.markets[params.id], params)
+            chosen = select_covering(users, abs(settled.size), cap)
+    finally:
+        state.revert(snapshot)
+    return tuple(address for (address, _, _), _ in chosen)
+
+
+def can_unwind_at_mark(state: State, position, chosen: list, mark: int, params: MarketParams) -> bool:
+    """Whether the fund's close at the mark (rounded in its favour) of the lots
+    ``chosen`` take leaves it >= 0, as ``process_fund_unwind`` decides (run
+    on a snapshot, undone after)."""
+    snapshot = state.snapshot()
+    try:
+        lots = sum(taken for _, taken in chosen)
+        gross = lots * mark
+        notional = -ceil_div(gross, params.scale) if position.size > 0 else gross // params.scale
+        _, realised = apply_close(position, lots, notional)
+        add_insurance(state, realised)
+        close_against(state, [c for c, _ in chosen], lots, -notional, params, absorb_deficit=True)
+        return state.globals.insurance_fund >= 0
+    except RuleError:
+        return False
+    finally:
+        state.revert(snapshot)
 
 
 def select_covering(candidates: list, qty: int, cap=None) -> list:

@@ -88,7 +88,7 @@ def test_the_fund_named_alone_in_auto_deleveraging_takes_nothing():
     list naming only the fund deleverages nothing."""
     venue = alice_long(SIX, fund=0)
     move_price(venue, usd(52_000))
-    venue.submit(ForcedClose(0, venue.address("s6"), BTC))
+    assert venue.apply(ForcedClose(0, venue.address("s6"), BTC)) is None     # the rule alone: no unwind
     assert fund_position(venue).size == -CENT_BTC
     move_price(venue, usd(45_000))
     assert venue.apply(forge(venue, "fund", "s1", "s2", "s3", "s4", "s5")) is None
@@ -147,27 +147,26 @@ def test_a_whale_needing_ten_counterparties_is_closed_over_several_records(fund)
     """alice's 1 BTC against ten shorts of 0.1, bankrupt at 50,000: each
     Deleverage names at most six; the engine writes the next while she is
     liquidatable.  With a rich fund the whole closes at the mark and the fund
-    pays the 4,000 of bad debt; with an empty fund the first six close at
-    the mark (her margin absorbs their loss) and the last four are
-    deleveraged at the rest's bankruptcy price (its entry, 60,000): the loss
-    falls on the counterparties named last (docs/engine.md)."""
+    pays the 4,000 of bad debt (each short: margin 600 + 1,000 of profit);
+    with an empty fund, which cannot hold her bad debt, every record
+    auto-deleverages at her bankruptcy price (54,000): the ten lose alike,
+    whichever records name them (margin 600 + 600 of profit each)."""
     venue = alice_long(WHALE, fund=fund)
-    free = {venue.address(n): venue.free(n) for n in WHALE}
+    free = {n: venue.free(n) for n in WHALE}
     out = venue.set_price(usd(50_000))
     steps = [r for r in out if isinstance(r, Deleverage)]
-    assert len(steps) >= 2 and all(1 <= len(r.counterparties) <= MAX_DELEVERAGE_COUNTERPARTIES for r in steps)
+    assert len(steps) == 2 and all(1 <= len(r.counterparties) <= MAX_DELEVERAGE_COUNTERPARTIES for r in steps)
+    assert [len(r.counterparties) for r in steps] == [6, 4]
     assert not any(isinstance(r, Liquidate) for r in out)                  # the ladder policy writes none
     assert venue.size("alice") == 0 and all(venue.size(n) == 0 for n in WHALE)
     assert venue.position("alice").margin == 0
+    gains = {n: venue.free(n) - free[n] for n in WHALE}
     if fund:
         assert venue.state.globals.insurance_fund == fund - usd(4_000)
+        assert set(gains.values()) == {usd(600) + usd(1_000)}
     else:
         assert venue.state.globals.insurance_fund == 0
-        first, last = set(steps[0].counterparties), set(steps[-1].counterparties)
-        assert len(first) == 6 and len(last) == 4
-        gains = {venue.address(n): venue.free(n) - free[venue.address(n)] for n in WHALE}
-        assert all(gains[a] == usd(600) for a in last)                   # margin 600 back, no profit
-        assert all(gains[a] == usd(600) + usd(1_000) for a in first)     # + 1,000 of profit at the mark
+        assert set(gains.values()) == {usd(600) + usd(600)}                # first named and last alike
     check_invariants(venue)
     assert venue.replay().to_tables() == venue.state.to_tables()
 
@@ -221,21 +220,39 @@ def test_v3_ends_where_v2_ends_when_six_counterparties_suffice(sizes, fund, leve
 
 # --- the fund's market risk (rules v3) ------------------------------------------------------------
 
-def test_a_forced_close_gives_the_fund_market_risk_and_the_bridge_can_fall_short_by_its_loss():
-    """Found by the stateful adversary: with an empty fund, t0's healthy 2x
-    long of 0.01 is forced closed (the fund takes it over at 60,000, no fee),
-    then the price falls 45%.  No rule liquidates or unwinds the fund's
-    position (only a Deleverage naming it does, and nobody on the other side
-    is liquidatable), so its loss at the mark is a shortfall: users' claims
-    exceed what the bridge holds by exactly that loss."""
+def test_an_operator_that_never_unwinds_the_fund_leaves_it_market_risk_and_the_bridge_can_fall_short():
+    """Found by the stateful adversary before the engine unwound the fund:
+    with an empty fund, alice's healthy 2x long of 0.01 is forced closed (the
+    fund takes it over at 60,000, no fee), then the price falls 45%.  Only a
+    Deleverage naming the fund unwinds its position, and only the sequencer
+    writes one: an operator that withholds it (the rule alone here: no
+    engine) leaves the fund's loss at the mark as a shortfall, users' claims
+    above what the bridge holds by exactly that loss."""
     from sequencer.lab.checks import compute_position_equity, compute_solvency_gap
     venue = alice_long({"s1": (CENT_BTC, 2)}, fund=0, alice_leverage=2)
     assert compute_solvency_gap(venue.state, venue.markets) <= 0
-    venue.submit(ForcedClose(0, venue.address("alice"), BTC))
+    assert venue.apply(ForcedClose(0, venue.address("alice"), BTC)) is None
     assert fund_position(venue).size == CENT_BTC and venue.state.globals.insurance_fund == 0
-    out = venue.set_price(usd(33_000))
-    assert not any(isinstance(r, (Liquidate, Deleverage)) for r in out)     # the short side is healthy
+    move_price(venue, usd(33_000))                                           # no engine: nothing unwinds
     loss = -compute_position_equity(venue.state, venue.markets, BTC, fund_position(venue))
     assert loss == usd(270)                                                  # 0.01 x (60,000 - 33,000)
     assert compute_solvency_gap(venue.state, venue.markets) == loss
     check_invariants(venue)                                                  # money is conserved all the same
+
+
+def test_the_engine_hands_a_forced_close_back_at_once_so_the_fall_costs_the_fund_nothing():
+    """The same forced close through the engine: in the same admit it writes
+    Deleverage(fund, BTC, [s1]), the fund's long closes at 60,000 against s1's
+    short (s1 gets its margin back, no PnL), and the 45% fall later finds
+    the fund flat: no shortfall, the fund exactly as before."""
+    from sequencer.lab.checks import compute_solvency_gap
+    venue = alice_long({"s1": (CENT_BTC, 2)}, fund=0, alice_leverage=2)
+    free = venue.free("s1")
+    record = ForcedClose(0, venue.address("alice"), BTC)
+    assert venue.submit(record) == [record, Deleverage(FUND, BTC, (venue.address("s1"),))]
+    assert fund_position(venue).size == 0 and venue.size("s1") == 0 and venue.free("s1") == free + usd(300)
+    out = venue.set_price(usd(33_000))
+    assert not any(isinstance(r, (Liquidate, Deleverage)) for r in out)
+    assert venue.state.globals.insurance_fund == 0 and compute_solvency_gap(venue.state, venue.markets) <= 0
+    check_invariants(venue)
+    assert venue.replay().to_tables() == venue.state.to_tables()

@@ -61,9 +61,11 @@ def test_a_market_not_listed_is_refused():
     refused(venue, Deleverage(venue.address("alice"), 99, names(venue, "s1")), "unknown_market")
 
 
-def test_the_insurance_fund_is_not_deleveraged():
+def test_the_insurance_fund_without_a_position_is_refused():
+    """A Deleverage naming the fund as its account unwinds the fund's own
+    position (below); with none in the market there is nothing to unwind."""
     venue = liquidatable_alice()
-    refused(venue, Deleverage(FUND, BTC, names(venue, "s1")), "not_liquidatable")
+    refused(venue, Deleverage(FUND, BTC, names(venue, "s1")), "no_position")
 
 
 def test_a_stale_mark_is_refused():
@@ -203,16 +205,43 @@ def test_fund_short_deleverages_the_whole_position_at_its_bankruptcy_price():
     check_invariants(venue)
 
 
-def test_a_bankrupt_position_partly_closed_at_the_mark_keeps_its_bad_debt_for_the_last_step():
-    """At 53,000 two of the six (0.02) lose 140 against 360 of margin: no bad
-    debt yet, so the close at the mark stands (the fund, 0, pays nothing) and
-    the rest carries the whole deficit (equity -60, as before)."""
+def test_a_bankrupt_position_the_fund_cannot_pay_whole_is_deleveraged_at_its_bankruptcy_price_even_in_part():
+    """At 53,000 alice's 0.06 is 60 short of her margin and the fund holds 0:
+    though two of the six (0.02) would lose only 140 of her 360 at the mark
+    (no bad debt in this step), the fund cannot pay the whole position's, so
+    the step is auto-deleveraged: s1 and s2 take 0.02 at her bankruptcy price
+    (54,000), her rest keeps 4/6 of her margin and her bankruptcy price, and
+    every lot, now and later, loses alike (can_fund_pay_shortfall)."""
     venue = liquidatable_alice(fund=0, price=usd(53_000))
-    equity = equity_at_mark(venue, "alice")
+    free = {n: venue.free(n) for n in SIX}
     assert venue.apply(deleverage(venue, "s1", "s2")) is None
-    assert venue.size("alice") == 4 * CENT_BTC and venue.position("alice").margin == usd(220)
-    assert equity_at_mark(venue, "alice") == equity == -usd(60) * venue.markets[BTC].scale
+    alice = venue.position("alice")
+    assert alice.size == 4 * CENT_BTC and alice.margin == usd(240)
+    assert alice.cost - alice.margin == usd(54_000) * 4 * CENT_BTC // ONE_BTC      # bankruptcy price 54,000 kept
+    assert equity_at_mark(venue, "alice") == -usd(40) * venue.markets[BTC].scale  # 4/6 of the deficit
     assert venue.state.globals.insurance_fund == 0
+    for name in ("s1", "s2"):    # margin 60 + (60,000 - 54,000) x 0.01 at the bankruptcy price
+        assert venue.position(name) == Position() and venue.free(name) == free[name] + usd(60) + usd(60)
+    assert venue.apply(deleverage(venue, "s3", "s4", "s5", "s6")) is None
+    assert venue.size("alice") == 0 and venue.position("alice").margin == 0
+    for name in ("s3", "s4", "s5", "s6"):   # the last four lose exactly what the first two did
+        assert venue.free(name) == free[name] + usd(60) + usd(60)
+    check_invariants(venue)
+
+
+@pytest.mark.parametrize("fund, at_mark", [(usd(60), True), (usd(60) - 1, False)])
+def test_the_close_at_the_mark_needs_a_fund_that_holds_the_whole_positions_bad_debt(fund, at_mark):
+    """The fairness pre-check: alice's whole bad debt at 53,000 is 60.  A fund
+    of 60 holds it: the step closes at the mark (s1 and s2 get 70 of profit
+    each; alice's margin absorbs it, no fee is left to charge) and the fund
+    pays nothing yet; one unit less and the same record auto-deleverages at
+    54,000 (60 of profit each), the fund untouched."""
+    venue = liquidatable_alice(fund=fund, price=usd(53_000))
+    free = {n: venue.free(n) for n in SIX}
+    assert venue.apply(deleverage(venue, "s1", "s2")) is None
+    profit = usd(70) if at_mark else usd(60)
+    assert all(venue.free(n) == free[n] + usd(60) + profit for n in ("s1", "s2"))
+    assert venue.size("alice") == 4 * CENT_BTC and venue.state.globals.insurance_fund == fund
     check_invariants(venue)
 
 
@@ -283,11 +312,12 @@ def settled(venue, name: str) -> Position:
 
 def fund_holds_a_short(fund: int, price: int = usd(60_000)):
     """s6 asks for a forced close at ``price`` (healthy: fee 0): the fund takes
-    its 0.01 short over at the mark (rules v3)."""
+    its 0.01 short over at the mark (rules v3; the rule alone: the engine
+    would unwind it at once, below)."""
     venue = alice_long(SIX, fund=fund)
     if price != usd(60_000):
         move_price(venue, price)
-    venue.submit(ForcedClose(0, venue.address("s6"), BTC))
+    assert venue.apply(ForcedClose(0, venue.address("s6"), BTC)) is None
     assert fund_position(venue).size == -CENT_BTC and venue.state.globals.insurance_fund == fund
     return venue
 
@@ -371,7 +401,7 @@ def test_a_v3_forced_close_goes_to_the_fund_at_the_mark(price, fee):
     assert is_liquidatable(venue.position("alice"), price, venue.state.markets[BTC], venue.markets[BTC]) == fee
     fund, free = venue.state.globals.insurance_fund, venue.free("alice")
     equity = equity_at_mark(venue, "alice") // venue.markets[BTC].scale
-    venue.submit(ForcedClose(0, venue.address("alice"), BTC))
+    assert venue.apply(ForcedClose(0, venue.address("alice"), BTC)) is None
     charged = compute_fee(6 * CENT_BTC * price // ONE_BTC, venue.markets[BTC].liquidation_fee_ppm) if fee else 0
     assert venue.size("alice") == 0 and venue.free("alice") == free + equity - charged
     assert fund_position(venue).size == 6 * CENT_BTC and venue.state.globals.insurance_fund == fund + charged
@@ -409,7 +439,7 @@ def scenarios(draw):
 def run_scenario(shorts, fund, leverage, price, named, forced):
     venue = alice_long(shorts, fund=fund, alice_leverage=leverage)
     if forced:
-        venue.submit(ForcedClose(0, venue.address("s0"), BTC))
+        assert venue.apply(ForcedClose(0, venue.address("s0"), BTC)) is None
     move_price(venue, price)
     record = Deleverage(venue.address("alice"), BTC, names(venue, *named))
     before = state_of(venue)
@@ -449,7 +479,7 @@ def test_the_engines_choice_is_accepted_whenever_it_names_someone(scenario):
     shorts, fund, leverage, price, _, forced = scenario
     venue = alice_long(shorts, fund=fund, alice_leverage=leverage)
     if forced:
-        venue.submit(ForcedClose(0, venue.address("s0"), BTC))
+        assert venue.apply(ForcedClose(0, venue.address("s0"), BTC)) is None
     move_price(venue, price)
     position, market, params = venue.position("alice"), venue.state.markets[BTC], venue.markets[BTC]
     if not is_liquidatable(position, venue.mark(), market, params):

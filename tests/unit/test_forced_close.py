@@ -1,5 +1,6 @@
 """ForcedClose (the bridge's forceClose, inbox kind 3) in pre/op/post form
-(rules v3: the insurance fund takes the whole position over at the mark): a
+(rules v3: the insurance fund takes the whole position over at the mark, and
+the engine unwinds it at once in a Deleverage naming the fund): a
 healthy position without a fee and its margin freed, a liquidatable one with
 the liquidation fee, a bankrupt one with the fund paying the bad debt, the served no-ops, the inbox order, the books after it, and the inbox
 encoding the bridge hashes."""
@@ -14,7 +15,7 @@ from sequencer.core.inbox import (EMPTY_INBOX_HASH, KIND_FORCED_CLOSE, compute_i
 from sequencer.core.invariants import compute_balance_violations, compute_conservation, compute_negative_balances
 from sequencer.core.markets import DEVNET_MARKETS
 from sequencer.core.matching import Exchange
-from sequencer.core.records import ForcedClose, ForcedWithdrawal
+from sequencer.core.records import Deleverage, ForcedClose, ForcedWithdrawal
 from sequencer.core.rules.margin import compute_fee, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.rules.table import RULES_V1, RULES_V2
@@ -24,6 +25,7 @@ from l1_bridge.watcher import event_to_record
 PRICE = usd(60_000)
 ETH_PRICE = 3_000 * 10**6
 ALICE = ADDR["alice"]
+BOB = ADDR["bob"]
 
 
 def check_invariants(sim: Sim) -> None:
@@ -74,18 +76,19 @@ def test_healthy_long_taken_over_by_the_fund_at_the_mark_margin_freed_conservati
     assert sim.exchange.reserved[ALICE] > 0
     record = ForcedClose(0, ALICE, BTC)
 
-    assert sim.submit(record) == [record]
+    # rules v3: the insurance fund takes the long over at the mark, and the
+    # engine hands it back at once against the short side (bob)
+    assert sim.submit(record) == [record, Deleverage(INSURANCE_ADDRESS, BTC, (BOB,))]
 
     alice = sim.position("alice")
     assert (alice.size, alice.cost, alice.margin) == (0, 0, 0)
     # margin 6,000 + profit 1,000 at the mark: free collateral, no fee on a healthy close
     assert sim.free("alice") == alice_free + usd(6_000) + usd(1_000)
-    # rules v3: the insurance fund takes the long over at the mark; bob's short is untouched
-    assert sim.size("bob") == -ONE_BTC and sim.free("bob") == bob_free
-    assert sim.state.globals.insurance_fund == fund
-    taken = sim.state.positions[(INSURANCE_ADDRESS, BTC)]
-    assert (taken.size, taken.cost, taken.margin) == (ONE_BTC, usd(61_000), 0)
-    assert sim.state.markets[BTC].open_interest == ONE_BTC          # the fund's long against bob's short
+    # bob's short closed at the mark against the fund: margin 6,000 less his loss of 1,000
+    assert sim.size("bob") == 0 and sim.free("bob") == bob_free + usd(6_000) - usd(1_000)
+    assert sim.state.globals.insurance_fund == fund                 # the fund took and gave back at 61,000
+    assert sim.state.positions[(INSURANCE_ADDRESS, BTC)].size == 0
+    assert sim.state.markets[BTC].open_interest == 0
     assert sim.position("alice", ETH) == eth_before               # isolation: the ETH position untouched
     assert not is_order_open(sim.state, *bid) and bid not in sim.exchange.orders   # by the order epoch
     assert ALICE not in sim.exchange.reserved
@@ -108,18 +111,19 @@ def test_liquidatable_position_taken_over_whole_by_the_fund_with_the_liquidation
     sim.now += 1
     assert sim.apply_price(usd(54_600)) is None   # applied directly: no liquidation scan
     assert is_liquidatable(sim.position("alice"), usd(54_600), sim.state.markets[BTC], BTC_PARAMS)
-    alice_free, fund = sim.free("alice"), sim.state.globals.insurance_fund
+    alice_free, bob_free, fund = sim.free("alice"), sim.free("bob"), sim.state.globals.insurance_fund
 
-    assert sim.submit(ForcedClose(0, ALICE, BTC)) == [ForcedClose(0, ALICE, BTC)]
+    record = ForcedClose(0, ALICE, BTC)
+    assert sim.submit(record) == [record, Deleverage(INSURANCE_ADDRESS, BTC, (BOB,))]
 
     fee = compute_fee(usd(54_600), BTC_PARAMS.liquidation_fee_ppm)
     assert 0 < fee < usd(600)
     assert (sim.size("alice"), sim.position("alice").margin) == (0, 0)   # whole, not a partial step
     assert sim.free("alice") == alice_free + usd(6_000) - usd(5_400) - fee
     assert sim.state.globals.insurance_fund == fund + fee
-    # rules v3: the fund holds the long at the mark, bob's short stays
-    assert sim.size("bob") == -ONE_BTC and sim.state.positions[(INSURANCE_ADDRESS, BTC)].size == ONE_BTC
-    assert sim.state.positions[(INSURANCE_ADDRESS, BTC)].cost == usd(54_600)
+    # rules v3: the fund took the long at 54,600 and gave it back to bob's short at 54,600
+    assert sim.size("bob") == 0 and sim.free("bob") == bob_free + usd(6_000) + usd(5_400)
+    assert sim.state.positions[(INSURANCE_ADDRESS, BTC)].size == 0
     check_books_equal_a_rebuild(sim)
     check_invariants(sim)
     assert sim.replay().to_tables() == sim.state.to_tables()
@@ -129,16 +133,22 @@ def test_bankrupt_position_fund_pays_the_bad_debt_nothing_freed():
     sim = long_alice()
     sim.now += 1
     assert sim.apply_price(usd(50_000)) is None   # equity 6,000 - 10,000 < 0
-    alice_free, fund = sim.free("alice"), sim.state.globals.insurance_fund
+    alice_free, bob_free, fund = sim.free("alice"), sim.free("bob"), sim.state.globals.insurance_fund
 
-    sim.submit(ForcedClose(0, ALICE, BTC))
+    snapshot = sim.state.snapshot()
+    assert sim.apply(ForcedClose(0, ALICE, BTC)) is None          # the rule alone: the fund takes it at the mark
+    assert sim.state.positions[(INSURANCE_ADDRESS, BTC)] == Position(size=ONE_BTC, cost=usd(50_000),
+                                                                     funding_snapshot=0)
+    sim.state.revert(snapshot)
+    sim.log.pop()
+
+    sim.submit(ForcedClose(0, ALICE, BTC))                        # the engine: and unwinds it against bob
 
     assert (sim.size("alice"), sim.position("alice").margin) == (0, 0)
     assert sim.free("alice") == alice_free
     assert sim.state.globals.insurance_fund == fund - usd(4_000)
-    assert sim.size("bob") == -ONE_BTC                            # rules v3: the fund took the long at the mark
-    assert sim.state.positions[(INSURANCE_ADDRESS, BTC)] == Position(size=ONE_BTC, cost=usd(50_000),
-                                                                     funding_snapshot=0)
+    assert sim.size("bob") == 0 and sim.free("bob") == bob_free + usd(6_000) + usd(10_000)
+    assert sim.state.positions[(INSURANCE_ADDRESS, BTC)].size == 0
     check_invariants(sim)
     assert sim.replay().to_tables() == sim.state.to_tables()
 
