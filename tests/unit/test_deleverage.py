@@ -19,10 +19,10 @@ from deleverage_support import (BTC, CENT_BTC, FUND, ONE_BTC, alice_long, check_
                                 fund_position, move_price, state_of, usd)
 from sequencer.core.markets import (LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_FIRST,
                                     LIQUIDATION_LADDER)
-from sequencer.core.matching import choose_deleverage_counterparties
+from sequencer.core.matching import choose_deleverage_counterparties, choose_unwind_counterparties
 from sequencer.core.records import AuctionEnd, Deleverage, ForcedClose, Liquidate
 from sequencer.core.rules.liquidation import (MAX_DELEVERAGE_COUNTERPARTIES, absorb_funding_deficit, compute_liquidation_size,
-                                              make_deleverage_cap)
+                                              make_deleverage_cap, rank_by_profit_and_leverage)
 from sequencer.core.rules.margin import compute_fee, compute_equity_scaled, is_liquidatable
 from sequencer.core.rules.positions import settle_funding
 from sequencer.core.state import Position
@@ -542,3 +542,284 @@ def test_the_engine_under_book_auction_starts_an_auction_then_deleverages_what_i
     assert [type(r) for r in out] == [AuctionEnd, Deleverage] and venue.size("alice") == 0
     check_invariants(venue)
     assert venue.replay().to_tables() == venue.state.to_tables()
+
+
+# --- the fund unwinds its own position (Deleverage naming the fund) -----------------------------
+
+def fund_holds_alices_long(fund: int, price: int = usd(60_000)):
+    """alice asks for a forced close at 60,000 (healthy: no fee): the fund
+    takes her 0.06 long over at the mark (the rule alone: no engine), then
+    the price moves to ``price`` (no scan)."""
+    venue = alice_long(SIX, fund=fund)
+    assert venue.apply(ForcedClose(0, venue.address("alice"), BTC)) is None
+    taken = fund_position(venue)
+    assert (taken.size, taken.cost, taken.margin) == (6 * CENT_BTC, usd(3_600), 0)
+    if price != usd(60_000):
+        move_price(venue, price)
+    return venue
+
+
+def unwind(venue, *who: str) -> Deleverage:
+    return Deleverage(FUND, BTC, names(venue, *who))
+
+
+def move_funding(venue, per_cent_btc: int) -> None:
+    """The funding index moves so that a long of 0.01 owes exactly
+    ``per_cent_btc`` (a short is owed as much; no dust)."""
+    market, params = venue.state.markets[BTC], venue.markets[BTC]
+    delta = per_cent_btc * params.scale * 1_000_000 // CENT_BTC
+    venue.state.set_market(msgspec.structs.replace(market, funding_index=market.funding_index + delta))
+
+
+@pytest.mark.parametrize("who, left", [(tuple(SIX), 0), (("s1", "s2"), 4 * CENT_BTC)])
+def test_the_fund_unwinds_its_position_at_the_mark_its_pnl_into_the_fund(who, left):
+    """At 58,000 the fund's long (taken at 60,000) has lost 20 per 0.01: the
+    named shorts buy it back at the mark (each: margin 60 + 20 of profit
+    released), the fund realises the loss of the lots it gives up; a rest
+    keeps its entry (cost 600 per 0.01) and a margin of 0.  No liquidatable
+    check: the fund is not liquidated, it unwinds."""
+    venue = fund_holds_alices_long(usd(10_000), usd(58_000))
+    free = {n: venue.free(n) for n in SIX}
+    assert venue.apply(unwind(venue, *who)) is None
+    closed = 6 * CENT_BTC - left
+    rest = fund_position(venue)
+    assert (rest.size, rest.cost, rest.margin) == (left, usd(600) * left // CENT_BTC, 0)
+    assert venue.state.globals.insurance_fund == usd(10_000) - usd(20) * closed // CENT_BTC
+    assert venue.state.markets[BTC].open_interest == left
+    for name in SIX:
+        if name in who:
+            assert venue.position(name) == Position() and venue.free(name) == free[name] + usd(60) + usd(20)
+        else:
+            assert venue.size(name) == -CENT_BTC and venue.free(name) == free[name]
+    check_invariants(venue)
+
+
+def test_the_unwind_at_the_mark_rounds_in_the_funds_favour():
+    """A mark of 58,000.000001: 0.01 of it is 580.00000001 USDC, so the fund
+    (selling) gets 580.000001, one unit more than the floor, and s1 pays it."""
+    venue = fund_holds_alices_long(usd(10_000), usd(58_000) + 1)
+    assert venue.mark() == usd(58_000) + 1
+    free = venue.free("s1")
+    assert venue.apply(unwind(venue, "s1")) is None
+    price = usd(580) + 1                                          # ceil(0.01 x 58,000.000001)
+    assert venue.state.globals.insurance_fund == usd(10_000) + price - usd(600)
+    assert venue.free("s1") == free + usd(60) + usd(600) - price
+    check_invariants(venue)
+
+
+@pytest.mark.parametrize("fund", [usd(300), 0])
+def test_a_fund_that_cannot_pay_the_loss_unwinds_whole_at_its_bankruptcy_price(fund):
+    """At 50,000 the fund's long has lost 600 against ``fund`` of cash: the
+    close at the mark would leave it below 0, so it closes at its bankruptcy
+    price, the insurance fund standing as its margin: (3,600 - fund) for
+    0.06, i.e. 55,000 with 300 (each short: 50 of profit), 60,000 with 0 (no
+    profit); the fund ends at exactly 0."""
+    venue = fund_holds_alices_long(fund, usd(50_000))
+    free = {n: venue.free(n) for n in SIX}
+    assert venue.apply(unwind(venue, *SIX)) is None
+    assert fund_position(venue).size == 0 and venue.state.globals.insurance_fund == 0
+    profit = usd(600) - (usd(3_600) - fund) // 6                  # per 0.01: 60,000 less the price paid
+    assert all(venue.free(n) == free[n] + usd(60) + profit for n in SIX)
+    check_invariants(venue)
+
+
+def test_a_fund_that_cannot_pay_unwinds_a_part_at_its_bankruptcy_price_which_the_rest_keeps():
+    """Fund 100, at 50,000, s1 and s2 named: at the mark their 0.02 would
+    cost the fund 200, so they take it at the fund's bankruptcy price (2/6 of
+    (100 - 3,600), rounded down: 1,166.666667 for the fund) and the rest
+    (0.04, cost 2,400, the fund's 66.666667 of cash behind it) keeps that
+    price (58,333.33)."""
+    venue = fund_holds_alices_long(usd(100), usd(50_000))
+    free = venue.free("s1")
+    chosen = choose_unwind_counterparties(venue.state, fund_position(venue), venue.mark(), venue.markets[BTC])
+    assert len(chosen) == 6                                   # the engine's list covers it all (each within its cap)
+    assert venue.apply(unwind(venue, "s1", "s2")) is None
+    rest = fund_position(venue)
+    assert (rest.size, rest.cost, rest.margin) == (4 * CENT_BTC, usd(2_400), 0)
+    assert venue.state.globals.insurance_fund == 66_666_667
+    # the rest's bankruptcy notional is (its share of) the whole's, rounded in the fund's favour
+    assert (rest.cost - venue.state.globals.insurance_fund) * 6 <= (usd(3_600) - usd(100)) * 4
+    assert venue.free("s1") == free + usd(60) + (usd(600) - 583_333_333)
+    check_invariants(venue)
+
+
+def test_known_gap_a_partial_unwind_at_the_mark_can_leave_the_loss_to_the_users_named_later():
+    """Rule finding (reported, not fixed here): the fund unwind closes at the
+    mark whenever THIS record leaves the fund >= 0, not only when the fund
+    holds the whole position's loss (the liquidated position's fairness
+    pre-check, can_fund_pay_shortfall, has no twin here).  Fund 300 at
+    50,000 (loss 600 on 0.06): s1 and s2 named alone close at the mark (+100
+    each, the fund pays 200); s3..s6 then take the rest at the fund's
+    bankruptcy price, 57,500 (+25 each).  The engine names all six in one
+    record (the whole at the mark fails: every short gets 50) and so does not
+    use it; a sequencer choosing whom to name first could."""
+    venue = fund_holds_alices_long(usd(300), usd(50_000))
+    free = {n: venue.free(n) for n in SIX}
+    assert venue.apply(unwind(venue, "s1", "s2")) is None
+    assert venue.state.globals.insurance_fund == usd(100)
+    assert venue.apply(unwind(venue, "s3", "s4", "s5", "s6")) is None
+    assert fund_position(venue).size == 0 and venue.state.globals.insurance_fund == 0
+    gains = {n: venue.free(n) - free[n] - usd(60) for n in SIX}
+    assert gains == {"s1": usd(100), "s2": usd(100), "s3": usd(25), "s4": usd(25), "s5": usd(25), "s6": usd(25)}
+    check_invariants(venue)
+    engine = fund_holds_alices_long(usd(300), usd(50_000))
+    chosen = choose_unwind_counterparties(engine.state, fund_position(engine), engine.mark(), engine.markets[BTC])
+    free = {n: engine.free(n) for n in SIX}
+    assert engine.apply(Deleverage(FUND, BTC, chosen)) is None
+    assert all(engine.free(n) - free[n] - usd(60) == usd(50) for n in SIX)
+
+
+def test_funding_the_fund_owes_is_paid_from_the_fund_then_the_position_unwinds_at_the_mark():
+    """The index moves so that the fund's 0.06 long owes 60 (each short is
+    owed 10): the record settles it out of the fund, then closes at the mark
+    (60,000: no PnL); each short gets its margin and its funding."""
+    venue = fund_holds_alices_long(usd(10_000))
+    move_funding(venue, usd(10))
+    free = {n: venue.free(n) for n in SIX}
+    assert venue.apply(unwind(venue, *SIX)) is None
+    assert fund_position(venue).size == 0 and venue.state.globals.insurance_fund == usd(10_000) - usd(60)
+    assert all(venue.free(n) == free[n] + usd(60) + usd(10) for n in SIX)
+    check_invariants(venue)
+
+
+def test_funding_the_fund_owes_beyond_its_cash_is_carried_by_the_bankruptcy_price():
+    """Fund 30, owing 60 of funding: settled, it is 30 below 0; the deficit
+    moves into the position's cost (absorb_funding_deficit) and the shorts
+    buy it back at 60,500 (3,630 for 0.06): each gets its margin and funding
+    (70) less 5; the fund ends at exactly 0."""
+    venue = fund_holds_alices_long(usd(30))
+    move_funding(venue, usd(10))
+    free = {n: venue.free(n) for n in SIX}
+    assert venue.apply(unwind(venue, *SIX)) is None
+    assert fund_position(venue).size == 0 and venue.state.globals.insurance_fund == 0
+    assert all(venue.free(n) == free[n] + usd(70) - usd(5) for n in SIX)
+    check_invariants(venue)
+
+
+def test_an_unwind_without_users_naming_itself_or_a_user_on_its_side_or_on_a_stale_mark_is_refused():
+    venue = fund_holds_alices_long(usd(10_000))
+    refused(venue, Deleverage(FUND, BTC, ()), "invalid_counterparties")                # no users
+    refused(venue, Deleverage(FUND, BTC, (FUND,)), "invalid_counterparties")           # itself
+    venue.place("mm", False, usd(60_000), CENT_BTC, leverage=2)
+    venue.place("erin", True, usd(60_000), CENT_BTC, leverage=2)                       # erin long, as the fund
+    refused(venue, unwind(venue, "erin"), "invalid_counterparty")
+    refused(venue, unwind(venue, "s1", "erin"), "invalid_counterparty")
+    refused(venue, unwind(venue, "s1", "nobody"), "invalid_counterparty")
+    venue.now += venue.markets[BTC].oracle_max_age_ms + 1
+    refused(venue, unwind(venue, "s1"), "stale_oracle_price")
+
+
+# --- the fairness pre-check and absorb, around the counterparties ---------------------------------
+
+def test_a_counterparty_owing_funding_past_its_margin_with_a_big_profit_closes_at_the_mark():
+    """thin went short 0.01 at 60,000 at 50x (margin 12) and owes 20 of
+    funding: -8 after settlement, but 80 of profit at 52,000 (equity 72). Its
+    deficit moves into its cost (absorb_funding_deficit) and the record
+    applies: thin gets its equity, 72, back."""
+    venue = alice_long({**SIX, "thin": (CENT_BTC, 50)}, fund=usd(10_000))
+    move_price(venue, usd(52_000))
+    move_funding(venue, -usd(20))                                  # the shorts owe 20 per 0.01
+    market, params = venue.state.markets[BTC], venue.markets[BTC]
+    assert is_liquidatable(venue.position("alice"), venue.mark(), market, params)
+    assert settled(venue, "thin").margin == -usd(8)
+    free = venue.free("thin")
+    assert venue.apply(deleverage(venue, "thin", "s1", "s2", "s3", "s4", "s5")) is None
+    thin = venue.position("thin")
+    assert (thin.size, thin.cost, thin.margin) == (0, 0, 0) and venue.free("thin") == free + usd(72)
+    check_invariants(venue)
+
+
+def test_a_liquidated_position_owing_funding_past_its_margin_closes_at_the_mark_with_the_fund_paying():
+    """alice owes 400 of funding past her 360 of margin: absorbed into her
+    cost, her bad debt at 53,000 is 40 + 420 of loss = 460 (about: the
+    funding is 400/6 per 0.01, rounded); the fund (10,000) holds it, so the
+    six close at the mark and the fund pays it."""
+    venue = liquidatable_alice(price=usd(53_000))
+    move_funding(venue, usd(400) // 6)
+    owing = settled(venue, "alice")
+    assert owing.margin < 0
+    fund = venue.state.globals.insurance_fund
+    assert venue.apply(deleverage(venue, *SIX)) is None
+    assert venue.size("alice") == 0 and venue.position("alice").margin == 0
+    assert venue.state.globals.insurance_fund == fund + owing.margin - usd(420)      # bad debt: 420 - margin
+    check_invariants(venue)
+
+
+# --- what the engine writes to unwind the fund ------------------------------------------------------
+
+def fund_unwinds(out) -> list[Deleverage]:
+    return [r for r in out if isinstance(r, Deleverage) and r.account == FUND]
+
+
+def test_the_engine_unwinds_a_forced_close_in_the_same_admit_naming_the_ranked_users():
+    """alice's forced close hands her 0.06 long to the fund; the same admit
+    writes Deleverage(fund, BTC, the six shorts in the order of
+    rank_by_profit_and_leverage), closing it at the mark: the fund is flat."""
+    venue = alice_long(SIX, fund=usd(10_000))
+    move_price(venue, usd(58_000))
+    ranked = [a for a, _, _ in rank_by_profit_and_leverage(venue.state, BTC, False, venue.mark(), venue.markets[BTC])]
+    record = ForcedClose(0, venue.address("alice"), BTC)
+    out = venue.submit(record)
+    assert out == [record, Deleverage(FUND, BTC, tuple(ranked))]
+    assert fund_position(venue).size == 0 and all(venue.size(n) == 0 for n in SIX)
+    check_invariants(venue)
+    assert venue.replay().to_tables() == venue.state.to_tables()
+
+
+def test_the_engine_unwinds_over_several_records_when_more_than_six_users_are_needed():
+    shorts = {f"w{i}": (CENT_BTC, 10) for i in range(10)}
+    venue = alice_long(shorts, fund=usd(10_000))
+    out = venue.submit(ForcedClose(0, venue.address("alice"), BTC))
+    assert [len(r.counterparties) for r in fund_unwinds(out)] == [6, 4]
+    assert fund_position(venue).size == 0 and all(venue.size(n) == 0 for n in shorts)
+    check_invariants(venue)
+
+
+@pytest.mark.parametrize("event", ["price", "funding"])
+def test_the_engine_unwinds_a_position_the_fund_still_holds_after_a_price_update_or_a_funding_tick(event):
+    """The fund holds alice's long (the rule alone took it over); the next
+    price update, or the next funding tick, makes the engine unwind it."""
+    venue = fund_holds_alices_long(usd(10_000))
+    if event == "price":
+        out = venue.set_price(usd(59_000))
+    else:
+        venue.now += venue.markets[BTC].funding_interval_ms
+        assert venue.apply_price(usd(60_000)) is None           # a fresh mark, no scan
+        out = venue.funding()
+        assert any(type(r).__name__ == "FundingTick" for r in out)
+    assert len(fund_unwinds(out)) == 1 and fund_position(venue).size == 0
+    check_invariants(venue)
+    assert venue.replay().to_tables() == venue.state.to_tables()
+
+
+def test_the_engine_unwinds_a_fund_that_cannot_pay_at_its_bankruptcy_price_and_liquidates_nobody_needlessly():
+    """Fund 0: the fall to 50,000 costs its long 600 it does not have, so the
+    engine's record (all six, within their caps) closes it at 60,000, its
+    bankruptcy price: each short gets its margin back, the fund stays at 0."""
+    venue = fund_holds_alices_long(0)
+    free = {n: venue.free(n) for n in SIX}
+    out = venue.set_price(usd(50_000))
+    assert len(fund_unwinds(out)) == 1 and not any(isinstance(r, Liquidate) for r in out)
+    assert fund_position(venue).size == 0 and venue.state.globals.insurance_fund == 0
+    assert all(venue.free(n) == free[n] + usd(60) for n in SIX)
+    check_invariants(venue)
+
+
+def test_under_backstop_the_engine_leaves_the_funds_positions():
+    venue = alice_long(SIX, fund=usd(10_000), policy=LIQUIDATION_BACKSTOP)
+    record = ForcedClose(0, venue.address("alice"), BTC)
+    assert venue.submit(record) == [record]
+    out = venue.set_price(usd(59_000))
+    assert fund_unwinds(out) == [] and fund_position(venue).size == 6 * CENT_BTC
+    check_invariants(venue)
+
+
+def test_the_engine_writes_no_unwind_without_a_user_on_the_other_side():
+    """Nobody on the other side with a quote unit of equity: no record, the
+    fund keeps the position until one is there."""
+    venue = alice_long({"s1": (CENT_BTC, 50)}, fund=usd(10_000), alice_leverage=2)
+    assert venue.apply(ForcedClose(0, venue.address("alice"), BTC)) is None
+    move_price(venue, usd(61_200))               # s1 (margin 12) has lost 12: below one quote unit of equity
+    assert choose_unwind_counterparties(venue.state, fund_position(venue), venue.mark(), venue.markets[BTC]) == ()
+    assert fund_unwinds(venue.exchange.unwind_fund(venue.state, BTC, venue.now, venue.ctx)) == []
+    assert fund_position(venue).size == CENT_BTC
