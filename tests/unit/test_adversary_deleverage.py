@@ -6,7 +6,13 @@ reordered list (the rule does not re-rank) still conserves money and closes
 every counterparty at the mark; a whale needing more than six counterparties
 (the engine continues over records); dust counterparties (their number slows
 a liquidation down, never breaks one); and the engine under v3 against v2 on
-the same scenario: the same end state when six counterparties suffice."""
+the same scenario: the same end state when six counterparties suffice; the
+fund's unwind attacked: a sequencer picking whom the fund's position goes
+back to (each closes at the mark, rounding aside), an attacker hedged across
+two accounts forcing one side onto the fund then riding a move (the engine
+hands it back in the same admit: the fund keeps no exposure, gains the fee
+and the rounding, loses nothing), and an operator withholding the unwind
+(the bridge can then fall short by the fund's loss)."""
 from __future__ import annotations
 
 import pytest
@@ -254,5 +260,94 @@ def test_the_engine_hands_a_forced_close_back_at_once_so_the_fall_costs_the_fund
     out = venue.set_price(usd(33_000))
     assert not any(isinstance(r, (Liquidate, Deleverage)) for r in out)
     assert venue.state.globals.insurance_fund == 0 and compute_solvency_gap(venue.state, venue.markets) <= 0
+    check_invariants(venue)
+    assert venue.replay().to_tables() == venue.state.to_tables()
+
+
+# --- the fund's unwind, attacked --------------------------------------------------------------------
+
+def value_at_mark(venue, name: str) -> int:
+    """Free collateral + equity at the mark, x scale."""
+    return venue.free(name) * venue.markets[BTC].scale + equity_at_mark(venue, name)
+
+
+def fund_value_at_mark(venue) -> int:
+    """The fund's cash + its position's equity at the mark, x scale."""
+    position, params = fund_position(venue), venue.markets[BTC]
+    return (venue.state.globals.insurance_fund * params.scale + position.size * venue.mark()
+            - position.cost * params.scale)
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 20), min_size=6, max_size=6), order=st.permutations(list(SIX)),
+       count=st.integers(1, 6), price=st.integers(45_000 * 10**6, 70_000 * 10**6))
+def test_a_sequencer_unwinding_the_fund_against_users_it_picks_closes_them_at_the_mark(sizes, order, count, price):
+    """The rule does not re-rank: a sequencer picks whom the fund's position
+    goes back to.  With a fund that can pay, each named user closes at the
+    mark: its value at the mark (free collateral + equity) moves by the
+    rounding alone (the total rounded in the fund's favour, split among the
+    names rounded down but for the last: less than a unit up, less than one
+    unit per name down), the others do not move, the fund's value at the
+    mark rises by exactly what the users lost together (>= 0), and money is
+    conserved."""
+    shorts = {name: (lots * CENT_BTC // 4, 5) for name, lots in zip(SIX, sizes)}     # 5x: solvent to 72,000
+    venue = alice_long(shorts, fund=usd(1_000_000))
+    assert venue.apply(ForcedClose(0, venue.address("alice"), BTC)) is None
+    move_price(venue, price)
+    who = order[:count]
+    before = {n: value_at_mark(venue, n) for n in SIX}
+    fund_before = fund_value_at_mark(venue)
+    assert venue.apply(Deleverage(FUND, BTC, named(venue, *who))) is None
+    scale = venue.markets[BTC].scale
+    losses = {n: before[n] - value_at_mark(venue, n) for n in SIX}
+    for name in SIX:
+        if name in who:
+            assert venue.size(name) == 0 and -scale < losses[name] < (count + 1) * scale
+        else:
+            assert losses[name] == 0 and venue.size(name) == -shorts[name][0]
+    assert fund_value_at_mark(venue) - fund_before == sum(losses.values()) >= 0
+    assert fund_position(venue).size == sum(shorts[n][0] for n in SIX if n not in who)
+    check_invariants(venue)
+
+
+@settings(max_examples=40, deadline=None)
+@given(lots=st.integers(1, 40), a_leverage=st.sampled_from([2, 5, 10, 20]), b_leverage=st.sampled_from([1, 2]),
+       others=st.integers(0, 3), fund=st.sampled_from([0, usd(500), usd(100_000)]),
+       close_at=st.integers(57_000, 63_000), move_ppm=st.sampled_from([-300_000, -200_000, -20_000, 20_000,
+                                                                      200_000, 300_000]))
+def test_an_attacker_hedged_across_two_accounts_gains_nothing_from_the_fund(lots, a_leverage, b_leverage, others,
+                                                                           fund, close_at, move_ppm):
+    """The attacker holds a long in A and the same short in B (against each
+    other), forces A's long onto the fund (ForcedClose), then the price moves
+    hard, hoping the fund keeps the long (its loss being B's gain).  The
+    engine hands the long back in the same admit (to B, or to the honest
+    shorts ranked before it): after the admit the fund holds nothing, its
+    cash has not fallen (the fee and the rounding are its), and A + B are
+    worth no more at the mark than before; the move then costs the fund
+    nothing (no position; the shorts here are 1x-2x, so nobody is
+    liquidated) and the bridge is never short."""
+    from sequencer.lab.checks import compute_solvency_gap, get_fund_positions
+    from deleverage_support import make_venue
+    size = lots * CENT_BTC // 4
+    venue = make_venue(fund, A=usd(1_000_000), B=usd(1_000_000), **{f"h{i}": usd(1_000_000) for i in range(others)})
+    venue.set_price(usd(60_000))
+    for name in [f"h{i}" for i in range(others)] + ["B"]:
+        venue.place(name, False, usd(60_000), size, leverage=b_leverage)
+        venue.place("mm" if name != "B" else "A", True, usd(60_000), size, leverage=2 if name != "B" else a_leverage)
+    assert venue.size("A") == size and venue.size("B") == -size
+    venue.set_price(usd(close_at))
+    cash = venue.state.globals.insurance_fund
+    attacker = value_at_mark(venue, "A") + value_at_mark(venue, "B")
+    out = venue.submit(ForcedClose(0, venue.address("A"), BTC))
+    event("A closed by the fund" if venue.size("A") == 0 else "A liquidated before")
+    event("B took the long back" if venue.size("B") != -size else "honest shorts took it back")
+    assert get_fund_positions(venue.state) == [] and venue.state.globals.insurance_fund >= cash
+    assert value_at_mark(venue, "A") + value_at_mark(venue, "B") <= attacker
+    assert len([r for r in out if isinstance(r, Deleverage)]) <= 1
+    cash = venue.state.globals.insurance_fund
+    out = venue.set_price(venue.mark() + venue.mark() * move_ppm // 10**6)
+    assert not any(isinstance(r, (Liquidate, Deleverage)) for r in out)
+    assert get_fund_positions(venue.state) == [] and venue.state.globals.insurance_fund == cash
+    assert compute_solvency_gap(venue.state, venue.markets) <= 0
     check_invariants(venue)
     assert venue.replay().to_tables() == venue.state.to_tables()
