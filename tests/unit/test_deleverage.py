@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import event, given, settings, strategies as st
 
 from deleverage_support import (BTC, CENT_BTC, FUND, ONE_BTC, alice_long, check_invariants, equity_at_mark,
                                 fund_position, move_price, state_of, usd)
@@ -22,7 +22,8 @@ from sequencer.core.markets import (LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTI
 from sequencer.core.matching import choose_deleverage_counterparties, choose_unwind_counterparties
 from sequencer.core.records import AuctionEnd, Deleverage, ForcedClose, Liquidate
 from sequencer.core.rules.liquidation import (MAX_DELEVERAGE_COUNTERPARTIES, absorb_funding_deficit, compute_liquidation_size,
-                                              make_deleverage_cap, rank_by_profit_and_leverage)
+                                              can_fund_pay_shortfall, make_deleverage_cap,
+                                              rank_by_profit_and_leverage)
 from sequencer.core.rules.margin import compute_fee, compute_equity_scaled, is_liquidatable
 from sequencer.core.rules.positions import settle_funding
 from sequencer.core.state import Position
@@ -823,3 +824,78 @@ def test_the_engine_writes_no_unwind_without_a_user_on_the_other_side():
     assert choose_unwind_counterparties(venue.state, fund_position(venue), venue.mark(), venue.markets[BTC]) == ()
     assert fund_unwinds(venue.exchange.unwind_fund(venue.state, BTC, venue.now, venue.ctx)) == []
     assert fund_position(venue).size == CENT_BTC
+
+
+# --- properties of the engine's lists against the new decisions ----------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(scenario=scenarios())
+def test_the_engines_list_suits_the_branch_the_rule_takes(scenario):
+    """When the fund cannot hold the whole position's bad debt at the mark
+    (can_fund_pay_shortfall), the engine names users alone and the record
+    auto-deleverages: the fund does not move and the rest of the position
+    keeps its bankruptcy price (its margin - cost per lot, rounded in the
+    rest's favour); when it can, the record closes at the mark and the fund
+    pays at most that bad debt."""
+    shorts, fund, leverage, price, _, forced = scenario
+    venue = alice_long(shorts, fund=fund, alice_leverage=leverage)
+    if forced:
+        assert venue.apply(ForcedClose(0, venue.address("s0"), BTC)) is None
+    move_price(venue, price)
+    position, market, params = venue.position("alice"), venue.state.markets[BTC], venue.markets[BTC]
+    if not is_liquidatable(position, venue.mark(), market, params):
+        return
+    pays = can_fund_pay_shortfall(venue.state, position, venue.mark(), params)
+    chosen = choose_deleverage_counterparties(venue.state, venue.address("alice"), position, venue.mark(), params)
+    if not chosen:
+        return
+    cash = venue.state.globals.insurance_fund
+    assert venue.apply(Deleverage(venue.address("alice"), BTC, chosen)) is None
+    rest = venue.position("alice")
+    if not pays:
+        event("auto-deleveraged")
+        assert FUND not in chosen and venue.state.globals.insurance_fund == cash
+        if rest.size:
+            # (margin - cost) / size is kept, the rest's share rounded in its favour
+            assert (rest.margin - rest.cost) * position.size >= (position.margin - position.cost) * rest.size
+    else:
+        event("closed at the mark")
+        shortfall = -compute_equity_scaled(position, venue.mark(), market, params)
+        assert venue.state.globals.insurance_fund * params.scale >= cash * params.scale - max(0, shortfall)
+    check_invariants(venue)
+
+
+@st.composite
+def unwind_scenarios(draw):
+    count = draw(st.integers(1, 8))
+    shorts = {f"s{i}": (draw(st.integers(1, 40)) * CENT_BTC // 10, draw(st.integers(1, 20))) for i in range(count)}
+    fund = draw(st.sampled_from([0, usd(10), usd(1_000), usd(1_000_000)]))
+    price = draw(st.integers(40_000, 75_000)) * usd(1) + draw(st.integers(0, 999_999))
+    funding = draw(st.sampled_from([0, 0, usd(1), usd(50), -usd(50)]))
+    return shorts, fund, price, funding
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenario=unwind_scenarios())
+def test_the_engines_unwind_list_is_accepted_and_conserves_money(scenario):
+    """Whatever the fund's cash, the price and the funding it owes: the
+    engine's unwind list (at most six ranked users on the other side) is
+    accepted whenever it names someone, closes at least one lot of the
+    fund's position, leaves the fund >= 0 and conserves money."""
+    shorts, fund, price, funding = scenario
+    venue = alice_long(shorts, fund=fund, alice_leverage=2)
+    assert venue.apply(ForcedClose(0, venue.address("alice"), BTC)) is None
+    move_price(venue, price)
+    if funding:
+        move_funding(venue, funding)
+    position = fund_position(venue)
+    chosen = choose_unwind_counterparties(venue.state, position, venue.mark(), venue.markets[BTC])
+    assert len(chosen) <= MAX_DELEVERAGE_COUNTERPARTIES and FUND not in chosen
+    if not chosen:
+        event("nobody to unwind against")
+        return
+    error = venue.apply(Deleverage(FUND, BTC, chosen))
+    assert error is None, error
+    assert abs(fund_position(venue).size) < abs(position.size) and venue.state.globals.insurance_fund >= 0
+    event("unwound whole" if not fund_position(venue).size else "unwound in part")
+    check_invariants(venue)
