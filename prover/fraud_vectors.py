@@ -654,6 +654,7 @@ def liquidate_cases() -> list[dict]:
     liquidatable = Position(10**7, 6_000 * 10**6, 70 * 10**6, 0)   # 0.1 BTC, margin 70 < maintenance 72 USDC
     healthy = Position(10**7, 6_000 * 10**6, 700 * 10**6, 0)
     running = Auction(10**6, 60_000 * 10**6, 59_000 * 10**6, BLOCK_TIME - 1000, BLOCK_TIME + 1000)
+    owing = Position(10**7, 6_600 * 10**6, 5 * 10**6, -10**14)  # owes 10 USDC of funding, bankrupt (rules v3)
 
     def state(position: Position = liquidatable, oracle_time_ms: int = BLOCK_TIME - 1000, auction=None) -> State:
         s = make_perps_state({a: Account(10**9, ())}, [make_market(BTC, BTC_PRICE, oracle_time_ms=oracle_time_ms)],
@@ -701,6 +702,10 @@ def liquidate_cases() -> list[dict]:
                   state(Position(10**7, 6_600 * 10**6, 10 * 10**6, 0)), encode_item(ForcedClose(count, a, BTC))),
         make_case("auction end of a position still liquidatable: its lots kept", state(auction=ended),
                   encode_item(AuctionEnd(a, BTC))),
+        make_case("auction end of a position owing funding past its margin: the deficit into its cost",
+                  state(owing, auction=ended), encode_item(AuctionEnd(a, BTC))),
+        make_case("forced close of a position owing funding past its margin: the fund takes it over",
+                  state(Position(10**7, 5_940 * 10**6, 5 * 10**6, -10**14)), encode_item(ForcedClose(count, a, BTC))),
     ]
 
 
@@ -946,6 +951,10 @@ def book_cases() -> list[dict]:
                                                                            BLOCK_TIME - 1000, BLOCK_TIME + 10**4)),
          Liquidate(a, BTC, ((b, 1),))),
         ("book: no makers, the ladder stops (rules v3)", state(two), Liquidate(a, BTC, ())),
+        ("book: no makers, funding owed past the margin: the deficit into the cost (rules v3)", state(two, owner=Position(
+            1000 * lot, 6_100 * 10**6, 5 * 10**6, 3 - 10**14)), Liquidate(a, BTC, ())),
+        ("book: makers take a position owing funding past its margin (rules v3)", state(two, owner=Position(
+            1000 * lot, 5_940 * 10**6, 10 * 10**6, 3 - 2 * 10**14)), Liquidate(a, BTC, ((b, 1), (c, 2)))),
         ("book: a bankrupt position in auction, its auction ends (rules v3)",
          state(two, auction=Auction(lot, BTC_PRICE, 59_300 * 10**6, BLOCK_TIME - 1000, BLOCK_TIME + 10**4),
                owner=Position(1000 * lot, 6_100 * 10**6, 5 * 10**6, 0)),

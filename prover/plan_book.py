@@ -35,10 +35,11 @@ from prover.records import PendingKind
 from sequencer.core.records import Liquidate
 from sequencer.core.rules.base import RuleError, get_market, require_fresh_price
 from sequencer.core.markets import LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_VAULT
-from sequencer.core.rules.liquidation import (MAX_LIQUIDATION_MAKERS_V2, cancel_orders_v2, compute_auction_prices,
-                                              get_liquidation_rules, process_book_step)
+from sequencer.core.rules.liquidation import (LIQUIDATION_V2, LIQUIDATION_V3, MAX_LIQUIDATION_MAKERS_V2,
+                                              cancel_orders_v2, compute_auction_prices, get_liquidation_rules,
+                                              process_book_step, settle_liquidation_funding)
 from sequencer.core.rules.margin import compute_equity_scaled, compute_liquidation_size, is_liquidatable
-from sequencer.core.rules.positions import INSURANCE_ADDRESS, settle_funding
+from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.state import State
 
 RANKED = ("rules v2 send it down the ladder (a close at the mark or auto-deleveraging ranks every opposite "
@@ -69,7 +70,9 @@ def get_pending_reason(state: State, r: Liquidate, params, timestamp_ms: int,
     try:
         market = state.markets[r.market]
         mark = market.mark_price
-        position = settle_funding(state, r.account, r.market, state.positions[(r.account, r.market)], params)
+        rules = LIQUIDATION_V3 if named_ladder else LIQUIDATION_V2
+        position = settle_liquidation_funding(state, rules, r.account, r.market,
+                                              state.positions[(r.account, r.market)], params)
         qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
         position = cancel_orders_v2(state, r.account, r.market, position)
         if (r.account, r.market) in state.auctions:

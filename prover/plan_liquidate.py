@@ -12,7 +12,10 @@ policy, a position in auction gone bankrupt, an AuctionEnd of a position
 still liquidatable stop after the funding settlement and the order epoch
 (Deleverage records name the counterparties, prover.plan_ladder); a
 backstop takeover the fund cannot pay is not made; a ForcedClose goes to
-the insurance fund under every policy.  Pending:
+the insurance fund under every policy.  The position each record acts on
+has its funding settled as the rules do (``settle_liquidation_funding``:
+under v3 funding owed past its margin moves into its cost), so the dry
+runs below decide the branch the rule takes.  Pending:
 
 * under rules v2 (a log replayed with schema 2), where v3 stop and v2 go
   down the ladder (a close at the mark or auto-deleveraging ranks every
@@ -37,9 +40,10 @@ from prover.plan_book import plan_book
 from sequencer.core.markets import LIQUIDATION_BACKSTOP
 from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
 from sequencer.core.rules.base import RuleError, get_market, get_market_params, require_fresh_price
-from sequencer.core.rules.liquidation import BOOK_POLICIES, get_liquidation_rules, process_backstop
+from sequencer.core.rules.liquidation import (BOOK_POLICIES, LiquidationRules, get_liquidation_rules, process_backstop,
+                                              settle_liquidation_funding)
 from sequencer.core.rules.margin import compute_liquidation_size, is_liquidatable
-from sequencer.core.rules.positions import INSURANCE_ADDRESS, settle_funding
+from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.state import State
 
 CANCELS_ORDERS = ("cancels the owner's open orders in the market one leaf each (rules v1 cancel_open_orders): "
@@ -77,17 +81,19 @@ def is_refused(state: State, r: Liquidate, params, timestamp_ms: int, max_makers
 TAKEN, SHORT, REFUSED = "taken", "short", "refused"
 
 
-def try_fund_takeover(state: State, account: bytes, market_id: int, params, whole: bool,
+def try_fund_takeover(state: State, rules: LiquidationRules, account: bytes, market_id: int, params, whole: bool,
                       fee_ppm: int | None = None) -> str:
     """A dry run (undone) of the backstop's takeover of the account's position
-    (``process_backstop``: its liquidation size, or ``whole``; the
+    (its funding settled as ``rules`` settle it: under v3 a deficit moves
+    into its cost; ``process_backstop``: its liquidation size, or ``whole``; the
     liquidation fee unless ``fee_ppm``): REFUSED when its notional leaves 64
     bits (the rule refuses it), SHORT when it leaves the fund negative (rules
     v3 do not make it), else TAKEN."""
     snapshot, dirty = state.snapshot(), set(state.dirty)
     try:
         mark = state.markets[market_id].mark_price
-        position = settle_funding(state, account, market_id, state.positions[(account, market_id)], params)
+        position = settle_liquidation_funding(state, rules, account, market_id, state.positions[(account, market_id)],
+                                              params)
         qty = abs(position.size) if whole else compute_liquidation_size(position, mark, state.markets[market_id],
                                                                         params)
         try:
@@ -124,7 +130,7 @@ def plan_liquidate(runner, r: Liquidate):
     if is_refused(state, r, params, runner.ctx.timestamp_ms, rules.max_makers):
         return (lambda ok, writes: reads), ()
     if params.liquidation_policy == LIQUIDATION_BACKSTOP:
-        outcome = try_fund_takeover(state, r.account, r.market, params, whole=False)
+        outcome = try_fund_takeover(state, rules, r.account, r.market, params, whole=False)
         if outcome == SHORT and not rules.named_ladder:
             raise PendingKind(f"the backstop's takeover leaves the fund negative: auto-deleveraging {RANKS}")
         fund = get_position_key(INSURANCE_ADDRESS, r.market)
@@ -199,11 +205,13 @@ def plan_forced_close(runner, r: ForcedClose):
         return (lambda ok, writes: reads + [(GLOBAL_KEY, True)]), ()
     market = state.markets[r.market]
     liquidatable = is_liquidatable(position, market.mark_price, market, params)
-    named = get_liquidation_rules(rules).named_ladder
+    liquidation_rules = get_liquidation_rules(rules)
+    named = liquidation_rules.named_ladder
     if not named and (params.liquidation_policy != LIQUIDATION_BACKSTOP or not liquidatable):
         raise PendingKind(f"ForcedClose of an open position through the ladder (rules v{rules.schema_version}) "
                           f"{RANKS}")
-    outcome = try_fund_takeover(state, r.account, r.market, params, True, None if liquidatable or not named else 0)
+    outcome = try_fund_takeover(state, liquidation_rules, r.account, r.market, params, True,
+                                None if liquidatable or not named else 0)
     if outcome == REFUSED:
         return (lambda ok, writes: reads + [(GLOBAL_KEY, True)]), ()
     fund = get_position_key(INSURANCE_ADDRESS, r.market)

@@ -11,7 +11,8 @@
     deleted; a closed position, or one no longer liquidatable at the mark,
     keeps everything else; a position still liquidatable keeps its lots
     (Deleverage records or a new Liquidate go on from there): its funding
-    settles (the market's dust, the sweep into the fund) and its orders in
+    settles (the market's dust, the sweep into the fund; funding owed past
+    its margin moves into its cost, margin 0) and its orders in
     the market are cancelled by ONE write (the position's order epoch
     becomes the globals' order count).
     Witness: the auction, the position, the market (read against the
@@ -60,8 +61,9 @@ def keep_lots(account: address, position: mk.Position, market: Bytes[MAX_LEAF], 
               g: lib.Globals) -> Kept:
     """process_auction_end_v3 of a position still liquidatable: settle_funding
     (a user's out of its margin; the fund's own, which no auction holds in a
-    state the rules reach, into the fund) and the order epoch (the globals'
-    order count): the position, market and globals leaves after it."""
+    state the rules reach, into the fund), a deficit past the margin moved
+    into the cost (settle_liquidation_funding), and the order epoch (the
+    globals' order count): the position, market and globals leaves after it."""
     f: mk.Funding = mk.settle_funding(position, market, p)
     settled: mk.Position = f.position
     settled.order_epoch = g.order_count
@@ -69,6 +71,7 @@ def keep_lots(account: address, position: mk.Position, market: Bytes[MAX_LEAF], 
     if account == INSURANCE:
         insurance -= position.margin - settled.margin
         settled.margin = position.margin
+    settled = mk.absorb_funding_deficit(settled)  # settle_liquidation_funding: a deficit into the cost
     out_g: lib.Globals = g
     out_g.insurance_fund = convert(insurance, uint256)
     return Kept(position=mk.position_leaf(settled),

@@ -10,7 +10,8 @@
     the refusals (no fresh mark, no position, a healthy one, more than 4
     makers, a maker that is not an open resting order on the other side of
     the market within the bankruptcy price, not the owner's, not cancelled
-    by its owner's order epoch, in price-time order); the funding settled;
+    by its owner's order epoch, in price-time order); the funding settled
+    (funding owed past the margin moved into the cost, margin 0);
     the owner's orders cancelled by ONE write (the position's order epoch
     becomes the globals' order count); a position whose auction runs refused
     unless bankrupt (then its auction ends and the record stops); the book
@@ -324,7 +325,7 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     used: uint256 = len(keys)
     # process_liquidate_v2: the funding settled, the orders cancelled by the epoch
     f: mk.Funding = mk.settle_funding(b.position, b.market, p)
-    b.position = f.position
+    b.position = mk.absorb_funding_deficit(f.position)  # settle_liquidation_funding
     b.market = lib.set_word(b.market, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32))
     b.insurance = f.sweep
     qty: int256 = mk.liquidation_size(b.position, mark, p)

@@ -6,7 +6,9 @@
     it re-executes rules v3 (sequencer/core/rules/liquidation.py) against the
     witness and returns the state root after the record and the receipt
     outcome. The twin of prover/plan_liquidate.py. Every refusal of the
-    two kinds (a Liquidate names at most 4 makers). Liquidate: the
+    two kinds (a Liquidate names at most 4 makers). The position acted on
+    has its funding settled as rules v3 settle it (settle_liquidation_funding:
+    funding owed past its margin moves into its cost, margin 0). Liquidate: the
     backstop policy's fund takeover at the mark (the fund charging the
     capped fee and paying the bad debt, emptied leaves deleted; a takeover
     the fund cannot pay is not made: only the funding-settled position is
@@ -179,7 +181,8 @@ def liquidate_reads(c: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], op_mkt
 @pure
 def make_takeover(p: mk.MarketParams, mark: int256, position: mk.Position, market: Bytes[MAX_LEAF],
                   whole: bool) -> Takeover:
-    """The backstop's funding settlement, size (the liquidation size, or the
+    """The backstop's funding settlement (a deficit past the margin into the
+    cost: mk.absorb_funding_deficit), size (the liquidation size, or the
     whole position for a forced close) and notional at the mark, rounded
     against the account; a notional past 64 bits refuses it."""
     out: Takeover = empty(Takeover)
@@ -187,7 +190,7 @@ def make_takeover(p: mk.MarketParams, mark: int256, position: mk.Position, marke
     out.p = p
     out.mark = mark
     f: mk.Funding = mk.settle_funding(position, market, p)
-    out.position = f.position
+    out.position = mk.absorb_funding_deficit(f.position)  # rules v3: settle_liquidation_funding
     out.market_leaf = lib.set_word(market, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32))
     out.insurance = f.sweep
     if whole:

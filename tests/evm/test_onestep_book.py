@@ -1,7 +1,8 @@
 """The differential test of a Liquidate in the book (onestep_book.vy, rules v3).
 
 Hypothesis generates a liquidated position (healthy, liquidatable, bankrupt;
-funding owed or due; an order epoch already set or not), resting makers
+funding owed or due, owed past its margin one time in four (rules v3 move
+the deficit into its cost); an order epoch already set or not), resting makers
 around its bankruptcy price (on both sides, in other markets, expired,
 cancelled, IOC, reduce-only, filled, placed before their owner's order
 epoch, of owners with no account or too little collateral, with positions
@@ -41,6 +42,7 @@ from sequencer.core.markets import (DEVNET_MARKETS, LIQUIDATION_BOOK_AUCTION, LI
 from sequencer.core.presets import DEVNET
 from sequencer.core.records import Liquidate
 from sequencer.core.rules.liquidation import compute_liquidation_limit
+from sequencer.core.rules.margin import compute_funding_owed
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.transition import apply_record
 from sequencer.core.state import Account, Auction, Order, Position, State
@@ -85,10 +87,20 @@ def markets(draw, market_id: int):
     return msgspec.structs.replace(market, open_interest=draw(st.integers(10**12, 10**15)))
 
 
+def snapshot_owing(market, lots: int, owed: int) -> int:
+    """A funding snapshot from which a position of ``lots`` owes at least
+    ``owed`` (rounded up) at the market's index."""
+    step = -(-owed * MARKETS[market.id].scale * 10**6 // abs(lots))
+    return market.funding_index - step if lots > 0 else market.funding_index + step
+
+
 @st.composite
 def positions(draw, market, epoch: int, bankrupt: bool = False):
     """A position around its maintenance line at the mark (``bankrupt``: its
-    equity at the mark below 0)."""
+    equity at the mark below 0); one time in four funding owed past its
+    margin, by up to its PnL and twice its maintenance (rules v3 move the
+    deficit into its cost; solvent or not after it: the book, an auction
+    started, a stop)."""
     p = MARKETS[market.id]
     mark = market.mark_price
     lots = draw(st.one_of(st.integers(1, 100), st.integers(1, 3000))) * p.step_size * draw(st.sampled_from([1, -1]))
@@ -104,6 +116,9 @@ def positions(draw, market, epoch: int, bankrupt: bool = False):
               "edge": st.integers(-10**3, 10**3), "healthy": st.integers(0, 10**12)}[shape]
     margin = max(0, maintenance - pnl + draw(offset))
     snapshot = market.funding_index + draw(st.sampled_from([0, 0, 0, 1, -1, 10**9, -(10**9) - 3]))
+    if draw(st.integers(0, 3)) == 0:
+        extra = draw(st.integers(1, max(1, abs(pnl) + 2 * maintenance)))
+        snapshot = snapshot_owing(market, lots, margin + extra)
     return Position(lots, cost, margin, snapshot, epoch)
 
 
@@ -145,8 +160,7 @@ def book_cases(draw):
     position = draw(positions(market, epoch, bankrupt=in_auction and draw(st.booleans())))
     p = MARKETS[market_id]
     long = position.size > 0
-    limit = compute_liquidation_limit(msgspec.structs.replace(position, funding_snapshot=market.funding_index),
-                                      market, p)
+    limit = compute_liquidation_limit(position, market, p)  # after the funding owed, as the rule's
     held = {(OWNER, market_id): position}
     accounts = {OWNER: Account(10**9, ())}
     for maker in MAKERS:
@@ -207,22 +221,24 @@ def check(onestep, state, r: Liquidate) -> str:
         with pytest.raises(TransactionFailed, match="pending"):
             onestep.functions.apply(pre_root, ctx.as_arg(), item, read_openings(state, r), []).call()
         return "pending"
-    except OverflowError as e:  # test_a_stop_whose_funding_exceeds_the_margin_commits_a_state (xfail)
-        assert "negative int to unsigned" in str(e)
-        return "no state root (the rule leaves a negative margin)"
     assert (root, ok) == (runner.state_root, result.ok), "the contract and the rule disagree"
+    assert all(position.margin >= 0 for position in runner.state.positions.values())
     assert len(result.witness.openings) <= 32
     if not ok:
         assert root == pre_root
         error = apply_record(State.from_tables(pre), r, ctx.timestamp_ms, RULES)
         return f"refused ({error.code if error is not None else '?'})"
+    pre_tree_state = State.from_tables(pre)
+    before = pre_tree_state.positions.get((r.account, r.market))
     pre_tree = TraceRunner(State.from_tables(pre), RULES).tree
     held = sum(runner.tree.get(get_order_key(*key)) != pre_tree.get(get_order_key(*key)) for key in set(r.makers))
     auction = get_auction_key(r.account, r.market)
     after = {(True, False): ", its auction ended", (False, True): ", an auction started"}.get(
         (pre_tree.get(auction) is not None, runner.tree.get(auction) is not None),
         ", the ladder stops" if not r.makers else "")
-    return f"proven ({held} of {len(r.makers)} makers filled{after})"
+    owed = compute_funding_owed(before, pre_tree_state.markets[r.market], MARKETS[r.market]) if before else 0
+    deficit = ", funding past the margin" if before and before.margin < owed else ""
+    return f"proven ({held} of {len(r.makers)} makers filled{after}{deficit})"
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -368,14 +384,38 @@ def test_raw_liquidate_items_agree(onestep, size, data):
     assert (root, ok) == (runner.state_root, result.ok)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
-    "rules v3: where a Liquidate stops (book-first with no makers, a bankrupt position in auction) the "
-    "funding-settled position is written as it is: funding owed beyond the margin leaves it negative, which no "
-    "position leaf encodes (a u256); the rule must decide who pays the shortfall"))
 @pytest.mark.parametrize("auction", [None, RUNNING], ids=["no makers", "bankrupt in auction"])
-def test_a_stop_whose_funding_exceeds_the_margin_commits_a_state(onestep, auction):
+def test_a_stop_whose_funding_exceeds_the_margin_moves_the_deficit_into_the_cost(onestep, auction):
+    """Rules v3 (settle_liquidation_funding): where a Liquidate stops
+    (book-first with no makers, a bankrupt position in auction) the position
+    is written with margin 0 and the funding owed past it in its cost."""
     state = fixed_state({}, auction=auction, margin=0, cost=6_100 * 10**6)
     market = state.markets[BOOK]
     state.set_market(msgspec.structs.replace(market, funding_index=10**9))  # the long owes funding
     state.commit(0)
-    run_both(onestep, state, fv.open_block_ctx(state), encode_item(Liquidate(A, BOOK, ())), rules=RULES)
+    owed = compute_funding_owed(state.positions[(A, BOOK)], state.markets[BOOK], MARKETS[BOOK])
+    assert owed > 0
+    assert check(onestep, state, Liquidate(A, BOOK, ())).startswith("proven")
+    after = state.positions[(A, BOOK)]  # the runner stepped the state
+    assert (after.size, after.margin, after.cost) == (10**7, 0, 6_100 * 10**6 + owed)
+    assert (A, BOOK) not in state.auctions
+
+
+@pytest.mark.parametrize("policy", ["book", "auction"])
+def test_a_deficit_then_the_book_or_an_auction(onestep, policy):
+    """Funding owed past the margin of a solvent position (its PnL pays it):
+    the deficit moves into the cost first, then a maker takes the position
+    (its realised PnL covers the deficit) or, under book+auction with no
+    makers, an auction starts for it; both sides agree."""
+    market_id = BOOK if policy == "book" else AUCTION
+    orders = {(B, 1): bid(10**7, 59_900, 3)} if policy == "book" else {}
+    state = fixed_state(orders, market_id=market_id, margin=10 * 10**6, cost=5_940 * 10**6)
+    market = state.markets[market_id]
+    state.set_market(msgspec.structs.replace(market, funding_index=2 * 10**14 if policy == "book" else 10**13))
+    state.commit(0)
+    before = state.positions[(A, market_id)]
+    assert compute_funding_owed(before, state.markets[market_id], MARKETS[market_id]) > before.margin
+    makers = ((B, 1),) if orders else ()
+    assert check(onestep, state, Liquidate(A, market_id, makers)).startswith("proven")
+    if policy == "auction":
+        assert (A, AUCTION) in state.auctions
