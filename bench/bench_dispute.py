@@ -238,6 +238,7 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
     out.update(measure_auction(onestep, state, tree))
     out.update(measure_book(onestep, state, tree))
     out.update(measure_ladder(onestep, state, tree))
+    out.update(measure_liquidation_v3(w3, onestep, state, tree))
     return {"accounts": accounts, "tree_build_s": round(build_s, 1), "kinds": out}
 
 
@@ -328,6 +329,75 @@ def measure_ladder(onestep: Any, state: State, tree: Any) -> dict:
         out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
                      "depths": [o.proof.depth for o in result.witness.openings]}
     return out
+
+def measure_liquidation_v3(w3: Web3, onestep: Any, state: State, tree: Any) -> dict:
+    """Rules v3's branches of the liquidation records on a fresh long of
+    0.1 BTC at 60,000 (margin 70 USDC: maintenance 72): a Liquidate where
+    v3 stop (funding settled, the order epoch), under the ladder policy
+    (onestep_liquidate.vy, on a one-step deployed with BTC under the ladder)
+    and under book-first with no makers (onestep_book.vy), and the same
+    owing funding past its margin (the deficit into its cost); an
+    AuctionEnd keeping its lots (onestep_auction_end.vy); a ForcedClose
+    taken over by the fund, healthy (no fee) and liquidatable (the fee),
+    and a bankrupt one the fund cannot pay (served as a no-op)."""
+    import msgspec
+    from sequencer.core.commitment import compute_dirty_leaves
+    from sequencer.core.markets import LIQUIDATION_LADDER
+    from sequencer.core.rules.base import get_market_params
+    from sequencer.core.state import Auction
+    lot, price = 10_000, fv.BTC_PRICE
+    index = state.markets[fv.BTC].funding_index
+    owner = keccak(b"v3 liquidation owner")[:20]
+    ladder_rules = msgspec.structs.replace(fv.RULES, markets={
+        m: msgspec.structs.replace(get_market_params(fv.RULES, m), liquidation_policy=LIQUIDATION_LADDER)
+        for m in (fv.BTC, fv.ETH)})
+    ladder = w3.eth.contract(address=deploy_onestep(w3, ladder_rules)[0], abi=load_artifact("onestep")[0])
+    liquidatable = Position(1000 * lot, 6_000 * 10**6, 70 * 10**6, index, 1)
+    owing = msgspec.structs.replace(liquidatable, funding_snapshot=index - 10**14)  # owes 10 USDC more than its 70
+    owing = msgspec.structs.replace(owing, margin=5 * 10**6)
+    healthy = msgspec.structs.replace(liquidatable, margin=700 * 10**6)
+    bankrupt = Position(1000 * lot, 6_600 * 10**6, 10 * 10**6, index, 1)
+    ended = Auction(100 * lot, price, 59_300 * 10**6, fv.BLOCK_TIME - 60_000, fv.BLOCK_TIME)
+    cases = {  # name -> (the one-step, its rules, the position, an auction, the fund, the record)
+        "Liquidate, the ladder policy: rules v3 stop (funding settled, epoch)":
+            (ladder, ladder_rules, liquidatable, None, 10**12, "liquidate"),
+        "Liquidate, the ladder policy, funding owed past the margin: the deficit into the cost":
+            (ladder, ladder_rules, owing, None, 10**12, "liquidate"),
+        "Liquidate, book-first, no makers: rules v3 stop (funding settled, epoch)":
+            (onestep, fv.RULES, liquidatable, None, 10**12, "liquidate"),
+        "AuctionEnd, still liquidatable: its lots kept (funding settled, epoch)":
+            (onestep, fv.RULES, liquidatable, ended, 10**12, "auction end"),
+        "ForcedClose, healthy: the fund takes it over at the mark (no fee)":
+            (onestep, fv.RULES, healthy, None, 10**12, "forced close"),
+        "ForcedClose, liquidatable: the fund takes it over at the mark (the fee)":
+            (onestep, fv.RULES, liquidatable, None, 10**12, "forced close"),
+        "ForcedClose, bankrupt, the fund short: served as a no-op":
+            (onestep, fv.RULES, bankrupt, None, 10, "forced close"),
+    }
+    out = {}
+    for name, (contract, rules, position, auction, insurance, kind) in cases.items():
+        runner = TraceRunner(State.from_tables(state.to_tables()), rules, tree=tree.copy(), ctx=fv.open_block_ctx(state))
+        s = runner.state
+        s.dirty.clear()
+        s.set_account(owner, Account(10**9, ()))
+        s.set_position(owner, fv.BTC, position)
+        if auction is not None:
+            s.set_auction(owner, fv.BTC, auction)
+        s.set_globals(msgspec.structs.replace(s.globals, insurance_fund=insurance))
+        s.commit(0)
+        runner.tree.update(compute_dirty_leaves(s))
+        s.dirty.clear()
+        item = encode_item({"liquidate": Liquidate(owner, fv.BTC, ()), "auction end": AuctionEnd(owner, fv.BTC),
+                            "forced close": ForcedClose(s.globals.inbox_count, owner, fv.BTC)}[kind])
+        root, pre_ctx = runner.state_root, runner.ctx
+        result = runner.step(item)
+        assert result.ok, name
+        args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], [])
+        out[f"{name} ({len(result.witness.openings)} openings)"] = {
+            "tx_gas": contract.functions.step(*args).estimate_gas(),
+            "depths": [o.proof.depth for o in result.witness.openings]}
+    return out
+
 
 def measure_take_all(onestep: Any, state: State, tree: Any) -> dict:
     """AdjustMargin taking all of a flat position's leftover margin: the
