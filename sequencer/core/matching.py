@@ -8,6 +8,8 @@ replica applies it, so the state here is exactly the state an executor
 rebuilds from the log.  After an oracle price (or a funding tick) it emits a
 Liquidate record for every position that is liquidatable (rules v3: and the
 Deleverage records that take its ladder steps against named counterparties,
+then, outside the backstop policy, those that unwind any position the
+insurance fund holds, as it does right after a ForcedClose hands it one;
 docs/engine.md "Rules v3").
 
 Pure and deterministic: no I/O, no clock (block time is passed in), no

@@ -899,3 +899,20 @@ def test_the_engines_unwind_list_is_accepted_and_conserves_money(scenario):
     assert abs(fund_position(venue).size) < abs(position.size) and venue.state.globals.insurance_fund >= 0
     event("unwound whole" if not fund_position(venue).size else "unwound in part")
     check_invariants(venue)
+
+
+@pytest.mark.xfail(strict=True, reason="rule finding (reported): process_fund_unwind's bankruptcy-price branch sets "
+                                       "the insurance fund to the position's margin left, overwriting the funding "
+                                       "dust the counterparties' settlements swept into it meanwhile")
+def test_known_bug_the_funds_bankruptcy_price_unwind_keeps_the_funding_dust_swept_meanwhile():
+    """Fund 0 at 50,000 (the unwind goes to the fund's bankruptcy price) and
+    a funding index change that leaves each 0.01 a fraction of a unit of
+    dust: the shorts' settlements sweep whole units of it into the insurance
+    fund, which the branch then overwrites with the fund's margin left (0):
+    2 units vanish and conservation breaks."""
+    venue = fund_holds_alices_long(0, usd(50_000))
+    market = venue.state.markets[BTC]
+    venue.state.set_market(msgspec.structs.replace(market, funding_index=market.funding_index + 10**14 // 3))
+    assert venue.apply(unwind(venue, *SIX)) is None
+    assert fund_position(venue).size == 0
+    check_invariants(venue)
