@@ -1,8 +1,9 @@
 """The witness plan of a Deleverage (rules v3: the ladder against named
 counterparties), the twin of l1_bridge/contracts/onestep_ladder.vy.
 
-A record refused on its item alone (an unlisted market, the fund's account,
-no counterparty, one named twice, the account among them) opens nothing.
+A record refused on its item alone (an unlisted market, no counterparty,
+one named twice, the account among them) opens nothing.  A record of the
+insurance fund's own position (its unwind) opens the same leaves as any.
 Any other reads, against the pre-state root: the market, the position, the
 auction, the globals, then per counterparty its position and, for a user
 (not the insurance fund), its account.  If the record applies, the writes,
@@ -10,7 +11,9 @@ each leaf once with its final value: the position, the market, the globals,
 then per counterparty that took lots (its size changed) its position and,
 for a user, its account.  The counterparties that took lots are told by
 their sizes before and after, not by the state's dirty set: the close at
-the mark the rule undoes (the fund short) may have touched others.
+the mark the rule undoes (the fund short) may have touched others.  The
+fund's own position, when it is the account, is written whenever the record
+applies (its funding snapshot at least).
 
 Pure: no I/O.
 """
@@ -27,7 +30,7 @@ from sequencer.core.rules.positions import INSURANCE_ADDRESS
 def is_refused_by_item(r: Deleverage, params) -> bool:
     """The refusals onestep_ladder.vy decides before opening any leaf."""
     named = r.counterparties
-    return (params is None or r.account == INSURANCE_ADDRESS or not 1 <= len(named) <= MAX_DELEVERAGE_COUNTERPARTIES
+    return (params is None or not 1 <= len(named) <= MAX_DELEVERAGE_COUNTERPARTIES
             or len(set(named)) != len(named) or r.account in named)
 
 

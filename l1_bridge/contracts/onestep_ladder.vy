@@ -5,21 +5,28 @@
     block; it re-executes rules.liquidation.process_deleverage whole,
     refusals included, against the witness (prover/plan_ladder.py) and
     returns the state root after the record and the receipt outcome.
-    Refused (no change): an unlisted market, the fund's account, 0 or
-    repeated counterparties or the account among them, no fresh mark, no
-    open position, a healthy one, a counterparty without a position on the
-    other side or (a user) with less than one quote unit of equity at the
-    mark, a position in auction, a close whose notional leaves 64 bits, a
-    counterparty's margin left negative, an auto-deleveraging that can take
-    nothing (or only part of a position whose margin is negative).
-    Applied: the position's funding settled and its order epoch written;
-    its liquidation size closed AT THE MARK against the counterparties in
-    order (the capped fee to the fund, bad debt paid by the fund; each
-    counterparty's funding settled, a user's closed share of margin and
-    realised PnL released to free collateral, the fund's PnL to the fund);
-    if that leaves the fund negative, it is undone and the position is
-    AUTO-DELEVERAGED instead: the users (not the fund) take what their caps
-    allow of the whole position at its bankruptcy price.
+    Refused (no change): an unlisted market, 0 or repeated counterparties
+    or the account among them, no fresh mark, no open position, a healthy
+    one (but the fund's), a counterparty without a position on the other
+    side or (a user) with less than one quote unit of equity at the mark, a
+    position in auction (but the fund's), a close whose notional leaves 64
+    bits, a counterparty's margin left negative, an auto-deleveraging that
+    can take nothing.
+    Applied (a user's position): its funding settled (a negative margin
+    moved into its cost) and its order epoch written; if the fund can pay
+    the whole position's bad debt at the mark, its liquidation size closed
+    AT THE MARK against the counterparties in order (the capped fee to the
+    fund, bad debt paid by the fund; each counterparty's funding settled,
+    its deficit absorbed, a user's closed share of margin and realised PnL
+    released to free collateral, the fund's PnL to the fund); if the fund
+    cannot, or that leaves it negative (undone), the position is
+    AUTO-DELEVERAGED: the users (not the fund) take what their caps allow
+    of the whole position at its bankruptcy price.
+    The insurance fund's own position (process_fund_unwind): its funding
+    settled from the fund, what the users can take closed at the mark
+    rounded in the fund's favour, its PnL to the fund; if the fund ends
+    negative (undone), auto-deleveraged with the insurance fund as its
+    margin, the insurance fund then the margin the slice left.
     Witness: read against the pre-state root the market, the position, the
     auction (must be absent), the globals, then per counterparty its
     position and (a user) its account; if the record applies, the written
@@ -108,6 +115,18 @@ def owed(p: mk.Position, market: Bytes[MAX_LEAF], params: mk.MarketParams) -> in
 
 @internal
 @pure
+def absorb(p: mk.Position) -> mk.Position:
+    """rules.liquidation.absorb_funding_deficit: a negative margin (funding
+    owed past it) moves into the cost; equity and bankruptcy price unchanged."""
+    out: mk.Position = p
+    if p.margin < 0:
+        out.cost = p.cost - p.margin
+        out.margin = 0
+    return out
+
+
+@internal
+@pure
 def counter_ok(c: Counter, size: int256, market: Bytes[MAX_LEAF], mark: int256, params: mk.MarketParams) -> bool:
     """On the other side of a position of `size`; a user's with S x equity
     (funding owed counted) of at least S at the mark."""
@@ -175,16 +194,18 @@ def deleverage(l: Ladder, c: Counter, take: int256, notional: int256, params: mk
     out.market = lib.set_word(l.market, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32))
     out.insurance += f.sweep
     cc: Counter = c
+    settled: mk.Position = f.position
     if c.who == INSURANCE:
         out.insurance -= c.position.margin - f.position.margin
-        settled: mk.Position = f.position
         settled.margin = c.position.margin
+    settled = self.absorb(settled)  # rules v3: absorb_deficit on the named path
+    if c.who == INSURANCE:
         realised: int256 = 0
         cc.after, realised = fill.apply_close(settled, take, notional)
         out.insurance += realised
     else:
         assert c.account, "ladder: no account"  # rules: state.accounts[address]
-        r: fill.Released = fill.close_and_release(f.position, take, notional, c.collateral)
+        r: fill.Released = fill.close_and_release(settled, take, notional, c.collateral)
         out.ok = out.ok and r.ok
         cc.after = r.position
         cc.collateral = r.free
@@ -270,7 +291,7 @@ def deleverage_slice(l: Ladder, counters: DynArray[Counter, MAX_COUNTERS], mark:
         if cs[i].who != INSURANCE:
             cs[i].cap = self.cap(cs[i].position, gap, qty, mark, l.market, params)
     lots: int256 = self.takes(cs, qty, True)
-    if lots == 0 or (lots < qty and p.margin < 0):
+    if lots == 0:
         out.ok = False
         return out, cs
     notional: int256 = mk.floor_div((p.margin - p.cost) * lots, qty)
@@ -281,6 +302,28 @@ def deleverage_slice(l: Ladder, counters: DynArray[Counter, MAX_COUNTERS], mark:
         out.position.margin = p.margin + realised
     out.market = self.add_interest(l.market, p.size, out.position.size)
     return self.close_against(out, cs, lots, -notional, True, params)
+
+
+@internal
+@pure
+def unwind_at_mark(l: Ladder, counters: DynArray[Counter, MAX_COUNTERS], mark: int256,
+                   params: mk.MarketParams) -> (Ladder, DynArray[Counter, MAX_COUNTERS]):
+    """rules.liquidation.process_fund_unwind at the mark: what the users can
+    take of the fund's position closed at the mark rounded in the fund's
+    favour, its realised PnL to the fund; a notional past 64 bits refuses."""
+    out: Ladder = l
+    lots: int256 = self.takes(counters, abs(l.position.size), False)
+    notional: int256 = lots * mark // convert(params.scale, int256)
+    if l.position.size > 0:
+        notional = -mk.ceil_div(lots * mark, convert(params.scale, int256))
+    if abs(notional) > MAX_INT64:
+        out.ok = False
+        return out, counters
+    realised: int256 = 0
+    out.position, realised = fill.apply_close(l.position, lots, notional)
+    out.market = self.add_interest(l.market, l.position.size, out.position.size)
+    out.insurance += realised
+    return self.close_against(out, counters, lots, -notional, False, params)
 
 
 # --- the entry -----------------------------------------------------------------------
@@ -306,7 +349,7 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     found: bool = False
     p: mk.MarketParams = empty(mk.MarketParams)
     found, p = mk.market_params(market)
-    if not found or account == INSURANCE or not self.names_ok(item, account, count):
+    if not found or not self.names_ok(item, account, count):
         return state_root, False
     m: uint256 = len(openings)
     keys: DynArray[bytes32, MAX_READS] = [mk.market_key(market), mk.position_key(account, market),
@@ -332,7 +375,8 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     if mark == 0:
         return state_root, False
     position: mk.Position = mk.read_position(openings[1])
-    if not mk.is_liquidatable(position, l.market, mark, p):
+    unwind: bool = account == INSURANCE  # the fund's own position: process_fund_unwind
+    if position.size == 0 or not (unwind or mk.is_liquidatable(position, l.market, mark, p)):
         return state_root, False
     for i: uint256 in range(len(counters), bound=MAX_COUNTERS):
         k: uint256 = counters[i].at
@@ -344,25 +388,44 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
             counters[i].nonces_hash = acct.nonces_hash
         if not self.counter_ok(counters[i], position.size, l.market, mark, p):
             return state_root, False
-    if openings[2].present:  # in auction
+    if openings[2].present and not unwind:  # in auction
         return state_root, False
-    # process_deleverage: the funding settled, the orders cancelled by the epoch
+    # the funding settled (the fund's: owed by the fund; a liquidated one's deficit absorbed)
     f: mk.Funding = mk.settle_funding(position, l.market, p)
+    fund: int256 = convert(g.insurance_fund, int256)
     l.ok = True
     l.position = f.position
-    l.position.order_epoch = g.order_count
     l.market = lib.set_word(l.market, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32))
     l.insurance = f.sweep
-    qty: int256 = mk.liquidation_size(l.position, mark, p)
     done: Ladder = empty(Ladder)
     after: DynArray[Counter, MAX_COUNTERS] = []
-    done, after = self.close_at_mark(l, counters, qty, mark, p)
-    if not done.ok:
-        return state_root, False
-    if convert(g.insurance_fund, int256) + done.insurance < 0:  # the fund cannot pay: auto-deleverage
+    adl: bool = True
+    if unwind:
+        l.insurance -= position.margin - f.position.margin
+        l.position.margin = position.margin
+        done, after = self.unwind_at_mark(l, counters, mark, p)
+        if not done.ok:
+            return state_root, False
+        if fund + done.insurance >= 0:
+            adl = False
+        else:  # the fund's bankruptcy price, the insurance fund as its margin
+            l.position.margin = fund + l.insurance
+    else:
+        l.position.order_epoch = g.order_count
+    l.position = self.absorb(l.position)
+    if not unwind and (fund + l.insurance) * convert(p.scale, int256) >= \
+            -fill.equity_scaled(l.position, mark, convert(p.scale, int256)):  # can_fund_pay_shortfall
+        done, after = self.close_at_mark(l, counters, mk.liquidation_size(l.position, mark, p), mark, p)
+        if not done.ok:
+            return state_root, False
+        adl = fund + done.insurance < 0
+    if adl:  # auto-deleverage
         done, after = self.deleverage_slice(l, counters, mark, p)
         if not done.ok:
             return state_root, False
+        if unwind:  # the insurance fund is what the slice left of its margin
+            done.insurance = done.position.margin - fund
+            done.position.margin = 0
     g.insurance_fund = convert(convert(g.insurance_fund, int256) + done.insurance, uint256)
     # the writes, each leaf once with its final value
     c: lib.Cursor = lib.Cursor(root=state_root, used=len(keys))
