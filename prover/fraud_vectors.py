@@ -970,7 +970,12 @@ def ladder_cases() -> list[dict]:
     the mark against one, three, six counterparties (each one closed whole:
     its leaf deleted) and the fund's own position, a partial step of 1 BTC,
     bad debt the fund pays; the fund short: auto-deleveraged whole, the caps
-    cutting, the fund's position taking no part; the refusals."""
+    cutting, the fund's position taking no part; the fund able to pay the
+    shortfall but its own short named first losing at the mark (undone,
+    auto-deleveraged); a counterparty owing funding past its margin (its
+    deficit absorbed); the insurance fund's own short unwound at the mark,
+    its long rounded in its favour owing funding, and its loss past the
+    insurance fund auto-deleveraged; the refusals."""
     from sequencer.core.records import Deleverage
     from sequencer.core.state import Auction
     a = ADDRESSES[0]
@@ -979,14 +984,17 @@ def ladder_cases() -> list[dict]:
     fund = bytes(20)
     lot = 10_000
 
-    def short(lots: int, *, entry: int = 60_000, margin: int = 10**9) -> Position:
-        return Position(-lots * lot, -lots * lot * entry * 10**6 // 10**8, margin, 0)
+    def short(lots: int, *, entry: int = 60_000, margin: int = 10**9, snapshot: int = 0) -> Position:
+        return Position(-lots * lot, -lots * lot * entry * 10**6 // 10**8, margin, snapshot)
+
+    def long(lots: int, *, entry: int = 60_000, margin: int = 10**9) -> Position:
+        return Position(lots * lot, lots * lot * entry * 10**6 // 10**8, margin, 0)
 
     def state(counters: dict, *, size: int = 1000, margin: int = 70 * 10**6, cost: int = 6_000 * 10**6,
-              insurance: int = 10**12, auction: bool = False) -> State:
+              insurance: int = 10**12, auction: bool = False, price: int = BTC_PRICE) -> State:
         accounts = {a: Account(10**9, ())} | {u: Account(10**6, (1, 2)) for u in users}
         held = {(a, BTC): Position(size * lot, cost, margin, 0)} | {(u, BTC): p for u, p in counters.items()}
-        market = msgspec.structs.replace(make_market(BTC, BTC_PRICE, funding_index=3), open_interest=10**14)
+        market = msgspec.structs.replace(make_market(BTC, price, funding_index=3), open_interest=10**14)
         s = make_perps_state(accounts, [market], held, {}, order_count=20)
         s.set_globals(msgspec.structs.replace(s.globals, insurance_fund=insurance))
         if auction:
@@ -1023,7 +1031,22 @@ def ladder_cases() -> list[dict]:
         ("deleverage: a counterparty with no equity", state({b: short(400, entry=55_000, margin=20 * 10**6)}),
          Deleverage(a, BTC, (b,))),
         ("deleverage: a counterparty named twice", state(three), Deleverage(a, BTC, (b, c, b))),
-        ("deleverage: the fund liquidated", state(three), Deleverage(fund, BTC, (b,))),
+        ("deleverage: the fund can pay the shortfall, its own short named first loses: auto-deleveraged",
+         state({fund: Position(-500 * lot, -2_500 * 10**6, 0, 0), b: short(2000)}, insurance=200 * 10**6, **bankrupt),
+         Deleverage(a, BTC, (fund, b))),
+        ("deleverage: a counterparty owing funding past its margin (absorbed)",
+         state({b: short(400, entry=65_000, margin=10**6, snapshot=125 * 10**13), c: short(400), d: short(400)}),
+         Deleverage(a, BTC, (b, c, d))),
+        ("deleverage: the fund's own short unwound at the mark",
+         state({fund: Position(-500 * lot, -3_100 * 10**6, 0, 0), b: long(300), c: long(300)}),
+         Deleverage(fund, BTC, (b, c))),
+        ("deleverage: the fund's own long unwound at the mark (in its favour, owing funding)",
+         state({fund: Position(500 * lot, 2_900 * 10**6, 0, -10**14), b: short(300)}, price=BTC_PRICE + 333,
+               insurance=10**6), Deleverage(fund, BTC, (b,))),
+        ("deleverage: the fund's own short at a loss past the insurance fund, auto-deleveraged",
+         state({fund: Position(-500 * lot, -2_500 * 10**6, 0, 0), b: long(300), c: long(600)}, insurance=10),
+         Deleverage(fund, BTC, (b, c))),
+        ("deleverage: the fund named for its own unwind", state({fund: fund_short}), Deleverage(fund, BTC, (a, fund))),
     ]
     out = [make_case(name, s, encode_item(record)) for name, s, record in cases]
     seven = bytes((2, 24)) + a + BTC.to_bytes(4, "big") + bytes([7]) + b"".join(users) + b
