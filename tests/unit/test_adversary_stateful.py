@@ -288,3 +288,16 @@ class AdversaryForcedClose(AdversaryChecked):
 TestAdversaryForcedClose = AdversaryForcedClose.TestCase
 TestAdversaryForcedClose.settings = settings(max_examples=200, stateful_step_count=50, deadline=None, database=None,
                                              derandomize=True, suppress_health_check=list(HealthCheck))
+
+
+class AdversaryForcedCloseLadder(AdversaryForcedClose):
+    """The forced-close machine under the ladder policy (no book step: every
+    liquidation goes through Deleverage records, which may name the fund's
+    position first while it still holds one)."""
+    MARKETS = with_policy(LIQUIDATION_LADDER)
+
+
+TestAdversaryForcedCloseLadder = AdversaryForcedCloseLadder.TestCase
+TestAdversaryForcedCloseLadder.settings = settings(max_examples=100, stateful_step_count=50, deadline=None,
+                                                   database=None, derandomize=True,
+                                                   suppress_health_check=list(HealthCheck))
