@@ -301,7 +301,9 @@ def measure_ladder(onestep: Any, state: State, tree: Any) -> dict:
     users = [keccak(b"ladder user %d" % i)[:20] for i in range(6)]
     size = 1_200 * lot
     out = {}
-    for count, bankrupt in ((1, False), (3, False), (6, False), (3, True), (6, True)):
+    from sequencer.core.rules.positions import INSURANCE_ADDRESS
+    for count, bankrupt, fund_first in ((1, False, False), (3, False, False), (6, False, False), (3, True, False),
+                                        (6, True, False), (5, True, True)):
         runner = TraceRunner(State.from_tables(state.to_tables()), fv.RULES, tree=tree.copy(), ctx=fv.open_block_ctx(state))
         s = runner.state
         s.dirty.clear()
@@ -314,18 +316,69 @@ def measure_ladder(onestep: Any, state: State, tree: Any) -> dict:
             s.set_position(user, fv.BTC, Position(-lots, -lots * price // 10**8, 10**9, index))
         market = s.markets[fv.BTC]
         s.set_market(msgspec.structs.replace(market, open_interest=market.open_interest + size))  # the owner's long
-        if bankrupt:
-            s.set_globals(msgspec.structs.replace(s.globals, insurance_fund=10))
+        if bankrupt:  # 10: short of the 12 USDC shortfall; 100 USDC (the fund's short named first): short after its loss
+            s.set_globals(msgspec.structs.replace(s.globals, insurance_fund=100 * 10**6 if fund_first else 10))
+        if fund_first:  # the fund's own short of 0.06 BTC entered at 50,000: 600 USDC lost at the mark
+            s.set_position(INSURANCE_ADDRESS, fv.BTC, Position(-size // 2, -size // 2 * 50_000 * 10**6 // 10**8, 0, index))
         s.commit(0)
         runner.tree.update(compute_dirty_leaves(s))
         s.dirty.clear()
-        item = encode_item(Deleverage(owner, fv.BTC, tuple(users[:count])))
+        named = ((INSURANCE_ADDRESS,) if fund_first else ()) + tuple(users[:count])
+        item = encode_item(Deleverage(owner, fv.BTC, named))
         root, pre_ctx = runner.state_root, runner.ctx
         result = runner.step(item)
         assert result.ok, count
         args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], [])
         branch = "the fund short: auto-deleveraged" if bankrupt else "closed at the mark"
-        name = f"Deleverage, {branch} ({count} counterpart{'ies' if count > 1 else 'y'}, {len(result.witness.openings)} openings)"
+        if fund_first:
+            branch = "the fund's own short named first loses at the mark: undone, the users auto-deleveraged"
+        name = f"Deleverage, {branch} ({len(named)} counterpart{'ies' if count > 1 else 'y'}, {len(result.witness.openings)} openings)"
+        out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
+                     "depths": [o.proof.depth for o in result.witness.openings]}
+    out.update(measure_fund_unwind(onestep, state, tree))
+    return out
+
+
+def measure_fund_unwind(onestep: Any, state: State, tree: Any) -> dict:
+    """Deleverage of the insurance fund's own position (rules v3,
+    process_fund_unwind): its short of 0.12 BTC, owing funding, closed at the
+    mark against 1, 3 or 6 fresh users' longs (6: each closed whole); then the
+    same short at a loss past the insurance fund (entered at 50,000): the
+    close undone and the 3 or 6 users auto-deleveraged at its bankruptcy
+    price, the insurance fund as its margin."""
+    import msgspec
+    from sequencer.core.commitment import compute_dirty_leaves
+    from sequencer.core.records import Deleverage
+    from sequencer.core.rules.positions import INSURANCE_ADDRESS
+    lot, price = 10_000, fv.BTC_PRICE
+    index = state.markets[fv.BTC].funding_index
+    users = [keccak(b"unwind user %d" % i)[:20] for i in range(6)]
+    size = 1_200 * lot
+    out = {}
+    for count, losing in ((1, False), (3, False), (6, False), (3, True), (6, True)):
+        runner = TraceRunner(State.from_tables(state.to_tables()), fv.RULES, tree=tree.copy(), ctx=fv.open_block_ctx(state))
+        s = runner.state
+        s.dirty.clear()
+        entry = 50_000 if losing else 60_000
+        s.set_position(INSURANCE_ADDRESS, fv.BTC, Position(-size, -size * entry * 10**6 // 10**8, 0, index + 10**12))
+        for user in users[:count]:
+            lots = size // count
+            s.set_account(user, Account(10**6, (1, 2)))
+            s.set_position(user, fv.BTC, Position(lots, lots * price // 10**8, 10**9, index))
+        market = s.markets[fv.BTC]
+        s.set_market(msgspec.structs.replace(market, open_interest=market.open_interest + size))  # the users' longs
+        s.set_globals(msgspec.structs.replace(s.globals, insurance_fund=10 if losing else 10**12))
+        s.commit(0)
+        runner.tree.update(compute_dirty_leaves(s))
+        s.dirty.clear()
+        item = encode_item(Deleverage(INSURANCE_ADDRESS, fv.BTC, tuple(users[:count])))
+        root, pre_ctx = runner.state_root, runner.ctx
+        result = runner.step(item)
+        assert result.ok, count
+        args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], [])
+        branch = "its loss past the fund: auto-deleveraged" if losing else "unwound at the mark"
+        name = (f"Deleverage of the fund's own short, {branch} ({count} user{'s' if count > 1 else ''}, "
+                f"{len(result.witness.openings)} openings)")
         out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
                      "depths": [o.proof.depth for o in result.witness.openings]}
     return out
