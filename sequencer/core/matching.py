@@ -46,12 +46,11 @@ from sequencer.core.rules.base import TradeError, get_market_params, require_fre
 from sequencer.core.markets import LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_VAULT
 from sequencer.core.records import Deleverage
 from sequencer.core.rules.liquidation import (BOOK_POLICIES, MAX_DELEVERAGE_COUNTERPARTIES, MAX_LIQUIDATION_MAKERS_V2,
+                                              absorb_funding_deficit, can_fund_pay_shortfall, close_fund_at_mark,
                                               compute_liquidation_limit, get_liquidation_rules, is_within_limit,
-                                              absorb_funding_deficit, can_fund_pay_shortfall, close_against,
                                               make_deleverage_cap, process_close_at_mark,
                                               rank_by_profit_and_leverage)
-from sequencer.core.rules.margin import ceil_div
-from sequencer.core.rules.positions import add_insurance, apply_close, settle_funding
+from sequencer.core.rules.positions import settle_funding
 from sequencer.core.rules.funding import get_due_funding_time
 from sequencer.core.rules.margin import (compute_equity_scaled, compute_liquidation_size, compute_order_margin,
                                          is_liquidatable)
@@ -943,17 +942,14 @@ def choose_unwind_counterparties(state: State, position, mark: int, params: Mark
 
 
 def can_unwind_at_mark(state: State, position, chosen: list, mark: int, params: MarketParams) -> bool:
-    """Whether the fund's close at the mark (rounded in its favour) of the lots
-    ``chosen`` take leaves it >= 0, as ``process_fund_unwind`` decides (run
-    on a snapshot, undone after)."""
+    """Whether ``process_fund_unwind`` closes what ``chosen`` take at the mark:
+    the fund holds the whole position's loss there and the close (rounded in
+    its favour) leaves it >= 0 (run on a snapshot, undone after)."""
+    if not can_fund_pay_shortfall(state, position, mark, params):
+        return False
     snapshot = state.snapshot()
     try:
-        lots = sum(taken for _, taken in chosen)
-        gross = lots * mark
-        notional = -ceil_div(gross, params.scale) if position.size > 0 else gross // params.scale
-        _, realised = apply_close(position, lots, notional)
-        add_insurance(state, realised)
-        close_against(state, [c for c, _ in chosen], lots, -notional, params, absorb_deficit=True)
+        close_fund_at_mark(state, position, mark, params, [c for c, _ in chosen])
         return state.globals.insurance_fund >= 0
     except RuleError:
         return False

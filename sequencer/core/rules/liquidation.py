@@ -524,30 +524,41 @@ def process_fund_unwind(state: State, position: Position, mark: int, params: Mar
                         counterparties: list[tuple[bytes, Position, int]]) -> None:
     """The insurance fund's own position (what forced closes handed it) closes
     against the named users: at the mark, rounded in the fund's favour, its
-    PnL into the fund; when the fund cannot pay the loss, at the fund's
-    bankruptcy price (the insurance fund standing as its margin) within each
-    one's cap, as a liquidated position is auto-deleveraged."""
+    PnL into the fund, when the fund holds the whole position's loss at the
+    mark (``can_fund_pay_shortfall``, the insurance fund standing as its
+    margin: as for a liquidated position, the order users are named in does
+    not decide who gains); else, or if the fund still ends short, at the
+    fund's bankruptcy price within each one's cap, as a liquidated position
+    is auto-deleveraged."""
+    if can_fund_pay_shortfall(state, position, mark, params):
+        snapshot = state.snapshot()
+        close_fund_at_mark(state, position, mark, params, counterparties)
+        if state.globals.insurance_fund >= 0:
+            state.commit(snapshot)
+            return
+        state.revert(snapshot)
+    cash = state.globals.insurance_fund
+    process_deleverage_slice(state, INSURANCE_ADDRESS, absorb_funding_deficit(replace(position, margin=cash)), mark,
+                             params, counterparties)
+    left = state.positions[(INSURANCE_ADDRESS, params.id)]
+    state.set_position(INSURANCE_ADDRESS, params.id, replace(left, margin=0))
+    g = state.globals      # the margin left is the fund's cash, plus the dust the users' settlements swept in meanwhile
+    state.set_globals(replace(g, insurance_fund=left.margin + g.insurance_fund - cash))
+
+
+def close_fund_at_mark(state: State, position: Position, mark: int, params: MarketParams,
+                       counterparties: list[tuple[bytes, Position, int]]) -> None:
+    """Close what the named users can take of the fund's position at the
+    mark, rounded in the fund's favour; its realised PnL into the fund."""
     lots = compute_takes(counterparties, abs(position.size))
-    long = position.size > 0
     gross = lots * mark
-    notional = -ceil_div(gross, params.scale) if long else gross // params.scale
+    notional = -ceil_div(gross, params.scale) if position.size > 0 else gross // params.scale
     require(abs(notional) <= MAX_INT64, "notional_overflow", "the unwind notional leaves the 64-bit range")
-    snapshot = state.snapshot()
     closed, realised = apply_close(position, lots, notional)
     state.set_position(INSURANCE_ADDRESS, params.id, closed)
     add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
     add_insurance(state, realised)
     close_against(state, counterparties, lots, -notional, params, absorb_deficit=True)
-    if state.globals.insurance_fund >= 0:
-        state.commit(snapshot)
-        return
-    state.revert(snapshot)
-    fund = absorb_funding_deficit(replace(position, margin=state.globals.insurance_fund))
-    process_deleverage_slice(state, INSURANCE_ADDRESS, fund, mark, params, counterparties)
-    left = state.positions[(INSURANCE_ADDRESS, params.id)]
-    state.set_position(INSURANCE_ADDRESS, params.id, replace(left, margin=0))
-    g = state.globals
-    state.set_globals(replace(g, insurance_fund=left.margin))
 
 
 def process_deleverage(state: State, r: Deleverage, timestamp_ms: int, ctx: Context) -> None:
