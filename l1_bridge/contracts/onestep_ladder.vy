@@ -23,10 +23,11 @@
     AUTO-DELEVERAGED: the users (not the fund) take what their caps allow
     of the whole position at its bankruptcy price.
     The insurance fund's own position (process_fund_unwind): its funding
-    settled from the fund, what the users can take closed at the mark
-    rounded in the fund's favour, its PnL to the fund; if the fund ends
-    negative (undone), auto-deleveraged with the insurance fund as its
-    margin, the insurance fund then the margin the slice left.
+    settled from the fund; if the fund holds the position's whole loss at
+    the mark, what the users can take closed at the mark rounded in the
+    fund's favour, its PnL to the fund; if it cannot, or ends negative
+    (undone), auto-deleveraged with the insurance fund as its margin, the
+    insurance fund then the margin the slice left (and the dust swept in).
     Witness: read against the pre-state root the market, the position, the
     auction (must be absent), the globals, then per counterparty its
     position and (a user) its account; if the record applies, the written
@@ -400,31 +401,31 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     done: Ladder = empty(Ladder)
     after: DynArray[Counter, MAX_COUNTERS] = []
     adl: bool = True
-    if unwind:
+    if unwind:  # the fund's funding is paid by (or to) the fund
         l.insurance -= position.margin - f.position.margin
         l.position.margin = position.margin
-        done, after = self.unwind_at_mark(l, counters, mark, p)
-        if not done.ok:
-            return state_root, False
-        if fund + done.insurance >= 0:
-            adl = False
-        else:  # the fund's bankruptcy price, the insurance fund as its margin
-            l.position.margin = fund + l.insurance
     else:
         l.position.order_epoch = g.order_count
-    l.position = self.absorb(l.position)
-    if not unwind and (fund + l.insurance) * convert(p.scale, int256) >= \
-            -fill.equity_scaled(l.position, mark, convert(p.scale, int256)):  # can_fund_pay_shortfall
-        done, after = self.close_at_mark(l, counters, mk.liquidation_size(l.position, mark, p), mark, p)
+        l.position = self.absorb(l.position)
+    cash: int256 = fund + l.insurance
+    if cash * convert(p.scale, int256) >= -fill.equity_scaled(l.position, mark, convert(p.scale, int256)):
+        # can_fund_pay_shortfall: at the mark, undone if the fund still ends short
+        if unwind:
+            done, after = self.unwind_at_mark(l, counters, mark, p)
+        else:
+            done, after = self.close_at_mark(l, counters, mk.liquidation_size(l.position, mark, p), mark, p)
         if not done.ok:
             return state_root, False
         adl = fund + done.insurance < 0
-    if adl:  # auto-deleverage
+    if adl:  # auto-deleverage (the fund's position: the insurance fund as its margin)
+        if unwind:
+            l.position.margin = cash
+            l.position = self.absorb(l.position)
         done, after = self.deleverage_slice(l, counters, mark, p)
         if not done.ok:
             return state_root, False
-        if unwind:  # the insurance fund is what the slice left of its margin
-            done.insurance = done.position.margin - fund
+        if unwind:  # the insurance fund: the margin the slice left, plus the dust swept in meanwhile
+            done.insurance += done.position.margin - cash
             done.position.margin = 0
     g.insurance_fund = convert(convert(g.insurance_fund, int256) + done.insurance, uint256)
     # the writes, each leaf once with its final value

@@ -499,7 +499,6 @@ def witness_of(state, r: Deleverage):
 
 
 @pytest.mark.parametrize("name", ["three users take the whole position at the mark",
-                                  "the fund short: its own position takes no part",
                                   "the fund can pay the shortfall, but its own short named first loses: auto-deleveraged",
                                   "the fund's short unwound at the mark against two longs",
                                   "the fund owing funding past the insurance fund (absorbed): auto-deleveraged, part"])
