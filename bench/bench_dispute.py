@@ -343,9 +343,9 @@ def measure_fund_unwind(onestep: Any, state: State, tree: Any) -> dict:
     """Deleverage of the insurance fund's own position (rules v3,
     process_fund_unwind): its short of 0.12 BTC, owing funding, closed at the
     mark against 1, 3 or 6 fresh users' longs (6: each closed whole); then the
-    same short at a loss past the insurance fund (entered at 50,000): the
-    close undone and the 3 or 6 users auto-deleveraged at its bankruptcy
-    price, the insurance fund as its margin."""
+    same short at a loss past the insurance fund (entered at 50,000): the 3
+    or 6 users auto-deleveraged at its bankruptcy price, the insurance fund
+    as its margin (no close at the mark: the fund cannot pay the loss)."""
     import msgspec
     from sequencer.core.commitment import compute_dirty_leaves
     from sequencer.core.records import Deleverage
