@@ -101,16 +101,19 @@ def close_others(state, r: Deleverage, timestamp_ms, ctx) -> None:
 
 
 def close_all_at_mark(state, address, position, qty, mark, params, counterparties) -> None:
-    """Closes the whole step at the mark whatever the named can take (the rest of the lots vanish)."""
-    def lenient(state, counterparties, qty, total, params, cap=None, failure=None):
+    """Closes the whole step at the mark whatever the named can take (the rest
+    of the lots vanish): close_against (current signature, each counterparty's
+    funding deficit absorbed as the rule does) without its refusal."""
+    def lenient(state, counterparties, qty, total, params, cap=None, failure=None, absorb_deficit=False):
         remaining, left = qty, total
         for who, counter, _ in counterparties:
             take = min(remaining, abs(counter.size))
             notional = left if take == remaining else total * take // qty
-            deleverage_position(state, who, counter, take, notional, params)
+            deleverage_position(state, who, counter, take, notional, params, absorb_deficit)
             remaining, left = remaining - take, left - notional
     with mock.patch.object(liquidation, "close_against", lenient):
-        process_close_at_mark(state, address, position, qty, mark, params, None, counterparties)
+        process_close_at_mark(state, address, position, qty, mark, params, None, counterparties,
+                              absorb_deficit=True)
 
 
 def close_at_mark_unfunded(state, address, position, qty, mark, params, counterparties) -> None:
@@ -118,7 +121,7 @@ def close_at_mark_unfunded(state, address, position, qty, mark, params, counterp
     the fund pays what it has, the rest of the debt is forgotten (a negative
     fund has no leaf: the state tree holds it unsigned)."""
     process_close_at_mark(state, address, position, compute_takes(counterparties, qty), mark, params, None,
-                          counterparties)
+                          counterparties, absorb_deficit=True)
     state.set_globals(replace(state.globals, insurance_fund=max(0, state.globals.insurance_fund)))
 
 
