@@ -8,14 +8,15 @@ assembler) trades for a while: prices move, orders rest, cross, are modified
 and cancelled, margin moves, stops fire, a position is liquidated into the
 book, the vault takes deposits, funding is paid; then (rules v3) an ETH long
 with no bid left is liquidated down the ladder (a Deleverage naming the
-profitable short, the fund paying the bad debt), the L1 inbox forces bob's
-BTC short closed (the insurance fund takes it over at the mark), and a BTC
-drop sends two longs down the ladder against the fund's own short (Deleverage
-records naming the fund). Its log becomes blocks, the blocks become trace
+profitable short, the fund paying the bad debt), and the L1 inbox forces bob's
+BTC short closed: the insurance fund takes it over at the mark and the engine
+unwinds it at once (a Deleverage whose account is the fund, naming the three
+BTC longs, closed at the mark), so the BTC drop that follows finds no position
+left to liquidate. Its log becomes blocks, the blocks become trace
 items (``prover.records.compute_block_items``), and every item is re-executed
 by onestep.vy with the witness the Python reference builds: the same state
 root, context and outcome at every position, so any item of the session can
-be the one a game ends on (all 67 items: the book-first Liquidate, the three
+be the one a game ends on (all 66 items: the book-first Liquidate, the two
 Deleverage records and the ForcedClose included). An item whose kind (or
 branch) is not ported would raise PendingKind in Python and, for a pending
 tag, revert "pending" on L1; the test reports how many of each kind were
@@ -33,7 +34,7 @@ from prover.hashing import keccak
 from prover.records import PENDING_TAGS, PendingKind, compute_block_items, decode_replay_item
 from prover.trace import TraceRunner, build_tree
 from sequencer.core.encoding import encode_block, make_block
-from sequencer.core.records import Deleverage, ForcedClose, ModifyOrder, PlaceTrigger, Trade, VaultDeposit
+from sequencer.core.records import Deleverage, ForcedClose, Liquidate, ModifyOrder, PlaceTrigger, Trade, VaultDeposit
 from sequencer.core.rules.positions import INSURANCE_ADDRESS
 from sequencer.core.rules.triggers import STOP_LOSS
 from sequencer.core.transition import apply_block_bytes
@@ -88,9 +89,9 @@ def run_session(forced_close: bool = False) -> Sim:
     sim.set_price(usd(2_650), market=ETH)     # carol's ETH long bankrupt, no bid: Deleverage against erin's short
     start_block(sim, 1_000)
     if forced_close:                          # the fund takes bob's short over at the mark (his bid cancelled)
-        sim.submit(ForcedClose(sim.state.globals.inbox_count, ADDR["bob"], BTC))
+        sim.submit(ForcedClose(sim.state.globals.inbox_count, ADDR["bob"], BTC))  # and unwinds it against the longs
         start_block(sim, 1_000)
-    sim.set_price(usd(53_000))                # dave's and carol's longs down the ladder (the fund's short, or bob's)
+    sim.set_price(usd(53_000))                # without the forced close: dave's and carol's longs down the ladder
     return sim
 
 
@@ -122,14 +123,23 @@ def test_the_session_does_what_it_says(session):
     kinds = collections.Counter(type(r).__name__ for _, r in sim.log)
     assert kinds["Trade"] >= 4 and kinds["OraclePrice"] >= 5 and kinds["FundingTick"] >= 1
     assert kinds["Liquidate"] >= 1 and kinds["TriggerFire"] >= 1 and kinds["ModifyOrder"] == 1
-    assert kinds["ForcedClose"] == 1 and kinds["Deleverage"] == 3
+    assert kinds["ForcedClose"] == 1 and kinds["Deleverage"] == 2
     named = [(r.account, r.market, r.counterparties) for _, r in sim.log if isinstance(r, Deleverage)]
-    assert named == [(ADDR["carol"], ETH, (ADDR["erin"],)), (ADDR["dave"], BTC, (INSURANCE_ADDRESS,)),
-                     (ADDR["carol"], BTC, (INSURANCE_ADDRESS,))]
-    assert sim.size("erin", ETH) == sim.size("bob") == sim.size("dave") == sim.size("carol") == 0
-    assert sim.size("carol", ETH) == 0
-    # the fund took bob's 0.2 BTC short over and gave dave's 0.1 and carol's 0.05 back
-    assert -sim.state.positions[(INSURANCE_ADDRESS, BTC)].size == 20 * STEP - 10 * STEP - 5 * STEP
+    longs = (ADDR["alice"], ADDR["carol"], ADDR["dave"])
+    assert named == [(ADDR["carol"], ETH, (ADDR["erin"],)), (INSURANCE_ADDRESS, BTC, longs)]
+    # the fund's unwind is written right after the forced close, in the same block
+    records = [r for _, r in sim.log]
+    forced = next(i for i, r in enumerate(records) if isinstance(r, ForcedClose))
+    assert records[forced + 1] == Deleverage(INSURANCE_ADDRESS, BTC, longs)
+    assert sim.log[forced][0] == sim.log[forced + 1][0]
+    assert sim.size("erin", ETH) == sim.size("carol", ETH) == 0
+    # the fund took bob's 0.2 BTC short over and closed it against alice's
+    # 0.05, carol's 0.05 and dave's 0.1 (every BTC position flat, the fund's too)
+    for name in ("alice", "bob", "carol", "dave"):
+        assert sim.size(name) == 0
+    assert sim.state.positions.get((INSURANCE_ADDRESS, BTC)) is None or not sim.state.positions[
+        (INSURANCE_ADDRESS, BTC)].size
+    assert not any(isinstance(r, (Liquidate, Deleverage)) for r in records[forced + 2:])  # the drop liquidates no one
     blockless = lambda state: {k: v for k, v in state.to_tables().items() if k not in ("globals", "withdrawals")}
     assert blockless(replayed) == blockless(sim.state)  # the blocks hold what the exchange applied
 
@@ -138,9 +148,11 @@ def test_every_item_of_the_session_agrees_on_l1(session, onestep_contract):
     sim, messages, replayed = session
     runner = TraceRunner(sim.make_genesis(), sim.ctx)
     proven, pending = collections.Counter(), collections.Counter()
+    deleveraged = []
     for message in messages:
         for item in compute_block_items(message):
-            name = type(decode_replay_item(item)).__name__
+            record = decode_replay_item(item)
+            name = type(record).__name__
             pre_root, pre_ctx = runner.state_root, runner.ctx
             try:
                 result = runner.copy().step(item)
@@ -158,13 +170,17 @@ def test_every_item_of_the_session_agrees_on_l1(session, onestep_contract):
             assert (root, onestep_contract.functions.ctx_hash(ctx).call(), ok) == (
                 runner.state_root, runner.ctx.hash(), result.ok), name
             proven[name] += 1
+            if isinstance(record, Deleverage):
+                deleveraged.append((record.account, ok))
     assert runner.state_root == build_tree(replayed).root
     print("proven on L1:", dict(proven), "pending:", dict(pending))
     assert proven["Transfer"] and proven["PlaceOrder"] and proven["BlockStart"]
     # the book-first Liquidate (its maker filled, the owner's orders cancelled
     # by the order epoch) re-executes on onestep_book.vy, the Deleverage
-    # records on onestep_ladder.vy, the forced close (rules v3: the fund takes
-    # the position over) on onestep_liquidate.vy: every item
-    assert proven["Liquidate"] >= 1 and proven["Deleverage"] == 3 and proven["ForcedClose"] == 1
+    # records (carol's ETH long against erin's short, the fund's unwind of
+    # bob's short) on onestep_ladder.vy, the forced close (rules v3: the fund
+    # takes the position over) on onestep_liquidate.vy: every item
+    assert proven["Liquidate"] >= 1 and proven["Deleverage"] == 2 and proven["ForcedClose"] == 1
+    assert deleveraged == [(ADDR["carol"], True), (INSURANCE_ADDRESS, True)]  # both applied, not refused
     assert not pending, pending
-    assert sum(proven.values()) == 67
+    assert sum(proven.values()) == 66
