@@ -14,20 +14,13 @@ output. The gas of the step transaction is printed (docs/fraud-proofs.md).
 from __future__ import annotations
 
 import pytest
-from eth_tester import EthereumTester, PyEVMBackend
-from web3 import EthereumTesterProvider, Web3
 
-from game_env import ANVIL_KEY, BRIDGE_ADDRESS, PRESET, PROPOSER_BOND, FakeTrace, World, chunks_of
-from l1_bridge.client import BridgeClient
-from l1_bridge.deploy import deploy, load_artifact
-from l1_bridge.dispute import CHALLENGER_WON, PROPOSER_WON, STEP_GAS, GameContract, LocalTrace
-from prover.hashing import EMPTY
-from prover.records import compute_block_items, decode_replay_item
-from prover.trace import TraceRunner, compute_claim
+from game_env import World
+from l1_bridge.dispute import LocalTrace
+from prover.records import decode_replay_item
 from sequencer.core.records import Liquidate
-from sequencer.executor.output import OutputFields
-from test_dispute_game import known, liar_root
-from test_onestep_session import get_blocks, run_session
+from session_world import (get_session_items, lose_as_wrong_challenger, make_session_world, replay_session,
+                           snapshot_world, win_as_honest_challenger)
 
 pytestmark = pytest.mark.evm
 
@@ -35,48 +28,22 @@ pytestmark = pytest.mark.evm
 @pytest.fixture(scope="module")
 def session():
     """The session's items, its genesis and rules, and the position of its book-first Liquidate."""
-    sim = run_session()
-    items = [item for message in get_blocks(sim) for item in compute_block_items(message)]
-    positions = [i for i, item in enumerate(items) if isinstance(decode_replay_item(item), Liquidate)]
-    liquidation = next(i for i in positions if decode_replay_item(items[i]).makers)
-    return sim, items, liquidation
+    return get_session_items(lambda record: isinstance(record, Liquidate) and bool(record.makers))
 
 
 @pytest.fixture(scope="module")
 def honest(session) -> LocalTrace:
-    sim, items, _ = session
-    return LocalTrace(TraceRunner(sim.make_genesis(), sim.ctx), items)
+    return replay_session(session)
 
 
 @pytest.fixture(scope="module")
 def world_once(honest) -> World:
-    """dispute.vy, the bridge and the one-steps (l1_bridge.deploy) on a chain
-    whose genesis output is the session's genesis state; the inbox stays empty."""
-    backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params(overrides={"gas_limit": 60_000_000}))
-    tester = EthereumTester(backend)
-    w3 = Web3(EthereumTesterProvider(tester))
-    funder = w3.eth.accounts[0]
-    deployer = tester.add_account(ANVIL_KEY)
-    w3.eth.send_transaction({"from": funder, "to": deployer, "value": 100 * 10**18})
-    genesis_root = honest.checkpoints[0].state_root
-    accounts = list(w3.eth.accounts)
-    proposer, guardian = accounts[1], accounts[2]
-    d = deploy(w3, PRESET, proposer=proposer, challenger=guardian, deployer=deployer,
-               genesis_state_root=genesis_root)
-    assert d.bridge == BRIDGE_ADDRESS  # the verifyingContract the session's records are signed for
-    client = BridgeClient.connect(w3, deployment=d)
-    client.deposit_bond(proposer, 5 * PROPOSER_BOND)
-    games = GameContract(w3.eth.contract(address=d.dispute, abi=load_artifact("dispute")[0]), client)
-    others = [a for a in accounts if a not in (proposer, guardian, deployer)]
-    return World(w3, tester, client, games, games.contract, proposer, guardian, others,
-                 OutputFields(genesis_root, EMPTY, EMPTY, 0, EMPTY, EMPTY))
+    return make_session_world(honest)
 
 
 @pytest.fixture
 def world(world_once):
-    snapshot = world_once.tester.take_snapshot()
-    yield world_once
-    world_once.tester.revert_to_snapshot(snapshot)
+    yield from snapshot_world(world_once)
 
 
 def test_the_liquidation_fills_makers_in_the_book(session, honest):
@@ -94,44 +61,13 @@ def test_the_liquidation_fills_makers_in_the_book(session, honest):
         assert after.state.orders[key].filled > before.state.orders[key].filled
 
 
-def step_gas(*players) -> list[int]:
-    """The gas of the step transactions the players sent (each within the step's limit)."""
-    gas = [used for player in players for name, used in player.gas if name == "step"]
-    assert all(used < STEP_GAS for used in gas)
-    return gas
-
-
 def test_an_honest_challenger_wins_on_the_liquidation_step(world, session, honest):
     _, items, at = session
-    chunks = chunks_of(items)
-    root = liar_root(honest)
-    liar = FakeTrace(honest, at + 1)  # the first wrong claim: the Liquidate's post-state
-    liar.claims[-1] = compute_claim(root, honest.end.ctx)
-    output, _ = world.propose(honest, chunks, state_root=root)
-    challenger = world.others[0]
-    game = world.challenge(challenger, output, known(honest, chunks))
-    good, bad = world.player(challenger), world.player(world.proposer)
-    status = world.play_to_end(game, (good, known(honest, chunks)), (bad, known(liar, chunks)))
-    assert status == CHALLENGER_WON
-    g = world.games.game(game)
-    assert (g.lo, g.hi) == (at, at + 1)  # the step re-executed the Liquidate
-    assert len(step_gas(good, bad)) == 1  # the liar may step too: its witness is real, its claim is not
-    assert world.client.output_count() == output  # the wrong output is deleted
-    assert world.client.eth_owed(challenger) == PROPOSER_BOND
-    print(f"step on the book-first Liquidate (item {at}): {step_gas(good, bad)[0]} gas")
+    gas = win_as_honest_challenger(world, honest, items, at)
+    print(f"step on the book-first Liquidate (item {at}): {gas} gas")
 
 
 def test_a_wrong_challenger_loses_on_the_liquidation_step(world, session, honest):
     _, items, at = session
-    chunks = chunks_of(items)
-    output, _ = world.propose(honest, chunks)
-    challenger = world.others[1]
-    game = world.challenge(challenger, output, known(honest, chunks))
-    liar, proposer = world.player(challenger), world.player(world.proposer)
-    status = world.play_to_end(game, (liar, known(FakeTrace(honest, at + 1), chunks)),
-                               (proposer, known(honest, chunks)))
-    assert status == PROPOSER_WON
-    g = world.games.game(game)
-    assert (g.lo, g.hi) == (at, at + 1) and len(step_gas(liar, proposer)) == 1
-    assert world.client.output_count() == output + 1 and world.client.eth_owed(challenger) == 0
-    print(f"step on the book-first Liquidate (item {at}): {step_gas(liar, proposer)[0]} gas")
+    gas = lose_as_wrong_challenger(world, honest, items, at)
+    print(f"step on the book-first Liquidate (item {at}): {gas} gas")

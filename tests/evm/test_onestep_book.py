@@ -31,7 +31,7 @@ import pytest
 from eth_tester.exceptions import TransactionFailed
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from onestep_support import get_examples, run_both
+from onestep_support import assert_forged_witnesses_revert, get_examples, run_both
 from prover import fraud_vectors as fv
 from prover.keys import GLOBAL_KEY, get_account_key, get_auction_key, get_market_key, get_order_key, get_position_key
 from prover.plan_book import get_book_reads
@@ -332,38 +332,16 @@ def test_each_branch(onestep, name):
     assert outcome.split(" ")[0] == expected, outcome
 
 
-def witness_of(state, r: Liquidate):
-    runner = TraceRunner(State.from_tables(state.to_tables()), RULES, ctx=fv.open_block_ctx(state))
-    pre_root, ctx = runner.state_root, runner.ctx
-    result = runner.step(encode_item(r))
-    assert result.ok
-    return pre_root, ctx, [o.as_arg() for o in result.witness.openings], runner.state_root
-
-
 @pytest.mark.parametrize("name", ["four makers, one owner twice, part of the position",
                                   "book+auction, no makers: an auction for the position",
                                   "book-first, no makers: the ladder stops",
                                   "a bankrupt position in auction, makers named: its auction ends"])
 def test_forged_witnesses_revert(onestep, name):
     """Every opening altered (a value, a presence, its proof), one missing,
-    two swapped: each reverts; the honest one gives the reference root."""
+    two swapped: each reverts; the honest one gives the reference root
+    (onestep_support.assert_forged_witnesses_revert)."""
     state, r, _ = fixed_cases()[name]
-    pre_root, ctx, openings, post_root = witness_of(state, r)
-    item = encode_item(r)
-    apply = lambda ops: onestep.functions.apply(pre_root, ctx.as_arg(), item, ops, []).call()
-    assert apply(openings)[0] == post_root
-    for i, (present, value, proof, sibling) in enumerate(openings):
-        lies = [(not present, value or b"\x00" * 31 + b"\x01", proof, sibling),   # present <-> absent
-                (present, value, (proof[0] ^ 1,) + tuple(proof[1:]), sibling)]        # a sibling's place
-        if present:  # (an absent leaf's value is not read)
-            lies.append((present, value[:-1] + bytes([value[-1] ^ 1]), proof, sibling))
-        for bad in lies:
-            with pytest.raises(TransactionFailed, match="witness"):
-                apply(openings[:i] + [bad] + openings[i + 1:])
-    with pytest.raises(TransactionFailed, match="witness"):
-        apply(openings[:-1])
-    with pytest.raises(TransactionFailed, match="witness"):
-        apply([openings[1], openings[0]] + openings[2:])
+    assert_forged_witnesses_revert(onestep, state, r, RULES)
 
 
 @settings(max_examples=get_examples(40), deadline=None, suppress_health_check=list(HealthCheck))
