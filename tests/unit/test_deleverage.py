@@ -477,14 +477,10 @@ def test_the_engines_choice_is_accepted_whenever_it_names_someone(scenario):
     """The engine's named list (fund first, then the ranking; users alone with
     their caps when the fund cannot pay) is a valid record for a liquidatable
     position, and each one closes at least one lot."""
-    shorts, fund, leverage, price, _, forced = scenario
-    venue = alice_long(shorts, fund=fund, alice_leverage=leverage)
-    if forced:
-        assert venue.apply(ForcedClose(0, venue.address("s0"), BTC)) is None
-    move_price(venue, price)
-    position, market, params = venue.position("alice"), venue.state.markets[BTC], venue.markets[BTC]
-    if not is_liquidatable(position, venue.mark(), market, params):
+    venue = make_liquidatable_scenario(scenario)
+    if venue is None:
         return
+    position, params = venue.position("alice"), venue.markets[BTC]
     chosen = choose_deleverage_counterparties(venue.state, venue.address("alice"), position, venue.mark(), params)
     assert len(chosen) <= MAX_DELEVERAGE_COUNTERPARTIES
     if not chosen:
@@ -831,14 +827,10 @@ def test_the_engines_list_suits_the_branch_the_rule_takes(scenario):
     keeps its bankruptcy price (its margin - cost per lot, rounded in the
     rest's favour); when it can, the record closes at the mark and the fund
     pays at most that bad debt."""
-    shorts, fund, leverage, price, _, forced = scenario
-    venue = alice_long(shorts, fund=fund, alice_leverage=leverage)
-    if forced:
-        assert venue.apply(ForcedClose(0, venue.address("s0"), BTC)) is None
-    move_price(venue, price)
-    position, market, params = venue.position("alice"), venue.state.markets[BTC], venue.markets[BTC]
-    if not is_liquidatable(position, venue.mark(), market, params):
+    venue = make_liquidatable_scenario(scenario)
+    if venue is None:
         return
+    position, market, params = venue.position("alice"), venue.state.markets[BTC], venue.markets[BTC]
     pays = can_fund_pay_shortfall(venue.state, position, venue.mark(), params)
     chosen = choose_deleverage_counterparties(venue.state, venue.address("alice"), position, venue.mark(), params)
     if not chosen:
@@ -907,3 +899,17 @@ def test_the_funds_bankruptcy_price_unwind_keeps_the_funding_dust_swept_meanwhil
     assert venue.apply(unwind(venue, *SIX)) is None
     assert fund_position(venue).size == 0
     check_invariants(venue)
+
+
+def make_liquidatable_scenario(scenario):
+    """alice long against the scenario's shorts (one forced closed first if
+    drawn so), at the scenario's price; None unless that leaves her liquidatable."""
+    shorts, fund, leverage, price, _, forced = scenario
+    venue = alice_long(shorts, fund=fund, alice_leverage=leverage)
+    if forced:
+        assert venue.apply(ForcedClose(0, venue.address("s0"), BTC)) is None
+    move_price(venue, price)
+    position = venue.position("alice")
+    if not is_liquidatable(position, venue.mark(), venue.state.markets[BTC], venue.markets[BTC]):
+        return None
+    return venue
