@@ -9,14 +9,24 @@ from __future__ import annotations
 import os
 import signal
 
-from sequencer.log.local_broker import REPO, LocalBroker
+from sequencer.log.local_broker import REPO, LocalBroker, run_kafka_script
 
 TEST_PORT = int(os.environ.get("ISOROLL_TEST_KAFKA_PORT", "19092"))
 
 
 class Broker(LocalBroker):
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, session_ms: int | None = None) -> None:
+        """``session_ms``: the broker's broker.session.timeout.ms (kafka.sh's
+        ISOROLL_KAFKA_SESSION_MS), for a broker the tests kill -9: restarted, it
+        registers only once the session of the killed one has expired (Kafka's
+        9 s by default)."""
         super().__init__(port, REPO / ".devnet" / f"test-kafka-{port}")
+        self.env = {"ISOROLL_KAFKA_PORT": str(port), "ISOROLL_KAFKA_DIR": str(self.dir)}
+        if session_ms is not None:
+            self.env["ISOROLL_KAFKA_SESSION_MS"] = str(session_ms)
+
+    def _run(self, action: str):
+        return run_kafka_script(action, env=self.env)
 
     def discard(self) -> None:
         """kill -9 and delete the data: a broker whose data goes needs no clean

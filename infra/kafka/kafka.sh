@@ -29,6 +29,9 @@
 #   ISOROLL_KAFKA_CLUSTER_DIR   cluster: data dirs node-1..node-3 [<repo>/.devnet/kafka-cluster-$PORT]
 #   ISOROLL_KAFKA_LIBS          jar cache [~/.cache/isoroll/kafka-libs-<version>]
 #   ISOROLL_KAFKA_HEAP          JVM heap per node [512m single, 384m per cluster node]
+#   ISOROLL_KAFKA_SESSION_MS    single node: broker.session.timeout.ms [Kafka's 9000]; after a
+#                               kill -9 the restarted node waits this long for its old session
+#                               to expire before it registers (the tests' crashed broker: 3000)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -99,6 +102,9 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 min.insync.replicas=1
 PROPS
+    if [ -n "${ISOROLL_KAFKA_SESSION_MS:-}" ]; then
+      printf 'broker.heartbeat.interval.ms=500\nbroker.session.timeout.ms=%s\n' "$ISOROLL_KAFKA_SESSION_MS"
+    fi
   else
     # A dead broker leaves the ISR when the controller stops hearing from it
     # (broker.session.timeout.ms, 9 s by default): 3 s here for quick failover.
