@@ -51,14 +51,24 @@ def contract_path(name: str, contracts_dir: Path | None = None) -> Path:
 def source_hash(name: str, *, evm_version: str | None = None, contracts_dir: Path | None = None) -> str:
     """The cache key: vyper version, settings, the contract and all sources
     next to it (imports)."""
-    import vyper
-
     path = contract_path(name, contracts_dir)
     h = hashlib.sha256()
-    h.update(f"vyper={vyper.__version__};evm={_evm_version(evm_version)};main={path.name}\n".encode())
+    h.update(f"vyper={_vyper_version()};evm={_evm_version(evm_version)};main={path.name}\n".encode())
     for p in sorted(path.parent.glob("*.vy*")):
         h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def _vyper_version() -> str:
+    """``vyper.__version__`` without importing the compiler (~0.25 s, which every
+    `isoroll l1 ...` command paid to find its cached ABI): vyper takes it from
+    the package metadata too."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("vyper")
+    except PackageNotFoundError:
+        import vyper
+        return vyper.__version__
 
 
 def _evm_version(evm_version: str | None) -> str:

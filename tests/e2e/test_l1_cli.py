@@ -6,13 +6,22 @@ The node's checkpointer is given an interval it never reaches, and the test
 posts the one checkpoint it needs itself (checkpointer.poll_once(force=True)),
 so "waiting for a checkpoint" is observed without a race.  L1 time moves with
 evm_increaseTime / evm_mine only.
+
+Each command of the long walk-through is a process of its own forked from a
+process that imported the CLI once (tests/e2e/cli_forkserver.py: it runs
+isoroll/cli.py as ``__main__`` as ``python -m`` does), which spares ~1 s of
+Python start and imports per command; the other test starts the CLI with
+``python -m isoroll.cli`` itself.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,12 +36,15 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 DEVNET = PRESETS["devnet"]
 
 
-async def isoroll(*args: str, timeout: float = 30) -> tuple[int, str, str]:
-    """`isoroll ...` in a process of its own: (exit code, stdout, stderr).  No
-    ISOROLL_* from the environment reaches it: every setting is a flag."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ISOROLL_")}
+def cli_env() -> dict[str, str]:
+    """No ISOROLL_* from the environment reaches the CLI: every setting is a flag."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ISOROLL_")}
+
+
+async def python_m_isoroll(*args: str, timeout: float = 30) -> tuple[int, str, str]:
+    """`python -m isoroll.cli ...` in a process of its own: (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "isoroll.cli", *args, cwd=REPO, env=env,
+        sys.executable, "-m", "isoroll.cli", *args, cwd=REPO, env=cli_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -43,10 +55,52 @@ async def isoroll(*args: str, timeout: float = 30) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def ok(*args: str) -> str:
-    code, out, err = await isoroll(*args)
-    assert code == 0, f"isoroll {' '.join(args)} exited {code}\nstdout:\n{out}\nstderr:\n{err}"
-    return out
+class ForkServer:
+    """tests/e2e/cli_forkserver.py: each command a process of its own, forked
+    from one that imported the CLI (the same code as `python -m isoroll.cli`)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, tmp: Path) -> None:
+        self.proc, self.tmp, self.runs = proc, tmp, 0
+
+    @classmethod
+    async def start(cls, tmp: Path) -> "ForkServer":
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).with_name("cli_forkserver.py")), cwd=REPO, env=cli_env(),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        return cls(proc, tmp)
+
+    async def _reply(self) -> dict:
+        line = await self.proc.stdout.readline()
+        assert line, f"the CLI fork server ended (exit {await self.proc.wait()})"
+        return json.loads(line)
+
+    async def run(self, *args: str, timeout: float = 30) -> tuple[int, str, str]:
+        self.runs += 1
+        out, err = self.tmp / f"{self.runs}.out", self.tmp / f"{self.runs}.err"
+        self.proc.stdin.write(json.dumps({"args": args, "stdout": str(out), "stderr": str(err)}).encode() + b"\n")
+        await self.proc.stdin.drain()
+        pid = (await self._reply())["pid"]
+        try:
+            code = (await asyncio.wait_for(self._reply(), timeout))["code"]
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)
+            await self._reply()
+            raise
+        return code, out.read_text(), err.read_text()
+
+    async def close(self) -> None:
+        self.proc.stdin.close()
+        await self.proc.wait()
+
+
+@pytest.fixture
+async def isoroll(tmp_path_factory):
+    """`isoroll ...` in a process of its own: (exit code, stdout, stderr)."""
+    server = await ForkServer.start(tmp_path_factory.mktemp("cli"))
+    try:
+        yield server.run
+    finally:
+        await server.close()
 
 
 def withdrawal_state(status_out: str, amount: str) -> str:
@@ -64,7 +118,7 @@ def seconds(text: str) -> int:
     return sum(int(n) * units[u] for n, u in parts)
 
 
-async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, topic, tmp_path):
+async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, topic, tmp_path, isoroll):
     """deposit -> credited on L2 (L1 balance down by exactly the amount) ->
     withdraw -> status: waiting for a checkpoint -> in challenge period (time
     left) -> claim refused -> ready to claim -> claim (L1 balance up by exactly
@@ -72,6 +126,11 @@ async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, 
     shows the grace left; `isoroll verifier --once` finds the outputs right;
     a late deposit, freeze (refused inside the grace), status FROZEN, escape
     (paid exactly the final L2 balance; a second escape refused), refund."""
+    async def ok(*args: str) -> str:
+        code, out, err = await isoroll(*args)
+        assert code == 0, f"isoroll {' '.join(args)} exited {code}\nstdout:\n{out}\nstderr:\n{err}"
+        return out
+
     key, _ = l1.users[0]
     address = l1.fund(key, 1000 * UNIT)
     account = address.lower()
@@ -195,8 +254,8 @@ async def test_cli_unreachable_l1_is_a_clear_error(l1: L1):
     dead = f"http://127.0.0.1:{free_port()}"
     key, _ = l1.users[0]
     chain = ["--rpc", dead, "--deployment", str(l1.deployment_file)]
-    results = await asyncio.gather(isoroll("l1", "status", *chain),
-                                   isoroll("l1", "deposit", "5", *chain, "--key", "0x" + key.hex()))
+    results = await asyncio.gather(python_m_isoroll("l1", "status", *chain),
+                                   python_m_isoroll("l1", "deposit", "5", *chain, "--key", "0x" + key.hex()))
     for code, out, err in results:
         assert code == 1, (out, err)
         assert err.startswith(f"error: L1 node at {dead} is not reachable: cannot "), err
