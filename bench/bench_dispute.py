@@ -239,6 +239,7 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
     out.update(measure_book(onestep, state, tree))
     out.update(measure_ladder(onestep, state, tree))
     out.update(measure_liquidation_v3(w3, onestep, state, tree))
+    out.update(measure_vault_step(w3, state, tree))
     return {"accounts": accounts, "tree_build_s": round(build_s, 1), "kinds": out}
 
 
@@ -448,6 +449,60 @@ def measure_liquidation_v3(w3: Web3, onestep: Any, state: State, tree: Any) -> d
         args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], [])
         out[f"{name} ({len(result.witness.openings)} openings)"] = {
             "tx_gas": contract.functions.step(*args).estimate_gas(),
+            "depths": [o.proof.depth for o in result.witness.openings]}
+    return out
+
+
+def measure_vault_step(w3: Web3, state: State, tree: Any) -> dict:
+    """A Liquidate naming no makers under book+vault (onestep.vy ->
+    onestep_liquidate.vy -> onestep_vault_step.vy, on a one-step deployed
+    with BTC and ETH under book+vault; the vault of add_vault: 10 BTC lots
+    long, shares, 1,000 USDC free): a fresh long of 0.1 BTC at 60,000
+    (margin 70 USDC: maintenance 72) taken over by the vault, a bankrupt
+    one whose bad debt the fund pays, the same with the fund at 0 (the
+    takeover undone: the record stops), and the vault without shares."""
+    import msgspec
+    from sequencer.core.commitment import compute_dirty_leaves
+    from sequencer.core.markets import LIQUIDATION_BOOK_VAULT
+    from sequencer.core.rules.base import get_market_params
+    from sequencer.core.state import VaultShare
+    lot = 10_000
+    index = state.markets[fv.BTC].funding_index
+    owner = keccak(b"vault step owner")[:20]
+    rules = msgspec.structs.replace(fv.RULES, markets={
+        m: msgspec.structs.replace(get_market_params(fv.RULES, m), liquidation_policy=LIQUIDATION_BOOK_VAULT)
+        for m in (fv.BTC, fv.ETH)})
+    onestep = w3.eth.contract(address=deploy_onestep(w3, rules)[0], abi=load_artifact("onestep")[0])
+    liquidatable = Position(1000 * lot, 6_000 * 10**6, 70 * 10**6, index, 1)
+    bankrupt = Position(1000 * lot, 6_100 * 10**6, 0, index, 1)
+    cases = {  # name -> (the position, the fund, the vault's shares)
+        "Liquidate, book+vault, no makers: the vault takes it over": (liquidatable, 10**12, True),
+        "Liquidate, book+vault, no makers, bankrupt: the vault takes it, the fund pays the bad debt":
+            (bankrupt, 10**12, True),
+        "Liquidate, book+vault, no makers, bankrupt, the fund at 0: the takeover undone": (bankrupt, 0, True),
+        "Liquidate, book+vault, no makers, the vault without shares: rules v3 stop": (liquidatable, 10**12, False),
+    }
+    out = {}
+    for name, (position, insurance, shares) in cases.items():
+        runner = TraceRunner(State.from_tables(state.to_tables()), rules, tree=tree.copy(), ctx=fv.open_block_ctx(state))
+        s = runner.state
+        s.dirty.clear()
+        s.set_account(owner, Account(10**9, ()))
+        s.set_position(owner, fv.BTC, position)
+        s.set_globals(msgspec.structs.replace(s.globals, insurance_fund=insurance))
+        if not shares:
+            for holder in [h for h in s.vault_shares]:
+                s.set_vault_share(holder, None)
+        s.commit(0)
+        runner.tree.update(compute_dirty_leaves(s))
+        s.dirty.clear()
+        item = encode_item(Liquidate(owner, fv.BTC, ()))
+        root, pre_ctx = runner.state_root, runner.ctx
+        result = runner.step(item)
+        assert result.ok, name
+        args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], [])
+        out[f"{name} ({len(result.witness.openings)} openings)"] = {
+            "tx_gas": onestep.functions.step(*args).estimate_gas(),
             "depths": [o.proof.depth for o in result.witness.openings]}
     return out
 

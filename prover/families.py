@@ -14,6 +14,7 @@ from typing import Any, Callable
 from prover.plan_oracle import get_onestep_oracle_args
 from prover.plan_triggers import get_onestep_triggers_args
 from prover.plan_vault import get_onestep_vault_args
+from prover.plan_vault_step import get_onestep_vault_step_args
 
 
 def get_market_table_args(rules: Any) -> tuple:
@@ -25,8 +26,9 @@ def get_onestep_liquidate_args(rules: Any) -> tuple:
     """onestep_liquidate.vy's constructor extras: the address of onestep_book.vy
     (a family listed before it, routed no tag of its own), which it forwards a
     Liquidate under a book policy to; "@name" is resolved at deployment
-    (resolve_family_args)."""
-    return ("@onestep_book",)
+    (resolve_family_args); then that of onestep_vault_step.vy, which it
+    forwards a Liquidate naming no makers under book+vault to."""
+    return ("@onestep_book", "@onestep_vault_step")
 
 
 def resolve_family_args(args: tuple, deployed: dict[str, str]) -> tuple:
@@ -41,6 +43,7 @@ ONESTEP_FAMILIES: tuple[tuple[str, tuple[int, ...], Callable[[Any], tuple]], ...
     ("onestep_vault", (6, 7, 21), get_onestep_vault_args),
     ("onestep_trade", (16,), get_market_table_args),
     ("onestep_book", (), get_market_table_args),
+    ("onestep_vault_step", (), get_onestep_vault_step_args),
     ("onestep_liquidate", (18, 50), get_onestep_liquidate_args),
     ("onestep_auction_end", (23,), get_market_table_args),
     ("onestep_auction", (8,), get_market_table_args),

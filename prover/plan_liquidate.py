@@ -25,7 +25,8 @@ runs below decide the branch the rule takes.  Pending:
   index of orders, so no witness can show all of them.
 
 A Liquidate under a book policy (2, 3, 4) is planned whole by
-prover.plan_book (the one-step forwards it to onestep_book.vy).
+prover.plan_book (the one-step forwards it to onestep_book.vy), one naming
+no makers under book+vault by prover.plan_vault_step (onestep_vault_step.vy).
 
 A leaf the record empties is planned like any write (``TraceRunner._open``
 adds the deletion witness).
@@ -37,7 +38,8 @@ from __future__ import annotations
 from prover.keys import GLOBAL_KEY, get_account_key, get_auction_key, get_market_key, get_position_key
 from prover.records import PendingKind
 from prover.plan_book import plan_book
-from sequencer.core.markets import LIQUIDATION_BACKSTOP
+from prover.plan_vault_step import plan_vault_step
+from sequencer.core.markets import LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_VAULT
 from sequencer.core.records import AuctionEnd, ForcedClose, Liquidate
 from sequencer.core.rules.base import RuleError, get_market, get_market_params, require_fresh_price
 from sequencer.core.rules.liquidation import (BOOK_POLICIES, LiquidationRules, get_liquidation_rules, process_backstop,
@@ -122,6 +124,8 @@ def plan_liquidate(runner, r: Liquidate):
     state, params = runner.state, get_market_params(runner.rules, r.market)
     if params is None or r.account == INSURANCE_ADDRESS:
         return nothing, ()
+    if params.liquidation_policy == LIQUIDATION_BOOK_VAULT and not r.makers:
+        return plan_vault_step(runner, r, params)  # onestep_liquidate.vy forwards these to onestep_vault_step.vy
     if params.liquidation_policy in BOOK_POLICIES:
         return plan_book(runner, r, params)  # onestep_liquidate.vy forwards these to onestep_book.vy
     rules = get_liquidation_rules(runner.rules)

@@ -21,7 +21,8 @@
     released to free collateral, an open one taken over whole by the fund
     at the mark under every policy (the liquidation fee if liquidatable, no
     fee if healthy), the margin left released. A Liquidate under a book
-    policy is forwarded to onestep_book.vy.
+    policy is forwarded to onestep_book.vy, or, naming no makers under
+    book+vault (the vault step), to onestep_vault_step.vy.
 """
 import records
 import trace
@@ -43,6 +44,9 @@ interface OneStepBook:
 # onestep_book.vy: a Liquidate under a book policy (2 book-first, 3 book+auction,
 # 4 book+vault) is re-executed there, whole (prover/plan_book.py)
 BOOK: immutable(address)
+# onestep_vault_step.vy: a Liquidate naming no makers under book+vault (the
+# vault step, prover/plan_vault_step.py)
+VAULT_STEP: immutable(address)
 
 MAX_OPENINGS: constant(uint256) = trace.MAX_OPENINGS
 MAX_NONCES: constant(uint256) = trace.MAX_NONCES
@@ -56,6 +60,7 @@ MAX_MAKERS: constant(uint256) = 8      # the item layout's bound (rules v1's MAX
 MAX_MAKERS_V2: constant(uint256) = 4   # rules.liquidation.MAX_LIQUIDATION_MAKERS_V2: more is refused
 MAKER_SIZE: constant(uint256) = 28     # owner (20) || nonce (8)
 POLICY_BACKSTOP: constant(uint256) = 1
+POLICY_BOOK_VAULT: constant(uint256) = 4
 INSURANCE: constant(address) = empty(address)  # rules.positions.INSURANCE_ADDRESS
 
 
@@ -84,10 +89,11 @@ struct Leaves:
 
 @deploy
 def __init__(domain_separator: bytes32, max_amount: uint256, max_expiry_ahead_ms: uint256, nonce_window: uint256,
-             markets: DynArray[mk.MarketParams, mk.MAX_MARKETS], book: address):
+             markets: DynArray[mk.MarketParams, mk.MAX_MARKETS], book: address, vault_step: address):
     lib.__init__(domain_separator, max_amount, max_expiry_ahead_ms, nonce_window)
     mk.init_markets(markets)
     BOOK = book
+    VAULT_STEP = vault_step
 
 
 # --- position maths (rules.positions, rules.margin) ------------------------------
@@ -364,9 +370,12 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
         # book-first, book+auction and book+vault (policies 2, 3, 4): their own
         # one-step re-executes the whole Liquidate
         if p.liquidation_policy >= 2:
+            target: address = BOOK
+            if p.liquidation_policy == POLICY_BOOK_VAULT and n == 27:  # no makers: the vault step
+                target = VAULT_STEP
             book_root: bytes32 = empty(bytes32)
             book_ok: bool = False
-            book_root, book_ok = staticcall OneStepBook(BOOK).apply(state_root, ctx, item, openings, nonces)
+            book_root, book_ok = staticcall OneStepBook(target).apply(state_root, ctx, item, openings, nonces)
             return book_root, book_ok
     g = lib.read_globals(c, openings[lib.at(c, count)])
     c.used = 1

@@ -16,11 +16,14 @@ import records
 import trace
 import onestep_lib as lib
 import onestep_market as mk
+import onestep_vault_equity as ve
 
 initializes: lib
 initializes: mk
+initializes: ve[mk := mk]
 
-exports: (lib.DOMAIN_SEPARATOR, lib.MAX_AMOUNT, lib.MAX_EXPIRY_AHEAD_MS, lib.NONCE_WINDOW, mk.market_table)
+exports: (lib.DOMAIN_SEPARATOR, lib.MAX_AMOUNT, lib.MAX_EXPIRY_AHEAD_MS, lib.NONCE_WINDOW, mk.market_table,
+          ve.market_ids, ve.vault_scale)
 
 MAX_OPENINGS: constant(uint256) = trace.MAX_OPENINGS
 MAX_NONCES: constant(uint256) = trace.MAX_NONCES
@@ -32,10 +35,9 @@ MAX_INT64: constant(int256) = 2**63 - 1
 TAG_VAULT_DEPOSIT: constant(uint256) = 6
 TAG_VAULT_WITHDRAW: constant(uint256) = 7
 TAG_VAULT_UNWIND: constant(uint256) = 21
-VAULT: constant(address) = 0x000000000000000000000000000000000000000A  # rules.vault.VAULT_ADDRESS
+VAULT: constant(address) = ve.VAULT  # rules.vault.VAULT_ADDRESS
 IMMEDIATE_OR_CANCEL: constant(uint256) = 1
 ORDER_SEQ: constant(uint256) = 11  # the order leaf's last word
-MAX_VAULT_SCALE: constant(uint256) = 2**64
 VAULT_DEPOSIT_TYPEHASH: constant(bytes32) = keccak256("VaultDeposit(address account,uint256 amount,uint256 minShares,uint64 nonce,uint64 expiry)")
 VAULT_WITHDRAW_TYPEHASH: constant(bytes32) = keccak256("VaultWithdraw(address account,uint256 shares,uint256 minAmount,uint64 nonce,uint64 expiry)")
 
@@ -45,18 +47,6 @@ VAULT_LOCKUP_MS: public(immutable(uint256))
 VAULT_UNWIND_INTERVAL_MS: public(immutable(uint256))
 VAULT_UNWIND_PPM: public(immutable(uint256))
 VAULT_UNWIND_SLIPPAGE_PPM: public(immutable(uint256))
-VAULT_SCALE: public(immutable(uint256))
-
-# the table's market ids, ascending (rules.vault.get_vault_positions reads them in that order)
-market_ids: public(DynArray[uint256, MAX_MARKETS])
-
-
-struct Vault:
-    # what a deposit or a withdrawal reads of the vault, against the pre-state root
-    equity: int256      # E x VAULT_SCALE, exactly
-    valued: bool        # every position with a size has a fresh mark
-    account: lib.AccountLeaf
-    total: uint256      # the total shares (the share leaf of the vault's own address)
 
 
 struct Move:
@@ -77,14 +67,7 @@ def __init__(domain_separator: bytes32, max_amount: uint256, max_expiry_ahead_ms
     assert max_amount <= convert(MAX_INT64, uint256), "max amount"
     assert unwind_interval_ms > 0, "unwind interval"
     mk.init_markets(markets)
-    scale: uint256 = 1
-    for m: mk.MarketParams in markets:
-        n: uint256 = len(self.market_ids)
-        assert n == 0 or m.id > self.market_ids[n - 1], "markets ascending"
-        self.market_ids.append(m.id)
-        scale = scale // self.gcd(scale, m.scale) * m.scale
-        assert scale <= MAX_VAULT_SCALE, "vault scale"
-    VAULT_SCALE = scale
+    ve.init_vault(markets)
     VAULT_MIN_DEPOSIT = min_deposit
     VAULT_LOCKUP_MS = lockup_ms
     VAULT_UNWIND_INTERVAL_MS = unwind_interval_ms
@@ -92,56 +75,7 @@ def __init__(domain_separator: bytes32, max_amount: uint256, max_expiry_ahead_ms
     VAULT_UNWIND_SLIPPAGE_PPM = unwind_slippage_ppm
 
 
-@internal
-@pure
-def gcd(a: uint256, b: uint256) -> uint256:
-    x: uint256 = a
-    y: uint256 = b
-    for i: uint256 in range(400):
-        if y == 0:
-            break
-        r: uint256 = x % y
-        x = y
-        y = r
-    return x
-
-
-# --- the vault's equity -----------------------------------------------------------------
-
-@internal
-@pure
-def position_equity(pos: mk.Position, market: Bytes[MAX_LEAF], p: mk.MarketParams,
-                    timestamp_ms: uint256) -> (bool, int256):
-    """S x the position's equity at the mark (rules.margin.compute_equity_scaled:
-    margin - funding owed - cost, plus size x mark / S), and whether it could be
-    valued: a position with a size needs a fresh mark (rules.base.require_fresh_price);
-    a flat one (leftover margin) is valued at mark 0 with nothing owed."""
-    scale: int256 = convert(p.scale, int256)
-    if pos.size == 0:
-        return True, (pos.margin - pos.cost) * scale
-    mark: int256 = mk.fresh_mark(market, p, timestamp_ms)
-    if mark == 0:
-        return False, 0
-    index: int256 = lib.leaf_int(market, mk.MARKET_FUNDING_INDEX)
-    owed: int256 = mk.ceil_div(pos.size * (index - pos.funding_snapshot), scale * PPM)
-    return True, (pos.margin - owed - pos.cost) * scale + pos.size * mark
-
-
-@internal
-@view
-def add_position(v: Vault, pos: mk.Position, market: Bytes[MAX_LEAF], market_id: uint256,
-                 timestamp_ms: uint256) -> Vault:
-    """The vault with one of its positions valued (E x VAULT_SCALE gains the
-    position's S x equity times VAULT_SCALE / S: exact, S divides VAULT_SCALE)."""
-    p: mk.MarketParams = mk.market_table[market_id]
-    ok: bool = False
-    scaled: int256 = 0
-    ok, scaled = self.position_equity(pos, market, p, timestamp_ms)
-    out: Vault = v
-    out.valued = v.valued and ok
-    out.equity += scaled * (convert(VAULT_SCALE, int256) // convert(p.scale, int256))
-    return out
-
+# --- the vault's equity: onestep_vault_equity.vy ---------------------------------------
 
 @internal
 @view
@@ -150,10 +84,10 @@ def redeem(shares: uint256, equity: int256, total: uint256, free: uint256) -> ui
     0 when it is not positive, more than `free` when the quotient alone is:
     (E + 1) x VAULT_SCALE = q x D + r with D = VAULT_SCALE x (T + 1), so the
     amount is shares x q + floor(shares x r / D) and needs no 512-bit product."""
-    x: int256 = equity + convert(VAULT_SCALE, int256)
+    x: int256 = equity + convert(ve.vault_scale, int256)
     if x <= 0:
         return 0
-    d: uint256 = VAULT_SCALE * (total + 1)
+    d: uint256 = ve.vault_scale * (total + 1)
     q: uint256 = convert(x, uint256) // d
     if q > free:
         return max_value(uint256)
@@ -177,7 +111,7 @@ def terms_ok(item: Bytes[MAX_ITEM], deposit: bool) -> bool:
 
 @internal
 @view
-def move(item: Bytes[MAX_ITEM], deposit: bool, v: Vault, holder: Bytes[MAX_LEAF], acct: lib.AccountLeaf,
+def move(item: Bytes[MAX_ITEM], deposit: bool, v: ve.Vault, holder: Bytes[MAX_LEAF], acct: lib.AccountLeaf,
          ctx: trace.Ctx, nonces: DynArray[uint256, MAX_NONCES]) -> Move:
     """rules.vault.process_vault_deposit / process_vault_withdraw from what
     they read: the preamble, then the shares at the equity per share, each
@@ -197,11 +131,11 @@ def move(item: Bytes[MAX_ITEM], deposit: bool, v: Vault, holder: Bytes[MAX_LEAF]
     struct_hash: bytes32 = keccak256(abi_encode(typehash, account, amount, bound, nonce, expiry))
     if not lib.user_checks(struct_hash, item, 54, account, nonce, expiry, ctx, acct, nonces) or not v.valued:
         return m
-    unit: int256 = convert(VAULT_SCALE, int256)
+    unit: int256 = convert(ve.vault_scale, int256)
     if deposit:
         if m.collateral < amount or v.equity + unit <= 0:
             return m
-        shares: uint256 = amount * (v.total + 1) * VAULT_SCALE // convert(v.equity + unit, uint256)
+        shares: uint256 = amount * (v.total + 1) * ve.vault_scale // convert(v.equity + unit, uint256)
         if shares == 0 or shares < bound or v.total + shares > convert(MAX_INT64, uint256):
             return m
         m.collateral -= amount
@@ -334,9 +268,8 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
         op = openings[lib.at(c, len(openings))]
         lib.verify_leaf(c, lib.account_key(VAULT), op)
         c.used += 1
-        v: Vault = Vault(equity=0, valued=True, account=lib.read_account(op), total=0)
-        v.equity = convert(v.account.collateral, int256) * convert(VAULT_SCALE, int256)
-        for market_id: uint256 in self.market_ids:
+        v: ve.Vault = ve.start(lib.read_account(op))
+        for market_id: uint256 in ve.market_ids:
             op = openings[lib.at(c, len(openings))]
             lib.verify_leaf(c, mk.position_key(VAULT, market_id), op)
             c.used += 1
@@ -347,7 +280,7 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
                     lib.verify_leaf(c, mk.market_key(market_id), op)
                     c.used += 1
                 # op: the market after a position with a size (a flat one reads no market)
-                v = self.add_position(v, pos, op.value, market_id, ctx.timestamp_ms)
+                v = ve.add_position(v, pos, op.value, market_id, ctx.timestamp_ms)
         op = openings[lib.at(c, len(openings))]
         lib.verify_leaf(c, mk.vault_share_key(VAULT), op)
         c.used += 1

@@ -15,8 +15,8 @@ receipt outcome.  Where rules v2 went down the ladder (what the book left in
 a record naming no makers under book-first, or book+auction when insolvent
 or with nothing to decay; a bankrupt position in auction), rules v3 stop
 after the funding settlement and the order epoch (and the auction's end).
-A record whose branch is not ported (book+vault's vault step, a maker order
-of the fund's address) raises PendingKind in Python and reverts "pending"
+A record whose branch is not ported (a maker order of the fund's address;
+book+vault's vault step is onestep_vault_step.vy's) raises PendingKind in Python and reverts "pending"
 on L1 with the reads it makes.  The rules'
 market table here has one market per book policy (BTC book-first, ETH
 book+auction, a BTC twin book+vault).  Forged witnesses must revert.
@@ -35,6 +35,7 @@ from onestep_support import assert_forged_witnesses_revert, get_examples, run_bo
 from prover import fraud_vectors as fv
 from prover.keys import GLOBAL_KEY, get_account_key, get_auction_key, get_market_key, get_order_key, get_position_key
 from prover.plan_book import get_book_reads
+from prover.plan_vault_step import get_onestep_vault_step_args
 from prover.records import PendingKind, encode_item
 from prover.trace import Opening, TraceRunner, get_onestep_markets
 from sequencer.core.markets import (DEVNET_MARKETS, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_FIRST,
@@ -65,9 +66,14 @@ EXAMPLES = int(os.environ.get("ISOROLL_BOOK_EXAMPLES", get_examples(500)))
 
 @pytest.fixture(scope="module")
 def onestep(deploy):
-    """onestep.vy routing Liquidate straight to onestep_book.vy, deployed with RULES' market table."""
+    """onestep.vy routing Liquidate to onestep_liquidate.vy, which forwards it to
+    onestep_book.vy (or, naming no makers under book+vault, to
+    onestep_vault_step.vy: tests/evm/test_onestep_vault_step.py), deployed
+    with RULES' market table."""
     params = (RULES.domain_separator, DEVNET.max_amount, DEVNET.max_expiry_ahead_ms, DEVNET.nonce_window)
-    family = deploy("onestep_book", *params, get_onestep_markets(RULES))
+    book = deploy("onestep_book", *params, get_onestep_markets(RULES))
+    vault_step = deploy("onestep_vault_step", *params, get_onestep_markets(RULES), *get_onestep_vault_step_args(RULES))
+    family = deploy("onestep_liquidate", *params, get_onestep_markets(RULES), book.address, vault_step.address)
     return deploy("onestep", *params, [(family.address, [18])])
 
 
@@ -299,7 +305,7 @@ def fixed_cases() -> dict:
             fixed_state({}, market_id=AUCTION, margin=0, cost=6_100 * 10**6), Liquidate(A, AUCTION, ()), "proven"),
         "book+auction, no makers, nothing to decay: the ladder stops": (
             fixed_state({}, market_id=AUCTION, margin=0, cost=6_000 * 10**6), Liquidate(A, AUCTION, ()), "proven"),
-        "book+vault, no makers: the vault": (fixed_state({}, market_id=VAULT), Liquidate(A, VAULT, ()), "pending"),
+        "book+vault, no makers: the vault": (fixed_state({}, market_id=VAULT), Liquidate(A, VAULT, ()), "proven"),
         "a solvent position in auction": (fixed_state({}, auction=RUNNING), Liquidate(A, BOOK, ()), "refused"),
         "a bankrupt position in auction: its auction ends": (
             fixed_state({}, auction=RUNNING, margin=0, cost=6_100 * 10**6), Liquidate(A, BOOK, ()), "proven"),

@@ -19,7 +19,8 @@ held and absent positions, raw item bytes), runs the Python rules
 (prover.trace with prover.plan_liquidate) and the contracts on py-evm from
 the same pre-state, and requires the same post-state root and receipt
 outcome (no branch of these kinds is pending under rules v3 here: the book
-policies' Liquidate is onestep_book.vy's, whose vault step is pending); an
+policies' Liquidate is onestep_book.vy's, book+vault's vault step
+onestep_vault_step.vy's); an
 honest witness with one opening forged, dropped or swapped reverts on every
 branch. The rules' market table here has one market per liquidation policy
 (BTC backstop, ETH book-first, a BTC twin under the ladder, ETH twins under
@@ -37,6 +38,7 @@ from prover import fraud_vectors as fv
 from prover.keys import GLOBAL_KEY, get_account_key, get_auction_key, get_market_key, get_position_key
 from prover.plan_book import get_book_reads
 from prover.records import PendingKind, decode_item, encode_item
+from prover.plan_vault_step import get_onestep_vault_step_args
 from prover.trace import Opening, TraceContext, TraceRunner, get_onestep_markets
 from sequencer.core.markets import (DEVNET_MARKETS, LIQUIDATION_BACKSTOP, LIQUIDATION_BOOK_AUCTION,
                                     LIQUIDATION_BOOK_FIRST, LIQUIDATION_BOOK_VAULT, LIQUIDATION_LADDER)
@@ -77,7 +79,9 @@ def onestep(deploy):
     AuctionEnd to onestep_auction_end.vy, deployed with RULES' market table."""
     params = (RULES.domain_separator, DEVNET.max_amount, DEVNET.max_expiry_ahead_ms, DEVNET.nonce_window)
     book = deploy("onestep_book", *params, get_onestep_markets(RULES))  # ETH's Liquidate: tests/evm/test_onestep_book.py
-    family = deploy("onestep_liquidate", *params, get_onestep_markets(RULES), book.address)
+    vault_step = deploy("onestep_vault_step", *params, get_onestep_markets(RULES),  # tests/evm/test_onestep_vault_step.py
+                        *get_onestep_vault_step_args(RULES))
+    family = deploy("onestep_liquidate", *params, get_onestep_markets(RULES), book.address, vault_step.address)
     ended = deploy("onestep_auction_end", *params, get_onestep_markets(RULES))
     return deploy("onestep", *params, [(family.address, [18, 50]), (ended.address, [23])])
 
@@ -238,7 +242,7 @@ def read_openings(tree, keys):
 def pending_reads(record) -> list[bytes]:
     """The leaves the contract reads before it reverts "pending": only a
     Liquidate under a book policy has a pending branch left (onestep_book.vy:
-    book+vault's vault step, a maker order of the fund's address)."""
+    a maker order of the fund's address)."""
     assert isinstance(record, Liquidate) and MARKETS[record.market].liquidation_policy in (
         LIQUIDATION_BOOK_FIRST, LIQUIDATION_BOOK_AUCTION, LIQUIDATION_BOOK_VAULT), f"pending: {record}"
     return get_book_reads(record)  # forwarded to onestep_book.vy
