@@ -811,8 +811,10 @@ def trigger_cases() -> list[dict]:
     """The trigger kinds (onestep_triggers.vy): PlaceTrigger at each term's
     edge and the cap, ScheduleCancel's lead and daily limit, TriggerFire
     before and after the cross and on a stale mark, ScheduledCancelAll due,
-    not due and pending-free, CancelOrder of a pending, fired or someone
-    else's trigger (the last pending one deleting the schedule leaf)."""
+    not due and pending-free, of a market maker (rules v4: full window, 120
+    orders, the cap of pending triggers) and with order count 0, CancelOrder
+    of a pending, fired or someone else's trigger (the last pending one
+    deleting the schedule leaf)."""
     from sequencer.core.records import PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
     from sequencer.core.rules.triggers import DAY_MS, STOP_LOSS, TAKE_PROFIT
     from sequencer.core.state import TRIGGER_CANCELLED, TRIGGER_FIRED, OrderSchedule, Trigger
@@ -857,6 +859,21 @@ def trigger_cases() -> list[dict]:
     def schedule(at: int, nonce: int = 31, key: bytes = ka):
         return sign(ScheduleCancel(a, at, nonce, exp, b""), key)
 
+    def maker_state(order_count: int = 130, orders: int = 120) -> State:
+        """Rules v4's cancel-all of a market maker: a full nonce window, orders
+        across both markets, a long in BTC (its epoch written), none in ETH
+        (an epoch-only leaf), the cap of pending triggers (and a fired one)."""
+        s = state(schedule=OrderSchedule(BLOCK_TIME, DEVNET.max_open_triggers, today, 1),
+                  pending=DEVNET.max_open_triggers, kept=tuple(range(1000, 1000 + DEVNET.nonce_window)))
+        for k in range(orders):
+            market, price = (BTC, BTC_PRICE) if k % 2 else (ETH, 3_000 * 10**6)
+            s.set_order(a, 200 + k, make_order(PlaceOrder(a, market, k % 4 < 2, price, 10**6, 10, 0, False, 200 + k,
+                                                          exp, b""), seq=1 + k))
+        s.set_position(a, BTC, Position(10 * lot, 10 * lot * BTC_PRICE // 10**8, 10**8, 0))
+        s.set_globals(msgspec.structs.replace(s.globals, order_count=order_count))
+        s.commit(0)
+        return s
+
     lead = DEVNET.schedule_cancel_min_delay_ms
     due = OrderSchedule(BLOCK_TIME, 1, today, 2)
     crossed = dict(mark=stop)
@@ -893,6 +910,10 @@ def trigger_cases() -> list[dict]:
         ("scheduled cancel all, not due", state(schedule=OrderSchedule(BLOCK_TIME + 1, 1, 0, 0)),
          ScheduledCancelAll(a)),
         ("scheduled cancel all, none scheduled", state(), ScheduledCancelAll(a)),
+        ("scheduled cancel all, a market maker: full nonce window, 120 orders, 20 pending triggers",
+         maker_state(), ScheduledCancelAll(a)),
+        ("scheduled cancel all, no order placed yet (order count 0)", maker_state(order_count=0, orders=0),
+         ScheduledCancelAll(a)),
         ("cancel order of a trigger", state(pending=2), cancel(23)),
         ("cancel order of the last pending trigger (schedule deleted)", state(), cancel(6, 7, b, kb)),
         ("cancel order of a fired trigger's order", state(), cancel(22)),

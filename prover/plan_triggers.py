@@ -10,28 +10,25 @@ present one (the last pending trigger fired or cancelled, a schedule cleared,
 with no cancel-all run yet) deletes it; its written opening carries the
 deletion witness (TraceRunner._open).
 
-ScheduledCancelAll cancels every open order and pending trigger of the
-account, so L1 must see them all, and it can only know which they are
-through the nonces: every order and trigger of an account is keyed by a
-nonce the account used (PlaceOrder, ModifyOrder and PlaceTrigger take the
-signed record's nonce, and a fired trigger's order its trigger's), and an
-account whose nonce window never dropped a nonce (fewer kept than the
-window) still keeps every nonce it used.  So the witness opens, per kept
-nonce, the order of that nonce and, when the schedule counts pending
-triggers, the trigger of that nonce.  An account with a full window, or with
-more kept nonces than the openings of one step allow
-(``is_cancel_all_bounded``), is pending.  (The backstop vault's unwind
-orders are keyed by a computed nonce, but no key signs for the vault, so it
-never has a schedule.)
+ScheduledCancelAll (rules v4) cancels the account's orders by its order
+epoch in every market of the table (the one-step reads globals' order count
+and writes one position leaf a market, whatever the orders) and every pending
+trigger: the witness names their nonces, ascending, and the one-step checks
+that it named as many as the schedule counts (``open_triggers`` counts the
+pending triggers exactly).  The openings, 3 + markets + pending triggers,
+fit a step (``is_cancel_all_bounded``) for any account while the table lists
+at most 9 markets (the cap of pending triggers is 20); beyond, pending.  Rules
+v1-v3 flag each open order, a step L1 does not re-execute: pending.
 
 Pure: no I/O, no clock.
 """
 from __future__ import annotations
 
 from prover.keys import (GLOBAL_KEY, get_account_key, get_market_key, get_order_key, get_order_schedule_key,
-                         get_trigger_key)
+                         get_position_key, get_trigger_key)
 from prover.records import PendingKind
 from sequencer.core.records import CancelOrder, PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
+from sequencer.core.markets import get_market_table
 from sequencer.core.rules.base import get_market_params
 from sequencer.core.state import TRIGGER_PENDING
 
@@ -96,33 +93,40 @@ def plan_trigger_fire(runner, item: TriggerFire):
         [(trigger_key, True), (GLOBAL_KEY, True), (order, True)] if ok else [])), ()
 
 
-def is_cancel_all_bounded(runner, kept: tuple[int, ...], open_triggers: int) -> bool:
-    """Whether L1 can see every open order and pending trigger of the account:
-    its window never dropped a nonce, and the openings (schedule, account, an
-    order per kept nonce, a trigger per kept nonce when triggers are pending,
-    the schedule again) fit one step (onestep_triggers.vy cancel_all_passes)."""
-    passes = 2 if open_triggers else 1
-    return len(kept) < runner.rules.preset.nonce_window and 3 + passes * len(kept) <= MAX_OPENINGS
+def is_cancel_all_bounded(markets: int, open_triggers: int) -> bool:
+    """Whether the cancel-all's openings (schedule, globals, a position per
+    market, a trigger per pending one, the schedule again) fit one step
+    (onestep_triggers.vy cancel_all_due)."""
+    return 3 + markets + open_triggers <= MAX_OPENINGS
+
+
+def get_pending_trigger_nonces(runner, account: bytes) -> tuple[int, ...]:
+    return tuple(sorted(n for (a, n), t in runner.state.triggers.items()
+                        if a == account and t.status == TRIGGER_PENDING))
 
 
 def plan_scheduled_cancel_all(runner, item: ScheduledCancelAll):
-    """The schedule; if it is due: account (its kept nonces), per kept nonce
-    the order, then per kept nonce the trigger (when triggers are pending),
-    each written if the record cancels it, then the schedule written."""
+    """The schedule; if it is due: globals (the order count), the position of
+    each market of the table (ascending id, its order epoch written), the
+    pending triggers (ascending nonce, the witness's nonces, cancelled), then
+    the schedule written."""
     schedule_key = get_order_schedule_key(item.account)
     schedule = runner.state.order_schedules.get(item.account)
     if schedule is None or not 0 < schedule.cancel_at_ms <= runner.ctx.timestamp_ms:
         return (lambda ok, writes: [(schedule_key, False)]), ()
-    kept = get_kept_nonces(runner, item.account)
-    if not is_cancel_all_bounded(runner, kept, schedule.open_triggers):
-        raise PendingKind(f"ScheduledCancelAll of an account with {len(kept)} kept nonces (window "
-                          f"{runner.rules.preset.nonce_window}, {schedule.open_triggers} pending triggers): "
-                          "L1 cannot see that its witness names every open order")
-    cancels = [get_order_key(item.account, n) for n in kept]
-    if schedule.open_triggers:
-        cancels += [get_trigger_key(item.account, n) for n in kept]
-    head = [(schedule_key, False), (get_account_key(item.account), False)]
-    return (lambda ok, writes: head + [(key, key in writes) for key in cancels] + [(schedule_key, True)]), kept
+    version = runner.rules.schema_version
+    if version < 4:
+        raise PendingKind(f"ScheduledCancelAll under rules v{version} flags each open order: the one-step "
+                          "re-executes v4's (the order epoch in every market)")
+    markets = sorted(runner.rules.markets or get_market_table(runner.rules.preset.markets))
+    if not is_cancel_all_bounded(len(markets), schedule.open_triggers):
+        raise PendingKind(f"ScheduledCancelAll over {len(markets)} markets with {schedule.open_triggers} pending "
+                          f"triggers: more than the {MAX_OPENINGS} openings of a step")
+    triggers = get_pending_trigger_nonces(runner, item.account)
+    writes = ([(get_position_key(item.account, m), True) for m in markets]
+              + [(get_trigger_key(item.account, n), True) for n in triggers])
+    head = [(schedule_key, False), (GLOBAL_KEY, False)]
+    return (lambda ok, writes_: head + writes + [(schedule_key, True)]), triggers
 
 
 PLANNERS = {

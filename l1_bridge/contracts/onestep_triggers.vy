@@ -12,12 +12,11 @@
     Leaves (sequencer/core/commitment.py): the order (kind 3, 12 words), the
     trigger (kind 8, 11 words), the order schedule (kind 9, 4 words; all
     zero is an empty leaf, so emptying one deletes it).
-    ScheduledCancelAll is re-executed when the witness can show it saw every
-    open order and pending trigger of the account: every order and trigger
-    of an account is keyed by a nonce the account used, so when its nonce
-    window has never dropped a nonce (fewer kept than the window) the kept
-    nonces name them all; with a full window, or more openings than a step
-    takes, it reverts "pending" (docs/fraud-proofs.md).
+    ScheduledCancelAll (rules v4) writes the account's order epoch in every
+    listed market (one position leaf each, whatever its orders) and cancels
+    the pending triggers the witness names, complete by count (the schedule
+    counts them exactly); beyond a step's openings (3 + markets + pending
+    triggers > 32) it reverts "pending" (docs/fraud-proofs.md).
     Memory: the witness is not handed to internal functions (each copy of 32
     openings is ~150 KB); `apply` takes the first FIRST openings (every kind
     but the cancel-all's loop needs no more) and single openings after that.
@@ -69,6 +68,9 @@ PENDING: constant(uint256) = 0
 FIRED: constant(uint256) = 1
 CANCELLED: constant(uint256) = 2
 
+# the listed market ids, ascending (the cancel-all writes the order epoch in each)
+listed: DynArray[uint256, mk.MAX_MARKETS]
+
 # sequencer.core.presets.Preset, fixed at deployment
 MAX_OPEN_TRIGGERS: public(immutable(uint256))
 SCHEDULE_MIN_DELAY_MS: public(immutable(uint256))
@@ -93,6 +95,11 @@ def __init__(domain_separator: bytes32, max_amount: uint256, max_expiry_ahead_ms
     MAX_OPEN_TRIGGERS = max_open_triggers
     SCHEDULE_MIN_DELAY_MS = schedule_min_delay_ms
     MAX_CANCELS_PER_DAY = max_cancels_per_day
+    prev: uint256 = 0
+    for m: mk.MarketParams in markets:
+        assert len(self.listed) == 0 or m.id > prev, "markets not ascending"
+        self.listed.append(m.id)
+        prev = m.id
 
 
 # --- the order schedule leaf ----------------------------------------------------------
@@ -349,47 +356,46 @@ def trigger_fire(c0: lib.Cursor, ctx: trace.Ctx, item: Bytes[MAX_ITEM], ops: tra
 
 @internal
 @view
-def cancel_all_passes(c0: lib.Cursor, ctx: trace.Ctx, account: address, op_sched: trace.Opening,
-                      op_acct: trace.Opening, nonces: DynArray[uint256, MAX_NONCES]) -> (Schedule, uint256):
-    """rules.triggers.process_scheduled_cancel_all, before the cancels: the
-    schedule (read) and, if it is due, the account (read: its kept nonces,
-    `nonces`). Returns the schedule and how many passes over the kept nonces
-    the witness makes: 0 when nothing is due (the record fails), 1 (the
-    orders of the kept nonces), 2 (then their triggers, when the schedule
-    counts pending ones). Reverts "pending" when the kept nonces may not
-    name every order (a full window) or the openings do not fit a step."""
-    lib.verify_leaf(c0, mk.order_schedule_key(account), op_sched)
+def cancel_all_due(c0: lib.Cursor, ctx: trace.Ctx, sched_key: bytes32, op_sched: trace.Opening,
+                   op_globals: trace.Opening) -> (Schedule, uint256):
+    """rules.triggers.process_scheduled_cancel_all_v4, before the writes:
+    the schedule (read) and, if it is due, globals (read). Returns the
+    schedule and the order epoch to write (globals' order count), or
+    MAX_UINT256 when nothing is due (the record fails). Reverts "pending"
+    when the openings (the schedule, globals, a position per listed market,
+    a trigger per pending one, the schedule again) pass a step's."""
+    lib.verify_leaf(c0, sched_key, op_sched)
     s: Schedule = self.read_schedule(op_sched)
     if s.cancel_at_ms == 0 or s.cancel_at_ms > ctx.timestamp_ms:
-        return s, 0
-    lib.verify_leaf(c0, lib.account_key(account), op_acct)
-    assert lib.nonces_hash(nonces) == lib.read_account(op_acct).nonces_hash, "witness: nonces"
-    passes: uint256 = 1
-    if s.open_triggers > 0:
-        passes = 2
-    assert len(nonces) < lib.NONCE_WINDOW and 3 + passes * len(nonces) <= MAX_OPENINGS, "pending"
-    return s, passes
+        return s, max_value(uint256)
+    assert 3 + len(self.listed) + s.open_triggers <= MAX_OPENINGS, "pending"
+    lib.verify_leaf(c0, lib.GLOBALS_KEY, op_globals)
+    return s, lib.leaf_word(op_globals.value, GLOBALS_ORDER_COUNT)
 
 
 @internal
 @pure
-def cancel_one(c: lib.Cursor, key: bytes32, is_trigger: bool, op: trace.Opening) -> (lib.Cursor, bool):
-    """One step of the cancel-all: the order (or trigger) `key`, opened
-    against the root so far, cancelled if open (pending). Returns the cursor
-    after it and whether a trigger was cancelled."""
+def write_epoch(c: lib.Cursor, key: bytes32, epoch: uint256, op: trace.Opening) -> lib.Cursor:
+    """rules.liquidation.cancel_orders_v2 on the position leaf `key`, opened
+    against the root so far: its order epoch becomes `epoch` (an absent leaf
+    becomes (0, 0, 0, 0, epoch); with epoch 0 it stays empty)."""
     lib.verify_leaf(c, key, op)
-    if not op.present:
-        return lib.Cursor(root=c.root, used=c.used + 1), False
-    v: Bytes[MAX_LEAF] = op.value
-    if is_trigger:
-        if lib.leaf_word(v, TRIGGER_STATUS) != PENDING:
-            return lib.Cursor(root=c.root, used=c.used + 1), False
-        v = lib.set_word(v, TRIGGER_STATUS, convert(CANCELLED, bytes32))
-    elif lib.leaf_word(v, ORDER_CANCELLED) != 0 or lib.leaf_word(v, ORDER_FILLED) >= lib.leaf_word(v, ORDER_SIZE):
-        return lib.Cursor(root=c.root, used=c.used + 1), False
-    else:
-        v = lib.set_word(v, ORDER_CANCELLED, convert(1, bytes32))
-    return lib.Cursor(root=lib.write_leaf(c.root, key, op, v), used=c.used + 1), is_trigger
+    p: mk.Position = mk.read_position(op)
+    p.order_epoch = epoch
+    return lib.Cursor(root=lib.write_leaf(c.root, key, op, mk.position_leaf(p)), used=c.used + 1)
+
+
+@internal
+@pure
+def cancel_pending(c: lib.Cursor, key: bytes32, op: trace.Opening) -> lib.Cursor:
+    """rules.orders.cancel_trigger on a trigger the witness names, opened
+    against the root so far: it must be there and pending (else the witness
+    lies: revert), and is written cancelled."""
+    lib.verify_leaf(c, key, op)
+    assert op.present and lib.leaf_word(op.value, TRIGGER_STATUS) == PENDING, "witness: trigger"
+    return lib.Cursor(root=lib.write_leaf(c.root, key, op, lib.set_word(op.value, TRIGGER_STATUS,
+                                                                         convert(CANCELLED, bytes32))),
+                      used=c.used + 1)
 
 
 @external
@@ -422,27 +428,28 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     elif tag == TAG_TRIGGER_FIRE and n == 30:
         root = self.trigger_fire(c0, ctx, item, ops)
     elif tag == TAG_SCHEDULED_CANCEL_ALL and n == 22:
+        # inline: `openings` handed to an internal function would be copied
         account: address = lib.addr(item, 2)
+        sched_key: bytes32 = mk.order_schedule_key(account)
         s: Schedule = empty(Schedule)
-        passes: uint256 = 0
-        s, passes = self.cancel_all_passes(c0, ctx, account, ops[0], ops[1], nonces)
-        if passes > 0:
-            k: uint256 = len(nonces)
+        epoch: uint256 = 0
+        s, epoch = self.cancel_all_due(c0, ctx, sched_key, ops[0], ops[1])
+        if epoch != max_value(uint256):
             c: lib.Cursor = lib.Cursor(root=state_root, used=2)
-            for i: uint256 in range(2 * MAX_NONCES):
-                if i == passes * k:
+            for m: uint256 in self.listed:
+                c = self.write_epoch(c, mk.position_key(account, m), epoch, openings[c.used])
+            # every pending trigger, by count: the schedule counts them exactly
+            assert len(nonces) == s.open_triggers, "witness: triggers"
+            for i: uint256 in range(MAX_NONCES):
+                if i == len(nonces):
                     break
-                key: bytes32 = mk.order_key(account, nonces[i % k])
-                if i >= k:
-                    key = mk.trigger_key(account, nonces[i % k])
-                cancelled: bool = False
-                c, cancelled = self.cancel_one(c, key, i >= k, openings[c.used])
-                if cancelled:
-                    s.open_triggers -= 1
+                assert i == 0 or nonces[i] > nonces[i - 1], "witness: trigger order"
+                c = self.cancel_pending(c, mk.trigger_key(account, nonces[i]), openings[c.used])
             s.cancels = self.cancels_today(s, ctx.timestamp_ms) + 1
             s.cancel_day = ctx.timestamp_ms // DAY_MS
             s.cancel_at_ms = 0
-            root = self.write_schedule(c, mk.order_schedule_key(account), s, openings[c.used]).root
+            s.open_triggers = 0
+            root = self.write_schedule(c, sched_key, s, openings[c.used]).root
     if root == empty(bytes32):
         return state_root, False
     return root, True

@@ -28,7 +28,7 @@ becomes at most n + 6 (msgpack framing) + 5 per 16 KiB deflate stored block + 6
 (zlib header and checksum) bytes, 96,042 for n = 96,000 random bytes, which
 leaves a fifth of a proposal spare.  So every block the rules accept can be posted on its own."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the log encoding and of its rules (sequencer.core.records,
 sequencer.core.rules.table): written into every Kafka message header and into
 the L1 batch data header.  The rules are the table of ``Context.schema_version``
@@ -37,7 +37,9 @@ the L1 batch data header.  The rules are the table of ``Context.schema_version``
 in the market by its order epoch, and a Liquidate names at most 4 makers.
 3: the ladder closes only against the opposite positions a Deleverage record
 (tag 24) names, at most 6; a Liquidate and an AuctionEnd stop where v2 ranked
-every opposite position, and a forced close goes to the insurance fund."""
+every opposite position, and a forced close goes to the insurance fund.
+4: a scheduled cancel-all (the dead-man's switch) cancels the account's orders
+by its order epoch in every market instead of setting each order's flag."""
 
 
 class Preset(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,19 +1,23 @@
 """The differential test of the trigger one-steps (onestep.vy handing
 CancelOrder, PlaceTrigger, ScheduleCancel, TriggerFire and ScheduledCancelAll
 to onestep_triggers.vy): Hypothesis generates states an L2 can reach
-(accounts whose kept nonces name their orders and triggers, or full windows
-that dropped some; triggers pending, fired with their order, or cancelled;
-order schedules counting the pending triggers, with a cancel-all due, not
-due or none and any runs today or before; markets with fresh, stale or no
-marks) and records, valid by construction or adversarial (another key's
+(accounts with a few orders and triggers, and market makers with a full
+nonce window, 100+ orders across the markets, positions present, epoch-only
+or absent and up to the cap of pending triggers; triggers pending, fired
+with their order, or cancelled; order schedules counting the pending
+triggers, with a cancel-all due, not due or none and any runs today or
+before; an order count of 0 or more; markets with fresh, stale or no marks) and records, valid by construction or adversarial (another key's
 signature, malformed signatures, used nonces, expiry edges, every trigger
 term at its edge, duplicate nonces, the cap of pending triggers, the 5 s lead
 and the 10-a-day limit, a fire before and after the cross on a fresh and a
 stale mark, someone else's and fired or cancelled triggers, raw item
 bytes), runs the Python rules (prover.trace over sequencer.core) and the
 contracts on py-evm from the same pre-state, and requires the same
-post-state root and receipt outcome.  A ScheduledCancelAll that L1 cannot
-show complete is pending on both sides.  Forged witnesses revert."""
+post-state root and receipt outcome.  ScheduledCancelAll is rules v4's
+(the order epoch in every market, the pending triggers named and counted):
+past a step's openings it is pending on both sides; forged witnesses revert,
+and a dishonest proposer's cancel-all that leaves an order or a trigger
+live loses its one-step."""
 from __future__ import annotations
 
 import re
@@ -26,7 +30,7 @@ from l1_bridge.compile import CONTRACTS_DIR
 from onestep_support import BTC, ETH, PRICES, get_examples, params_of, run_both
 from prover import fraud_vectors as fv
 from prover import plan_triggers
-from prover.keys import get_account_key, get_order_schedule_key
+from prover.keys import get_order_schedule_key, get_position_key, get_trigger_key
 from prover.records import PendingKind, decode_item, encode_item
 from prover.trace import TraceContext, TraceRunner
 from sequencer.core import eip712
@@ -35,7 +39,7 @@ from sequencer.core.records import (CancelOrder, PlaceOrder, PlaceTrigger, Sched
                                     TriggerFire)
 from sequencer.core.rules.triggers import DAY_MS, STOP_LOSS, TAKE_PROFIT
 from sequencer.core.state import (TRIGGER_CANCELLED, TRIGGER_FIRED, TRIGGER_PENDING, Account, Order, OrderSchedule,
-                                  State, Trigger)
+                                  Position, State, Trigger, get_order_epoch, is_order_open)
 from test_onestep_differential import pick, signature
 
 pytestmark = pytest.mark.evm
@@ -131,12 +135,63 @@ def account_books(draw, state: State, index: int):
         state.set_order_schedule(address, OrderSchedule(cancel_at, pending, day, cancels))
 
 
+def maker_order(address: bytes, nonce: int, market: int, seq: int, filled: int = 0, cancelled: bool = False) -> Order:
+    p = params_of(market)
+    record = PlaceOrder(address, market, nonce % 2 == 0, PRICES[market] + (nonce % 50 - 25) * p.tick_size,
+                        10 * p.step_size, 10, 0, False, nonce, TS + 60_000, b"")
+    return fv.make_order(record, filled=filled, cancelled=cancelled, seq=seq)
+
+
+@st.composite
+def maker_books(draw, state: State, index: int):
+    """A market maker: a full nonce window (it signed 100+ records), 100+
+    orders across both markets (open, some filled or cancelled), a position
+    per market present, epoch-only or absent, 0 to the cap of pending
+    triggers (and fired or cancelled ones, not counted), a schedule."""
+    address = fv.ADDRESSES[index]
+    count = state.globals.order_count
+    first = 10**6 * (index + 1)
+    for k in range(draw(st.integers(100, 130))):
+        nonce = first + k
+        shape = draw(st.sampled_from(["open"] * 6 + ["filled", "cancelled"]))
+        order = maker_order(address, nonce, (fv.BTC, fv.ETH)[k % 2], draw(st.integers(1, max(count, 1))),
+                            cancelled=shape == "cancelled")
+        if shape == "filled":
+            order = msgspec.structs.replace(order, filled=order.size)
+        state.set_order(address, nonce, order)
+    for market in (fv.BTC, fv.ETH):
+        shape = draw(st.sampled_from(["none", "long", "epoch", "flat"]))
+        epoch = draw(st.integers(0, count))
+        if shape == "long":
+            p = params_of(market)
+            size = draw(st.integers(1, 100)) * p.step_size * draw(st.sampled_from([1, -1]))
+            state.set_position(address, market, Position(size, size * PRICES[market] // p.scale, 10**8,
+                                                         draw(st.integers(-10**6, 10**6)), epoch))
+        elif shape == "epoch" and epoch:
+            state.set_position(address, market, Position(order_epoch=epoch))
+        elif shape == "flat":  # a flat position holding leftover margin
+            state.set_position(address, market, Position(0, 0, draw(st.integers(1, 10**6)), 0, epoch))
+    pending = draw(st.integers(0, CAP))
+    base = first + 1000
+    for k in range(pending + draw(st.integers(0, 3))):
+        status = TRIGGER_PENDING if k < pending else draw(st.sampled_from([TRIGGER_FIRED, TRIGGER_CANCELLED]))
+        state.set_trigger(address, base + 7 * k, make_trigger(sell_stop(base + 7 * k, account=address,
+                                                                        key=fv.KEYS[index]), status))
+    state.set_account(address, Account(10**12, tuple(range(first + 2000, first + 2000 + WINDOW))))
+    cancel_at = draw(st.sampled_from([TS - 1, TS, TS, 0, TS + 1]))
+    state.set_order_schedule(address, OrderSchedule(cancel_at, pending, draw(st.sampled_from([TODAY, 0])), 1))
+
+
 @st.composite
 def trigger_states(draw):
     listed = [draw(markets(m)) for m in (fv.BTC, fv.ETH) if draw(st.sampled_from([True] * 5 + [False]))]
-    state = fv.make_perps_state({}, listed, {}, {}, order_count=draw(st.integers(0, 10**6)))
+    state = fv.make_perps_state({}, listed, {}, {}, order_count=draw(st.sampled_from(
+        [0, 0, 1, 500, draw(st.integers(0, 10**6))])))
     for index in draw(st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True)):
-        draw(account_books(state, index))
+        if draw(st.sampled_from([False] * 3 + [True])):
+            draw(maker_books(state, index))
+        else:
+            draw(account_books(state, index))
     state.commit(0)
     return state
 
@@ -269,16 +324,14 @@ def opening_arg(tree, key: bytes) -> tuple:
 
 
 def check_pending_cancel_all(onestep, state, ctx, item):
-    """A cancel-all L1 cannot show complete: the reference raised
-    PendingKind; the contract, given the schedule, the account and its
-    kept nonces, reverts "pending"."""
+    """A cancel-all past a step's openings: the reference raised
+    PendingKind; the contract, given the schedule (the count of pending
+    triggers), reverts "pending"."""
     runner = TraceRunner(state, fv.RULES, ctx=ctx)
     record = decode_item(item)
-    openings = [opening_arg(runner.tree, get_order_schedule_key(record.account)),
-                opening_arg(runner.tree, get_account_key(record.account))]
+    openings = [opening_arg(runner.tree, get_order_schedule_key(record.account))]
     with pytest.raises(Exception, match="pending"):
-        onestep.functions.apply(runner.state_root, ctx.as_arg(), item, openings,
-                                list(kept_of(state, record.account))).call()
+        onestep.functions.apply(runner.state_root, ctx.as_arg(), item, openings, []).call()
 
 
 def check(onestep, state, ctx, item):
@@ -407,8 +460,10 @@ def test_schedule_lead_and_daily_limit(onestep):
 
 def test_cancel_all_due_and_not_due(onestep):
     """The cancel-all runs once block time reaches the schedule: every open
-    order and pending trigger of the account is cancelled (filled, cancelled
-    and fired ones and other accounts' left), the runs today counted."""
+    order of the account is cancelled by its order epoch in each market (an
+    absent position becomes an epoch-only leaf; the order leaves untouched),
+    every pending trigger cancelled (fired ones and other accounts' left),
+    the runs today counted."""
     chain = Chain(onestep, base_state(kept=()))
     resting = PlaceOrder(A, fv.BTC, True, PRICES[fv.BTC], LOT, 10, 0, False, 1, EXP, b"")
     assert chain.run(fv.sign(resting, KA))
@@ -422,35 +477,80 @@ def test_cancel_all_due_and_not_due(onestep):
     chain.ts = TS + LEAD
     assert chain.run(ScheduledCancelAll(A))
     s = chain.state
-    assert s.orders[(A, 1)].cancelled and not s.orders[(B, 3)].cancelled
+    assert not is_order_open(s, A, 1) and not s.orders[(A, 1)].cancelled and is_order_open(s, B, 3)
+    count = s.globals.order_count
+    assert s.positions[(A, fv.BTC)] == s.positions[(A, fv.ETH)] == Position(order_epoch=count)
+    assert get_order_epoch(s, B, fv.BTC) == 0
     assert s.triggers[(A, 4)].status == s.triggers[(A, 5)].status == TRIGGER_CANCELLED
     assert s.order_schedules[A] == OrderSchedule(0, 0, TODAY, 1)
     assert not chain.run(ScheduledCancelAll(A))              # ran: the schedule is cleared
 
 
-def cancel_all_state(kept: tuple[int, ...], triggers: int) -> State:
-    state = base_state(kept=kept)
-    state.set_order_schedule(A, OrderSchedule(TS, triggers, 0, 0))
-    if triggers:
-        state.set_trigger(A, kept[0], make_trigger(sell_stop(kept[0])))
+def cancel_all_state(pending: int, order_count: int = 7, positions: dict | None = None) -> State:
+    """A's schedule due with ``pending`` pending triggers (and a fired and a
+    cancelled one), a full nonce window and 120 orders across the markets."""
+    state = base_state(kept=tuple(range(1000, 1000 + WINDOW)))
+    for k in range(120):
+        state.set_order(A, 10 + k, maker_order(A, 10 + k, (fv.BTC, fv.ETH)[k % 2], 1 + k % max(order_count, 1)))
+    statuses = [TRIGGER_PENDING] * pending + [TRIGGER_FIRED, TRIGGER_CANCELLED]  # the last two not counted
+    for k, status in enumerate(statuses):
+        state.set_trigger(A, 500 + k, make_trigger(sell_stop(500 + k), status))
+    for (market, position) in (positions or {}).items():
+        state.set_position(A, market, position)
+    state.set_order_schedule(A, OrderSchedule(TS, pending, 0, 0))
+    state.set_globals(msgspec.structs.replace(state.globals, order_count=order_count))
     state.commit(0)
     return state
 
 
-def test_cancel_all_of_a_full_window_is_pending(onestep):
-    """An account whose window dropped nonces may hold orders no kept nonce
-    names: its cancel-all is pending on both sides, as is one whose kept
-    nonces need more openings than a step takes (3 + 29 orders, or 3 + 2 x 14
-    with triggers, are the most); not due, it fails on both sides."""
-    cases = {(WINDOW, 0): "pending", (30, 0): "pending", (15, 1): "pending", (29, 0): "runs", (14, 1): "runs"}
-    for (count, triggers), outcome in cases.items():
-        kept = tuple(range(1, count + 1))
-        item = encode_item(ScheduledCancelAll(A))
-        out = check(onestep, cancel_all_state(kept, triggers), fv.open_block_ctx(base_state()), item)
-        assert (out is None) == (outcome == "pending"), (count, triggers)
-        if out is not None:
-            assert out[1].ok
-        runner, result = check(onestep, cancel_all_state(kept, triggers), fv.open_block_ctx(base_state(), TS - 1), item)
+@pytest.mark.parametrize("pending,outcome", [(0, "runs"), (CAP, "runs"), (27, "runs"), (28, "pending")])
+def test_cancel_all_of_any_account_and_the_bound(onestep, pending, outcome):
+    """Any account, a full nonce window and 120 orders included, is
+    re-executed: 3 + markets + pending triggers openings, at most 32; with the
+    devnet's 2 markets and the cap of 20 that is every account (27 pending,
+    a state past the cap, is the most; 28 is pending on both sides).  Not
+    due, it fails on both sides with one opening."""
+    item = encode_item(ScheduledCancelAll(A))
+    state = cancel_all_state(pending, positions={fv.BTC: Position(5 * LOT, 5 * LOT * PRICES[fv.BTC] // BTC.scale,
+                                                                  10**8, 3, 2)})
+    out = check(onestep, state, fv.open_block_ctx(state), item)
+    assert (out is None) == (outcome == "pending"), pending
+    if out is not None:
+        runner, result = out
+        assert result.ok and len(result.witness.openings) == 3 + 2 + pending
+        after = runner.state
+        assert after.positions[(A, fv.BTC)] == Position(5 * LOT, 5 * LOT * PRICES[fv.BTC] // BTC.scale, 10**8, 3, 7)
+        assert after.positions[(A, fv.ETH)] == Position(order_epoch=7)
+        assert not any(is_order_open(after, A, 10 + k) for k in range(120))
+        assert all(t.status != TRIGGER_PENDING for (a, _), t in after.triggers.items() if a == A)
+        assert after.triggers[(A, 500 + pending)].status == TRIGGER_FIRED  # left as it was
+    runner, result = check(onestep, state, fv.open_block_ctx(state, TS - 1), item)
+    assert not result.ok and len(result.witness.openings) == 1
+
+
+def test_cancel_all_with_no_order_placed_yet_writes_no_position(onestep):
+    """order_count 0: the epoch 0 leaves an absent position leaf empty, a
+    present one as it is; the triggers are cancelled all the same."""
+    state = cancel_all_state(3, order_count=0, positions={fv.ETH: Position(0, 0, 5, 0)})
+    pre = TraceRunner(state, fv.RULES).tree
+    runner, result = check(onestep, state, fv.open_block_ctx(state), encode_item(ScheduledCancelAll(A)))
+    assert result.ok
+    for market in (fv.BTC, fv.ETH):
+        key = get_position_key(A, market)
+        assert runner.tree.get(key) == pre.get(key)
+    assert runner.tree.get(get_position_key(A, fv.BTC)) is None
+
+
+def test_a_cancel_all_in_an_older_log_is_pending():
+    """The one-step re-executes rules v4 only: a due cancel-all under v1-v3
+    (the orders' flags) is pending in the planner; a not-due one is not."""
+    for version in (1, 2, 3):
+        rules = msgspec.structs.replace(fv.RULES, schema_version=version)
+        state = cancel_all_state(2)
+        with pytest.raises(PendingKind, match=f"rules v{version}"):
+            TraceRunner(state, rules, ctx=fv.open_block_ctx(state)).step(encode_item(ScheduledCancelAll(A)))
+        result = TraceRunner(state, rules, ctx=fv.open_block_ctx(state, TS - 1)).step(
+            encode_item(ScheduledCancelAll(A)))
         assert not result.ok
 
 
@@ -478,7 +578,6 @@ def forge_word(opening: tuple, word: int, value: int) -> tuple:
 
 def test_forged_witnesses_revert(onestep):
     """A witness that lies (a fired trigger shown pending, a fresher mark, a
-    kept nonce left out of the cancel-all, an open order opened as absent, a
     wrong deletion sibling) does not verify: the step reverts, proving nothing."""
     state = base_state(kept=(1, 2, 3, 4))
     fired = make_trigger(sell_stop(3), TRIGGER_FIRED)
@@ -502,11 +601,6 @@ def test_forged_witnesses_revert(onestep):
     runner, _, args, nonces = honest(state, item)
     assert runner.state.triggers[(A, 4)].status == TRIGGER_PENDING  # a stale mark: not fired
     reverts(item, [args[0], forge_word(args[1], 1, TS)] + args[2:], nonces, "bad opening")
-    item = encode_item(ScheduledCancelAll(A))
-    runner, _, args, nonces = honest(state, item)
-    assert runner.state.orders[(A, 3)].cancelled  # the fired trigger's open IOC order
-    reverts(item, args, nonces[:-1], "nonces")
-    reverts(item, args[:4] + [(False, b"", args[4][2], b"")] + args[5:], nonces, "bad opening")  # order 3 hidden
     state.set_order_schedule(A, OrderSchedule(0, 1, 0, 0))
     state.commit(0)
     item = encode_item(fv.sign(CancelOrder(A, 4, 5, EXP, b""), KA))
@@ -514,6 +608,144 @@ def test_forged_witnesses_revert(onestep):
     assert runner.state.triggers[(A, 4)].status == TRIGGER_CANCELLED and args[-1][3]  # the schedule deleted
     reverts(item, args[:-1] + [args[-1][:3] + (b"\x00" + bytes(64),)], nonces, "deletion")
     reverts(item, args[:-1] + [args[-1][:3] + (b"",)], nonces, "deletion")
+
+
+def test_forged_cancel_all_witnesses_revert(onestep):
+    """The cancel-all's witness names the pending triggers: one left out (the
+    count no longer matches the schedule's), a fired or cancelled one shown
+    pending, another account's, the same one twice or out of order, a market
+    skipped or a position opened under another market's key: each reverts."""
+    state = cancel_all_state(4)
+    state.set_trigger(B, 900, make_trigger(sell_stop(900, account=B, key=KB)))
+    state.set_order_schedule(B, OrderSchedule(0, 1, 0, 0))
+    state.commit(0)
+    item = encode_item(ScheduledCancelAll(A))
+    runner, pre_root, args, nonces = honest(state, item)
+    assert nonces == [500, 501, 502, 503] and len(args) == 3 + 2 + 4
+    ctx = fv.open_block_ctx(state).as_arg()
+    apply = lambda ops, named: onestep.functions.apply(pre_root, ctx, item, ops, named).call()
+    assert apply(args, nonces)[0] == runner.state_root
+
+    def reverts(ops, named, match):
+        with pytest.raises(Exception, match=match):
+            apply(ops, named)
+
+    pos, trig = args[2:4], args[4:8]
+    reverts(args[:7] + args[8:], nonces[:3], "witness: triggers")            # a pending trigger left out
+    fired = TraceRunner(state, fv.RULES).tree  # as the step's 4th trigger sees it: positions and 3 triggers written
+    for key in [get_position_key(A, m) for m in (fv.BTC, fv.ETH)] + [get_trigger_key(A, n) for n in nonces[:3]]:
+        fired.set(key, runner.tree.get(key))
+    shown = opening_arg(fired, get_trigger_key(A, 504))                       # the fired one (504), as it is
+    reverts(args[:7] + [shown, args[8]], nonces[:3] + [504], "witness: trigger")
+    reverts(args[:7] + [forge_word(shown, 10, TRIGGER_PENDING), args[8]], nonces[:3] + [504], "bad opening")
+    shown = opening_arg(fired, get_trigger_key(A, 505))                       # the cancelled one
+    reverts(args[:7] + [shown, args[8]], nonces[:3] + [505], "witness: trigger")
+    theirs = opening_arg(fired, get_trigger_key(B, 900))                      # B's pending trigger
+    reverts(args[:7] + [theirs, args[8]], nonces[:3] + [900], "bad opening")
+    swapped = TraceRunner(state, fv.RULES).tree  # each opening honest for the order named: 501 before 500
+    ops = args[:4]
+    for key in [get_position_key(A, m) for m in (fv.BTC, fv.ETH)]:
+        swapped.set(key, runner.tree.get(key))
+    for n in (501, 500, 502, 503):
+        ops.append(opening_arg(swapped, get_trigger_key(A, n)))
+        swapped.set(get_trigger_key(A, n), runner.tree.get(get_trigger_key(A, n)))
+    ops.append(opening_arg(swapped, get_order_schedule_key(A)))
+    reverts(ops, [501, 500, 502, 503], "trigger order")
+    reverts(args, [500, 500, 502, 503], "trigger order")
+    reverts(args[:2] + pos[1:] + trig + args[8:], nonces, "witness")          # the BTC position skipped
+    reverts(args[:2] + [pos[1], pos[0]] + trig + args[8:], nonces, "witness")  # ETH's leaf under BTC's key
+    reverts(args[:1] + [forge_word(args[1], 10, 3)] + args[2:], nonces, "bad opening")  # another order count
+    reverts(args[:-1], nonces, None)                                         # the schedule's write missing
+
+
+# --- an attacker at the dead-man's switch ----------------------------------------------
+
+def market_maker_state() -> State:
+    """A market maker (A) that signed 220 records (its window keeps the last
+    100), with 120 resting orders across both markets placed before its
+    switch comes due, a long in BTC, 20 pending triggers (the cap), a fired
+    and a cancelled one; B's account, to trade against it."""
+    state = cancel_all_state(CAP, order_count=120, positions={
+        fv.BTC: Position(5 * LOT, 5 * LOT * PRICES[fv.BTC] // BTC.scale, 10**8, 0)})
+    state.set_account(A, Account(10**12, tuple(range(1000, 1000 + WINDOW))))
+    state.set_account(B, Account(10**12, (1,)))
+    state.set_market(fv.make_market(fv.ETH, PRICES[fv.ETH]))
+    state.commit(0)
+    return state
+
+
+def dishonest(kind: str):
+    """A proposer's cancel-all that leaves something live: the ETH epoch not
+    written, the epoch one short (the newest old order lives), or the last
+    pending trigger left pending (the schedule's count says 1)."""
+    from sequencer.core.rules.triggers import cancel_pending_triggers, count_cancel_all, require_due_schedule
+
+    def rule(state, r, timestamp_ms, ctx):
+        require_due_schedule(state, r, timestamp_ms)
+        count = state.globals.order_count - (kind == "short")
+        for market in ((fv.BTC,) if kind == "skip" else (fv.BTC, fv.ETH)):
+            position = state.positions.get((r.account, market)) or Position()
+            state.set_position(r.account, market, msgspec.structs.replace(position, order_epoch=count))
+        kept = max(n for (a, n), t in state.triggers.items() if a == r.account and t.status == TRIGGER_PENDING)
+        saved = state.triggers[(r.account, kept)]
+        cancel_pending_triggers(state, r.account)
+        if kind == "trigger":
+            state.set_trigger(r.account, kept, saved)
+            schedule = state.order_schedules[r.account]
+            state.set_order_schedule(r.account, msgspec.structs.replace(schedule, open_triggers=1))
+        count_cancel_all(state, r.account, timestamp_ms)
+    return rule
+
+
+@pytest.mark.parametrize("kind", ["skip", "short", "trigger"])
+def test_a_dishonest_cancel_all_loses_its_one_step(onestep, monkeypatch, kind):
+    """Pre: the market maker's switch is due.  Op: a dishonest proposer's
+    post-state that leaves an old order live (a market's epoch unwritten or
+    one short) or a trigger pending.  Post: the one-step, from the agreed
+    pre-state root, reaches the honest root with the honest witness, and the
+    proposer's own witness (of its claim) does not verify: L1 never reaches
+    the claimed root, so the proposer loses the game."""
+    from eth_tester.exceptions import TransactionFailed
+    from sequencer.core import transition
+    from sequencer.core.rules.table import get_rules
+    state = market_maker_state()
+    item = encode_item(ScheduledCancelAll(A))
+    honest_runner, pre_root, honest_ops, honest_nonces = honest(state, item)
+    version = fv.RULES.schema_version
+    monkeypatch.setattr(transition, "RULE_TABLES",
+                        {version: {**get_rules(version), ScheduledCancelAll: dishonest(kind)}})
+    liar, _, lie_ops, lie_nonces = honest(state, item)
+    claim = liar.state_root
+    assert claim != honest_runner.state_root                                   # the dishonest claim
+    open_orders = [k for k in range(120) if is_order_open(liar.state, A, 10 + k)]
+    pending = [n for (a, n), t in liar.state.triggers.items() if a == A and t.status == TRIGGER_PENDING]
+    assert open_orders or pending                                              # what the lie left live
+    ctx = fv.open_block_ctx(state).as_arg()
+    root, _, ok = onestep.functions.apply(pre_root, ctx, item, honest_ops, honest_nonces).call()
+    assert ok and root == honest_runner.state_root != claim
+    with pytest.raises(TransactionFailed, match="witness"):
+        onestep.functions.apply(pre_root, ctx, item, lie_ops, lie_nonces).call()
+
+
+def test_after_the_switch_old_orders_cannot_trade_and_new_ones_can(onestep):
+    """Pre: the market maker's switch fired (on both sides).  Op: a Trade of
+    one of its old resting orders against B's order placed last; then a new
+    order of the maker and a Trade against it.  Post: the old order is
+    refused (order_cancelled) on both sides, the new one trades on both."""
+    from sequencer.core.records import Trade
+    chain = Chain(onestep, market_maker_state())
+    assert chain.run(ScheduledCancelAll(A))
+    old = next(10 + k for k in range(120) if k % 2 == 0 and chain.state.orders[(A, 10 + k)].is_buy)
+    maker = chain.state.orders[(A, old)]
+    assert not is_order_open(chain.state, A, old) and not maker.cancelled
+    sell = PlaceOrder(B, fv.BTC, False, maker.price, LOT, 10, 0, False, 10, EXP, b"")
+    assert chain.run(fv.sign(sell, KB))
+    assert not chain.run(Trade(fv.BTC, A, old, B, 10, maker.price, LOT))
+    fresh = PlaceOrder(A, fv.BTC, True, maker.price, LOT, 10, 0, False, 5000, EXP, b"")
+    assert chain.run(fv.sign(fresh, KA))
+    assert chain.run(fv.sign(msgspec.structs.replace(sell, nonce=11), KB))
+    assert chain.run(Trade(fv.BTC, A, 5000, B, 11, maker.price, LOT))
+    assert chain.state.orders[(A, 5000)].filled == LOT
 
 
 def test_trigger_items_decode_to_their_records():
@@ -529,5 +761,6 @@ def test_trigger_vectors_apply(onestep):
     """The shared vectors' valid case of each trigger kind applies on both sides and changes the root."""
     names = {c["name"]: c for c in fv.trigger_cases()}
     for name in ("place trigger", "schedule cancel", "trigger fire", "scheduled cancel all",
-                 "cancel order of a trigger"):
+                 "scheduled cancel all, a market maker: full nonce window, 120 orders, 20 pending triggers",
+                 "scheduled cancel all, no order placed yet (order count 0)", "cancel order of a trigger"):
         assert names[name]["ok"] and names[name]["post_state_root"] != names[name]["state_root"], name

@@ -25,7 +25,7 @@ from sequencer.core.records import (ForcedClose, FundingTick, Liquidate, ModifyO
                                     Trade)
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL
 from sequencer.core.rules.triggers import STOP_LOSS, TAKE_PROFIT, fires_above
-from sequencer.core.state import Position, is_empty_position, is_order_open
+from sequencer.core.state import Position, get_order_epoch, is_empty_position, is_order_open
 from sequencer.lab.checks import get_crossed_books
 from sequencer.lab.venue import Venue
 
@@ -231,10 +231,11 @@ def test_a_refused_modify_of_a_dead_order_does_not_put_it_back_in_the_book():
     check(venue)
 
 
-def test_a_scheduled_cancel_all_after_a_liquidation_cancels_the_new_order_and_flags_the_dead_ones():
+def test_a_scheduled_cancel_all_after_a_liquidation_cancels_the_new_order_by_its_epoch():
     """Pre: alice scheduled a cancel-all, was liquidated, then placed a new bid.
-    Op: the cancel-all runs.  Post: every order of hers flagged (the dead ones
-    too: harmless), the book and reserves empty for her and equal to a rebuild."""
+    Op: the cancel-all runs.  Post (rules v4): her order epoch moved up to the
+    last placement, so the new order is dead too (the flags left as they
+    were), the book and reserves empty for her and equal to a rebuild."""
     venue = Venue({"alice": usd(1_000), "mm": usd(10_000_000), "bob": usd(100_000)}, fund=usd(10_000),
                   markets=markets_with(LIQUIDATION_BOOK_FIRST))
     venue.set_price(usd(60_000))
@@ -255,7 +256,9 @@ def test_a_scheduled_cancel_all_after_a_liquidation_cancels_the_new_order_and_fl
     out = venue.exchange.run_scheduled_cancel(venue.state, alice, venue.now, venue.ctx)
     venue.log.extend((venue.now, r) for r in out)
     assert len(out) == 1
-    assert all(venue.state.orders[(alice, n)].cancelled for n in (2, new.nonce))
+    assert not any(is_order_open(venue.state, alice, n) for n in (2, new.nonce))
+    assert not venue.state.orders[(alice, new.nonce)].cancelled
+    assert get_order_epoch(venue.state, alice, BTC) == venue.state.globals.order_count
     assert not any(key[0] == alice for key in venue.exchange.orders) and alice not in venue.exchange.reserved
     check(venue)
 

@@ -127,13 +127,17 @@ def test_version_1_covers_every_record_kind_with_a_real_rule():
 def test_the_tables_are_immutable_and_keyed_by_schema_version():
     assert isinstance(table.RULE_TABLES, MappingProxyType) and isinstance(table.RULES_V1, MappingProxyType)
     assert table.get_rules(1) is table.RULES_V1 and table.get_rules(2) is table.RULES_V2
-    assert SCHEMA_VERSION == 3 and table.get_rules(SCHEMA_VERSION) is table.RULES_V3
+    assert SCHEMA_VERSION == 4 and table.get_rules(SCHEMA_VERSION) is table.RULES_V4
+    assert table.get_rules(3) is table.RULES_V3
     assert isinstance(table.RULES_V2, MappingProxyType) and set(table.RULES_V2) == set(table.RULES_V1)
     changed = {kind.__name__ for kind in table.RULES_V1 if table.RULES_V1[kind] is not table.RULES_V2[kind]}
     assert changed == {"Liquidate", "AuctionEnd", "ForcedClose"}
     assert isinstance(table.RULES_V3, MappingProxyType) and set(table.RULES_V3) == set(table.RULES_V2) | {R.Deleverage}
     changed = {kind.__name__ for kind in table.RULES_V3 if table.RULES_V2.get(kind) is not table.RULES_V3[kind]}
     assert changed == {"Liquidate", "AuctionEnd", "ForcedClose", "Deleverage"}
+    assert isinstance(table.RULES_V4, MappingProxyType) and set(table.RULES_V4) == set(table.RULES_V3)
+    changed = {kind.__name__ for kind in table.RULES_V4 if table.RULES_V3[kind] is not table.RULES_V4[kind]}
+    assert changed == {"ScheduledCancelAll"}  # the dead-man's switch by order epochs
     assert Context(preset=DEVNET, domain_separator=bytes(32), recover=None).schema_version == SCHEMA_VERSION
     with pytest.raises(TypeError):
         table.RULES_V1[R.Transfer] = None  # type: ignore[index]

@@ -13,7 +13,8 @@ from sequencer.core.records import (FundingTick, ModifyOrder, PlaceTrigger, Sche
                                     TriggerFire)
 from sequencer.core.rules.base import RuleError
 from sequencer.core.rules.triggers import STOP_LOSS, TAKE_PROFIT, is_trigger_crossed
-from sequencer.core.state import TRIGGER_CANCELLED, TRIGGER_FIRED, TRIGGER_PENDING, OrderSchedule
+from sequencer.core.state import (TRIGGER_CANCELLED, TRIGGER_FIRED, TRIGGER_PENDING, OrderSchedule, Position,
+                                  get_order_epoch, is_order_open)
 from sequencer.core.transition import apply_record
 from sequencer.node.assembler import BlockAssembler
 
@@ -374,12 +375,16 @@ def test_a_modify_of_what_is_not_a_resting_order_is_refused():
 
 # --- ScheduleCancel / ScheduledCancelAll ------------------------------------------------------
 
-def test_the_dead_mans_switch_cancels_orders_and_triggers_when_due():
-    sim = new_sim()
+def run_dead_mans_switch(schema_version: int):
+    """alice with a long, a bid in each market, a pending stop and a schedule
+    that comes due; bob's bid: pre, the switch fired by the assembler, post."""
+    sim = new_sim() if schema_version == CTX.schema_version else Sim(
+        alice=usd(100_000), bob=usd(100_000), carol=usd(100_000), fund=usd(1_000_000),
+        ctx=msgspec.structs.replace(CTX, schema_version=schema_version))
     long_alice(sim)
     bid = sim.order("alice", True, usd(50_000), STEP)
     sim.submit(bid)
-    eth_bid = sim.order("alice", True, usd(2_000), 10**9, market=ETH)  # another market
+    eth_bid = sim.order("alice", True, usd(2_000), 10**9, market=ETH)  # another market, no position there
     sim.submit(eth_bid)
     stop = trigger(sim, "alice", False, usd(55_000), usd(54_000), 10 * STEP)
     sim.submit(stop)
@@ -391,10 +396,11 @@ def test_the_dead_mans_switch_cancels_orders_and_triggers_when_due():
     assert error is not None and error.code == "schedule_not_due"  # early: refused
     sim.now += 5_000
     assert start_block(sim, 0) == []
+    position_before = sim.position("alice")
     out = start_block(sim, 5_000)
     assert out == [ScheduledCancelAll(ADDR["alice"])]
-    assert sim.state.orders[(ADDR["alice"], bid.nonce)].cancelled
-    assert sim.state.orders[(ADDR["alice"], eth_bid.nonce)].cancelled
+    assert not is_order_open(sim.state, ADDR["alice"], bid.nonce)
+    assert not is_order_open(sim.state, ADDR["alice"], eth_bid.nonce)
     assert sim.state.triggers[(ADDR["alice"], stop.nonce)].status == TRIGGER_CANCELLED
     assert sim.exchange.open_orders(ADDR["alice"]) == [] and ADDR["alice"] not in sim.exchange.reserved
     assert len(sim.exchange.open_orders(ADDR["bob"])) == 1  # others untouched
@@ -402,6 +408,47 @@ def test_the_dead_mans_switch_cancels_orders_and_triggers_when_due():
     assert (s.cancel_at_ms, s.open_triggers, s.cancels) == (0, 0, 1)
     assert start_block(sim) == []
     assert sim.replay().to_tables() == sim.state.to_tables()
+    return sim, bid, eth_bid, position_before
+
+
+def test_the_dead_mans_switch_cancels_orders_by_epoch_and_triggers_when_due():
+    """Rules v4: the orders are cancelled by alice's order epoch in every
+    listed market (its position keeps size, cost, margin and funding; the
+    market without a position gets an epoch-only leaf), their flags are left."""
+    sim, bid, eth_bid, position_before = run_dead_mans_switch(4)
+    count = sim.state.globals.order_count
+    assert sim.position("alice") == msgspec.structs.replace(position_before, order_epoch=count)
+    assert sim.position("alice", ETH) == Position(order_epoch=count)
+    assert not sim.state.orders[(ADDR["alice"], bid.nonce)].cancelled
+    assert not sim.state.orders[(ADDR["alice"], eth_bid.nonce)].cancelled
+    assert get_order_epoch(sim.state, ADDR["bob"], BTC) == 0  # others untouched
+    sim.exchange.rebuild(sim.state)  # the book rebuilt from the state shows them closed too
+    assert sim.exchange.open_orders(ADDR["alice"]) == []
+    late = sim.order("alice", True, usd(50_000), STEP)  # placed after the switch: live
+    sim.submit(late)
+    assert is_order_open(sim.state, ADDR["alice"], late.nonce)
+    assert [o["nonce"] for o in sim.exchange.open_orders(ADDR["alice"])] == [late.nonce]
+
+
+def test_a_v3_log_replays_the_dead_mans_switch_with_flags():
+    """Rules v3 (and v1, v2): every open order's flag is set, no epoch written."""
+    sim, bid, eth_bid, position_before = run_dead_mans_switch(3)
+    assert sim.state.orders[(ADDR["alice"], bid.nonce)].cancelled
+    assert sim.state.orders[(ADDR["alice"], eth_bid.nonce)].cancelled
+    assert sim.position("alice") == position_before and sim.position("alice", ETH) is None
+
+
+def test_the_v4_switch_with_no_order_placed_yet_writes_no_epoch():
+    """order_count 0: the epoch 0 cancels nothing and an absent position leaf stays empty."""
+    sim = new_sim()
+    sim.submit(schedule(sim, "alice", sim.now + 5_000))
+    assert sim.state.globals.order_count == 0
+    assert start_block(sim, 5_000) == [ScheduledCancelAll(ADDR["alice"])]
+    assert all(get_order_epoch(sim.state, ADDR["alice"], m) == 0 for m in (BTC, ETH))
+    from prover.trace import build_tree
+    from prover.keys import get_position_key
+    tree = build_tree(sim.state)
+    assert all(tree.get(get_position_key(ADDR["alice"], m)) is None for m in (BTC, ETH))
 
 
 def test_a_schedule_in_the_past_or_too_soon_is_refused_and_zero_clears():

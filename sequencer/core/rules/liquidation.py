@@ -207,7 +207,7 @@ class LiquidationRules(msgspec.Struct, frozen=True):
 LIQUIDATION_V1 = LiquidationRules(MAX_LIQUIDATION_MAKERS, cancel_orders_v1, True, False)
 LIQUIDATION_V2 = LiquidationRules(MAX_LIQUIDATION_MAKERS_V2, cancel_orders_v2, False, True)
 LIQUIDATION_V3 = LiquidationRules(MAX_LIQUIDATION_MAKERS_V2, cancel_orders_v2, False, True, named_ladder=True)
-LIQUIDATION_RULES = {1: LIQUIDATION_V1, 2: LIQUIDATION_V2, 3: LIQUIDATION_V3}
+LIQUIDATION_RULES = {1: LIQUIDATION_V1, 2: LIQUIDATION_V2, 3: LIQUIDATION_V3, 4: LIQUIDATION_V3}  # v4 changed the cancel-all only
 
 
 def get_liquidation_rules(ctx: Context) -> LiquidationRules:

@@ -93,7 +93,18 @@ RULES_V3: RuleTable = MappingProxyType({
     Deleverage: process_deleverage,
 })
 
-RULE_TABLES: Mapping[int, RuleTable] = MappingProxyType({1: RULES_V1, 2: RULES_V2, 3: RULES_V3})
+from sequencer.core.rules.triggers import process_scheduled_cancel_all_v4
+
+RULES_V4: RuleTable = MappingProxyType({
+    **RULES_V3,
+    # The dead-man's switch cancels the account's orders by its order epoch in
+    # every market (one position leaf a market) instead of one flag an order:
+    # its witness no longer grows with the orders, so L1 re-executes it for
+    # every account (docs/fraud-proofs.md).
+    ScheduledCancelAll: process_scheduled_cancel_all_v4,
+})
+
+RULE_TABLES: Mapping[int, RuleTable] = MappingProxyType({1: RULES_V1, 2: RULES_V2, 3: RULES_V3, 4: RULES_V4})
 
 
 def get_rules(schema_version: int) -> RuleTable:

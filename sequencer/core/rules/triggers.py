@@ -10,6 +10,8 @@
   never, as it can leave any order unmatched; docs/engine.md.)
 - ScheduleCancel sets (or, with 0, clears) the account's cancel-all time;
   ScheduledCancelAll (sequencer) runs it once block time has reached it.
+  Rules v4 cancel the orders by the account's order epoch in every market
+  (one write a market); v1-v3 set each open order's flag.
 
 Which way the mark must cross follows from the side and the kind: a sell
 (closing a long) take-profit fires at mark >= trigger, a sell stop-loss at
@@ -24,6 +26,7 @@ from sequencer.core.markets import MarketParams, get_market_table
 from sequencer.core.records import PlaceOrder, PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
 from sequencer.core.rules.base import (Context, RuleError, get_market, hex_address, process_user_preamble, require,
                                        require_fresh_price, require_market_params)
+from sequencer.core.rules.liquidation import cancel_orders_v2
 from sequencer.core.rules.orders import (IMMEDIATE_OR_CANCEL, cancel_trigger, check_order_terms, get_order_schedule,
                                         is_nonce_taken)
 from sequencer.core.state import TRIGGER_FIRED, TRIGGER_PENDING, Order, OrderSchedule, State, Trigger
@@ -126,15 +129,39 @@ def get_cancels_today(schedule: OrderSchedule, timestamp_ms: int) -> int:
 
 
 def process_scheduled_cancel_all(state: State, r: ScheduledCancelAll, timestamp_ms: int, ctx: Context) -> None:
+    """Rules v1-v3: every open order's cancelled flag is set, one leaf an order."""
+    require_due_schedule(state, r, timestamp_ms)
+    cancel_open_orders(state, r.account, ctx)
+    cancel_pending_triggers(state, r.account)
+    count_cancel_all(state, r.account, timestamp_ms)
+
+
+def process_scheduled_cancel_all_v4(state: State, r: ScheduledCancelAll, timestamp_ms: int, ctx: Context) -> None:
+    """Rules v4: the account's orders are cancelled by its order epoch in
+    every market of the table (one position leaf a market, as a liquidation
+    or a forced close does), not one flag an order: the witness of the step
+    no longer grows with the orders, so L1 re-executes it for any account
+    (docs/fraud-proofs.md).  Triggers and the schedule as in v1."""
+    schedule = require_due_schedule(state, r, timestamp_ms)
+    for market_id in sorted(ctx.markets or get_market_table(ctx.preset.markets)):
+        cancel_orders_v2(state, r.account, market_id, state.positions.get((r.account, market_id)))
+    cancel_pending_triggers(state, r.account)
+    count_cancel_all(state, r.account, timestamp_ms)
+
+
+def require_due_schedule(state: State, r: ScheduledCancelAll, timestamp_ms: int) -> OrderSchedule:
     schedule = state.order_schedules.get(r.account)
     require(schedule is not None and schedule.cancel_at_ms != 0, "no_schedule",
             f"{hex_address(r.account)} has no scheduled cancel")
     require(schedule.cancel_at_ms <= timestamp_ms, "schedule_not_due",
             f"the cancel is scheduled at {schedule.cancel_at_ms} ms, block time is {timestamp_ms} ms")
-    cancel_open_orders(state, r.account, ctx)
-    cancel_pending_triggers(state, r.account)
-    schedule = get_order_schedule(state, r.account)
-    state.set_order_schedule(r.account, replace(
+    return schedule
+
+
+def count_cancel_all(state: State, address: bytes, timestamp_ms: int) -> None:
+    """The schedule cleared and the day's runs counted."""
+    schedule = get_order_schedule(state, address)
+    state.set_order_schedule(address, replace(
         schedule, cancel_at_ms=0, cancel_day=timestamp_ms // DAY_MS,
         cancels=get_cancels_today(schedule, timestamp_ms) + 1))
 
@@ -156,4 +183,5 @@ def cancel_pending_triggers(state: State, address: bytes) -> None:
 
 
 __all__ = ["TAKE_PROFIT", "STOP_LOSS", "is_trigger_crossed", "fires_above", "process_place_trigger",
-           "process_trigger_fire", "process_schedule_cancel", "process_scheduled_cancel_all", "cancel_trigger"]
+           "process_trigger_fire", "process_schedule_cancel", "process_scheduled_cancel_all",
+           "process_scheduled_cancel_all_v4", "cancel_trigger"]
