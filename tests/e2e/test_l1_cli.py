@@ -41,7 +41,7 @@ def cli_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ISOROLL_")}
 
 
-async def python_m_isoroll(*args: str, timeout: float = 30) -> tuple[int, str, str]:
+async def isoroll(*args: str, timeout: float = 30) -> tuple[int, str, str]:
     """`python -m isoroll.cli ...` in a process of its own: (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "isoroll.cli", *args, cwd=REPO, env=cli_env(),
@@ -53,6 +53,12 @@ async def python_m_isoroll(*args: str, timeout: float = 30) -> tuple[int, str, s
         await proc.wait()
         raise
     return proc.returncode, out.decode(), err.decode()
+
+
+async def ok(*args: str) -> str:
+    code, out, err = await isoroll(*args)
+    assert code == 0, f"isoroll {' '.join(args)} exited {code}\nstdout:\n{out}\nstderr:\n{err}"
+    return out
 
 
 class ForkServer:
@@ -94,8 +100,8 @@ class ForkServer:
 
 
 @pytest.fixture
-async def isoroll(tmp_path_factory):
-    """`isoroll ...` in a process of its own: (exit code, stdout, stderr)."""
+async def forked_isoroll(tmp_path_factory):
+    """`isoroll ...` in a process of its own, forked (ForkServer): (exit code, stdout, stderr)."""
     server = await ForkServer.start(tmp_path_factory.mktemp("cli"))
     try:
         yield server.run
@@ -118,7 +124,7 @@ def seconds(text: str) -> int:
     return sum(int(n) * units[u] for n, u in parts)
 
 
-async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, topic, tmp_path, isoroll):
+async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, topic, tmp_path, forked_isoroll):
     """deposit -> credited on L2 (L1 balance down by exactly the amount) ->
     withdraw -> status: waiting for a checkpoint -> in challenge period (time
     left) -> claim refused -> ready to claim -> claim (L1 balance up by exactly
@@ -126,6 +132,8 @@ async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, 
     shows the grace left; `isoroll verifier --once` finds the outputs right;
     a late deposit, freeze (refused inside the grace), status FROZEN, escape
     (paid exactly the final L2 balance; a second escape refused), refund."""
+    isoroll = forked_isoroll
+
     async def ok(*args: str) -> str:
         code, out, err = await isoroll(*args)
         assert code == 0, f"isoroll {' '.join(args)} exited {code}\nstdout:\n{out}\nstderr:\n{err}"
@@ -254,8 +262,8 @@ async def test_cli_unreachable_l1_is_a_clear_error(l1: L1):
     dead = f"http://127.0.0.1:{free_port()}"
     key, _ = l1.users[0]
     chain = ["--rpc", dead, "--deployment", str(l1.deployment_file)]
-    results = await asyncio.gather(python_m_isoroll("l1", "status", *chain),
-                                   python_m_isoroll("l1", "deposit", "5", *chain, "--key", "0x" + key.hex()))
+    results = await asyncio.gather(isoroll("l1", "status", *chain),
+                                   isoroll("l1", "deposit", "5", *chain, "--key", "0x" + key.hex()))
     for code, out, err in results:
         assert code == 1, (out, err)
         assert err.startswith(f"error: L1 node at {dead} is not reachable: cannot "), err
