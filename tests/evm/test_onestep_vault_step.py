@@ -53,8 +53,16 @@ MARKETS = {
     BTC: msgspec.structs.replace(DEVNET_MARKETS[1], liquidation_policy=LIQUIDATION_BOOK_FIRST),
     ETH: msgspec.structs.replace(DEVNET_MARKETS[2], liquidation_policy=LIQUIDATION_BOOK_FIRST),
     VBTC: msgspec.structs.replace(DEVNET_MARKETS[1], id=VBTC, symbol="BTC2-USD", liquidation_policy=LIQUIDATION_BOOK_VAULT),
-    VETH: msgspec.structs.replace(DEVNET_MARKETS[2], id=VETH, symbol="ETH2-USD", liquidation_policy=LIQUIDATION_BOOK_VAULT),
+    VETH: msgspec.structs.replace(DEVNET_MARKETS[2], id=VETH, symbol="ETH2-USD", liquidation_policy=LIQUIDATION_BOOK_VAULT,
+                                  initial_margin_ppm=400_000, max_leverage=3),
 }
+"""VETH's initial margin (40%) is above what the vault posts at its leverage
+(min(5, 3): 33%), outside check_market_params (max_leverage <= 1/IMF): there
+the takeover's first candidate (closing the vault's opposite position, then
+opening) fails the initial margin and the second (the closing part alone)
+is taken.  Under valid parameters the first candidate fails only where the
+second does (its closing part is the same, at a notional no better), so
+this is how the differential reaches the rule's second try."""
 RULES = msgspec.structs.replace(fv.RULES, markets=MARKETS)
 PRICES = {BTC: 60_000 * 10**6, ETH: 3_000 * 10**6, VBTC: 60_000 * 10**6, VETH: 3_000 * 10**6}
 OWNER, HOLDER = fv.ADDRESSES[0], fv.ADDRESSES[1]
@@ -250,14 +258,16 @@ LOT = 10_000  # 0.0001 BTC
 
 def fixed_state(*, vault: dict | None = None, free: int = 10**10, shares: int = 10**9, margin: int = 70 * 10**6,
                 cost: int = 6_000 * 10**6, size: int = 10**7, insurance: int = 10**9, stale: tuple = (),
-                auction: Auction | None = None, index: int = 0) -> State:
+                auction: Auction | None = None, index: int = 0, market: int = VBTC) -> State:
     """A's long (0.1 BTC at 60,000 in the book+vault BTC twin) with margin 70
     USDC (maintenance 72); the vault with `free` collateral, `shares` and its
-    positions `vault` (market -> Position); the markets in `stale` stale."""
+    positions `vault` (market -> Position); the markets in `stale` stale.
+    ``market`` VETH: A's long is 2 ETH at 3,000 there instead (the same notional)."""
     table = [msgspec.structs.replace(fv.make_market(m, PRICES[m], oracle_time_ms=fv.BLOCK_TIME - (10**7 if m in stale else 1000),
                                                     funding_index=index if m == VBTC else 0), open_interest=10**12)
              for m in MARKETS]
-    held = {(A, VBTC): Position(size, cost, margin, 0)} | {(VAULT_ADDRESS, m): p for m, p in (vault or {}).items()}
+    lots = size if market == VBTC else size * 200
+    held = {(A, market): Position(lots, cost, margin, 0)} | {(VAULT_ADDRESS, m): p for m, p in (vault or {}).items()}
     state = fv.make_perps_state({A: Account(10**9, ()), VAULT_ADDRESS: Account(free, ())}, table, held, {},
                                 order_count=20)
     if shares:
@@ -281,6 +291,9 @@ def fixed_cases() -> dict:
     return {
         "the vault takes the whole position": (fixed_state(), "proven: taken (all"),
         "the vault closes its short first, then opens": (fixed_state(vault={VBTC: SHORT}), "proven: taken (all"),
+        "the first candidate refused, the second (closing only) taken": (
+            fixed_state(vault={VETH: Position(-10**9, -3_000 * 10**6, 600 * 10**6, 0)}, market=VETH),
+            "proven: taken (part, candidate 2 of 2"),
         "the vault's budget takes part, the rest stops": (fixed_state(free=300 * 10**6), "proven: taken (part"),
         "no budget: only its opposite short closes": (
             fixed_state(vault={VBTC: SHORT, ETH: Position(10**9, 3_000 * 10**6, 10**11, 0)}, free=0),
@@ -314,7 +327,8 @@ FIXED = sorted(fixed_cases())
 @pytest.mark.parametrize("name", FIXED)
 def test_each_branch(onestep, name):
     state, expected = fixed_cases()[name]
-    outcome = check(onestep, state, Liquidate(A, VBTC, ()))
+    market = VETH if (A, VETH) in state.positions else VBTC
+    outcome = check(onestep, state, Liquidate(A, market, ()))
     assert outcome.startswith(expected), outcome
 
 
