@@ -20,11 +20,12 @@ record naming no makers under book-first, or under book+auction when the
 position is insolvent or has nothing to decay; a bankrupt position whose
 auction runs (its auction ends).  Deleverage records go on from there.
 
-Pending (``PendingKind``; the contract reverts "pending"): what the book did
-not take going to the vault (book+vault: the vault step reads the vault's
-equity over every market), a maker order of the insurance fund, and any
-record under rules v1 (its cancel-all has no bounded witness); under rules
-v2 (a log replayed with schema 2), where v3 stop and v2 went down the ladder.
+Pending (``PendingKind``; the contract reverts "pending"): a maker order of
+the insurance fund, and any record under rules v1 (its cancel-all has no
+bounded witness); under rules v2 (a log replayed with schema 2), where v3
+stop and v2 went down the ladder.  A record naming no makers under
+book+vault (the vault step) is prover.plan_vault_step's (onestep_liquidate.vy
+forwards it to onestep_vault_step.vy), never this plan's.
 
 Pure: no I/O.
 """

@@ -23,9 +23,10 @@
     auction is started for the lots; else (book-first, or book+auction
     insolvent or with nothing to decay) rules v3 stop where v2 went down
     the ranked ladder (Deleverage records go on).
-    Pending (reverts "pending", prover.records.PendingKind in Python): the
-    vault step (book+vault, no makers: the vault's equity is read over
-    every market), a maker order of the insurance fund's address.
+    Pending (reverts "pending", prover.records.PendingKind in Python): a
+    maker order of the insurance fund's address. The vault step (book+vault,
+    no makers) is onestep_vault_step.vy's: onestep_liquidate.vy forwards it
+    there, so the guard below never sees one.
     Witness: read against the pre-state root the market, the position (a
     refused record stops here when the refusal needs no more), the auction,
     the globals, then per maker its order and, for an owner not named
@@ -371,7 +372,7 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     auction: Bytes[MAX_LEAF] = b""
     if b.rest > 0 and b.position.size != 0 and len(makers) == 0 and not in_auction:
         # v2: only a record naming no makers sends the lots on; the vault
-        # step reads the vault's equity over every market: not ported
+        # step is onestep_vault_step.vy's (onestep_liquidate.vy routes it there)
         assert p.liquidation_policy != POLICY_BOOK_VAULT, "pending"
         auction = self.start_auction(b, mark, p, ctx.timestamp_ms)
     # the writes, each leaf once with its final value
