@@ -165,7 +165,7 @@ class TradingRoutes:
         if order.filled >= order.size:
             status = "filled"
         elif not is_order_open(self.node.chain.state, record.account, record.nonce):
-            status = "cancelled"  # its flag, or its owner's liquidation or forced close (the order epoch)
+            status = "cancelled"  # its flag, or its owner's order epoch (liquidation, forced close, cancel-all)
         elif order.time_in_force == orders.IMMEDIATE_OR_CANCEL:
             status = "expired"  # an IOC remainder never rests
         else:

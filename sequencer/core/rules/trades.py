@@ -32,8 +32,8 @@ def get_live_order(state: State, address: bytes, nonce: int, side: str, t: Trade
     if order.market != t.market:
         raise TradeError(side, "wrong_market", f"order {nonce} is for market {order.market}")
     if order.seq <= get_order_epoch(state, address, t.market):
-        raise TradeError(side, "order_cancelled", f"order {nonce} was cancelled by its owner's liquidation "
-                                                  "or forced close")
+        raise TradeError(side, "order_cancelled", f"order {nonce} was cancelled by its owner's order epoch "
+                                                  "(a liquidation, a forced close or a scheduled cancel-all)")
     if t.size > order.size - order.filled:
         raise TradeError(side, "overfill",
                          f"order {nonce} has {order.size - order.filled} lots left, the trade is for {t.size}")
