@@ -458,3 +458,18 @@ def test_a_dishonest_post_state_is_not_the_one_steps(onestep, lie_name):
     except TransactionFailed:
         return
     assert root != claimed and root == honest.state_root
+
+
+# --- a finding in the rule, pinned ----------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, raises=(OverflowError, TransactionFailed),
+                   reason="rules.vault.take_vault_side settles the vault's funding without absorb_funding_deficit: "
+                          "a vault position owing funding past its margin, at a profit that keeps its initial "
+                          "margin, takes lots and is written with a negative margin, which no position leaf holds "
+                          "(the Python commitment raises OverflowError; L1 reverts on the negative margin)")
+def test_the_vault_owing_funding_past_its_margin_takes_lots(onestep):
+    """The vault long 0.05 BTC bought at 4,000 (a profit of 2,800 USDC at
+    60,000), margin 1 USDC, owing 2,500 of funding; it takes A's 0.1 BTC long
+    at its leverage (1,200 USDC of margin): its margin ends at -1,299."""
+    state = fixed_state(vault={VBTC: Position(5 * 10**6, 200 * 10**6, 10**6, -5 * 10**16)})
+    assert check(onestep, state, Liquidate(A, VBTC, ())).startswith("proven: taken")
