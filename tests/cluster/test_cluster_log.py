@@ -30,7 +30,7 @@ DEADLINE_S = 60.0
 def log_config(cluster, topic: str) -> LogConfig:
     return LogConfig(bootstrap_servers=cluster.bootstrap, topic=topic,
                      transactional_id=f"cluster-test-{uuid.uuid4().hex[:8]}", replication_factor=3,
-                     min_insync_replicas=2, request_timeout_ms=3000, commit_timeout_s=3.0)
+                     min_insync_replicas=2, request_timeout_ms=3000, commit_timeout_s=1.5)
 
 
 class Stream:

@@ -26,20 +26,22 @@ class Load:
         self.clients = clients
         self.acked: list[tuple[dict, float]] = []
         self.refusals: list[ApiError] = []
+        self.refused_at: list[tuple[int, float]] = []  # (client, when)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
         for i, client in enumerate(self.clients):
             peer = self.clients[(i + 1) % len(self.clients)]
-            self._tasks.append(asyncio.create_task(self._run(client, peer)))
+            self._tasks.append(asyncio.create_task(self._run(i, client, peer)))
 
-    async def _run(self, client, peer) -> None:
+    async def _run(self, i, client, peer) -> None:
         while not self._stop.is_set():
             try:
                 receipt = await client.transfer(peer.address, 1)
             except ApiError as exc:
                 self.refusals.append(exc)
+                self.refused_at.append((i, time.monotonic()))
                 await asyncio.sleep(0.05)
                 continue
             self.acked.append((receipt, time.monotonic()))
@@ -48,6 +50,13 @@ class Load:
         async def enough():
             return sum(1 for _, t in self.acked if t > moment) >= count
         await wait_until(enough, timeout=timeout)
+
+    async def each_refused_after(self, moment: float, timeout: float = 30.0) -> None:
+        """Until every client has been refused once after ``moment``: each sends one
+        tx at a time, so whatever it had in flight at ``moment`` is answered."""
+        async def all_refused():
+            return {i for i, t in self.refused_at if t > moment} == set(range(len(self.clients)))
+        await wait_until(all_refused, timeout=timeout)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -77,7 +86,7 @@ async def test_node_rides_out_a_leader_crash_and_refuses_below_min_isr(cluster, 
             # A second broker down: one replica left, below min.insync.replicas.
             second = next(n for n in cluster.running_nodes())
             await asyncio.to_thread(cluster.kill, second)
-            await asyncio.sleep(4)  # txs in flight when it died are answered by now
+            await load.each_refused_after(time.monotonic())  # the txs in flight when it died are answered
             outage_started = time.monotonic()
             refused_before = len(load.refusals)
             await asyncio.sleep(4)
