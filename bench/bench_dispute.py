@@ -218,7 +218,7 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
         "ScheduleCancel": (encode_item(fv.sign(ScheduleCancel(c, fv.BLOCK_TIME + 10_000, 200, exp, b""), fv.KEYS[2])), None),
         "CancelOrder (a pending trigger)": (encode_item(fv.sign(CancelOrder(c, 4, 200, exp, b""), fv.KEYS[2])), None),
         "TriggerFire": (encode_item(TriggerFire(c, 4)), None),
-        "ScheduledCancelAll (10 kept nonces: 3 orders, 2 triggers)": (encode_item(ScheduledCancelAll(c)), None),
+        "ScheduledCancelAll (rules v4: the epoch in 2 markets, 3 orders, 2 triggers cancelled)": (encode_item(ScheduledCancelAll(c)), None),
         "NOOP": (encode_item(Noop(keccak(b"tx"))), None),
         "BLOCK_START": (encode_item(BlockStart(head.block_number + 1, head.block_hash, fv.BLOCK_TIME)), TraceContext()),
         "BLOCK_END": (encode_item(BlockEnd(keccak(b"block"))), None),
@@ -240,6 +240,7 @@ def measure_one_steps(w3: Web3, accounts: int) -> dict:
     out.update(measure_ladder(onestep, state, tree))
     out.update(measure_liquidation_v3(w3, onestep, state, tree))
     out.update(measure_vault_step(w3, state, tree))
+    out.update(measure_cancel_all(onestep, state, tree))
     return {"accounts": accounts, "tree_build_s": round(build_s, 1), "kinds": out}
 
 
@@ -659,6 +660,44 @@ def measure_auction(onestep: Any, state: State, tree: Any) -> dict:
         out[name] = {"tx_gas": onestep.functions.step(*args).estimate_gas(),
                      "depths": [o.proof.depth for o in result.witness.openings]}
     return out
+
+
+def measure_cancel_all(onestep: Any, state: State, tree: Any) -> dict:
+    """The dead-man's switch of a market maker (rules v4): a full nonce
+    window, 120 resting orders across both markets, a long in BTC and the cap
+    of pending triggers (20): the epoch written in 2 markets and 20 triggers
+    cancelled, 25 openings (the heaviest a devnet account reaches)."""
+    from sequencer.core import eip712
+    from sequencer.core.commitment import compute_dirty_leaves
+    from sequencer.core.state import OrderSchedule, Trigger
+    owner, lot, price = keccak(b"cancel-all maker")[:20], 10_000, fv.BTC_PRICE
+    exp = fv.BLOCK_TIME + 60_000
+    runner = TraceRunner(State.from_tables(state.to_tables()), fv.RULES, tree=tree.copy(), ctx=fv.open_block_ctx(state))
+    s = runner.state
+    s.dirty.clear()
+    s.set_account(owner, Account(10**9, tuple(range(1000, 1100))))
+    for k in range(120):
+        market, at = (fv.BTC, price) if k % 2 else (fv.ETH, 3_000 * 10**6)
+        s.set_order(owner, 200 + k, fv.make_order(PlaceOrder(owner, market, k % 4 < 2, at, 10**6, 10, 0, False,
+                                                             200 + k, exp, b""), seq=1 + k))
+    s.set_position(owner, fv.BTC, Position(10 * lot, 10 * lot * price // 10**8, 10**8, 0))
+    for nonce in range(500, 520):
+        r = PlaceTrigger(owner, fv.BTC, False, price - 10**9, price - 11 * 10**8, lot, 10, 1, True, nonce, exp, b"")
+        s.set_trigger(owner, nonce, Trigger(eip712.compute_struct_hash("PlaceTrigger", r), r.market, r.is_buy,
+                                            r.trigger_price, r.price, r.size, r.leverage, r.tpsl, r.reduce_only,
+                                            fv.BLOCK_TIME - 5000))
+    s.set_order_schedule(owner, OrderSchedule(fv.BLOCK_TIME - 1, 20, 0, 0))
+    s.commit(0)
+    runner.tree.update(compute_dirty_leaves(s))
+    s.dirty.clear()
+    root, pre_ctx = runner.state_root, runner.ctx
+    item = encode_item(ScheduledCancelAll(owner))
+    result = runner.step(item)
+    assert result.ok
+    args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], list(result.witness.nonces))
+    name = "ScheduledCancelAll (rules v4, a market maker: full window, 120 orders, 20 pending triggers)"
+    return {name: {"tx_gas": onestep.functions.step(*args).estimate_gas(),
+                   "depths": [o.proof.depth for o in result.witness.openings]}}
 
 
 def add_triggers(state: State, owner: bytes, lots: int, price: int) -> None:
