@@ -42,7 +42,8 @@ class Position(msgspec.Struct, frozen=True, array_like=True, gc=False):
     order_epoch: int = 0
     """Every order of the owner in this market placed at or before this
     placement sequence number (``Globals.order_count`` then) is cancelled: a
-    liquidation or a forced close cancels them all with this one write
+    liquidation or a forced close (and, rules v4, a scheduled cancel-all in
+    each market) cancels them all with this one write
     (0x's ``cancelOrdersUpTo``), so the state transition's cost, and its
     fraud proof's witness, do not grow with the owner's orders."""
 
