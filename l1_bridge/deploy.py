@@ -172,6 +172,7 @@ def deploy(
     and proposer accounts[0], challenger (the guardian) accounts[1] (or the
     deployer when there is one)."""
     p = get_preset(preset) if isinstance(preset, str) else preset
+    check_market_count(len(markets), l2_preset)
     if deployer is None:
         if private_key is not None:
             deployer = w3.eth.account.from_key(private_key).address
@@ -239,6 +240,27 @@ def deploy(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(d.to_json() + "\n")
     return d
+
+
+BRIDGE_MAX_MARKETS = 8
+"""bridge.vy's MAX_MARKETS: the escape hatch proves one position per market,
+so a deployment lists at most this many markets.  The one-step's witness
+bounds are chosen above it (docs/fraud-proofs.md, "Bounds a deployment
+cannot pass"): ScheduledCancelAll fits 9 markets with 20 pending triggers,
+the vault step 21 markets and vault positions together, the vault's
+records 13 markets."""
+
+
+def check_market_count(bridge_markets: int, l2_preset: str) -> None:
+    """Refuse a deployment whose bridge or L2 market table lists more markets
+    than the bridge holds (before anything is deployed)."""
+    from sequencer.core.markets import get_market_table
+    from sequencer.core.presets import get_preset as get_l2_preset
+    l2_markets = len(get_market_table(get_l2_preset(l2_preset).markets))
+    for what, count in (("the bridge's market list", bridge_markets), (f"the {l2_preset} market table", l2_markets)):
+        if count > BRIDGE_MAX_MARKETS:
+            raise ValueError(f"{what} has {count} markets; a deployment lists at most {BRIDGE_MAX_MARKETS} "
+                             "(bridge.vy MAX_MARKETS: the escape hatch proves one position per market)")
 
 
 def deploy_onestep(w3: Any, rules: Any, *, deployer: str | None = None,

@@ -442,6 +442,25 @@ def test_events_and_views(env: Env) -> None:
         env.bridge.functions.getForcedRequest(0).call()
 
 
+def test_a_deployment_lists_at_most_the_markets_the_bridge_holds(env: Env, monkeypatch) -> None:
+    """The one-step's witness bounds (ScheduledCancelAll, the vault step) are
+    chosen above the bridge's market limit, so no deployment can reach them:
+    a ninth market is refused before anything is deployed, with the reason."""
+    from l1_bridge import deploy as deploy_module
+    from l1_bridge.deploy import BRIDGE_MAX_MARKETS, MarketConfig, deploy
+    from sequencer.core import markets as l2_markets
+    assert env.bridge.functions.MAX_MARKETS().call() == BRIDGE_MAX_MARKETS
+    nonce = env.w3.eth.get_transaction_count(env.accounts[0])
+    too_many = [MarketConfig(i, 10**8, 10**14) for i in range(1, BRIDGE_MAX_MARKETS + 2)]
+    with pytest.raises(ValueError, match="bridge's market list has 9 markets; a deployment lists at most 8"):
+        deploy(env.w3, "devnet", markets=too_many)
+    wide_table = {i: l2_markets.DEVNET_MARKETS[1] for i in range(1, BRIDGE_MAX_MARKETS + 2)}
+    monkeypatch.setitem(l2_markets.MARKET_TABLES, "devnet", wide_table)
+    with pytest.raises(ValueError, match="the devnet market table has 9 markets"):
+        deploy_module.deploy(env.w3, "devnet", markets=too_many[:2])
+    assert env.w3.eth.get_transaction_count(env.accounts[0]) == nonce  # nothing was sent
+
+
 @pytest.mark.parametrize("preset", ["production", "devnet"])
 def test_deploy_presets(preset: str, tmp_path) -> None:
     from bridge_env import make_chain
