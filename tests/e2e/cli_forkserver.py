@@ -21,6 +21,7 @@ import threading
 import l1_bridge.cli  # noqa: F401
 import l1_bridge.client  # noqa: F401
 import l1_bridge.verifier  # noqa: F401
+import prover.trace  # noqa: F401  (the verifier's games)
 import prover.cli  # noqa: F401
 import sequencer.cli  # noqa: F401
 import sequencer.lab.cli  # noqa: F401

@@ -14,7 +14,7 @@ import pytest
 
 from nodes import wait_until
 from test_l1_anvil import L1, UNIT, anvil, l1, l2_collateral  # noqa: F401  (fixtures)
-from test_l1_cli import ok
+from test_l1_cli import forked_isoroll, ok_of  # noqa: F401  (fixture)
 from l1_bridge.deploy import PRESETS
 from l1_bridge.exit import L1Replay
 from isoroll.service import Service
@@ -38,7 +38,9 @@ async def open_positions(url: str, long_key: bytes, short_key: bytes) -> None:
         assert taker["order"]["status"] == "filled", taker
 
 
-async def test_censoring_operator_force_withdraw_freeze_escape_refund(l1: L1, broker, topic, tmp_path):
+async def test_censoring_operator_force_withdraw_freeze_escape_refund(l1: L1, broker, topic, tmp_path,
+                                                                    forked_isoroll):
+    ok = ok_of(forked_isoroll)  # each command a process of its own (test_l1_cli.ForkServer)
     (ka, _), (kb, _), (kc, _) = l1.users
     a, b, third = l1.fund(ka, 1000 * UNIT), l1.fund(kb, 1000 * UNIT), l1.fund(kc, 0)
     for key in (ka, kb):

@@ -25,7 +25,7 @@ from eth_account import Account
 
 from nodes import wait_until
 from test_l1_anvil import L1, UNIT, anvil, l1, l2_collateral  # noqa: F401  (fixtures)
-from test_l1_cli import isoroll
+from test_l1_cli import forked_isoroll  # noqa: F401  (fixture)
 from l1_bridge.client import L1Reverted
 from l1_bridge.deploy import PRESETS
 from l1_bridge.dispute import (ACTIVE, CHALLENGER_WON, PROPOSER_WON, GameContract, GamePlayer, LocalTrace,
@@ -73,7 +73,9 @@ async def posted_through(l1: L1, head: int) -> bool:
     return await last_output_block(l1) >= head
 
 
-async def test_an_unprivileged_verifier_proves_a_wrong_output_wrong(l1: L1, broker, topic, tmp_path):
+async def test_an_unprivileged_verifier_proves_a_wrong_output_wrong(l1: L1, broker, topic, tmp_path,
+                                                                   forked_isoroll):
+    isoroll = forked_isoroll  # each command a process of its own (test_l1_cli.ForkServer)
     (ka, _), (kb, _) = l1.users[0], l1.users[1]
     a, b = l1.fund(ka, 1000 * UNIT), l1.fund(kb, 0)
     await asyncio.to_thread(l1.client.deposit, ka, 200 * UNIT)

@@ -10,8 +10,9 @@ evm_increaseTime / evm_mine only.
 Each command of the long walk-through is a process of its own forked from a
 process that imported the CLI once (tests/e2e/cli_forkserver.py: it runs
 isoroll/cli.py as ``__main__`` as ``python -m`` does), which spares ~1 s of
-Python start and imports per command; the other test starts the CLI with
-``python -m isoroll.cli`` itself.
+Python start and imports per command (test_dispute_anvil.py and
+test_devnet_censor.py take the same fixture); the unreachable-L1 test starts
+the CLI with ``python -m isoroll.cli`` itself.
 """
 from __future__ import annotations
 
@@ -55,10 +56,17 @@ async def isoroll(*args: str, timeout: float = 30) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def ok(*args: str) -> str:
-    code, out, err = await isoroll(*args)
-    assert code == 0, f"isoroll {' '.join(args)} exited {code}\nstdout:\n{out}\nstderr:\n{err}"
-    return out
+def ok_of(run):
+    """``ok(*args)``: run the command with ``run`` (isoroll or forked_isoroll), assert it
+    exited 0, return its stdout."""
+    async def ok(*args: str) -> str:
+        code, out, err = await run(*args)
+        assert code == 0, f"isoroll {' '.join(args)} exited {code}\nstdout:\n{out}\nstderr:\n{err}"
+        return out
+    return ok
+
+
+ok = ok_of(isoroll)
 
 
 class ForkServer:
@@ -132,12 +140,7 @@ async def test_cli_deposit_withdraw_status_claim_force_withdraw(l1: L1, broker, 
     shows the grace left; `isoroll verifier --once` finds the outputs right;
     a late deposit, freeze (refused inside the grace), status FROZEN, escape
     (paid exactly the final L2 balance; a second escape refused), refund."""
-    isoroll = forked_isoroll
-
-    async def ok(*args: str) -> str:
-        code, out, err = await isoroll(*args)
-        assert code == 0, f"isoroll {' '.join(args)} exited {code}\nstdout:\n{out}\nstderr:\n{err}"
-        return out
+    isoroll, ok = forked_isoroll, ok_of(forked_isoroll)
 
     key, _ = l1.users[0]
     address = l1.fund(key, 1000 * UNIT)
