@@ -79,7 +79,17 @@ set_files() {
   logfile="$dir/kafka.log"
 }
 
-is_running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+# A process that has exited but is not reaped yet (a zombie: its sockets and files are
+# closed) counts as gone; the node's JVM is reparented to init, which may reap it only
+# a couple of seconds later.
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local stat; stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+  stat="${stat##*) }"
+  [ "${stat%% *}" != Z ]
+}
+
+is_running() { [ -f "$pidfile" ] && alive "$(cat "$pidfile")"; }
 
 install() {
   if [ -f "$libs/.complete" ]; then return 0; fi
@@ -232,7 +242,7 @@ stop() {
   if ! is_running; then rm -f "$pidfile"; return 0; fi
   local pid; pid="$(cat "$pidfile")"
   kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.3; done
+  for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.3; done
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$pidfile"
   say "node $node_id stopped"
@@ -242,7 +252,7 @@ crash() {
   if ! is_running; then rm -f "$pidfile"; return 0; fi
   local pid; pid="$(cat "$pidfile")"
   kill -9 "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
   rm -f "$pidfile"
   say "node $node_id killed (pid $pid)"
 }
@@ -270,9 +280,12 @@ stop_nodes() {
   for id in "${pids[@]}"; do wait "$id" || true; done
 }
 
-each_node() {
-  local action=$1 id; shift
-  for id in "$@"; do use_cluster_node "$id"; "$action"; done
+# kill -9 the given nodes all at once: a killed JVM takes a second or two to be gone.
+kill_nodes() {
+  local id
+  for id in "$@"; do use_cluster_node "$id"; done  # exits on an unknown id
+  for id in "$@"; do (use_cluster_node "$id"; crash) & done
+  wait
 }
 
 status_cluster() {
@@ -308,7 +321,7 @@ case "$command" in
   status-cluster) status_cluster ;;
   wipe-cluster) stop_nodes $(all_nodes); rm -rf "$cluster_dir" ;;
   bootstrap-cluster) bootstrap_servers ;;
-  kill-node) need_ids "$@"; each_node crash "$@" ;;
+  kill-node) need_ids "$@"; kill_nodes "$@" ;;
   stop-node) need_ids "$@"; stop_nodes "$@" ;;
   start-node) need_ids "$@"; start_nodes "$@" ;;
   *) echo "usage: $0 install|start|stop|status|wipe" >&2
