@@ -34,7 +34,16 @@ logfile="$dir/anvil.log"
 
 say() { echo "anvil: $*" >&2; }
 
-is_running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+# An exited process not reaped yet (a zombie: its port is closed) counts as gone; anvil
+# is reparented to init, which may reap it only a couple of seconds later.
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local stat; stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+  stat="${stat##*) }"
+  [ "${stat%% *}" != Z ]
+}
+
+is_running() { [ -f "$pidfile" ] && alive "$(cat "$pidfile")"; }
 
 find_bin() {
   local b
@@ -108,7 +117,7 @@ stop() {
   if ! is_running; then rm -f "$pidfile"; return 0; fi
   local pid; pid="$(cat "$pidfile")"
   kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.2; done
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$pidfile"
   say "stopped"
