@@ -135,6 +135,13 @@ def account_books(draw, state: State, index: int):
         state.set_order_schedule(address, OrderSchedule(cancel_at, pending, day, cancels))
 
 
+def unsigned_stop(nonce: int, account: bytes) -> PlaceTrigger:
+    """A sell stop-loss's terms (a trigger leaf keeps its struct hash, not its signature)."""
+    price = PRICES[fv.BTC] - 1000 * 10**6
+    return PlaceTrigger(account, fv.BTC, False, price, price - 100 * 10**6, 10 * BTC.step_size, 10, STOP_LOSS, True,
+                        nonce, TS + 60_000, b"")
+
+
 def maker_order(address: bytes, nonce: int, market: int, seq: int, filled: int = 0, cancelled: bool = False) -> Order:
     p = params_of(market)
     record = PlaceOrder(address, market, nonce % 2 == 0, PRICES[market] + (nonce % 50 - 25) * p.tick_size,
@@ -171,24 +178,26 @@ def maker_books(draw, state: State, index: int):
             state.set_position(address, market, Position(order_epoch=epoch))
         elif shape == "flat":  # a flat position holding leftover margin
             state.set_position(address, market, Position(0, 0, draw(st.integers(1, 10**6)), 0, epoch))
-    pending = draw(st.integers(0, CAP))
+    pending = draw(st.sampled_from([0, 7, CAP - 1, CAP, CAP]) | st.integers(0, CAP))
     base = first + 1000
     for k in range(pending + draw(st.integers(0, 3))):
         status = TRIGGER_PENDING if k < pending else draw(st.sampled_from([TRIGGER_FIRED, TRIGGER_CANCELLED]))
-        state.set_trigger(address, base + 7 * k, make_trigger(sell_stop(base + 7 * k, account=address,
-                                                                        key=fv.KEYS[index]), status))
+        state.set_trigger(address, base + 7 * k, make_trigger(unsigned_stop(base + 7 * k, address), status))
     state.set_account(address, Account(10**12, tuple(range(first + 2000, first + 2000 + WINDOW))))
-    cancel_at = draw(st.sampled_from([TS - 1, TS, TS, 0, TS + 1]))
+    cancel_at = draw(st.sampled_from([TS - 1, TS, TS, TS, TS - DAY_MS, 0, TS + 1]))
     state.set_order_schedule(address, OrderSchedule(cancel_at, pending, draw(st.sampled_from([TODAY, 0])), 1))
 
 
 @st.composite
-def trigger_states(draw):
+def trigger_states(draw, maker: int | None = None):
+    """Up to 4 accounts, each a few orders and triggers or a market maker
+    (``maker``: that account one)."""
     listed = [draw(markets(m)) for m in (fv.BTC, fv.ETH) if draw(st.sampled_from([True] * 5 + [False]))]
     state = fv.make_perps_state({}, listed, {}, {}, order_count=draw(st.sampled_from(
         [0, 0, 1, 500, draw(st.integers(0, 10**6))])))
-    for index in draw(st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True)):
-        if draw(st.sampled_from([False] * 3 + [True])):
+    indexes = draw(st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True))
+    for index in sorted(set(indexes) | ({maker} if maker is not None else set())):
+        if index == maker or draw(st.sampled_from([False] * 3 + [True])):
             draw(maker_books(state, index))
         else:
             draw(account_books(state, index))
@@ -352,12 +361,56 @@ def check(onestep, state, ctx, item):
 @given(case=trigger_cases())
 def test_python_and_vyper_agree_on_trigger_kinds(onestep, case):
     state, ctx, item = case
+    shape = describe_cancel_all(state, item)
     out = check(onestep, state, ctx, item)
     try:
         name = type(decode_item(item)).__name__
     except PendingKind:
         name = "?"
     event(f"{name} {'pending' if out is None else 'applied' if out[1].ok else 'failed'}")
+    if shape and out is not None and out[1].ok:
+        event(f"cancel-all applied: {shape}")
+
+
+def describe_cancel_all(state: State, item: bytes) -> str:
+    """A ScheduledCancelAll's pre-state, for the statistics: the account's orders, the order count, its pending."""
+    try:
+        record = decode_item(item)
+    except PendingKind:
+        return ""
+    schedule = state.order_schedules.get(getattr(record, "account", b""))
+    if not isinstance(record, ScheduledCancelAll) or schedule is None:
+        return ""
+    orders = sum(1 for (a, _) in state.orders if a == record.account)
+    return (f"{'100+ orders, full window' if orders >= 100 else 'few orders'}, "
+            f"{'no' if state.globals.order_count == 0 else 'some'} order placed, "
+            f"{schedule.open_triggers // 10 * 10}+ pending triggers")
+
+
+@st.composite
+def maker_cancel_all_cases(draw):
+    """A market maker's ScheduledCancelAll (full window, 100+ orders across
+    the markets, positions present, epoch-only or absent, 0 to 20 pending
+    triggers and fired or cancelled ones, due, not due or none) among other
+    accounts, in an open block (or not)."""
+    maker = draw(st.integers(0, 3))
+    state = draw(trigger_states(maker))
+    if draw(st.sampled_from([False] * 9 + [True])):
+        state.set_order_schedule(fv.ADDRESSES[maker], OrderSchedule(0, state.order_schedules[
+            fv.ADDRESSES[maker]].open_triggers, 0, 0))  # none scheduled
+        state.commit(0)
+    ts = draw(st.sampled_from([TS, TS, TS + LEAD, TS - 1]))
+    ctx = fv.open_block_ctx(state, ts) if draw(st.sampled_from([True] * 19 + [False])) else TraceContext()
+    return state, ctx, encode_item(ScheduledCancelAll(fv.ADDRESSES[maker]))
+
+
+@settings(max_examples=get_examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=maker_cancel_all_cases())
+def test_python_and_vyper_agree_on_market_maker_cancel_alls(onestep, case):
+    state, ctx, item = case
+    shape = describe_cancel_all(state, item)
+    out = check(onestep, state, ctx, item)
+    event(f"{'pending' if out is None else 'applied' if out[1].ok else 'failed'}: {shape}")
 
 
 # --- the kinds, one by one, on states made by the rules --------------------------------
