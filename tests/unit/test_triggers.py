@@ -412,9 +412,13 @@ def run_dead_mans_switch(schema_version: int):
 
 
 def test_the_dead_mans_switch_cancels_orders_by_epoch_and_triggers_when_due():
-    """Rules v4: the orders are cancelled by alice's order epoch in every
-    listed market (its position keeps size, cost, margin and funding; the
-    market without a position gets an epoch-only leaf), their flags are left."""
+    """Pre: alice long in BTC, a bid in BTC and one in ETH (no position
+    there), a pending stop, a schedule; bob's bid.  Op (rules v4): the
+    switch comes due.  Post: her orders are dead by her order epoch in every
+    market (= the order count; the BTC position keeps size, cost, margin and
+    funding, ETH gets an epoch-only leaf), their flags left, the stop
+    cancelled, bob untouched, the book (and a rebuild) without them; an
+    order placed after the switch is live."""
     sim, bid, eth_bid, position_before = run_dead_mans_switch(4)
     count = sim.state.globals.order_count
     assert sim.position("alice") == msgspec.structs.replace(position_before, order_epoch=count)
@@ -431,7 +435,9 @@ def test_the_dead_mans_switch_cancels_orders_by_epoch_and_triggers_when_due():
 
 
 def test_a_v3_log_replays_the_dead_mans_switch_with_flags():
-    """Rules v3 (and v1, v2): every open order's flag is set, no epoch written."""
+    """Pre: as above, in a log of schema 3.  Op: the switch comes due.
+    Post: every open order's flag set (v1-v3's rule), no epoch written, no
+    ETH position made."""
     sim, bid, eth_bid, position_before = run_dead_mans_switch(3)
     assert sim.state.orders[(ADDR["alice"], bid.nonce)].cancelled
     assert sim.state.orders[(ADDR["alice"], eth_bid.nonce)].cancelled
@@ -439,7 +445,9 @@ def test_a_v3_log_replays_the_dead_mans_switch_with_flags():
 
 
 def test_the_v4_switch_with_no_order_placed_yet_writes_no_epoch():
-    """order_count 0: the epoch 0 cancels nothing and an absent position leaf stays empty."""
+    """Pre: alice's schedule, no order ever placed (order_count 0).  Op: the
+    switch comes due.  Post: it runs; the epoch 0 writes nothing (both
+    position leaves stay absent)."""
     sim = new_sim()
     sim.submit(schedule(sim, "alice", sim.now + 5_000))
     assert sim.state.globals.order_count == 0
