@@ -1,9 +1,10 @@
 # pragma version ~=0.4.1
 """
-@title isoroll one-step, the vault step of a Liquidate (book+vault, rules v3)
+@title isoroll one-step, the vault step of a Liquidate (book+vault, rules v4)
 @notice onestep_liquidate.vy hands this contract a Liquidate item (tag 18)
     that names no makers in a market whose liquidation policy is book+vault
-    (4). It re-executes rules.liquidation.process_liquidate_v3 there, against
+    (4). It re-executes rules.liquidation.process_liquidate_v3 under rules v4
+    (LIQUIDATION_V4) there, against
     the witness (prover/plan_vault_step.py), and returns the state root after
     the record and the receipt outcome:
     the refusals (no fresh mark, no position, a healthy one); the funding
@@ -18,7 +19,8 @@
     first, until one applies (apply_takeover: the close at the mark
     rounded against the account, the fee capped by its margin to the vault,
     its bad debt from the fund; take_vault_side: the vault's funding
-    settled, its opposite position closed first, margin at its leverage
+    settled (rules v4: funding owed past its margin moved into its cost,
+    margin 0), its opposite position closed first, margin at its leverage
     for the rest, refused past its free collateral, its per-market share
     of the equity or the initial margin); the whole takeover undone when
     the fund would end negative (process_vault_step). What the vault did
@@ -149,7 +151,9 @@ def take(s: Step, lots: int256, mark: int256, p: mk.MarketParams, equity: int256
     f: mk.Funding = mk.settle_funding(s.vault, s.market, p)
     out.market = lib.set_word(s.market, mk.MARKET_FUNDING_DUST, convert(f.dust, bytes32))
     out.insurance += f.sweep - bad_debt
-    vault: mk.Position = f.position
+    # rules v4 (LiquidationRules.absorb_vault_deficit): funding owed past
+    # the vault's margin moves into its cost, so its margin never ends negative
+    vault: mk.Position = mk.absorb_funding_deficit(f.position)
     free: int256 = s.free
     closing: int256 = 0
     if vault.size != 0 and (vault.size > 0) != long:

@@ -1,5 +1,5 @@
 """The differential test of a Liquidate's vault step (onestep_vault_step.vy,
-rules v3): a Liquidate naming no makers in a book+vault market hands the
+rules v4): a Liquidate naming no makers in a book+vault market hands the
 position's lots to the backstop vault (rules.liquidation.process_vault_step,
 rules.vault.process_vault_takeover), and what the vault does not take stops
 there (rules v3's process_ladder_step).
@@ -41,7 +41,8 @@ from sequencer.core.records import Liquidate
 from sequencer.core.rules import vault as vault_rules
 from sequencer.core.rules.base import RuleError
 from sequencer.core.rules.liquidation import (LIQUIDATION_V3, cancel_orders_v2, settle_liquidation_funding)
-from sequencer.core.rules.margin import compute_equity_scaled, compute_liquidation_size
+from sequencer.core.invariants import compute_conservation, compute_negative_balances
+from sequencer.core.rules.margin import ceil_div, compute_equity_scaled, compute_liquidation_size
 from sequencer.core.rules.vault import VAULT_ADDRESS, compute_vault_equity, get_total_shares
 from sequencer.core.state import Account, Auction, Position, State, VaultShare
 from sequencer.core.transition import apply_record
@@ -138,7 +139,8 @@ def liquidated_positions(draw, market, epoch: int):
 def vault_positions(draw, market, liquidated: Position | None):
     """The vault's position in a market: none, flat with margin, or a size on
     either side (the other side of the liquidated one most of the time),
-    its entry at a profit or a loss, its margin from thin to thick."""
+    its entry at a profit or a loss, its margin from thin to thick, owing
+    funding past its margin one time in five."""
     p = MARKETS[market.id]
     shape = draw(st.sampled_from(["none", "none", "flat", "size", "size", "size"]))
     if shape == "none":
@@ -153,7 +155,9 @@ def vault_positions(draw, market, liquidated: Position | None):
     entry = max(p.tick_size, mark + draw(st.integers(-mark // 10, mark // 10)) // p.tick_size * p.tick_size)
     notional = abs(lots) * mark // p.scale
     margin = draw(st.sampled_from([notional // 5, notional // 2, notional, draw(st.integers(0, notional + 1))]))
-    snapshot = market.funding_index + draw(st.sampled_from([0, 0, 10**6, -(10**6)]))
+    offset = draw(st.sampled_from([0, 0, 10**6, -(10**6), None]))
+    snapshot = market.funding_index + offset if offset is not None else \
+        snapshot_owing(market, lots, margin + 1 + notional // 1000)   # owing past its margin: v4 absorb it
     return Position(lots, lots * entry // p.scale, margin, snapshot)
 
 
@@ -225,9 +229,21 @@ def classify(pre: dict, r: Liquidate) -> str:
                 return "the fund undone"
             what = "all" if lots == qty else "part"
             bankrupt = ", bankrupt" if compute_equity_scaled(position, mark, state.markets[r.market], params) < 0 else ""
-            return f"taken ({what}, candidate {i + 1} of {len(candidates)}{bankrupt})"
+            deficit = ", the vault's deficit absorbed" if owes_past_margin(pre, r.market) else ""
+            return f"taken ({what}, candidate {i + 1} of {len(candidates)}{bankrupt}){deficit}"
         state.revert(snapshot)
     return "every candidate refused"
+
+
+def owes_past_margin(pre: dict, market_id: int) -> bool:
+    """The vault's position in the market owes funding past its margin (rules v4: into its cost)."""
+    state = State.from_tables(pre)
+    position = state.positions.get((VAULT_ADDRESS, market_id))
+    if position is None:
+        return False
+    market, params = state.markets[market_id], MARKETS[market_id]
+    owed = ceil_div(position.size * (market.funding_index - position.funding_snapshot), params.scale * 10**6)
+    return position.margin - owed < 0
 
 
 def check(onestep, state, r: Liquidate) -> str:
@@ -486,16 +502,90 @@ def test_a_dishonest_post_state_is_not_the_one_steps(onestep, lie_name):
     assert root != claimed and root == honest.state_root
 
 
-# --- a finding in the rule, pinned ----------------------------------------------------------
+# --- the vault's funding deficit (rules v4) ----------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=(OverflowError, TransactionFailed),
-                   reason="rules.vault.take_vault_side settles the vault's funding without absorb_funding_deficit: "
-                          "a vault position owing funding past its margin, at a profit that keeps its initial "
-                          "margin, takes lots and is written with a negative margin, which no position leaf holds "
-                          "(the Python commitment raises OverflowError; L1 reverts on the negative margin)")
+OWING = Position(5 * 10**6, 200 * 10**6, 10**6, -5 * 10**16)
+"""The vault long 0.05 BTC bought at 4,000 (a profit of 2,800 USDC at
+60,000), margin 1 USDC, owing 2,500 USDC of funding (index 0)."""
+
+
+def vault_view(state: State) -> tuple:
+    """(the vault's equity, S x its position's equity at the mark, its
+    position's margin - funding owed - cost, its free collateral)."""
+    params, market = MARKETS[VBTC], state.markets[VBTC]
+    position = state.positions[(VAULT_ADDRESS, VBTC)]
+    owed = ceil_div(position.size * (market.funding_index - position.funding_snapshot), params.scale * 10**6)
+    return (compute_vault_equity(state, RULES, fv.BLOCK_TIME),
+            compute_equity_scaled(position, market.mark_price, market, params),
+            position.margin - owed - position.cost, state.accounts[VAULT_ADDRESS].collateral)
+
+
 def test_the_vault_owing_funding_past_its_margin_takes_lots(onestep):
-    """The vault long 0.05 BTC bought at 4,000 (a profit of 2,800 USDC at
-    60,000), margin 1 USDC, owing 2,500 of funding; it takes A's 0.1 BTC long
-    at its leverage (1,200 USDC of margin): its margin ends at -1,299."""
-    state = fixed_state(vault={VBTC: Position(5 * 10**6, 200 * 10**6, 10**6, -5 * 10**16)})
-    assert check(onestep, state, Liquidate(A, VBTC, ())).startswith("proven: taken")
+    """Rules v4: the vault (OWING) takes A's 0.1 BTC long at the mark, 6,000
+    USDC, at its leverage (1,200 USDC of margin); the 2,499 USDC it owes past
+    its margin move into its cost first.  Python and L1 agree; no position
+    holds a negative margin; the vault's equity grows by the fee alone, its
+    position's equity by the margin posted, its bankruptcy line (margin -
+    funding owed - cost) by the margin posted less the notional bought, its
+    free collateral by the fee less that margin; conservation's discrepancy
+    is what it was (before v4 its margin ended at -1,299 and no state root
+    could be computed after the record)."""
+    state = fixed_state(vault={VBTC: OWING})
+    pre = State.from_tables(state.to_tables())
+    assert check(onestep, state, Liquidate(A, VBTC, ())) == "proven: taken (all, candidate 1 of 1), the vault's deficit absorbed"
+    post = State.from_tables(pre.to_tables())
+    assert apply_record(post, Liquidate(A, VBTC, ()), fv.BLOCK_TIME, RULES) is None
+    assert not compute_negative_balances(post)
+    vault = post.positions[(VAULT_ADDRESS, VBTC)]
+    required, notional = 1_200 * 10**6, 6_000 * 10**6
+    fee = min(ceil_div(notional * MARKETS[VBTC].liquidation_fee_ppm, 10**6), 70 * 10**6)
+    assert (vault.size, vault.margin, vault.cost) == (15 * 10**6, required, (200 + 2_499 + 6_000) * 10**6)
+    equity, held, line, free = vault_view(pre)
+    assert vault_view(post) == (equity + fee, held + required * MARKETS[VBTC].scale, line + required - notional,
+                                free - required + fee)
+    assert (compute_conservation(post, MARKETS).discrepancy == compute_conservation(pre, MARKETS).discrepancy)
+    assert post.positions[(A, VBTC)].margin >= 0
+
+
+@st.composite
+def owing_vaults(draw):
+    """A pre-state whose vault holds a position in the liquidated market at
+    a profit, owing funding past its margin (up to its whole profit and
+    beyond), on either side of A's long, with free collateral from none to
+    plenty; A's margin from bankrupt to just liquidatable."""
+    p = MARKETS[VBTC]
+    side = draw(st.sampled_from([1, -1]))
+    lots = side * draw(st.integers(1, 2000)) * p.step_size
+    mark = PRICES[VBTC]
+    entry = (mark - side * draw(st.integers(1, mark // 2))) // p.tick_size * p.tick_size
+    cost = lots * entry // p.scale
+    profit = lots * mark // p.scale - cost
+    margin = draw(st.integers(0, abs(cost) // 5))
+    owed = margin + draw(st.integers(1, profit + profit // 10 + 1))
+    snapshot = -(-owed * p.scale * 10**6 // abs(lots)) * -side
+    free = draw(st.sampled_from([0, 10**8, 10**10, draw(st.integers(0, 10**11))]))
+    a_margin = draw(st.integers(0, 70 * 10**6))
+    return fixed_state(vault={VBTC: Position(lots, cost, margin, snapshot)}, free=free, margin=a_margin)
+
+
+@settings(max_examples=get_examples(60), deadline=None, suppress_health_check=list(HealthCheck))
+@given(owing_vaults())
+def test_the_vault_owing_past_its_margin_agrees(onestep, state):
+    """The differential on vaults owing funding past their margin: Python
+    (rules v4) and L1 agree, and the state root after the record exists
+    (no position leaf with a negative margin)."""
+    pre = state.to_tables()
+    outcome = check(onestep, state, Liquidate(A, VBTC, ()))
+    event(outcome)
+    post = State.from_tables(pre)
+    apply_record(post, Liquidate(A, VBTC, ()), fv.BLOCK_TIME, RULES)
+    assert not compute_negative_balances(post)
+
+
+def test_before_v4_the_vaults_margin_went_negative():
+    """Logs written under rules v1-v3 replay as they were: the same record
+    under v3 leaves the vault's margin negative (no state root after it)."""
+    state = fixed_state(vault={VBTC: OWING})
+    v3 = msgspec.structs.replace(RULES, schema_version=3)
+    assert apply_record(state, Liquidate(A, VBTC, ()), fv.BLOCK_TIME, v3) is None
+    assert state.positions[(VAULT_ADDRESS, VBTC)].margin == (1 - 2_500 + 1_200) * 10**6

@@ -202,12 +202,18 @@ class LiquidationRules(msgspec.Struct, frozen=True):
     """v3: the ladder closes only against the opposite positions a Deleverage
     record names; a Liquidate or an AuctionEnd stops where v1 and v2 ranked
     every opposite position, and a forced close goes to the insurance fund."""
+    absorb_vault_deficit: bool = False
+    """v4: the vault's funding, settled when it takes lots over
+    (rules.vault.take_vault_side), moves any deficit past its margin into its
+    cost (``absorb_funding_deficit``); before, the vault's position could be
+    written with a negative margin, which no position leaf holds."""
 
 
 LIQUIDATION_V1 = LiquidationRules(MAX_LIQUIDATION_MAKERS, cancel_orders_v1, True, False)
 LIQUIDATION_V2 = LiquidationRules(MAX_LIQUIDATION_MAKERS_V2, cancel_orders_v2, False, True)
 LIQUIDATION_V3 = LiquidationRules(MAX_LIQUIDATION_MAKERS_V2, cancel_orders_v2, False, True, named_ladder=True)
-LIQUIDATION_RULES = {1: LIQUIDATION_V1, 2: LIQUIDATION_V2, 3: LIQUIDATION_V3, 4: LIQUIDATION_V3}  # v4 changed the cancel-all only
+LIQUIDATION_V4 = msgspec.structs.replace(LIQUIDATION_V3, absorb_vault_deficit=True)
+LIQUIDATION_RULES = {1: LIQUIDATION_V1, 2: LIQUIDATION_V2, 3: LIQUIDATION_V3, 4: LIQUIDATION_V4}
 
 
 def get_liquidation_rules(ctx: Context) -> LiquidationRules:

@@ -35,6 +35,7 @@ from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
 from sequencer.core.rules.base import (Context, RuleError, get_account_or_empty, get_market, get_market_params,
                                        process_user_preamble, require, require_amount, require_fresh_price,
                                        require_market_params)
+from sequencer.core.rules.liquidation import absorb_funding_deficit, get_liquidation_rules
 from sequencer.core.rules.margin import (ceil_div, compute_equity_scaled, compute_fee, compute_long_change,
                                          is_initial_margin_kept)
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL
@@ -232,8 +233,12 @@ def take_vault_side(state: State, ctx: Context, delta: int, notional: int, fee: 
     """The vault buys (``delta`` > 0) or sells ``|delta|`` lots for its signed
     ``notional``: it closes its opposite position first (PnL and the closed
     margin to its free collateral), posts margin at its leverage for the
-    rest, and takes the fee.  False past a bound."""
+    rest, and takes the fee.  False past a bound.  Rules v4: funding the
+    vault owes past its margin moves into its cost first (its equity and
+    bankruptcy price unchanged), so its margin never ends negative."""
     vault = settle_funding(state, VAULT_ADDRESS, params.id, get_position(state, VAULT_ADDRESS, params.id), params)
+    if get_liquidation_rules(ctx).absorb_vault_deficit:
+        vault = absorb_funding_deficit(vault)
     old_size, free = vault.size, get_account_or_empty(state, VAULT_ADDRESS).collateral
     closing = min(abs(delta), abs(old_size)) if old_size and (old_size > 0) != (delta > 0) else 0
     opening = abs(delta) - closing
