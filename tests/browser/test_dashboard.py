@@ -159,7 +159,10 @@ async def test_trade_positions_withdraw_countdown_claim(l1, broker, topic, tmp_p
         await countdown.wait_for(timeout=15_000)
         assert "in challenge period" in await state.text_content()
         first = await countdown.text_content()
-        await asyncio.sleep(2.2)
+        # the countdown ticks (the page re-renders it every second): its next text
+        await page.wait_for_function(
+            "first => document.querySelector(\"#withdrawals tr[data-index='0'] .countdown\")?.textContent !== first",
+            arg=first, timeout=5_000)
         second = await countdown.text_content()
         assert first != second and second.endswith("left"), (first, second)
         await screenshot(page, "withdraw")
