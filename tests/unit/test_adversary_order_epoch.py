@@ -194,38 +194,37 @@ def modify_record(venue: Venue, name: str, order_nonce: int, price: int, size: i
                                   venue.now + 3_600_000, b""), name)
 
 
-def test_modify_of_a_dead_order_places_a_live_replacement_with_its_own_reserve():
-    """Op: alice modifies her dead bid.  Post: accepted (the rule reads the
-    flag only): the old order flagged, the replacement a NEW order (seq above
-    the epoch: live, in the book) reserving only its own margin; the old
-    order's reserve is not revived.  Acceptable: a ModifyOrder is the owner's
-    signed new order, as a PlaceOrder after the liquidation would be (v1
-    refused it, order_not_open)."""
+def test_modify_of_a_dead_order_is_refused_and_changes_nothing():
+    """Pre: alice's bid dead by her order epoch (her liquidation), its flag
+    clear.  Op: she modifies it.  Post (rules v4): refused, order_not_open
+    naming the order epoch; the state, the book and the reserves as before;
+    a sell at her old price finds nothing of hers.  (v1-v3 accepted it: the
+    rule read the flag only, and the replacement was a live new order.)"""
     venue, facts = liquidated_alice()
     alice = facts["alice"]
-    record = modify_record(venue, "alice", 3, usd(49_000), SMALL)
-    venue.submit(record)
-    new = venue.state.orders[(alice, record.nonce)]
-    assert venue.state.orders[(alice, 3)].cancelled
-    assert new.seq == venue.state.globals.order_count > facts["epoch"] and is_order_open(venue.state, alice,
-                                                                                          record.nonce)
-    assert [key for key in venue.exchange.orders if key[0] == alice] == [(alice, record.nonce)]
-    assert venue.exchange.reserved[alice] == venue.exchange.orders[(alice, record.nonce)].reserve
+    before, book, reserved = venue.state.to_tables(), venue.exchange.dump(), dict(venue.exchange.reserved)
+    with pytest.raises(Exception) as refused:
+        venue.submit(modify_record(venue, "alice", 3, usd(49_000), SMALL))
+    assert getattr(refused.value, "code", None) == "order_not_open"
+    assert "order epoch" in str(refused.value)
+    assert venue.state.to_tables() == before
+    assert venue.exchange.dump() == book and venue.exchange.reserved == reserved
+    assert not any(key[0] == alice for key in venue.exchange.orders)
     sell = venue.place("carol", False, usd(49_000), SMALL, leverage=1, tif=IMMEDIATE_OR_CANCEL)
-    assert [t.maker_nonce for t in sell if isinstance(t, Trade)] == [record.nonce]
-    assert venue.size("alice") == SMALL
+    assert not any(isinstance(t, Trade) and t.maker == alice for t in sell)
     check(venue)
 
 
-def test_a_refused_modify_of_a_dead_order_does_not_put_it_back_in_the_book():
+def test_a_modify_of_a_dead_order_is_refused_by_the_epoch_before_its_terms():
     """Op: alice modifies her dead bid to a size she cannot cover.  Post:
-    refused, the dead order stays out of the book, no reserve for it."""
+    refused for the epoch (order_not_open), not for the collateral; the dead
+    order stays out of the book, no reserve for it."""
     venue, facts = liquidated_alice()
     alice = facts["alice"]
     before = venue.state.to_tables()
     with pytest.raises(Exception) as refused:
         venue.submit(modify_record(venue, "alice", 3, usd(50_000), 100 * ONE_BTC))
-    assert getattr(refused.value, "code", None) == "insufficient_collateral"
+    assert getattr(refused.value, "code", None) == "order_not_open"
     assert venue.state.to_tables() == before
     assert not any(key[0] == alice for key in venue.exchange.orders) and alice not in venue.exchange.reserved
     check(venue)

@@ -18,7 +18,8 @@ from sequencer.core.markets import MarketParams
 from sequencer.core.records import CancelOrder, ModifyOrder, PlaceOrder
 from sequencer.core.rules.base import (Context, RuleError, hex_address, process_user_preamble, require,
                                        require_market_params)
-from sequencer.core.state import TRIGGER_CANCELLED, TRIGGER_FIRED, TRIGGER_PENDING, Order, OrderSchedule, State, Trigger
+from sequencer.core.state import (TRIGGER_CANCELLED, TRIGGER_FIRED, TRIGGER_PENDING, Order, OrderSchedule, State, Trigger,
+                                  get_order_epoch)
 
 replace = msgspec.structs.replace
 
@@ -121,11 +122,15 @@ def as_replacement(r: ModifyOrder, old: Order) -> PlaceOrder:
                       old.reduce_only, r.nonce, r.expiry, b"")
 
 
-def require_resting_order(state: State, address: bytes, nonce: int, timestamp_ms: int) -> Order:
+def require_resting_order(state: State, address: bytes, nonce: int, timestamp_ms: int, by_epoch: bool = False) -> Order:
+    """The order to modify: registered, open (by its flag; and, ``by_epoch``,
+    rules v4, above its owner's order epoch), not IOC, not expired."""
     order = state.orders.get((address, nonce))
     require(order is not None, "unknown_order", f"no order with nonce {nonce} for {hex_address(address)}")
     require(not order.cancelled and order.filled < order.size, "order_not_open",
             f"order {nonce} is already {'cancelled' if order.cancelled else 'filled'}")
+    if by_epoch:
+        require_above_order_epoch(state, address, nonce, order)
     require(order.time_in_force != IMMEDIATE_OR_CANCEL and order.expiry >= timestamp_ms, "order_not_resting",
             f"order {nonce} is {'immediate-or-cancel' if order.expiry >= timestamp_ms else 'expired'}: "
             "only a resting order can be modified")
@@ -133,8 +138,36 @@ def require_resting_order(state: State, address: bytes, nonce: int, timestamp_ms
 
 
 def process_modify_order(state: State, r: ModifyOrder, timestamp_ms: int, ctx: Context) -> None:
+    """Rules v1-v3: the old order's own flag says whether it is open (an order
+    dead by its owner's order epoch is modified like an open one)."""
     require(len(r.account) == 20, "invalid_address", "account must be a 20-byte address")
     old = require_resting_order(state, r.account, r.order_nonce, timestamp_ms)
+    apply_modify(state, r, old, timestamp_ms, ctx)
+
+
+def require_above_order_epoch(state: State, address: bytes, nonce: int, order: Order) -> None:
+    """An order at or below its owner's order epoch in its market was cancelled
+    by a liquidation, a forced close or the dead-man's switch (one write, its
+    flag left clear): it is not open."""
+    epoch = get_order_epoch(state, address, order.market)
+    require(order.seq > epoch, "order_not_open",
+            f"order {nonce} was cancelled by its owner's order epoch {epoch} in market {order.market} "
+            f"(a liquidation, a forced close or the dead-man's switch; the order's seq is {order.seq})")
+
+
+def process_modify_order_v4(state: State, r: ModifyOrder, timestamp_ms: int, ctx: Context) -> None:
+    """Rules v4: an order dead by its owner's order epoch is not open either.
+    Since v4 the dead-man's switch cancels by the epoch instead of flagging
+    each order; without this check a ModifyOrder signed before the switch
+    fired (or before a liquidation), relayed after it, would revive the stale
+    quote as a live replacement."""
+    require(len(r.account) == 20, "invalid_address", "account must be a 20-byte address")
+    old = require_resting_order(state, r.account, r.order_nonce, timestamp_ms, by_epoch=True)
+    apply_modify(state, r, old, timestamp_ms, ctx)
+
+
+def apply_modify(state: State, r: ModifyOrder, old: Order, timestamp_ms: int, ctx: Context) -> None:
+    """Cancel the resting ``old`` and place the replacement, both or neither."""
     replacement = as_replacement(r, old)
     check_order_terms(replacement, require_market_params(ctx, old.market), ctx)
     account = process_user_preamble(state, r, timestamp_ms, ctx)

@@ -94,6 +94,7 @@ RULES_V3: RuleTable = MappingProxyType({
 })
 
 from sequencer.core.rules.triggers import process_scheduled_cancel_all_v4
+from sequencer.core.rules.orders import process_modify_order_v4
 
 RULES_V4: RuleTable = MappingProxyType({
     **RULES_V3,
@@ -102,6 +103,10 @@ RULES_V4: RuleTable = MappingProxyType({
     # its witness no longer grows with the orders, so L1 re-executes it for
     # every account (docs/fraud-proofs.md).
     ScheduledCancelAll: process_scheduled_cancel_all_v4,
+    # A ModifyOrder of an order its owner's epoch cancelled is refused
+    # (order_not_open), as v1-v3 refused one the switch had flagged: a
+    # relayed modify signed before the switch fired cannot revive the quote.
+    ModifyOrder: process_modify_order_v4,
 })
 
 RULE_TABLES: Mapping[int, RuleTable] = MappingProxyType({1: RULES_V1, 2: RULES_V2, 3: RULES_V3, 4: RULES_V4})
