@@ -25,6 +25,7 @@ exports: (lib.DOMAIN_SEPARATOR, lib.MAX_AMOUNT, lib.MAX_EXPIRY_AHEAD_MS, lib.NON
 ITEM_BLOCK_START: constant(uint256) = 1
 ITEM_RECORD: constant(uint256) = 2
 ITEM_BLOCK_END: constant(uint256) = 3
+MAX_BLOCK_TIME_MS: constant(uint256) = 253_402_300_799_999  # sequencer.core.presets.MAX_BLOCK_TIME_MS (rules v4)
 TAG_TRANSFER: constant(uint256) = 1
 TAG_WITHDRAW: constant(uint256) = 2
 TAG_DEPOSIT: constant(uint256) = 48
@@ -204,7 +205,7 @@ def _apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings:
         number: uint256 = lib.word(item, 1, 8)
         parent: bytes32 = extract32(item, 9)
         ts: uint256 = lib.word(item, 41, 8)
-        ok: bool = number == g.block_number + 1 and parent == g.block_hash and ts >= g.timestamp_ms
+        ok: bool = number == g.block_number + 1 and parent == g.block_hash and ts >= g.timestamp_ms and ts <= MAX_BLOCK_TIME_MS
         out.block_open = convert(ok, uint256)
         out.block_number = number
         out.timestamp_ms = ts

@@ -18,6 +18,16 @@ MAX_INT64 = 2**63 - 1
 """Largest integer the log, the state snapshots and the bridge carry (msgpack
 int64): the bound of amounts, prices, sizes, costs and the funding index."""
 
+MAX_BLOCK_TIME_MS = 253_402_300_799_999
+"""The last millisecond of the year 9999 (UTC).  Rules v4 refuse a block dated
+after it (``time_past_bound``, sequencer.core.transition.check_block_header;
+onestep.vy checks the same at a block start).  Every time the state derives
+from the block's then fits the 8 bytes the log and the one-step give it, the
+vault's unwind nonce ``(time // vault_unwind_interval_ms) << 32 | market``
+included (``Preset.__post_init__`` keeps the interval long enough).  Without
+it a sequencer could date a block past the year 10,000 and write a record
+that L1 cannot re-execute."""
+
 MAX_BLOCK_BYTES = 96_000
 """Largest Kafka message (encoded block) a block may be.  The checkpointer posts
 whole blocks as batch data zlib(msgpack([block bytes, ...])) and the bridge's
@@ -88,6 +98,13 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     """A VaultUnwind sends this share of the vault's position (rounded up to a step) into the book."""
     vault_unwind_slippage_ppm: int = 10_000
     """An unwind's limit is this far from the mark (a sell below it, a buy above it)."""
+
+    def __post_init__(self) -> None:
+        intervals = MAX_BLOCK_TIME_MS // self.vault_unwind_interval_ms if self.vault_unwind_interval_ms > 0 else 2**32
+        if intervals >= 2**32:
+            raise ValueError(f"vault_unwind_interval_ms {self.vault_unwind_interval_ms} is too short: the unwind "
+                             "nonce (time // interval) << 32 | market must fit 8 bytes up to MAX_BLOCK_TIME_MS "
+                             f"(at least {MAX_BLOCK_TIME_MS // 2**32 + 1} ms)")
 
 
 MAINNET = Preset(

@@ -20,6 +20,7 @@ import msgspec
 
 from sequencer.core.encoding import (compute_block_hash, compute_message_hash,
                                      compute_record_hash, decode_block, decode_record)
+from sequencer.core.presets import MAX_BLOCK_TIME_MS
 from sequencer.core.records import Block, Receipt, Record
 from sequencer.core.rules.base import Context, RuleError, get_account_or_empty
 from sequencer.core.rules.table import RULE_TABLES, get_rules
@@ -88,6 +89,9 @@ def check_block_header(state: State, block: Block, ctx: Context, size: int = 0) 
                                          f"is not the head 0x{g.block_hash.hex()}")
     if block.timestamp_ms < g.timestamp_ms:
         return RuleError("time_went_back", f"timestamp {block.timestamp_ms} before the head's {g.timestamp_ms}")
+    if block.timestamp_ms > MAX_BLOCK_TIME_MS and ctx.schema_version >= 4:
+        return RuleError("time_past_bound", f"timestamp {block.timestamp_ms} ms is after the year 9999 "
+                                            f"(MAX_BLOCK_TIME_MS {MAX_BLOCK_TIME_MS})")
     if len(block.records) > ctx.preset.max_block_records:
         return RuleError("block_too_large", f"{len(block.records)} records, limit {ctx.preset.max_block_records}")
     if size > ctx.preset.max_block_bytes:

@@ -15,7 +15,7 @@ from onestep_support import get_examples
 from prover import fraud_vectors as fv
 from prover.records import PENDING_TAGS, BlockEnd, BlockStart, Noop, encode_item
 from prover.trace import TraceContext, TraceRunner
-from sequencer.core.presets import DEVNET
+from sequencer.core.presets import DEVNET, MAX_BLOCK_TIME_MS
 from sequencer.core.records import Deposit, ForcedWithdrawal, Transfer, Withdraw
 from sequencer.core.state import Account
 
@@ -135,7 +135,8 @@ def cases(draw):
     elif kind == "start":
         number = draw(st.sampled_from([head.block_number + 1] * 3 + [head.block_number, head.block_number + 2]))
         parent = draw(st.sampled_from([head.block_hash] * 3 + [bytes(32)]))
-        ts = draw(st.sampled_from([head.timestamp_ms, fv.BLOCK_TIME, fv.BLOCK_TIME, head.timestamp_ms - 1]))
+        ts = draw(st.sampled_from([head.timestamp_ms, fv.BLOCK_TIME, fv.BLOCK_TIME, head.timestamp_ms - 1,
+                                     MAX_BLOCK_TIME_MS, MAX_BLOCK_TIME_MS + 1]))
         item, ctx = encode_item(BlockStart(number, parent, ts)), TraceContext()
     elif kind == "end":
         item = encode_item(BlockEnd(draw(st.binary(min_size=32, max_size=32))))
@@ -159,4 +160,22 @@ def test_python_and_vyper_agree(onestep, case):
         pre_root, ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings],
         list(result.witness.nonces)).call()
     assert (root, ok) == (runner.state_root, result.ok)
+    assert onestep.functions.ctx_hash(post_ctx).call() == runner.ctx.hash()
+
+
+@pytest.mark.parametrize("ts, opens", [(MAX_BLOCK_TIME_MS, True), (MAX_BLOCK_TIME_MS + 1, False), (2**64 - 1, False)])
+def test_a_block_dated_after_the_year_9999_does_not_open(onestep, ts, opens):
+    """Rules v4: a sequencer that dates a block past the bound (to reach a
+    vault unwind nonce past 8 bytes, or any time L1 cannot carry) gets a
+    block that opens nothing, on both sides; the last millisecond of 9999 opens."""
+    state = fv.make_state({})
+    head = state.globals
+    runner = TraceRunner(state, fv.RULES, ctx=TraceContext())
+    item = encode_item(BlockStart(head.block_number + 1, head.block_hash, ts))
+    result = runner.step(item)
+    root, post_ctx, ok = onestep.functions.apply(
+        runner.state_root, TraceContext().as_arg(), item, [o.as_arg() for o in result.witness.openings],
+        list(result.witness.nonces)).call()
+    assert ok == result.ok == opens
+    assert runner.ctx.block_open == int(opens)
     assert onestep.functions.ctx_hash(post_ctx).call() == runner.ctx.hash()

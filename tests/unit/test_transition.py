@@ -12,12 +12,12 @@ from sequencer.core import eip712, records as R, signing
 from sequencer.core.encoding import (GENESIS_PARENT_HASH, compute_block_hash, compute_record_hash,
                                      encode_block, encode_record, make_block)
 from sequencer.core.hashing import keccak
-from sequencer.core.presets import DEVNET
+from sequencer.core.presets import DEVNET, MAX_BLOCK_TIME_MS
 from sequencer.core.inbox import compute_inbox_hash
 from sequencer.core.records import Block, Deposit, ForcedWithdrawal, Transfer, Withdraw
 from sequencer.core.signing import SECP256K1_N
 from sequencer.core.state import Account, State, Withdrawal
-from sequencer.core.transition import (Context, RuleError, apply_block_bytes, apply_record,
+from sequencer.core.transition import (Context, RuleError, apply_block_bytes, apply_record, check_block_header,
                                        compute_genesis_state, process_block_end)
 
 BRIDGE = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
@@ -334,7 +334,7 @@ def test_block_end_sets_the_head():
 @pytest.mark.parametrize("kind,code", [
     ("number_ahead", "block_out_of_order"), ("number_repeated", "block_out_of_order"),
     ("wrong_parent", "wrong_parent"), ("time_went_back", "time_went_back"),
-    ("too_many_records", "block_too_large"),
+    ("too_many_records", "block_too_large"), ("time_past_bound", "time_past_bound"),
 ])
 def test_block_header_checks(kind, code):
     state = genesis(alice=100)
@@ -347,6 +347,7 @@ def test_block_header_checks(kind, code):
         "wrong_parent": lambda: _block(state, records, parent=b"\x07" * 32),
         "time_went_back": lambda: _block(state, records, ts=T0 - 1),
         "too_many_records": lambda: _block(state, records * 3),
+        "time_past_bound": lambda: _block(state, records, ts=MAX_BLOCK_TIME_MS + 1),
     }[kind]()
     if kind == "too_many_records":
         ctx = msgspec.structs.replace(CTX, preset=msgspec.structs.replace(DEVNET, max_block_records=2))
@@ -359,6 +360,27 @@ def test_block_header_checks(kind, code):
     assert state.to_tables() == before
     # and the chain goes on with the right block
     assert apply_block_bytes(state, _block(state, records), CTX).receipts[0].ok
+
+
+def test_the_block_time_bound_is_rules_v4s():
+    """A block dated the last millisecond of 9999 opens under v4; one after
+    it opens only in a log written under v1-v3 (which replays unchanged)."""
+    for schema, ts, opens in ((4, MAX_BLOCK_TIME_MS, True), (4, MAX_BLOCK_TIME_MS + 1, False),
+                              (3, MAX_BLOCK_TIME_MS + 1, True)):
+        state = genesis(alice=100)
+        ctx = msgspec.structs.replace(CTX, schema_version=schema)
+        error = check_block_header(state, Block(1, GENESIS_PARENT_HASH, ts, ()), ctx)
+        assert (error is None) == opens, (schema, ts, error)
+
+
+def test_a_preset_whose_unwind_nonce_could_pass_8_bytes_is_refused():
+    """The vault's unwind nonce (time // interval) << 32 | market must fit 8
+    bytes up to the block-time bound; a shorter interval is a configuration error."""
+    shortest = MAX_BLOCK_TIME_MS // 2**32 + 1
+    assert msgspec.structs.replace(DEVNET, vault_unwind_interval_ms=shortest).vault_unwind_interval_ms == shortest
+    with pytest.raises(ValueError, match="vault_unwind_interval_ms 58999 is too short"):
+        msgspec.structs.replace(DEVNET, vault_unwind_interval_ms=shortest - 1)
+    assert ((MAX_BLOCK_TIME_MS // DEVNET.vault_unwind_interval_ms) << 32 | 2**32 - 1) < 2**64
 
 
 @pytest.mark.parametrize("message", [b"", b"\xc1", b"garbage", b"\x94\x01", msgspec.msgpack.encode([1, 2, 3, 4]),
