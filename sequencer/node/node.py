@@ -97,6 +97,8 @@ class Node:
         """Committed log messages not applied yet (a follower's or standby's lag)."""
         self.log_reachable = True
         """The last broker liveness check passed (``probe_loop``); ``ready`` needs it."""
+        self._log_back = asyncio.Event()
+        """Set when the liveness check passes again after failing (``_retry`` stops waiting)."""
         self.log_probe_error = ""
         workers = config.tx_check_workers if config.tx_check_workers >= 0 else get_auto_workers()
         self.checkers = TxCheckers(workers if config.mode == "sequencer" else 0, self.domain,
@@ -287,11 +289,16 @@ class Node:
                     log.warning("Kafka liveness check failed, not ready: %s", error)
                 else:
                     log.info("Kafka liveness check passes again")
+                    self._log_back.set()
                 METRICS.gauge("isoroll_ready").set(1 if self.ready else 0)
             await asyncio.sleep(self.PROBE_INTERVAL_S)
 
     async def _retry(self, what: str, action, delay: float = 0.5, max_delay: float = 5.0) -> None:
+        """``action()`` until it passes, ``delay`` s apart (doubling up to ``max_delay``), or
+        sooner: as soon as the liveness check sees the brokers back (then from ``delay`` again)."""
+        first_delay = delay
         while True:
+            self._log_back.clear()
             try:
                 return await action()
             except LogUnavailable as exc:
@@ -302,8 +309,11 @@ class Node:
                     raise
                 self.set_status(f"waiting for Kafka: cannot {what}")
                 log.warning("cannot %s (%r); retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(max_delay, delay * 2)
+            try:
+                await asyncio.wait_for(self._log_back.wait(), delay)
+                delay = first_delay  # the brokers are back: retry now, and soon again if that was early
+            except TimeoutError:
+                delay = min(max_delay, delay * 2)
 
     # --- state from snapshot + log ---------------------------------------------------
     INDEX_FILE = "index.bin"
