@@ -253,14 +253,22 @@ records 13 markets."""
 
 def check_market_count(bridge_markets: int, l2_preset: str) -> None:
     """Refuse a deployment whose bridge or L2 market table lists more markets
-    than the bridge holds (before anything is deployed)."""
+    than the bridge holds, or whose preset lets an account keep more pending
+    triggers than a dead-man's switch can open with them (before anything is
+    deployed)."""
     from sequencer.core.markets import get_market_table
     from sequencer.core.presets import get_preset as get_l2_preset
-    l2_markets = len(get_market_table(get_l2_preset(l2_preset).markets))
+    from prover.plan_triggers import MAX_OPENINGS
+    l2 = get_l2_preset(l2_preset)
+    l2_markets = len(get_market_table(l2.markets))
     for what, count in (("the bridge's market list", bridge_markets), (f"the {l2_preset} market table", l2_markets)):
         if count > BRIDGE_MAX_MARKETS:
             raise ValueError(f"{what} has {count} markets; a deployment lists at most {BRIDGE_MAX_MARKETS} "
                              "(bridge.vy MAX_MARKETS: the escape hatch proves one position per market)")
+    if 3 + BRIDGE_MAX_MARKETS + l2.max_open_triggers > MAX_OPENINGS:
+        raise ValueError(f"the {l2_preset} preset allows {l2.max_open_triggers} pending triggers per account; with "
+                         f"{BRIDGE_MAX_MARKETS} markets a dead-man's switch would pass the one-step's {MAX_OPENINGS} "
+                         f"openings (at most {MAX_OPENINGS - 3 - BRIDGE_MAX_MARKETS})")
 
 
 def deploy_onestep(w3: Any, rules: Any, *, deployer: str | None = None,

@@ -458,6 +458,11 @@ def test_a_deployment_lists_at_most_the_markets_the_bridge_holds(env: Env, monke
     monkeypatch.setitem(l2_markets.MARKET_TABLES, "devnet", wide_table)
     with pytest.raises(ValueError, match="the devnet market table has 9 markets"):
         deploy_module.deploy(env.w3, "devnet", markets=too_many[:2])
+    monkeypatch.setitem(l2_markets.MARKET_TABLES, "devnet", l2_markets.DEVNET_MARKETS)
+    from sequencer.core import presets
+    monkeypatch.setitem(presets.PRESETS, "devnet", msgspec.structs.replace(presets.DEVNET, max_open_triggers=22))
+    with pytest.raises(ValueError, match="allows 22 pending triggers per account"):
+        deploy_module.deploy(env.w3, "devnet", markets=too_many[:2])
     assert env.w3.eth.get_transaction_count(env.accounts[0]) == nonce  # nothing was sent
 
 
