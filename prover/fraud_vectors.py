@@ -776,9 +776,9 @@ def auction_cases() -> list[dict]:
               (a, 25): make_order(msgspec.structs.replace(resting, time_in_force=2, is_buy=False, nonce=25)),
               (b, 20): make_order(resting)}
 
-    def book() -> State:
+    def book(positions: dict | None = None) -> State:
         state = make_perps_state({a: Account(5 * 10**8, (3, 8, 9)), b: Account(10**6, ())},
-                                 [make_market(BTC, BTC_PRICE)], {}, orders)
+                                 [make_market(BTC, BTC_PRICE)], positions or {}, orders)
         state.set_trigger(a, 40, Trigger(bytes(32), BTC, True, BTC_PRICE, BTC_PRICE, lot, 10, 2, False, 0))
         state.commit(0)
         return state
@@ -801,7 +801,17 @@ def auction_cases() -> list[dict]:
         ("modify order, the nonce of a trigger", modify(nonce=40)),
         ("modify order, signed by another key", modify(key=kb)),
     ]
-    return out + [make_case(name, book(), encode_item(record)) for name, record in mods]
+    # rules v4: a's order 20 (seq 1) and her BTC order epoch (a liquidation or the dead-man's switch)
+    held = Position(10 * lot, 10 * lot * BTC_PRICE // 10**8, 10**7, 0)
+    epochs = [
+        ("modify order, dead by its owner's order epoch (at its seq)", {(a, BTC): Position(order_epoch=1)}),
+        ("modify order, dead by its owner's order epoch (above its seq)", {(a, BTC): Position(order_epoch=7)}),
+        ("modify order, dead by the epoch of a held position", {(a, BTC): msgspec.structs.replace(held, order_epoch=1)}),
+        ("modify order, its owner's order epoch below its seq", {(a, BTC): msgspec.structs.replace(held, order_epoch=0)}),
+        ("modify order, another market's epoch", {(a, ETH): Position(order_epoch=7)}),
+    ]
+    return (out + [make_case(name, book(), encode_item(record)) for name, record in mods]
+            + [make_case(name, book(positions), encode_item(modify())) for name, positions in epochs])
 
 
 # --- the backstop vault kinds ----------------------------------------------------------

@@ -46,9 +46,16 @@ def plan_auction_bid(runner, item: AuctionBid):
 
 
 def plan_modify_order(runner, item: ModifyOrder):
+    """Reads the old order, the new nonce's order and trigger slots, the
+    account and, when the old order is registered, its owner's position in
+    its market (rules v4: the order epoch there says whether it is open);
+    if it applies, the four writes."""
     account = get_account_key(item.account)
     old, new = get_order_key(item.account, item.order_nonce), get_order_key(item.account, item.nonce)
     reads = [(old, False), (new, False), (get_trigger_key(item.account, item.nonce), False), (account, False)]
+    order = runner.state.orders.get((item.account, item.order_nonce))
+    if order is not None:
+        reads.append((get_position_key(item.account, order.market), False))
     return (lambda ok, writes: reads + (
         [(account, True), (old, True), (GLOBAL_KEY, True), (new, True)] if ok else [])), \
         get_kept_nonces(runner, item.account)

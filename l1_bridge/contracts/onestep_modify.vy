@@ -11,7 +11,11 @@
     order_nonce (8) price (8) size (8) nonce (8) expiry (8) signature (65).
     Witness (prover/plan_auction.py): read against the pre-state root the
     old order, the new order's slot (must be absent), the trigger slot of
-    the new nonce (must be absent) and the account; if it applies: the
+    the new nonce (must be absent), the account and, when the old order is
+    registered, its owner's position in its market (rules v4: an order at or
+    below the position's order epoch, absent = 0, was cancelled by a
+    liquidation, a forced close or the dead-man's switch and is not open:
+    process_modify_order_v4); if it applies: the
     account, the old order (cancelled), globals (order_count + 1) and the
     new order (created), each opened against the root of the writes before it.
 """
@@ -46,6 +50,8 @@ ORDER_LEVERAGE: constant(uint256) = 7
 ORDER_TIME_IN_FORCE: constant(uint256) = 8
 ORDER_REDUCE_ONLY: constant(uint256) = 9
 ORDER_EXPIRY: constant(uint256) = 10
+ORDER_SEQ: constant(uint256) = 11
+POSITION_ORDER_EPOCH: constant(uint256) = 4   # the position leaf's fifth word (0 in a four-word leaf)
 
 
 struct Modify:
@@ -74,10 +80,13 @@ def read_modify(item: Bytes[MAX_ITEM]) -> Modify:
 
 @internal
 @pure
-def resting(order: Bytes[MAX_LEAF], timestamp_ms: uint256) -> bool:
-    """rules.orders.require_resting_order on the leaf: open (not cancelled,
-    not filled), not immediate-or-cancel, not expired."""
+def resting(order: Bytes[MAX_LEAF], order_epoch: uint256, timestamp_ms: uint256) -> bool:
+    """rules.orders.require_resting_order on the leaf: open (not cancelled by
+    its flag nor by its owner's order epoch, not filled), not
+    immediate-or-cancel, not expired."""
     if lib.leaf_word(order, ORDER_CANCELLED) != 0:
+        return False
+    if lib.leaf_word(order, ORDER_SEQ) <= order_epoch:
         return False
     if lib.leaf_word(order, ORDER_FILLED) >= lib.leaf_word(order, ORDER_SIZE):
         return False
@@ -145,7 +154,12 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
     if not openings[0].present:
         return state_root, False
     old: Bytes[MAX_LEAF] = openings[0].value
-    if not self.resting(old, ctx.timestamp_ms) or not self.terms_ok(m, old):
+    assert n > READS, "witness: missing opening"
+    lib.verify_leaf(c, mk.position_key(m.account, lib.leaf_word(old, ORDER_MARKET)), openings[READS])
+    order_epoch: uint256 = 0  # an absent position leaf: epoch 0 (its opening's value is not read)
+    if openings[READS].present:
+        order_epoch = lib.leaf_word(openings[READS].value, POSITION_ORDER_EPOCH)
+    if not self.resting(old, order_epoch, ctx.timestamp_ms) or not self.terms_ok(m, old):
         return state_root, False
     acct: lib.AccountLeaf = lib.read_account(openings[3])
     params_hash: bytes32 = keccak256(abi_encode(MODIFY_ORDER_TYPEHASH, m.account, m.order_nonce, m.price, m.size,
@@ -154,7 +168,7 @@ def apply(state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITEM], openings: 
         return state_root, False
     if openings[1].present or openings[2].present:
         return state_root, False
-    c.used = READS
+    c.used = READS + 1
     c = lib.rewrite(c, account_key, lib.account_leaf(acct.collateral, m.nonce, nonces), openings[lib.at(c, n)])
     c = lib.rewrite(c, old_key, lib.set_word(old, ORDER_CANCELLED, convert(1, bytes32)), openings[lib.at(c, n)])
     g: lib.Globals = lib.read_globals(c, openings[lib.at(c, n)])

@@ -181,9 +181,10 @@ def test_forced_close_of_a_flat_or_absent_position_agrees(onestep, held):
 @pytest.mark.parametrize("epoch", [0, 1, 5])
 def test_modify_of_an_order_below_its_owners_epoch_agrees(onestep, epoch):
     """Pre: alice's resting buy (seq 1, flag clear) and her BTC epoch 0, 1
-    (the order dead) or 5.  Op: a ModifyOrder of it.  Post: both sides accept
-    it alike (the rule reads the flag only): the old order flagged, the
-    replacement seq order_count + 1, above any epoch (live)."""
+    (the order dead) or 5.  Op: a ModifyOrder of it.  Post (rules v4): both
+    sides refuse it alike when the order is dead (epoch >= its seq), root
+    unchanged; at epoch 0 both accept it: the old order flagged, the
+    replacement seq order_count + 1 (live)."""
     from prover.hashing import keccak
     from sequencer.core.records import ModifyOrder
     from sequencer.core.state import Order
@@ -195,5 +196,8 @@ def test_modify_of_an_order_below_its_owners_epoch_agrees(onestep, epoch):
     ctx = fv.open_block_ctx(state)
     record = fv.sign(ModifyOrder(a, 20, PRICE - 10**6, 10 * LOT, 21, fv.BLOCK_TIME + 60_000, b""), fv.KEYS[0])
     runner, pre_root, result, (root, ok, _) = run_both(onestep, state, ctx, encode_item(record))
-    assert result.ok and (ok, root) == (True, runner.state_root)
+    assert result.ok == (epoch < 1) and (ok, root) == (result.ok, runner.state_root)
+    if not result.ok:
+        assert root == pre_root and not runner.state.orders[(a, 20)].cancelled and (a, 21) not in runner.state.orders
+        return
     assert runner.state.orders[(a, 20)].cancelled and runner.state.orders[(a, 21)].seq == 6 > epoch

@@ -29,7 +29,7 @@ from prover.trace import TraceContext, TraceRunner, get_onestep_markets
 from sequencer.core.records import AuctionBid, ModifyOrder, PlaceOrder
 from sequencer.core.rules.auction import compute_auction_price
 from sequencer.core.rules.liquidation import compute_auction_prices
-from sequencer.core.state import Account, Auction, Order, Position, Trigger
+from sequencer.core.state import Account, Auction, Order, Position, Trigger, get_order_epoch
 from test_onestep_differential import nonce_lists, nonces_for, pick, signature
 
 pytestmark = pytest.mark.evm
@@ -251,7 +251,8 @@ def modify_states(draw):
         size = record.size
         orders[(address, nonce)] = fv.make_order(record, filled=draw(st.sampled_from([0, 0, size // 2, size])),
                                                  cancelled=draw(st.integers(0, 5)) == 0, seq=nonce + 1)
-    state = fv.make_perps_state(accounts, markets, {}, orders, order_count=draw(st.integers(0, 100)))
+    positions = draw(order_epochs(orders))
+    state = fv.make_perps_state(accounts, markets, positions, orders, order_count=draw(st.integers(0, 100)))
     for address, nonce in draw(st.lists(st.tuples(st.sampled_from(fv.ADDRESSES), st.integers(0, 60)), max_size=3,
                                         unique=True)):
         if (address, nonce) not in orders:
@@ -261,21 +262,64 @@ def modify_states(draw):
 
 
 @st.composite
-def modify_orders(draw, state, valid: bool):
+def order_epochs(draw, orders: dict) -> dict:
+    """Each order owner's position in the order's market (rules v4: its order
+    epoch says whether the order is open): absent, or an epoch at, just above
+    or just below one of its orders' seq (a liquidation, a forced close or the
+    dead-man's switch), 0 or huge, on an epoch-only leaf or a held position."""
+    positions = {}
+    for (address, _), order in orders.items():
+        key = (address, order.market)
+        shape = draw(st.sampled_from(["absent", "absent", "at", "above", "below", "zero", "huge"]))
+        if key in positions or shape == "absent":
+            continue
+        epoch = {"at": order.seq, "above": order.seq + 1, "below": order.seq - 1, "zero": 0,
+                 "huge": 2**64 - 1}[shape]
+        p = params_of(order.market)
+        held = draw(st.sampled_from([None, Position(7 * p.step_size, 7 * p.step_size * 10**3 * p.tick_size // p.scale,
+                                                    10**7, 5)]))
+        if held is None and epoch == 0:
+            continue  # an empty leaf is an absent one
+        positions[key] = msgspec.structs.replace(held or Position(), order_epoch=epoch)
+    return positions
+
+
+def give_dead_order(draw, state, account: bytes) -> None:
+    """An order resting by its flag (nonce 41, BTC) that its owner's order
+    epoch cancelled: the epoch at its seq or above, on an epoch-only leaf or
+    a held position (what a liquidation or the dead-man's switch leaves)."""
+    record = PlaceOrder(account, fv.BTC, draw(st.booleans()), 60_000 * 10**6, 10 * BTC.step_size, 10,
+                        draw(st.sampled_from([0, 2])), False, 41, fv.BLOCK_TIME + 60_000, b"")
+    seq = draw(st.integers(1, 100))
+    held = state.positions.get((account, fv.BTC)) or Position()
+    epoch = draw(st.sampled_from([seq, seq, seq + 1, 2**64 - 1]))
+    state.set_position(account, fv.BTC, msgspec.structs.replace(held, order_epoch=max(held.order_epoch, epoch)))
+    state.set_order(account, 41, fv.make_order(record, seq=seq))
+    state.commit(0)
+
+
+@st.composite
+def modify_orders(draw, state, valid: bool, dead: bool = False):
+    """``dead``: every term valid, but the old order is dead by its owner's
+    order epoch (rules v4 refuses it; v1-v3 took it)."""
     index = draw(st.integers(0, 3))
     account = fv.ADDRESSES[index]
     resting = [(n, o) for (a, n), o in state.orders.items() if a == account and not o.cancelled
-               and o.filled < o.size and o.time_in_force != 1 and o.expiry >= fv.BLOCK_TIME and o.market != 3]
-    if valid and not resting:  # give the signer a resting order
+               and o.filled < o.size and o.time_in_force != 1 and o.expiry >= fv.BLOCK_TIME and o.market != 3
+               and (o.seq <= get_order_epoch(state, account, o.market)) == dead]
+    if dead and not resting:
+        give_dead_order(draw, state, account)
+        resting = [(41, state.orders[(account, 41)])]
+    if valid and not resting:  # give the signer a resting order (above its BTC epoch)
         record = PlaceOrder(account, fv.BTC, draw(st.booleans()), 60_000 * 10**6, 10 * BTC.step_size, 10,
                             draw(st.sampled_from([0, 2])), False, 41, fv.BLOCK_TIME + 60_000, b"")
-        state.set_order(account, 41, fv.make_order(record, seq=42))
+        state.set_order(account, 41, fv.make_order(record, seq=max(42, get_order_epoch(state, account, fv.BTC) + 1)))
         state.commit(0)
         resting = [(41, state.orders[(account, 41)])]
     if valid:
         order_nonce, order = draw(st.sampled_from(resting))
     else:
-        own = [n for (a, n) in state.orders if a == account]  # filled, cancelled, expired, IOC or resting
+        own = [n for (a, n) in state.orders if a == account]  # filled, cancelled, dead by epoch, expired, IOC or resting
         others = [n for (a, n) in state.orders if a != account]  # someone else's
         order_nonce = draw(st.sampled_from(own or [41])) if draw(st.booleans()) else \
             pick(draw, others + [41, U64], 0, U64)
@@ -302,7 +346,8 @@ def modify_cases(draw):
     if draw(st.integers(0, 15)) == 0:
         item = bytes((2, 10)) + draw(st.binary(min_size=125, max_size=125))
     else:
-        item = encode_item(draw(modify_orders(state, draw(st.sampled_from([True, True, False])))))
+        mode = draw(st.sampled_from(["valid", "valid", "invalid", "dead"]))
+        item = encode_item(draw(modify_orders(state, mode != "invalid", dead=mode == "dead")))
     ts = draw(st.sampled_from([fv.BLOCK_TIME, fv.BLOCK_TIME, fv.BLOCK_TIME + 30_000]))
     ctx = fv.open_block_ctx(state, ts) if draw(st.sampled_from([True, True, True, False])) else TraceContext()
     return state, ctx, item
@@ -312,7 +357,13 @@ def modify_cases(draw):
 @given(case=modify_cases())
 def test_python_and_vyper_agree_on_modify_orders(onestep, case):
     state, ctx, item = case
-    event(f"ModifyOrder {check_agree(onestep, state, ctx, item)}")
+    record = decode_item(item) if len(item) == 127 else None
+    old = state.orders.get((record.account, record.order_nonce)) if isinstance(record, ModifyOrder) else None
+    dead = old is not None and not old.cancelled and old.seq <= get_order_epoch(state, record.account, old.market)
+    outcome = check_agree(onestep, state, ctx, item)
+    event(f"ModifyOrder {outcome}")
+    if dead:
+        event(f"ModifyOrder of an order dead by its owner's epoch {outcome}")
 
 
 # --- attackers' witnesses and the pending bids -------------------------------------------
@@ -373,13 +424,25 @@ def test_a_forged_auction_witness_reverts(onestep, forge):
         onestep.functions.apply(state_root, ctx, item, openings, nonces).call()
 
 
+EPOCH_FORGES = {"epoch shown lower": "modify order, dead by its owner's order epoch (above its seq)",
+                "epoch shown at zero": "modify order, dead by the epoch of a held position",
+                "position shown absent": "modify order, dead by its owner's order epoch (at its seq)",
+                "position left out": "modify order, dead by its owner's order epoch (at its seq)",
+                "position shown present": "modify order",
+                "live position's epoch shown higher": "modify order, its owner's order epoch below its seq"}
+
+
 @pytest.mark.parametrize("forge", ["old order uncancelled", "new slot claimed empty", "trigger slot claimed empty",
-                                   "account collateral"])
+                                   "account collateral", *EPOCH_FORGES])
 def test_a_forged_modify_witness_reverts(onestep, forge):
     """ModifyOrder: a cancelled order shown open, an order or trigger holding
-    the new nonce shown absent, a richer account: the step reverts."""
+    the new nonce shown absent, a richer account; rules v4: the owner's order
+    epoch shown lower (or zero, or its position absent, or another market's
+    or left out) to revive a dead order, or a live order's epoch
+    shown higher (or a position invented) to refuse an honest modify: the
+    step reverts."""
     name = {"old order uncancelled": "modify order, cancelled", "new slot claimed empty": "modify order, the nonce of an order",
-            "trigger slot claimed empty": "modify order, the nonce of a trigger"}.get(forge, "modify order")
+            "trigger slot claimed empty": "modify order, the nonce of a trigger", **EPOCH_FORGES}.get(forge, "modify order")
     case = next(c for c in fv.auction_cases() if c["name"] == name)
     state_root, ctx, item, openings, nonces = vector_args(case)
     openings = list(openings)
@@ -389,10 +452,65 @@ def test_a_forged_modify_witness_reverts(onestep, forge):
         i = 1 if forge == "new slot claimed empty" else 2
         assert openings[i][0]
         openings[i] = (False, b"") + tuple(openings[i][2:])
-    else:
+    elif forge == "account collateral":
         openings[3] = with_word(openings[3], 0, 10**15)
+    else:
+        openings = forge_position(onestep, case, forge, openings)
     with pytest.raises(Exception, match="witness"):
         onestep.functions.apply(state_root, ctx, item, openings, nonces).call()
+
+
+def forge_position(onestep, case: dict, forge: str, openings: list) -> list:
+    """The ModifyOrder witness with its fifth opening (the owner's position in
+    the old order's market) lying as ``forge`` says."""
+    present, value, proof, sibling = openings[4]
+    if forge == "epoch shown lower":
+        return openings[:4] + [with_word(openings[4], 4, 1)] + openings[5:]
+    if forge == "epoch shown at zero":
+        return openings[:4] + [(present, value[:128], proof, sibling)] + openings[5:]
+    if forge == "live position's epoch shown higher":
+        return openings[:4] + [(present, value[:128] + (10**6).to_bytes(32, "big"), proof, sibling)] + openings[5:]
+    if forge in ("position shown absent", "position shown present"):
+        return openings[:4] + [(not present, b"" if present else b"\x00" * 128, proof, sibling)] + openings[5:]
+    assert forge == "position left out"
+    return openings[:4]
+
+
+def dead_order_state(epoch: int, held: Position | None = None):
+    """alice's resting buy (nonce 20, seq 3, BTC, flag clear), her BTC
+    position ``held`` (or none) with order epoch ``epoch``, order count 5."""
+    from prover.hashing import keccak
+    a, lot = fv.ADDRESSES[0], BTC.step_size
+    old = Order(keccak(b"quote"), 20 * lot, 0, False, fv.BTC, True, fv.BTC_PRICE, 10, 0, False,
+                fv.BLOCK_TIME + 60_000, 3)
+    positions = {(a, fv.BTC): msgspec.structs.replace(held or Position(), order_epoch=epoch)} \
+        if held is not None or epoch else {}
+    return fv.make_perps_state({a: Account(10**9, ())}, [fv.make_market(fv.BTC, fv.BTC_PRICE),
+                                                         fv.make_market(fv.ETH, 3_000 * 10**6)],
+                               positions, {(a, 20): old}, order_count=5)
+
+
+def modify_of_20(price: int = fv.BTC_PRICE - 10**6, nonce: int = 21) -> ModifyOrder:
+    return fv.sign(ModifyOrder(fv.ADDRESSES[0], 20, price, 10 * BTC.step_size, nonce, fv.BLOCK_TIME + 60_000, b""),
+                   fv.KEYS[0])
+
+
+def test_the_position_of_another_market_cannot_stand_for_the_old_orders(onestep):
+    """Pre: alice's BTC quote (seq 3) dead by her BTC epoch 3; no ETH
+    position.  Op: the ModifyOrder with its fifth opening the (absent) ETH
+    position, epoch 0.  Post: the step reverts (the opening must be the old
+    order's market's); the honest witness refuses the modify, root unchanged."""
+    from prover.keys import get_position_key
+    state = dead_order_state(3)
+    item = encode_item(modify_of_20())
+    runner, pre_root, result, (root, ok, _) = run_both(onestep, state, fv.open_block_ctx(state), item)
+    assert not result.ok and (ok, root) == (False, pre_root) and root == runner.state_root
+    openings = [o.as_arg() for o in result.witness.openings]
+    eth = get_position_key(fv.ADDRESSES[0], fv.ETH)
+    from prover.trace import Opening
+    openings[4] = Opening(eth, None, runner.tree.prove(eth)).as_arg()
+    with pytest.raises(Exception, match="witness"):
+        onestep.functions.apply(pre_root, fv.open_block_ctx(state).as_arg(), item, openings, []).call()
 
 
 def bid_on(state, owner_i: int, keeper_i: int, size: int, nonce: int = 1):
