@@ -20,16 +20,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from l1_bridge.client import L1Error
-from l1_bridge.exit import L1Replay
 from l1_bridge.proofs import compute_escape_amount, escape_args
 from sequencer.node.api import ApiError, json_response, parse_address_param
+
+if TYPE_CHECKING:  # imported where used: a node without L1 never loads web3 (~1 s of start)
+    from l1_bridge.exit import L1Replay
 
 CACHE_S = 2.0
 """How long an L1 reading is reused (the page polls; the bridge moves per L1 block)."""
@@ -59,6 +60,7 @@ class L1View:
         return client
 
     def cached(self, key: str, read):
+        from l1_bridge.client import L1Error
         hit = self.cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < CACHE_S:
             return hit[1]
@@ -71,6 +73,7 @@ class L1View:
         return value
 
     def get_replay(self, client) -> L1Replay:
+        from l1_bridge.exit import L1Replay
         if self.replay is None or self.replay.client is not client:
             self.replay = L1Replay(client, preset=self.api.node.ctx.preset.name)
         self.replay.run()

@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from l1_bridge.checkpointer import Checkpointer
-from l1_bridge.client import BridgeClient, L1Error, Signer
-from l1_bridge.dispute import Defender, GameContract, OutputTraces
-from l1_bridge.watcher import InboxWatcher
+if TYPE_CHECKING:  # imported where used: a node without L1 never loads web3 (~1 s of start)
+    from l1_bridge.client import BridgeClient, Signer
+    from l1_bridge.dispute import Defender
 
 log = logging.getLogger("isoroll.l1")
 
@@ -38,12 +37,14 @@ def read_key(key: str, key_file: str) -> str:
 
 
 def make_client(config: Any) -> BridgeClient:
+    from l1_bridge.client import BridgeClient
     deployment = config.l1_deployment_file or None
     bridge = None if deployment else config.l1_bridge_address
     return BridgeClient.connect(config.l1_rpc_url, deployment=deployment, bridge=bridge)
 
 
 def proposer_signer(config: Any, client: BridgeClient) -> Signer:
+    from l1_bridge.client import Signer
     key = read_key(config.l1_proposer_key, config.l1_proposer_key_file)
     if key:
         return Signer.of(key)
@@ -68,6 +69,8 @@ class L1Link:
 
 def make_defender(node: Any, client: BridgeClient, proposer: Signer, poll_interval_s: float) -> Defender | None:
     """The proposer's defender over traces from L1 data (None: the bridge has no dispute contract)."""
+    from l1_bridge.client import L1Error
+    from l1_bridge.dispute import Defender, GameContract, OutputTraces
     from prover.trace import TraceRunner
     from sequencer.executor.genesis import build_genesis
     from sequencer.node.config import load_allocations
@@ -90,6 +93,8 @@ def make_defender(node: Any, client: BridgeClient, proposer: Signer, poll_interv
 
 class L1Services:
     def __init__(self, node: Any, client: BridgeClient, *, fault_output: int | None = None) -> None:
+        from l1_bridge.checkpointer import Checkpointer
+        from l1_bridge.watcher import InboxWatcher
         config = node.config
         self.client = client
         start_block = client.deployment.block_number if client.deployment is not None else 0
@@ -114,6 +119,7 @@ class L1Services:
 async def run_l1_services(node: Any, link: L1Link, *, fault_output: int | None = None) -> None:
     """Connect to the L1 the node's config names (retrying while it is away),
     then run the watcher, the checkpointer and the defender until cancelled."""
+    from l1_bridge.client import L1Error
     link.status = "connecting"
     delay = 0.5
     while True:
