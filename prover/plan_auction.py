@@ -17,6 +17,7 @@ from prover.keys import (GLOBAL_KEY, get_account_key, get_auction_key, get_marke
                          get_position_key, get_trigger_key)
 from prover.records import PendingKind
 from sequencer.core.records import AuctionBid, ModifyOrder
+from sequencer.core.state import get_order_epoch
 
 ZERO_ADDRESS = bytes(20)
 
@@ -49,12 +50,17 @@ def plan_modify_order(runner, item: ModifyOrder):
     """Reads the old order, the new nonce's order and trigger slots, the
     account and, when the old order is registered, its owner's position in
     its market (rules v4: the order epoch there says whether it is open);
-    if it applies, the four writes."""
+    if it applies, the four writes.  Under rules v2-v3 a modify of an order
+    dead by its epoch (their rule reads the flag only) is pending."""
     account = get_account_key(item.account)
     old, new = get_order_key(item.account, item.order_nonce), get_order_key(item.account, item.nonce)
     reads = [(old, False), (new, False), (get_trigger_key(item.account, item.nonce), False), (account, False)]
     order = runner.state.orders.get((item.account, item.order_nonce))
     if order is not None:
+        epoch = get_order_epoch(runner.state, item.account, order.market)
+        if runner.rules.schema_version < 4 and not order.cancelled and order.seq <= epoch:
+            raise PendingKind(f"ModifyOrder of an order dead by its owner's order epoch under rules "
+                              f"v{runner.rules.schema_version} (the flag only): the one-step re-executes v4's refusal")
         reads.append((get_position_key(item.account, order.market), False))
     return (lambda ok, writes: reads + (
         [(account, True), (old, True), (GLOBAL_KEY, True), (new, True)] if ok else [])), \

@@ -169,3 +169,19 @@ def test_a_modify_of_an_order_placed_after_the_switch_applies():
     assert is_order_open(sim.state, ADDR["alice"], record.nonce)
     assert [o["nonce"] for o in sim.exchange.open_orders(ADDR["alice"])] == [record.nonce]
     assert sim.replay().to_tables() == sim.state.to_tables()
+
+
+def test_a_v3_modify_of_a_dead_order_is_pending_for_the_one_step():
+    """Pre: alice's quote dead by her BTC epoch, in a schema-3 log.  Op: the
+    prover plans the modify's one-step.  Post: PendingKind (v3 applies it,
+    the one-step re-executes v4's refusal: no game is decided on it); a
+    live quote's modify under v3, and the dead one under v4, plan as usual."""
+    from prover.records import PendingKind, encode_item
+    from prover.trace import TraceRunner
+    item = encode_item(modify_quote())
+    with pytest.raises(PendingKind, match="order epoch"):
+        TraceRunner(quote_state(Position(order_epoch=3)), V3, ctx=fv.open_block_ctx(quote_state(None))).step(item)
+    for position, ctx, ok in ((Position(order_epoch=2), V3, True), (Position(order_epoch=3), V4, False)):
+        state = quote_state(position)
+        result = TraceRunner(state, ctx, ctx=fv.open_block_ctx(state)).step(item)
+        assert result.ok == ok and len(result.witness.openings) == (9 if ok else 5)
