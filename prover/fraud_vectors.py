@@ -15,6 +15,8 @@ onestep_vectors.json:
              (markets: onestep_perps.vy's MarketParams tuples)
   cases[]:   {name, state_root, ctx, item, openings, nonces, post_state_root, post_ctx_hash, ok}
              (ctx as the Ctx tuple; openings as (present, value, (bitmap, siblings, other_key, other_value_hash)))
+  tables[]:  {name, markets, families, cases}: another market table (deploy every family with it), its cases
+             as above (book+vault: the vault step of a Liquidate, which the devnet table cannot reach)
 """
 from __future__ import annotations
 
@@ -1084,12 +1086,108 @@ def ladder_cases() -> list[dict]:
     out.append(make_case("deleverage: seven counterparties (a NOOP)", state(three), seven))
     return out
 
+# --- the vault step of a Liquidate, under a table with book+vault markets -----------------
+
+VBTC, VETH = 3, 4
+
+
+def get_vault_step_rules() -> Context:
+    """RULES with the devnet markets plus book+vault twins of BTC and ETH (ids 3 and 4)."""
+    from sequencer.core.markets import DEVNET_MARKETS, LIQUIDATION_BOOK_VAULT
+    twins = {VBTC: msgspec.structs.replace(DEVNET_MARKETS[1], id=VBTC, symbol="BTC2-USD",
+                                           liquidation_policy=LIQUIDATION_BOOK_VAULT),
+             VETH: msgspec.structs.replace(DEVNET_MARKETS[2], id=VETH, symbol="ETH2-USD",
+                                           liquidation_policy=LIQUIDATION_BOOK_VAULT)}
+    return msgspec.structs.replace(RULES, markets={**DEVNET_MARKETS, **twins})
+
+
+def make_vault_step_state(*, vault: dict | None = None, free: int = 10**10, shares: int = 10**9,
+                          margin: int = 70 * 10**6, cost: int = 6_000 * 10**6, insurance: int = 10**9,
+                          stale: tuple = (), in_auction: bool = False) -> State:
+    """A's 0.1 BTC long at 60,000 in the book+vault BTC (margin 70 USDC,
+    maintenance 72); the vault with ``free`` collateral, ``shares`` held by B
+    and its positions ``vault`` (market -> Position); the markets in
+    ``stale`` stale."""
+    from sequencer.core.rules.vault import VAULT_ADDRESS
+    from sequencer.core.state import Auction, VaultShare
+    a, b = ADDRESSES[0], ADDRESSES[1]
+    prices = {BTC: BTC_PRICE, ETH: 3_000 * 10**6, VBTC: BTC_PRICE, VETH: 3_000 * 10**6}
+    table = [msgspec.structs.replace(make_market(m, price, oracle_time_ms=BLOCK_TIME - (10**7 if m in stale else 1000)),
+                                     open_interest=10**12) for m, price in prices.items()]
+    held = {(a, VBTC): Position(10**7, cost, margin, 0)} | {(VAULT_ADDRESS, m): p for m, p in (vault or {}).items()}
+    state = make_perps_state({a: Account(10**9, ()), VAULT_ADDRESS: Account(free, ())}, table, held, {},
+                             order_count=20)
+    if shares:
+        state.set_vault_share(b, VaultShare(shares, 0))
+        state.set_vault_share(VAULT_ADDRESS, VaultShare(shares))
+    state.set_globals(msgspec.structs.replace(state.globals, insurance_fund=insurance))
+    if in_auction:
+        state.set_auction(a, VBTC, Auction(10**6, BTC_PRICE, 59_000 * 10**6, BLOCK_TIME - 1000, BLOCK_TIME + 1000))
+    state.commit(0)
+    return state
+
+
+def vault_step_states() -> list[tuple[str, State]]:
+    """(name, pre-state) of each vault step case: A's long liquidated (a
+    Liquidate naming no makers in the book+vault BTC), one a branch of the
+    step (onestep_vault_step.vy), rules v4's funding deficit of the vault
+    among them."""
+    short = Position(-5 * 10**6, -3_000 * 10**6, 600 * 10**6, 0)
+    bankrupt = dict(margin=0, cost=6_100 * 10**6)
+    cases = [
+        ("vault step: the vault takes the whole position", make_vault_step_state()),
+        ("vault step: the vault closes its short first, then opens", make_vault_step_state(vault={VBTC: short})),
+        ("vault step: the budget takes part", make_vault_step_state(free=300 * 10**6)),
+        ("vault step: the vault owing funding past its margin (rules v4: into its cost)",
+         make_vault_step_state(vault={VBTC: Position(5 * 10**6, 200 * 10**6, 10**6, -5 * 10**16)})),
+        ("vault step: positions in three markets", make_vault_step_state(vault={
+            BTC: Position(-10**6, -600 * 10**6, 100 * 10**6, 0), ETH: Position(10**9, 3_000 * 10**6, 500 * 10**6, 0),
+            VETH: Position(0, 0, 5 * 10**6, 0)})),
+        ("vault step: a stale mark of the vault's", make_vault_step_state(
+            vault={ETH: Position(10**9, 3_000 * 10**6, 500 * 10**6, 0)}, stale=(ETH,))),
+        ("vault step: no shares", make_vault_step_state(shares=0)),
+        ("vault step: bankrupt, the fund pays its bad debt", make_vault_step_state(**bankrupt)),
+        ("vault step: bankrupt, the fund cannot: undone", make_vault_step_state(insurance=0, **bankrupt)),
+        ("vault step: bankrupt in auction, its auction ends", make_vault_step_state(in_auction=True, **bankrupt)),
+        ("vault step: a healthy position (refused)", make_vault_step_state(margin=500 * 10**6)),
+    ]
+    return cases
+
+
+def vault_step_cases(rules: Context) -> list[dict]:
+    from sequencer.core.records import Liquidate
+    a = ADDRESSES[0]
+    out = []
+    for name, state in vault_step_states():
+        runner = TraceRunner(state, rules, ctx=open_block_ctx(state))
+        pre_root, pre_ctx = runner.state_root, runner.ctx
+        result = runner.step(encode_item(Liquidate(a, VBTC, ())))
+        out.append({"name": name, "state_root": hx(pre_root), "ctx": ctx_json(pre_ctx),
+                    "item": hx(encode_item(Liquidate(a, VBTC, ()))),
+                    "openings": [opening_json(o) for o in result.witness.openings],
+                    "nonces": list(result.witness.nonces), "post_state_root": hx(runner.state_root),
+                    "post_ctx_hash": hx(runner.ctx.hash()), "ok": result.ok})
+    return out
+
+
+def vault_step_table() -> dict:
+    """A second market table (book+vault markets, which the devnet table has
+    none of) with its families' constructor extras and its cases."""
+    from prover.families import ONESTEP_FAMILIES
+    rules = get_vault_step_rules()
+    return {"name": "book+vault", "markets": get_onestep_markets(rules),
+            "families": [[name, list(tags), [hx(x) if isinstance(x, bytes) else x for x in extras(rules)]]
+                         for name, tags, extras in ONESTEP_FAMILIES],
+            "cases": vault_step_cases(rules)}
+
+
 def build_onestep_vectors() -> dict:
     return {"params": [hx(ONESTEP_PARAMS[0])] + list(ONESTEP_PARAMS[1:]), "markets": MARKETS,
             "families": get_family_params(), "cases": onestep_cases() + liquidate_cases() + perps_cases() + deletion_cases() + oracle_cases() + vault_cases()
             + trade_cases() + auction_cases() + trigger_cases()
             + book_cases()
-            + ladder_cases()}
+            + ladder_cases(),
+            "tables": [vault_step_table()]}
 
 
 def render(obj: dict) -> str:

@@ -197,11 +197,11 @@ def vault_cases(draw):
 
 # --- running both ---------------------------------------------------------------------
 
-def classify(pre: dict, r: Liquidate) -> str:
+def classify(pre: dict, r: Liquidate, rules=RULES) -> str:
     """The branch the rule takes from the pre-state ``pre`` (its tables): a
     dry run of process_liquidate_v3's steps up to the vault's takeover."""
     state = State.from_tables(pre)
-    params = RULES.markets[r.market]
+    params = rules.markets[r.market]
     if (r.account, r.market) in state.auctions:
         return "in auction"
     if r.account == VAULT_ADDRESS:
@@ -209,7 +209,7 @@ def classify(pre: dict, r: Liquidate) -> str:
     if not get_total_shares(state):
         return "no shares"
     try:
-        equity = compute_vault_equity(state, RULES, state.globals.timestamp_ms)
+        equity = compute_vault_equity(state, rules, state.globals.timestamp_ms)
     except RuleError:
         return "a stale mark of the vault"
     if equity <= 0:
@@ -219,29 +219,29 @@ def classify(pre: dict, r: Liquidate) -> str:
                                           state.positions[(r.account, r.market)], params)
     qty = compute_liquidation_size(position, mark, state.markets[r.market], params)
     position = cancel_orders_v2(state, r.account, r.market, position)
-    candidates = vault_rules.compute_takeover_candidates(state, RULES, position, qty, mark, params, equity)
+    candidates = vault_rules.compute_takeover_candidates(state, rules, position, qty, mark, params, equity)
     if not candidates:
         return "no candidate"
     for i, lots in enumerate(candidates):
         snapshot = state.snapshot()
-        if vault_rules.apply_takeover(state, RULES, r.account, position, lots, mark, params, equity):
+        if vault_rules.apply_takeover(state, rules, r.account, position, lots, mark, params, equity):
             if state.globals.insurance_fund < 0:
                 return "the fund undone"
             what = "all" if lots == qty else "part"
             bankrupt = ", bankrupt" if compute_equity_scaled(position, mark, state.markets[r.market], params) < 0 else ""
-            deficit = ", the vault's deficit absorbed" if owes_past_margin(pre, r.market) else ""
+            deficit = ", the vault's deficit absorbed" if owes_past_margin(pre, r.market, rules) else ""
             return f"taken ({what}, candidate {i + 1} of {len(candidates)}{bankrupt}){deficit}"
         state.revert(snapshot)
     return "every candidate refused"
 
 
-def owes_past_margin(pre: dict, market_id: int) -> bool:
+def owes_past_margin(pre: dict, market_id: int, rules=RULES) -> bool:
     """The vault's position in the market owes funding past its margin (rules v4: into its cost)."""
     state = State.from_tables(pre)
     position = state.positions.get((VAULT_ADDRESS, market_id))
     if position is None:
         return False
-    market, params = state.markets[market_id], MARKETS[market_id]
+    market, params = state.markets[market_id], rules.markets[market_id]
     owed = ceil_div(position.size * (market.funding_index - position.funding_snapshot), params.scale * 10**6)
     return position.margin - owed < 0
 
@@ -589,3 +589,57 @@ def test_before_v4_the_vaults_margin_went_negative():
     v3 = msgspec.structs.replace(RULES, schema_version=3)
     assert apply_record(state, Liquidate(A, VBTC, ()), fv.BLOCK_TIME, v3) is None
     assert state.positions[(VAULT_ADDRESS, VBTC)].margin == (1 - 2_500 + 1_200) * 10**6
+
+
+# --- the shared vectors (tests/vectors/onestep_vectors.json, its book+vault table) -----------
+
+def get_vector_table() -> dict:
+    import json
+    return next(t for t in json.loads(fv.ONESTEP_PATH.read_text())["tables"] if t["name"] == "book+vault")
+
+
+VECTOR_TABLE = get_vector_table()
+
+
+@pytest.fixture(scope="module")
+def vector_onestep(deploy):
+    """Every family deployed with the vectors' book+vault table, as test_onestep_vectors does with the devnet one."""
+    from prover.families import resolve_family_args
+    from test_onestep_vectors import b
+    params = fv.ONESTEP_PARAMS
+    markets = [tuple(m) for m in VECTOR_TABLE["markets"]]
+    deployed, routes = {}, []
+    for name, tags, extras in VECTOR_TABLE["families"]:
+        extras = [b(x) if isinstance(x, str) and x.startswith("0x") else x for x in extras]
+        deployed[name] = deploy(name, *params, markets, *resolve_family_args(extras, deployed)).address
+        routes.append((deployed[name], tags))
+    return deploy("onestep", *params, routes)
+
+
+@pytest.mark.parametrize("case", VECTOR_TABLE["cases"], ids=lambda c: c["name"])
+def test_shared_vectors(vector_onestep, case):
+    """The contract gives each vector's post-state root, context and outcome."""
+    from test_onestep_vectors import b, call_apply
+    root, ctx, ok = call_apply(vector_onestep, case)
+    assert (root, ok) == (b(case["post_state_root"]), case["ok"])
+    assert vector_onestep.functions.ctx_hash(ctx).call() == b(case["post_ctx_hash"])
+
+
+def test_the_vectors_reach_their_branches():
+    """Each vector's name is the branch classify finds (the Python rule on the pre-state, the vectors' table)."""
+    expected = {"the whole position": "taken (all", "closes its short first": "taken (all",
+                "budget takes part": "taken (part", "owing funding past its margin": "deficit absorbed",
+                "three markets": "taken (all", "a stale mark": "a stale mark of the vault", "no shares": "no shares",
+                "the fund pays": "bankrupt)", "the fund cannot": "the fund undone", "in auction": "in auction",
+                "healthy": "refused"}
+    rules = fv.get_vault_step_rules()
+    states = fv.vault_step_states()
+    assert [name for name, _ in states] == [c["name"] for c in VECTOR_TABLE["cases"]]
+    for name, state in states:
+        label = [v for k, v in expected.items() if k in name]
+        assert len(label) == 1, name
+        r = Liquidate(A, fv.VBTC, ())
+        pre = state.to_tables()
+        error = apply_record(State.from_tables(pre), r, fv.BLOCK_TIME, rules)
+        seen = "refused" if error is not None else classify(pre, r, rules)
+        assert label[0] in seen, (name, seen)
