@@ -29,6 +29,8 @@
 #   ISOROLL_KAFKA_CLUSTER_DIR   cluster: data dirs node-1..node-3 [<repo>/.devnet/kafka-cluster-$PORT]
 #   ISOROLL_KAFKA_LIBS          jar cache [~/.cache/isoroll/kafka-libs-<version>]
 #   ISOROLL_KAFKA_HEAP          JVM heap per node [512m single, 384m per cluster node]
+#   ISOROLL_KAFKA_JVM_OPTS      more JVM options [none]; the tests' brokers boot with
+#                               -XX:TieredStopAtLevel=1 (no C2 compiles: a quicker start)
 #   ISOROLL_KAFKA_SESSION_MS    single node: broker.session.timeout.ms [Kafka's 9000]; after a
 #                               kill -9 the restarted node waits this long for its old session
 #                               to expire before it registers (the tests' crashed broker: 3000)
@@ -173,7 +175,8 @@ PROPS
 }
 
 java_cmd() {
-  java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -Djava.awt.headless=true \
+  # shellcheck disable=SC2086  # ISOROLL_KAFKA_JVM_OPTS: several options
+  java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC ${ISOROLL_KAFKA_JVM_OPTS:-} -Djava.awt.headless=true \
        -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$libs/*" "$@"
 }
 
@@ -226,7 +229,7 @@ launch() {
   say "starting node $node_id on 127.0.0.1:$port (data $dir, log $logfile)"
   if [ -s "$logfile" ]; then mv -f "$logfile" "$logfile.1"; fi
   : > "$logfile"
-  nohup bash -c "exec java -Xms$heap -Xmx$heap -XX:+UseG1GC -Djava.awt.headless=true \
+  nohup bash -c "exec java -Xms$heap -Xmx$heap -XX:+UseG1GC ${ISOROLL_KAFKA_JVM_OPTS:-} -Djava.awt.headless=true \
       -Dlog4j2.configurationFile='$dir/log4j2.properties' -cp '$libs/*' \
       kafka.Kafka '$dir/server.properties'" >"$dir/stdout.log" 2>&1 &
   echo $! > "$pidfile"
