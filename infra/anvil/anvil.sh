@@ -34,14 +34,8 @@ logfile="$dir/anvil.log"
 
 say() { echo "anvil: $*" >&2; }
 
-# An exited process not reaped yet (a zombie: its port is closed) counts as gone; anvil
-# is reparented to init, which may reap it only a couple of seconds later.
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  local stat; stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
-  stat="${stat##*) }"
-  [ "${stat%% *}" != Z ]
-}
+# alive PID: running and not a zombie (infra/proc.sh)
+source "$here/../proc.sh"
 
 is_running() { [ -f "$pidfile" ] && alive "$(cat "$pidfile")"; }
 

@@ -81,15 +81,8 @@ set_files() {
   logfile="$dir/kafka.log"
 }
 
-# A process that has exited but is not reaped yet (a zombie: its sockets and files are
-# closed) counts as gone; the node's JVM is reparented to init, which may reap it only
-# a couple of seconds later.
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  local stat; stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
-  stat="${stat##*) }"
-  [ "${stat%% *}" != Z ]
-}
+# alive PID: running and not a zombie (infra/proc.sh)
+source "$here/../proc.sh"
 
 is_running() { [ -f "$pidfile" ] && alive "$(cat "$pidfile")"; }
 
