@@ -86,12 +86,15 @@ def at(c: Cursor, count: uint256) -> uint256:
 @internal
 @pure
 def verify_leaf(c: Cursor, key: bytes32, op: trace.Opening):
-    """Reverts unless `op` opens `key` (its value, or absent) against the current root."""
+    """Reverts unless `op` opens `key` (its value, or absent) against the current root.
+    An absent opening must carry no value: the readers decode `op.value`
+    whatever the flag (an empty value is the all-zero leaf), so a value on
+    an absent leaf would smuggle state the root does not hold."""
     ok: bool = False
     if op.present:
         ok = smt.verify(c.root, key, keccak256(op.value), op.proof)
     else:
-        ok = smt.verify_exclusion(c.root, key, op.proof)
+        ok = len(op.value) == 0 and smt.verify_exclusion(c.root, key, op.proof)
     assert ok, "witness: bad opening"
 
 

@@ -59,10 +59,11 @@ def honest_witness(state: State, record, rules=fv.RULES) -> tuple:
 
 def assert_forged_witnesses_revert(onestep, state: State, record, rules=fv.RULES, swaps=(0,)) -> None:
     """The honest witness gives the reference's post-state root; every opening
-    altered (a value, a presence, its proof), the last one missing, and two
-    neighbours swapped (at each index of ``swaps``): each reverts "witness".
-    In the suite (``EXAMPLES_SCALE`` < 1) each opening gets one of its
-    alterations, the kinds in turn; ``make test-deep`` makes every one."""
+    altered (a value, a presence, its proof; an absent one given a value), the
+    last one missing, and two neighbours swapped (at each index of ``swaps``):
+    each reverts "witness". In the suite (``EXAMPLES_SCALE`` < 1) each opening
+    gets one of its alterations, the kinds in turn, and every absent one a
+    value; ``make test-deep`` makes every one."""
     pre_root, ctx, openings, post_root = honest_witness(state, record, rules)
     item = encode_item(record)
     apply = lambda ops: onestep.functions.apply(pre_root, ctx.as_arg(), item, ops, []).call()
@@ -70,10 +71,12 @@ def assert_forged_witnesses_revert(onestep, state: State, record, rules=fv.RULES
     for i, (present, value, proof, sibling) in enumerate(openings):
         lies = [(not present, value or b"\x00" * 31 + b"\x01", proof, sibling),   # present <-> absent
                 (present, value, (proof[0] ^ 1,) + tuple(proof[1:]), sibling)]        # a sibling's place
-        if present:  # (an absent leaf's value is not read)
+        if present:
             lies.append((present, value[:-1] + bytes([value[-1] ^ 1]), proof, sibling))
         if EXAMPLES_SCALE < 1:
             lies = [lies[i % len(lies)]]
+        if not present:  # an absent leaf carrying a value (readers decode it whatever the flag): always tried
+            lies.append((present, b"\x00" * 31 + b"\x01", proof, sibling))
         for bad in lies:
             with pytest.raises(TransactionFailed, match="witness"):
                 apply(openings[:i] + [bad] + openings[i + 1:])
