@@ -444,14 +444,20 @@ def measure_liquidation_v3(w3: Web3, onestep: Any, state: State, tree: Any) -> d
         s.dirty.clear()
         item = encode_item({"liquidate": Liquidate(owner, fv.BTC, ()), "auction end": AuctionEnd(owner, fv.BTC),
                             "forced close": ForcedClose(s.globals.inbox_count, owner, fv.BTC)}[kind])
-        root, pre_ctx = runner.state_root, runner.ctx
-        result = runner.step(item)
-        assert result.ok, name
-        args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], [])
-        out[f"{name} ({len(result.witness.openings)} openings)"] = {
-            "tx_gas": contract.functions.step(*args).estimate_gas(),
-            "depths": [o.proof.depth for o in result.witness.openings]}
+        out.update(measure_applied_step(contract, runner, item, name))
     return out
+
+
+def measure_applied_step(onestep: Any, runner: TraceRunner, item: bytes, name: str) -> dict:
+    """{"<name> (<n> openings)": gas of onestep.step and the proof depths} for
+    ``item`` stepped from the runner's state (which must apply it)."""
+    root, pre_ctx = runner.state_root, runner.ctx
+    result = runner.step(item)
+    assert result.ok, name
+    openings = result.witness.openings
+    args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in openings], [])
+    return {f"{name} ({len(openings)} openings)": {"tx_gas": onestep.functions.step(*args).estimate_gas(),
+                                                   "depths": [o.proof.depth for o in openings]}}
 
 
 def measure_vault_step(w3: Web3, state: State, tree: Any) -> dict:
@@ -498,13 +504,7 @@ def measure_vault_step(w3: Web3, state: State, tree: Any) -> dict:
         runner.tree.update(compute_dirty_leaves(s))
         s.dirty.clear()
         item = encode_item(Liquidate(owner, fv.BTC, ()))
-        root, pre_ctx = runner.state_root, runner.ctx
-        result = runner.step(item)
-        assert result.ok, name
-        args = (root, pre_ctx.as_arg(), item, [o.as_arg() for o in result.witness.openings], [])
-        out[f"{name} ({len(result.witness.openings)} openings)"] = {
-            "tx_gas": onestep.functions.step(*args).estimate_gas(),
-            "depths": [o.proof.depth for o in result.witness.openings]}
+        out.update(measure_applied_step(onestep, runner, item, name))
     return out
 
 
