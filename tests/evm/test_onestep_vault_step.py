@@ -40,7 +40,8 @@ from sequencer.core.presets import DEVNET
 from sequencer.core.records import Liquidate
 from sequencer.core.rules import vault as vault_rules
 from sequencer.core.rules.base import RuleError
-from sequencer.core.rules.liquidation import (LIQUIDATION_V3, cancel_orders_v2, settle_liquidation_funding)
+from sequencer.core.rules.liquidation import (LIQUIDATION_V3, cancel_orders_v2, get_liquidation_rules,
+                                             settle_liquidation_funding)
 from sequencer.core.invariants import compute_conservation, compute_negative_balances
 from sequencer.core.rules.margin import ceil_div, compute_equity_scaled, compute_liquidation_size
 from sequencer.core.rules.vault import VAULT_ADDRESS, compute_vault_equity, get_total_shares
@@ -224,7 +225,8 @@ def classify(pre: dict, r: Liquidate, rules=RULES) -> str:
         return "no candidate"
     for i, lots in enumerate(candidates):
         snapshot = state.snapshot()
-        if vault_rules.apply_takeover(state, rules, r.account, position, lots, mark, params, equity):
+        if vault_rules.apply_takeover(state, rules, r.account, position, lots, mark, params, equity,
+                                      get_liquidation_rules(rules).absorb_vault_deficit):
             if state.globals.insurance_fund < 0:
                 return "the fund undone"
             what = "all" if lots == qty else "part"
@@ -451,8 +453,8 @@ def over_budget(state, ctx, position, qty, mark, params, equity):
     return [abs(position.size)]   # the whole position whatever the vault's budget
 
 
-def off_the_mark(state, ctx, address, position, lots, mark, params, equity):
-    return ORIGINAL_APPLY(state, ctx, address, position, lots, mark - 100 * 10**6, params, equity)
+def off_the_mark(state, ctx, address, position, lots, mark, params, equity, absorb_deficit):
+    return ORIGINAL_APPLY(state, ctx, address, position, lots, mark - 100 * 10**6, params, equity, absorb_deficit)
 
 
 ORIGINAL_APPLY = vault_rules.apply_takeover
@@ -462,7 +464,7 @@ def no_undo(state, ctx, address, position, lots, mark, params):
     """The takeover kept though the fund cannot pay its bad debt, the fund's
     deficit hidden (left at 0: money out of nowhere)."""
     from sequencer.core.rules.vault import process_vault_takeover
-    taken = process_vault_takeover(state, ctx, address, position, lots, mark, params)
+    taken = process_vault_takeover(state, ctx, address, position, lots, mark, params, absorb_deficit=True)
     g = state.globals
     state.set_globals(msgspec.structs.replace(g, insurance_fund=max(0, g.insurance_fund)))
     return taken

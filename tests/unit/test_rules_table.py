@@ -137,7 +137,7 @@ def test_the_tables_are_immutable_and_keyed_by_schema_version():
     assert changed == {"Liquidate", "AuctionEnd", "ForcedClose", "Deleverage"}
     assert isinstance(table.RULES_V4, MappingProxyType) and set(table.RULES_V4) == set(table.RULES_V3)
     changed = {kind.__name__ for kind in table.RULES_V4 if table.RULES_V3[kind] is not table.RULES_V4[kind]}
-    assert changed == {"ScheduledCancelAll"}  # the dead-man's switch by order epochs
+    assert changed == {"ScheduledCancelAll", "ModifyOrder"}  # the dead-man's switch by order epochs; a dead order's modify refused
     assert Context(preset=DEVNET, domain_separator=bytes(32), recover=None).schema_version == SCHEMA_VERSION
     with pytest.raises(TypeError):
         table.RULES_V1[R.Transfer] = None  # type: ignore[index]

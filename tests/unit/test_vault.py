@@ -24,6 +24,7 @@ from sequencer.core.records import Block, Trade, VaultDeposit, VaultUnwind, Vaul
 from sequencer.core.rules.base import RuleError, require_fresh_price
 from sequencer.core.rules.margin import compute_equity_scaled, is_liquidatable
 from sequencer.core.rules.positions import INSURANCE_ADDRESS, settle_funding
+from sequencer.core.rules.liquidation import get_liquidation_rules
 from sequencer.core.rules.vault import (VAULT_ADDRESS, compute_vault_equity, compute_vault_unwind,
                                         get_total_shares, get_unwind_nonce, process_vault_takeover)
 from sequencer.core.state import State, VaultShare
@@ -115,7 +116,8 @@ def take_over(sim: Sim, name: str = "alice", market: int = BTC) -> tuple[int, in
     sim.state.set_position(ADDR[name], market, position)
     mark = mark_of(sim, market)
     qty = abs(position.size)
-    return process_vault_takeover(sim.state, sim.ctx, ADDR[name], position, qty, mark, params), qty
+    return process_vault_takeover(sim.state, sim.ctx, ADDR[name], position, qty, mark, params,
+                                  absorb_deficit=get_liquidation_rules(sim.ctx).absorb_vault_deficit), qty
 
 
 # --- deposit --------------------------------------------------------------------------------
@@ -336,7 +338,8 @@ def test_takeover_takes_nothing_and_writes_nothing_when_it_must_not():
     sim.submit(deposit_record(sim, "carol", usd(100_000)))
     position = sim.position("alice")
     for address in (VAULT_ADDRESS, INSURANCE_ADDRESS):
-        assert process_vault_takeover(sim.state, CTX, address, position, ONE_BTC, mark_of(sim), BTC_PARAMS) == 0
+        assert process_vault_takeover(sim.state, CTX, address, position, ONE_BTC, mark_of(sim), BTC_PARAMS,
+                                      absorb_deficit=True) == 0
     # a vault position in ETH whose mark is stale: the vault cannot be valued, it takes nothing
     sim.place("dave", False, 3_000 * 10**6, 10**9, market=ETH)
     sim.place("erin", True, 3_000 * 10**6, 10**9, market=ETH, leverage=50)

@@ -43,8 +43,9 @@ from sequencer.core.rules.margin import (ceil_div, compute_equity, compute_equit
                                          compute_funding_owed, compute_liquidation_size,
                                          compute_long_change, compute_maintenance, compute_unrealized_pnl,
                                          is_liquidatable, is_solvent_at)
-from sequencer.core.rules.positions import (INSURANCE_ADDRESS, add_insurance, add_open_interest, apply_close,
-                                            apply_fill, close_and_release, get_position, settle_funding)
+from sequencer.core.rules.positions import (INSURANCE_ADDRESS, absorb_funding_deficit, add_insurance,
+                                            add_open_interest, apply_close, apply_fill, close_and_release,
+                                            get_position, settle_funding)
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL
 from sequencer.core.rules.trades import settle_fill
 from sequencer.core.state import Auction, Market, Order, Position, State, get_order_epoch, is_empty_position
@@ -121,18 +122,6 @@ def process_auto_deleverage(state: State, address: bytes, position: Position, ma
                       rank_deleverage_counterparties(state, params.id, not long, mark, params)]
     close_against(state, counterparties, qty, -bankrupt_notional, params,
                   failure=RuleError("deleverage_failed", "not enough opposite positions to deleverage against"))
-
-
-def absorb_funding_deficit(position: Position) -> Position:
-    """Rules v3: funding owed beyond a position's margin moves into its cost.
-    Its margin stays >= 0 (a position leaf holds no negative margin), while
-    its equity, its bankruptcy price (margin - cost) and the money in the
-    system are exactly as before: the deficit lowers its unrealised PnL
-    instead, and the close that follows realises it (bad debt paid by the
-    fund, or auto-deleveraging)."""
-    if position.margin >= 0:
-        return position
-    return replace(position, cost=position.cost - position.margin, margin=0)
 
 
 def settle_liquidation_funding(state: State, rules: LiquidationRules, address: bytes, market_id: int,
@@ -739,7 +728,8 @@ def process_vault_step(state: State, ctx: Context, address: bytes, position: Pos
     except ImportError:
         raise RuleError("vault_unavailable", "this executor has no backstop vault (policy book+vault)") from None
     snapshot = state.snapshot()
-    taken = process_vault_takeover(state, ctx, address, position, lots, mark, params)
+    taken = process_vault_takeover(state, ctx, address, position, lots, mark, params,
+                                   absorb_deficit=get_liquidation_rules(ctx).absorb_vault_deficit)
     if state.globals.insurance_fund < 0:
         state.revert(snapshot)
         return 0

@@ -138,3 +138,15 @@ def process_adjust_margin(state: State, r: AdjustMargin, timestamp_ms: int, ctx:
                 "the position would fall below its initial margin requirement")
     state.set_account(r.account, replace(account, collateral=account.collateral - r.amount))
     state.set_position(r.account, r.market, position)
+
+
+def absorb_funding_deficit(position: Position) -> Position:
+    """Rules v3: funding owed beyond a position's margin moves into its cost.
+    Its margin stays >= 0 (a position leaf holds no negative margin), while
+    its equity, its bankruptcy price (margin - cost) and the money in the
+    system are exactly as before: the deficit lowers its unrealised PnL
+    instead, and the close that follows realises it (bad debt paid by the
+    fund, or auto-deleveraging)."""
+    if position.margin >= 0:
+        return position
+    return replace(position, cost=position.cost - position.margin, margin=0)

@@ -35,7 +35,7 @@ from sequencer.core.records import VaultDeposit, VaultUnwind, VaultWithdraw
 from sequencer.core.rules.base import (Context, RuleError, get_account_or_empty, get_market, get_market_params,
                                        process_user_preamble, require, require_amount, require_fresh_price,
                                        require_market_params)
-from sequencer.core.rules.liquidation import absorb_funding_deficit, get_liquidation_rules
+from sequencer.core.rules.positions import absorb_funding_deficit
 from sequencer.core.rules.margin import (ceil_div, compute_equity_scaled, compute_fee, compute_long_change,
                                          is_initial_margin_kept)
 from sequencer.core.rules.orders import IMMEDIATE_OR_CANCEL
@@ -163,14 +163,15 @@ def process_vault_withdraw(state: State, r: VaultWithdraw, timestamp_ms: int, ct
 # --- takeover (the liquidation ladder's step 3, policy book+vault) ---------------------------
 
 def process_vault_takeover(state: State, ctx: Context, address: bytes, position: Position, qty: int, mark: int,
-                           params: MarketParams) -> int:
+                           params: MarketParams, *, absorb_deficit: bool) -> int:
     """The vault takes up to ``qty`` lots of the liquidated position over at
     the mark with its own margin, within its limits; returns the lots taken
     (a step multiple; 0 with nothing written).  The liquidated account
     closes them at the mark rounded against it, its fee (capped by the
     margin left) goes to the vault, a slice's bad debt is paid by the
     insurance fund.  Contract with the ladder: /tmp/team/vault.md and
-    docs/engine.md "Backstop vault"."""
+    docs/engine.md "Backstop vault".  ``absorb_deficit``: the liquidation
+    rules' ``absorb_vault_deficit`` (v4, take_vault_side)."""
     if address in (VAULT_ADDRESS, INSURANCE_ADDRESS) or qty <= 0 or not get_total_shares(state):
         return 0
     try:
@@ -181,7 +182,7 @@ def process_vault_takeover(state: State, ctx: Context, address: bytes, position:
         return 0
     for lots in compute_takeover_candidates(state, ctx, position, qty, mark, params, equity):
         snapshot = state.snapshot()
-        if apply_takeover(state, ctx, address, position, lots, mark, params, equity):
+        if apply_takeover(state, ctx, address, position, lots, mark, params, equity, absorb_deficit):
             state.commit(snapshot)
             return lots
         state.revert(snapshot)
@@ -210,7 +211,7 @@ def compute_takeover_candidates(state: State, ctx: Context, position: Position, 
 
 
 def apply_takeover(state: State, ctx: Context, address: bytes, position: Position, lots: int, mark: int,
-                   params: MarketParams, equity: Fraction) -> bool:
+                   params: MarketParams, equity: Fraction, absorb_deficit: bool) -> bool:
     """Write the takeover of ``lots``; False if the vault's side breaks a
     bound (the caller reverts)."""
     long = position.size > 0
@@ -225,11 +226,11 @@ def apply_takeover(state: State, ctx: Context, address: bytes, position: Positio
     state.set_position(address, params.id, replace(closed, margin=margin - fee + bad_debt))
     add_open_interest(state, params.id, compute_long_change(position.size, closed.size))
     add_insurance(state, -bad_debt)
-    return take_vault_side(state, ctx, lots if long else -lots, -notional, fee, mark, params, equity)
+    return take_vault_side(state, ctx, lots if long else -lots, -notional, fee, mark, params, equity, absorb_deficit)
 
 
 def take_vault_side(state: State, ctx: Context, delta: int, notional: int, fee: int, mark: int,
-                    params: MarketParams, equity: Fraction) -> bool:
+                    params: MarketParams, equity: Fraction, absorb_deficit: bool) -> bool:
     """The vault buys (``delta`` > 0) or sells ``|delta|`` lots for its signed
     ``notional``: it closes its opposite position first (PnL and the closed
     margin to its free collateral), posts margin at its leverage for the
@@ -237,7 +238,7 @@ def take_vault_side(state: State, ctx: Context, delta: int, notional: int, fee: 
     vault owes past its margin moves into its cost first (its equity and
     bankruptcy price unchanged), so its margin never ends negative."""
     vault = settle_funding(state, VAULT_ADDRESS, params.id, get_position(state, VAULT_ADDRESS, params.id), params)
-    if get_liquidation_rules(ctx).absorb_vault_deficit:
+    if absorb_deficit:
         vault = absorb_funding_deficit(vault)
     old_size, free = vault.size, get_account_or_empty(state, VAULT_ADDRESS).collateral
     closing = min(abs(delta), abs(old_size)) if old_size and (old_size > 0) != (delta > 0) else 0
