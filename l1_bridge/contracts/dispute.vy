@@ -284,7 +284,7 @@ def load(game: uint256, chunk: Bytes[MAX_DATA]):
     g: Game = self.games[game]
     assert game < self.game_count and g.status == ACTIVE and g.phase == LOADING, "not loading"
     assert msg.sender == g.challenger, "not your turn"
-    assert block.timestamp - g.turn_started < g.challenger_clock, "out of time"
+    assert self._elapsed(g) < g.challenger_clock, "out of time"
     self._load(game, chunk)
 
 
@@ -356,10 +356,20 @@ def reveal(game: uint256, end_ctx: trace.Ctx):
 
 @internal
 @view
+def _elapsed(g: Game) -> uint256:
+    """Seconds since the turn began; 0 when the block's time is before it,
+    which a transaction never sees (block times only grow) but a node's
+    simulated call can (anvil runs eth_call / eth_estimateGas at a time that
+    may trail its latest block's), where the subtraction would revert."""
+    return block.timestamp - min(block.timestamp, g.turn_started)
+
+
+@internal
+@view
 def _spend_clock(g: Game) -> Game:
     """Charge the mover for the time since its turn began (it must have time left)."""
     out: Game = g
-    elapsed: uint256 = block.timestamp - g.turn_started
+    elapsed: uint256 = self._elapsed(g)
     if g.turn == PROPOSER_TURN:
         assert elapsed < g.proposer_clock, "out of time"
         out.proposer_clock = g.proposer_clock - elapsed
@@ -470,7 +480,7 @@ def step(game: uint256, state_root: bytes32, ctx: trace.Ctx, item: Bytes[MAX_ITE
     g: Game = self.games[game]
     assert game < self.game_count and g.status == ACTIVE and g.phase == PLAYING, "game over"
     assert g.hi - g.lo == 1, "bisect first"
-    assert block.timestamp - g.turn_started < g.challenger_clock, "out of time"
+    assert self._elapsed(g) < g.challenger_clock, "out of time"
     assert records.verify_item(g.records_root, g.count, keccak256(item), g.lo, siblings), "not the item"
     pre: bytes32 = trace.claim(state_root, ctx)
     post: bytes32 = empty(bytes32)
@@ -499,7 +509,7 @@ def timeout(game: uint256):
     """
     g: Game = self.games[game]
     assert game < self.game_count and g.status == ACTIVE, "game over"
-    elapsed: uint256 = block.timestamp - g.turn_started
+    elapsed: uint256 = self._elapsed(g)
     if g.turn == PROPOSER_TURN:
         assert elapsed >= g.proposer_clock, "time left"
         self._finish(game, CHALLENGER_WON)
@@ -598,7 +608,7 @@ def clocks(game: uint256) -> (uint256, uint256):
     p: uint256 = g.proposer_clock
     c: uint256 = g.challenger_clock
     if g.status == ACTIVE:
-        elapsed: uint256 = block.timestamp - g.turn_started
+        elapsed: uint256 = self._elapsed(g)
         if g.turn == PROPOSER_TURN:
             p = p - min(p, elapsed)
         else:
