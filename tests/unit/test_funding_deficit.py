@@ -4,7 +4,7 @@ margin, whatever record acts on the position next (rules v4).
 A position leaf holds no negative margin (sequencer.core.commitment: the
 state root of such a state cannot be computed, and L1 reverts on it), so a
 record that settles funding into a margin and then goes on must either move
-the deficit into the cost (rules.liquidation.absorb_funding_deficit: the
+the deficit into the cost (rules.positions.absorb_funding_deficit: the
 liquidated position, Deleverage's counterparties, and since v4 the vault
 taking lots over) or refuse.  Hypothesis builds a book+vault market and a
 book+auction market, three traders, the vault and a shareholder, with
