@@ -192,10 +192,15 @@ async def test_the_defender_beats_a_wrong_challenger_and_times_out_a_silent_one(
     assert not l1.client.get_output(index)["is_final"]
     l1.advance(games.clock() + 1)
     async with Service(config) as service:  # restarted: its defender resumes from the chain
-        await wait_until(lambda: asyncio.to_thread(lambda: games.game(silent).status != ACTIVE), timeout=30)
-        assert games.game(silent).status == PROPOSER_WON
+        def is_recorded_over() -> bool:  # the defender's record closes after its timeout's receipt
+            services = service.l1.services  # (the chain shows the game over a moment before)
+            return services is not None and silent in services.defender.records \
+                and services.defender.records[silent].ended is not None
+        await wait_until(lambda: asyncio.to_thread(is_recorded_over), timeout=30)
+        records = service.l1.services.defender.records
+        assert games.game(silent).status == PROPOSER_WON == records[silent].status
         assert l1.client.get_output(index)["is_final"]
-        assert service.l1.services.defender.records[silent].moves == 1  # the timeout
+        assert records[silent].moves == 1  # the timeout
 
 
 async def _eq(coro, value) -> bool:
