@@ -398,15 +398,11 @@ def measure_liquidation_v3(w3: Web3, onestep: Any, state: State, tree: Any) -> d
     import msgspec
     from sequencer.core.commitment import compute_dirty_leaves
     from sequencer.core.markets import LIQUIDATION_LADDER
-    from sequencer.core.rules.base import get_market_params
     from sequencer.core.state import Auction
     lot, price = 10_000, fv.BTC_PRICE
     index = state.markets[fv.BTC].funding_index
     owner = keccak(b"v3 liquidation owner")[:20]
-    ladder_rules = msgspec.structs.replace(fv.RULES, markets={
-        m: msgspec.structs.replace(get_market_params(fv.RULES, m), liquidation_policy=LIQUIDATION_LADDER)
-        for m in (fv.BTC, fv.ETH)})
-    ladder = w3.eth.contract(address=deploy_onestep(w3, ladder_rules)[0], abi=load_artifact("onestep")[0])
+    ladder_rules, ladder = deploy_onestep_under_policy(w3, LIQUIDATION_LADDER)
     liquidatable = Position(1000 * lot, 6_000 * 10**6, 70 * 10**6, index, 1)
     owing = msgspec.structs.replace(liquidatable, funding_snapshot=index - 10**14)  # owes 10 USDC more than its 70
     owing = msgspec.structs.replace(owing, margin=5 * 10**6)
@@ -448,6 +444,16 @@ def measure_liquidation_v3(w3: Web3, onestep: Any, state: State, tree: Any) -> d
     return out
 
 
+def deploy_onestep_under_policy(w3: Web3, policy: int) -> tuple[Any, Any]:
+    """(rules, onestep contract): the shared vectors' rules with BTC and ETH
+    under the liquidation ``policy``, and a one-step deployed for them."""
+    import msgspec
+    from sequencer.core.rules.base import get_market_params
+    rules = msgspec.structs.replace(fv.RULES, markets={
+        m: msgspec.structs.replace(get_market_params(fv.RULES, m), liquidation_policy=policy) for m in (fv.BTC, fv.ETH)})
+    return rules, w3.eth.contract(address=deploy_onestep(w3, rules)[0], abi=load_artifact("onestep")[0])
+
+
 def measure_applied_step(onestep: Any, runner: TraceRunner, item: bytes, name: str) -> dict:
     """{"<name> (<n> openings)": gas of onestep.step and the proof depths} for
     ``item`` stepped from the runner's state (which must apply it)."""
@@ -471,15 +477,11 @@ def measure_vault_step(w3: Web3, state: State, tree: Any) -> dict:
     import msgspec
     from sequencer.core.commitment import compute_dirty_leaves
     from sequencer.core.markets import LIQUIDATION_BOOK_VAULT
-    from sequencer.core.rules.base import get_market_params
     from sequencer.core.state import VaultShare
     lot = 10_000
     index = state.markets[fv.BTC].funding_index
     owner = keccak(b"vault step owner")[:20]
-    rules = msgspec.structs.replace(fv.RULES, markets={
-        m: msgspec.structs.replace(get_market_params(fv.RULES, m), liquidation_policy=LIQUIDATION_BOOK_VAULT)
-        for m in (fv.BTC, fv.ETH)})
-    onestep = w3.eth.contract(address=deploy_onestep(w3, rules)[0], abi=load_artifact("onestep")[0])
+    rules, onestep = deploy_onestep_under_policy(w3, LIQUIDATION_BOOK_VAULT)
     liquidatable = Position(1000 * lot, 6_000 * 10**6, 70 * 10**6, index, 1)
     bankrupt = Position(1000 * lot, 6_100 * 10**6, 0, index, 1)
     cases = {  # name -> (the position, the fund, the vault's shares)

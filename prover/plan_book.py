@@ -114,17 +114,27 @@ def get_book_reads(r: Liquidate) -> list[bytes]:
     return keys
 
 
+def plan_refused_early(runner, r: Liquidate, params, policy: str):
+    """The plan of a book-policy Liquidate refused before anything is written
+    (the market and the position read), or None when it goes on; rules v1 are
+    pending (their cancel-all writes one leaf per open order)."""
+    if runner.rules.schema_version == 1:
+        raise PendingKind(f"Liquidate in a {policy} market under rules v1: it cancels every open order of the "
+                          "owner in the market, one leaf each, with no index")
+    if not is_refused_early(runner.state, r, params, runner.ctx.timestamp_ms):
+        return None
+    reads = [(get_market_key(r.market), False), (get_position_key(r.account, r.market), False)]
+    return (lambda ok, writes: reads), ()
+
+
 def plan_book(runner, r: Liquidate, params):
     """(plan, nonces) of a Liquidate in a book-first market (the market listed
     and the account not the fund's: prover.plan_liquidate checks)."""
+    early = plan_refused_early(runner, r, params, "book-first")
+    if early is not None:
+        return early
     state, timestamp_ms = runner.state, runner.ctx.timestamp_ms
-    if runner.rules.schema_version == 1:
-        raise PendingKind("Liquidate in a book-first market under rules v1: it cancels every open order of the "
-                          "owner in the market, one leaf each, with no index")
     market, position = get_market_key(r.market), get_position_key(r.account, r.market)
-    if is_refused_early(state, r, params, timestamp_ms):
-        reads = [(market, False), (position, False)]
-        return (lambda ok, writes: reads), ()
     reason = get_pending_reason(state, r, params, timestamp_ms, get_liquidation_rules(runner.rules).named_ladder)
     if reason is not None:
         raise PendingKind(f"Liquidate in the book: {reason}")

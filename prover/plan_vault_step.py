@@ -28,7 +28,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 from prover.keys import GLOBAL_KEY, get_account_key, get_auction_key, get_market_key, get_position_key
-from prover.plan_book import RANKED, is_refused_early
+from prover.plan_book import RANKED, plan_refused_early
 from prover.plan_vault import MAX_OPENINGS, get_vault_reads
 from prover.records import PendingKind
 from sequencer.core.records import Liquidate
@@ -71,14 +71,11 @@ def leaves_lots_to_ranked_ladder(runner, r: Liquidate, params) -> bool:
 def plan_vault_step(runner, r: Liquidate, params):
     """(plan, nonces) of a Liquidate naming no makers under book+vault (the
     market listed and the account not the fund's: prover.plan_liquidate checks)."""
-    state, timestamp_ms = runner.state, runner.ctx.timestamp_ms
-    if runner.rules.schema_version == 1:
-        raise PendingKind("Liquidate in a book+vault market under rules v1: it cancels every open order of the "
-                          "owner in the market, one leaf each, with no index")
+    early = plan_refused_early(runner, r, params, "book+vault")
+    if early is not None:
+        return early
+    state = runner.state
     market, position = get_market_key(r.market), get_position_key(r.account, r.market)
-    if is_refused_early(state, r, params, timestamp_ms):
-        reads = [(market, False), (position, False)]
-        return (lambda ok, writes: reads), ()
     auction = get_auction_key(r.account, r.market)
     reads = [(market, False), (position, False), (auction, False), (GLOBAL_KEY, False)]
     in_auction = (r.account, r.market) in state.auctions
