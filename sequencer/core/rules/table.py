@@ -25,9 +25,10 @@ from sequencer.core.rules.vault import process_vault_deposit, process_vault_unwi
 from sequencer.core.records import AuctionBid, AuctionEnd
 from sequencer.core.rules.auction import process_auction_bid, process_auction_end
 from sequencer.core.records import ModifyOrder, PlaceTrigger, ScheduleCancel, ScheduledCancelAll, TriggerFire
-from sequencer.core.rules.orders import process_modify_order
+from sequencer.core.rules.orders import process_modify_order, process_modify_order_v4
 from sequencer.core.rules.triggers import (process_place_trigger, process_schedule_cancel,
-                                           process_scheduled_cancel_all, process_trigger_fire)
+                                           process_scheduled_cancel_all, process_scheduled_cancel_all_v4,
+                                           process_trigger_fire)
 
 RuleTable = Mapping[type, Rule]
 
@@ -92,9 +93,6 @@ RULES_V3: RuleTable = MappingProxyType({
     ForcedClose: process_forced_close_v3,
     Deleverage: process_deleverage,
 })
-
-from sequencer.core.rules.triggers import process_scheduled_cancel_all_v4
-from sequencer.core.rules.orders import process_modify_order_v4
 
 RULES_V4: RuleTable = MappingProxyType({
     **RULES_V3,
