@@ -36,7 +36,7 @@ from pathlib import Path
 
 from l1_bridge.compile import compile_contract
 from l1_bridge.deploy import deploy_onestep, load_artifact
-from l1_bridge.dispute import LocalTrace, OutputTrace
+from l1_bridge.dispute import OutputTrace
 from prover import fraud_vectors as fv
 from prover.keys import GLOBAL_KEY
 from prover.records import decode_data
